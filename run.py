@@ -1,0 +1,15 @@
+"""glattn entry point: `python run.py [overrides]`, `python run.py -m [sweep overrides]`."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig):
+    from glattn.train import main as run_task
+
+    return run_task(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Shared test helpers: compose the real config from conf/, shrunk for the CPU."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+
+torch.set_num_threads(2)
+
+
+def compose_cfg(*overrides: str, return_hydra_config: bool = False):
+    """Compose conf/config.yaml with `overrides`, exactly as run.py would."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose(
+            "config", overrides=list(overrides), return_hydra_config=return_hydra_config
+        )
+
+
+@pytest.fixture
+def compose():
+    return compose_cfg
