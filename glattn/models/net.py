@@ -1,0 +1,133 @@
+"""GLSANet: a torchvision backbone with GLSA blocks inserted after chosen trunk stages.
+
+`build_model(cfg)` reads cfg.backbone, cfg.glsa, cfg.attention, cfg.fusion, cfg.residual
+(each `_target_` + settings, `_partial_: true`, completed here with channel counts) and
+cfg.dataset.num_classes. `attention=none` gives the plain backbone (no GLSA parameters).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from glattn.models import backbones as bb
+from glattn.models.cbam import LOCAL_ATTENTION, NoGLSABlock
+from glattn.models.fusion import FUSIONS
+from glattn.models.glsa import GLSABlock
+from glattn.models.registry import Registry
+from glattn.models.residual import RESIDUALS
+
+DEFAULT_POSITION = ("stride16",)  # the seed's place: the 14x14 map of a 224 input
+
+
+class GLSANet(nn.Module):
+    """`backbone` (intact torchvision model) + `glsa` (stage name -> GLSABlock)."""
+
+    def __init__(
+        self, backbone: nn.Module, blocks: dict[str, nn.Module] | None = None, name: str = ""
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.backbone_name = name or type(backbone).__name__.lower()
+        self.family = bb.family(backbone)
+        self.glsa = nn.ModuleDict(blocks or {})
+        self._stages = bb.stages(backbone)  # plain list: the modules live under .backbone
+        unknown = set(self.glsa) - {s.name for s in self._stages}
+        if unknown:
+            raise ValueError(f"GLSA blocks at unknown stages {sorted(unknown)}")
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return bb.gradcam_layer(self.backbone)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self._stages:
+            x = stage(x)
+            if stage.name in self.glsa:
+                x = self.glsa[stage.name](x)
+        return x  # (B, C, H/32, W/32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.backbone.avgpool(self.forward_features(x)), 1)
+        return bb.head(self.backbone)(x)  # (B, num_classes)
+
+    def count_parameters(self) -> dict[str, int]:
+        """Parameter counts: total = backbone + glsa + head; glsa includes its attention
+        (local attention, e.g. CBAM), fusion and residual parts and the qkv/proj convs."""
+
+        def n(modules) -> int:
+            return sum(p.numel() for m in modules for p in m.parameters())
+
+        blocks = list(self.glsa.values())
+        head = n([bb.head(self.backbone)])
+        return {
+            "total": n([self]),
+            "backbone": n([self.backbone]) - head,
+            "glsa": n(blocks),
+            "attention": n([b.local_attention for b in blocks]),
+            "fusion": n([b.fusion for b in blocks]),
+            "residual": n([b.residual for b in blocks]),
+            "head": head,
+        }
+
+
+def _partial(node: DictConfig, key: str, registry: Registry) -> functools.partial:
+    """Instantiate option `cfg.<key>` as a partial whose target is in `registry`."""
+    made = instantiate(node)
+    if not isinstance(made, functools.partial):
+        raise ValueError(f"cfg.{key} must set `_partial_: true` (channels arrive at build time)")
+    if registry is not None and registry.name_of(made.func) is None:
+        raise ValueError(
+            f"cfg.{key}._target_={node.get('_target_')} is not a registered {registry.family}; "
+            f"allowed options: {', '.join(registry.names())}"
+        )
+    return made
+
+
+def resolve_positions(backbone: nn.Module, position) -> list[str]:
+    """Stage names for `glsa.position` (a name or list of names; null = the seed's place)."""
+    if position is None:
+        position = DEFAULT_POSITION
+    wanted = [position] if isinstance(position, str) else list(position)
+    names = {}
+    for stage in bb.stages(backbone):
+        for alias in (stage.name, *stage.aliases):
+            names[alias] = stage.name
+    names.pop("stem", None)
+    bad = [p for p in wanted if p not in names]
+    if bad or not wanted:
+        raise ValueError(
+            f"glsa.position={wanted} is not valid for a {bb.family(backbone)} backbone; "
+            f"allowed (one or more): {', '.join(names)}"
+        )
+    return list(dict.fromkeys(names[p] for p in wanted))
+
+
+def build_model(cfg: DictConfig) -> GLSANet:
+    """The whole classifier from a composed config (conf/config.yaml)."""
+    for key in ("backbone", "glsa", "attention", "fusion", "residual", "dataset"):
+        if key not in cfg:
+            raise KeyError(f"config has no `{key}` group; compose conf/config.yaml")
+    backbone = _partial(cfg.backbone, "backbone", None)(num_classes=cfg.dataset.num_classes)
+    attention = _partial(cfg.attention, "attention", LOCAL_ATTENTION)
+    if attention.func is NoGLSABlock:
+        return GLSANet(backbone, name=cfg.backbone.name)
+    glsa_node = OmegaConf.to_container(cfg.glsa, resolve=True)
+    position = glsa_node.pop("position", None)
+    block = _partial(OmegaConf.create(glsa_node), "glsa", None)
+    if not (isinstance(block.func, type) and issubclass(block.func, GLSABlock)):
+        raise ValueError(f"cfg.glsa._target_ must be {GLSABlock.__module__}.GLSABlock")
+    fusion = _partial(cfg.fusion, "fusion", FUSIONS)
+    residual = _partial(cfg.residual, "residual", RESIDUALS)
+    stages = {s.name: s for s in bb.stages(backbone)}
+    blocks = {}
+    for name in resolve_positions(backbone, position):
+        c = stages[name].out_channels
+        blocks[name] = block(
+            channels=c, local_attention=attention(c), fusion=fusion(c), residual=residual(c)
+        )
+    return GLSANet(backbone, blocks, name=cfg.backbone.name)
