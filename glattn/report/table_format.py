@@ -1,0 +1,183 @@
+"""A small table model (cells with footnotes) rendered to Markdown, LaTeX (booktabs) and CSV.
+
+A missing cell is a dash with a footnote saying why; nothing is ever filled in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+DASH = "–"  # en dash
+
+
+@dataclass
+class Cell:
+    """One table cell: its display text, the numbers behind it, and an optional footnote."""
+
+    text: str
+    mean: float = math.nan
+    std: float = math.nan
+    n: int | None = None
+    p_value: float = math.nan
+    note: str | None = None  # footnote text (a dash always has one)
+
+    @classmethod
+    def missing(cls, why: str) -> "Cell":
+        return cls(DASH, note=why)
+
+
+@dataclass
+class Table:
+    """A titled table: header, rows of cells, caption; footnotes are collected from cells."""
+
+    key: str  # file stem, e.g. "table3_fusion"
+    title: str
+    caption: str
+    columns: list[str]
+    rows: list[list[Cell]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # table-level notes (no marker)
+
+    def __post_init__(self):
+        for row in self.rows:
+            self._check_row(row)
+
+    def add_row(self, row: list[Cell]) -> None:
+        self._check_row(row)
+        self.rows.append(row)
+
+    def _check_row(self, row):
+        if len(row) != len(self.columns):
+            raise ValueError(f"{self.key}: row has {len(row)} cells, header {len(self.columns)}")
+
+    def footnotes(self) -> dict[str, str]:
+        """{note text: marker}, markers a, b, c ... in reading order."""
+        marks: dict[str, str] = {}
+        for row in self.rows:
+            for cell in row:
+                if cell.note and cell.note not in marks:
+                    marks[cell.note] = _marker(len(marks))
+        return marks
+
+    # -- renderers -------------------------------------------------------------------
+    def to_markdown(self) -> str:
+        marks = self.footnotes()
+
+        def cell_md(cell: Cell) -> str:
+            text = cell.text.replace("|", "\\|")
+            return text + (f"<sup>{marks[cell.note]}</sup>" if cell.note else "")
+
+        lines = [f"### {self.title}", "", self.caption, ""]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in self.columns) + " |")
+        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
+        lines += ["| " + " | ".join(cell_md(c) for c in row) + " |" for row in self.rows]
+        if marks or self.notes:
+            lines.append("")
+        lines += [f"<sup>{m}</sup> {note}  " for note, m in marks.items()]
+        lines += [f"{note}  " for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def to_latex(self) -> str:
+        """A booktabs table (needs \\usepackage{booktabs}); all text LaTeX-escaped."""
+        marks = self.footnotes()
+
+        def cell_tex(cell: Cell) -> str:
+            text = latex_escape(cell.text)
+            return text + (f"\\textsuperscript{{{marks[cell.note]}}}" if cell.note else "")
+
+        align = "l" * self._label_columns() + "r" * (len(self.columns) - self._label_columns())
+        lines = [
+            "\\begin{table}[t]",
+            "\\centering",
+            "\\small",
+            f"\\caption{{{latex_escape(self.title)}. {latex_escape(self.caption)}}}",
+            f"\\label{{tab:{self.key}}}",
+            f"\\begin{{tabular}}{{{align}}}",
+            "\\toprule",
+            " & ".join(latex_escape(c) for c in self.columns) + " \\\\",
+            "\\midrule",
+        ]
+        lines += [" & ".join(cell_tex(c) for c in row) + " \\\\" for row in self.rows]
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        foot = [f"\\textsuperscript{{{m}}}{latex_escape(note)}" for note, m in marks.items()]
+        foot += [latex_escape(note) for note in self.notes]
+        if foot:
+            lines.append("\\par\\vspace{2pt}{\\footnotesize " + " \\\\ ".join(foot) + "}")
+        lines.append("\\end{table}")
+        return "\n".join(lines) + "\n"
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy form: one line per cell with its numbers, text and footnote."""
+        nlab = self._label_columns()
+        out = []
+        for row in self.rows:
+            labels = " / ".join(c.text for c in row[:nlab])
+            for name, cell in zip(self.columns[nlab:], row[nlab:]):
+                out.append(
+                    {
+                        "row": labels,
+                        "column": name,
+                        "text": cell.text,
+                        "mean": cell.mean,
+                        "std": cell.std,
+                        "n": cell.n,
+                        "p_value": cell.p_value,
+                        "footnote": cell.note or "",
+                    }
+                )
+        return pd.DataFrame(
+            out, columns=["row", "column", "text", "mean", "std", "n", "p_value", "footnote"]
+        )
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """Write <key>.md, <key>.tex and <key>.csv into out_dir; returns the paths."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"{self.key}.{ext}" for ext in ("md", "tex", "csv")]
+        paths[0].write_text(self.to_markdown())
+        paths[1].write_text(self.to_latex())
+        self.to_frame().to_csv(paths[2], index=False)
+        return paths
+
+    label_columns: int = 1
+
+    def _label_columns(self) -> int:
+        return max(1, min(self.label_columns, len(self.columns)))
+
+
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "Δ": r"$\Delta$",
+    "≥": r"$\geq$",
+    "–": "--",
+    "−": "$-$",
+    "α": r"$\alpha$",
+    "σ": r"$\sigma$",
+    "⊙": r"$\odot$",
+}
+_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX))
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few Unicode symbols the tables use to math."""
+    return _LATEX_RE.sub(lambda m: _LATEX[m.group(0)], str(text))
+
+
+def _marker(i: int) -> str:
+    letters = string.ascii_lowercase
+    return letters[i] if i < 26 else letters[i // 26 - 1] + letters[i % 26]

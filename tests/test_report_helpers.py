@@ -1,0 +1,62 @@
+"""Helpers (no tests): a real MLflow store (sqlite in a temp dir) with runs of known values."""
+
+from __future__ import annotations
+
+import time
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+CLASSES = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+DEFAULTS = dict(backbone="resnet18", attention="cbam", fusion="original",
+                residual="original", loss="focal", dataset="ham10000")  # fmt: skip
+
+
+class Store:
+    """A tracking store with helpers to add sweep parents and job runs."""
+
+    def __init__(self, tmp_path):
+        self.uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        self.artifacts = tmp_path / "mlartifacts"
+        self.client = MlflowClient(self.uri)
+        self._t = int(time.time() * 1000)
+
+    def experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp:
+            return exp.experiment_id
+        return self.client.create_experiment(name, artifact_location=str(self.artifacts / name))
+
+    def sweep(self, exp: str) -> str:
+        run = self.client.create_run(self.experiment(exp), tags={"glattn.role": "sweep"})
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def job(self, exp: str, seed: int, metrics: dict, history: dict | None = None,
+            parent: str | None = None, status: str = "FINISHED", task: str = "train",
+            **factors) -> str:  # fmt: skip
+        """A job run; `metrics` {key: value} logged once, `history` {key: [v_epoch1, ...]}."""
+        tags = {**DEFAULTS, **factors, "seed": str(seed), "task": task,
+                "glattn.role": "job"}  # fmt: skip
+        tags["fingerprint"] = "fp-" + "-".join(
+            str(tags[k]) for k in ("backbone", "attention", "fusion", "residual", "loss",
+                                   "dataset", "task", "eval_dataset")
+            if k in tags)  # fmt: skip
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        self._t += 1000
+        run = self.client.create_run(
+            self.experiment(exp), start_time=self._t,
+            tags=tags, run_name=f"{tags['fusion']}_{tags['residual']}_{tags['attention']}",
+        )  # fmt: skip
+        rid = run.info.run_id
+        batch = [Metric(k, float(v), self._t, 0) for k, v in metrics.items()]
+        for key, values in (history or {}).items():
+            batch += [Metric(key, float(v), self._t + e, e) for e, v in enumerate(values, 1)]
+        params = [Param(f"{k}._target_", f"glattn.{k}.{v}") for k, v in DEFAULTS.items()]
+        params += [Param("seed", str(seed)), Param("trainer.lr", "0.001")]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(rid, metrics=batch[i : i + 500])
+        self.client.log_batch(rid, params=params, tags=[RunTag("mlflow.note.content", "")])
+        self.client.set_terminated(rid, status)
+        return rid
