@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import os
 from pathlib import Path
 
@@ -162,3 +163,11 @@ def _seed(value):
         return int(value)
     except (TypeError, ValueError):
         return value
+
+
+_SECRET_URI = re.compile(r"(://[^:/@]+:)[^@]+@")  # user:password@host
+
+
+def mask(uri: str) -> str:
+    """Hide a password in a database/server URI before printing it."""
+    return _SECRET_URI.sub(r"\1****@", uri)

@@ -1,0 +1,79 @@
+"""`python -m glattn.report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from glattn.report import runs, tables
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m glattn.report",
+        description="Write the paper's tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) "
+        "from the FINISHED job runs of one MLflow experiment.",
+    )
+    p.add_argument("experiment", help="MLflow experiment name, e.g. table3_fusion or paper")
+    p.add_argument("--tracking-uri", default=None,
+                   help="default: $MLFLOW_TRACKING_URI, else conf/tracking's uri, else "
+                   "sqlite:///<abs>/outputs/mlflow.db")  # fmt: skip
+    p.add_argument("--metric", default="balanced_acc", choices=sorted(tables.METRICS))
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default outputs/reports/EXPERIMENT)")  # fmt: skip
+    p.add_argument("--tables", default=None,
+                   help="comma-separated table numbers (default: by experiment name: "
+                   "tableN_* -> N, paper -> 1-6, else every table whose data exist)")  # fmt: skip
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM grid")
+    p.add_argument("--no-log", action="store_true",
+                   help="do not log the report to the parent sweep run")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def parse_tables(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        numbers = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or any(n not in tables.BUILDERS for n in numbers):
+        raise runs.ReportError(f"--tables {text!r}: expected comma-separated numbers 1-6")
+    return numbers
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    from glattn.report.report import make_report
+
+    try:
+        report = make_report(
+            args.experiment,
+            uri=args.tracking_uri,
+            metric=args.metric,
+            out_dir=args.out,
+            which=parse_tables(args.tables),
+            make_figures=not args.no_figures,
+            gradcam=not args.no_gradcam,
+            log_artifacts=not args.no_log,
+        )
+    except runs.ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for n, t in report.tables.items():
+        if t is not None:
+            print(t.to_markdown())
+    print(f"wrote {len(report.files)} files to {report.out_dir}")
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.parent_run_id:
+        print(f"logged as artifacts 'report/' of parent sweep run {report.parent_run_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

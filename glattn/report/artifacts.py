@@ -1,0 +1,106 @@
+"""Run artifacts the report reads (confusion matrices, checkpoints) and writes (the report
+itself, logged to the sweep's parent run), through MlflowClient / mlflow.artifacts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+CONFUSION = re.compile(r"confusion.*\.(csv|json|npy)$", re.IGNORECASE)
+CONFUSION_PNG = re.compile(r"confusion.*\.png$", re.IGNORECASE)
+CHECKPOINT = re.compile(r"(^|/)best\.pt$")
+
+
+def list_files(client: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    """Every artifact file path of a run (recursive)."""
+    out = []
+    for info in client.list_artifacts(run_id, path):
+        if info.is_dir:
+            out += list_files(client, run_id, info.path)
+        else:
+            out.append(info.path)
+    return out
+
+
+def find(client: MlflowClient, run_id: str, pattern: re.Pattern, prefer: str = "test") -> str | None:
+    """The first artifact path matching `pattern`, preferring paths containing `prefer`."""
+    hits = [p for p in list_files(client, run_id) if pattern.search(p)]
+    hits.sort(key=lambda p: (prefer not in p.lower(), p))
+    return hits[0] if hits else None
+
+
+def download(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, path, str(dst)))
+
+
+def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    """A square confusion matrix (rows true, columns predicted) from CSV/JSON/NPY."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        m = np.load(path, allow_pickle=False)
+        names = None
+    elif suffix == ".json":
+        import json
+
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            m, names = np.asarray(data.get("matrix") or data.get("confusion")), data.get("classes")
+        else:
+            m, names = np.asarray(data), None
+    else:
+        frame = pd.read_csv(path)
+        first = frame.columns[0]
+        if not pd.api.types.is_numeric_dtype(frame[first]):
+            frame = frame.set_index(first)
+        names = [str(c) for c in frame.columns]
+        m = frame.to_numpy()
+    m = np.asarray(m, float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{path}: expected a square confusion matrix, got shape {m.shape}")
+    return m, names
+
+
+def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
+    """Sum of the runs' numeric confusion-matrix artifacts: (matrix, classes, n_runs), or
+    (None, None, 0) plus the path of a PNG artifact to copy when only images were logged."""
+    client = MlflowClient(uri)
+    total, names, n, png = None, None, 0, None
+    for run_id in run_ids:
+        path = find(client, run_id, CONFUSION)
+        if path is None:
+            png_path = find(client, run_id, CONFUSION_PNG)
+            if png_path and png is None:
+                png = download(client, run_id, png_path, tmp / run_id)
+            continue
+        m, cls = read_matrix(download(client, run_id, path, tmp / run_id))
+        if total is not None and m.shape != total.shape:
+            continue
+        total = m if total is None else total + m
+        names = names or cls
+        n += 1
+    return total, names, n, png
+
+
+def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
+    """The run's best checkpoint: its `best.pt` artifact, else the local checkpoint dir
+    `{paths.output_dir}/checkpoints/{fingerprint}/best.pt` (CONTRACT.md), else None."""
+    client = MlflowClient(uri)
+    path = find(client, run["run_id"], CHECKPOINT)
+    if path is not None:
+        return download(client, run["run_id"], path, tmp / run["run_id"])
+    out_dir, fp = run.get("params.paths.output_dir"), run.get("fingerprint")
+    if isinstance(out_dir, str) and isinstance(fp, str):
+        local = Path(out_dir) / "checkpoints" / fp / "best.pt"
+        if local.is_file():
+            return local
+    return None
+
+
+def log_report(uri: str, run_id: str, out_dir: Path, artifact_path: str = "report") -> None:
+    """Upload every file of the report directory as artifacts of run `run_id`."""
+    MlflowClient(uri).log_artifacts(run_id, str(out_dir), artifact_path)

@@ -1,0 +1,174 @@
+"""The paper's figures from tracked runs (matplotlib, Agg backend; PNG and PDF each).
+
+- training curves per strategy: mean over seeds with a +- std band, from metric history;
+- per-class recall bars across strategies (test/recall_<class>, else val/recall_<class>);
+- the confusion matrix of the best configuration (from the runs' artifacts);
+- a Grad-CAM grid comparing fusion strategies on the same images (gradcam.py).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from glattn.report import stats  # noqa: E402
+from glattn.report.tables import METRICS, dataset_label, ordered, score, trained  # noqa: E402
+from glattn.report.runs import FACTORS  # noqa: E402
+
+CLASS_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+
+
+def save(fig, out_dir: Path, stem: str) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf; close the figure."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    fig.tight_layout()
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def strategy_keys(frame: pd.DataFrame) -> list[str]:
+    """The factors that vary among the runs (the 'strategies' the figures compare)."""
+    keys = [f for f in FACTORS if f != "dataset" and frame[f].nunique(dropna=True) > 1]
+    return keys or ["attention"]
+
+
+def strategies(frame: pd.DataFrame):
+    """Yield (label, sub-frame) per strategy, in the tables' level order."""
+    keys = strategy_keys(frame)
+    combos = {tuple(r) for r in frame[keys].itertuples(index=False)}
+    orders = [ordered(k, frame[k].dropna().unique()) for k in keys]
+
+    def rank(t):
+        return tuple(o.index(v) if v in o else len(o) for o, v in zip(orders, t))
+
+    for combo in sorted(combos, key=rank):
+        mask = np.logical_and.reduce([frame[k] == v for k, v in zip(keys, combo)])
+        yield "/".join(str(v) for v in combo), frame[mask]
+
+
+def mean_std_curve(histories: list[dict[int, float]]) -> pd.DataFrame:
+    """Per-epoch mean, sample std (NaN when one run) and n over several runs' histories."""
+    wide = pd.DataFrame([pd.Series(h, dtype=float) for h in histories if h])
+    if wide.empty:
+        return pd.DataFrame(columns=["mean", "std", "n"])
+    wide = wide.reindex(sorted(wide.columns), axis=1)
+    return pd.DataFrame(
+        {"mean": wide.mean(axis=0), "std": wide.std(axis=0, ddof=1), "n": wide.count(axis=0)}
+    )
+
+
+def training_curves(runs: pd.DataFrame, history: Callable, metric: str, out_dir: Path,
+                    notes: list[str]) -> list[Path]:  # fmt: skip
+    """One figure per training data set: train/loss and val/<metric> per strategy."""
+    frame = trained(runs)
+    paths = []
+    keys = ("train/loss", f"val/{metric}")
+    for ds in ordered("dataset", frame["dataset"].dropna().unique()):
+        sub = frame[frame["dataset"] == ds]
+        hist = {k: history(list(sub["run_id"]), k) for k in keys}
+        if not any(h for k in keys for h in hist[k].values()):
+            notes.append(f"training curves ({ds}): the runs logged no per-epoch {keys}")
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for label, s in strategies(sub):
+            for ax, k in zip(axes, keys):
+                curve = mean_std_curve([hist[k].get(r, {}) for r in s["run_id"]])
+                if curve.empty:
+                    continue
+                x = curve.index.to_numpy()
+                scale = 100.0 if k.startswith("val/") else 1.0
+                m, sd = curve["mean"] * scale, curve["std"].fillna(0) * scale
+                (line,) = ax.plot(x, m, label=f"{label} (n={int(curve['n'].max())})")
+                ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.2)
+        for ax in axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[0].set(xlabel="epoch", ylabel="training loss")
+        axes[1].set(xlabel="epoch", ylabel=f"validation {METRICS[metric]}")
+        axes[1].legend(fontsize=7)
+        fig.suptitle(f"{dataset_label(ds)}: mean ± std over seeds")
+        paths += save(fig, out_dir, f"curves_{ds}")
+    return paths
+
+
+def recall_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
+    """('test'|'val', classes) of the per-class recall metrics the runs logged."""
+    for split in ("test", "val"):
+        prefix = f"metrics.{split}/recall_"
+        names = [c[len(prefix):] for c in frame.columns if c.startswith(prefix)]
+        names = [n for n in names if frame[prefix + n].notna().any()]
+        if names:
+            known = [c for c in CLASS_ORDER if c in names]
+            return split, known + sorted(set(names) - set(known))
+    return "", []
+
+
+def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> list[Path]:
+    """Grouped bars: per-class recall (mean ± std over seeds) for each strategy."""
+    frame = trained(runs)
+    paths = []
+    for ds in ordered("dataset", frame["dataset"].dropna().unique()):
+        sub = frame[frame["dataset"] == ds]
+        split, classes = recall_columns(sub)
+        if not classes:
+            notes.append(f"per-class recall ({ds}): no test/recall_<class> or "
+                         "val/recall_<class> metrics")  # fmt: skip
+            continue
+        groups = list(strategies(sub))
+        width = 0.8 / max(1, len(groups))
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(classes) + 2), 3.8))
+        x = np.arange(len(classes))
+        for i, (label, s) in enumerate(groups):
+            summ = [stats.summarize(s[f"metrics.{split}/recall_{c}"].dropna().tolist())
+                    for c in classes]  # fmt: skip
+            ax.bar(x + (i - (len(groups) - 1) / 2) * width, [100 * t.mean for t in summ],
+                   width, yerr=[0 if math.isnan(t.std) else 100 * t.std for t in summ],
+                   capsize=2, label=f"{label} (n={max(t.n for t in summ)})")  # fmt: skip
+        ax.set_xticks(x, classes)
+        ax.set(ylabel=f"{split} recall (%)", ylim=(0, 105),
+               title=f"{dataset_label(ds)}: per-class recall, mean ± std over seeds")
+        ax.legend(fontsize=7, ncol=2)
+        paths += save(fig, out_dir, f"recall_{ds}")
+    return paths
+
+
+def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
+    """(label, runs) of the strategy with the highest mean score (test, else best val)."""
+    frame = trained(runs)
+    if dataset is not None:
+        frame = frame[frame["dataset"] == dataset]
+    best = None
+    for label, s in strategies(frame):
+        mean = stats.summarize(score(s, metric)[0].dropna().tolist()).mean
+        if not math.isnan(mean) and (best is None or mean > best[0]):
+            best = (mean, label, s)
+    return (best[1], best[2]) if best else (None, frame.iloc[:0])
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, out_dir: Path,
+                   stem: str) -> list[Path]:  # fmt: skip
+    """Row-normalised confusion matrix (rows true, columns predicted) with counts."""
+    matrix = np.asarray(matrix, float)
+    norm = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1e-12, None)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    im = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+    for i in range(norm.shape[0]):
+        for j in range(norm.shape[1]):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({matrix[i, j]:.0f})", ha="center", va="center",
+                    fontsize=6, color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+    ax.set_xticks(range(len(classes)), classes, rotation=45)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return save(fig, out_dir, stem)
