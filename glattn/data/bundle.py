@@ -1,0 +1,169 @@
+"""`build_data(cfg, run_dir)`: config -> validated images -> lesion-grouped splits ->
+datasets and loaders (the data half of the pipeline in DESIGN.md section 2).
+
+Order of work, so that bad input fails before training: check options -> read metadata
+(root, files, columns, labels, duplicates, missing images) -> decode every image once
+(cache build, or a fast 1/8-scale check without cache; corrupt files fail or are skipped
+with dataset.skip_bad_images=true) -> split -> check every class is in every split ->
+write split.csv (and skipped_images.csv) into run_dir.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from glattn.data.cache import DiskImages, build_cache
+from glattn.data.classes import CLASS_NAMES
+from glattn.data.datasets import LesionDataset
+from glattn.data.errors import DataError
+from glattn.data.ham10000 import read_ham10000
+from glattn.data.isic2018 import read_isic2018
+from glattn.data.options import DataOptions, check_options
+from glattn.data.splits import assign_splits, check_splits
+from glattn.data.synthetic import ensure_synthetic
+from glattn.data.transforms import eval_transform, resize_side, train_transform
+
+log = logging.getLogger(__name__)
+
+
+def _read_synthetic(o: DataOptions) -> pd.DataFrame:
+    root = ensure_synthetic(o.root, o.num_images, o.source_width, o.source_height,
+                            o.generator_seed)
+    return read_ham10000(root)
+
+
+# conf/dataset/<name>.yaml <-> these readers, one-to-one (tests/test_data_config.py).
+READERS = {
+    "synthetic": _read_synthetic,
+    "ham10000": lambda o: read_ham10000(o.root),
+    "isic2018": lambda o: read_isic2018(o.root, o.eval_split),
+}
+
+
+@dataclass
+class DataBundle:
+    train: LesionDataset | None
+    val: LesionDataset | None
+    test: LesionDataset | None
+    class_names: tuple[str, ...]
+    train_counts: np.ndarray  # (7,) images per class in the training split
+    split_frame: pd.DataFrame  # image_id, lesion_id, label (class name), split
+    skipped: pd.DataFrame  # image_id, reason: rows dropped before splitting
+    options: DataOptions
+
+    def datasets(self) -> dict[str, LesionDataset]:
+        return {k: v for k, v in (("train", self.train), ("val", self.val),
+                                  ("test", self.test)) if v is not None}
+
+    def loaders(
+        self,
+        batch_size: int,
+        num_workers: int | None = None,
+        sampler: str | None = None,
+        seed: int | None = None,
+    ) -> dict[str, DataLoader]:
+        """train: shuffled, or WeightedRandomSampler (sampler="weighted": every class drawn
+        equally often in expectation; one epoch = len(train) draws with replacement);
+        val/test: in order. Defaults come from cfg.dataset; `seed` seeds the draw order."""
+        workers = self.options.num_workers if num_workers is None else num_workers
+        sampler = self.options.sampler if sampler is None else sampler
+        if sampler not in ("weighted", "none"):
+            raise DataError(f"sampler={sampler!r}: expected 'weighted' or 'none'")
+        gen = torch.Generator().manual_seed(self.options.seed if seed is None else seed)
+        common = dict(batch_size=batch_size, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+        out = {}
+        for split, ds in self.datasets().items():
+            if split != "train":
+                out[split] = DataLoader(ds, shuffle=False, **common)
+            elif sampler == "weighted":
+                weights = 1.0 / self.train_counts[ds.labels]
+                draw = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
+                                             len(ds), replacement=True, generator=gen)
+                out[split] = DataLoader(ds, sampler=draw, drop_last=len(ds) > batch_size,
+                                        **common)
+            else:
+                out[split] = DataLoader(ds, shuffle=True, generator=gen,
+                                        drop_last=len(ds) > batch_size, **common)
+        return out
+
+
+def _drop_bad(frame: pd.DataFrame, source, o: DataOptions) -> tuple[pd.DataFrame, list]:
+    bad = source.find_bad()
+    if not bad:
+        return frame, []
+    rows = sorted(bad)
+    listed = "; ".join(f"{frame['path'].iloc[i]} ({bad[i]})" for i in rows[:5])
+    if not o.skip_bad_images:
+        raise DataError(
+            f"{len(rows)} image(s) cannot be decoded: {listed}"
+            f"{' ...' if len(rows) > 5 else ''}; expected readable JPEG/PNG files "
+            "(re-download them, or set dataset.skip_bad_images=true to skip and report them)"
+        )
+    log.warning("skipping %d unreadable image(s) (dataset.skip_bad_images=true): %s",
+                len(rows), listed)
+    records = [(frame["image_id"].iloc[i], f"cannot decode {frame['path'].iloc[i]}: {bad[i]}")
+               for i in rows]
+    return frame.drop(index=frame.index[rows]), records
+
+
+def _split(frame: pd.DataFrame, o: DataOptions) -> np.ndarray:
+    pool = (frame["origin"] == "train").to_numpy()
+    split = np.full(len(frame), "test", dtype=object)  # official rows are the test split
+    test_fraction = o.test_fraction if o.eval_split == "holdout" else 0.0
+    split[pool] = assign_splits(
+        frame["label"].to_numpy()[pool], frame["lesion_id"].to_numpy()[pool],
+        o.val_fraction, test_fraction, o.folds, o.fold, o.split_seed,
+    )
+    return split
+
+
+def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
+    """Validated data for `cfg` (reads cfg.dataset, cfg.paths.output_dir, cfg.seed)."""
+    o = check_options(cfg)
+    frame = READERS[o.name](o)
+    skipped = list(frame.attrs.get("skipped", []))
+    frame = frame.reset_index(drop=True)
+    side = resize_side(o.image_size)
+    paths = frame["path"].tolist()
+    source = build_cache(paths, side, o.cache_dir) if o.cache else DiskImages(paths, side)
+    frame["row"] = np.arange(len(frame))
+    frame, bad = _drop_bad(frame, source, o)
+    skipped += bad
+    frame["split"] = _split(frame, o)
+    how = (f"{o.name}, eval_split={o.eval_split}, split_seed={o.split_seed}"
+           + (f", fold {o.fold} of {o.folds}" if o.folds > 1 else ""))
+    split_frame = pd.DataFrame({
+        "image_id": frame["image_id"].to_numpy(), "lesion_id": frame["lesion_id"].to_numpy(),
+        "label": [CLASS_NAMES[i] for i in frame["label"]], "split": frame["split"].to_numpy(),
+    })
+    check_splits(split_frame, how)
+    skipped_frame = pd.DataFrame(skipped, columns=["image_id", "reason"])
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        split_frame.to_csv(run_dir / "split.csv", index=False)
+        if len(skipped_frame):
+            skipped_frame.to_csv(run_dir / "skipped_images.csv", index=False)
+    sets = {}
+    for name in ("train", "val", "test"):
+        part = frame[frame["split"] == name]
+        if len(part):
+            tf = train_transform(o.image_size) if name == "train" else eval_transform(
+                o.image_size)
+            sets[name] = LesionDataset(source, part["row"], part["image_id"], part["label"],
+                                       tf, name)
+    if "train" not in sets:
+        raise DataError(f"no training images left ({how})")
+    counts = sets["train"].class_counts()
+    log.info("training class counts: %s", dict(zip(CLASS_NAMES, counts.tolist())))
+    return DataBundle(sets.get("train"), sets.get("val"), sets.get("test"), CLASS_NAMES,
+                      counts, split_frame, skipped_frame, o)

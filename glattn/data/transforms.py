@@ -1,0 +1,48 @@
+"""Image transforms (torchvision.transforms.v2) on uint8 (3, R, R) tensors, R =
+resize_side(image_size) (the stored/decoded size, as "resize 256, crop 224" in the
+ImageNet recipe of He et al. 2016). Training augmentation suits dermoscopy, which has no
+canonical orientation: any rotation, both flips, random resized crops and mild colour
+jitter (lighting and skin tone vary between dermoscopes; cf. Perez et al. 2018, "Data
+augmentation for skin lesion analysis", arXiv:1809.01442). Evaluation: resize + centre
+crop. Both end with ImageNet normalisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_side(image_size: int) -> int:
+    """Side of the decoded/cached square image for a crop of `image_size` (256 for 224)."""
+    return int(round(image_size * 256 / 224))
+
+
+def _finish() -> list:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def train_transform(image_size: int) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.RandomRotation(180, interpolation=v2.InterpolationMode.BILINEAR),
+            v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+            *_finish(),
+        ]
+    )
+
+
+def eval_transform(image_size: int) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.Resize(resize_side(image_size), antialias=True),  # no-op on cached images
+            v2.CenterCrop(image_size),
+            *_finish(),
+        ]
+    )
