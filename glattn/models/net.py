@@ -77,9 +77,9 @@ class GLSANet(nn.Module):
 
 def _partial(node: DictConfig, key: str, registry: Registry) -> functools.partial:
     """Instantiate option `cfg.<key>` as a partial whose target is in `registry`."""
-    made = instantiate(node)
-    if not isinstance(made, functools.partial):
+    if node.get("_partial_") is not True:
         raise ValueError(f"cfg.{key} must set `_partial_: true` (channels arrive at build time)")
+    made = instantiate(node)
     if registry is not None and registry.name_of(made.func) is None:
         raise ValueError(
             f"cfg.{key}._target_={node.get('_target_')} is not a registered {registry.family}; "
