@@ -1,0 +1,172 @@
+"""Grad-CAM overlays (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks
+via Gradient-based Localization", ICCV 2017, https://arxiv.org/abs/1610.02391):
+cam = ReLU(sum_k alpha_k A^k), alpha_k = mean over positions of d y_c / d A^k, on the
+model's ``gradcam_layer`` (ResNet ``layer4[-1]``, VGG's last conv).
+
+CLI: ``python -m glattn.gradcam ckpt_path=outputs/checkpoints/<fp>/best.pt
+images=[a.jpg,b.jpg] out=gradcam.png [target=<class name>]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as nnF
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def grad_cam(
+    model: nn.Module, images: torch.Tensor, targets: Sequence[int] | None = None,
+    layer: nn.Module | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Heat maps (B, H, W) in [0, 1] at the input resolution, and the predicted classes.
+
+    ``targets``: the class to explain per image (default: the predicted class).
+    """
+    layer = layer if layer is not None else model.gradcam_layer
+    store = {}
+
+    def keep(_module, _inputs, output):
+        store["act"] = output
+        output.register_hook(lambda grad: store.__setitem__("grad", grad))
+
+    handle = layer.register_forward_hook(keep)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            x = images.clone().requires_grad_(True)  # grads flow even with frozen weights
+            logits = model(x)  # (B, C)
+            pred = logits.argmax(1)
+            target = pred if targets is None else torch.as_tensor(targets, device=pred.device)
+            model.zero_grad(set_to_none=True)
+            logits.gather(1, target[:, None]).sum().backward()
+    finally:
+        handle.remove()
+        model.train(was_training)
+    act, grad = store["act"].detach(), store["grad"].detach()  # (B, K, h, w)
+    weights = grad.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
+    cam = nnF.relu((weights * act).sum(1, keepdim=True))  # (B, 1, h, w)
+    cam = nnF.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    cam = cam[:, 0]
+    flat = cam.flatten(1)
+    lo, hi = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
+    cam = (cam - lo) / (hi - lo).clamp(min=1e-8)
+    return cam.cpu(), pred.cpu()
+
+
+def pick_per_class(labels: Sequence[int], per_class: int) -> list[int]:
+    """The first ``per_class`` indices of each class, class by class."""
+    labels = np.asarray(labels)
+    index = []
+    for c in np.unique(labels):
+        index.extend(np.flatnonzero(labels == c)[:per_class].tolist())
+    return index
+
+
+def _display(image: torch.Tensor) -> np.ndarray:
+    """A normalised (3, H, W) tensor as an (H, W, 3) array in [0, 1] (per-image min-max)."""
+    img = image.detach().float().cpu().permute(1, 2, 0).numpy()
+    return (img - img.min()) / max(float(img.max() - img.min()), 1e-8)
+
+
+def gradcam_grid(
+    model: nn.Module, images: torch.Tensor, labels: Sequence[int | None],
+    class_names: Sequence[str], path: Path, device: torch.device | str = "cpu",
+    titles: Sequence[str] | None = None,
+) -> Path:  # fmt: skip
+    """Save a grid: each image above its Grad-CAM overlay for the predicted class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    device = torch.device(device)
+    cams, preds = grad_cam(model, images.to(device))
+    n = len(images)
+    cols = min(n, 7)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.0 * cols, 4.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, cols)
+        img = _display(images[i])
+        truth = labels[i]
+        head = titles[i] if titles else (f"true {class_names[truth]}" if truth is not None else "")
+        axes[2 * r, c].imshow(img)
+        axes[2 * r, c].set_title(head, fontsize=8)
+        axes[2 * r + 1, c].imshow(img)
+        axes[2 * r + 1, c].imshow(cams[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        axes[2 * r + 1, c].set_title(f"pred {class_names[int(preds[i])]}", fontsize=8)
+    fig.suptitle("Grad-CAM (predicted class)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    log.info("Grad-CAM grid: %s", path)
+    return path
+
+
+def load_images(paths: Sequence[str], image_size: int) -> torch.Tensor:
+    """Images as the evaluation transform sees them: resize, ImageNet normalisation."""
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    try:  # the data package's own evaluation transform, when it exposes one
+        from glattn.data import eval_transform
+
+        transform = eval_transform(image_size)
+    except ImportError:
+        transform = v2.Compose([
+            v2.ToImage(), v2.Resize((image_size, image_size), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ])  # fmt: skip
+    out = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"images: {p} does not exist")
+        with Image.open(p) as img:
+            out.append(transform(img.convert("RGB")))
+    return torch.stack(out)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """``python -m glattn.gradcam ckpt_path=... images=[...] [out=...] [device=cpu]``."""
+    from omegaconf import OmegaConf
+
+    from glattn.fit import load_checkpoint, resolve_device
+    from glattn.train import load_trained_model
+
+    args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
+    usage = "usage: python -m glattn.gradcam ckpt_path=<best.pt> images=[a.jpg,b.jpg] [out=gradcam.png]"
+    unknown = set(args) - {"ckpt_path", "images", "out", "device"}
+    if unknown or "ckpt_path" not in args or not args.get("images"):
+        raise SystemExit(f"{usage}\n(got {OmegaConf.to_container(args)})")
+    images_arg = args.images
+    paths = [images_arg] if isinstance(images_arg, str) else list(images_arg)
+    ckpt = load_checkpoint(args.ckpt_path)
+    model, train_cfg = load_trained_model(ckpt)
+    device = resolve_device(str(args.get("device", "cpu")))
+    model.to(device)
+    images = load_images(paths, int(train_cfg.dataset.image_size))
+    from glattn.data import CLASS_NAMES
+
+    names = list(CLASS_NAMES)[: int(train_cfg.dataset.num_classes)]
+    out = Path(args.get("out", "gradcam.png"))
+    titles = [Path(p).name for p in paths]
+    return gradcam_grid(model, images, [None] * len(paths), names, out, device, titles)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(main())
