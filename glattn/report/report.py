@@ -35,22 +35,32 @@ def make_report(
     gradcam: bool = True,
     log_artifacts: bool = True,
 ) -> Report:
-    """Write the tables (and figures) of `experiment`; see README.md "Report"."""
+    """Write the tables (and figures) of `experiment`; see README.md "Report".
+
+    `paper` reads each table from its own stage experiment (`table<N>_*`, as
+    experiments/paper.yaml runs them); any other name reads that one experiment.
+    """
     if metric not in tables.METRICS:
         raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(tables.METRICS)}")
     uri = uri or runs.default_tracking_uri()
-    frame = runs.load_runs(uri, experiment)  # fails early on a bad experiment/URI
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
     report = Report(out_dir)
     which = which or tables.tables_for(experiment)
+    if experiment == "paper":
+        sources = stage_experiments(uri, which or sorted(tables.BUILDERS), report.notes)
+        if not sources:
+            raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
+    else:
+        sources = {n: experiment for n in (which or sorted(tables.BUILDERS))}
+    frames = {exp: runs.load_runs(uri, exp) for exp in dict.fromkeys(sources.values())}
     history = partial(runs.metric_history, uri)
-    ctx = tables.Context(metric, grid.expected_levels(experiment), history)
 
-    report.tables = tables.build_tables(frame, ctx, which)
+    for n, exp in sources.items():
+        ctx = tables.Context(metric, grid.expected_levels(exp), history)
+        report.tables[n] = tables.BUILDERS[n](frames[exp], ctx)
+        if report.tables[n] is None:
+            report.notes.append(f"Table {n}: no runs with the data it needs in {exp!r}")
     built = {n: t for n, t in report.tables.items() if t is not None}
-    for n, t in report.tables.items():
-        if t is None:
-            report.notes.append(f"Table {n}: no runs with the data it needs in {experiment!r}")
     if which and not built:
         raise runs.ReportError(
             f"experiment {experiment!r} has no runs for Table(s) {which}: " + "; ".join(report.notes)
@@ -60,30 +70,55 @@ def make_report(
     report.files += _combined(experiment, built, out_dir)
 
     if make_figures:
-        fig_dir = out_dir / "figures"
-        report.files += figures.training_curves(frame, history, metric, fig_dir, report.notes)
-        report.files += figures.per_class_recall(frame, fig_dir, report.notes)
-        report.files += confusion_figures(uri, frame, metric, fig_dir, report.notes)
-        if gradcam:
-            from glattn.report import gradcam_grid
+        for exp, frame in frames.items():
+            fig_dir = out_dir / "figures" / (exp if len(frames) > 1 or exp != experiment else "")
+            report.files += figures.training_curves(frame, history, metric, fig_dir, report.notes)
+            report.files += figures.per_class_recall(frame, fig_dir, report.notes)
+            report.files += confusion_figures(uri, frame, metric, fig_dir, report.notes)
+            if gradcam and frame["fusion"].nunique() > 1:
+                from glattn.report import gradcam_grid
 
-            report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir, report.notes)
+                report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir,
+                                                         report.notes)  # fmt: skip
 
+    total = sum(len(f) for f in frames.values())
     notes_path = out_dir / "NOTES.md"
     notes_path.write_text(
         f"# Report notes: {experiment}\n\nTracking URI: {runs.mask(uri)}\n"
-        f"Runs: {len(frame)} FINISHED job runs\n\n" + "".join(f"- {n}\n" for n in report.notes)
+        f"Experiments: {', '.join(frames)}; {total} FINISHED job runs\n\n"
+        + "".join(f"- {n}\n" for n in report.notes)
     )
     report.files.append(notes_path)
 
-    sweeps = runs.sweep_runs(uri, experiment)
-    if log_artifacts and not sweeps.empty:
-        report.parent_run_id = str(sweeps.iloc[0]["run_id"])
-        artifacts.log_report(uri, report.parent_run_id, out_dir)
-    elif log_artifacts:
-        report.notes.append(f"no parent sweep run (tag glattn.role=sweep) in {experiment!r}: "
-                            "the report was not logged to MLflow")  # fmt: skip
+    if log_artifacts:
+        try:
+            sweeps = runs.sweep_runs(uri, experiment)
+        except runs.ReportError:  # `paper` need not exist as an experiment itself
+            sweeps = None
+        if sweeps is not None and not sweeps.empty:
+            report.parent_run_id = str(sweeps.iloc[0]["run_id"])
+            artifacts.log_report(uri, report.parent_run_id, out_dir)
+        else:
+            report.notes.append(f"no parent sweep run (tag glattn.role=sweep) in "
+                                f"{experiment!r}: the report was not logged to MLflow")  # fmt: skip
     return report
+
+
+def stage_experiments(uri: str, numbers: list[int], notes: list) -> dict[int, str]:
+    """{table number: experiment name} of the `table<N>_*` experiments in the store."""
+    from mlflow.tracking import MlflowClient
+
+    names = sorted(e.name for e in MlflowClient(uri).search_experiments())
+    out = {}
+    for n in numbers:
+        hits = [x for x in names if tables.tables_for(x) == [n]]
+        if hits:
+            out[n] = hits[0]
+            if len(hits) > 1:
+                notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
+        else:
+            notes.append(f"Table {n}: no experiment named table{n}_* in the store")
+    return out
 
 
 def _combined(experiment: str, built: dict, out_dir: Path) -> list[Path]:

@@ -408,8 +408,9 @@ def table4(runs: pd.DataFrame, ctx: Context) -> Table | None:
 
 def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
     """Cross-data-set: trained on HAM10000, holdout test vs ISIC 2018 official test."""
-    evals = runs[runs["task"] == "eval"]
+    evals = runs[runs["task"] == "eval"].copy()
     train = trained(runs)
+    evals["source_run_id"] = _source_runs(evals, train)
     sources = train[train["run_id"].isin(evals["source_run_id"]) | (train["dataset"] == "ham10000")]
     if evals.empty or sources.empty:
         return None
@@ -457,6 +458,20 @@ def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
             row.append(p_cell(cmp))
         table.add_row(row)
     return table
+
+
+def _source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
+    """Each eval run's training run: its source_run_id tag, else the training run with the
+    same model factors and seed (the latest one, on another data set than the eval's)."""
+    model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
+    out = evals["source_run_id"].copy()
+    for idx in evals.index[evals["source_run_id"].isna()]:
+        ev = evals.loc[idx]
+        cand = train[(train[model] == ev[model]).all(axis=1)
+                     & (train["dataset"] != ev["eval_dataset"])]  # fmt: skip
+        if not cand.empty:
+            out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
+    return out
 
 
 def table6(runs: pd.DataFrame, ctx: Context) -> Table | None:

@@ -1,0 +1,315 @@
+"""Report: tables from a real temporary MLflow store (sqlite, no mocks) with known values.
+
+Every number is checked against numpy/scipy computed here from the same inputs.
+"""
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from scipy import stats as sps
+from test_report_helpers import CLASSES, Store
+
+from glattn.report import runs, stats, tables
+from glattn.report.__main__ import main
+from glattn.report.grid import expected_levels, parse_values
+from glattn.report.table_format import DASH
+
+NONE18 = [0.70, 0.72, 0.71]
+CBAM18 = [0.75, 0.74, 0.78]
+NONE50 = [0.80, 0.83, 0.79]
+CBAM50 = {3: 0.84, 4: 0.86}  # other seeds than NONE50: Welch
+VGG_NONE = [0.60, 0.64]
+HIST = {
+    "original": [[0.30, 0.60, 0.74, 0.80], [0.40, 0.70, 0.76, 0.79], [0.2, 0.5, 0.9, 0.91]],
+    "drop_path": [[0.50, 0.78, 0.80, 0.79], [0.77, 0.78, 0.80, 0.81], [0.1, 0.2, 0.3, 0.9]],
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = Store(tmp_path_factory.mktemp("mlflow"))
+    parent = s.sweep("table2_cbam")
+    for seed, (a, b) in enumerate(zip(NONE18, CBAM18)):
+        s.job("table2_cbam", seed, {"test/balanced_acc": a}, parent=parent, attention="none")
+        s.job("table2_cbam", seed, {"test/balanced_acc": b}, parent=parent)
+    # a FAILED run and a cbam run with another fusion must not enter any cell
+    s.job("table2_cbam", 9, {"test/balanced_acc": 0.01}, status="FAILED")
+    s.job("table2_cbam", 0, {"test/balanced_acc": 0.02}, fusion="cross_attn")
+    for seed, v in enumerate(NONE50):
+        s.job("table2_cbam", seed, {"test/balanced_acc": v}, backbone="resnet50",
+              attention="none")  # fmt: skip
+    for seed, v in CBAM50.items():
+        s.job("table2_cbam", seed, {"test/balanced_acc": v}, backbone="resnet50")
+    for seed, v in enumerate(VGG_NONE):
+        s.job("table2_cbam", seed, {"test/balanced_acc": v}, backbone="vgg16", attention="none")
+
+    # Table 1: resnet18 on both data sets, resnet50 on HAM10000 only
+    for seed in range(3):
+        for bb, ds, v in (("resnet18", "ham10000", 0.7 + 0.01 * seed),
+                          ("resnet18", "isic2018", 0.6 + 0.02 * seed),
+                          ("resnet50", "ham10000", 0.8 + 0.03 * seed)):  # fmt: skip
+            s.job("table1_backbones", seed, {"test/balanced_acc": v, "test/acc": v + 0.1,
+                  "model/params_total": 11e6 if bb == "resnet18" else 23e6,
+                  "time/train_total_s": 600 + 60 * seed}, backbone=bb, dataset=ds,
+                  attention="none")  # fmt: skip
+
+    # Table 3 (fusion) and Table 4 (residual), with per-epoch history
+    for seed in range(3):
+        s.job("table3_fusion", seed, {"test/balanced_acc": 0.75 + 0.01 * seed,
+              "model/params_total": 11_500_000}, fusion="original")  # fmt: skip
+        s.job("table3_fusion", seed, {"test/balanced_acc": 0.77 + 0.02 * seed,
+              "model/params_total": 11_565_536}, fusion="learnable_gate")  # fmt: skip
+        for res, hist in HIST.items():
+            s.job("table4_residual", seed, {"best/val/balanced_acc": max(hist[seed])},
+                  history={"val/balanced_acc": hist[seed]}, residual=res)  # fmt: skip
+
+    # Table 5: trained on HAM10000, evaluated on ISIC 2018's official test set (2 of 3)
+    s.t5 = {"hold": [0.80, 0.82, 0.78], "isic": {0: 0.60, 1: 0.65}}
+    for seed, v in enumerate(s.t5["hold"]):
+        src = s.job("table5_cross_dataset", seed, {"test/balanced_acc": v})
+        if seed in s.t5["isic"]:
+            s.job("table5_cross_dataset", seed, {"eval/balanced_acc": s.t5["isic"][seed]},
+                  task="eval", eval_dataset="isic2018", eval_split="official_test",
+                  source_run_id=src)  # fmt: skip
+
+    # Table 6 + figures: efficiency metrics, curves, recalls, a confusion-matrix artifact
+    parent6 = s.sweep("table6_efficiency")
+    cm = pd.DataFrame(np.diag([5, 4, 3, 2, 1, 1, 1]) + 1, index=CLASSES, columns=CLASSES)
+    cm_path = s.artifacts.parent / "confusion_test.csv"
+    cm.to_csv(cm_path)
+    for seed in range(2):
+        for att, params, flops, lat in (("none", 11e6, 1.8, 3.0), ("cbam", 11.5e6, 2.0, 4.0)):
+            rid = s.job("table6_efficiency", seed, {
+                "model/params_total": params, "model/gflops": flops,
+                "perf/infer_latency_ms": lat + 0.1 * seed, "perf/train_img_s": 100 - seed,
+                "perf/peak_mem_mb": 500, "test/balanced_acc": 0.7 + 0.1 * (att == "cbam"),
+                **{f"test/recall_{c}": 0.5 + 0.05 * i for i, c in enumerate(CLASSES)},
+            }, history={"train/loss": [2.0, 1.0 + seed], "val/balanced_acc": [0.5, 0.6]},
+                parent=parent6, attention=att)  # fmt: skip
+            if att == "cbam":
+                s.client.log_artifact(rid, str(cm_path), "eval")
+    return s
+
+
+def table(store, experiment, number, metric="balanced_acc", expected=None):
+    frame = runs.load_runs(store.uri, experiment)
+    ctx = tables.Context(metric, expected or {},
+                         lambda ids, k: runs.metric_history(store.uri, ids, k))  # fmt: skip
+    return tables.build_tables(frame, ctx, [number])[number]
+
+
+def row_of(t, *labels):
+    n = len(labels)
+    for row in t.rows:
+        if tuple(c.text for c in row[:n]) == labels:
+            return dict(zip(t.columns, row))
+    raise AssertionError(f"no row {labels} in {[[c.text for c in r] for r in t.rows]}")
+
+
+def assert_summary(cell, values):
+    values = np.asarray(values, float)
+    assert cell.n == len(values)
+    assert cell.mean == pytest.approx(values.mean(), abs=1e-12)
+    if len(values) > 1:
+        assert cell.std == pytest.approx(values.std(ddof=1), abs=1e-12)
+        assert f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f} (n={len(values)})" \
+            == cell.text
+    else:
+        assert math.isnan(cell.std)
+
+
+# ---------------------------------------------------------------------------- stats
+def test_summarize_and_compare_match_scipy():
+    s = stats.summarize({0: 1.0, 1: 2.0, 2: 4.0, 3: float("nan")})
+    assert (s.n, s.mean, s.std) == (3, pytest.approx(7 / 3), pytest.approx(np.std([1, 2, 4], ddof=1)))
+    a, b = {0: 0.1, 1: 0.2, 2: 0.4}, {0: 0.3, 1: 0.3, 2: 0.6}
+    c = stats.compare(a, b)
+    assert c.test == stats.PAIRED
+    assert c.p_value == pytest.approx(sps.ttest_rel([0.3, 0.3, 0.6], [0.1, 0.2, 0.4]).pvalue)
+    c = stats.compare(a, {5: 0.3, 6: 0.35, 7: 0.9})
+    assert c.test == stats.WELCH
+    want = sps.ttest_ind([0.3, 0.35, 0.9], [0.1, 0.2, 0.4], equal_var=False).pvalue
+    assert c.p_value == pytest.approx(want)
+    assert math.isnan(stats.compare({0: 1.0}, {1: 2.0}).p_value)
+    assert stats.convergence_epoch({1: 0.3, 2: 0.6, 3: 0.74, 4: 0.8}) == 4
+    assert stats.convergence_epoch([(1, 0.5), (2, 0.78), (3, 0.8)]) == 2
+    assert math.isnan(stats.convergence_epoch({}))
+
+
+# ---------------------------------------------------------------------------- tables
+def test_table2_paired_welch_and_missing(store):
+    t = table(store, "table2_cbam", 2)
+    r18 = row_of(t, "HAM10000", "resnet18")
+    assert_summary(r18["none"], NONE18)
+    assert_summary(r18["CBAM"], CBAM18)  # the FAILED and cross_attn runs are left out
+    assert r18["Test"].text == "paired t"
+    assert r18["p"].p_value == pytest.approx(sps.ttest_rel(CBAM18, NONE18).pvalue, abs=1e-12)
+    assert r18["Δ (CBAM − none)"].mean == pytest.approx(np.mean(CBAM18) - np.mean(NONE18))
+
+    r50 = row_of(t, "HAM10000", "resnet50")
+    assert r50["Test"].text == "Welch t"
+    want = sps.ttest_ind(list(CBAM50.values()), NONE50, equal_var=False).pvalue
+    assert r50["p"].p_value == pytest.approx(want, abs=1e-12)
+    assert_summary(r50["CBAM"], list(CBAM50.values()))
+
+    vgg = row_of(t, "HAM10000", "vgg16")
+    assert_summary(vgg["none"], VGG_NONE)
+    assert vgg["CBAM"].text == DASH and vgg["CBAM"].note
+    md = t.to_markdown()
+    mark = t.footnotes()[vgg["CBAM"].note]
+    assert f"{DASH}<sup>{mark}</sup>" in md and f"<sup>{mark}</sup> {vgg['CBAM'].note}" in md
+    assert "paired t-test" in t.caption and "Welch" in t.caption
+
+
+def test_table1_params_time_and_missing_dataset(store):
+    t = table(store, "table1_backbones", 1)
+    assert t.columns[:2] == ["Backbone", "Params (M)"]
+    r18, r50 = row_of(t, "resnet18"), row_of(t, "resnet50")
+    assert r18["Params (M)"].text == "11.00" and r50["Params (M)"].text == "23.00"
+    assert_summary(r18["HAM10000 Balanced acc. (%)"], [0.70, 0.71, 0.72])
+    assert_summary(r18["ISIC 2018 Balanced acc. (%)"], [0.60, 0.62, 0.64])
+    assert r50["ISIC 2018 Balanced acc. (%)"].text == DASH
+    assert r50["ISIC 2018 Balanced acc. (%)"].note == tables.NO_RUNS
+    minutes = np.array([600, 660, 720]) / 60
+    cell = r18["HAM10000 train time (min)"]
+    assert cell.mean == pytest.approx(600 + 60)
+    assert cell.text == f"{minutes.mean():.1f} ± {minutes.std(ddof=1):.1f} (n=3)"
+    # another metric is selectable
+    t = table(store, "table1_backbones", 1, metric="acc")
+    assert_summary(row_of(t, "resnet18")["HAM10000 Accuracy (%)"], [0.80, 0.81, 0.82])
+    # a metric the runs did not log: dashes with a footnote, never a number
+    t = table(store, "table1_backbones", 1, metric="auc")
+    cell = row_of(t, "resnet18")["HAM10000 AUC (%)"]
+    assert cell.text == DASH and "test/auc" in cell.note
+
+
+def test_table3_params_reference_and_expected_levels(store):
+    t = table(store, "table3_fusion", 3, expected={"fusion": ["original", "learnable_gate",
+                                                              "cross_attn"]})  # fmt: skip
+    gate = row_of(t, "learnable_gate")
+    assert_summary(gate["HAM10000 Balanced acc. (%)"], [0.77, 0.79, 0.81])
+    assert gate["Params vs original"].text == "+65,536"
+    assert "Highway" in gate["Reference"].text
+    assert "Vaswani" in row_of(t, "cross_attn")["Reference"].text
+    # asked for by the sweep but never run: a dash and a footnote, not a dropped row
+    cross = row_of(t, "cross_attn")
+    assert cross["HAM10000 Balanced acc. (%)"].text == DASH
+    assert cross["Params vs original"].text == DASH
+
+
+def test_table4_convergence_epoch_from_history(store):
+    t = table(store, "table4_residual", 4)
+    for res, hist in HIST.items():
+        row = row_of(t, res)
+        epochs = [next(e for e, v in enumerate(h, 1) if v >= 0.95 * max(h)) for h in hist]
+        assert_summary(row["HAM10000 Balanced acc. (%)"], [max(h) for h in hist])
+        assert row["HAM10000 Balanced acc. (%)"].note == tables.VAL_NOTE.format(m="balanced_acc")
+        cell = row["HAM10000 conv. epoch"]
+        assert cell.n == 3 and cell.mean == pytest.approx(np.mean(epochs))
+        assert cell.std == pytest.approx(np.std(epochs, ddof=1))
+    assert "ReZero" not in t.to_markdown()  # only the strategies that ran (and were asked)
+
+
+def test_table5_drop_paired_by_source_run(store):
+    t = table(store, "table5_cross_dataset", 5)
+    row = dict(zip(t.columns, t.rows[0]))
+    hold, isic = store.t5["hold"], store.t5["isic"]
+    assert_summary(row["Holdout test"], hold)
+    assert_summary(row["ISIC 2018 official test"], list(isic.values()))
+    drops = [hold[s] - v for s, v in isic.items()]
+    drop = row["Drop to ISIC 2018 official test"]
+    assert drop.n == 2 and drop.mean == pytest.approx(np.mean(drops))
+    want = sps.ttest_rel([hold[s] for s in isic], list(isic.values())).pvalue
+    assert row["p (ISIC 2018 official test)"].p_value == pytest.approx(want, abs=1e-12)
+
+
+def test_table6_overhead_vs_no_attention(store):
+    t = table(store, "table6_efficiency", 6)
+    cbam = row_of(t, "resnet18", "cbam")
+    assert cbam["Params overhead"].mean == pytest.approx(11.5 / 11 - 1)
+    assert cbam["Params overhead"].text == f"{100 * (11.5 / 11 - 1):+.1f}%"
+    assert cbam["FLOPs overhead"].mean == pytest.approx(2.0 / 1.8 - 1)
+    assert cbam["Latency overhead"].mean == pytest.approx(4.05 / 3.05 - 1)
+    img_s = cbam["Train img/s"]
+    assert (img_s.n, img_s.mean, img_s.std) == (2, 99.5, pytest.approx(np.std([100, 99], ddof=1)))
+    assert img_s.text == f"99.5 ± {np.std([100, 99], ddof=1):.1f} (n=2)"
+
+
+def test_latex_is_well_formed(store):
+    for exp, n in (("table2_cbam", 2), ("table1_backbones", 1), ("table4_residual", 4),
+                   ("table5_cross_dataset", 5), ("table6_efficiency", 6)):  # fmt: skip
+        tex = table(store, exp, n).to_latex()
+        unescaped = re.sub(r"\\[{}&%$#_]", "", tex)
+        depth = 0
+        for ch in unescaped:
+            depth += {"{": 1, "}": -1}.get(ch, 0)
+            assert depth >= 0
+        assert depth == 0
+        body = tex.split("\\toprule")[1].split("\\bottomrule")[0]
+        rows = [r for r in body.split("\n") if r.strip().endswith("\\\\")]
+        counts = {len(re.findall(r"(?<!\\)&", r)) for r in rows}
+        assert counts == {len(table(store, exp, n).columns) - 1}
+        assert tex.count("\\begin{") == tex.count("\\end{")
+        assert "±" not in tex and "–" not in tex and "Δ" not in tex
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_writes_tables_figures_and_logs_to_parent(store, tmp_path, capsys):
+    out = tmp_path / "rep"
+    rc = main(["table6_efficiency", "--tracking-uri", store.uri, "--out", str(out),
+               "--no-gradcam"])  # fmt: skip
+    assert rc == 0
+    for stem in ("table6_efficiency",):
+        for ext in ("md", "tex", "csv"):
+            assert (out / f"{stem}.{ext}").stat().st_size > 0
+    assert not (out / "table2_cbam.md").exists()  # table6_* asks for Table 6 only
+    csv = pd.read_csv(out / "table6_efficiency.csv")
+    assert {"row", "column", "mean", "std", "n", "footnote"} <= set(csv.columns)
+    for stem in ("curves_ham10000", "recall_ham10000", "confusion_ham10000"):
+        for ext in ("png", "pdf"):
+            assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 1000
+    client = MlflowClient(store.uri)
+    parent = runs.sweep_runs(store.uri, "table6_efficiency").iloc[0]["run_id"]
+    logged = {a.path for a in client.list_artifacts(parent, "report")}
+    assert "report/table6_efficiency.tex" in logged and "report/figures" in logged
+    assert "Table 6" in capsys.readouterr().out
+
+
+def test_cli_table_choice_by_name_and_all(store, tmp_path):
+    assert tables.tables_for("table3_fusion") == [3]
+    assert tables.tables_for("paper") == [1, 2, 3, 4, 5, 6]
+    assert tables.tables_for("my_grid") is None
+    out = tmp_path / "all"
+    assert main(["table2_cbam", "--tracking-uri", store.uri, "--out", str(out), "--tables",
+                 "1,2", "--no-figures", "--no-log"]) == 0  # fmt: skip
+    assert (out / "table2_cbam.md").exists() and (out / "report.tex").exists()
+    assert (out / "table1_backbones.md").exists()  # its attention=none runs make Table 1
+    tex = (out / "report.tex").read_text()
+    assert tex.startswith("\\documentclass") and tex.rstrip().endswith("\\end{document}")
+
+
+def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
+    assert main(["no_such_exp", "--tracking-uri", store.uri, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'no_such_exp' not found" in err and "table2_cbam" in err
+    assert main(["table2_cbam", "--tracking-uri", store.uri, "--tables", "7"]) == 2
+    assert "--tables '7'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["table2_cbam", "--metric", "f2"])
+
+
+def test_expected_levels_from_experiment_file(tmp_path):
+    (tmp_path / "table3_fusion.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n"
+        "      fusion: original,learnable_gate,cross_attn\n      seed: range(0,3)\n"
+        "      trainer.lr: 0.1,0.01\n"
+    )
+    assert expected_levels("table3_fusion", tmp_path) == {
+        "fusion": ["original", "learnable_gate", "cross_attn"], "seed": ["0", "1", "2"]}
+    assert expected_levels("missing", tmp_path) == {}
+    assert parse_values("choice(a, b)") == ["a", "b"]
+    assert parse_values("glob(*)") == []
