@@ -65,19 +65,47 @@ def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
     return m, names
 
 
+def rebuild_confusion(client: MlflowClient, run_id: str, tmp: Path, split: str = "test"):
+    """Confusion matrix from the run's `<split>_probabilities.csv` (image + one column per
+    class; prediction = row argmax) and `split.csv` (image_id, label name, split).
+    Returns (matrix, classes) or (None, None) when the run lacks either artifact."""
+    from sklearn.metrics import confusion_matrix
+
+    files = list_files(client, run_id)
+    probs_path = next((p for p in files if Path(p).name == f"{split}_probabilities.csv"), None)
+    split_path = next((p for p in files if Path(p).name == "split.csv"), None)
+    if probs_path is None or split_path is None:
+        return None, None
+    probs = pd.read_csv(download(client, run_id, probs_path, tmp / run_id / "p"))
+    splits = pd.read_csv(download(client, run_id, split_path, tmp / run_id / "s"))
+    classes = [str(c).lower() for c in probs.columns[1:]]
+    truth = splits[splits["split"] == split].drop_duplicates("image_id").set_index("image_id")
+    probs = probs[probs.iloc[:, 0].isin(truth.index)]
+    if probs.empty:
+        return None, None
+    labels = truth.loc[probs.iloc[:, 0], "label"].astype(str).str.lower().to_numpy()
+    pred = np.asarray(classes)[probs.iloc[:, 1:].to_numpy().argmax(axis=1)]
+    return confusion_matrix(labels, pred, labels=classes).astype(float), classes
+
+
 def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
-    """Sum of the runs' numeric confusion-matrix artifacts: (matrix, classes, n_runs), or
-    (None, None, 0) plus the path of a PNG artifact to copy when only images were logged."""
+    """Sum over runs of their test confusion matrices: a numeric `*confusion*.csv|json|npy`
+    artifact when logged, else rebuilt from test_probabilities.csv + split.csv.
+    Returns (matrix, classes, n_runs, png): png is a confusion image artifact of one run,
+    for when no run has numbers (matrix None, n_runs 0)."""
     client = MlflowClient(uri)
     total, names, n, png = None, None, 0, None
     for run_id in run_ids:
         path = find(client, run_id, CONFUSION)
-        if path is None:
+        if path is not None:
+            m, cls = read_matrix(download(client, run_id, path, tmp / run_id))
+        else:
+            m, cls = rebuild_confusion(client, run_id, tmp)
+        if m is None:
             png_path = find(client, run_id, CONFUSION_PNG)
             if png_path and png is None:
                 png = download(client, run_id, png_path, tmp / run_id)
             continue
-        m, cls = read_matrix(download(client, run_id, path, tmp / run_id))
         if total is not None and m.shape != total.shape:
             continue
         total = m if total is None else total + m

@@ -1,16 +1,118 @@
-"""Grad-CAM (Selvaraju et al. ICCV 2017, arXiv:1610.02391) grid: one row per fusion
-strategy, the same images in every row, each from that strategy's best checkpoint."""
+"""Grad-CAM (Selvaraju et al. ICCV 2017, arXiv:1610.02391) grid comparing fusion strategies:
+one row per fusion strategy (its best seed's best checkpoint), the same images in every
+column (one per class, from the test split of the first checkpoint's data set).
+
+Uses glattn.gradcam.grad_cam and glattn.train.load_trained_model; checkpoints come from the
+runs' `checkpoints/best.pt` artifacts or the local checkpoint directory (artifacts.py).
+"""
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from pathlib import Path
 
+import pandas as pd
 
-def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list) -> list[Path]:
-    try:
-        import glattn.gradcam  # noqa: F401
-    except ImportError:
-        notes.append("Grad-CAM grid skipped: glattn.gradcam is not available")
+from glattn.report import artifacts, figures, tables
+
+log = logging.getLogger(__name__)
+
+
+def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Series]]:
+    """(data set, {fusion: best-scoring run}) on the first data set with fusion runs."""
+    train = tables.restrict(tables.trained(frame), {"attention": "cbam", "residual": "original"})
+    for ds in tables.ordered("dataset", train["dataset"].dropna().unique()):
+        sub = train[train["dataset"] == ds]
+        out = {}
+        for fusion in tables.ordered("fusion", sub["fusion"].dropna().unique()):
+            runs = sub[sub["fusion"] == fusion]
+            score = tables.score(runs, metric)[0]
+            best = score.idxmax() if score.notna().any() else runs.index[-1]
+            out[fusion] = runs.loc[best]
+        if len(out) > 1:
+            return ds, out
+    return "", {}
+
+
+def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int = 1) -> list[Path]:
+    """Write gradcam_fusion.{png,pdf}; append a note and return [] when it can't be made."""
+    ds, best = best_runs(frame, metric)
+    if not best:
+        notes.append("Grad-CAM grid skipped: fewer than 2 fusion strategies with runs")
         return []
-    notes.append("Grad-CAM grid skipped: not implemented yet")
-    return []
+    try:
+        import torch
+
+        from glattn.fit import load_checkpoint
+        from glattn.gradcam import grad_cam, pick_per_class
+        from glattn.train import load_trained_model
+    except ImportError as err:
+        notes.append(f"Grad-CAM grid skipped: {err}")
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        models, missing = {}, []
+        for fusion, run in best.items():
+            path = artifacts.checkpoint(uri, run, Path(tmp))
+            if path is None:
+                missing.append(fusion)
+                continue
+            models[fusion] = load_trained_model(load_checkpoint(path))
+    if missing:
+        notes.append(f"Grad-CAM grid: no best.pt checkpoint (artifact or local) for fusion "
+                     f"{missing}; those rows are left out")  # fmt: skip
+    if not models:
+        notes.append("Grad-CAM grid skipped: no checkpoint of any fusion strategy")
+        return []
+    first_cfg = next(iter(models.values()))[1]
+    try:
+        from glattn.data import build_data
+
+        data = build_data(first_cfg, None)
+    except Exception as err:  # the data set is not on this machine
+        notes.append(f"Grad-CAM grid skipped: cannot load the images of "
+                     f"dataset={first_cfg.dataset.name}: {err}")  # fmt: skip
+        return []
+    split = data.test if data.test is not None else data.val
+    index = pick_per_class(split.labels, per_class)
+    images = torch.stack([split[i][0] for i in index])  # (N, 3, S, S)
+    labels = [int(split.labels[i]) for i in index]
+    names = list(data.class_names)
+    rows = []
+    for fusion, (model, cfg) in models.items():
+        if int(cfg.dataset.image_size) != images.shape[-1]:
+            notes.append(f"Grad-CAM grid: fusion {fusion} trained at image size "
+                         f"{cfg.dataset.image_size} != {images.shape[-1]}; left out")  # fmt: skip
+            continue
+        cams, preds = grad_cam(model.eval(), images)
+        rows.append((fusion, cams, preds))
+    return _plot(rows, images, labels, names, ds, fig_dir)
+
+
+def _plot(rows, images, labels, names, ds, fig_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from glattn.gradcam import _display
+
+    n = len(images)
+    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(1.6 * n + 1, 1.7 * (len(rows) + 1)),
+                             squeeze=False)  # fmt: skip
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for j in range(n):
+        axes[0, j].imshow(_display(images[j]))
+        axes[0, j].set_title(f"true {names[labels[j]]}", fontsize=7)
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    for i, (fusion, cams, preds) in enumerate(rows, 1):
+        axes[i, 0].set_ylabel(fusion, fontsize=8)
+        for j in range(n):
+            axes[i, j].imshow(_display(images[j]))
+            axes[i, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axes[i, j].set_title(f"pred {names[int(preds[j])]}", fontsize=6)
+    fig.suptitle(f"Grad-CAM by fusion strategy ({tables.dataset_label(ds)}, best seed each)",
+                 fontsize=9)  # fmt: skip
+    return figures.save(fig, fig_dir, "gradcam_fusion")
+
+
+__all__ = ["fusion_grid", "best_runs"]

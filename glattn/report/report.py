@@ -152,7 +152,7 @@ def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Pa
             m, names, n, png = artifacts.confusion_sum(uri, list(best["run_id"]), Path(tmp))
             if m is not None:
                 names = names or list(figures.CLASS_ORDER[: m.shape[0]])
-                title = f"{tables.dataset_label(ds)}: {label} (sum of {n} seeds)"
+                title = f"{tables.dataset_label(ds)}: {label} ({n} seed{'s' if n != 1 else ''} summed)"
                 paths += figures.plot_confusion(m, names, title, fig_dir, f"confusion_{ds}")
             elif png is not None:
                 fig_dir.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,8 @@ def load_runs(uri: str, experiment: str) -> pd.DataFrame:
         )
     for tag in TAGS:
         jobs[tag] = _col(jobs, f"tags.{tag}")
+    for factor in FACTORS:
+        jobs[factor] = option_names(jobs, factor)
     jobs["parent_run_id"] = _col(jobs, "tags.mlflow.parentRunId")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
@@ -129,6 +131,45 @@ def load_runs(uri: str, experiment: str) -> pd.DataFrame:
     deduped = jobs[has_fp].drop_duplicates(subset=key, keep="last")
     jobs = pd.concat([deduped, jobs[~has_fp]]).sort_values("start_time")
     return jobs.reset_index(drop=True)
+
+
+def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
+    """The group's tag as a conf/<group>/ option name. run.py tags runs with Hydra's
+    choices; a run composed without Hydra's runtime may carry the class name instead, which
+    is mapped back through the option's `_target_` (or `name`) param when that is unique."""
+    tags = frame[group]
+    options = _options(group)
+    if not options:
+        return tags
+    out = tags.copy()
+    for idx in tags.index[~tags.isin(list(options["names"]))]:
+        for key, table in (("_target_", options["targets"]), ("name", options["by_name"])):
+            value = frame.at[idx, f"params.{group}.{key}"] if f"params.{group}.{key}" in frame else None
+            if isinstance(value, str) and value in table:
+                out[idx] = table[value]
+                break
+    return out
+
+
+def _options(group: str) -> dict:
+    folder = REPO_ROOT / "conf" / group
+    if not folder.is_dir():
+        return {}
+    from omegaconf import OmegaConf
+
+    names, targets, by_name = set(), {}, {}
+    for path in sorted(folder.glob("*.yaml")):
+        names.add(path.stem)
+        try:
+            node = OmegaConf.load(path)
+        except Exception:  # an unreadable option file only disables the mapping for it
+            continue
+        for key, table in (("_target_", targets), ("name", by_name)):
+            value = node.get(key) if hasattr(node, "get") else None
+            if isinstance(value, str):
+                table[value] = None if value in table else path.stem  # None: ambiguous
+    return {"names": names, "targets": {k: v for k, v in targets.items() if v},
+            "by_name": {k: v for k, v in by_name.items() if v}}
 
 
 def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
