@@ -17,6 +17,7 @@ COLOURS = [(40, 20, 20), (120, 80, 50), (200, 130, 130), (190, 90, 80), (150, 11
 
 
 def write_jpeg(path: Path, label: int, size=(24, 18), seed: int = 0) -> None:
+    path = Path(path)
     rng = np.random.default_rng(seed)
     w, h = size
     pixels = np.asarray(COLOURS[label], np.float32) + rng.normal(0, 20, (h, w, 3))
