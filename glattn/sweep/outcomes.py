@@ -1,0 +1,63 @@
+"""What each launched job did, from Hydra's JobReturns, kept in ``<sweep dir>/jobs.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from omegaconf import OmegaConf, open_dict
+
+from glattn.sweep.protocol import JOBS_FILE, atomic_write_text
+
+
+def job_dir_for(sweeper, overrides: Sequence[str], num: int) -> str:
+    """The job dir Hydra gives job `num` (``hydra.sweep.dir``/``hydra.sweep.subdir``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, list(overrides))
+    with open_dict(cfg.hydra.job):
+        cfg.hydra.job.num = num
+        cfg.hydra.job.id = str(num)
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations read this
+    try:
+        sub = OmegaConf.select(cfg, "hydra.sweep.subdir")
+        return str(Path(str(cfg.hydra.sweep.dir), str(sub)).resolve())
+    finally:
+        HydraConfig.instance().cfg = previous
+
+
+def describe(ret: JobReturn) -> tuple[str, str | None]:
+    status = ret.status.name if isinstance(ret.status, JobStatus) else str(ret.status)
+    if ret.status == JobStatus.FAILED:
+        exc = ret._return_value
+        return status, f"{type(exc).__name__}: {exc}"
+    return status, None
+
+
+class JobLedger:
+    def __init__(self, sweeper, sweep_dir: Path) -> None:
+        self.sweeper = sweeper
+        self.path = Path(sweep_dir) / JOBS_FILE
+        self.jobs: list[dict] = []
+
+    def record(self, batch, results: Sequence[JobReturn], start: int) -> None:
+        for i, (overrides, ret) in enumerate(zip(batch, results)):
+            num = start + i
+            status, error = describe(ret)
+            if ret.hydra_cfg is not None:
+                job_dir = str(ret.hydra_cfg.hydra.runtime.output_dir)
+            else:
+                job_dir = job_dir_for(self.sweeper, overrides, num)
+            self.jobs.append(
+                {
+                    "num": num,
+                    "overrides": list(filter_overrides(overrides)),
+                    "job_dir": job_dir,
+                    "hydra_status": status,
+                    "error": error,
+                }
+            )
+        atomic_write_text(self.path, json.dumps(self.jobs, indent=1))

@@ -1,0 +1,89 @@
+"""The files through which a sweep and its jobs talk (no shared memory across launchers).
+
+``<sweep dir>/parent_run_id``   written once by the launching process (SweepCallback);
+                                 each job nests its MLflow run under it.
+``<job dir>/status.json``       written by each job: {"status": "finished"|"skipped"|"failed",
+                                 "error": str|None, "run_id": str|None}.
+``<sweep dir>/jobs.json``       written by the glattn sweeper: one entry per launched job
+                                 (number, overrides, job dir, Hydra's status and error).
+
+Files go through a temporary file and `os.replace`, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+PARENT_RUN_FILE = "parent_run_id"
+STATUS_FILE = "status.json"
+JOBS_FILE = "jobs.json"
+STATUSES = ("finished", "skipped", "failed")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_parent_run_id(sweep_dir: Path, run_id: str) -> Path:
+    path = Path(sweep_dir) / PARENT_RUN_FILE
+    atomic_write_text(path, run_id + "\n")
+    return path
+
+
+def read_parent_run_id(sweep_dir: Path | str | None = None) -> str | None:
+    """The sweep's parent run id, or None outside a tracked sweep.
+
+    Without `sweep_dir`, the current Hydra job's ``hydra.sweep.dir`` is used when the job
+    runs in a multirun.
+    """
+    if sweep_dir is None:
+        sweep_dir = current_sweep_dir()
+        if sweep_dir is None:
+            return None
+    path = Path(sweep_dir) / PARENT_RUN_FILE
+    if not path.is_file():
+        return None
+    return path.read_text().strip() or None
+
+
+def current_sweep_dir() -> Path | None:
+    """``hydra.sweep.dir`` of the running Hydra job when it is part of a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    return Path(str(hc.sweep.dir))
+
+
+def write_status(
+    job_dir: Path | str, status: str, error: str | None = None, run_id: str | None = None
+) -> Path:
+    if status not in STATUSES:
+        raise ValueError(f"status.json: status={status!r}; expected one of {STATUSES}")
+    path = Path(job_dir) / STATUS_FILE
+    atomic_write_text(path, json.dumps({"status": status, "error": error, "run_id": run_id}))
+    return path
+
+
+def read_status(job_dir: Path | str) -> dict[str, Any] | None:
+    path = Path(job_dir) / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        return {"status": "failed", "error": f"{path}: unreadable status file ({e})"}
+    if data.get("status") not in STATUSES:
+        return {"status": "failed", "error": f"{path}: status={data.get('status')!r}"}
+    return data

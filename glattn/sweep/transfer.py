@@ -1,0 +1,82 @@
+"""Table 5 (cross-data-set transfer): the eval job finds its training job's checkpoint.
+
+Hydra sweeps are grids of independent jobs, so the transfer table is two sweeps over the
+same grid (experiments/table5_transfer.yaml)::
+
+    python run.py -m experiment=table5_transfer                      # train on HAM10000
+    python run.py -m experiment=table5_transfer task=eval \\
+        dataset=isic2018 dataset.eval_split=official_test            # evaluate on ISIC 2018
+
+The experiment sets ``ckpt_path: ${glattn_source_ckpt:}``. In an eval job this resolver
+rebuilds the *training* job's config -- the job's own overrides without ``task``,
+``ckpt_path`` and ``dataset*``, plus ``transfer.source`` (e.g. ``[dataset=ham10000]``) --
+and returns ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt``: the checkpoint
+directory depends on the config fingerprint, not on the clock, so no lookup table is
+needed. In a training job (task=train) it resolves to null.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+RESOLVER = "glattn_source_ckpt"
+_DROPPED = ("task", "ckpt_path", "dataset")
+
+
+def training_overrides(job_overrides: list[str], source: list[str]) -> list[str]:
+    """The eval job's overrides turned back into its training job's overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(job_overrides))
+    kept = []
+    for text, ov in zip(job_overrides, parsed):
+        key = ov.key_or_group
+        if key in _DROPPED or key.startswith("dataset."):
+            continue
+        kept.append(text)
+    return kept + list(source)
+
+
+@lru_cache(maxsize=256)
+def _checkpoint_for(config_name: str, overrides: tuple[str, ...]) -> str:
+    from hydra import compose
+
+    from glattn.fit import config_fingerprint
+
+    train_cfg = compose(config_name=config_name, overrides=list(overrides))
+    fp = config_fingerprint(train_cfg)
+    return str(Path(str(train_cfg.paths.output_dir)) / "checkpoints" / fp / "best.pt")
+
+
+def source_checkpoint(*, _root_: DictConfig) -> str | None:
+    if OmegaConf.select(_root_, "task") != "eval":
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        raise ValueError(
+            "ckpt_path=${glattn_source_ckpt:} needs a Hydra job (python run.py ...); "
+            "outside one, give ckpt_path=PATH"
+        )
+    hc = HydraConfig.get()
+    source = OmegaConf.select(_root_, "transfer.source", default=None)
+    if not source:
+        raise ValueError(
+            "ckpt_path=${glattn_source_ckpt:} needs transfer.source, the overrides of the "
+            "training data set (e.g. [dataset=ham10000])"
+        )
+    overrides = training_overrides(list(hc.overrides.task), list(source))
+    ckpt = _checkpoint_for(str(hc.job.config_name), tuple(overrides))
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(
+            f"ckpt_path: the training job of this eval job has no checkpoint {ckpt}; run the "
+            f"training sweep first (python run.py -m {' '.join(overrides)})"
+        )
+    return ckpt
+
+
+if not OmegaConf.has_resolver(RESOLVER):
+    OmegaConf.register_new_resolver(RESOLVER, source_checkpoint)

@@ -1,0 +1,202 @@
+"""``hydra/launcher=local_gpus``: a GPU-pool launcher for one workstation.
+
+``submitit_local`` is not a scheduler: it gives every job CUDA_VISIBLE_DEVICES=0..n-1 and
+starts all jobs at once (DESIGN.md section 4). This launcher keeps a pool of slots,
+``jobs_per_gpu`` per GPU, starts each job as a subprocess pinned to its GPU through
+CUDA_VISIBLE_DEVICES (so the pinning is real: the job sees only its GPU as ``cuda:0``),
+and starts the next job as soon as a slot frees. Without GPUs it runs ``n_jobs`` CPU jobs at
+once and splits the cores between them (OMP_NUM_THREADS / MKL_NUM_THREADS).
+
+Each job is pickled (cloudpickle, as submitit does) with Hydra's context and singleton state
+into ``<sweep dir>/.local_gpus/<num>/job.pkl`` and run by ``_worker.py`` through Hydra's own
+``run_job``; its stdout/stderr go to ``.../<num>/worker.log``. A job that dies without
+reporting (killed, segfault) becomes a FAILED JobReturn; the others go on.
+"""
+
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalGpusConf:
+    _target_: str = "hydra_plugins.glattn_local_gpus.local_gpus_launcher.LocalGpusLauncher"
+    gpus: Optional[Any] = None  # null: visible GPUs; []: CPU only; [0, 1] or "0,1": these ids
+    jobs_per_gpu: int = 1
+    n_jobs: Optional[int] = None  # CPU: parallel jobs (default 1); GPU: optional cap
+    threads_per_job: Optional[int] = None  # default: CPU cores // parallel jobs
+    poll_s: float = 0.2
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="local_gpus_schema", node=LocalGpusConf, provider="glattn"
+)
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else every CUDA device."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no torch/driver: no GPUs
+        return []
+
+
+def parse_gpus(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (ListConfig, list, tuple)):
+        return [str(g) for g in value]
+    if isinstance(value, (int, str)):
+        return [g.strip() for g in str(value).split(",") if g.strip()]
+    raise ValueError(
+        f"hydra.launcher.gpus={value!r}: expected null (auto), [] (CPU), a list of ids or '0,1'"
+    )
+
+
+class LocalGpusLauncher(Launcher):
+    def __init__(
+        self,
+        gpus: Any = None,
+        jobs_per_gpu: int = 1,
+        n_jobs: Optional[int] = None,
+        threads_per_job: Optional[int] = None,
+        poll_s: float = 0.2,
+    ) -> None:
+        for key, value in (("jobs_per_gpu", jobs_per_gpu), ("n_jobs", n_jobs),
+                           ("threads_per_job", threads_per_job)):  # fmt: skip
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"hydra.launcher.{key}={value!r}: expected an integer >= 1")
+        self.gpus = parse_gpus(gpus)
+        self.jobs_per_gpu = jobs_per_gpu
+        self.n_jobs = n_jobs
+        self.threads_per_job = threads_per_job
+        self.poll_s = float(poll_s)
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.task_function: Optional[TaskFunction] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:  # fmt: skip
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def slots(self) -> list[Optional[str]]:
+        """One entry per job that may run at once: a GPU id, or None for a CPU slot."""
+        gpus = visible_gpus() if self.gpus is None else self.gpus
+        if gpus:
+            slots = [g for _ in range(self.jobs_per_gpu) for g in gpus]  # spread over GPUs
+            return slots[: self.n_jobs] if self.n_jobs else slots
+        return [None] * (self.n_jobs or 1)
+
+    def job_env(self, gpu: Optional[str], parallel: int) -> dict[str, str]:
+        threads = self.threads_per_job or max(1, (os.cpu_count() or 1) // parallel)
+        env = dict(os.environ)
+        env.update(
+            CUDA_VISIBLE_DEVICES="" if gpu is None else gpu,
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+            GLATTN_LAUNCHER_SLOT=f"gpu{gpu}" if gpu is not None else "cpu",
+        )
+        # the worker imports what this process imports: the app's dir (run.py's, where the
+        # repository's hydra_plugins/ and glattn/ live when not installed) and the cwd
+        extra = [sys.path[0], os.getcwd(), os.environ.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in extra if p)
+        return env
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:  # fmt: skip
+        import cloudpickle
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        work = sweep_dir / ".local_gpus"
+        work.mkdir(parents=True, exist_ok=True)
+        slots = self.slots()
+        kind = "GPU " + ",".join(sorted(set(map(str, slots)))) if slots[0] is not None else "CPU"
+        log.info(f"Launching {len(job_overrides)} jobs, at most {len(slots)} at once ({kind})")
+
+        state = Singleton.get_state()
+        pending = list(enumerate(job_overrides, start=initial_job_idx))
+        free = list(range(len(slots)))
+        running: dict[int, tuple[subprocess.Popen, int, Sequence[str], float]] = {}
+        results: dict[int, JobReturn] = {}
+        try:
+            while pending or running:
+                while pending and free:
+                    slot = free.pop(0)
+                    num, overrides = pending.pop(0)
+                    job_dir = work / str(num)
+                    job_dir.mkdir(parents=True, exist_ok=True)
+                    spec = (self.hydra_context, self.task_function, self.config,
+                            list(overrides), num, state)  # fmt: skip
+                    (job_dir / "job.pkl").write_bytes(cloudpickle.dumps(spec))
+                    (job_dir / "result.pkl").unlink(missing_ok=True)
+                    with open(job_dir / "worker.log", "ab") as out:
+                        proc = subprocess.Popen(
+                            [sys.executable, "-m", "hydra_plugins.glattn_local_gpus._worker",
+                             str(job_dir)],
+                            env=self.job_env(slots[slot], len(slots)),
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                        )  # fmt: skip
+                    running[slot] = (proc, num, overrides, time.monotonic())
+                    where = "CPU" if slots[slot] is None else f"GPU {slots[slot]}"
+                    log.info(f"\t#{num} on {where}: {' '.join(filter_overrides(overrides))}")
+                for slot, (proc, num, overrides, t0) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    del running[slot]
+                    free.append(slot)
+                    ret = self._collect(work / str(num), proc.returncode, overrides)
+                    results[num] = ret
+                    log.info(f"\t#{num} {ret.status.name} in {time.monotonic() - t0:.1f}s")
+                if running:
+                    time.sleep(self.poll_s)
+        finally:
+            for proc, num, _, _ in running.values():  # interrupted: stop our own children
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc, num, _, _ in running.values():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        return [results[initial_job_idx + i] for i in range(len(job_overrides))]
+
+    @staticmethod
+    def _collect(job_dir: Path, returncode: int, overrides: Sequence[str]) -> JobReturn:
+        import cloudpickle
+
+        result = job_dir / "result.pkl"
+        if returncode == 0 and result.is_file():
+            return cloudpickle.loads(result.read_bytes())
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        ret.return_value = RuntimeError(
+            f"job process exited with code {returncode} before reporting a result; "
+            f"see {job_dir / 'worker.log'}"
+        )
+        return ret

@@ -1,0 +1,1 @@
+"""glattn's SLURM launcher (``hydra/launcher=slurm``); see slurm_launcher.py."""
