@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from glattn.engine import Runtime, evaluate, train_one_epoch
 
@@ -40,11 +40,22 @@ FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep")
 
 
 # ----------------------------------------------------------------------------- fingerprint
+def resolved_config(cfg: DictConfig, exclude: tuple = ("hydra",)) -> dict:
+    """The resolved config as plain containers, without the ``hydra`` node (composed with
+    ``return_hydra_config=True`` it holds values such as hydra.job.num that only exist in
+    a running job)."""
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if isinstance(cfg[key], (DictConfig, ListConfig))
+        else cfg[key]
+        for key in cfg
+        if key not in exclude
+    }
+
+
 def config_fingerprint(cfg: DictConfig) -> str:
     """sha256[:12] of the resolved config without paths/tracking/hydra/sweep/trainer.device."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for key in FINGERPRINT_EXCLUDE:
-        resolved.pop(key, None)
+    resolved = resolved_config(cfg, FINGERPRINT_EXCLUDE)
     if isinstance(resolved.get("trainer"), dict):
         resolved["trainer"].pop("device", None)
     blob = json.dumps(resolved, sort_keys=True, default=str)
@@ -197,6 +208,16 @@ class Loop:
     choices: dict = field(default_factory=dict)  # config-group choices, for eval-run tags
     train_counts: list = field(default_factory=list)
 
+    def _generators(self) -> list[torch.Generator]:
+        """The train loader's own generators (shuffle / weighted draws, worker seeds)."""
+        loader = self.loaders.get("train")
+        found = []
+        for gen in (getattr(loader, "generator", None),
+                    getattr(getattr(loader, "sampler", None), "generator", None)):  # fmt: skip
+            if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+                found.append(gen)
+        return found
+
     def checkpoint(self) -> dict:
         module = getattr(self.model, "_orig_mod", self.model)  # torch.compile wrapper
         return {
@@ -205,9 +226,10 @@ class Loop:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.rt.scaler.state_dict() if self.rt.scaler else None,
             "rng": _rng_state(),
+            "loader_rng": [g.get_state() for g in self._generators()],
             "epoch": self.state.epoch,
             "state": asdict(self.state),
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": resolved_config(self.cfg),
             "mlflow_run_id": self.run_id,
             "fingerprint": self.ckpt_dir.name,
             "choices": dict(self.choices),
@@ -231,6 +253,8 @@ class Loop:
             self.rt.scaler.load_state_dict(ckpt["scaler"])
         self.state = FitState(**ckpt["state"])
         _set_rng_state(ckpt["rng"])
+        for gen, state in zip(self._generators(), ckpt.get("loader_rng", [])):
+            gen.set_state(state)
 
     # ------------------------------------------------------------------------- the loop
     def improved(self, value: float) -> bool:

@@ -53,13 +53,13 @@ def grad_cam(
         model.train(was_training)
     act, grad = store["act"].detach(), store["grad"].detach()  # (B, K, h, w)
     weights = grad.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
-    cam = nnF.relu((weights * act).sum(1, keepdim=True))  # (B, 1, h, w)
-    cam = nnF.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    cam = cam[:, 0]
+    cam = nnF.relu((weights * act).sum(1, keepdim=True)).float()  # (B, 1, h, w)
+    # normalise at the layer's resolution (a flat map stays flat, not amplified noise)
     flat = cam.flatten(1)
-    lo, hi = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
-    cam = (cam - lo) / (hi - lo).clamp(min=1e-8)
-    return cam.cpu(), pred.cpu()
+    lo, hi = flat.min(1).values[:, None, None, None], flat.max(1).values[:, None, None, None]
+    cam = torch.where(hi - lo > 1e-6 * hi.abs().clamp(min=1e-12), (cam - lo) / (hi - lo), 0)
+    cam = nnF.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return cam[:, 0].clamp(0, 1).cpu(), pred.cpu()
 
 
 def pick_per_class(labels: Sequence[int], per_class: int) -> list[int]:
@@ -121,10 +121,12 @@ def load_images(paths: Sequence[str], image_size: int) -> torch.Tensor:
     from PIL import Image
     from torchvision.transforms import v2
 
-    try:  # the data package's own evaluation transform, when it exposes one
-        from glattn.data import eval_transform
+    try:  # the data package's evaluation transform (uint8 tensors at resize_side)
+        from glattn.data.transforms import eval_transform, resize_side
 
-        transform = eval_transform(image_size)
+        side = resize_side(image_size)
+        transform = v2.Compose([v2.ToImage(), v2.Resize((side, side), antialias=True),
+                                eval_transform(image_size)])  # fmt: skip
     except ImportError:
         transform = v2.Compose([
             v2.ToImage(), v2.Resize((image_size, image_size), antialias=True),

@@ -51,9 +51,9 @@ def mask_uri(uri: str | None) -> str | None:
 
 def flatten_config(cfg: DictConfig | Mapping) -> dict[str, str]:
     """Resolved config as {dotted.key: str(value)}; secret-looking keys masked; no hydra."""
-    container = cfg
-    if isinstance(cfg, DictConfig):
-        container = OmegaConf.to_container(cfg, resolve=True)
+    from glattn.fit import resolved_config
+
+    container = resolved_config(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     container = {k: v for k, v in container.items() if k != "hydra"}
     flat: dict[str, str] = {}
 

@@ -282,6 +282,7 @@ def split_metrics(prefix: str, result: dict, class_names) -> dict:
 # ----------------------------------------------------------------------------- train
 def main(cfg: DictConfig) -> dict:
     """run.py's task: ``task=train`` trains, ``task=eval`` evaluates ``ckpt_path``."""
+    validate_config(cfg)
     if cfg.task == "eval":
         return evaluate_checkpoint(cfg)
     if cfg.task == "train":
@@ -442,7 +443,7 @@ def _finish(cfg: DictConfig, loop: F.Loop, data, model, tracker) -> dict:
     artifacts.append(plot_curves(run_dir / "training_curves.png", state.history))
     artifacts.append(run_dir / "training_log.csv")
     artifacts.append(run_dir / "split.csv")
-    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(F.resolved_config(cfg)))
     artifacts.append(run_dir / "config_resolved.yaml")
     if cfg.trainer.gradcam_per_class > 0:
         artifacts.append(_gradcam(loop, data, run_dir))
@@ -554,7 +555,7 @@ def _evaluate_checkpoint(cfg: DictConfig, fingerprint: str, run_dir: Path, track
     tracker.log_params(flatten_config(cfg))
     metrics = split_metrics("eval", result, names)
     artifacts = split_report(run_dir, "eval", result, dataset.image_ids, names)
-    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(F.resolved_config(cfg)))
     tracker.log_metrics(metrics)
     tracker.log_artifacts(artifacts + [run_dir / "config_resolved.yaml", run_dir / "split.csv"])
     tracker.end("FINISHED")

@@ -16,6 +16,18 @@ from glattn.losses import CrossEntropyLoss
 CLASSES = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny inputs gain nothing from intra-op threads; on a shared 2-core machine two
+    OpenMP threads per process spin against each other (measured 10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class Tiny(nn.Module):
     def __init__(self):
         super().__init__()
