@@ -34,7 +34,7 @@ class Store:
 
     def job(self, exp: str, seed: int, metrics: dict, history: dict | None = None,
             parent: str | None = None, status: str = "FINISHED", task: str = "train",
-            **factors) -> str:  # fmt: skip
+            extra_params: dict | None = None, **factors) -> str:  # fmt: skip
         """A job run; `metrics` {key: value} logged once, `history` {key: [v_epoch1, ...]}."""
         tags = {**DEFAULTS, **factors, "seed": str(seed), "task": task,
                 "glattn.role": "job"}  # fmt: skip
@@ -42,6 +42,7 @@ class Store:
             str(tags[k]) for k in ("backbone", "attention", "fusion", "residual", "loss",
                                    "dataset", "task", "eval_dataset")
             if k in tags)  # fmt: skip
+        tags["fingerprint"] = factors.get("fingerprint", tags["fingerprint"])
         if parent:
             tags["mlflow.parentRunId"] = parent
         self._t += 1000
@@ -53,8 +54,9 @@ class Store:
         batch = [Metric(k, float(v), self._t, 0) for k, v in metrics.items()]
         for key, values in (history or {}).items():
             batch += [Metric(key, float(v), self._t + e, e) for e, v in enumerate(values, 1)]
-        params = [Param(f"{k}._target_", f"glattn.{k}.{v}") for k, v in DEFAULTS.items()]
+        params = [Param(f"{k}.name", str(tags[k])) for k in DEFAULTS]
         params += [Param("seed", str(seed)), Param("trainer.lr", "0.001")]
+        params += [Param(k, str(v)) for k, v in (extra_params or {}).items()]
         for i in range(0, len(batch), 500):
             self.client.log_batch(rid, metrics=batch[i : i + 500])
         self.client.log_batch(rid, params=params, tags=[RunTag("mlflow.note.content", "")])
