@@ -156,7 +156,8 @@ def format_summary(summary: dict, name: str) -> str:
             ov = " ".join(job.get("overrides") or [])
             line = f"  #{job['num']:<3} {key:<8} {ov}"
             if key == "failed":
-                line += f"\n        error: {job.get('error')}  (log: {job.get('job_dir')})"
+                error = str(job.get("error")).replace("\n", "\n               ")
+                line += f"\n        error: {error}\n        log:   {job.get('job_dir')}"
             lines.append(line)
     return "\n".join(lines)
 

@@ -60,7 +60,7 @@ def create_parent_run(client, experiment_id: str, run_name: str, tags: dict[str,
     return run.info.run_id
 
 
-def finished_runs(client, cfg: DictConfig) -> list:
+def finished_runs(client) -> list:
     """FINISHED job runs of every experiment of the store (for "done?" and cost estimates)."""
     exps = [e.experiment_id for e in client.search_experiments()]
     if not exps:

@@ -1,0 +1,98 @@
+"""local_gpus launcher, glattn sweeper and sweep callback, on a fake task (no training).
+
+Real CLI in a subprocess (Hydra, plugins, callbacks, job subprocesses), fake GPU ids: the
+pinning and the concurrency bound are checked from what each job recorded.
+"""
+
+import json
+import os
+
+import pytest
+from test_sweep_helpers import FAKE_DEFAULTS, fake_records, run_cli, sweep_dirs, write_fake_app
+
+
+def _overlaps(records, key=None):
+    """Largest number of jobs running at one instant (optionally per value of `key`)."""
+    events = []
+    for r in records:
+        k = r[key] if key else None
+        events += [(r["start"], 1, k), (r["end"], -1, k)]
+    best, cur = {}, {}
+    for _, d, k in sorted(events, key=lambda e: (e[0], e[1])):
+        cur[k] = cur.get(k, 0) + d
+        best[k] = max(best.get(k, 0), cur[k])
+    return best
+
+
+@pytest.fixture
+def app(tmp_path):
+    return write_fake_app(tmp_path)
+
+
+def test_local_gpus_pins_each_job_and_bounds_concurrency(app, tmp_path):
+    out = tmp_path / "out"
+    res = run_cli(
+        app, *FAKE_DEFAULTS, "fake.sleep=2.5", f"paths.output_dir={out}",
+        "hydra/launcher=local_gpus", "hydra.launcher.gpus=[3,5]", "hydra.launcher.jobs_per_gpu=2",
+        "seed=0,1,2,3,4,5,6,7", "tracking=none", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sweep,) = sweep_dirs(out)
+    recs = fake_records(sweep)
+    assert len(recs) == 8
+    assert {r["cuda"] for r in recs} == {"3", "5"}  # each job saw exactly one of its GPUs
+    assert len({r["pid"] for r in recs}) == 8  # one process per job
+    per_gpu = _overlaps(recs, "cuda")
+    assert max(per_gpu.values()) <= 2, per_gpu  # never more than jobs_per_gpu on a GPU
+    total = _overlaps(recs)[None]
+    assert 2 < total <= 4, total  # ran in parallel, never more than 2 GPUs x 2 slots
+    assert {r["omp"] for r in recs} == {str(max(1, (os.cpu_count() or 1) // 4))}
+    assert "8 jobs: 8 done, 0 skipped, 0 failed" in res.stdout
+
+
+def test_local_gpus_cpu_mode_splits_threads(app, tmp_path):
+    out = tmp_path / "out"
+    res = run_cli(
+        app, *FAKE_DEFAULTS, "fake.sleep=1.5", f"paths.output_dir={out}", "tracking=none",
+        "hydra/launcher=local_gpus", "hydra.launcher.gpus=[]", "hydra.launcher.n_jobs=2",
+        "hydra.launcher.threads_per_job=3", "seed=0,1,2", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = fake_records(sweep_dirs(out)[0])
+    assert [r["cuda"] for r in recs] == ["", "", ""]  # no GPU for CPU jobs
+    assert {r["omp"] for r in recs} == {"3"}
+    assert _overlaps(recs)[None] == 2
+
+
+@pytest.mark.parametrize(
+    "launcher", [pytest.param("basic", marks=pytest.mark.slow), "local_gpus"]
+)
+def test_failed_and_killed_jobs_are_reported_others_finish(app, tmp_path, launcher):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "out"
+    kill = ["fake.kill_seeds=[3]"] if launcher == "local_gpus" else []  # basic: in-process
+    res = run_cli(
+        app, *FAKE_DEFAULTS, f"paths.output_dir={out}", f"hydra/launcher={launcher}",
+        "fake.fail_seeds=[1]", *kill, "seed=0,1,2,3", "+hydra.launcher.gpus=[0]"
+        if launcher == "local_gpus" else "seed=0,1,2,3", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 1, (res.stdout[-2000:], res.stderr[-3000:])
+    (sweep,) = sweep_dirs(out)
+    n_failed = 2 if kill else 1
+    assert f"4 jobs: {4 - n_failed} done, 0 skipped, {n_failed} failed" in res.stdout
+    assert "RuntimeError: boom in seed 1" in res.stdout
+    status = json.loads((sweep / "1" / "status.json").read_text())
+    assert status["status"] == "failed" and "boom in seed 1" in status["error"]
+    assert "Traceback" in (sweep / "1" / "traceback.log").read_text()
+    if kill:
+        assert "exited with code -9" in res.stdout
+    assert {r["num"] for r in fake_records(sweep)} == {0, 1, 2, 3}  # every job ran
+    # the parent run: created once, in the launching process, ended FAILED
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("glattn").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("glattn.role") == "sweep"]
+    assert (sweep / "parent_run_id").read_text().strip() == parent.info.run_id
+    assert parent.info.status == "FAILED"
+    assert parent.info.run_name == f"glattn/{sweep.name}"
+    assert parent.data.tags["glattn.jobs_failed"] == str(n_failed)
