@@ -10,6 +10,7 @@ torn one. Early stopping follows Prechelt, "Early Stopping - But When?" (1998).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from glattn.engine import Runtime, evaluate, train_one_epoch
 
@@ -37,6 +38,15 @@ SCHEDULERS = {
     "none": "torch.optim.lr_scheduler.ConstantLR",
 }
 FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep")
+FINGERPRINT_IGNORE = (
+    ("trainer", "device"),
+    ("trainer", "num_workers"),
+    ("trainer", "log_every_n_steps"),
+    ("trainer", "resume"),
+    ("dataset", "num_workers"),
+    ("dataset", "cache"),
+    ("dataset", "cache_dir"),
+)
 
 
 # ----------------------------------------------------------------------------- fingerprint
@@ -54,10 +64,20 @@ def resolved_config(cfg: DictConfig, exclude: tuple = ("hydra",)) -> dict:
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
-    """sha256[:12] of the resolved config without paths/tracking/hydra/sweep/trainer.device."""
+    """sha256[:12] of the resolved config without paths/tracking/hydra/sweep/trainer.device.
+
+    Values interpolated from ``paths.output_dir`` (the synthetic set's root, the image
+    cache) are resolved against a fixed placeholder, so the same run under another output
+    directory has the same fingerprint; settings that cannot change results (workers,
+    cache location, logging cadence, resume) are left out too.
+    """
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = "<output_dir>"
     resolved = resolved_config(cfg, FINGERPRINT_EXCLUDE)
-    if isinstance(resolved.get("trainer"), dict):
-        resolved["trainer"].pop("device", None)
+    for group, key in FINGERPRINT_IGNORE:
+        if isinstance(resolved.get(group), dict):
+            resolved[group].pop(key, None)
     blob = json.dumps(resolved, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

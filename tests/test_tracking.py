@@ -1,0 +1,125 @@
+"""Tracking and fingerprint: flattened/masked params, MLflow limits, URIs, experiment
+artifact location, continuing a run, find_finished_run; config_fingerprint invariances."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from glattn.fit import checkpoint_dir, config_fingerprint
+from glattn.tracking import (
+    MASK,
+    NullTracker,
+    Tracker,
+    find_finished_run,
+    flatten_config,
+    get_experiment_id,
+    make_tracker,
+    resolve_uri,
+)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def cfg_with(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("config", overrides=list(overrides))
+
+
+def tracking(tmp_path, experiment="exp"):
+    return OmegaConf.create({
+        "enabled": True, "uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": experiment,
+        "artifact_location": str(tmp_path / "mlartifacts"), "log_checkpoint": False,
+    })  # fmt: skip
+
+
+def test_flatten_masks_secrets_and_respects_limits():
+    flat = flatten_config({
+        "a": {"b": 1, "c": [1, 2], "api_token": "abc", "password": "pw", "none": None},
+        "db": {"uri": "postgresql://user:hunter2@host/db", "secret_key": None},
+        "long": "x" * 7000, "hydra": {"job": 1}, "empty": {},
+    })  # fmt: skip
+    assert flat["a.b"] == "1" and flat["a.c"] == "[1, 2]" and flat["a.none"] == "None"
+    assert flat["a.api_token"] == MASK and flat["a.password"] == MASK
+    assert "hunter2" not in flat["db.uri"] and flat["db.uri"].startswith("postgresql://user:")
+    assert flat["db.secret_key"] == "None"  # nothing to hide
+    assert len(flat["long"]) == 6000 and "hydra.job" not in flat and flat["empty"] == "{}"
+
+
+def test_flatten_real_config_has_dotted_keys():
+    flat = flatten_config(cfg_with())
+    assert flat["optimizer.lr"] == "0.001" and flat["trainer.max_epochs"] in ("50", "8")
+    assert flat["fusion._target_"].startswith("glattn.") and flat["paths.output_dir"]
+
+
+def test_sqlite_uri_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri("sqlite:///outputs/mlflow.db") == f"sqlite:///{tmp_path}/outputs/mlflow.db"
+    assert resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert (tmp_path / "outputs").is_dir()
+
+
+def test_default_tracking_config_is_sqlite_under_output_dir():
+    cfg = cfg_with("paths.output_dir=/some/where")
+    assert cfg.tracking.uri == "sqlite:////some/where/mlflow.db"
+    assert cfg.tracking.artifact_location == "/some/where/mlartifacts"
+    assert isinstance(make_tracker(cfg_with("tracking=none").tracking), NullTracker)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    """One MLflow database for the module (creating one runs ~30 schema migrations)."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+def test_tracker_creates_continues_and_finds_runs(db):
+    tmp_path = db
+    t_cfg = tracking(tmp_path)
+    tracker = Tracker(t_cfg)
+    assert tracker.start("r", {"fingerprint": "abc", "task": "train"}) is True
+    params = {f"p{i}": str(i) for i in range(250)}  # > 100 per batch
+    tracker.log_params(params)
+    tracker.log_metrics({"val/acc": 0.5, "nan": float("nan")}, step=1)
+    run_id = tracker.run_id
+    exp = tracker.client.get_experiment(tracker.experiment_id)
+    assert exp.artifact_location == (tmp_path / "mlartifacts" / "exp").as_uri()
+    assert find_finished_run(t_cfg, "abc") is None  # still RUNNING
+
+    again = Tracker(t_cfg)  # a restarted process continues the same run
+    assert again.start("r", {}, run_id=run_id) is False and again.run_id == run_id
+    assert again.logged_steps("val/acc") == {1}
+    again.end("FINISHED")
+    found = find_finished_run(t_cfg, "abc")
+    assert found.info.run_id == run_id and len(found.data.params) == 250
+    assert find_finished_run(t_cfg, "other") is None
+    assert find_finished_run(tracking(tmp_path, "missing"), "abc") is None
+
+    other = Tracker(tracking(tmp_path, "exp2"))  # unknown id in this experiment: new run
+    assert other.start("r", {}, run_id=run_id) is True and other.run_id != run_id
+    assert get_experiment_id(tracking(tmp_path, "exp2")) == other.experiment_id
+
+
+def test_parent_run_tag(db):
+    tmp_path = db
+    t = Tracker(tracking(tmp_path, "parents"))
+    t.start("sweep", {"glattn.role": "sweep"})
+    child = Tracker(tracking(tmp_path, "parents"))
+    child.start("job", {"glattn.role": "job"}, parent_run_id=t.run_id)
+    run = child.client.get_run(child.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == t.run_id
+
+
+def test_fingerprint_ignores_paths_tracking_device_and_sees_the_model():
+    base = config_fingerprint(cfg_with())
+    assert len(base) == 12 and base == config_fingerprint(cfg_with())
+    for same in ("paths.output_dir=/elsewhere", "tracking.experiment=x", "trainer.device=cpu",
+                 "tracking=none", "sweep.rerun=true", "trainer.num_workers=3"):  # fmt: skip
+        assert config_fingerprint(cfg_with(same)) == base, same
+    for different in ("optimizer.lr=0.01", "fusion=cross_attn", "seed=1", "loss=ce",
+                      "dataset.image_size=32"):  # fmt: skip
+        assert config_fingerprint(cfg_with(different)) != base, different
+    cfg = cfg_with("paths.output_dir=/out")
+    assert checkpoint_dir(cfg) == Path("/out/checkpoints") / base
