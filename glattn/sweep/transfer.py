@@ -68,7 +68,9 @@ def source_checkpoint(*, _root_: DictConfig) -> str | None:
             "ckpt_path=${glattn_source_ckpt:} needs transfer.source, the overrides of the "
             "training data set (e.g. [dataset=ham10000])"
         )
-    overrides = training_overrides(list(hc.overrides.task), list(source))
+    # unresolved: this job's own ckpt_path override is the interpolation being resolved
+    job_overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)
+    overrides = training_overrides(job_overrides, list(source))
     ckpt = _checkpoint_for(str(hc.job.config_name), tuple(overrides))
     if not Path(ckpt).is_file():
         raise FileNotFoundError(

@@ -1,0 +1,110 @@
+"""experiments/*.yaml: each composes, expands to its documented number of jobs, sweeps only
+real config options; Table 5's eval stage finds its training job's checkpoint."""
+
+import re
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+EXPERIMENTS = ROOT / "experiments"
+JOBS = {  # also written in each file's header ("= N jobs")
+    "table1_backbones": 54,
+    "table2_cbam": 54,
+    "table3_fusion": 36,
+    "table4_residual": 24,
+    "table5_transfer": 9,
+    "table6_efficiency": 27,
+}
+
+
+def _compose(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def expand(cfg, extra=()) -> list[list[str]]:
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params + list(extra))
+    return BasicSweeper.split_arguments(parsed, None)[0]
+
+
+def documented_jobs(name: str) -> int:
+    text = (EXPERIMENTS / f"{name}.yaml").read_text()
+    return int(re.findall(r"= (\d+) jobs", text)[-1])
+
+
+def test_every_experiment_file_is_tested():
+    assert {p.stem for p in EXPERIMENTS.glob("*.yaml")} == set(JOBS) | {"paper"}
+
+
+@pytest.mark.parametrize("name", sorted(JOBS))
+def test_experiment_composes_and_expands(name, tmp_path):
+    cfg = _compose(f"experiment={name}", f"paths.output_dir={tmp_path}")
+    assert cfg.tracking.experiment == name
+    assert OmegaConf.select(cfg, "hydra.sweeper.params.seed") == "0,1,2"
+    jobs = expand(cfg)
+    assert len(jobs) == JOBS[name] == documented_jobs(name)
+    assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)
+    for key, values in cfg.hydra.sweeper.params.items():  # swept groups are real options
+        if (CONF / key).is_dir():
+            for value in str(values).split(","):
+                assert (CONF / key / f"{value}.yaml").is_file(), (name, key, value)
+    for job in (jobs[0], jobs[-1]):  # a job composes with the experiment's overrides
+        job_cfg = _compose(f"experiment={name}", f"paths.output_dir={tmp_path}", *job)
+        choices = job_cfg.hydra.runtime.choices
+        for override in job:
+            key, value = override.split("=", 1)
+            got = choices[key] if key in choices else str(OmegaConf.select(job_cfg, key))
+            assert got == value, (name, override)
+
+
+def test_paper_runs_every_table_in_order():
+    from glattn.sweep.paper import load_stages
+
+    stages = load_stages()
+    names = [s[0].split("=", 1)[1] for s in stages]
+    assert sorted(set(names)) == sorted(JOBS)
+    t5 = [i for i, n in enumerate(names) if n == "table5_transfer"]
+    assert len(t5) == 2 and "task=eval" not in stages[t5[0]] and "task=eval" in stages[t5[1]]
+    total = sum(len(expand(_compose(*s))) for s in stages)
+    assert total == documented_jobs("paper") == sum(JOBS.values()) + JOBS["table5_transfer"]
+
+
+def test_table5_eval_job_resolves_its_training_checkpoint(tmp_path):
+    from glattn.fit import config_fingerprint
+    from glattn.sweep.transfer import training_overrides
+
+    out = f"paths.output_dir={tmp_path}"
+    # the training job, as the first sweep composes it
+    train_cfg = _compose("experiment=table5_transfer", out, "attention=cbam", "seed=1")
+    assert train_cfg.dataset.name == "ham10000"
+    HydraConfig.instance().set_config(train_cfg)
+    assert train_cfg.ckpt_path is None  # task=train: nothing to resolve
+    train_task = OmegaConf.masked_copy(train_cfg, [k for k in train_cfg if k != "hydra"])
+    expected = Path(tmp_path) / "checkpoints" / config_fingerprint(train_task) / "best.pt"
+    # the eval job of the second sweep
+    eval_overrides = ["experiment=table5_transfer", out, "task=eval", "dataset=isic2018",
+                      "dataset.eval_split=official_test", "ckpt_path=${glattn_source_ckpt:}",
+                      "attention=cbam", "seed=1"]  # fmt: skip
+    assert training_overrides(eval_overrides, ["dataset=ham10000"]) == [
+        "experiment=table5_transfer", out, "attention=cbam", "seed=1", "dataset=ham10000"
+    ]  # fmt: skip
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        eval_cfg = compose("config", overrides=eval_overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(eval_cfg)
+        assert eval_cfg.dataset.name == "isic2018"
+        with pytest.raises(Exception, match="run the training sweep first"):
+            eval_cfg.ckpt_path
+        expected.parent.mkdir(parents=True)
+        expected.write_bytes(b"")
+        assert Path(eval_cfg.ckpt_path) == expected
