@@ -333,6 +333,12 @@ def _train(cfg: DictConfig, fingerprint: str, run_dir: Path, tracker) -> dict:
     F.seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     rt = F.make_runtime(cfg.trainer)
     data = build_data(cfg, run_dir)
+    if data.val is None:
+        raise ConfigError(
+            f"dataset {cfg.dataset.name!r} has no validation split (dataset.val_fraction="
+            f"{OmegaConf.select(cfg, 'dataset.val_fraction')}): training monitors "
+            f"{cfg.trainer.monitor} on it; expected val_fraction > 0 or folds > 1"
+        )
     log_class_balance(data)
     model = build_model(cfg)
     _log_summary(model, cfg)
@@ -519,6 +525,9 @@ def _evaluate_checkpoint(cfg: DictConfig, fingerprint: str, run_dir: Path, track
     F.seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     ckpt = F.load_checkpoint(cfg.ckpt_path)
     model, train_cfg = load_trained_model(ckpt, int(cfg.dataset.num_classes))
+    if int(train_cfg.dataset.image_size) != int(cfg.dataset.image_size):
+        log.warning("the checkpoint was trained at dataset.image_size=%s, evaluating at %s",
+                    train_cfg.dataset.image_size, cfg.dataset.image_size)  # fmt: skip
     rt = F.make_runtime(cfg.trainer)
     model.to(rt.device)
     split = str(cfg.dataset.eval_split)
