@@ -141,6 +141,12 @@ def test_class_without_samples_in_a_split(tmp_path):
     fails(cfg_for(tmp_path), "has no samples of class(es) ['df']", "split_seed=0")
 
 
+def test_class_absent_from_the_whole_data_set(tmp_path, ham):
+    meta = pd.read_csv(ham / "HAM10000_metadata.csv")
+    meta[meta["dx"] != "vasc"].to_csv(ham / "HAM10000_metadata.csv", index=False)
+    fails(cfg_for(tmp_path), "the data set has no images of class(es) ['vasc']")
+
+
 def test_duplicate_image_ids_name_the_lines(tmp_path, ham):
     meta = pd.read_csv(ham / "HAM10000_metadata.csv")
     meta.loc[5, "image_id"] = meta.loc[1, "image_id"]

@@ -92,6 +92,12 @@ def split_counts(frame: pd.DataFrame) -> pd.DataFrame:
 def check_splits(frame: pd.DataFrame, how: str) -> pd.DataFrame:
     """Raise if a class has no sample in a split; log and return the count table."""
     table = split_counts(frame)
+    absent = [c for c in CLASS_NAMES if table[c].sum() == 0]
+    if absent:
+        raise DataError(
+            f"the data set has no images of class(es) {absent} ({how}); expected samples of "
+            f"all {len(CLASS_NAMES)} classes {', '.join(CLASS_NAMES)}"
+        )
     for split, row in table.iterrows():
         empty = [c for c in CLASS_NAMES if row[c] == 0]
         if empty:
