@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (as in a DataLoader worker)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1, as in a worker)")
     ap.add_argument("--work-dir", default=None, help="default: a temporary folder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -91,7 +91,8 @@ def test_generated_once_when_raced(tmp_path):
     with mp.get_context("fork").Pool(3) as pool:
         roots = pool.map(_race, [str(tmp_path)] * 3)
     assert len(set(roots)) == 1
-    assert [p for p in os.listdir(tmp_path) if not p.startswith(".")] == [os.path.basename(roots[0])]
+    visible = [p for p in os.listdir(tmp_path) if not p.startswith(".")]
+    assert visible == [os.path.basename(roots[0])]
     assert len(pd.read_csv(os.path.join(roots[0], "HAM10000_metadata.csv"))) == 42
 
 

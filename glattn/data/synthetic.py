@@ -96,8 +96,10 @@ def _jitter(rng: np.random.Generator, colour, amount: float = 22) -> np.ndarray:
 
 def _texture(rng, name: str, img, u, v, rho, size: int) -> np.ndarray:
     if name == "blotchy":  # black blotches, blue-grey veil, dots (melanoma)
-        img = _blend(img, _jitter(rng, (35, 22, 20)), _sigmoid((_noise(rng, size, size / 10) - 0.2) * 4))
-        img = _blend(img, _jitter(rng, (105, 110, 135)), _sigmoid((_noise(rng, size, size / 8) - 0.9) * 4))
+        black = _jitter(rng, (35, 22, 20))
+        img = _blend(img, black, _sigmoid((_noise(rng, size, size / 10) - 0.2) * 4))
+        veil = _jitter(rng, (105, 110, 135))
+        img = _blend(img, veil, _sigmoid((_noise(rng, size, size / 8) - 0.9) * 4))
         img = _blend(img, (50, 30, 25), (_noise(rng, size, 1.0) > 2.2) * (rho > 0.6))
     elif name == "network":  # reticular pigment network (naevus)
         f, n = rng.uniform(14, 20), _noise(rng, size, size / 12) * 0.15
@@ -146,7 +148,8 @@ def render_lesion(rng: np.random.Generator, dx: str, min_side: int) -> Image.Ima
     rho, theta = np.hypot(u, v), np.arctan2(v, u)
     border = np.ones_like(rho)
     for k in range(2, 7):
-        border += irr * rng.uniform(0.2, 1.0) / np.sqrt(k - 1) * np.cos(k * theta + rng.uniform(0, 6.3))
+        amplitude = irr * rng.uniform(0.2, 1.0) / np.sqrt(k - 1)
+        border += amplitude * np.cos(k * theta + rng.uniform(0, 6.3))
     edge = rng.uniform(*st.edge)
     alpha = np.clip((border - rho) / edge + 0.5, 0, 1) * rng.uniform(0.85, 1.0)
     img = np.broadcast_to(_jitter(rng, st.colour), (size, size, 3)).astype(np.float32)
@@ -156,7 +159,9 @@ def render_lesion(rng: np.random.Generator, dx: str, min_side: int) -> Image.Ima
     return Image.fromarray(rgba, "RGBA")
 
 
-def render_image(rng, lesion: Image.Image, skin: np.ndarray, width: int, height: int) -> Image.Image:
+def render_image(
+    rng, lesion: Image.Image, skin: np.ndarray, width: int, height: int
+) -> Image.Image:
     """One photograph of `lesion` on skin: small rotation/scale/shift, lighting, hair,
     optional dark vignette, sensor noise."""
     shade = 1 + 0.06 * gaussian_filter(rng.standard_normal((height, width)), 12)[..., None] * 8
