@@ -121,3 +121,11 @@ def test_build_data_on_ham10000_fixture(tmp_path):
     assert x.shape == (3, 16, 16) and str(x.dtype) == "torch.float32" and isinstance(y, int)
     assert np.array_equal(bundle.train_counts, np.bincount(bundle.train.labels, minlength=7))
     assert bundle.class_names == CLASS_NAMES
+
+
+def test_ham10000_images_in_a_linked_folder(tmp_path):
+    root = tmp_path / "data"
+    meta = make_ham10000(root, lesions_per_class=1)
+    (root / "HAM10000_images_part_2").rename(tmp_path / "elsewhere")
+    (root / "HAM10000_images_part_2").symlink_to(tmp_path / "elsewhere")
+    assert len(read_ham10000(root)) == len(meta)

@@ -67,7 +67,7 @@ def index_images(root: Path) -> dict[str, Path]:
     """Map image id (file stem) -> path for every image file under `root`. Where the same
     id exists twice (duplicated folders), the first in sorted path order wins."""
     found: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # linked folders
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             stem, suffix = os.path.splitext(name)
