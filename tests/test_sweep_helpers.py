@@ -86,7 +86,7 @@ def write_fake_app(tmp: Path) -> Path:
 
 def env(**extra: str) -> dict:
     e = dict(os.environ)
-    e.setdefault("OMP_NUM_THREADS", "2")
+    e["OMP_NUM_THREADS"] = "1"  # 2 shared cores: oversubscribed OpenMP threads spin
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])
     e.update(extra)
     return e

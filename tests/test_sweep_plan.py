@@ -1,0 +1,66 @@
+"""Plan mode: `python run.py -m ... sweep.plan=true` prints the grid, what is done and the
+estimated cost, and runs and creates nothing."""
+
+import re
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+from test_sweep_helpers import ROOT, run_cli
+
+GRID = ["debug=smoke", "fusion=original,learnable_gate", "seed=0,1"]
+
+
+def _fingerprint(*overrides):
+    from glattn.fit import config_fingerprint
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        return config_fingerprint(task), task
+
+
+def test_plan_without_store_creates_nothing(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", "sweep.plan=true",
+                  cwd=ROOT)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "[glattn plan] glattn: 4 jobs: 0 done, 4 to run" in res.stdout
+    assert "tracking store does not exist yet" in res.stdout
+    assert not (out / "mlflow.db").exists()
+    assert not list((out / "sweeps").glob("*/*/0"))  # no job ran
+
+
+def test_plan_marks_done_jobs_and_estimates_cost(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from glattn.tracking import get_experiment_id, resolve_uri
+
+    out = tmp_path / "out"
+    common = ["debug=smoke", f"paths.output_dir={out}"]
+    done_fp, task = _fingerprint(*common, "fusion=learnable_gate", "seed=1")
+    client = MlflowClient(resolve_uri(task.tracking.uri))
+    run = client.create_run(
+        get_experiment_id(task.tracking),
+        tags={"glattn.role": "job", "task": "train", "fingerprint": done_fp,
+              "backbone": "resnet18", "dataset": "synthetic"},  # fmt: skip
+    )
+    client.log_metric(run.info.run_id, "time/epoch_s", 40.0, step=1)
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+    res = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", "sweep.plan=true",
+                  cwd=ROOT)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "4 jobs: 1 done, 3 to run" in res.stdout
+    rows = [line for line in res.stdout.splitlines() if re.match(r"\s+\d+\s+(done|todo)", line)]
+    assert len(rows) == 4
+    (done,) = [r for r in rows if " done " in r]
+    assert done_fp in done and run.info.run_id in done and "fusion=learnable_gate seed=1" in done
+    # 3 jobs x median time/epoch_s (40 s) x trainer.max_epochs (1 in debug=smoke)
+    assert all(" 40s " in r for r in rows if " todo " in r)
+    assert "estimated cost: 2.0m of job time for 3 of 3 jobs" in res.stdout
+    runs = client.search_runs([get_experiment_id(task.tracking)])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]  # no parent run, no job run
