@@ -313,3 +313,30 @@ def test_expected_levels_from_experiment_file(tmp_path):
     assert expected_levels("missing", tmp_path) == {}
     assert parse_values("choice(a, b)") == ["a", "b"]
     assert parse_values("glob(*)") == []
+
+
+# ---------------------------------------------------------------------------- estimate
+def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, capsys):
+    from glattn.report import estimate
+
+    for seed in range(2):
+        store.job("measure", seed, {}, history={"perf/train_img_s": [50, 100, 100]},
+                  attention="none")  # fmt: skip
+        store.job("measure", seed, {}, history={"perf/train_img_s": [20, 80, 80]})
+    (tmp_path / "table2_x.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /dataset: ham10000\n"
+        "trainer:\n  max_epochs: 2\nhydra:\n  sweeper:\n    params:\n"
+        "      backbone: resnet18,vgg16\n      attention: none,cbam\n      seed: 0,1,2\n"
+    )
+    frame = runs.load_runs(store.uri, "measure")
+    measured = estimate.throughput(frame, lambda ids, k: runs.metric_history(store.uri, ids, k))
+    assert sorted(measured["img_s"]) == [80, 80, 100, 100]  # epoch 1 (warm-up) left out
+    out = estimate.estimate(measured, [tmp_path / "table2_x.yaml"]).iloc[0]
+    n_train = 10015 * (1 - 0.15 - 0.15)
+    assert out["jobs"] == 12 and out["max_epochs"] == 2
+    assert out["jobs_without_measurement"] == 6  # vgg16 was not measured
+    want = 3 * 2 * n_train * (1 / 100 + 1 / 80) / 3600
+    assert out["hours_upper_bound"] == pytest.approx(want)
+    assert estimate.main(["measure", "--tracking-uri", store.uri,
+                          "--experiments-dir", str(tmp_path)]) == 0  # fmt: skip
+    assert "table2_x" in capsys.readouterr().out

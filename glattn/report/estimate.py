@@ -1,0 +1,130 @@
+"""Expected compute of the paper's sweeps: measured training throughput x the grid.
+
+`python -m glattn.report.estimate MEASURED [--tracking-uri URI]` reads the FINISHED train
+runs of experiment MEASURED (e.g. table6_efficiency run on the target GPUs), takes each
+(backbone, attention)'s training throughput perf/train_img_s (mean over epochs after the
+first, which includes warm-up), and multiplies out every experiments/table<N>_*.yaml grid:
+
+    hours = sum over jobs of  max_epochs * n_train(dataset) / img_s(backbone, attention)
+
+an upper bound (early stopping ends runs sooner; validation passes and start-up are not
+counted). Throughput measured at another image size or on another device does not
+transfer: the printout names the device and image size the numbers came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from glattn.report import runs
+from glattn.report.grid import EXPERIMENTS_DIR, parse_values
+from glattn.report.tables import tables_for
+
+#: Images per data set before the split (HAM10000 = ISIC 2018 Task 3 training set).
+DATASET_IMAGES = {"ham10000": 10015, "isic2018": 10015}
+CONF = runs.REPO_ROOT / "conf"
+
+
+def train_images(dataset: str, conf: Path = CONF) -> float:
+    """Training images of one epoch: the data set minus its val and test fractions."""
+    node = OmegaConf.load(conf / "dataset" / f"{dataset}.yaml")
+    total = DATASET_IMAGES.get(dataset) or int(node.get("num_images", 0))
+    return total * (1 - float(node.get("val_fraction", 0)) - float(node.get("test_fraction", 0)))
+
+
+def job_grid(path: Path, conf: Path = CONF) -> tuple[list[dict], int]:
+    """(jobs as {factor: level}, max_epochs) of one experiment file."""
+    node = OmegaConf.load(path)
+    base: dict = {}
+    for item in OmegaConf.to_container(OmegaConf.load(conf / "config.yaml")).get("defaults", []):
+        if isinstance(item, dict):
+            for k, v in item.items():
+                base[k.split(" ")[-1].lstrip("/")] = v
+    for item in OmegaConf.to_container(node).get("defaults", []) or []:
+        if isinstance(item, dict):
+            for k, v in item.items():
+                base[k.split(" ")[-1].lstrip("/")] = v
+    params = OmegaConf.select(node, "hydra.sweeper.params", default=None)
+    params = OmegaConf.to_container(params) if params is not None else {}
+    axes = {str(k).lstrip("+~"): parse_values(v) for k, v in params.items()}
+    epochs = OmegaConf.select(node, "trainer.max_epochs", default=None)
+    if epochs is None:
+        epochs = OmegaConf.load(conf / "trainer" / "default.yaml").max_epochs
+    jobs = [{**base, **dict(zip(axes, combo))} for combo in itertools.product(*axes.values())]
+    return jobs, int(epochs)
+
+
+def throughput(frame: pd.DataFrame, history) -> pd.DataFrame:
+    """Mean perf/train_img_s per (backbone, attention) over the runs' epochs 2..N."""
+    train = frame[frame["task"] == "train"]
+    hist = history(list(train["run_id"]), "perf/train_img_s")
+    rows = []
+    for _, run in train.iterrows():
+        h = hist.get(run["run_id"], {})
+        vals = [v for e, v in sorted(h.items()) if e > 1] or list(h.values())
+        if vals:
+            rows.append({"backbone": run["backbone"], "attention": run["attention"],
+                         "img_s": sum(vals) / len(vals),
+                         "image_size": run.get("params.dataset.image_size"),
+                         "device": run.get("params.trainer.device")})  # fmt: skip
+    return pd.DataFrame(rows, columns=["backbone", "attention", "img_s", "image_size", "device"])
+
+
+def estimate(measured: pd.DataFrame, experiments: list[Path]) -> pd.DataFrame:
+    """Hours per experiment file; `missing` counts jobs with no measured throughput."""
+    by_pair = measured.groupby(["backbone", "attention"])["img_s"].mean().to_dict()
+    by_backbone = measured.groupby("backbone")["img_s"].mean().to_dict()
+    out = []
+    for path in experiments:
+        jobs, epochs = job_grid(path)
+        seconds, missing = 0.0, 0
+        for job in jobs:
+            rate = by_pair.get((job.get("backbone"), job.get("attention")))
+            rate = rate or by_backbone.get(job.get("backbone"))
+            if not rate or str(job.get("dataset")) not in DATASET_IMAGES:
+                missing += 1
+                continue
+            seconds += epochs * train_images(str(job["dataset"])) / rate
+        out.append({"experiment": path.stem, "jobs": len(jobs), "max_epochs": epochs,
+                    "hours_upper_bound": seconds / 3600 if len(jobs) > missing else math.nan,
+                    "jobs_without_measurement": missing})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m glattn.report.estimate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("measured", help="experiment whose runs measured perf/train_img_s")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--experiments-dir", type=Path, default=EXPERIMENTS_DIR)
+    args = p.parse_args(argv)
+    uri = args.tracking_uri or runs.default_tracking_uri()
+    try:
+        frame = runs.load_runs(uri, args.measured)
+    except runs.ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    measured = throughput(frame, lambda ids, k: runs.metric_history(uri, ids, k))
+    if measured.empty:
+        print(f"error: no run of {args.measured!r} logged perf/train_img_s", file=sys.stderr)
+        return 2
+    files = sorted(f for f in args.experiments_dir.glob("table*.yaml") if tables_for(f.stem))
+    table = estimate(measured, files)
+    print("measured training throughput (img/s, mean over epochs 2..N):")
+    print(measured.groupby(["backbone", "attention", "image_size", "device"])["img_s"]
+          .agg(["mean", "count"]).to_string())  # fmt: skip
+    print("\nexpected training time per sweep (upper bound: every job runs max_epochs):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"total: {table['hours_upper_bound'].sum():.1f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
