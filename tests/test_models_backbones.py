@@ -168,3 +168,14 @@ def test_cached_weights_are_loaded(tmp_path, monkeypatch):
 def test_unknown_weights_name_lists_allowed():
     with pytest.raises(ValueError, match="IMAGENET1K_V1.*or null"):
         build_model(compose_cfg("backbone.weights=IMAGENET9K"))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11"])
+def test_forward_without_blocks_equals_torchvision(name):
+    from glattn.models import GLSANet
+
+    torch.manual_seed(0)
+    plain = getattr(torchvision.models, name)(num_classes=7).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(GLSANet(plain)(x), plain(x), atol=1e-6)
