@@ -129,3 +129,9 @@ def test_ham10000_images_in_a_linked_folder(tmp_path):
     (root / "HAM10000_images_part_2").rename(tmp_path / "elsewhere")
     (root / "HAM10000_images_part_2").symlink_to(tmp_path / "elsewhere")
     assert len(read_ham10000(root)) == len(meta)
+
+
+def test_ham10000_unpacked_one_folder_down(tmp_path):
+    # e.g. Kaggle's zip unpacked into <root>/skin-cancer-mnist-ham10000/
+    meta = make_ham10000(tmp_path / "data" / "skin-cancer-mnist-ham10000", lesions_per_class=1)
+    assert read_ham10000(tmp_path / "data")["image_id"].tolist() == meta["image_id"].tolist()
