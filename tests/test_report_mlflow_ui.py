@@ -28,14 +28,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(base, path, **query):
-    url = f"{base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+def get(base, route, **query):
+    url = f"{base}{route}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
     with urllib.request.urlopen(url, timeout=30) as r:
         return r.status, r.read().decode()
 
 
-def post(base, path, body):
-    req = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),
+def post(base, route, body):
+    req = urllib.request.Request(f"{base}{route}", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})  # fmt: skip
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read().decode())
@@ -54,7 +54,11 @@ def test_mlflow_ui_shows_sweep_runs_ready_for_compare(tmp_path):
                           timeout=1500)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "outputs" / "mlflow.db").is_file()
+    check_ui_and_report(tmp_path, env)
 
+
+def check_ui_and_report(tmp_path: Path, env: dict) -> None:
+    """Serve tmp_path/outputs/mlflow.db with `mlflow ui`, check the runs, run the report."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "mlflow_ui.log", "w")
@@ -101,11 +105,13 @@ def test_mlflow_ui_shows_sweep_runs_ready_for_compare(tmp_path):
         names = {r["info"]["run_name"] for r, _ in jobs}
         assert len(names) == 2 and all(any(f in n for f in ("original", "cross_attn"))
                                        for n in names)  # fmt: skip
-        # the compare view lines params up by key: same keys, differing only in fusion.*
-        assert params[0].keys() == params[1].keys()
-        differ = {k for k in params[0] if params[0][k] != params[1][k]}
+        # the compare view lines params up by key: they differ only in fusion.* (a key one
+        # strategy lacks, like cross attention's num_heads, shows as a differing row too)
+        keys = params[0].keys() | params[1].keys()
+        differ = {k for k in keys if params[0].get(k) != params[1].get(k)}
         assert "fusion._target_" in differ
         assert all(k.startswith("fusion.") for k in differ), differ
+        assert len(keys) > 50  # the whole resolved config, not a summary
 
         # the report reads the same runs through the server and logs to the parent run
         out = tmp_path / "report"
