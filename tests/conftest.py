@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+import hydra
+from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,11 +18,12 @@ def compose_cfg(*overrides: str, return_hydra_config: bool = False):
     """Compose conf/config.yaml with `overrides`, exactly as run.py would."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(
+        return hydra.compose(
             "config", overrides=list(overrides), return_hydra_config=return_hydra_config
         )
 
 
-@pytest.fixture
-def compose():
+@pytest.fixture(name="compose")
+def compose_fixture():
+    """The compose_cfg function as a fixture."""
     return compose_cfg
