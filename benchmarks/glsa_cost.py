@@ -10,20 +10,22 @@
    after one warm-up step; ratio GLSA / plain.
 3. The block's attention on 14x14, 28x28 and 56x56 maps (resnet50's default block: width
    1024/4 = 256, 8 heads of 32): F.scaled_dot_product_attention vs the explicit
-   softmax(QK^T/sqrt(d))V. Time: median of interleaved repeats. Peak memory: each variant
-   runs once in a fresh subprocess (after a small warm-up call on a 4x4 map); we report the
-   growth of the process's peak resident set size (ru_maxrss) over the level reached before
-   the call, i.e. the extra memory the call touched at its peak. On CPU torch has no
-   allocator peak counter, and RSS is what the machine actually has to provide.
+   softmax(QK^T/sqrt(d))V (glattn.models.glsa.explicit_attention, written as usual: at its
+   peak it holds two (B, h, N, N) tensors). Time: median of interleaved repeats.
+   Peak memory: on CPU torch keeps no allocator peak counter (and the profiler's memory
+   events missed SDPA's allocations here), so each variant runs once in a fresh subprocess:
+   warm-up call on a 4x4 map, inputs created, the kernel's resident-set high-water mark
+   reset to the current RSS (`echo 5 > /proc/self/clear_refs`, Linux >= 4.0), one call, then
+   peak = VmHWM - VmRSS before the call: the extra memory the call touched at its peak,
+   output included. MALLOC_MMAP_THRESHOLD_=65536 makes glibc serve every large tensor from
+   fresh pages, so reused heap memory cannot hide an allocation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -105,25 +107,36 @@ def attend(impl: str, q, k, v):
         return explicit_attention(q, k, v)
 
 
+def _proc_status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {key}")
+
+
 def peak_memory_child(impl: str, side: int, batch: int) -> None:
     """Runs in a fresh process: print the peak-RSS growth (bytes) of one attention call."""
     attend(impl, *qkv(4, batch))  # load kernels, start thread pools
     q, k, v = qkv(side, batch)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    before = _proc_status("VmRSS")
     out = attend(impl, q, k, v)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"bytes": (after - before) * 1024, "finite": bool(out.isfinite().all())}))
+    peak = _proc_status("VmHWM") - before
+    print(json.dumps({"bytes": peak, "finite": bool(out.isfinite().all())}))
 
 
-def peak_memory(impl: str, side: int, batch: int) -> int:
-    cmd = [sys.executable, __file__, "--child", impl, str(side), str(batch)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ)
+def peak_memory(impl: str, side: int, batch: int, threads: int) -> int:
+    cmd = [sys.executable, __file__, "--child", impl, str(side), str(batch), "--threads"]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd + [str(threads)], check=True, capture_output=True, text=True, env=env)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["finite"]
     return result["bytes"]
 
 
-def attention_rows(batch: int, repeats: int) -> list[str]:
+def attention_rows(batch: int, repeats: int, threads: int) -> list[str]:
     rows = []
     for side in (14, 28, 56):
         q, k, v = qkv(side, batch)
@@ -136,7 +149,9 @@ def attention_rows(batch: int, repeats: int) -> list[str]:
                 if i > 0:
                     times[impl].append(time.perf_counter() - start)
         t = {k: statistics.median(x) * 1e3 for k, x in times.items()}
-        mem = {impl: peak_memory(impl, side, batch) / 2**20 for impl in ("sdpa", "explicit")}
+        mem = {
+            impl: peak_memory(impl, side, batch, threads) / 2**20 for impl in ("sdpa", "explicit")
+        }
         scores = batch * HEADS * (side * side) ** 2 * 4 / 2**20  # one (B, h, N, N) fp32 tensor
         rows.append(
             f"| {side}x{side} | {side * side} | {t['sdpa']:.1f} | {t['explicit']:.1f} | "
@@ -149,19 +164,24 @@ def attention_rows(batch: int, repeats: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4, help="train-step batch at 224x224")
+    parser.add_argument("--batch", type=int, default=2, help="train-step batch at 224x224")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: stable on a shared CPU)"
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed train steps per model")
     parser.add_argument("--attn-batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed attention calls")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.child:
         impl, side, batch = args.child
         return peak_memory_child(impl, int(side), int(batch))
     started = time.perf_counter()
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; train step: "
-        f"batch {args.batch} at 224x224, median of {args.steps} interleaved steps"
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU (load average "
+        f"{os.getloadavg()[0]:.1f} at start); train step: batch {args.batch} at 224x224, "
+        f"median of {args.steps} interleaved steps"
     )
     print()
     print(
@@ -182,9 +202,12 @@ def main() -> None:
         "| memory ratio | one N^2 score tensor MiB | max abs diff |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    attention_rows(args.attn_batch, args.repeats)
+    attention_rows(args.attn_batch, args.repeats, args.threads)
     print()
-    print(f"total benchmark time {time.perf_counter() - started:.0f} s")
+    print(
+        f"total benchmark time {time.perf_counter() - started:.0f} s; load average "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
 
 
 if __name__ == "__main__":
