@@ -125,7 +125,8 @@ def assert_summary(cell, values):
 # ---------------------------------------------------------------------------- stats
 def test_summarize_and_compare_match_scipy():
     s = stats.summarize({0: 1.0, 1: 2.0, 2: 4.0, 3: float("nan")})
-    assert (s.n, s.mean, s.std) == (3, pytest.approx(7 / 3), pytest.approx(np.std([1, 2, 4], ddof=1)))
+    want = (3, pytest.approx(7 / 3), pytest.approx(np.std([1, 2, 4], ddof=1)))
+    assert (s.n, s.mean, s.std) == want
     a, b = {0: 0.1, 1: 0.2, 2: 0.4}, {0: 0.3, 1: 0.3, 2: 0.6}
     c = stats.compare(a, b)
     assert c.test == stats.PAIRED

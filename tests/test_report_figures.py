@@ -74,7 +74,8 @@ def test_gradcam_grid_compares_fusions_on_the_same_images(s, tmp_path):
     notes = []
     frame = runs.load_runs(s.uri, "g")
     paths = gradcam_grid.fusion_grid(s.uri, frame, "balanced_acc", tmp_path / "fig", notes)
-    assert [p.name for p in paths] == ["gradcam_fusion.png", "gradcam_fusion.pdf"], "\n".join(notes)
+    names = [p.name for p in paths]
+    assert names == ["gradcam_fusion.png", "gradcam_fusion.pdf"], "\n".join(notes)
     assert all(p.stat().st_size > 1000 for p in paths)
     assert any("channel_attn" in n and "no best.pt" in n for n in notes), "\n".join(notes)
 

@@ -63,7 +63,8 @@ def make_report(
     built = {n: t for n, t in report.tables.items() if t is not None}
     if which and not built:
         raise runs.ReportError(
-            f"experiment {experiment!r} has no runs for Table(s) {which}: " + "; ".join(report.notes)
+            f"experiment {experiment!r} has no runs for Table(s) {which}: "
+            + "; ".join(report.notes)
         )
     for t in built.values():
         report.files += t.write(out_dir)
@@ -100,7 +101,7 @@ def make_report(
             artifacts.log_report(uri, report.parent_run_id, out_dir)
         else:
             report.notes.append(f"no parent sweep run (tag glattn.role=sweep) in "
-                                f"{experiment!r}: the report was not logged to MLflow")  # fmt: skip
+                                f"{experiment!r}: the report was not logged")  # fmt: skip
     return report
 
 
@@ -152,7 +153,8 @@ def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Pa
             m, names, n, png = artifacts.confusion_sum(uri, list(best["run_id"]), Path(tmp))
             if m is not None:
                 names = names or list(figures.CLASS_ORDER[: m.shape[0]])
-                title = f"{tables.dataset_label(ds)}: {label} ({n} seed{'s' if n != 1 else ''} summed)"
+                seeds = f"{n} seed{'s' if n != 1 else ''} summed"
+                title = f"{tables.dataset_label(ds)}: {label} ({seeds})"
                 paths += figures.plot_confusion(m, names, title, fig_dir, f"confusion_{ds}")
             elif png is not None:
                 fig_dir.mkdir(parents=True, exist_ok=True)

@@ -144,7 +144,8 @@ def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
     out = tags.copy()
     for idx in tags.index[~tags.isin(list(options["names"]))]:
         for key, table in (("_target_", options["targets"]), ("name", options["by_name"])):
-            value = frame.at[idx, f"params.{group}.{key}"] if f"params.{group}.{key}" in frame else None
+            col = f"params.{group}.{key}"
+            value = frame.at[idx, col] if col in frame else None
             if isinstance(value, str) and value in table:
                 out[idx] = table[value]
                 break

@@ -73,7 +73,8 @@ def compare(a: Mapping, b: Mapping) -> Comparison:
         x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
         d = y - x
         if np.allclose(d, d[0], rtol=0, atol=0):
-            return Comparison(diff, math.nan, PAIRED, n_a, n_b, "the paired differences are constant")
+            why = "the paired differences are constant"
+            return Comparison(diff, math.nan, PAIRED, n_a, n_b, why)
         return Comparison(diff, float(stats.ttest_rel(y, x).pvalue), PAIRED, n_a, n_b)
     if n_a < 2 or n_b < 2:
         return Comparison(diff, math.nan, "", n_a, n_b, "fewer than 2 seeds in an arm")

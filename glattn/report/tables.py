@@ -411,7 +411,8 @@ def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
     evals = runs[runs["task"] == "eval"].copy()
     train = trained(runs)
     evals["source_run_id"] = _source_runs(evals, train)
-    sources = train[train["run_id"].isin(evals["source_run_id"]) | (train["dataset"] == "ham10000")]
+    used = train["run_id"].isin(evals["source_run_id"])
+    sources = train[used | (train["dataset"] == "ham10000")]
     if evals.empty or sources.empty:
         return None
     targets = {("isic2018", "official_test")} | {
