@@ -341,3 +341,12 @@ def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, cap
     assert estimate.main(["measure", "--tracking-uri", store.uri,
                           "--experiments-dir", str(tmp_path)]) == 0  # fmt: skip
     assert "table2_x" in capsys.readouterr().out
+
+
+def test_default_tracking_uri_follows_the_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert runs.default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/outputs/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert runs.default_tracking_uri() == "http://127.0.0.1:5000"
+    assert runs.mask("postgresql://me:secret@db/x") == "postgresql://me:****@db/x"
