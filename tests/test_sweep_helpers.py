@@ -38,6 +38,14 @@ def main(cfg):
     rec = {"num": hc.job.num, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
            "omp": os.environ.get("OMP_NUM_THREADS"), "pid": os.getpid(), "start": time.time()}
     run_id = None
+    if int(fake.get("barrier", 0)):  # wait until that many jobs are here: all log at once
+        arrived = Path(hc.sweep.dir) / "barrier"
+        arrived.mkdir(exist_ok=True)
+        (arrived / str(hc.job.num)).touch()
+        deadline = time.time() + 300
+        while len(list(arrived.iterdir())) < int(fake.barrier) and time.time() < deadline:
+            time.sleep(0.05)
+        rec["barrier"] = time.time()
     if fake.get("mlflow", False):
         from mlflow.tracking import MlflowClient
         from mlflow.entities import Metric, Param
@@ -75,6 +83,7 @@ FAKE_DEFAULTS = [
     "+fake.mlflow=false",
     "+fake.n_params=0",
     "+fake.n_steps=0",
+    "+fake.barrier=0",
 ]
 
 
