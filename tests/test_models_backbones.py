@@ -179,3 +179,18 @@ def test_forward_without_blocks_equals_torchvision(name):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(GLSANet(plain)(x), plain(x), atol=1e-6)
+
+
+def test_deepcopy_runs_its_own_modules():
+    import copy
+
+    model = build_model(compose_cfg()).eval()
+    twin = copy.deepcopy(model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), twin(x))
+        twin.backbone.layer4[1].conv2.weight.mul_(-1)
+        twin.glsa["layer3"].qkv.weight.mul_(0.5)
+        assert not torch.allclose(model(x), twin(x))
+        twin.load_state_dict(model.state_dict())
+        assert torch.equal(model(x), twin(x))

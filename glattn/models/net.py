@@ -35,8 +35,7 @@ class GLSANet(nn.Module):
         self.backbone_name = name or type(backbone).__name__.lower()
         self.family = bb.family(backbone)
         self.glsa = nn.ModuleDict(blocks or {})
-        self._stages = bb.stages(backbone)  # plain list: the modules live under .backbone
-        unknown = set(self.glsa) - {s.name for s in self._stages}
+        unknown = set(self.glsa) - {s.name for s in bb.stages(backbone)}
         if unknown:
             raise ValueError(f"GLSA blocks at unknown stages {sorted(unknown)}")
 
@@ -45,7 +44,9 @@ class GLSANet(nn.Module):
         return bb.gradcam_layer(self.backbone)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self._stages:
+        # Stages are re-derived on each call (cheap) rather than stored, so that copies and
+        # replicas of the model never run another model's modules.
+        for stage in bb.stages(self.backbone):
             x = stage(x)
             if stage.name in self.glsa:
                 x = self.glsa[stage.name](x)

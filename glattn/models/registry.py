@@ -21,7 +21,6 @@ class Registry:
             if name in self._entries:
                 raise ValueError(f"{self.family} option {name!r} is registered twice")
             self._entries[name] = obj
-            obj.registry_name = name
             return obj
 
         return add
