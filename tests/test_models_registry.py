@@ -107,3 +107,14 @@ def test_bad_head_count_names_the_keys():
     cfg = compose_cfg("glsa.num_heads=7")
     with pytest.raises(ValueError, match="glsa.num_heads=7"):
         build_model(cfg)
+
+
+def test_settings_reach_the_modules():
+    cfg = compose_cfg(
+        "residual=drop_path", "residual.p=0.3", "attention.reduction=8", "glsa.num_heads=4",
+        "glsa.qkv_reduction=2",
+    )
+    block = build_model(cfg).glsa["layer3"]
+    assert block.residual.drop.p == 0.3 and block.residual.drop.mode == "row"
+    assert block.local_attention.channel.fc1.out_channels == 256 // 8
+    assert block.num_heads == 4 and block.qkv.out_channels == 3 * 128
