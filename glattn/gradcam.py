@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     from glattn.train import load_trained_model
 
     args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
-    usage = "usage: python -m glattn.gradcam ckpt_path=<best.pt> images=[a.jpg,b.jpg] [out=gradcam.png]"
+    usage = ("usage: python -m glattn.gradcam ckpt_path=<best.pt> images=[a.jpg,b.jpg] "
+             "[out=gradcam.png] [device=cpu]")  # fmt: skip
     unknown = set(args) - {"ckpt_path", "images", "out", "device"}
     if unknown or "ckpt_path" not in args or not args.get("images"):
         raise SystemExit(f"{usage}\n(got {OmegaConf.to_container(args)})")

@@ -204,7 +204,8 @@ class Tracker:
                     self.client.update_run(run_id, status="RUNNING")
                 log.info("continuing MLflow run %s (%s)", run_id, run.info.run_name)
                 return False
-            log.info("MLflow run %s not found in experiment %s: new run", run_id, self.cfg.experiment)
+            log.info("MLflow run %s is not in experiment %s: new run", run_id,
+                     self.cfg.experiment)  # fmt: skip
         all_tags = {k: str(v)[:8000] for k, v in tags.items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id

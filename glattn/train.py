@@ -558,7 +558,8 @@ def _evaluate_checkpoint(cfg: DictConfig, fingerprint: str, run_dir: Path, track
         source_run_id=ckpt.get("mlflow_run_id") or "",
         **{"glattn.role": "job"},
     )
-    name = run_name(train_cfg, {k: choices.get(k, "?") for k in ("fusion", "residual", "attention")})
+    name = run_name(train_cfg, {k: choices.get(k, "?") for k in ("fusion", "residual",
+                                                                "attention")})  # fmt: skip
     tracker.start(f"{name}_eval_{eval_choices['dataset']}_{split}", tags,
                   parent_run_id=sweep_parent_run_id())  # fmt: skip
     tracker.log_params(flatten_config(cfg))

@@ -47,7 +47,8 @@ def test_focal_down_weights_easy_examples():
     logits = torch.tensor([[10.0, 0, 0, 0, 0, 0, 0], [0.5, 0, 0, 0, 0, 0, 0]])
     target = torch.tensor([0, 0])
     ce = F.cross_entropy(logits, target, reduction="none")
-    focal = torch.stack([FocalLoss(COUNTS, 2.0)(logits[i : i + 1], target[i : i + 1]) for i in (0, 1)])
+    loss = FocalLoss(COUNTS, 2.0)
+    focal = torch.stack([loss(logits[i : i + 1], target[i : i + 1]) for i in (0, 1)])
     ratio = focal / ce
     assert ratio[0] < 1e-6 < ratio[1]  # the confident example is all but ignored
 
