@@ -141,14 +141,16 @@ def job_output_dir(cfg: DictConfig, fingerprint: str) -> Path:
 
 
 def sweep_parent_run_id() -> str | None:
-    """The parent run id the sweep callback (issue 5) wrote into the sweep dir."""
+    """The sweep's parent run id: ``<sweep dir>/parent_run_id`` (written by the sweep
+    callback, issue 5), else the ``GLATTN_PARENT_RUN_ID`` environment variable (a
+    launcher's env_set). Never ``MLFLOW_RUN_ID``, which would make jobs share one run."""
     hc = _hydra()
     if hc is None or not is_multirun():
         return None
     path = Path(hc.sweep.dir) / "parent_run_id"
     if path.is_file():
         return path.read_text().strip() or None
-    return None
+    return os.environ.get("GLATTN_PARENT_RUN_ID") or None
 
 
 def job_overrides(cfg: DictConfig) -> str:
