@@ -26,8 +26,9 @@ def load_stages(path: Path = PAPER) -> list[list[str]]:
 
 
 def _user_overrides(overrides: list[str]) -> list[str]:
-    """The caller's overrides minus experiment=paper itself."""
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "experiment"]
+    """The caller's overrides minus experiment=paper itself and Hydra's own run mode."""
+    drop = {"experiment", "hydra.mode"}
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in drop]
 
 
 def run_stages(stages: list[list[str]], overrides: list[str], run_py: Path | None = None) -> int:

@@ -54,7 +54,8 @@ class GlattnSweeper(BasicSweeper):
         if OmegaConf.select(self.config, "paper.stages", default=None):
             from glattn.sweep.paper import run_from_sweeper
 
-            return run_from_sweeper(self.config, arguments)
+            hydra_overrides = OmegaConf.to_container(self.config.hydra.overrides.hydra)
+            return run_from_sweeper(self.config, [*hydra_overrides, *arguments])
         if OmegaConf.select(self.config, "sweep.plan", default=False):
             from glattn.sweep.plan import print_plan
 
