@@ -224,6 +224,9 @@ def test_table5_drop_paired_by_source_run(store):
     drops = [hold[s] - v for s, v in isic.items()]
     drop = row["Drop to ISIC 2018 official test"]
     assert drop.n == 2 and drop.mean == pytest.approx(np.mean(drops))
+    sd = np.std(drops, ddof=1)
+    assert drop.std == pytest.approx(sd)
+    assert drop.text == f"{100 * np.mean(drops):+.2f} ± {100 * sd:.2f} (n=2)"
     want = sps.ttest_rel([hold[s] for s in isic], list(isic.values())).pvalue
     assert row["p (ISIC 2018 official test)"].p_value == pytest.approx(want, abs=1e-12)
 

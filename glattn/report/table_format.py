@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 DASH = "–"  # en dash
+TEXT_COLUMNS = {"Reference", "Test"}  # left-aligned in LaTeX like the label columns
 
 
 @dataclass
@@ -90,7 +91,9 @@ class Table:
             text = latex_escape(cell.text)
             return text + (f"\\textsuperscript{{{marks[cell.note]}}}" if cell.note else "")
 
-        align = "l" * self._label_columns() + "r" * (len(self.columns) - self._label_columns())
+        nlab = self._label_columns()
+        align = "".join("l" if i < nlab or name in TEXT_COLUMNS else "r"
+                        for i, name in enumerate(self.columns))  # fmt: skip
         lines = [
             "\\begin{table}[t]",
             "\\centering",

@@ -103,8 +103,8 @@ def summary_cell(values: dict, scale: Callable[[float], str] = pct, note: str | 
 
 
 def _scale_std(scale, std):
-    # the std scales like the mean (both are multiplied by the same unit factor)
-    return scale(std)
+    # the std scales like the mean (same unit factor) but carries no sign
+    return scale(std).lstrip("+")
 
 
 def ordered(factor: str, levels) -> list:
