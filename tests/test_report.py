@@ -304,6 +304,10 @@ def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
     assert "--tables '7'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["table2_cbam", "--metric", "f2"])
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    assert main(["x", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert f"no MLflow database at {missing}" in capsys.readouterr().err
+    assert not missing.parent.exists()  # nothing created
 
 
 def test_expected_levels_from_experiment_file(tmp_path):

@@ -80,6 +80,12 @@ def tracking_uri(uri: str):
 
 def get_experiment(uri: str, name: str):
     """The experiment called `name`; ReportError listing the known ones otherwise."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not Path(uri[len(prefix):]).is_file():
+        raise ReportError(
+            f"no MLflow database at {uri[len(prefix):]} (tracking URI {uri!r}): train "
+            "something first, or pass --tracking-uri"
+        )
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
