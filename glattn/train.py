@@ -362,6 +362,7 @@ def _train(cfg: DictConfig, fingerprint: str, run_dir: Path, tracker) -> dict:
     ckpt = _resume_checkpoint(cfg, ckpt_dir)
     if ckpt is not None:
         loop.restore(ckpt)
+        loop.state.finished = False  # until this run's final evaluation is logged
         log.info("resuming from %s after epoch %d", ckpt_dir / "last.pt", loop.state.epoch)
     tags = {
         **{k: choices[k] for k in ("backbone", "attention", "fusion", "residual", "loss",
@@ -405,9 +406,10 @@ def _resume_checkpoint(cfg: DictConfig, ckpt_dir: Path) -> dict | None:
     fresh = not cfg.trainer.resume or (is_multirun() and cfg.sweep.rerun)
     if last.is_file() and not fresh:
         ckpt = F.load_checkpoint(last)
-        if not ckpt["state"]["finished"]:
-            return ckpt
-        log.info("%s belongs to a finished run: training again from scratch", last)
+        if ckpt["state"]["finished"]:  # e.g. the same config in another experiment
+            log.info("%s is a finished training: reusing it, no epochs to run "
+                     "(trainer.resume=false trains again)", last)  # fmt: skip
+        return ckpt
     for name in ("last.pt", "best.pt"):  # a fresh start must not inherit a stale best.pt
         (ckpt_dir / name).unlink(missing_ok=True)
     return None

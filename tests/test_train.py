@@ -143,6 +143,20 @@ def test_eval_task_logs_an_eval_run(trained):
     assert all(f"eval/recall_{c}" in ev.data.metrics for c in CLASSES)
 
 
+def test_finished_checkpoint_is_reused_in_another_experiment(trained):
+    out, cfg, metrics, run = trained
+    again = main(smoke_cfg(out, "tracking.experiment=reuse", hydra=True))
+    (new,) = runs(out, "reuse")
+    assert new.info.run_id != run.info.run_id and new.info.status == "FINISHED"
+    assert new.data.tags["fingerprint"] == run.data.tags["fingerprint"]
+    for key in ("best/val/balanced_acc", "test/balanced_acc", "best_epoch"):
+        assert again[key] == metrics[key] == new.data.metrics[key]
+    history = client(out).get_metric_history(new.info.run_id, "val/balanced_acc")
+    assert [h.step for h in history] == [1]  # the epoch history was logged, not retrained
+    assert {**new.data.params, "tracking.experiment": "glattn"} == run.data.params
+    assert again["time/train_total_s"] == metrics["time/train_total_s"]  # no epoch re-ran
+
+
 def test_gradcam_cli_on_given_images(trained, tmp_path):
     from glattn.gradcam import main as gradcam_main
 
