@@ -88,7 +88,9 @@ class Cluster:
     def __init__(self, base: Path):
         self.base = Path(base).resolve()
         self.state_file = self.base / "cluster.json"
-        self.info: dict = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        self.info: dict = {}
+        if self.state_file.exists():
+            self.info = json.loads(self.state_file.read_text())
 
     # ------------------------------------------------------------------ paths and env
     def p(self, *parts: str) -> Path:
@@ -150,7 +152,8 @@ class Cluster:
             self._write_confs(user, ports)
             # slurmdbd reads slurmdbd.conf next to $SLURM_CONF
             self._spawn("slurmdbd", [_bin("slurmdbd"), "-D"])
-            _wait("slurmdbd", lambda: _port_open(ports["dbd"]), timeout, self.p("log", "slurmdbd.log"))
+            _wait("slurmdbd", lambda: _port_open(ports["dbd"]), timeout,
+                  self.p("log", "slurmdbd.log"))  # fmt: skip
             self.run("sacctmgr", "-i", "add", "cluster", CLUSTER)
             self.run("sacctmgr", "-i", "add", "account", "glattn", f"Cluster={CLUSTER}")
             self.run("sacctmgr", "-i", "add", "user", user, "Account=glattn", f"Cluster={CLUSTER}")

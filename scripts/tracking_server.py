@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A throw-away MLflow tracking server backed by PostgreSQL, on 127.0.0.1.
 
-    python scripts/tracking_server.py start DIR   # prints: export GLATTN_TRACKING_URI=http://127.0.0.1:PORT
+    python scripts/tracking_server.py start DIR   # prints: export GLATTN_TRACKING_URI=...
     python scripts/tracking_server.py stop DIR    # stops mlflow server and PostgreSQL by PID
 
 Many SLURM nodes cannot share one SQLite file; they share a tracking server
@@ -67,7 +67,9 @@ class TrackingServer:
     def __init__(self, base: Path):
         self.base = Path(base).resolve()
         self.state_file = self.base / "server.json"
-        self.info: dict = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        self.info: dict = {}
+        if self.state_file.exists():
+            self.info = json.loads(self.state_file.read_text())
 
     @property
     def uri(self) -> str:
@@ -90,7 +92,8 @@ class TrackingServer:
     def _spawn(self, name: str, cmd: list[str], **kw) -> int:
         log = open(self.base / f"{name}.log", "ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, **kw)  # fmt: skip
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                **kw)  # fmt: skip
         self.info.setdefault("pids", {})[name] = proc.pid
         self._save()
         return proc.pid
@@ -114,7 +117,8 @@ class TrackingServer:
         try:
             init = subprocess.run([pg_bin("initdb"), "-D", str(pgdata), "-U", PG_USER,
                                    "--auth=trust", "-E", "UTF8", "--no-sync"],
-                                  capture_output=True, text=True, timeout=120, **as_pg)  # fmt: skip
+                                  capture_output=True, text=True, timeout=120,
+                                  **as_pg)  # fmt: skip
             if init.returncode:
                 raise RuntimeError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
             self._spawn("postgres", [pg_bin("postgres"), "-D", str(pgdata), "-k", str(sock),
@@ -132,7 +136,8 @@ class TrackingServer:
             self._spawn("mlflow", [mlflow, "server", "--backend-store-uri", self.db_uri,
                                    "--host", "127.0.0.1", "--port", str(self.info["mlflow_port"]),
                                    "--serve-artifacts", "--artifacts-destination",
-                                   str(self.base / "artifacts"), "--workers", str(workers)])  # fmt: skip
+                                   str(self.base / "artifacts"),
+                                   "--workers", str(workers)])  # fmt: skip
             _wait("mlflow server", self._healthy, timeout, self.base / "mlflow.log",
                   lambda: self._alive(self.info["pids"]["mlflow"]))
         except BaseException:

@@ -134,7 +134,8 @@ def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
     for p in plans:
         state = "done" if p.done_run else ("error" if p.error else "todo")
         est = "-" if p.done_run else _fmt_s(p.est_s)
-        line = f"  {p.num:>3}  {state:<6} {est:>6}  {p.fingerprint or '?':<12}  {' '.join(p.overrides)}"
+        fp = p.fingerprint or "?"
+        line = f"  {p.num:>3}  {state:<6} {est:>6}  {fp:<12}  {' '.join(p.overrides)}"
         if p.done_run:
             line += f"  (run {p.done_run})"
         if p.error:
