@@ -122,7 +122,11 @@ def main(argv=None) -> int:
           .agg(["mean", "count"]).to_string())  # fmt: skip
     print("\nexpected training time per sweep (upper bound: every job runs max_epochs):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    print(f"total: {table['hours_upper_bound'].sum():.1f} h")
+    missing = int(table["jobs_without_measurement"].sum())
+    note = f" ({missing} jobs had no measured backbone and are not counted)" if missing else ""
+    print(f"total: {table['hours_upper_bound'].sum():.1f} h{note}")
+    print("(fusion/residual variants are costed at their (backbone, attention) throughput; "
+          "an attention level not measured falls back to the backbone's mean)")  # fmt: skip
     return 0
 
 
