@@ -157,6 +157,11 @@ def test_table2_paired_welch_and_missing(store):
     assert r50["p"].p_value == pytest.approx(want, abs=1e-12)
     assert_summary(r50["CBAM"], list(CBAM50.values()))
 
+    t3 = table(store, "table2_cbam", 2, expected={"seed": ["0", "1", "2"]})
+    r50_3 = row_of(t3, "HAM10000", "resnet50")
+    assert "fewer seeds than the 3" in r50_3["CBAM"].note  # 2 of 3 seeds ran
+    assert r50_3["none"].note is None
+
     vgg = row_of(t, "HAM10000", "vgg16")
     assert_summary(vgg["none"], VGG_NONE)
     assert vgg["CBAM"].text == DASH and vgg["CBAM"].note

@@ -164,9 +164,13 @@ def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
 def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
     values, source = score(frame, ctx.metric)
     seeds, dup_note = by_seed(frame, values)
-    note = dup_note
+    notes = [dup_note] if dup_note else []
     if (source[values.notna()] == "val").any():
-        note = VAL_NOTE.format(m=ctx.metric)
+        notes.append(VAL_NOTE.format(m=ctx.metric))
+    asked = ctx.expected.get("seed") or []
+    if seeds and len(asked) > len(seeds):
+        notes.append(f"fewer seeds than the {len(asked)} the experiment's sweep asks for")
+    note = "; ".join(notes) or None
     missing = NO_RUNS if frame.empty else f"runs logged neither test/{ctx.metric} nor best/val"
     return summary_cell(seeds, note=note, missing=missing)
 
