@@ -1,5 +1,6 @@
 """Shared test helpers: compose the real config from conf/, shrunk for the CPU."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 
-torch.set_num_threads(2)
+# Honour OMP_NUM_THREADS (CI: unset, both cores); tiny test tensors gain little from more.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
 def compose_cfg(*overrides: str, return_hydra_config: bool = False):

@@ -20,7 +20,10 @@ MAX_LISTED = 5  # how many missing names an error message lists
 def check_root(root: str | os.PathLike | None, key: str = "dataset.root") -> Path:
     """The data-set root as a Path, or a DataError when it is unset or missing."""
     if root is None or str(root).strip() == "":
-        raise DataError(f"{key} is not set; expected the folder the data set was unpacked to")
+        raise DataError(
+            f"{key} is not set; expected the folder the data set was unpacked to "
+            "(dataset.root=... or GLATTN_HAM10000_ROOT / GLATTN_ISIC2018_ROOT)"
+        )
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataError(f"{key}={str(root)!r}: folder {path} does not exist")
