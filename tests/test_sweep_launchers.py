@@ -6,6 +6,7 @@ pinning and the concurrency bound are checked from what each job recorded.
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from test_sweep_helpers import FAKE_DEFAULTS, fake_records, run_cli, sweep_dirs, write_fake_app
@@ -96,3 +97,40 @@ def test_failed_and_killed_jobs_are_reported_others_finish(app, tmp_path, launch
     assert parent.info.status == "FAILED"
     assert parent.info.run_name == f"glattn/{sweep.name}"
     assert parent.data.tags["glattn.jobs_failed"] == str(n_failed)
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from mlflow.tracking import MlflowClient
+    from test_sweep_helpers import PY, SWEEP_HOOKS, env
+
+    out = tmp_path / "out"
+    cmd = [PY, str(app), "-m", *SWEEP_HOOKS, *FAKE_DEFAULTS, "fake.sleep=120",
+           f"paths.output_dir={out}", "hydra/launcher=local_gpus", "hydra.launcher.gpus=[7]",
+           "seed=0,1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("sweeps/glattn/*/0/.hydra")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # job 0 is running (its Hydra job dir exists)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    (sweep,) = sweep_dirs(out)
+    assert not fake_records(sweep)  # the job was stopped before it could finish
+    work = str(sweep / ".local_gpus")
+    leftovers = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if work in cmdline.read_bytes().decode(errors="replace"):
+                leftovers.append(cmdline.parent.name)
+        except OSError:
+            pass
+    assert not leftovers  # the launcher stopped its job processes
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    parent = client.get_run((sweep / "parent_run_id").read_text().strip())
+    assert parent.info.status == "KILLED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -61,3 +62,20 @@ class JobLedger:
                 }
             )
         atomic_write_text(self.path, json.dumps(self.jobs, indent=1))
+
+
+def abort_parent(config, sweep_dir: Path, error: BaseException) -> None:
+    """End the sweep's parent run KILLED (Ctrl-C) or FAILED when the sweep itself aborts."""
+    from glattn.sweep import store
+    from glattn.sweep.protocol import read_parent_run_id
+
+    run_id = read_parent_run_id(sweep_dir)
+    if run_id is None or not store.tracking_enabled(config):
+        return
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    try:
+        client = store.client_for(config)
+        client.set_tag(run_id, "glattn.abort", f"{type(error).__name__}: {error}"[:5000])
+        client.set_terminated(run_id, status)
+    except Exception as e:  # noqa: BLE001 - never hide the original error
+        print(f"[glattn sweep] could not end parent run {run_id}: {e}", file=sys.stderr)

@@ -71,11 +71,17 @@ class GlattnSweeper(BasicSweeper):
         ledger = JobLedger(self, sweep_dir)
         returns = []
         initial_job_idx = 0
-        while not self.is_done():
-            batch = self.get_job_batch()
-            self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
-            ledger.record(batch, results, initial_job_idx)  # no raise: every job runs
-            initial_job_idx += len(batch)
-            returns.append(results)
+        try:
+            while not self.is_done():
+                batch = self.get_job_batch()
+                self.validate_batch_is_legal(batch)
+                results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
+                ledger.record(batch, results, initial_job_idx)  # no raise: every job runs
+                initial_job_idx += len(batch)
+                returns.append(results)
+        except BaseException as e:  # Ctrl-C, a crashed launcher: the parent run must not
+            from glattn.sweep.outcomes import abort_parent  # stay RUNNING forever
+
+            abort_parent(self.config, sweep_dir, e)
+            raise
         return returns
