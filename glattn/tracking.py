@@ -148,8 +148,8 @@ def get_experiment_id(tracking_cfg: DictConfig) -> str:
         return experiment.experiment_id
 
 
-def find_finished_run(tracking_cfg: DictConfig, fingerprint: str):
-    """The newest FINISHED training job run with this config fingerprint, or None."""
+def find_finished_run(tracking_cfg: DictConfig, fingerprint: str, task: str = "train"):
+    """The newest FINISHED job run of ``task`` (train | eval) with this fingerprint, or None."""
     if not tracking_cfg.get("enabled", True):
         return None
     client = _client(tracking_cfg)
@@ -159,7 +159,7 @@ def find_finished_run(tracking_cfg: DictConfig, fingerprint: str):
     runs = client.search_runs(
         [experiment.experiment_id],
         filter_string=(
-            f"tags.fingerprint = '{fingerprint}' and tags.task = 'train' "
+            f"tags.fingerprint = '{fingerprint}' and tags.task = '{task}' "
             "and attributes.status = 'FINISHED'"
         ),
         order_by=["attributes.start_time DESC"],

@@ -132,8 +132,9 @@ def is_multirun() -> bool:
 def job_output_dir(cfg: DictConfig, fingerprint: str) -> Path:
     """Hydra's job output dir; without Hydra (compose API): <output_dir>/runs/<fingerprint>."""
     hc = _hydra()
-    if hc is not None and hc.runtime.output_dir:
-        path = Path(hc.runtime.output_dir)
+    hydra_dir = OmegaConf.select(hc, "runtime.output_dir", default=None) if hc else None
+    if hydra_dir:
+        path = Path(hydra_dir)
     else:
         path = Path(cfg.paths.output_dir).absolute() / "runs" / fingerprint
     path.mkdir(parents=True, exist_ok=True)
@@ -294,6 +295,13 @@ def main(cfg: DictConfig) -> dict:
 
 def train(cfg: DictConfig) -> dict:
     """Train one configuration; returns its final metrics (see CONTRACT.md)."""
+    return _job(cfg, _train)
+
+
+def _job(cfg: DictConfig, body) -> dict:
+    """Run ``body(cfg, fingerprint, run_dir, tracker)`` as one job: skip it in a sweep when a
+    FINISHED run of this fingerprint exists, mark its MLflow run FAILED on any error, and
+    always leave ``status.json`` in the run dir for the sweep's summary."""
     validate_config(cfg)
     fingerprint = F.config_fingerprint(cfg)
     run_dir = job_output_dir(cfg, fingerprint)
@@ -301,23 +309,23 @@ def train(cfg: DictConfig) -> dict:
     log.info("run dir %s, fingerprint %s", run_dir, fingerprint)
     status = {"status": "failed", "error": None, "run_id": None, "fingerprint": fingerprint}
     if is_multirun() and not cfg.sweep.rerun:
-        done = find_finished_run(cfg.tracking, fingerprint)
+        done = find_finished_run(cfg.tracking, fingerprint, str(cfg.task))
         if done is not None:
             log.info(
                 "skipping: run %s (%s) with fingerprint %s already FINISHED "
-                "(sweep.rerun=true trains it again)", done.info.run_id, done.info.run_name,
+                "(sweep.rerun=true runs it again)", done.info.run_id, done.info.run_name,
                 fingerprint,
             )  # fmt: skip
             write_status(run_dir, **{**status, "status": "skipped", "run_id": done.info.run_id})
             return dict(done.data.metrics)
     tracker = make_tracker(cfg.tracking)
     try:
-        metrics = _train(cfg, fingerprint, run_dir, tracker)
+        metrics = body(cfg, fingerprint, run_dir, tracker)
         status["status"] = "finished"
         return metrics
     except BaseException as exc:
         status["error"] = f"{type(exc).__name__}: {exc}"
-        log.error("run failed:\n%s", traceback.format_exc())
+        log.error("%s failed:\n%s", cfg.task, traceback.format_exc())
         try:
             tracker.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         except Exception as end_exc:  # never hide the original error
@@ -485,27 +493,7 @@ def _gradcam(loop: F.Loop, data, run_dir: Path) -> Path | None:
 # ----------------------------------------------------------------------------- eval
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     """Evaluate ``ckpt_path`` on ``cfg.dataset`` (its ``eval_split``); logs an eval run."""
-    validate_config(cfg)
-    fingerprint = F.config_fingerprint(cfg)
-    run_dir = job_output_dir(cfg, fingerprint)
-    setup_logging(run_dir)
-    tracker = make_tracker(cfg.tracking)
-    status = {"status": "failed", "error": None, "run_id": None, "fingerprint": fingerprint}
-    try:
-        metrics = _evaluate_checkpoint(cfg, fingerprint, run_dir, tracker)
-        status["status"] = "finished"
-        return metrics
-    except BaseException as exc:
-        status["error"] = f"{type(exc).__name__}: {exc}"
-        log.error("evaluation failed:\n%s", traceback.format_exc())
-        try:
-            tracker.end("FAILED")
-        except Exception as end_exc:
-            log.error("could not mark the MLflow run failed: %s", end_exc)
-        raise
-    finally:
-        status["run_id"] = tracker.run_id
-        write_status(run_dir, **status)
+    return _job(cfg, _evaluate_checkpoint)
 
 
 def load_trained_model(ckpt: dict, num_classes: int | None = None):

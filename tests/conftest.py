@@ -8,6 +8,7 @@ import torch
 import hydra
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -29,3 +30,10 @@ def compose_cfg(*overrides: str, return_hydra_config: bool = False):
 def compose_fixture():
     """The compose_cfg function as a fixture."""
     return compose_cfg
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_hydra_config():
+    """Tests that install a HydraConfig (as a Hydra job would) must not leak it to others."""
+    yield
+    HydraConfig.instance().cfg = None

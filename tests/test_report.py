@@ -70,9 +70,9 @@ def store(tmp_path_factory):
     # Table 5: trained on HAM10000, evaluated on ISIC 2018's official test set (2 of 3)
     s.t5 = {"hold": [0.80, 0.82, 0.78], "isic": {0: 0.60, 1: 0.65}}
     for seed, v in enumerate(s.t5["hold"]):
-        src = s.job("table5_cross_dataset", seed, {"test/balanced_acc": v})
+        src = s.job("table5_transfer", seed, {"test/balanced_acc": v})
         if seed in s.t5["isic"]:
-            s.job("table5_cross_dataset", seed, {"eval/balanced_acc": s.t5["isic"][seed]},
+            s.job("table5_transfer", seed, {"eval/balanced_acc": s.t5["isic"][seed]},
                   task="eval", eval_dataset="isic2018", eval_split="official_test",
                   source_run_id=src)  # fmt: skip
 
@@ -221,7 +221,7 @@ def test_table4_convergence_epoch_from_history(store):
 
 
 def test_table5_drop_paired_by_source_run(store):
-    t = table(store, "table5_cross_dataset", 5)
+    t = table(store, "table5_transfer", 5)
     row = dict(zip(t.columns, t.rows[0]))
     hold, isic = store.t5["hold"], store.t5["isic"]
     assert_summary(row["Holdout test"], hold)
@@ -250,7 +250,7 @@ def test_table6_overhead_vs_no_attention(store):
 
 def test_latex_is_well_formed(store):
     for exp, n in (("table2_cbam", 2), ("table1_backbones", 1), ("table4_residual", 4),
-                   ("table5_cross_dataset", 5), ("table6_efficiency", 6)):  # fmt: skip
+                   ("table5_transfer", 5), ("table6_efficiency", 6)):  # fmt: skip
         tex = table(store, exp, n).to_latex()
         unescaped = re.sub(r"\\[{}&%$#_]", "", tex)
         depth = 0

@@ -96,6 +96,12 @@ def test_tracker_creates_continues_and_finds_runs(db):
     found = find_finished_run(t_cfg, "abc")
     assert found.info.run_id == run_id and len(found.data.params) == 250
     assert find_finished_run(t_cfg, "other") is None
+    assert find_finished_run(t_cfg, "abc", task="eval") is None  # a train run is no eval run
+    evaluation = Tracker(t_cfg)
+    evaluation.start("e", {"fingerprint": "abc", "task": "eval"})
+    evaluation.end("FINISHED")
+    assert find_finished_run(t_cfg, "abc", task="eval").info.run_id == evaluation.run_id
+    assert find_finished_run(t_cfg, "abc").info.run_id == run_id
     assert find_finished_run(tracking(tmp_path, "missing"), "abc") is None
 
     other = Tracker(tracking(tmp_path, "exp2"))  # unknown id in this experiment: new run

@@ -65,7 +65,7 @@ TABLES = {
     2: "table2_cbam",
     3: "table3_fusion",
     4: "table4_residual",
-    5: "table5_cross_dataset",
+    5: "table5_transfer",
     6: "table6_efficiency",
 }
 NO_RUNS = "no FINISHED run of this configuration in the experiment"
