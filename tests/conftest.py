@@ -1,5 +1,6 @@
 """Shared test helpers: compose the real config from conf/, shrunk for the CPU."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -37,3 +38,22 @@ def _no_leaked_hydra_config():
     """Tests that install a HydraConfig (as a Hydra job would) must not leak it to others."""
     yield
     HydraConfig.instance().cfg = None
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny inputs gain nothing from intra-op threads; on a shared 2-core machine two OpenMP
+    threads per process spin against each other (measured ~10x slower). Use it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py (the cluster and tracking-server helpers) as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

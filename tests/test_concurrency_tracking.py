@@ -1,21 +1,16 @@
 """Slow: >= 8 jobs at once logging to one tracking store, SQLite and an MLflow server backed
 by PostgreSQL (both started here, on 127.0.0.1); no run, param or metric is lost."""
 
-import importlib.util
 import shutil
 
 import pytest
+from conftest import load_script
 from test_sweep_helpers import FAKE_DEFAULTS, ROOT, fake_records, run_cli, write_fake_app
 
 pytestmark = pytest.mark.slow
 N_JOBS, N_PARAMS, N_STEPS = 8, 150, 40
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +18,7 @@ def server(tmp_path_factory):
     if shutil.which("initdb") is None and not list(__import__("pathlib").Path(
             "/usr/lib/postgresql").glob("*/bin/initdb")):  # fmt: skip
         pytest.skip("PostgreSQL is not installed")
-    srv = _load("tracking_server").TrackingServer(tmp_path_factory.mktemp("pg"))
+    srv = load_script("tracking_server").TrackingServer(tmp_path_factory.mktemp("pg"))
     try:
         srv.start()
         yield srv

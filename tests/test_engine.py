@@ -12,20 +12,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from glattn import fit as F
 from glattn.engine import NonFiniteLossError, Runtime, evaluate, train_one_epoch
 from glattn.losses import CrossEntropyLoss
+from glattn.data import CLASS_NAMES
 
-CLASSES = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+CLASSES = CLASS_NAMES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny inputs gain nothing from intra-op threads; on a shared 2-core machine two
-    OpenMP threads per process spin against each other (measured 10x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Tiny(nn.Module):

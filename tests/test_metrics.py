@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
+from glattn.data import CLASS_NAMES
 from glattn.metrics import compute_metrics, per_class_report, predict
 
-CLASSES = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+CLASSES = CLASS_NAMES
 
 
 def _random(n=200, seed=0):

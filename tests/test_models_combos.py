@@ -23,13 +23,7 @@ COMBOS = list(itertools.product(ATTENTIONS, FUSIONS, RESIDUALS))
 _TRUNKS: dict[str, torch.nn.Module] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny per-op work: one thread avoids OpenMP sync cost on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import time
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from glattn.data import CLASS_NAMES
 
-CLASSES = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+CLASSES = CLASS_NAMES
 DEFAULTS = dict(backbone="resnet18", attention="cbam", fusion="original",
                 residual="original", loss="focal", dataset="ham10000")  # fmt: skip
 

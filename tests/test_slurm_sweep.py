@@ -6,29 +6,24 @@ checkpoint and must resume from it (same MLflow run, every epoch logged once). T
 cluster's daemons are stopped by their PIDs at the end, pass or fail.
 """
 
-import importlib.util
 import json
 import re
 import subprocess
 import time
 
 import pytest
+from conftest import load_script
 from test_sweep_helpers import ROOT, SWEEP_HOOKS, env
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    mod = _load("slurm_cluster")
+    mod = load_script("slurm_cluster")
     try:
         mod.require_binaries()
     except RuntimeError as e:

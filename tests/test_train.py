@@ -17,21 +17,13 @@ from omegaconf import open_dict
 
 from glattn.engine import NonFiniteLossError
 from glattn.train import ConfigError, main
+from glattn.data import CLASS_NAMES
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-CLASSES = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+CLASSES = CLASS_NAMES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny inputs gain nothing from intra-op threads; on a shared 2-core machine two
-    OpenMP threads per process spin against each other (measured 10x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smoke_cfg(out: Path, *overrides: str, hydra: bool = False):
