@@ -5,18 +5,10 @@ import os
 
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from glattn.data import DataError, build_data
+from glattn.data.testing import data_cfg as cfg_for
 from glattn.data.testing import make_ham10000, make_isic2018
-
-
-def cfg_for(tmp_path, **dataset):
-    base = dict(name="ham10000", root=str(tmp_path / "data"), image_size=16,
-                val_fraction=0.25, test_fraction=0.25, cache_dir=str(tmp_path / "cache"))
-    base.update(dataset)
-    return OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path / "out")},
-                             "dataset": base})
 
 
 def fails(cfg, *fragments, run_dir=None):

@@ -5,21 +5,13 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from glattn.data import CLASS_NAMES, build_data
 from glattn.data.classes import ISIC_COLUMNS, ISIC_TO_DX
 from glattn.data.ham10000 import read_ham10000
 from glattn.data.isic2018 import read_isic2018
-from glattn.data.testing import make_ham10000, make_isic2018, write_jpeg
+from glattn.data.testing import data_cfg, make_ham10000, make_isic2018, write_jpeg
 
-
-def data_cfg(tmp_path, **dataset):
-    base = dict(name="ham10000", root=str(tmp_path / "data"), image_size=16,
-                val_fraction=0.25, test_fraction=0.25, cache_dir=str(tmp_path / "cache"))
-    base.update(dataset)
-    return OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path / "out")},
-                             "dataset": base})
 
 
 def test_class_order_is_the_contract_and_isic_maps_onto_it():

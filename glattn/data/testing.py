@@ -104,3 +104,14 @@ def make_isic2018(root: Path, groupings: bool = True, official: bool = True,
                     write_jpeg(root / f"{prefix}{part}_Input" / f"{image_id}.jpg", label, size,
                                seed=100 + i)
     return meta
+
+
+def data_cfg(tmp_path, **dataset):
+    """A small composed-like config for build_data on fixtures under `tmp_path`."""
+    from omegaconf import OmegaConf
+
+    base = dict(name="ham10000", root=str(tmp_path / "data"), image_size=16,
+                val_fraction=0.25, test_fraction=0.25, cache_dir=str(tmp_path / "cache"))
+    base.update(dataset)
+    return OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path / "out")},
+                             "dataset": base})  # fmt: skip
