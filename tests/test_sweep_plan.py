@@ -59,6 +59,9 @@ def test_plan_marks_done_jobs_and_estimates_cost(tmp_path):
     assert len(rows) == 4
     (done,) = [r for r in rows if " done " in r]
     assert done_fp in done and run.info.run_id in done and "fusion=learnable_gate seed=1" in done
+    # the command line's overrides are listed once, not on every row
+    assert f"every job: debug=smoke paths.output_dir={out} sweep.plan=True" in res.stdout
+    assert not any("sweep.plan" in r for r in rows)
     # 3 jobs x median time/epoch_s (40 s) x trainer.max_epochs (1 in debug=smoke)
     assert all(" 40s " in r for r in rows if " todo " in r)
     assert "estimated cost: 2.0m of job time for 3 of 3 jobs" in res.stdout

@@ -130,12 +130,18 @@ def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
         lines.append("  tracking disabled: done-ness and costs are unknown")
     elif not info["store_exists"]:
         lines.append("  tracking store does not exist yet: nothing is done")
+    # Overrides every job shares (the command line's) are shown once; each row shows its own.
+    common = set.intersection(*(set(p.overrides) for p in plans)) if len(plans) > 1 else set()
+    if common:
+        shared = [o for o in plans[0].overrides if o in common]
+        lines.append(f"  every job: {' '.join(shared)}")
     lines.append(f"  {'#':>3}  {'state':<6} {'est.':>6}  {'fingerprint':<12}  overrides")
     for p in plans:
         state = "done" if p.done_run else ("error" if p.error else "todo")
         est = "-" if p.done_run else _fmt_s(p.est_s)
         fp = p.fingerprint or "?"
-        line = f"  {p.num:>3}  {state:<6} {est:>6}  {fp:<12}  {' '.join(p.overrides)}"
+        own = " ".join(o for o in p.overrides if o not in common)
+        line = f"  {p.num:>3}  {state:<6} {est:>6}  {fp:<12}  {own}"
         if p.done_run:
             line += f"  (run {p.done_run})"
         if p.error:
