@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from glattn.data.transforms import normalize
 from glattn.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class Runtime:
 
     def to_device(self, images: torch.Tensor, labels: torch.Tensor):
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        images = images.to(self.device, non_blocking=True, memory_format=fmt)
+        # uint8 batches travel to the device and are normalised there (glattn.data.transforms)
+        images = normalize(images.to(self.device, non_blocking=True, memory_format=fmt))
         return images, labels.to(self.device, non_blocking=True)
 
 

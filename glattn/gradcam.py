@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as nnF
 from torch import nn
 
+from glattn.data.transforms import normalize
+
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +33,7 @@ def grad_cam(
     ``targets``: the class to explain per image (default: the predicted class).
     """
     layer = layer if layer is not None else model.gradcam_layer
+    images = normalize(images)  # uint8 dataset images -> the model's normalised input
     store = {}
 
     def keep(_module, _inputs, output):
@@ -72,7 +75,10 @@ def pick_per_class(labels: Sequence[int], per_class: int) -> list[int]:
 
 
 def _display(image: torch.Tensor) -> np.ndarray:
-    """A normalised (3, H, W) tensor as an (H, W, 3) array in [0, 1] (per-image min-max)."""
+    """A (3, H, W) image as an (H, W, 3) array in [0, 1]: uint8 as it is, a normalised
+    float tensor by per-image min-max."""
+    if image.dtype == torch.uint8:
+        return image.detach().cpu().permute(1, 2, 0).numpy() / 255.0
     img = image.detach().float().cpu().permute(1, 2, 0).numpy()
     return (img - img.min()) / max(float(img.max() - img.min()), 1e-8)
 
@@ -117,22 +123,16 @@ def gradcam_grid(
 
 
 def load_images(paths: Sequence[str], image_size: int) -> torch.Tensor:
-    """Images as the evaluation transform sees them: resize, ImageNet normalisation."""
+    """Images as the evaluation transform gives them: uint8 (N, 3, S, S), resized (square)
+    and centre-cropped; grad_cam normalises them."""
     from PIL import Image
     from torchvision.transforms import v2
 
-    try:  # the data package's evaluation transform (uint8 tensors at resize_side)
-        from glattn.data.transforms import eval_transform, resize_side
+    from glattn.data.transforms import eval_transform, resize_side
 
-        side = resize_side(image_size)
-        transform = v2.Compose([v2.ToImage(), v2.Resize((side, side), antialias=True),
-                                eval_transform(image_size)])  # fmt: skip
-    except ImportError:
-        transform = v2.Compose([
-            v2.ToImage(), v2.Resize((image_size, image_size), antialias=True),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-        ])  # fmt: skip
+    side = resize_side(image_size)
+    transform = v2.Compose([v2.ToImage(), v2.Resize((side, side), antialias=True),
+                            eval_transform(image_size)])  # fmt: skip
     out = []
     for p in paths:
         if not Path(p).is_file():

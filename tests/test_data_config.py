@@ -10,7 +10,14 @@ from hydra.core.global_hydra import GlobalHydra
 
 from glattn.data import READERS
 from glattn.data.options import check_options
-from glattn.data.transforms import IMAGENET_MEAN, eval_transform, resize_side, train_transform
+from glattn.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    normalize,
+    resize_side,
+    train_transform,
+)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CONTRACT_KEYS = {"name", "root", "image_size", "num_classes", "val_fraction", "test_fraction",
@@ -45,10 +52,16 @@ def test_transforms_shapes_normalisation_and_randomness():
     img = torch.full((3, side, side), 128, dtype=torch.uint8)
     img[:, : side // 2] = 30
     x = eval_transform(32)(img)
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8  # normalised on the device
     assert torch.equal(x, eval_transform(32)(img))  # deterministic
-    flat = eval_transform(32)(torch.full((3, side, side), 124, dtype=torch.uint8))
-    assert abs(flat[0].mean().item() - (124 / 255 - IMAGENET_MEAN[0]) / 0.229) < 1e-4
+    flat = normalize(eval_transform(32)(torch.full((3, side, side), 124, dtype=torch.uint8)))
+    assert flat.dtype == torch.float32
+    for c in range(3):
+        expected = (124 / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+        assert torch.allclose(flat[c], torch.tensor(expected), atol=1e-5)
+    batch = torch.stack([x, x])  # (B, 3, H, W) batches normalise per channel the same way
+    assert torch.equal(normalize(batch)[1], normalize(x))
+    assert normalize(flat) is flat  # float input is already normalised
     torch.manual_seed(0)
     outs = [train_transform(32)(img) for _ in range(4)]
     assert all(o.shape == (3, 32, 32) for o in outs)

@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from glattn.data import CLASS_NAMES, build_data
 from glattn.data.classes import ISIC_COLUMNS, ISIC_TO_DX
@@ -110,7 +111,7 @@ def test_build_data_on_ham10000_fixture(tmp_path):
     ids = bundle.train.image_ids + bundle.val.image_ids + bundle.test.image_ids
     assert sorted(ids) == sorted(meta["image_id"])
     x, y = bundle.val[0]
-    assert x.shape == (3, 16, 16) and str(x.dtype) == "torch.float32" and isinstance(y, int)
+    assert x.shape == (3, 16, 16) and x.dtype == torch.uint8 and isinstance(y, int)
     assert np.array_equal(bundle.train_counts, np.bincount(bundle.train.labels, minlength=7))
     assert bundle.class_names == CLASS_NAMES
 
