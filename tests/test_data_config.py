@@ -66,3 +66,16 @@ def test_transforms_shapes_normalisation_and_randomness():
     outs = [train_transform(32)(img) for _ in range(4)]
     assert all(o.shape == (3, 32, 32) for o in outs)
     assert not all(torch.equal(outs[0], o) for o in outs[1:])  # augmented
+
+
+def test_data_roots_come_from_the_environment_per_data_set(monkeypatch):
+    """A sweep over dataset=ham10000,isic2018 needs one root per data set."""
+    from conftest import compose_cfg
+
+    monkeypatch.delenv("GLATTN_HAM10000_ROOT", raising=False)
+    assert compose_cfg("dataset=ham10000").dataset.root is None  # unset: a clear error later
+    monkeypatch.setenv("GLATTN_HAM10000_ROOT", "/data/ham")
+    monkeypatch.setenv("GLATTN_ISIC2018_ROOT", "/data/isic")
+    assert compose_cfg("dataset=ham10000").dataset.root == "/data/ham"
+    assert compose_cfg("dataset=isic2018").dataset.root == "/data/isic"
+    assert compose_cfg("dataset=isic2018", "dataset.root=/x").dataset.root == "/x"
