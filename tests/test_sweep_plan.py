@@ -65,5 +65,19 @@ def test_plan_marks_done_jobs_and_estimates_cost(tmp_path):
     # 3 jobs x median time/epoch_s (40 s) x trainer.max_epochs (1 in debug=smoke)
     assert all(" 40s " in r for r in rows if " todo " in r)
     assert "estimated cost: 2.0m of job time for 3 of 3 jobs" in res.stdout
+    # compute per job: 3 x forward FLOPs x training images x max_epochs, from the real model
+    import torch
+
+    from glattn import build_model
+    from glattn.models import count_flops
+    from glattn.sweep.plan import _fmt_pflop
+
+    d = task.dataset
+    train_images = d.num_images * (1 - d.val_fraction - d.test_fraction)
+    with torch.device("meta"):
+        flops = count_flops(build_model(task), d.image_size)
+    pflop = 3 * flops * train_images * task.trainer.max_epochs / 1e15
+    assert all(f" {_fmt_pflop(pflop)} " in r for r in rows if "learnable_gate" in r)
+    assert f"compute: {_fmt_pflop(3 * pflop)} PFLOP for 3 of 3 jobs" in res.stdout
     runs = client.search_runs([get_experiment_id(task.tracking)])
     assert [r.info.run_id for r in runs] == [run.info.run_id]  # no parent run, no job run

@@ -9,7 +9,10 @@ Cost heuristic (documented in README.md): for each job still to run, the median
 ``time/epoch_s`` of FINISHED job runs in the tracking store with the same backbone,
 dataset and task, times the job's ``trainer.max_epochs`` (an upper bound: early stopping
 may end it sooner); for a reference run without that metric, its wall time. Jobs without
-a reference are counted, not guessed.
+a reference get no time, but every job gets its compute: forward FLOPs of its model (built
+on the meta device, counted with torch.utils.flop_counter) x 3 for a training step x
+training images x max_epochs (task=eval: forward FLOPs x its evaluation images), so a fresh
+store still shows what a grid costs relative to its parts.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class JobPlan:
     key: tuple = ()
     error: str | None = None
     max_epochs: int | None = None
+    pflop: float | None = None
 
 
 def _job_config(sweeper, overrides, num):
@@ -55,6 +59,7 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
     tracked = store.tracking_enabled(sweeper.config)
     client = store.client_for(sweeper.config, create=False) if tracked else None
     plans = []
+    flops_cache: dict[str, float] = {}
     previous = HydraConfig.instance().cfg
     try:
         for num, overrides in enumerate(jobs):
@@ -66,6 +71,7 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
                 plan.fingerprint = config_fingerprint(task_cfg)
                 plan.key = _reference_key(task_cfg, dict(cfg.hydra.runtime.choices))
                 plan.max_epochs = OmegaConf.select(task_cfg, "trainer.max_epochs", default=None)
+                plan.pflop = _compute_pflop(task_cfg, flops_cache)
                 if client is not None and not rerun:
                     from glattn.tracking import find_finished_run
 
@@ -81,6 +87,36 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
         if plan.done_run is None and plan.error is None:
             plan.est_s = _estimate(refs.get(plan.key), plan.max_epochs)
     return plans, {"rerun": rerun, "tracked": tracked, "store_exists": client is not None}
+
+
+#: Images a data set has as distributed (DESIGN.md section 4); synthetic: dataset.num_images.
+DATASET_IMAGES = {"ham10000": 10015, "isic2018": 10015}
+#: ISIC 2018's official evaluation sets (task=eval with dataset.eval_split=official_*).
+OFFICIAL_EVAL_IMAGES = {"official_val": 193, "official_test": 1512}
+
+
+def _compute_pflop(cfg, cache: dict[str, float]) -> float | None:
+    """Job compute in PFLOP (see the module docstring); None when it cannot be told."""
+    import torch
+
+    from glattn.models import build_model, count_flops
+
+    d = cfg.dataset
+    total = DATASET_IMAGES.get(str(d.name), OmegaConf.select(d, "num_images", default=None))
+    if total is None:
+        return None
+    model_cfg = OmegaConf.masked_copy(
+        cfg, ["backbone", "glsa", "attention", "fusion", "residual", "dataset", "paths"]
+    )
+    key = OmegaConf.to_yaml(model_cfg, resolve=True)
+    if key not in cache:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            cache[key] = float(count_flops(build_model(model_cfg), int(d.image_size)))
+    if str(cfg.get("task", "train")) == "eval":
+        images = OFFICIAL_EVAL_IMAGES.get(str(d.eval_split), total * float(d.test_fraction))
+        return cache[key] * images / 1e15
+    train_images = total * (1.0 - float(d.val_fraction) - float(d.test_fraction))
+    return 3.0 * cache[key] * train_images * int(cfg.trainer.max_epochs) / 1e15
 
 
 def _references(client) -> dict[tuple, list[tuple[float | None, float | None]]]:
@@ -117,6 +153,14 @@ def _fmt_s(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _fmt_pflop(pflop: float | None) -> str:
+    if pflop is None:
+        return "?"
+    if pflop >= 1000:
+        return f"{pflop:,.0f}"
+    return f"{pflop:.3g}" if pflop >= 0.01 else f"{pflop:.1e}"
+
+
 def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
     todo = [p for p in plans if p.done_run is None and p.error is None]
     done = [p for p in plans if p.done_run is not None]
@@ -135,13 +179,15 @@ def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
     if common:
         shared = [o for o in plans[0].overrides if o in common]
         lines.append(f"  every job: {' '.join(shared)}")
-    lines.append(f"  {'#':>3}  {'state':<6} {'est.':>6}  {'fingerprint':<12}  overrides")
+    lines.append(
+        f"  {'#':>3}  {'state':<6} {'est.':>6} {'PFLOP':>8}  {'fingerprint':<12}  overrides"
+    )
     for p in plans:
         state = "done" if p.done_run else ("error" if p.error else "todo")
         est = "-" if p.done_run else _fmt_s(p.est_s)
         fp = p.fingerprint or "?"
         own = " ".join(o for o in p.overrides if o not in common)
-        line = f"  {p.num:>3}  {state:<6} {est:>6}  {fp:<12}  {own}"
+        line = f"  {p.num:>3}  {state:<6} {est:>6} {_fmt_pflop(p.pflop):>8}  {fp:<12}  {own}"
         if p.done_run:
             line += f"  (run {p.done_run})"
         if p.error:
@@ -154,6 +200,12 @@ def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
         f"FINISHED runs with the same backbone, dataset and task); "
         f"{len(todo) - len(known)} without a reference"
     )
+    flops = [p.pflop for p in todo if p.pflop is not None]
+    if flops:
+        lines.append(
+            f"  compute: {_fmt_pflop(sum(flops))} PFLOP for {len(flops)} of {len(todo)} jobs "
+            "to run (3 x forward FLOPs x training images x trainer.max_epochs; an upper bound)"
+        )
     return "\n".join(lines)
 
 
