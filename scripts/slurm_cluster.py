@@ -27,39 +27,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _service import free_port, port_open, wait_until  # scripts/_service.py
+
 CLUSTER = "glattn"
 PARTITION = "debug"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what: str, check, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.25)
-    tail = log.read_text()[-3000:] if log and log.is_file() else ""
-    raise RuntimeError(f"{what} not ready after {timeout:.0f}s\n{tail}")
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _mem_mb() -> int:
@@ -152,16 +128,16 @@ class Cluster:
             self._write_confs(user, ports)
             # slurmdbd reads slurmdbd.conf next to $SLURM_CONF
             self._spawn("slurmdbd", [_bin("slurmdbd"), "-D"])
-            _wait("slurmdbd", lambda: _port_open(ports["dbd"]), timeout,
+            wait_until("slurmdbd", lambda: port_open(ports["dbd"]), timeout,
                   self.p("log", "slurmdbd.log"))  # fmt: skip
             self.run("sacctmgr", "-i", "add", "cluster", CLUSTER)
             self.run("sacctmgr", "-i", "add", "account", "glattn", f"Cluster={CLUSTER}")
             self.run("sacctmgr", "-i", "add", "user", user, "Account=glattn", f"Cluster={CLUSTER}")
             self._spawn("slurmctld", [_bin("slurmctld"), "-D", "-i", "-f", str(self.conf)])
-            _wait("slurmctld", lambda: self.run("scontrol", "ping").stdout.count("UP") > 0,
+            wait_until("slurmctld", lambda: self.run("scontrol", "ping").stdout.count("UP") > 0,
                   timeout, self.p("log", "slurmctld.log"))  # fmt: skip
             self._spawn("slurmd", [_bin("slurmd"), "-D", "-f", str(self.conf)])
-            _wait("node idle", self._node_idle, timeout, self.p("log", "slurmd.log"))
+            wait_until("node idle", self._node_idle, timeout, self.p("log", "slurmd.log"))
         except BaseException:
             self.stop()
             raise
@@ -177,7 +153,7 @@ class Cluster:
                                f"--pid-file={self.p('run', 'munged.pid')}",
                                f"--log-file={self.p('log', 'munged.log')}",
                                f"--seed-file={self.p('munge', 'munged.seed')}"])  # fmt: skip
-        _wait("munged", sock.exists, 30, self.p("log", "munged.out"))
+        wait_until("munged", sock.exists, 30, self.p("log", "munged.out"))
 
     def _start_mariadb(self, port: int, timeout: float) -> None:
         datadir = self.p("mysql")
@@ -191,7 +167,7 @@ class Cluster:
                                  f"--pid-file={self.p('run', 'mariadbd.pid')}",
                                  f"--log-error={self.p('log', 'mariadb.log')}",
                                  "--innodb-buffer-pool-size=64M", *user])  # fmt: skip
-        _wait("mariadb", lambda: _port_open(port), timeout, self.p("log", "mariadb.log"))
+        wait_until("mariadb", lambda: port_open(port), timeout, self.p("log", "mariadb.log"))
 
     def _write_confs(self, user: str, ports: dict) -> None:
         sock = self.info["munge_socket"]

@@ -22,7 +22,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,13 +29,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _service import free_port, wait_until  # scripts/_service.py
+
 PG_USER = "glattn"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pg_bin(name: str) -> str:
@@ -48,19 +43,6 @@ def pg_bin(name: str) -> str:
         if (d / name).exists():
             return str(d / name)
     raise RuntimeError(f"{name} not found: install PostgreSQL (apt-get install postgresql)")
-
-
-def _wait(what, check, timeout, log: Path | None = None, alive=lambda: True) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive():
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.3)
-    tail = log.read_text()[-3000:] if log and log.is_file() else ""
-    raise RuntimeError(f"{what} not ready (exited or {timeout:.0f}s passed)\n{tail}")
 
 
 class TrackingServer:
@@ -126,7 +108,7 @@ class TrackingServer:
                                      "-c", "fsync=off", "-c", "max_connections=200"],
                         **as_pg)  # fmt: skip
             ready = [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.info["pg_port"])]
-            _wait("postgres", lambda: subprocess.run(ready, capture_output=True).returncode == 0,
+            wait_until("postgres", lambda: subprocess.run(ready, capture_output=True).returncode == 0,
                   timeout, self.base / "postgres.log",
                   lambda: self._alive(self.info["pids"]["postgres"]))  # fmt: skip
             subprocess.run([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.info["pg_port"]),
@@ -138,7 +120,7 @@ class TrackingServer:
                                    "--serve-artifacts", "--artifacts-destination",
                                    str(self.base / "artifacts"),
                                    "--workers", str(workers)])  # fmt: skip
-            _wait("mlflow server", self._healthy, timeout, self.base / "mlflow.log",
+            wait_until("mlflow server", self._healthy, timeout, self.base / "mlflow.log",
                   lambda: self._alive(self.info["pids"]["mlflow"]))
         except BaseException:
             self.stop()

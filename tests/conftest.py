@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,8 @@ def one_thread():
 
 def load_script(name: str):
     """Import scripts/<name>.py (the cluster and tracking-server helpers) as a module."""
+    if str(ROOT / "scripts") not in sys.path:  # as `python scripts/<name>.py` would have it
+        sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
