@@ -69,20 +69,28 @@ def main() -> None:
         shutil.rmtree(old)
     start = time.perf_counter()
     frame = read_ham10000(ensure_synthetic(work / "data", args.num_images, 600, 450))
-    print(f"{len(frame)} synthetic 600x450 JPEGs ready in {time.perf_counter() - start:.1f} s "
-          f"({work}); batch {args.batch_size}, {args.workers} workers, "
-          f"{args.threads} torch threads\n")
+    print(
+        f"{len(frame)} synthetic 600x450 JPEGs ready in {time.perf_counter() - start:.1f} s "
+        f"({work}); batch {args.batch_size}, {args.workers} workers, "
+        f"{args.threads} torch threads\n"
+    )
     rows = np.arange(len(frame))
     ids, labels, paths = frame["image_id"], frame["label"], frame["path"].tolist()
-    print("| image size | pipeline | " + " | ".join(f"epoch {e} img/s" for e in
-                                                     range(1, args.epochs + 1))
-          + " | vs (a) | vs (a0) |")
+    print(
+        "| image size | pipeline | "
+        + " | ".join(f"epoch {e} img/s" for e in range(1, args.epochs + 1))
+        + " | vs (a) | vs (a0) |"
+    )
     print("|---" * (args.epochs + 4) + "|")
     for size in args.sizes:
         side, tf = resize_side(size), eval_transform(size)
-        sources = {"(a) plain": lambda: DiskImages(paths, side),
-                   "(a0) plain, no draft": lambda: FullDecode(paths, side),
-                   "(b) cached": lambda: build_cache(paths, side, work / f"cache-{size}")}
+        sources = {
+            "(a) plain": lambda side=side: DiskImages(paths, side),
+            "(a0) plain, no draft": lambda side=side: FullDecode(paths, side),
+            "(b) cached": lambda side=side, size=size: build_cache(
+                paths, side, work / f"cache-{size}"
+            ),
+        }
         speed, reference = {}, None
         for name, make in sources.items():
             rates, source = [], None
@@ -90,8 +98,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 source = make() if source is None else source  # cache build counts in epoch 1
                 build = time.perf_counter() - t0
-                seconds, batches = run_epoch(LesionDataset(source, rows, ids, labels, tf),
-                                             args.batch_size, args.workers)
+                seconds, batches = run_epoch(
+                    LesionDataset(source, rows, ids, labels, tf), args.batch_size, args.workers
+                )
                 rates.append(len(rows) / (seconds + build))
                 if name != "(a0) plain, no draft":
                     if reference is None:
@@ -101,9 +110,12 @@ def main() -> None:
             speed[name] = rates
         later = {name: np.mean(rates[1:]) for name, rates in speed.items()}
         for name, rates in speed.items():
-            print(f"| {size} | {name} | " + " | ".join(f"{r:,.0f}" for r in rates)
-                  + f" | {later[name] / later['(a) plain']:.1f}x"
-                  + f" | {later[name] / later['(a0) plain, no draft']:.1f}x |")
+            print(
+                f"| {size} | {name} | "
+                + " | ".join(f"{r:,.0f}" for r in rates)
+                + f" | {later[name] / later['(a) plain']:.1f}x"
+                + f" | {later[name] / later['(a0) plain, no draft']:.1f}x |"
+            )
     print("\ncached and plain tensors identical: yes (asserted)")
 
 

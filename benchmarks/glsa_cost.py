@@ -45,7 +45,8 @@ WIDTH, HEADS = 256, 8
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()

@@ -232,8 +232,10 @@ class Loop:
         """The train loader's own generators (shuffle / weighted draws, worker seeds)."""
         loader = self.loaders.get("train")
         found = []
-        for gen in (getattr(loader, "generator", None),
-                    getattr(getattr(loader, "sampler", None), "generator", None)):  # fmt: skip
+        for gen in (
+            getattr(loader, "generator", None),
+            getattr(getattr(loader, "sampler", None), "generator", None),
+        ):
             if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
                 found.append(gen)
         return found
@@ -345,17 +347,27 @@ class Loop:
             log.info(
                 "epoch %d/%d  train/loss %.4f  train/acc %.3f  val/loss %.4f  "
                 "val/balanced_acc %.3f  val/auc %.3f  lr %.2g  %.1fs%s",
-                row["epoch"], max_epochs, row["train/loss"], row["train/acc"],
-                row["val/loss"], row["val/balanced_acc"], row["val/auc"], row["lr"],
+                row["epoch"],
+                max_epochs,
+                row["train/loss"],
+                row["train/acc"],
+                row["val/loss"],
+                row["val/balanced_acc"],
+                row["val/auc"],
+                row["lr"],
                 row["time/epoch_s"],
                 "  *best*" if self.state.best_epoch == row["epoch"] else "",
-            )  # fmt: skip
+            )
             if self.state.stopped_early:
                 log.info(
                     "early stopping after epoch %d: %s has not improved for %d epochs "
-                    "(best %.4f at epoch %d)", row["epoch"], monitor, self.state.bad_epochs,
-                    self.state.best_value or float("nan"), self.state.best_epoch,
-                )  # fmt: skip
+                    "(best %.4f at epoch %d)",
+                    row["epoch"],
+                    monitor,
+                    self.state.bad_epochs,
+                    self.state.best_value or float("nan"),
+                    self.state.best_epoch,
+                )
         return self.state
 
     def write_history(self) -> None:

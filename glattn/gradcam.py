@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def grad_cam(
-    model: nn.Module, images: torch.Tensor, targets: Sequence[int] | None = None,
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: Sequence[int] | None = None,
     layer: nn.Module | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Heat maps (B, H, W) in [0, 1] at the input resolution, and the predicted classes.
 
     ``targets``: the class to explain per image (default: the predicted class).
@@ -84,10 +86,14 @@ def _display(image: torch.Tensor) -> np.ndarray:
 
 
 def gradcam_grid(
-    model: nn.Module, images: torch.Tensor, labels: Sequence[int | None],
-    class_names: Sequence[str], path: Path, device: torch.device | str = "cpu",
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: Sequence[int | None],
+    class_names: Sequence[str],
+    path: Path,
+    device: torch.device | str = "cpu",
     titles: Sequence[str] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Save a grid: each image above its Grad-CAM overlay for the predicted class."""
     import matplotlib
 
@@ -131,8 +137,9 @@ def load_images(paths: Sequence[str], image_size: int) -> torch.Tensor:
     from glattn.data.transforms import eval_transform, resize_side
 
     side = resize_side(image_size)
-    transform = v2.Compose([v2.ToImage(), v2.Resize((side, side), antialias=True),
-                            eval_transform(image_size)])  # fmt: skip
+    transform = v2.Compose(
+        [v2.ToImage(), v2.Resize((side, side), antialias=True), eval_transform(image_size)]
+    )
     out = []
     for p in paths:
         if not Path(p).is_file():
@@ -150,8 +157,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     from glattn.train import load_trained_model
 
     args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
-    usage = ("usage: python -m glattn.gradcam ckpt_path=<best.pt> images=[a.jpg,b.jpg] "
-             "[out=gradcam.png] [device=cpu]")  # fmt: skip
+    usage = (
+        "usage: python -m glattn.gradcam ckpt_path=<best.pt> images=[a.jpg,b.jpg] "
+        "[out=gradcam.png] [device=cpu]"
+    )
     unknown = set(args) - {"ckpt_path", "images", "out", "device"}
     if unknown or "ckpt_path" not in args or not args.get("images"):
         raise SystemExit(f"{usage}\n(got {OmegaConf.to_container(args)})")

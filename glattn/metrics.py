@@ -8,7 +8,7 @@ always answers ``nv``, hence ``val/balanced_acc`` is the monitored metric.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,9 +46,7 @@ def macro_ovr_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def compute_metrics(
-    labels: Sequence[int], probs: np.ndarray, class_names: Sequence[str]
-) -> dict:
+def compute_metrics(labels: Sequence[int], probs: np.ndarray, class_names: Sequence[str]) -> dict:
     """Scalar metrics plus per-class precision/recall and the confusion matrix.
 
     Returns ``{"acc", "balanced_acc", "macro_f1", "auc", "precision_<c>", "recall_<c>",

@@ -14,8 +14,8 @@ import math
 import re
 import subprocess
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -86,8 +86,17 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
     elif OmegaConf.select(cfg, "hydra.runtime.choices") is not None:
         choices = dict(cfg.hydra.runtime.choices)
     out = {}
-    for group in ("backbone", "glsa", "attention", "fusion", "residual", "loss", "dataset",
-                  "optimizer", "scheduler"):  # fmt: skip
+    for group in (
+        "backbone",
+        "glsa",
+        "attention",
+        "fusion",
+        "residual",
+        "loss",
+        "dataset",
+        "optimizer",
+        "scheduler",
+    ):
         value = choices.get(group)
         if value is None:  # composed without the hydra node: fall back to the config
             node = OmegaConf.select(cfg, group)
@@ -204,8 +213,7 @@ class Tracker:
                     self.client.update_run(run_id, status="RUNNING")
                 log.info("continuing MLflow run %s (%s)", run_id, run.info.run_name)
                 return False
-            log.info("MLflow run %s is not in experiment %s: new run", run_id,
-                     self.cfg.experiment)  # fmt: skip
+            log.info("MLflow run %s is not in experiment %s: new run", run_id, self.cfg.experiment)
         all_tags = {k: str(v)[:8000] for k, v in tags.items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
@@ -213,8 +221,11 @@ class Tracker:
         self.run_id = run.info.run_id
         log.info(
             "MLflow run %s (%s) in experiment %s at %s",
-            self.run_id, run_name, self.cfg.experiment, mask_uri(resolve_uri(self.cfg.uri)),
-        )  # fmt: skip
+            self.run_id,
+            run_name,
+            self.cfg.experiment,
+            mask_uri(resolve_uri(self.cfg.uri)),
+        )
         return True
 
     def log_params(self, params: Mapping[str, str]) -> None:

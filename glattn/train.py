@@ -75,42 +75,66 @@ def validate_config(cfg: DictConfig) -> None:
 
     check("task", lambda v: v in ("train", "eval"), "one of ['train', 'eval']")
     check("seed", is_int, "an integer")
-    check("optimizer._target_", lambda v: v in F.OPTIMIZERS.values(),
-          f"one of {sorted(F.OPTIMIZERS.values())} (optimizer={sorted(F.OPTIMIZERS)})")
+    check(
+        "optimizer._target_",
+        lambda v: v in F.OPTIMIZERS.values(),
+        f"one of {sorted(F.OPTIMIZERS.values())} (optimizer={sorted(F.OPTIMIZERS)})",
+    )
     check("optimizer.lr", lambda v: is_num(v) and v > 0, "a number > 0")
     if get("optimizer.weight_decay") is not None:
         check("optimizer.weight_decay", lambda v: is_num(v) and v >= 0, "a number >= 0")
-    check("scheduler._target_", lambda v: v in F.SCHEDULERS.values(),
-          f"one of {sorted(F.SCHEDULERS.values())} (scheduler={sorted(F.SCHEDULERS)})")
+    check(
+        "scheduler._target_",
+        lambda v: v in F.SCHEDULERS.values(),
+        f"one of {sorted(F.SCHEDULERS.values())} (scheduler={sorted(F.SCHEDULERS)})",
+    )
     loss_targets = sorted(f"glattn.losses.{f.__name__}" for f in LOSSES.values())
-    check("loss._target_", lambda v: v in loss_targets,
-          f"one of {loss_targets} (loss={sorted(LOSSES)})")
+    check(
+        "loss._target_",
+        lambda v: v in loss_targets,
+        f"one of {loss_targets} (loss={sorted(LOSSES)})",
+    )
     check("trainer.max_epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1")
     check("trainer.batch_size", lambda v: is_int(v) and v >= 1, "an integer >= 1")
-    check("trainer.early_stopping_patience", lambda v: v is None or (is_int(v) and v >= 1),
-          "null or an integer >= 1")
+    check(
+        "trainer.early_stopping_patience",
+        lambda v: v is None or (is_int(v) and v >= 1),
+        "null or an integer >= 1",
+    )
     check("trainer.monitor", lambda v: v in EPOCH_METRICS, f"one of {list(EPOCH_METRICS)}")
-    check("trainer.monitor_mode", lambda v: v in ("auto", "max", "min"),
-          "one of ['auto', 'max', 'min']")
-    check("trainer.device", lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(v)),
-          "one of auto, cpu, cuda, cuda:<N>, mps")
-    check("trainer.amp", lambda v: str(v).lower() in ("auto", "bf16", "fp16", "none"),
-          "one of ['auto', 'bf16', 'fp16', 'none']")
+    check(
+        "trainer.monitor_mode",
+        lambda v: v in ("auto", "max", "min"),
+        "one of ['auto', 'max', 'min']",
+    )
+    check(
+        "trainer.device",
+        lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(v)),
+        "one of auto, cpu, cuda, cuda:<N>, mps",
+    )
+    check(
+        "trainer.amp",
+        lambda v: str(v).lower() in ("auto", "bf16", "fp16", "none"),
+        "one of ['auto', 'bf16', 'fp16', 'none']",
+    )
     check("trainer.channels_last", lambda v: v in ("auto", True, False), "auto, true or false")
     check("trainer.compile", lambda v: isinstance(v, bool), "true or false")
     check("trainer.deterministic", lambda v: isinstance(v, bool), "true or false")
     check("trainer.resume", lambda v: isinstance(v, bool), "true or false")
-    check("trainer.grad_clip", lambda v: v is None or (is_num(v) and v > 0),
-          "null or a number > 0")
+    check(
+        "trainer.grad_clip", lambda v: v is None or (is_num(v) and v > 0), "null or a number > 0"
+    )
     check("trainer.num_workers", lambda v: is_int(v) and v >= 0, "an integer >= 0")
     check("trainer.gradcam_per_class", lambda v: is_int(v) and v >= 0, "an integer >= 0")
     check("trainer.log_every_n_steps", lambda v: is_int(v) and v >= 1, "an integer >= 1")
-    check("tracking.experiment", lambda v: isinstance(v, str) and v.strip(),
-          "a non-empty string")
+    check("tracking.experiment", lambda v: isinstance(v, str) and v.strip(), "a non-empty string")
     check("dataset.num_classes", lambda v: is_int(v) and v >= 2, "an integer >= 2")
     if get("task") == "eval":
-        check("ckpt_path", lambda v: v is not None and Path(str(v)).is_file(),
-              "the path of an existing checkpoint file (task=eval)")
+        check(
+            "ckpt_path",
+            lambda v: v is not None and Path(str(v)).is_file(),
+            "the path of an existing checkpoint file (task=eval)",
+        )
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
@@ -252,8 +276,13 @@ def plot_curves(path: Path, history: list[dict]) -> Path:
     frame = pd.DataFrame(history)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     frame.plot(x="epoch", y=["train/loss", "val/loss"], ax=axes[0], marker=".", title="loss")
-    frame.plot(x="epoch", y=["train/acc", "val/acc", "val/balanced_acc", "val/macro_f1"],
-               ax=axes[1], marker=".", title="accuracy")  # fmt: skip
+    frame.plot(
+        x="epoch",
+        y=["train/acc", "val/acc", "val/balanced_acc", "val/macro_f1"],
+        ax=axes[1],
+        marker=".",
+        title="accuracy",
+    )
     frame.plot(x="epoch", y="lr", ax=axes[2], marker=".", logy=True, title="learning rate")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -267,11 +296,16 @@ def split_report(run_dir: Path, prefix: str, result: dict, image_ids, class_name
     report = per_class_report(result, class_names)
     report.to_csv(run_dir / f"{name}_per_class_report.csv", index=False)
     return [
-        save_probabilities(run_dir / f"{name}_probabilities.csv", image_ids, result["probs"],
-                           class_names),  # fmt: skip
+        save_probabilities(
+            run_dir / f"{name}_probabilities.csv", image_ids, result["probs"], class_names
+        ),
         run_dir / f"{name}_per_class_report.csv",
-        plot_confusion(run_dir / f"{name}_confusion_matrix.png", result["confusion"],
-                       class_names, f"{prefix} confusion matrix"),  # fmt: skip
+        plot_confusion(
+            run_dir / f"{name}_confusion_matrix.png",
+            result["confusion"],
+            class_names,
+            f"{prefix} confusion matrix",
+        ),
     ]
 
 
@@ -313,9 +347,11 @@ def _job(cfg: DictConfig, body) -> dict:
         if done is not None:
             log.info(
                 "skipping: run %s (%s) with fingerprint %s already FINISHED "
-                "(sweep.rerun=true runs it again)", done.info.run_id, done.info.run_name,
+                "(sweep.rerun=true runs it again)",
+                done.info.run_id,
+                done.info.run_name,
                 fingerprint,
-            )  # fmt: skip
+            )
             write_status(run_dir, **{**status, "status": "skipped", "run_id": done.info.run_id})
             return dict(done.data.metrics)
     tracker = make_tracker(cfg.tracking)
@@ -364,17 +400,31 @@ def _train(cfg: DictConfig, fingerprint: str, run_dir: Path, tracker) -> dict:
     )
     ckpt_dir = F.checkpoint_dir(cfg, fingerprint)
     choices = group_choices(cfg)
-    loop = F.Loop(cfg, net, loss_fn, optimizer, scheduler, rt, loaders, tuple(data.class_names),
-                  ckpt_dir, run_dir, tracker, choices=choices,
-                  train_counts=list(data.train_counts))  # fmt: skip
+    loop = F.Loop(
+        cfg,
+        net,
+        loss_fn,
+        optimizer,
+        scheduler,
+        rt,
+        loaders,
+        tuple(data.class_names),
+        ckpt_dir,
+        run_dir,
+        tracker,
+        choices=choices,
+        train_counts=list(data.train_counts),
+    )
     ckpt = _resume_checkpoint(cfg, ckpt_dir)
     if ckpt is not None:
         loop.restore(ckpt)
         loop.state.finished = False  # until this run's final evaluation is logged
         log.info("resuming from %s after epoch %d", ckpt_dir / "last.pt", loop.state.epoch)
     tags = {
-        **{k: choices[k] for k in ("backbone", "attention", "fusion", "residual", "loss",
-                                   "dataset")},  # fmt: skip
+        **{
+            k: choices[k]
+            for k in ("backbone", "attention", "fusion", "residual", "loss", "dataset")
+        },
         "seed": cfg.seed,
         "fingerprint": fingerprint,
         "git_commit": git_commit(),
@@ -415,8 +465,11 @@ def _resume_checkpoint(cfg: DictConfig, ckpt_dir: Path) -> dict | None:
     if last.is_file() and not fresh:
         ckpt = F.load_checkpoint(last)
         if ckpt["state"]["finished"]:  # e.g. the same config in another experiment
-            log.info("%s is a finished training: reusing it, no epochs to run "
-                     "(trainer.resume=false trains again)", last)  # fmt: skip
+            log.info(
+                "%s is a finished training: reusing it, no epochs to run "
+                "(trainer.resume=false trains again)",
+                last,
+            )
         return ckpt
     for name in ("last.pt", "best.pt"):  # a fresh start must not inherit a stale best.pt
         (ckpt_dir / name).unlink(missing_ok=True)
@@ -483,8 +536,9 @@ def _gradcam(loop: F.Loop, data, run_dir: Path) -> Path | None:
         model = getattr(loop.model, "_orig_mod", loop.model)
         images = torch.stack([data.val[i][0] for i in index])
         labels = [int(data.val.labels[i]) for i in index]
-        return gradcam_grid(model, images, labels, loop.class_names, run_dir / "gradcam.png",
-                            device=loop.rt.device)  # fmt: skip
+        return gradcam_grid(
+            model, images, labels, loop.class_names, run_dir / "gradcam.png", device=loop.rt.device
+        )
     except Exception as exc:  # a picture must not fail a finished training run
         log.warning("Grad-CAM grid failed: %s", exc, exc_info=True)
         return None
@@ -518,8 +572,11 @@ def _evaluate_checkpoint(cfg: DictConfig, fingerprint: str, run_dir: Path, track
     ckpt = F.load_checkpoint(cfg.ckpt_path)
     model, train_cfg = load_trained_model(ckpt, int(cfg.dataset.num_classes))
     if int(train_cfg.dataset.image_size) != int(cfg.dataset.image_size):
-        log.warning("the checkpoint was trained at dataset.image_size=%s, evaluating at %s",
-                    train_cfg.dataset.image_size, cfg.dataset.image_size)  # fmt: skip
+        log.warning(
+            "the checkpoint was trained at dataset.image_size=%s, evaluating at %s",
+            train_cfg.dataset.image_size,
+            cfg.dataset.image_size,
+        )
     rt = F.make_runtime(cfg.trainer)
     model.to(rt.device)
     split = str(cfg.dataset.eval_split)
@@ -527,17 +584,20 @@ def _evaluate_checkpoint(cfg: DictConfig, fingerprint: str, run_dir: Path, track
     dataset = data.test if data.test is not None else data.val
     split_name = "test" if data.test is not None else "val"
     loaders = data.loaders(int(cfg.trainer.batch_size), int(cfg.trainer.num_workers), "none")
-    log.info("evaluating %s on %s (%s, %d images)", cfg.ckpt_path, cfg.dataset.name, split,
-             len(dataset))  # fmt: skip
+    log.info(
+        "evaluating %s on %s (%s, %d images)", cfg.ckpt_path, cfg.dataset.name, split, len(dataset)
+    )
     # the training loss, for eval/loss (class-balanced weights from the training counts)
-    train_counts = (ckpt.get("train_counts") or [1] * len(data.class_names))
+    train_counts = ckpt.get("train_counts") or [1] * len(data.class_names)
     loss_fn = build_loss(train_cfg.loss, train_counts).to(rt.device)
     result = evaluate(model, loaders[split_name], loss_fn, rt, data.class_names)
     names = tuple(data.class_names)
     choices = ckpt.get("choices") or {}
     eval_choices = group_choices(cfg)
-    tags = {k: choices.get(k, "?") for k in ("backbone", "attention", "fusion", "residual",
-                                             "loss", "dataset")}  # fmt: skip
+    tags = {
+        k: choices.get(k, "?")
+        for k in ("backbone", "attention", "fusion", "residual", "loss", "dataset")
+    }
     tags.update(
         seed=train_cfg.seed,
         fingerprint=fingerprint,
@@ -550,10 +610,12 @@ def _evaluate_checkpoint(cfg: DictConfig, fingerprint: str, run_dir: Path, track
         source_run_id=ckpt.get("mlflow_run_id") or "",
         **{"glattn.role": "job"},
     )
-    name = run_name(train_cfg, {k: choices.get(k, "?") for k in ("fusion", "residual",
-                                                                "attention")})  # fmt: skip
-    tracker.start(f"{name}_eval_{eval_choices['dataset']}_{split}", tags,
-                  parent_run_id=sweep_parent_run_id())  # fmt: skip
+    name = run_name(
+        train_cfg, {k: choices.get(k, "?") for k in ("fusion", "residual", "attention")}
+    )
+    tracker.start(
+        f"{name}_eval_{eval_choices['dataset']}_{split}", tags, parent_run_id=sweep_parent_run_id()
+    )
     tracker.log_params(flatten_config(cfg))
     metrics = split_metrics("eval", result, names)
     artifacts = split_report(run_dir, "eval", result, dataset.image_ids, names)
@@ -561,7 +623,12 @@ def _evaluate_checkpoint(cfg: DictConfig, fingerprint: str, run_dir: Path, track
     tracker.log_metrics(metrics)
     tracker.log_artifacts(artifacts + [run_dir / "config_resolved.yaml", run_dir / "split.csv"])
     tracker.end("FINISHED")
-    log.info("eval on %s/%s: balanced_acc %.4f, acc %.4f, auc %.4f", cfg.dataset.name, split,
-             result["balanced_acc"], result["acc"], result["auc"])  # fmt: skip
+    log.info(
+        "eval on %s/%s: balanced_acc %.4f, acc %.4f, auc %.4f",
+        cfg.dataset.name,
+        split,
+        result["balanced_acc"],
+        result["acc"],
+        result["auc"],
+    )
     return metrics
-

@@ -46,8 +46,18 @@ def _mem_mb() -> int:
 
 
 def require_binaries() -> None:
-    need = ["munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd",
-            "sbatch", "sacct", "sacctmgr", "scontrol"]  # fmt: skip
+    need = [
+        "munged",
+        "mariadbd",
+        "mariadb-install-db",
+        "slurmdbd",
+        "slurmctld",
+        "slurmd",
+        "sbatch",
+        "sacct",
+        "sacctmgr",
+        "scontrol",
+    ]
     missing = [b for b in need if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
     if missing:
         raise RuntimeError(
@@ -82,13 +92,20 @@ class Cluster:
         return env
 
     def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, env=self.env(), capture_output=True, text=True, check=check,
-                              timeout=60)  # fmt: skip
+        return subprocess.run(
+            cmd, env=self.env(), capture_output=True, text=True, check=check, timeout=60
+        )
 
     def _spawn(self, name: str, cmd: list[str]) -> int:
         log = open(self.p("log", f"{name}.out"), "ab")
-        proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.info.setdefault("pids", {})[name] = proc.pid
         self._save()
         return proc.pid
@@ -110,7 +127,7 @@ class Cluster:
             return False
 
     # ------------------------------------------------------------------ start
-    def start(self, timeout: float = 90.0) -> "Cluster":
+    def start(self, timeout: float = 90.0) -> Cluster:
         require_binaries()
         if self.state_file.exists():
             raise RuntimeError(f"{self.base} already holds a cluster; use a fresh directory")
@@ -128,14 +145,19 @@ class Cluster:
             self._write_confs(user, ports)
             # slurmdbd reads slurmdbd.conf next to $SLURM_CONF
             self._spawn("slurmdbd", [_bin("slurmdbd"), "-D"])
-            wait_until("slurmdbd", lambda: port_open(ports["dbd"]), timeout,
-                  self.p("log", "slurmdbd.log"))  # fmt: skip
+            wait_until(
+                "slurmdbd", lambda: port_open(ports["dbd"]), timeout, self.p("log", "slurmdbd.log")
+            )
             self.run("sacctmgr", "-i", "add", "cluster", CLUSTER)
             self.run("sacctmgr", "-i", "add", "account", "glattn", f"Cluster={CLUSTER}")
             self.run("sacctmgr", "-i", "add", "user", user, "Account=glattn", f"Cluster={CLUSTER}")
             self._spawn("slurmctld", [_bin("slurmctld"), "-D", "-i", "-f", str(self.conf)])
-            wait_until("slurmctld", lambda: self.run("scontrol", "ping").stdout.count("UP") > 0,
-                  timeout, self.p("log", "slurmctld.log"))  # fmt: skip
+            wait_until(
+                "slurmctld",
+                lambda: self.run("scontrol", "ping").stdout.count("UP") > 0,
+                timeout,
+                self.p("log", "slurmctld.log"),
+            )
             self._spawn("slurmd", [_bin("slurmd"), "-D", "-f", str(self.conf)])
             wait_until("node idle", self._node_idle, timeout, self.p("log", "slurmd.log"))
         except BaseException:
@@ -149,63 +171,127 @@ class Cluster:
         key.chmod(0o400)
         sock = self.p("munge", "munge.socket")
         self.info["munge_socket"] = str(sock)
-        self._spawn("munged", [_bin("munged"), "-F", "-f", f"--socket={sock}", f"--key-file={key}",
-                               f"--pid-file={self.p('run', 'munged.pid')}",
-                               f"--log-file={self.p('log', 'munged.log')}",
-                               f"--seed-file={self.p('munge', 'munged.seed')}"])  # fmt: skip
+        self._spawn(
+            "munged",
+            [
+                _bin("munged"),
+                "-F",
+                "-f",
+                f"--socket={sock}",
+                f"--key-file={key}",
+                f"--pid-file={self.p('run', 'munged.pid')}",
+                f"--log-file={self.p('log', 'munged.log')}",
+                f"--seed-file={self.p('munge', 'munged.seed')}",
+            ],
+        )
         wait_until("munged", sock.exists, 30, self.p("log", "munged.out"))
 
     def _start_mariadb(self, port: int, timeout: float) -> None:
         datadir = self.p("mysql")
         user = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run([_bin("mariadb-install-db"), "--no-defaults", f"--datadir={datadir}",
-                        "--auth-root-authentication-method=normal", "--skip-test-db", *user],
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
-        self._spawn("mariadbd", [_bin("mariadbd"), "--no-defaults", f"--datadir={datadir}",
-                                 f"--socket={self.p('run', 'mysqld.sock')}", f"--port={port}",
-                                 "--bind-address=127.0.0.1", "--skip-grant-tables",
-                                 f"--pid-file={self.p('run', 'mariadbd.pid')}",
-                                 f"--log-error={self.p('log', 'mariadb.log')}",
-                                 "--innodb-buffer-pool-size=64M", *user])  # fmt: skip
+        subprocess.run(
+            [
+                _bin("mariadb-install-db"),
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *user,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self._spawn(
+            "mariadbd",
+            [
+                _bin("mariadbd"),
+                "--no-defaults",
+                f"--datadir={datadir}",
+                f"--socket={self.p('run', 'mysqld.sock')}",
+                f"--port={port}",
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+                f"--pid-file={self.p('run', 'mariadbd.pid')}",
+                f"--log-error={self.p('log', 'mariadb.log')}",
+                "--innodb-buffer-pool-size=64M",
+                *user,
+            ],
+        )
         wait_until("mariadb", lambda: port_open(port), timeout, self.p("log", "mariadb.log"))
 
     def _write_confs(self, user: str, ports: dict) -> None:
         sock = self.info["munge_socket"]
         dbd = self.p("etc", "slurmdbd.conf")
-        dbd.write_text("\n".join([
-            "AuthType=auth/munge", f"AuthInfo=socket={sock}",
-            "DbdHost=localhost", "DbdAddr=127.0.0.1", f"DbdPort={ports['dbd']}",
-            f"SlurmUser={user}", "StorageType=accounting_storage/mysql",
-            "StorageHost=127.0.0.1", f"StoragePort={ports['mysql']}", "StorageUser=root",
-            "StorageLoc=slurm_acct_db", f"PidFile={self.p('run', 'slurmdbd.pid')}",
-            f"LogFile={self.p('log', 'slurmdbd.log')}", "DebugLevel=info", "",
-        ]))  # fmt: skip
+        dbd.write_text(
+            "\n".join(
+                [
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={sock}",
+                    "DbdHost=localhost",
+                    "DbdAddr=127.0.0.1",
+                    f"DbdPort={ports['dbd']}",
+                    f"SlurmUser={user}",
+                    "StorageType=accounting_storage/mysql",
+                    "StorageHost=127.0.0.1",
+                    f"StoragePort={ports['mysql']}",
+                    "StorageUser=root",
+                    "StorageLoc=slurm_acct_db",
+                    f"PidFile={self.p('run', 'slurmdbd.pid')}",
+                    f"LogFile={self.p('log', 'slurmdbd.log')}",
+                    "DebugLevel=info",
+                    "",
+                ]
+            )
+        )
         dbd.chmod(0o600)  # slurmdbd refuses a readable config (it may hold a password)
         cpus = os.cpu_count() or 1
-        self.conf.write_text("\n".join([
-            f"ClusterName={CLUSTER}", "SlurmctldHost=localhost",
-            f"SlurmctldPort={ports['ctld']}", f"SlurmdPort={ports['slurmd']}",
-            "AuthType=auth/munge", f"AuthInfo=socket={sock}", "CryptoType=crypto/munge",
-            f"SlurmUser={user}", f"SlurmdUser={user}",
-            f"StateSaveLocation={self.p('state')}", f"SlurmdSpoolDir={self.p('spool')}",
-            f"SlurmctldPidFile={self.p('run', 'slurmctld.pid')}",
-            f"SlurmdPidFile={self.p('run', 'slurmd.pid')}",
-            f"SlurmctldLogFile={self.p('log', 'slurmctld.log')}",
-            f"SlurmdLogFile={self.p('log', 'slurmd.log')}",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
-            "JobAcctGatherType=jobacct_gather/none", "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_CPU_Memory", "SchedulerType=sched/backfill",
-            "MailProg=/bin/true", "MinJobAge=3600", "ReturnToService=2",
-            "SlurmdParameters=config_overrides", "JobRequeue=1",
-            "AccountingStorageType=accounting_storage/slurmdbd",
-            "AccountingStorageHost=localhost", f"AccountingStoragePort={ports['dbd']}",
-            f"AccountingStoragePass={sock}", "JobCompType=jobcomp/none",
-            "SlurmctldTimeout=30", "SlurmdTimeout=60", "InactiveLimit=0", "KillWait=5",
-            f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_mem_mb()} "
-            "State=UNKNOWN",
-            f"PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ]))  # fmt: skip
+        self.conf.write_text(
+            "\n".join(
+                [
+                    f"ClusterName={CLUSTER}",
+                    "SlurmctldHost=localhost",
+                    f"SlurmctldPort={ports['ctld']}",
+                    f"SlurmdPort={ports['slurmd']}",
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={sock}",
+                    "CryptoType=crypto/munge",
+                    f"SlurmUser={user}",
+                    f"SlurmdUser={user}",
+                    f"StateSaveLocation={self.p('state')}",
+                    f"SlurmdSpoolDir={self.p('spool')}",
+                    f"SlurmctldPidFile={self.p('run', 'slurmctld.pid')}",
+                    f"SlurmdPidFile={self.p('run', 'slurmd.pid')}",
+                    f"SlurmctldLogFile={self.p('log', 'slurmctld.log')}",
+                    f"SlurmdLogFile={self.p('log', 'slurmd.log')}",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_CPU_Memory",
+                    "SchedulerType=sched/backfill",
+                    "MailProg=/bin/true",
+                    "MinJobAge=3600",
+                    "ReturnToService=2",
+                    "SlurmdParameters=config_overrides",
+                    "JobRequeue=1",
+                    "AccountingStorageType=accounting_storage/slurmdbd",
+                    "AccountingStorageHost=localhost",
+                    f"AccountingStoragePort={ports['dbd']}",
+                    f"AccountingStoragePass={sock}",
+                    "JobCompType=jobcomp/none",
+                    "SlurmctldTimeout=30",
+                    "SlurmdTimeout=60",
+                    "InactiveLimit=0",
+                    "KillWait=5",
+                    f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_mem_mb()} "
+                    "State=UNKNOWN",
+                    f"PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE "
+                    "State=UP",
+                    "",
+                ]
+            )
+        )
 
     def _node_idle(self) -> bool:
         out = self.run("sinfo", "-h", "-N", "-o", "%T", check=False).stdout.strip()
@@ -216,8 +302,9 @@ class Cluster:
         """Cancel jobs, then stop each daemon this cluster started, by its PID."""
         pids = self.info.get("pids", {})
         if self._alive("slurmctld"):
-            self.run("scancel", "--full", "-u", self.info.get("user", getpass.getuser()),
-                     check=False)  # fmt: skip
+            self.run(
+                "scancel", "--full", "-u", self.info.get("user", getpass.getuser()), check=False
+            )
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
                 if not self.run("squeue", "-h", check=False).stdout.strip():

@@ -73,14 +73,19 @@ class TrackingServer:
 
     def _spawn(self, name: str, cmd: list[str], **kw) -> int:
         log = open(self.base / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                **kw)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **kw,
+        )
         self.info.setdefault("pids", {})[name] = proc.pid
         self._save()
         return proc.pid
 
-    def start(self, timeout: float = 120.0, workers: int = 2) -> "TrackingServer":
+    def start(self, timeout: float = 120.0, workers: int = 2) -> TrackingServer:
         if self.state_file.exists():
             raise RuntimeError(f"{self.base} already holds a server; use a fresh directory")
         (self.base / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -93,35 +98,101 @@ class TrackingServer:
         if as_pg:
             for path in (pg_home, sock):
                 os.chown(path, as_pg["user"], as_pg["group"])
-        self.info = {"pg_port": free_port(), "mlflow_port": free_port(), "pids": {},
-                     "pg_home": str(pg_home)}  # fmt: skip
+        self.info = {
+            "pg_port": free_port(),
+            "mlflow_port": free_port(),
+            "pids": {},
+            "pg_home": str(pg_home),
+        }
         self._save()
         try:
-            init = subprocess.run([pg_bin("initdb"), "-D", str(pgdata), "-U", PG_USER,
-                                   "--auth=trust", "-E", "UTF8", "--no-sync"],
-                                  capture_output=True, text=True, timeout=120,
-                                  **as_pg)  # fmt: skip
+            init = subprocess.run(
+                [
+                    pg_bin("initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    PG_USER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                **as_pg,
+            )
             if init.returncode:
                 raise RuntimeError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
-            self._spawn("postgres", [pg_bin("postgres"), "-D", str(pgdata), "-k", str(sock),
-                                     "-h", "127.0.0.1", "-p", str(self.info["pg_port"]),
-                                     "-c", "fsync=off", "-c", "max_connections=200"],
-                        **as_pg)  # fmt: skip
+            self._spawn(
+                "postgres",
+                [
+                    pg_bin("postgres"),
+                    "-D",
+                    str(pgdata),
+                    "-k",
+                    str(sock),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.info["pg_port"]),
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=200",
+                ],
+                **as_pg,
+            )
             ready = [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.info["pg_port"])]
-            wait_until("postgres", lambda: subprocess.run(ready, capture_output=True).returncode == 0,
-                  timeout, self.base / "postgres.log",
-                  lambda: self._alive(self.info["pids"]["postgres"]))  # fmt: skip
-            subprocess.run([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.info["pg_port"]),
-                            "-U", PG_USER, "mlflow"], check=True, capture_output=True,
-                           timeout=60)  # fmt: skip
+            wait_until(
+                "postgres",
+                lambda: subprocess.run(ready, capture_output=True).returncode == 0,
+                timeout,
+                self.base / "postgres.log",
+                lambda: self._alive(self.info["pids"]["postgres"]),
+            )
+            subprocess.run(
+                [
+                    pg_bin("createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.info["pg_port"]),
+                    "-U",
+                    PG_USER,
+                    "mlflow",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             mlflow = str(Path(sys.executable).with_name("mlflow"))
-            self._spawn("mlflow", [mlflow, "server", "--backend-store-uri", self.db_uri,
-                                   "--host", "127.0.0.1", "--port", str(self.info["mlflow_port"]),
-                                   "--serve-artifacts", "--artifacts-destination",
-                                   str(self.base / "artifacts"),
-                                   "--workers", str(workers)])  # fmt: skip
-            wait_until("mlflow server", self._healthy, timeout, self.base / "mlflow.log",
-                  lambda: self._alive(self.info["pids"]["mlflow"]))
+            self._spawn(
+                "mlflow",
+                [
+                    mlflow,
+                    "server",
+                    "--backend-store-uri",
+                    self.db_uri,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.info["mlflow_port"]),
+                    "--serve-artifacts",
+                    "--artifacts-destination",
+                    str(self.base / "artifacts"),
+                    "--workers",
+                    str(workers),
+                ],
+            )
+            wait_until(
+                "mlflow server",
+                self._healthy,
+                timeout,
+                self.base / "mlflow.log",
+                lambda: self._alive(self.info["pids"]["mlflow"]),
+            )
         except BaseException:
             self.stop()
             raise

@@ -5,9 +5,9 @@ import os
 import sys
 from pathlib import Path
 
+import hydra
 import pytest
 import torch
-import hydra
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig

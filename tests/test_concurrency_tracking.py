@@ -5,18 +5,17 @@ import shutil
 
 import pytest
 from conftest import load_script
-from test_sweep_helpers import FAKE_DEFAULTS, ROOT, fake_records, run_cli, write_fake_app
+from test_sweep_helpers import FAKE_DEFAULTS, fake_records, run_cli, write_fake_app
 
 pytestmark = pytest.mark.slow
 N_JOBS, N_PARAMS, N_STEPS = 8, 150, 40
 
 
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if shutil.which("initdb") is None and not list(__import__("pathlib").Path(
-            "/usr/lib/postgresql").glob("*/bin/initdb")):  # fmt: skip
+    if shutil.which("initdb") is None and not list(
+        __import__("pathlib").Path("/usr/lib/postgresql").glob("*/bin/initdb")
+    ):
         pytest.skip("PostgreSQL is not installed")
     srv = load_script("tracking_server").TrackingServer(tmp_path_factory.mktemp("pg"))
     try:
@@ -38,12 +37,21 @@ def test_parallel_jobs_lose_nothing(store, request, tmp_path):
     app = write_fake_app(tmp_path)
     seeds = ",".join(map(str, range(N_JOBS)))
     res = run_cli(
-        app, *FAKE_DEFAULTS, "fake.mlflow=true", f"fake.n_params={N_PARAMS}",
-        f"fake.n_steps={N_STEPS}", f"fake.barrier={N_JOBS}", f"paths.output_dir={out}",
-        f"tracking.uri={uri}", "tracking.experiment=concurrency", "hydra/launcher=local_gpus",
-        "hydra.launcher.gpus=[]", f"hydra.launcher.n_jobs={N_JOBS}", f"seed={seeds}",
+        app,
+        *FAKE_DEFAULTS,
+        "fake.mlflow=true",
+        f"fake.n_params={N_PARAMS}",
+        f"fake.n_steps={N_STEPS}",
+        f"fake.barrier={N_JOBS}",
+        f"paths.output_dir={out}",
+        f"tracking.uri={uri}",
+        "tracking.experiment=concurrency",
+        "hydra/launcher=local_gpus",
+        "hydra.launcher.gpus=[]",
+        f"hydra.launcher.n_jobs={N_JOBS}",
+        f"seed={seeds}",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     sweep = next((out / "sweeps" / "concurrency").iterdir())
     recs = fake_records(sweep)

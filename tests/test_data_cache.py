@@ -3,7 +3,6 @@ unchanged, rebuilt when one changes, safe with concurrent builders, works in wor
 
 import multiprocessing as mp
 import os
-import time
 
 import numpy as np
 import pytest
@@ -79,9 +78,22 @@ def test_concurrent_builders_share_one_cache(jpegs, tmp_path):
 
 
 def bundle_for(tmp_path, cache, **extra):
-    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "dataset": dict(
-        name="ham10000", root=str(tmp_path / "data"), image_size=16, val_fraction=0.25,
-        test_fraction=0.25, cache=cache, cache_dir=str(tmp_path / "cache"), **extra)})
+    cfg = OmegaConf.create(
+        {
+            "seed": 0,
+            "paths": {"output_dir": str(tmp_path)},
+            "dataset": dict(
+                name="ham10000",
+                root=str(tmp_path / "data"),
+                image_size=16,
+                val_fraction=0.25,
+                test_fraction=0.25,
+                cache=cache,
+                cache_dir=str(tmp_path / "cache"),
+                **extra,
+            ),
+        }
+    )
     return build_data(cfg)
 
 

@@ -20,9 +20,23 @@ from glattn.data.transforms import (
 )
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-CONTRACT_KEYS = {"name", "root", "image_size", "num_classes", "val_fraction", "test_fraction",
-                 "folds", "fold", "split_seed", "sampler", "eval_split", "skip_bad_images",
-                 "cache", "cache_dir", "num_workers"}
+CONTRACT_KEYS = {
+    "name",
+    "root",
+    "image_size",
+    "num_classes",
+    "val_fraction",
+    "test_fraction",
+    "folds",
+    "fold",
+    "split_seed",
+    "sampler",
+    "eval_split",
+    "skip_bad_images",
+    "cache",
+    "cache_dir",
+    "num_workers",
+}
 
 
 def _compose(*overrides):

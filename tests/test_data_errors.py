@@ -30,8 +30,9 @@ def test_data_error_is_a_value_error():
 
 
 def test_root_missing(tmp_path):
-    fails(cfg_for(tmp_path, root=str(tmp_path / "nope")), "dataset.root=", "nope",
-          "does not exist")
+    fails(
+        cfg_for(tmp_path, root=str(tmp_path / "nope")), "dataset.root=", "nope", "does not exist"
+    )
 
 
 @pytest.mark.parametrize("name", ["ham10000", "isic2018"])
@@ -54,16 +55,25 @@ def test_isic_ground_truth_missing_class_column(tmp_path):
     make_isic2018(tmp_path / "data", official=False, lesions_per_class=6)
     gt = next((tmp_path / "data").rglob("ISIC2018_Task3_Training_GroundTruth.csv"))
     pd.read_csv(gt).drop(columns=["VASC"]).to_csv(gt, index=False)
-    fails(cfg_for(tmp_path, name="isic2018"), str(gt), "['VASC']",
-          "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC")
+    fails(
+        cfg_for(tmp_path, name="isic2018"),
+        str(gt),
+        "['VASC']",
+        "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC",
+    )
 
 
 def test_ham_unknown_label_names_the_line(tmp_path, ham):
     meta = pd.read_csv(ham / "HAM10000_metadata.csv")
     meta.loc[3, "dx"] = "melanoma"
     meta.to_csv(ham / "HAM10000_metadata.csv", index=False)
-    fails(cfg_for(tmp_path), "HAM10000_metadata.csv line 5", meta.loc[3, "image_id"],
-          "unknown label 'melanoma'", "mel, nv, bcc, akiec, bkl, df, vasc")
+    fails(
+        cfg_for(tmp_path),
+        "HAM10000_metadata.csv line 5",
+        meta.loc[3, "image_id"],
+        "unknown label 'melanoma'",
+        "mel, nv, bcc, akiec, bkl, df, vasc",
+    )
 
 
 def test_isic_unknown_label_row(tmp_path):
@@ -72,8 +82,13 @@ def test_isic_unknown_label_row(tmp_path):
     frame = pd.read_csv(gt)
     frame.loc[2, ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]] = 0.0
     frame.to_csv(gt, index=False)
-    fails(cfg_for(tmp_path, name="isic2018"), "line 4", frame.loc[2, "image"],
-          "unknown label", "exactly one of")
+    fails(
+        cfg_for(tmp_path, name="isic2018"),
+        "line 4",
+        frame.loc[2, "image"],
+        "unknown label",
+        "exactly one of",
+    )
 
 
 def test_images_missing_lists_first_names_and_count(tmp_path, ham):
@@ -87,14 +102,16 @@ def test_images_missing_lists_first_names_and_count(tmp_path, ham):
 def test_isic_official_test_other_missing_image_is_an_error(tmp_path):
     make_isic2018(tmp_path / "data", lesions_per_class=6)
     next((tmp_path / "data").rglob("ISIC_2000003.jpg")).unlink()
-    fails(cfg_for(tmp_path, name="isic2018", eval_split="official_test"), "ISIC_2000003",
-          "1 of")
+    fails(cfg_for(tmp_path, name="isic2018", eval_split="official_test"), "ISIC_2000003", "1 of")
 
 
 def test_official_ground_truth_file_missing(tmp_path):
     make_isic2018(tmp_path / "data", official=False, lesions_per_class=6)
-    fails(cfg_for(tmp_path, name="isic2018", eval_split="official_val"),
-          "ISIC2018_Task3_Validation_GroundTruth.csv", "dataset.eval_split=official_val")
+    fails(
+        cfg_for(tmp_path, name="isic2018", eval_split="official_val"),
+        "ISIC2018_Task3_Validation_GroundTruth.csv",
+        "dataset.eval_split=official_val",
+    )
 
 
 def corrupt(ham, n=2):
@@ -107,8 +124,12 @@ def corrupt(ham, n=2):
 @pytest.mark.parametrize("cache", [True, False])
 def test_corrupt_jpeg_fails_naming_the_file(tmp_path, ham, cache):
     bad = corrupt(ham)
-    fails(cfg_for(tmp_path, cache=cache), "2 image(s) cannot be decoded", str(bad[0]),
-          "dataset.skip_bad_images=true")
+    fails(
+        cfg_for(tmp_path, cache=cache),
+        "2 image(s) cannot be decoded",
+        str(bad[0]),
+        "dataset.skip_bad_images=true",
+    )
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -153,18 +174,21 @@ def test_blank_lesion_id(tmp_path, ham):
     fails(cfg_for(tmp_path), "'lesion_id' is blank on line(s) [2]")
 
 
-@pytest.mark.parametrize("key,value,expected", [
-    ("name", "cifar", "expected one of synthetic, ham10000, isic2018"),
-    ("sampler", "balanced", "expected one of weighted, none"),
-    ("eval_split", "official_val", "needs dataset=isic2018"),
-    ("eval_split", "val", "expected one of holdout, official_val, official_test"),
-    ("val_fraction", 1.5, "expected a number in [0, 1)"),
-    ("test_fraction", 0.6, "expected a sum below 1"),
-    ("fold", 3, "dataset.fold=3: expected an integer >= 0 and < 3"),
-    ("image_size", "big", "dataset.image_size='big'"),
-    ("num_classes", 8, "dataset.num_classes=8: expected 7"),
-    ("cache", "yes", "dataset.cache='yes': expected true or false"),
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("name", "cifar", "expected one of synthetic, ham10000, isic2018"),
+        ("sampler", "balanced", "expected one of weighted, none"),
+        ("eval_split", "official_val", "needs dataset=isic2018"),
+        ("eval_split", "val", "expected one of holdout, official_val, official_test"),
+        ("val_fraction", 1.5, "expected a number in [0, 1)"),
+        ("test_fraction", 0.6, "expected a sum below 1"),
+        ("fold", 3, "dataset.fold=3: expected an integer >= 0 and < 3"),
+        ("image_size", "big", "dataset.image_size='big'"),
+        ("num_classes", 8, "dataset.num_classes=8: expected 7"),
+        ("cache", "yes", "dataset.cache='yes': expected true or false"),
+    ],
+)
 def test_bad_options_name_key_value_and_allowed(tmp_path, key, value, expected):
     extra = {"folds": 3} if key == "fold" else {}
     if key == "test_fraction":

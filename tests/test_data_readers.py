@@ -14,7 +14,6 @@ from glattn.data.isic2018 import read_isic2018
 from glattn.data.testing import data_cfg, make_ham10000, make_isic2018, write_jpeg
 
 
-
 def test_class_order_is_the_contract_and_isic_maps_onto_it():
     assert CLASS_NAMES == ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
     assert [ISIC_TO_DX[c] for c in ISIC_COLUMNS] == list(CLASS_NAMES)
@@ -79,8 +78,9 @@ def test_same_images_get_same_labels_in_ham_and_isic(tmp_path):
     assert a["label"].tolist() == b["label"].tolist()
 
 
-@pytest.mark.parametrize("eval_split,prefix", [("official_val", "ISIC_1"),
-                                                ("official_test", "ISIC_2")])
+@pytest.mark.parametrize(
+    "eval_split,prefix", [("official_val", "ISIC_1"), ("official_test", "ISIC_2")]
+)
 def test_isic2018_official_sets_are_the_test_split(tmp_path, eval_split, prefix, caplog):
     meta = make_isic2018(tmp_path / "data", lesions_per_class=4)
     cfg = data_cfg(tmp_path, name="isic2018", eval_split=eval_split)

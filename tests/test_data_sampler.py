@@ -27,9 +27,20 @@ def bundle(tmp_path_factory):
     meta[cols].to_csv(tmp / "data" / "HAM10000_metadata.csv", index=False)
     for r in rows:
         write_jpeg(tmp / "data" / "HAM10000_images_part_1" / f"{r['image_id']}.jpg", 1)
-    cfg = OmegaConf.create({"seed": 3, "paths": {"output_dir": str(tmp)}, "dataset": dict(
-        name="ham10000", root=str(tmp / "data"), image_size=16, val_fraction=0.2,
-        test_fraction=0.0, cache_dir=str(tmp / "cache"))})
+    cfg = OmegaConf.create(
+        {
+            "seed": 3,
+            "paths": {"output_dir": str(tmp)},
+            "dataset": dict(
+                name="ham10000",
+                root=str(tmp / "data"),
+                image_size=16,
+                val_fraction=0.2,
+                test_fraction=0.0,
+                cache_dir=str(tmp / "cache"),
+            ),
+        }
+    )
     return build_data(cfg)
 
 

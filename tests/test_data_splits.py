@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from glattn.data import build_data
-from glattn.data.classes import HAM10000_DX_COUNTS, CLASS_NAMES
+from glattn.data.classes import CLASS_NAMES, HAM10000_DX_COUNTS
 from glattn.data.splits import assign_splits
 from glattn.data.testing import make_ham10000
 
@@ -40,8 +40,9 @@ def test_no_lesion_in_two_splits_holdout(seed):
 def test_kfold_no_leakage_disjoint_folds_and_fixed_test(seed):
     labels, groups = ham_like(n_lesions=300, seed=seed)
     k = 4
-    splits = [assign_splits(labels, groups, 0.15, 0.15, folds=k, fold=i, seed=seed)
-              for i in range(k)]
+    splits = [
+        assign_splits(labels, groups, 0.15, 0.15, folds=k, fold=i, seed=seed) for i in range(k)
+    ]
     tests = [s == "test" for s in splits]
     assert all(np.array_equal(tests[0], t) for t in tests)  # same test set in every fold
     vals = np.stack([s == "val" for s in splits])
@@ -82,9 +83,23 @@ def test_no_val_no_test():
 
 def test_build_data_writes_split_csv_and_logs_counts(tmp_path, caplog):
     meta = make_ham10000(tmp_path / "data", lesions_per_class=8)
-    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "dataset": dict(
-        name="ham10000", root=str(tmp_path / "data"), image_size=16, val_fraction=0.25,
-        test_fraction=0.25, folds=3, fold=1, split_seed=4, cache_dir=str(tmp_path / "c"))})
+    cfg = OmegaConf.create(
+        {
+            "seed": 0,
+            "paths": {"output_dir": str(tmp_path)},
+            "dataset": dict(
+                name="ham10000",
+                root=str(tmp_path / "data"),
+                image_size=16,
+                val_fraction=0.25,
+                test_fraction=0.25,
+                folds=3,
+                fold=1,
+                split_seed=4,
+                cache_dir=str(tmp_path / "c"),
+            ),
+        }
+    )
     with caplog.at_level(logging.INFO):
         bundle = build_data(cfg, tmp_path / "run")
     written = pd.read_csv(tmp_path / "run" / "split.csv")

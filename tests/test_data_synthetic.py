@@ -50,7 +50,10 @@ def test_deterministic_for_parameters(tmp_path):
 def test_kaggle_layout_read_by_the_ham10000_reader(tmp_path):
     root = ensure_synthetic(tmp_path, **SMALL)
     assert {p.name for p in root.iterdir()} == {
-        "HAM10000_metadata.csv", "HAM10000_images_part_1", "HAM10000_images_part_2"}
+        "HAM10000_metadata.csv",
+        "HAM10000_images_part_1",
+        "HAM10000_images_part_2",
+    }
     frame = read_ham10000(root)
     assert len(frame) == 42 and set(frame["dx"]) == set(CLASS_NAMES)
     assert frame["lesion_id"].nunique() < len(frame)  # some lesions have several images
@@ -75,11 +78,16 @@ def test_images_of_one_lesion_differ_but_resemble_each_other(tmp_path):
         firsts.append(a)
     other = [np.abs(a - b).mean() for a, b in zip(firsts, firsts[1:])]
     assert np.mean(same) < np.mean(other)  # a lesion's images resemble each other
-    mean_img = {dx: np.mean([load(p) for p in frame.loc[frame["dx"] == dx, "path"][:20]], 0)
-                for dx in CLASS_NAMES}
+    mean_img = {
+        dx: np.mean([load(p) for p in frame.loc[frame["dx"] == dx, "path"][:20]], 0)
+        for dx in CLASS_NAMES
+    }
     centre = lambda m: m[16:32, 22:42].mean(axis=(0, 1))  # noqa: E731
-    dist = [np.abs(centre(mean_img[a]) - centre(mean_img[b])).sum()
-            for i, a in enumerate(CLASS_NAMES) for b in CLASS_NAMES[i + 1:]]
+    dist = [
+        np.abs(centre(mean_img[a]) - centre(mean_img[b])).sum()
+        for i, a in enumerate(CLASS_NAMES)
+        for b in CLASS_NAMES[i + 1 :]
+    ]
     assert min(dist) > 3  # every pair of classes differs on average in the lesion area
 
 
@@ -97,9 +105,22 @@ def test_generated_once_when_raced(tmp_path):
 
 
 def test_build_data_synthetic_default_root_under_output_dir(tmp_path):
-    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "dataset": dict(
-        name="synthetic", root=None, image_size=16, num_images=70, source_width=32,
-        source_height=24, val_fraction=0.2, test_fraction=0.0)})
+    cfg = OmegaConf.create(
+        {
+            "seed": 0,
+            "paths": {"output_dir": str(tmp_path)},
+            "dataset": dict(
+                name="synthetic",
+                root=None,
+                image_size=16,
+                num_images=70,
+                source_width=32,
+                source_height=24,
+                val_fraction=0.2,
+                test_fraction=0.0,
+            ),
+        }
+    )
     bundle = build_data(cfg, tmp_path / "run")
     assert len(list((tmp_path / "data").glob("synthetic-*"))) == 1
     assert len(list((tmp_path / "cache").glob("images-18px-*"))) == 1

@@ -10,9 +10,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from glattn import fit as F
+from glattn.data import CLASS_NAMES
 from glattn.engine import NonFiniteLossError, Runtime, evaluate, train_one_epoch
 from glattn.losses import CrossEntropyLoss
-from glattn.data import CLASS_NAMES
 
 CLASSES = CLASS_NAMES
 
@@ -39,8 +39,15 @@ def _loader(n=56, seed=0, shuffle=True):
 
 
 def _trainer(**kw):
-    base = dict(device="cpu", amp="none", channels_last=False, grad_clip=None,
-                log_every_n_steps=1, monitor="val/balanced_acc", monitor_mode="auto")
+    base = dict(
+        device="cpu",
+        amp="none",
+        channels_last=False,
+        grad_clip=None,
+        log_every_n_steps=1,
+        monitor="val/balanced_acc",
+        monitor_mode="auto",
+    )
     return OmegaConf.create({**base, **kw})
 
 
@@ -109,14 +116,25 @@ def _loop(tmp_path, cfg):
     from glattn.tracking import NullTracker
 
     loaders = {"train": _loader(), "val": _loader(seed=1, shuffle=False)}
-    return F.Loop(cfg, model, CrossEntropyLoss([8] * 7), opt, sched,
-                  F.make_runtime(cfg.trainer), loaders, CLASSES, tmp_path / "ckpt",
-                  tmp_path, NullTracker())  # fmt: skip
+    return F.Loop(
+        cfg,
+        model,
+        CrossEntropyLoss([8] * 7),
+        opt,
+        sched,
+        F.make_runtime(cfg.trainer),
+        loaders,
+        CLASSES,
+        tmp_path / "ckpt",
+        tmp_path,
+        NullTracker(),
+    )
 
 
 def _cfg(max_epochs, patience=None):
-    return OmegaConf.create({"trainer": {**_trainer(), "max_epochs": max_epochs,
-                                         "early_stopping_patience": patience}})  # fmt: skip
+    return OmegaConf.create(
+        {"trainer": {**_trainer(), "max_epochs": max_epochs, "early_stopping_patience": patience}}
+    )
 
 
 def test_loop_resume_from_last_checkpoint_is_exact(tmp_path):
@@ -130,6 +148,7 @@ def test_loop_resume_from_last_checkpoint_is_exact(tmp_path):
     torch.manual_seed(123)  # whatever happened since, the checkpoint's RNG state wins
     resumed.restore(ckpt)
     resumed.fit()
+
     def timeless(history):
         skip = ("time", "perf")
         return [{k: v for k, v in r.items() if not k.startswith(skip)} for r in history]

@@ -44,6 +44,7 @@ def test_cam_peaks_on_the_evidence_and_is_normalised():
 
 def test_pick_per_class_and_grid(tmp_path):
     assert pick_per_class([2, 0, 2, 1, 0, 2], 2) == [1, 4, 3, 0, 2]
-    path = gradcam_grid(Spot(), torch.rand(3, 3, 16, 16), [0, 1, None], ("a", "b", "c"),
-                        tmp_path / "g.png")  # fmt: skip
+    path = gradcam_grid(
+        Spot(), torch.rand(3, 3, 16, 16), [0, 1, None], ("a", "b", "c"), tmp_path / "g.png"
+    )
     assert path.stat().st_size > 1000

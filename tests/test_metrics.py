@@ -28,8 +28,9 @@ def test_scalars_agree_with_sklearn():
     assert m["macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro"))
     assert m["auc"] == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr"))
     assert m["confusion"].sum() == len(labels)
-    np.testing.assert_array_equal(np.diag(m["confusion"]), [
-        ((pred == c) & (labels == c)).sum() for c in range(7)])
+    np.testing.assert_array_equal(
+        np.diag(m["confusion"]), [((pred == c) & (labels == c)).sum() for c in range(7)]
+    )
 
 
 def test_majority_class_model_is_chance_in_balanced_accuracy():

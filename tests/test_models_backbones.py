@@ -5,8 +5,8 @@ import urllib.error
 import pytest
 import torch
 import torchvision
-
 from conftest import compose_cfg
+
 from glattn.models import build_model, count_flops, describe_model
 from glattn.models.backbones import BACKBONES, weights_file
 
@@ -36,7 +36,7 @@ def test_attention_none_is_the_plain_backbone(name):
     if device == "meta":
         return
     x = torch.randn(2, 3, 32, 32)
-    plain.load_state_dict({k[len("backbone."):]: v for k, v in model.state_dict().items()})
+    plain.load_state_dict({k[len("backbone.") :]: v for k, v in model.state_dict().items()})
     model.eval(), plain.eval()
     with torch.no_grad():
         assert torch.allclose(model(x), plain(x), atol=1e-6)  # same forward as torchvision

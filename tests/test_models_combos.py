@@ -11,13 +11,19 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import compose_cfg
+
 from glattn.models import backbones, build_model
 
 ATTENTIONS = ["cbam", "global_only"]
-FUSIONS = ["original", "learnable_gate", "weighted_add", "channel_attn", "spatial_attn",
-           "cross_attn"]
+FUSIONS = [
+    "original",
+    "learnable_gate",
+    "weighted_add",
+    "channel_attn",
+    "spatial_attn",
+    "cross_attn",
+]
 RESIDUALS = ["original", "learnable_gate", "progressive", "drop_path"]
 COMBOS = list(itertools.product(ATTENTIONS, FUSIONS, RESIDUALS))
 _TRUNKS: dict[str, torch.nn.Module] = {}
@@ -44,7 +50,9 @@ def shared_trunk(monkeypatch):
 def test_combination_trains(backbone, attention, fusion, residual, shared_trunk):
     torch.manual_seed(0)
     cfg = compose_cfg(
-        f"backbone={backbone}", f"attention={attention}", f"fusion={fusion}",
+        f"backbone={backbone}",
+        f"attention={attention}",
+        f"fusion={fusion}",
         f"residual={residual}",
     )
     model = build_model(cfg).train()

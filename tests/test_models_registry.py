@@ -4,11 +4,11 @@ import functools
 
 import pytest
 import torch
+from conftest import CONF_DIR, compose_cfg
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, compose_cfg
 from glattn.models import REGISTRIES, GLSABlock, build_model
 from glattn.models.backbones import BACKBONES
 
@@ -27,7 +27,11 @@ def test_option_files_mirror_registry(group):
 def test_registries_hold_the_paper_options():
     assert set(GROUPS["attention"]) == {"cbam", "global_only", "none"}
     assert set(GROUPS["fusion"]) == {
-        "original", "learnable_gate", "weighted_add", "channel_attn", "spatial_attn",
+        "original",
+        "learnable_gate",
+        "weighted_add",
+        "channel_attn",
+        "spatial_attn",
         "cross_attn",
     }
     assert set(GROUPS["residual"]) == {"original", "learnable_gate", "progressive", "drop_path"}
@@ -111,7 +115,10 @@ def test_bad_head_count_names_the_keys():
 
 def test_settings_reach_the_modules():
     cfg = compose_cfg(
-        "residual=drop_path", "residual.p=0.3", "attention.reduction=8", "glsa.num_heads=4",
+        "residual=drop_path",
+        "residual.p=0.3",
+        "attention.reduction=8",
+        "glsa.num_heads=4",
         "glsa.qkv_reduction=2",
     )
     block = build_model(cfg).glsa["layer3"]

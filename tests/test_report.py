@@ -40,8 +40,7 @@ def store(tmp_path_factory):
     s.job("table2_cbam", 9, {"test/balanced_acc": 0.01}, status="FAILED")
     s.job("table2_cbam", 0, {"test/balanced_acc": 0.02}, fusion="cross_attn")
     for seed, v in enumerate(NONE50):
-        s.job("table2_cbam", seed, {"test/balanced_acc": v}, backbone="resnet50",
-              attention="none")  # fmt: skip
+        s.job("table2_cbam", seed, {"test/balanced_acc": v}, backbone="resnet50", attention="none")
     for seed, v in CBAM50.items():
         s.job("table2_cbam", seed, {"test/balanced_acc": v}, backbone="resnet50")
     for seed, v in enumerate(VGG_NONE):
@@ -49,32 +48,62 @@ def store(tmp_path_factory):
 
     # Table 1: resnet18 on both data sets, resnet50 on HAM10000 only
     for seed in range(3):
-        for bb, ds, v in (("resnet18", "ham10000", 0.7 + 0.01 * seed),
-                          ("resnet18", "isic2018", 0.6 + 0.02 * seed),
-                          ("resnet50", "ham10000", 0.8 + 0.03 * seed)):  # fmt: skip
-            s.job("table1_backbones", seed, {"test/balanced_acc": v, "test/acc": v + 0.1,
-                  "model/params_total": 11e6 if bb == "resnet18" else 23e6,
-                  "time/train_total_s": 600 + 60 * seed}, backbone=bb, dataset=ds,
-                  attention="none")  # fmt: skip
+        for bb, ds, v in (
+            ("resnet18", "ham10000", 0.7 + 0.01 * seed),
+            ("resnet18", "isic2018", 0.6 + 0.02 * seed),
+            ("resnet50", "ham10000", 0.8 + 0.03 * seed),
+        ):
+            s.job(
+                "table1_backbones",
+                seed,
+                {
+                    "test/balanced_acc": v,
+                    "test/acc": v + 0.1,
+                    "model/params_total": 11e6 if bb == "resnet18" else 23e6,
+                    "time/train_total_s": 600 + 60 * seed,
+                },
+                backbone=bb,
+                dataset=ds,
+                attention="none",
+            )
 
     # Table 3 (fusion) and Table 4 (residual), with per-epoch history
     for seed in range(3):
-        s.job("table3_fusion", seed, {"test/balanced_acc": 0.75 + 0.01 * seed,
-              "model/params_total": 11_500_000}, fusion="original")  # fmt: skip
-        s.job("table3_fusion", seed, {"test/balanced_acc": 0.77 + 0.02 * seed,
-              "model/params_total": 11_565_536}, fusion="learnable_gate")  # fmt: skip
+        s.job(
+            "table3_fusion",
+            seed,
+            {"test/balanced_acc": 0.75 + 0.01 * seed, "model/params_total": 11_500_000},
+            fusion="original",
+        )
+        s.job(
+            "table3_fusion",
+            seed,
+            {"test/balanced_acc": 0.77 + 0.02 * seed, "model/params_total": 11_565_536},
+            fusion="learnable_gate",
+        )
         for res, hist in HIST.items():
-            s.job("table4_residual", seed, {"best/val/balanced_acc": max(hist[seed])},
-                  history={"val/balanced_acc": hist[seed]}, residual=res)  # fmt: skip
+            s.job(
+                "table4_residual",
+                seed,
+                {"best/val/balanced_acc": max(hist[seed])},
+                history={"val/balanced_acc": hist[seed]},
+                residual=res,
+            )
 
     # Table 5: trained on HAM10000, evaluated on ISIC 2018's official test set (2 of 3)
     s.t5 = {"hold": [0.80, 0.82, 0.78], "isic": {0: 0.60, 1: 0.65}}
     for seed, v in enumerate(s.t5["hold"]):
         src = s.job("table5_transfer", seed, {"test/balanced_acc": v})
         if seed in s.t5["isic"]:
-            s.job("table5_transfer", seed, {"eval/balanced_acc": s.t5["isic"][seed]},
-                  task="eval", eval_dataset="isic2018", eval_split="official_test",
-                  source_run_id=src)  # fmt: skip
+            s.job(
+                "table5_transfer",
+                seed,
+                {"eval/balanced_acc": s.t5["isic"][seed]},
+                task="eval",
+                eval_dataset="isic2018",
+                eval_split="official_test",
+                source_run_id=src,
+            )
 
     # Table 6 + figures: efficiency metrics, curves, recalls, a confusion-matrix artifact
     parent6 = s.sweep("table6_efficiency")
@@ -83,13 +112,22 @@ def store(tmp_path_factory):
     cm.to_csv(cm_path)
     for seed in range(2):
         for att, params, flops, lat in (("none", 11e6, 1.8, 3.0), ("cbam", 11.5e6, 2.0, 4.0)):
-            rid = s.job("table6_efficiency", seed, {
-                "model/params_total": params, "model/gflops": flops,
-                "perf/infer_latency_ms": lat + 0.1 * seed, "perf/train_img_s": 100 - seed,
-                "perf/peak_mem_mb": 500, "test/balanced_acc": 0.7 + 0.1 * (att == "cbam"),
-                **{f"test/recall_{c}": 0.5 + 0.05 * i for i, c in enumerate(CLASSES)},
-            }, history={"train/loss": [2.0, 1.0 + seed], "val/balanced_acc": [0.5, 0.6]},
-                parent=parent6, attention=att)  # fmt: skip
+            rid = s.job(
+                "table6_efficiency",
+                seed,
+                {
+                    "model/params_total": params,
+                    "model/gflops": flops,
+                    "perf/infer_latency_ms": lat + 0.1 * seed,
+                    "perf/train_img_s": 100 - seed,
+                    "perf/peak_mem_mb": 500,
+                    "test/balanced_acc": 0.7 + 0.1 * (att == "cbam"),
+                    **{f"test/recall_{c}": 0.5 + 0.05 * i for i, c in enumerate(CLASSES)},
+                },
+                history={"train/loss": [2.0, 1.0 + seed], "val/balanced_acc": [0.5, 0.6]},
+                parent=parent6,
+                attention=att,
+            )
             if att == "cbam":
                 s.client.log_artifact(rid, str(cm_path), "eval")
     return s
@@ -97,8 +135,9 @@ def store(tmp_path_factory):
 
 def table(store, experiment, number, metric="balanced_acc", expected=None):
     frame = runs.load_runs(store.uri, experiment)
-    ctx = tables.Context(metric, expected or {},
-                         lambda ids, k: runs.metric_history(store.uri, ids, k))  # fmt: skip
+    ctx = tables.Context(
+        metric, expected or {}, lambda ids, k: runs.metric_history(store.uri, ids, k)
+    )
     return tables.build_tables(frame, ctx, [number])[number]
 
 
@@ -116,8 +155,10 @@ def assert_summary(cell, values):
     assert cell.mean == pytest.approx(values.mean(), abs=1e-12)
     if len(values) > 1:
         assert cell.std == pytest.approx(values.std(ddof=1), abs=1e-12)
-        assert f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f} (n={len(values)})" \
+        assert (
+            f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f} (n={len(values)})"
             == cell.text
+        )
     else:
         assert math.isnan(cell.std)
 
@@ -194,8 +235,12 @@ def test_table1_params_time_and_missing_dataset(store):
 
 
 def test_table3_params_reference_and_expected_levels(store):
-    t = table(store, "table3_fusion", 3, expected={"fusion": ["original", "learnable_gate",
-                                                              "cross_attn"]})  # fmt: skip
+    t = table(
+        store,
+        "table3_fusion",
+        3,
+        expected={"fusion": ["original", "learnable_gate", "cross_attn"]},
+    )
     gate = row_of(t, "learnable_gate")
     assert_summary(gate["HAM10000 Balanced acc. (%)"], [0.77, 0.79, 0.81])
     assert gate["Params vs original"].text == "+65,536"
@@ -249,8 +294,13 @@ def test_table6_overhead_vs_no_attention(store):
 
 
 def test_latex_is_well_formed(store):
-    for exp, n in (("table2_cbam", 2), ("table1_backbones", 1), ("table4_residual", 4),
-                   ("table5_transfer", 5), ("table6_efficiency", 6)):  # fmt: skip
+    for exp, n in (
+        ("table2_cbam", 2),
+        ("table1_backbones", 1),
+        ("table4_residual", 4),
+        ("table5_transfer", 5),
+        ("table6_efficiency", 6),
+    ):
         tex = table(store, exp, n).to_latex()
         unescaped = re.sub(r"\\[{}&%$#_]", "", tex)
         depth = 0
@@ -269,8 +319,9 @@ def test_latex_is_well_formed(store):
 # ---------------------------------------------------------------------------- CLI
 def test_cli_writes_tables_figures_and_logs_to_parent(store, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = main(["table6_efficiency", "--tracking-uri", store.uri, "--out", str(out),
-               "--no-gradcam"])  # fmt: skip
+    rc = main(
+        ["table6_efficiency", "--tracking-uri", store.uri, "--out", str(out), "--no-gradcam"]
+    )
     assert rc == 0
     for stem in ("table6_efficiency",):
         for ext in ("md", "tex", "csv"):
@@ -293,8 +344,22 @@ def test_cli_table_choice_by_name_and_all(store, tmp_path):
     assert tables.tables_for("paper") == [1, 2, 3, 4, 5, 6]
     assert tables.tables_for("my_grid") is None
     out = tmp_path / "all"
-    assert main(["table2_cbam", "--tracking-uri", store.uri, "--out", str(out), "--tables",
-                 "1,2", "--no-figures", "--no-log"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "table2_cbam",
+                "--tracking-uri",
+                store.uri,
+                "--out",
+                str(out),
+                "--tables",
+                "1,2",
+                "--no-figures",
+                "--no-log",
+            ]
+        )
+        == 0
+    )
     assert (out / "table2_cbam.md").exists() and (out / "report.tex").exists()
     assert (out / "table1_backbones.md").exists()  # its attention=none runs make Table 1
     tex = (out / "report.tex").read_text()
@@ -322,7 +387,9 @@ def test_expected_levels_from_experiment_file(tmp_path):
         "      trainer.lr: 0.1,0.01\n"
     )
     assert expected_levels("table3_fusion", tmp_path) == {
-        "fusion": ["original", "learnable_gate", "cross_attn"], "seed": ["0", "1", "2"]}
+        "fusion": ["original", "learnable_gate", "cross_attn"],
+        "seed": ["0", "1", "2"],
+    }
     assert expected_levels("missing", tmp_path) == {}
     assert parse_values("choice(a, b)") == ["a", "b"]
     assert parse_values("glob(*)") == []
@@ -333,8 +400,9 @@ def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, cap
     from glattn.report import estimate
 
     for seed in range(2):
-        store.job("measure", seed, {}, history={"perf/train_img_s": [50, 100, 100]},
-                  attention="none")  # fmt: skip
+        store.job(
+            "measure", seed, {}, history={"perf/train_img_s": [50, 100, 100]}, attention="none"
+        )
         store.job("measure", seed, {}, history={"perf/train_img_s": [20, 80, 80]})
     (tmp_path / "table2_x.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /dataset: ham10000\n"
@@ -350,8 +418,10 @@ def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, cap
     assert out["jobs_without_measurement"] == 6  # vgg16 was not measured
     want = 3 * 2 * n_train * (1 / 100 + 1 / 80) / 3600
     assert out["hours_upper_bound"] == pytest.approx(want)
-    assert estimate.main(["measure", "--tracking-uri", store.uri,
-                          "--experiments-dir", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        estimate.main(["measure", "--tracking-uri", store.uri, "--experiments-dir", str(tmp_path)])
+        == 0
+    )
     assert "table2_x" in capsys.readouterr().out
 
 
@@ -366,8 +436,10 @@ def test_default_tracking_uri_follows_the_config(tmp_path, monkeypatch):
 
 def test_paper_reads_each_table_from_its_stage_experiment(store, tmp_path):
     out = tmp_path / "paper"
-    assert main(["paper", "--tracking-uri", store.uri, "--out", str(out), "--no-figures",
-                 "--no-log"]) == 0  # fmt: skip
+    assert (
+        main(["paper", "--tracking-uri", store.uri, "--out", str(out), "--no-figures", "--no-log"])
+        == 0
+    )
     for key in tables.TABLES.values():
         assert (out / f"{key}.md").is_file(), key
     # Table 1 from table1_backbones (not the attention=none runs of table2_cbam)

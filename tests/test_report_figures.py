@@ -32,9 +32,14 @@ def test_confusion_rebuilt_from_probabilities_and_split(s, tmp_path):
     truth = rng.integers(0, 7, 40)
     probs = rng.random((40, 7))
     ids = [f"ISIC_{i:07d}" for i in range(40)]
-    split = pd.DataFrame({"image_id": ids + ["ISIC_9999999"], "lesion_id": "l",
-                          "label": [CLASSES[t] for t in truth] + ["nv"],
-                          "split": ["test"] * 40 + ["train"]})  # fmt: skip
+    split = pd.DataFrame(
+        {
+            "image_id": ids + ["ISIC_9999999"],
+            "lesion_id": "l",
+            "label": [CLASSES[t] for t in truth] + ["nv"],
+            "split": ["test"] * 40 + ["train"],
+        }
+    )
     pfile = tmp_path / "test_probabilities.csv"
     frame = pd.DataFrame(probs, columns=[c.upper() for c in CLASSES])
     frame.insert(0, "image", ids)
@@ -60,17 +65,25 @@ def test_gradcam_grid_compares_fusions_on_the_same_images(s, tmp_path):
 
     out = tmp_path / "outputs"
     for fusion in ("original", "cross_attn", "channel_attn"):
-        cfg = cfg_for("debug=smoke", f"paths.output_dir={out}",
-                      f"fusion={fusion}")  # fmt: skip
+        cfg = cfg_for("debug=smoke", f"paths.output_dir={out}", f"fusion={fusion}")
         fp = config_fingerprint(cfg)
         if fusion != "channel_attn":  # this one has no checkpoint: its row is left out
             torch.manual_seed(0)
-            ckpt = {"model": build_model(cfg).state_dict(),
-                    "config": OmegaConf.to_container(cfg, resolve=True)}  # fmt: skip
+            ckpt = {
+                "model": build_model(cfg).state_dict(),
+                "config": OmegaConf.to_container(cfg, resolve=True),
+            }
             (out / "checkpoints" / fp).mkdir(parents=True)
             torch.save(ckpt, out / "checkpoints" / fp / "best.pt")
-        s.job("g", 0, {"test/balanced_acc": 0.5}, fusion=fusion, dataset="synthetic",
-              fingerprint=fp, extra_params={"paths.output_dir": str(out)})  # fmt: skip
+        s.job(
+            "g",
+            0,
+            {"test/balanced_acc": 0.5},
+            fusion=fusion,
+            dataset="synthetic",
+            fingerprint=fp,
+            extra_params={"paths.output_dir": str(out)},
+        )
     notes = []
     frame = runs.load_runs(s.uri, "g")
     paths = gradcam_grid.fusion_grid(s.uri, frame, "balanced_acc", tmp_path / "fig", notes)
@@ -84,8 +97,12 @@ def test_gradcam_grid_skips_with_a_note_without_checkpoints(s, tmp_path):
     for fusion in ("original", "cross_attn"):
         s.job("g0", 0, {"test/balanced_acc": 0.5}, fusion=fusion)
     notes = []
-    assert gradcam_grid.fusion_grid(s.uri, runs.load_runs(s.uri, "g0"), "balanced_acc",
-                                    tmp_path, notes) == []  # fmt: skip
+    assert (
+        gradcam_grid.fusion_grid(
+            s.uri, runs.load_runs(s.uri, "g0"), "balanced_acc", tmp_path, notes
+        )
+        == []
+    )
     assert any("no checkpoint of any fusion" in n for n in notes)
 
 

@@ -6,11 +6,18 @@ import time
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
 from glattn.data import CLASS_NAMES
 
 CLASSES = CLASS_NAMES
-DEFAULTS = dict(backbone="resnet18", attention="cbam", fusion="original",
-                residual="original", loss="focal", dataset="ham10000")  # fmt: skip
+DEFAULTS = dict(
+    backbone="resnet18",
+    attention="cbam",
+    fusion="original",
+    residual="original",
+    loss="focal",
+    dataset="ham10000",
+)
 
 
 class Store:
@@ -33,24 +40,44 @@ class Store:
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
 
-    def job(self, exp: str, seed: int, metrics: dict, history: dict | None = None,
-            parent: str | None = None, status: str = "FINISHED", task: str = "train",
-            extra_params: dict | None = None, **factors) -> str:  # fmt: skip
+    def job(
+        self,
+        exp: str,
+        seed: int,
+        metrics: dict,
+        history: dict | None = None,
+        parent: str | None = None,
+        status: str = "FINISHED",
+        task: str = "train",
+        extra_params: dict | None = None,
+        **factors,
+    ) -> str:
         """A job run; `metrics` {key: value} logged once, `history` {key: [v_epoch1, ...]}."""
-        tags = {**DEFAULTS, **factors, "seed": str(seed), "task": task,
-                "glattn.role": "job"}  # fmt: skip
+        tags = {**DEFAULTS, **factors, "seed": str(seed), "task": task, "glattn.role": "job"}
         tags["fingerprint"] = "fp-" + "-".join(
-            str(tags[k]) for k in ("backbone", "attention", "fusion", "residual", "loss",
-                                   "dataset", "task", "eval_dataset")
-            if k in tags)  # fmt: skip
+            str(tags[k])
+            for k in (
+                "backbone",
+                "attention",
+                "fusion",
+                "residual",
+                "loss",
+                "dataset",
+                "task",
+                "eval_dataset",
+            )
+            if k in tags
+        )
         tags["fingerprint"] = factors.get("fingerprint", tags["fingerprint"])
         if parent:
             tags["mlflow.parentRunId"] = parent
         self._t += 1000
         run = self.client.create_run(
-            self.experiment(exp), start_time=self._t,
-            tags=tags, run_name=f"{tags['fusion']}_{tags['residual']}_{tags['attention']}",
-        )  # fmt: skip
+            self.experiment(exp),
+            start_time=self._t,
+            tags=tags,
+            run_name=f"{tags['fusion']}_{tags['residual']}_{tags['attention']}",
+        )
         rid = run.info.run_id
         batch = [Metric(k, float(v), self._t, 0) for k, v in metrics.items()]
         for key, values in (history or {}).items():

@@ -18,8 +18,17 @@ import pytest
 from glattn.report.__main__ import main as report_main
 
 ROOT = Path(__file__).resolve().parents[1]
-FACTOR_TAGS = ("backbone", "attention", "fusion", "residual", "loss", "dataset", "seed",
-               "fingerprint", "task")  # fmt: skip
+FACTOR_TAGS = (
+    "backbone",
+    "attention",
+    "fusion",
+    "residual",
+    "loss",
+    "dataset",
+    "seed",
+    "fingerprint",
+    "task",
+)
 
 
 def free_port() -> int:
@@ -35,8 +44,11 @@ def get(base, route, **query):
 
 
 def post(base, route, body):
-    req = urllib.request.Request(f"{base}{route}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    req = urllib.request.Request(
+        f"{base}{route}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read().decode())
 
@@ -46,12 +58,19 @@ def post(base, route, body):
 def test_mlflow_ui_shows_sweep_runs_ready_for_compare(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    sweep = [sys.executable, str(ROOT / "run.py"), "-m", "debug=smoke",
-             "fusion=original,cross_attn", "tracking.experiment=ui_sweep",
-             "trainer.gradcam_per_class=0",
-             "++hydra.callbacks.glattn_sweep._target_=glattn.sweep.callbacks.SweepCallback"]
-    done = subprocess.run(sweep, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=1500)  # fmt: skip
+    sweep = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        "debug=smoke",
+        "fusion=original,cross_attn",
+        "tracking.experiment=ui_sweep",
+        "trainer.gradcam_per_class=0",
+        "++hydra.callbacks.glattn_sweep._target_=glattn.sweep.callbacks.SweepCallback",
+    ]
+    done = subprocess.run(
+        sweep, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "outputs" / "mlflow.db").is_file()
     check_ui_and_report(tmp_path, env)
@@ -63,11 +82,24 @@ def check_ui_and_report(tmp_path: Path, env: dict) -> None:
     base = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "mlflow_ui.log", "w")
     ui = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "ui",
-         "--backend-store-uri", "sqlite:///outputs/mlflow.db",  # README's command, same cwd
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "ui",
+            "--backend-store-uri",
+            "sqlite:///outputs/mlflow.db",  # README's command, same cwd
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -83,8 +115,9 @@ def check_ui_and_report(tmp_path: Path, env: dict) -> None:
 
         _, body = get(base, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="ui_sweep")
         exp_id = json.loads(body)["experiment"]["experiment_id"]
-        found = post(base, "/api/2.0/mlflow/runs/search",
-                     {"experiment_ids": [exp_id], "max_results": 100})["runs"]  # fmt: skip
+        found = post(
+            base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id], "max_results": 100}
+        )["runs"]
         tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in found]
         parents = [r for r, t in zip(found, tags) if t.get("glattn.role") == "sweep"]
         jobs = [(r, t) for r, t in zip(found, tags) if t.get("glattn.role") == "job"]
@@ -97,14 +130,20 @@ def check_ui_and_report(tmp_path: Path, env: dict) -> None:
             assert t["mlflow.parentRunId"] == parent_id  # nested under the sweep in the UI
             assert set(FACTOR_TAGS) <= set(t), set(FACTOR_TAGS) - set(t)
             metrics = {m["key"] for m in run["data"]["metrics"]}
-            assert {"best/val/balanced_acc", "test/balanced_acc", "model/params_total",
-                    "model/gflops", "time/train_total_s"} <= metrics  # fmt: skip
+            assert {
+                "best/val/balanced_acc",
+                "test/balanced_acc",
+                "model/params_total",
+                "model/gflops",
+                "time/train_total_s",
+            } <= metrics
             params.append({p["key"]: p["value"] for p in run["data"]["params"]})
         assert {t["fusion"] for _, t in jobs} == {"original", "cross_attn"}  # choice names
         assert len({t["attention"] for _, t in jobs} | {t["residual"] for _, t in jobs}) == 2
         names = {r["info"]["run_name"] for r, _ in jobs}
-        assert len(names) == 2 and all(any(f in n for f in ("original", "cross_attn"))
-                                       for n in names)  # fmt: skip
+        assert len(names) == 2 and all(
+            any(f in n for f in ("original", "cross_attn")) for n in names
+        )
         # the compare view lines params up by key: they differ only in fusion.* (a key one
         # strategy lacks, like cross attention's num_heads, shows as a differing row too)
         keys = params[0].keys() | params[1].keys()

@@ -19,9 +19,17 @@ pytestmark = pytest.mark.slow
 
 
 def command(out: Path) -> list[str]:
-    return [sys.executable, "run.py", "debug=smoke", f"paths.output_dir={out}",
-            "trainer.deterministic=true", "trainer.max_epochs=3", "trainer.batch_size=8",
-            "trainer.gradcam_per_class=0", "tracking.log_checkpoint=false"]  # fmt: skip
+    return [
+        sys.executable,
+        "run.py",
+        "debug=smoke",
+        f"paths.output_dir={out}",
+        "trainer.deterministic=true",
+        "trainer.max_epochs=3",
+        "trainer.batch_size=8",
+        "trainer.gradcam_per_class=0",
+        "tracking.log_checkpoint=false",
+    ]
 
 
 def env() -> dict:
@@ -37,11 +45,13 @@ def only_run(out: Path):
 
 def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(command(full), cwd=ROOT, env=env(), check=True, capture_output=True,
-                   timeout=600)  # fmt: skip
+    subprocess.run(
+        command(full), cwd=ROOT, env=env(), check=True, capture_output=True, timeout=600
+    )
 
-    proc = subprocess.Popen(command(killed), cwd=ROOT, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        command(killed), cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 600
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -58,12 +68,14 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path):
     _, run = only_run(killed)
     assert run.info.status == "RUNNING"
 
-    subprocess.run(command(killed), cwd=ROOT, env=env(), check=True, capture_output=True,
-                   timeout=600)  # fmt: skip
+    subprocess.run(
+        command(killed), cwd=ROOT, env=env(), check=True, capture_output=True, timeout=600
+    )
 
     c_full, run_full = only_run(full)
     c_kill, run_kill = only_run(killed)  # the same run was continued, no second run
     assert run_kill.info.run_id == run.info.run_id and run_kill.info.status == "FINISHED"
+
     def portable(params):  # the two runs differ only in their output directories
         return {k: v for k, v in params.items() if str(full) not in v and str(killed) not in v}
 

@@ -19,8 +19,6 @@ pytestmark = pytest.mark.slow
 EPOCHS = 6
 
 
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     mod = load_script("slurm_cluster")
@@ -60,15 +58,25 @@ def test_slurm_sweep_requeue_resumes(cluster, tmp_path):
     out = tmp_path / "out"
     cmd = [
         str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else "python",
-        str(ROOT / "run.py"), "-m", *SWEEP_HOOKS, "hydra/launcher=slurm",
-        "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1", "hydra.launcher.partition=debug",
-        "hydra.launcher.timeout_min=60", "debug=smoke", f"trainer.max_epochs={EPOCHS}",
-        "fusion=original,learnable_gate", "seed=0,1", f"paths.output_dir={out}",
-    ]  # fmt: skip
+        str(ROOT / "run.py"),
+        "-m",
+        *SWEEP_HOOKS,
+        "hydra/launcher=slurm",
+        "hydra.launcher.gpus_per_node=null",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "hydra.launcher.partition=debug",
+        "hydra.launcher.timeout_min=60",
+        "debug=smoke",
+        f"trainer.max_epochs={EPOCHS}",
+        "fusion=original,learnable_gate",
+        "seed=0,1",
+        f"paths.output_dir={out}",
+    ]
     log = open(tmp_path / "sweep.log", "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(SLURM_CONF=str(cluster.conf)), stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env(SLURM_CONF=str(cluster.conf)), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         requeued = None
         deadline = time.monotonic() + 1200

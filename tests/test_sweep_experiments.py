@@ -92,19 +92,30 @@ def test_table5_eval_job_resolves_its_training_checkpoint(tmp_path):
     train_task = OmegaConf.masked_copy(train_cfg, [k for k in train_cfg if k != "hydra"])
     expected = Path(tmp_path) / "checkpoints" / config_fingerprint(train_task) / "best.pt"
     # the eval job of the second sweep
-    eval_overrides = ["experiment=table5_transfer", out, "task=eval", "dataset=isic2018",
-                      "dataset.eval_split=official_test", "ckpt_path=${glattn_source_ckpt:}",
-                      "attention=cbam", "seed=1"]  # fmt: skip
+    eval_overrides = [
+        "experiment=table5_transfer",
+        out,
+        "task=eval",
+        "dataset=isic2018",
+        "dataset.eval_split=official_test",
+        "ckpt_path=${glattn_source_ckpt:}",
+        "attention=cbam",
+        "seed=1",
+    ]
     assert training_overrides(eval_overrides, ["dataset=ham10000"]) == [
-        "experiment=table5_transfer", out, "attention=cbam", "seed=1", "dataset=ham10000"
-    ]  # fmt: skip
+        "experiment=table5_transfer",
+        out,
+        "attention=cbam",
+        "seed=1",
+        "dataset=ham10000",
+    ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         eval_cfg = compose("config", overrides=eval_overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(eval_cfg)
         assert eval_cfg.dataset.name == "isic2018"
         with pytest.raises(Exception, match="run the training sweep first"):
-            eval_cfg.ckpt_path
+            _ = eval_cfg.ckpt_path
         expected.parent.mkdir(parents=True)
         expected.write_bytes(b"")
         assert Path(eval_cfg.ckpt_path) == expected

@@ -22,7 +22,7 @@ SWEEP_HOOKS = [
     "++hydra.callbacks.glattn_sweep._target_=glattn.sweep.callbacks.SweepCallback",
 ]
 
-FAKE_APP = '''
+FAKE_APP = """
 import json, os, signal, sys, time
 from pathlib import Path
 import hydra
@@ -74,7 +74,7 @@ def main(cfg):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 FAKE_DEFAULTS = [
     "+fake.sleep=0.2",
@@ -101,11 +101,13 @@ def env(**extra: str) -> dict:
     return e
 
 
-def run_cli(script: Path, *overrides: str, cwd: Path, timeout: int = 900,
-            **extra_env: str) -> subprocess.CompletedProcess:  # fmt: skip
+def run_cli(
+    script: Path, *overrides: str, cwd: Path, timeout: int = 900, **extra_env: str
+) -> subprocess.CompletedProcess:
     cmd = [PY, str(script), "-m", *SWEEP_HOOKS, *overrides]
-    return subprocess.run(cmd, cwd=cwd, env=env(**extra_env), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        cmd, cwd=cwd, env=env(**extra_env), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def sweep_dirs(out: Path, experiment: str = "glattn") -> list[Path]:

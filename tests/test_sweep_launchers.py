@@ -33,10 +33,17 @@ def app(tmp_path):
 def test_local_gpus_pins_each_job_and_bounds_concurrency(app, tmp_path):
     out = tmp_path / "out"
     res = run_cli(
-        app, *FAKE_DEFAULTS, "fake.sleep=2.5", f"paths.output_dir={out}",
-        "hydra/launcher=local_gpus", "hydra.launcher.gpus=[3,5]", "hydra.launcher.jobs_per_gpu=2",
-        "seed=0,1,2,3,4,5,6,7", "tracking=none", cwd=tmp_path,
-    )  # fmt: skip
+        app,
+        *FAKE_DEFAULTS,
+        "fake.sleep=2.5",
+        f"paths.output_dir={out}",
+        "hydra/launcher=local_gpus",
+        "hydra.launcher.gpus=[3,5]",
+        "hydra.launcher.jobs_per_gpu=2",
+        "seed=0,1,2,3,4,5,6,7",
+        "tracking=none",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     (sweep,) = sweep_dirs(out)
     recs = fake_records(sweep)
@@ -54,10 +61,18 @@ def test_local_gpus_pins_each_job_and_bounds_concurrency(app, tmp_path):
 def test_local_gpus_cpu_mode_splits_threads(app, tmp_path):
     out = tmp_path / "out"
     res = run_cli(
-        app, *FAKE_DEFAULTS, "fake.sleep=1.5", f"paths.output_dir={out}", "tracking=none",
-        "hydra/launcher=local_gpus", "hydra.launcher.gpus=[]", "hydra.launcher.n_jobs=2",
-        "hydra.launcher.threads_per_job=3", "seed=0,1,2", cwd=tmp_path,
-    )  # fmt: skip
+        app,
+        *FAKE_DEFAULTS,
+        "fake.sleep=1.5",
+        f"paths.output_dir={out}",
+        "tracking=none",
+        "hydra/launcher=local_gpus",
+        "hydra.launcher.gpus=[]",
+        "hydra.launcher.n_jobs=2",
+        "hydra.launcher.threads_per_job=3",
+        "seed=0,1,2",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     recs = fake_records(sweep_dirs(out)[0])
     assert [r["cuda"] for r in recs] == ["", "", ""]  # no GPU for CPU jobs
@@ -65,19 +80,23 @@ def test_local_gpus_cpu_mode_splits_threads(app, tmp_path):
     assert _overlaps(recs)[None] == 2
 
 
-@pytest.mark.parametrize(
-    "launcher", [pytest.param("basic", marks=pytest.mark.slow), "local_gpus"]
-)
+@pytest.mark.parametrize("launcher", [pytest.param("basic", marks=pytest.mark.slow), "local_gpus"])
 def test_failed_and_killed_jobs_are_reported_others_finish(app, tmp_path, launcher):
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "out"
     kill = ["fake.kill_seeds=[3]"] if launcher == "local_gpus" else []  # basic: in-process
     res = run_cli(
-        app, *FAKE_DEFAULTS, f"paths.output_dir={out}", f"hydra/launcher={launcher}",
-        "fake.fail_seeds=[1]", *kill, "seed=0,1,2,3", "+hydra.launcher.gpus=[0]"
-        if launcher == "local_gpus" else "seed=0,1,2,3", cwd=tmp_path,
-    )  # fmt: skip
+        app,
+        *FAKE_DEFAULTS,
+        f"paths.output_dir={out}",
+        f"hydra/launcher={launcher}",
+        "fake.fail_seeds=[1]",
+        *kill,
+        "seed=0,1,2,3",
+        "+hydra.launcher.gpus=[0]" if launcher == "local_gpus" else "seed=0,1,2,3",
+        cwd=tmp_path,
+    )
     assert res.returncode == 1, (res.stdout[-2000:], res.stderr[-3000:])
     (sweep,) = sweep_dirs(out)
     n_failed = 2 if kill else 1
@@ -109,11 +128,21 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path):
     from test_sweep_helpers import PY, SWEEP_HOOKS, env
 
     out = tmp_path / "out"
-    cmd = [PY, str(app), "-m", *SWEEP_HOOKS, *FAKE_DEFAULTS, "fake.sleep=120",
-           f"paths.output_dir={out}", "hydra/launcher=local_gpus", "hydra.launcher.gpus=[7]",
-           "seed=0,1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    cmd = [
+        PY,
+        str(app),
+        "-m",
+        *SWEEP_HOOKS,
+        *FAKE_DEFAULTS,
+        "fake.sleep=120",
+        f"paths.output_dir={out}",
+        "hydra/launcher=local_gpus",
+        "hydra.launcher.gpus=[7]",
+        "seed=0,1",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + 120
     while not list(out.glob("sweeps/glattn/*/0/.hydra")) and time.monotonic() < deadline:
         time.sleep(0.2)  # job 0 is running (its Hydra job dir exists)

@@ -18,8 +18,11 @@ def test_paper_driver_runs_stages_in_order_and_reports_failure(tmp_path, capsys)
     fake = tmp_path / "run.py"
     fake.write_text(FAKE_RUN % {"log": str(log)})
     stages = load_stages()
-    rc = run_stages(stages, ["experiment=paper", "hydra.mode=MULTIRUN",
-                             "hydra/launcher=slurm", "seed=0"], run_py=fake)  # fmt: skip
+    rc = run_stages(
+        stages,
+        ["experiment=paper", "hydra.mode=MULTIRUN", "hydra/launcher=slurm", "seed=0"],
+        run_py=fake,
+    )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert rc == 1  # table2 failed, the others still ran
     assert calls == [["-m", *stage, "hydra/launcher=slurm", "seed=0"] for stage in stages]

@@ -25,8 +25,7 @@ def _fingerprint(*overrides):
 
 def test_plan_without_store_creates_nothing(tmp_path):
     out = tmp_path / "out"
-    res = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", "sweep.plan=true",
-                  cwd=ROOT)  # fmt: skip
+    res = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", "sweep.plan=true", cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "[glattn plan] glattn: 4 jobs: 0 done, 4 to run" in res.stdout
     assert "tracking store does not exist yet" in res.stdout
@@ -45,14 +44,18 @@ def test_plan_marks_done_jobs_and_estimates_cost(tmp_path):
     client = MlflowClient(resolve_uri(task.tracking.uri))
     run = client.create_run(
         get_experiment_id(task.tracking),
-        tags={"glattn.role": "job", "task": "train", "fingerprint": done_fp,
-              "backbone": "resnet18", "dataset": "synthetic"},  # fmt: skip
+        tags={
+            "glattn.role": "job",
+            "task": "train",
+            "fingerprint": done_fp,
+            "backbone": "resnet18",
+            "dataset": "synthetic",
+        },
     )
     client.log_metric(run.info.run_id, "time/epoch_s", 40.0, step=1)
     client.set_terminated(run.info.run_id, "FINISHED")
 
-    res = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", "sweep.plan=true",
-                  cwd=ROOT)  # fmt: skip
+    res = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", "sweep.plan=true", cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "4 jobs: 1 done, 3 to run" in res.stdout
     rows = [line for line in res.stdout.splitlines() if re.match(r"\s+\d+\s+(done|todo)", line)]

@@ -45,8 +45,11 @@ def test_sweep_has_one_parent_with_four_finished_children(swept):
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert "best/val/balanced_acc" in run.data.metrics
     assert {(r.data.tags["fusion"], r.data.tags["seed"]) for r in jobs} == {
-        ("original", "0"), ("original", "1"), ("learnable_gate", "0"), ("learnable_gate", "1")
-    }  # fmt: skip
+        ("original", "0"),
+        ("original", "1"),
+        ("learnable_gate", "0"),
+        ("learnable_gate", "1"),
+    }
     assert "4 jobs: 4 done, 0 skipped, 0 failed" in first.stdout
 
 
@@ -69,9 +72,13 @@ def test_same_sweep_again_skips_every_job(swept):
 def test_failing_job_is_reported_and_the_other_finishes(swept):
     out, _ = swept
     res = run_cli(
-        ROOT / "run.py", "debug=smoke", "seed=2", "optimizer.lr=0.001,-1",
-        f"paths.output_dir={out}", cwd=ROOT,  # basic launcher: in-process, one after another
-    )  # fmt: skip
+        ROOT / "run.py",
+        "debug=smoke",
+        "seed=2",
+        "optimizer.lr=0.001,-1",
+        f"paths.output_dir={out}",
+        cwd=ROOT,  # basic launcher: in-process, one after another
+    )
     assert res.returncode == 1, (res.stdout[-3000:], res.stderr[-3000:])
     assert "2 jobs: 1 done, 0 skipped, 1 failed" in res.stdout
     assert "optimizer.lr" in res.stdout  # the job's own error, in the summary

@@ -30,18 +30,27 @@ def cfg_with(*overrides):
 
 
 def tracking(tmp_path, experiment="exp"):
-    return OmegaConf.create({
-        "enabled": True, "uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": experiment,
-        "artifact_location": str(tmp_path / "mlartifacts"), "log_checkpoint": False,
-    })  # fmt: skip
+    return OmegaConf.create(
+        {
+            "enabled": True,
+            "uri": f"sqlite:///{tmp_path}/mlflow.db",
+            "experiment": experiment,
+            "artifact_location": str(tmp_path / "mlartifacts"),
+            "log_checkpoint": False,
+        }
+    )
 
 
 def test_flatten_masks_secrets_and_respects_limits():
-    flat = flatten_config({
-        "a": {"b": 1, "c": [1, 2], "api_token": "abc", "password": "pw", "none": None},
-        "db": {"uri": "postgresql://user:hunter2@host/db", "secret_key": None},
-        "long": "x" * 7000, "hydra": {"job": 1}, "empty": {},
-    })  # fmt: skip
+    flat = flatten_config(
+        {
+            "a": {"b": 1, "c": [1, 2], "api_token": "abc", "password": "pw", "none": None},
+            "db": {"uri": "postgresql://user:hunter2@host/db", "secret_key": None},
+            "long": "x" * 7000,
+            "hydra": {"job": 1},
+            "empty": {},
+        }
+    )
     assert flat["a.b"] == "1" and flat["a.c"] == "[1, 2]" and flat["a.none"] == "None"
     assert flat["a.api_token"] == MASK and flat["a.password"] == MASK
     assert "hunter2" not in flat["db.uri"] and flat["db.uri"].startswith("postgresql://user:")
@@ -122,11 +131,22 @@ def test_parent_run_tag(db):
 def test_fingerprint_ignores_paths_tracking_device_and_sees_the_model():
     base = config_fingerprint(cfg_with())
     assert len(base) == 12 and base == config_fingerprint(cfg_with())
-    for same in ("paths.output_dir=/elsewhere", "tracking.experiment=x", "trainer.device=cpu",
-                 "tracking=none", "sweep.rerun=true", "trainer.num_workers=3"):  # fmt: skip
+    for same in (
+        "paths.output_dir=/elsewhere",
+        "tracking.experiment=x",
+        "trainer.device=cpu",
+        "tracking=none",
+        "sweep.rerun=true",
+        "trainer.num_workers=3",
+    ):
         assert config_fingerprint(cfg_with(same)) == base, same
-    for different in ("optimizer.lr=0.01", "fusion=cross_attn", "seed=1", "loss=ce",
-                      "dataset.image_size=32"):  # fmt: skip
+    for different in (
+        "optimizer.lr=0.01",
+        "fusion=cross_attn",
+        "seed=1",
+        "loss=ce",
+        "dataset.image_size=32",
+    ):
         assert config_fingerprint(cfg_with(different)) != base, different
     cfg = cfg_with("paths.output_dir=/out")
     assert checkpoint_dir(cfg) == Path("/out/checkpoints") / base

@@ -15,9 +15,9 @@ from hydra.errors import MissingConfigException
 from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
+from glattn.data import CLASS_NAMES
 from glattn.engine import NonFiniteLossError
 from glattn.train import ConfigError, main
-from glattn.data import CLASS_NAMES
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 CLASSES = CLASS_NAMES
@@ -67,9 +67,16 @@ def test_run_has_params_tags_and_metrics(trained):
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "glattn_original_original_cbam"
     tags = run.data.tags
-    expected = dict(backbone="resnet18", attention="cbam", fusion="original",
-                    residual="original", loss="focal", dataset="synthetic", seed="0",
-                    task="train")  # fmt: skip
+    expected = dict(
+        backbone="resnet18",
+        attention="cbam",
+        fusion="original",
+        residual="original",
+        loss="focal",
+        dataset="synthetic",
+        seed="0",
+        task="train",
+    )
     assert {k: tags[k] for k in expected} == expected
     assert tags["glattn.role"] == "job" and len(tags["fingerprint"]) == 12
     assert tags["git_commit"] and "mlflow.parentRunId" not in tags
@@ -78,18 +85,40 @@ def test_run_has_params_tags_and_metrics(trained):
     assert params["fusion._target_"] == cfg.fusion._target_
     assert params["loss.gamma"] == "2.0" and not any(k.startswith("hydra") for k in params)
     m = run.data.metrics
-    for key in ("best/val/balanced_acc", "best/val/acc", "best/val/macro_f1", "best/val/auc",
-                "best_epoch", "test/balanced_acc", "test/auc", "time/train_total_s",
-                "model/gflops", "perf/infer_latency_ms", "perf/peak_mem_mb",
-                "model/params_total", "model/params_glsa", "model/params_head",
-                "val/recall_mel", "test/recall_vasc"):  # fmt: skip
+    for key in (
+        "best/val/balanced_acc",
+        "best/val/acc",
+        "best/val/macro_f1",
+        "best/val/auc",
+        "best_epoch",
+        "test/balanced_acc",
+        "test/auc",
+        "time/train_total_s",
+        "model/gflops",
+        "perf/infer_latency_ms",
+        "perf/peak_mem_mb",
+        "model/params_total",
+        "model/params_glsa",
+        "model/params_head",
+        "val/recall_mel",
+        "test/recall_vasc",
+    ):
         assert key in m and math.isfinite(m[key]), key
     assert m["model/gflops"] > 0 and m["model/params_total"] > 1e6
     assert metrics["best/val/balanced_acc"] == pytest.approx(m["best/val/balanced_acc"])
     history = client(out).get_metric_history(run.info.run_id, "val/balanced_acc")
     assert [h.step for h in history] == [1]
-    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/macro_f1", "val/auc",
-                "lr", "time/epoch_s", "perf/train_img_s"):  # fmt: skip
+    for key in (
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/macro_f1",
+        "val/auc",
+        "lr",
+        "time/epoch_s",
+        "perf/train_img_s",
+    ):
         assert key in m, key
 
 
@@ -97,10 +126,18 @@ def test_run_artifacts_and_run_dir(trained):
     out, cfg, metrics, run = trained
     c = client(out)
     names = artifact_paths(c, run.info.run_id)
-    for name in ("val_probabilities.csv", "val_confusion_matrix.png", "val_per_class_report.csv",
-                 "test_probabilities.csv", "training_curves.png", "training_log.csv",
-                 "split.csv", "gradcam.png", "config_resolved.yaml",
-                 "checkpoints/best.pt"):  # fmt: skip
+    for name in (
+        "val_probabilities.csv",
+        "val_confusion_matrix.png",
+        "val_per_class_report.csv",
+        "test_probabilities.csv",
+        "training_curves.png",
+        "training_log.csv",
+        "split.csv",
+        "gradcam.png",
+        "config_resolved.yaml",
+        "checkpoints/best.pt",
+    ):
         assert name in names, (name, names)
     assert run.info.artifact_uri.startswith((out / "mlartifacts").as_uri())
     assert not (Path.cwd() / "mlruns").exists()
@@ -112,8 +149,12 @@ def test_run_artifacts_and_run_dir(trained):
     assert frame.iloc[:, 1:].sum(axis=1).round(4).eq(1).all()
     run_dir = next((out / "runs").iterdir())
     status = json.loads((run_dir / "status.json").read_text())
-    assert status == {"status": "finished", "error": None, "run_id": run.info.run_id,
-                      "fingerprint": run.data.tags["fingerprint"]}  # fmt: skip
+    assert status == {
+        "status": "finished",
+        "error": None,
+        "run_id": run.info.run_id,
+        "fingerprint": run.data.tags["fingerprint"],
+    }
     assert len(pd.read_csv(run_dir / "training_log.csv")) == 1
     assert "DEBUG" in (run_dir / "debug.log").read_text()
     ckpt_dir = out / "checkpoints" / run.data.tags["fingerprint"]
@@ -156,8 +197,9 @@ def test_gradcam_cli_on_given_images(trained, tmp_path):
     ckpt = out / "checkpoints" / run.data.tags["fingerprint"] / "best.pt"
     images = sorted((out / "data").rglob("*.jpg"))[:3]
     target = tmp_path / "cam.png"
-    path = gradcam_main([f"ckpt_path={ckpt}", f"images=[{','.join(map(str, images))}]",
-                         f"out={target}"])  # fmt: skip
+    path = gradcam_main(
+        [f"ckpt_path={ckpt}", f"images=[{','.join(map(str, images))}]", f"out={target}"]
+    )
     assert path == target and target.stat().st_size > 1000
     with pytest.raises(SystemExit, match="usage"):
         gradcam_main([f"ckpt_path={ckpt}"])
@@ -235,7 +277,15 @@ def test_multirun_job_nests_under_parent_then_is_skipped(trained, tmp_path):
         status = json.loads((sweep_dir / "1" / "status.json").read_text())
         assert status["status"] == "skipped" and status["run_id"] == job[0].info.run_id
         assert again["best/val/balanced_acc"] == pytest.approx(first["best/val/balanced_acc"])
-        assert len([r for r in runs(out) if r.data.tags.get("fingerprint")
-                    == job[0].data.tags["fingerprint"]]) == 1  # fmt: skip
+        assert (
+            len(
+                [
+                    r
+                    for r in runs(out)
+                    if r.data.tags.get("fingerprint") == job[0].data.tags["fingerprint"]
+                ]
+            )
+            == 1
+        )
     finally:
         HydraConfig.instance().cfg = None

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def _read_synthetic(o: DataOptions) -> pd.DataFrame:
-    root = ensure_synthetic(o.root, o.num_images, o.source_width, o.source_height,
-                            o.generator_seed)
+    root = ensure_synthetic(
+        o.root, o.num_images, o.source_width, o.source_height, o.generator_seed
+    )
     return read_ham10000(root)
 
 
@@ -60,8 +61,11 @@ class DataBundle:
     options: DataOptions
 
     def datasets(self) -> dict[str, LesionDataset]:
-        return {k: v for k, v in (("train", self.train), ("val", self.val),
-                                  ("test", self.test)) if v is not None}
+        return {
+            k: v
+            for k, v in (("train", self.train), ("val", self.val), ("test", self.test))
+            if v is not None
+        }
 
     def loaders(
         self,
@@ -78,21 +82,29 @@ class DataBundle:
         if sampler not in ("weighted", "none"):
             raise DataError(f"sampler={sampler!r}: expected 'weighted' or 'none'")
         gen = torch.Generator().manual_seed(self.options.seed if seed is None else seed)
-        common = dict(batch_size=batch_size, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+        common = dict(
+            batch_size=batch_size,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )
         out = {}
         for split, ds in self.datasets().items():
             if split != "train":
                 out[split] = DataLoader(ds, shuffle=False, **common)
             elif sampler == "weighted":
                 weights = 1.0 / self.train_counts[ds.labels]
-                draw = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
-                                             len(ds), replacement=True, generator=gen)
-                out[split] = DataLoader(ds, sampler=draw, drop_last=len(ds) > batch_size,
-                                        **common)
+                draw = WeightedRandomSampler(
+                    torch.as_tensor(weights, dtype=torch.double),
+                    len(ds),
+                    replacement=True,
+                    generator=gen,
+                )
+                out[split] = DataLoader(ds, sampler=draw, drop_last=len(ds) > batch_size, **common)
             else:
-                out[split] = DataLoader(ds, shuffle=True, generator=gen,
-                                        drop_last=len(ds) > batch_size, **common)
+                out[split] = DataLoader(
+                    ds, shuffle=True, generator=gen, drop_last=len(ds) > batch_size, **common
+                )
         return out
 
 
@@ -108,10 +120,13 @@ def _drop_bad(frame: pd.DataFrame, source, o: DataOptions) -> tuple[pd.DataFrame
             f"{' ...' if len(rows) > 5 else ''}; expected readable JPEG/PNG files "
             "(re-download them, or set dataset.skip_bad_images=true to skip and report them)"
         )
-    log.warning("skipping %d unreadable image(s) (dataset.skip_bad_images=true): %s",
-                len(rows), listed)
-    records = [(frame["image_id"].iloc[i], f"cannot decode {frame['path'].iloc[i]}: {bad[i]}")
-               for i in rows]
+    log.warning(
+        "skipping %d unreadable image(s) (dataset.skip_bad_images=true): %s", len(rows), listed
+    )
+    records = [
+        (frame["image_id"].iloc[i], f"cannot decode {frame['path'].iloc[i]}: {bad[i]}")
+        for i in rows
+    ]
     return frame.drop(index=frame.index[rows]), records
 
 
@@ -120,8 +135,13 @@ def _split(frame: pd.DataFrame, o: DataOptions) -> np.ndarray:
     split = np.full(len(frame), "test", dtype=object)  # official rows are the test split
     test_fraction = o.test_fraction if o.eval_split == "holdout" else 0.0
     split[pool] = assign_splits(
-        frame["label"].to_numpy()[pool], frame["lesion_id"].to_numpy()[pool],
-        o.val_fraction, test_fraction, o.folds, o.fold, o.split_seed,
+        frame["label"].to_numpy()[pool],
+        frame["lesion_id"].to_numpy()[pool],
+        o.val_fraction,
+        test_fraction,
+        o.folds,
+        o.fold,
+        o.split_seed,
     )
     return split
 
@@ -139,12 +159,17 @@ def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
     frame, bad = _drop_bad(frame, source, o)
     skipped += bad
     frame["split"] = _split(frame, o)
-    how = (f"{o.name}, eval_split={o.eval_split}, split_seed={o.split_seed}"
-           + (f", fold {o.fold} of {o.folds}" if o.folds > 1 else ""))
-    split_frame = pd.DataFrame({
-        "image_id": frame["image_id"].to_numpy(), "lesion_id": frame["lesion_id"].to_numpy(),
-        "label": [CLASS_NAMES[i] for i in frame["label"]], "split": frame["split"].to_numpy(),
-    })
+    how = f"{o.name}, eval_split={o.eval_split}, split_seed={o.split_seed}" + (
+        f", fold {o.fold} of {o.folds}" if o.folds > 1 else ""
+    )
+    split_frame = pd.DataFrame(
+        {
+            "image_id": frame["image_id"].to_numpy(),
+            "lesion_id": frame["lesion_id"].to_numpy(),
+            "label": [CLASS_NAMES[i] for i in frame["label"]],
+            "split": frame["split"].to_numpy(),
+        }
+    )
     check_splits(split_frame, how)
     skipped_frame = pd.DataFrame(skipped, columns=["image_id", "reason"])
     if run_dir is not None:
@@ -157,13 +182,21 @@ def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
     for name in ("train", "val", "test"):
         part = frame[frame["split"] == name]
         if len(part):
-            tf = train_transform(o.image_size) if name == "train" else eval_transform(
-                o.image_size)
-            sets[name] = LesionDataset(source, part["row"], part["image_id"], part["label"],
-                                       tf, name)
+            tf = train_transform(o.image_size) if name == "train" else eval_transform(o.image_size)
+            sets[name] = LesionDataset(
+                source, part["row"], part["image_id"], part["label"], tf, name
+            )
     if "train" not in sets:
         raise DataError(f"no training images left ({how})")
     counts = sets["train"].class_counts()
     log.info("training class counts: %s", dict(zip(CLASS_NAMES, counts.tolist())))
-    return DataBundle(sets.get("train"), sets.get("val"), sets.get("test"), CLASS_NAMES,
-                      counts, split_frame, skipped_frame, o)
+    return DataBundle(
+        sets.get("train"),
+        sets.get("val"),
+        sets.get("test"),
+        CLASS_NAMES,
+        counts,
+        split_frame,
+        skipped_frame,
+        o,
+    )

@@ -134,12 +134,17 @@ def build_cache(paths: Sequence[str], side: int, cache_dir: str | os.PathLike) -
 
         errors = scan(paths, store, f"building image cache {final.name}")
         array.flush()
-        del array
+        array = None  # release the memmap before the folder is renamed
         pd.DataFrame(
             {"path": paths, "error": [errors.get(i, "") for i in range(len(paths))]}
         ).to_csv(tmp / "index.csv", index=False)
         (tmp / "meta.json").write_text(json.dumps({"side": side, "version": CACHE_VERSION}))
-        log.info("image cache: %d images at %d px in %.1f s -> %s", len(paths), side,
-                 time.perf_counter() - start, final)
+        log.info(
+            "image cache: %d images at %d px in %.1f s -> %s",
+            len(paths),
+            side,
+            time.perf_counter() - start,
+            final,
+        )
 
     return CachedImages(build_once(final, build))

@@ -34,7 +34,5 @@ def label_of(dx: str, where: str) -> int:
     """Index of the HAM10000 `dx` code `dx` (case and surrounding blanks ignored)."""
     key = str(dx).strip().lower()
     if key not in CLASS_INDEX:
-        raise DataError(
-            f"{where}: unknown label {dx!r}; expected one of {', '.join(CLASS_NAMES)}"
-        )
+        raise DataError(f"{where}: unknown label {dx!r}; expected one of {', '.join(CLASS_NAMES)}")
     return CLASS_INDEX[key]

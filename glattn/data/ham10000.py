@@ -61,6 +61,7 @@ def read_ham10000(root) -> pd.DataFrame:
     paths, _ = locate_images(frame["image_id"], root, str(meta))
     frame["path"] = [str(p) for p in paths]
     frame["origin"] = "train"
-    log.info("HAM10000: %d images, %d lesions from %s", len(frame),
-             frame["lesion_id"].nunique(), meta)
+    log.info(
+        "HAM10000: %d images, %d lesions from %s", len(frame), frame["lesion_id"].nunique(), meta
+    )
     return frame

@@ -76,7 +76,9 @@ def _lesions(root: Path, frame: pd.DataFrame) -> pd.Series:
     if path is None:
         log.warning(
             "%s: no %sTraining_LesionGroupings.csv; grouping falls back to one group per "
-            "image (images of the same lesion may then land in different splits)", root, PREFIX
+            "image (images of the same lesion may then land in different splits)",
+            root,
+            PREFIX,
         )
         return frame["image_id"].copy()
     groups = read_table(path, ["image", "lesion_id"])
@@ -84,8 +86,11 @@ def _lesions(root: Path, frame: pd.DataFrame) -> pd.Series:
     check_unique(groups, "image", path)
     lesion = frame["image_id"].map(dict(zip(groups["image"], groups["lesion_id"])))
     if lesion.isna().any():
-        log.warning("%s: %d training images have no grouping row; each is its own group",
-                    path, int(lesion.isna().sum()))
+        log.warning(
+            "%s: %d training images have no grouping row; each is its own group",
+            path,
+            int(lesion.isna().sum()),
+        )
         lesion = lesion.fillna(frame["image_id"])
     return lesion
 

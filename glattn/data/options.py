@@ -110,12 +110,18 @@ def check_options(cfg: Mapping) -> DataOptions:
     )
     o["fold"] = _int(d, "fold", 0, 0, o["folds"])
     if o["num_classes"] != len(CLASS_NAMES):
-        raise DataError(f"dataset.num_classes={o['num_classes']}: expected {len(CLASS_NAMES)} "
-                        f"({', '.join(CLASS_NAMES)})")
+        raise DataError(
+            f"dataset.num_classes={o['num_classes']}: expected {len(CLASS_NAMES)} "
+            f"({', '.join(CLASS_NAMES)})"
+        )
     if o["val_fraction"] + o["test_fraction"] >= 1:
-        raise DataError(f"dataset.val_fraction={o['val_fraction']} + dataset.test_fraction="
-                        f"{o['test_fraction']}: expected a sum below 1")
+        raise DataError(
+            f"dataset.val_fraction={o['val_fraction']} + dataset.test_fraction="
+            f"{o['test_fraction']}: expected a sum below 1"
+        )
     if o["eval_split"] != "holdout" and name != "isic2018":
-        raise DataError(f"dataset.eval_split={o['eval_split']!r} needs dataset=isic2018 "
-                        f"(official sets); dataset={name} supports only 'holdout'")
+        raise DataError(
+            f"dataset.eval_split={o['eval_split']!r} needs dataset=isic2018 "
+            f"(official sets); dataset={name} supports only 'holdout'"
+        )
     return DataOptions(**o)

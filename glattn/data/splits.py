@@ -82,7 +82,8 @@ def assign_splits(
 def split_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Images per class (columns, CLASS_NAMES order) and split (rows), with totals."""
     table = pd.crosstab(frame["split"], frame["label"]).reindex(
-        index=[s for s in SPLITS if s in set(frame["split"])], columns=list(CLASS_NAMES),
+        index=[s for s in SPLITS if s in set(frame["split"])],
+        columns=list(CLASS_NAMES),
         fill_value=0,
     )
     table["total"] = table.sum(axis=1)

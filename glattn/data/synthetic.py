@@ -103,7 +103,9 @@ def _texture(rng, name: str, img, u, v, rho, size: int) -> np.ndarray:
         img = _blend(img, (50, 30, 25), (_noise(rng, size, 1.0) > 2.2) * (rho > 0.6))
     elif name == "network":  # reticular pigment network (naevus)
         f, n = rng.uniform(14, 20), _noise(rng, size, size / 12) * 0.15
-        lines = np.exp(-np.sin(f * (u + n)) ** 2 / 0.06) + np.exp(-np.sin(f * (v - n)) ** 2 / 0.06)
+        lines = np.exp(-(np.sin(f * (u + n)) ** 2) / 0.06) + np.exp(
+            -(np.sin(f * (v - n)) ** 2) / 0.06
+        )
         img = img * (1 - 0.28 * np.clip(lines, 0, 1)[..., None]) * (0.85 + 0.15 * rho[..., None])
     elif name == "vessels":  # arborising red vessels, shiny white areas (BCC)
         img = _blend(img, (235, 220, 215), _sigmoid((_noise(rng, size, size / 10) - 1.2) * 4))
@@ -169,8 +171,9 @@ def render_image(
     canvas = Image.fromarray(bg, "RGB")
     scale = rng.uniform(0.88, 1.12)
     patch = lesion.rotate(rng.uniform(-20, 20), resample=Image.BILINEAR, expand=True)
-    patch = patch.resize((max(1, int(patch.width * scale)), max(1, int(patch.height * scale))),
-                         Image.BILINEAR)
+    patch = patch.resize(
+        (max(1, int(patch.width * scale)), max(1, int(patch.height * scale))), Image.BILINEAR
+    )
     x = int(width / 2 - patch.width / 2 + rng.uniform(-0.08, 0.08) * width)
     y = int(height / 2 - patch.height / 2 + rng.uniform(-0.08, 0.08) * height)
     canvas.paste(patch, (x, y), patch)
@@ -213,8 +216,16 @@ def write_synthetic(folder: Path, num_images: int, width: int, height: int, seed
         sex = lrng.choice(["male", "female", "unknown"], p=[0.53, 0.45, 0.02])
         site = lrng.choice(LOCALIZATIONS)
         for _ in range(n):
-            rows.append((f"SYN_L{lesion_idx:07d}", dx, age, sex, site,
-                         render_image(lrng, lesion, skin, width, height)))
+            rows.append(
+                (
+                    f"SYN_L{lesion_idx:07d}",
+                    dx,
+                    age,
+                    sex,
+                    site,
+                    render_image(lrng, lesion, skin, width, height),
+                )
+            )
     order = rng.permutation(len(rows))
     records = []
     parts = [folder / "HAM10000_images_part_1", folder / "HAM10000_images_part_2"]
@@ -225,13 +236,15 @@ def write_synthetic(folder: Path, num_images: int, width: int, height: int, seed
         image_id = f"SYN_{k:07d}"
         image.save(parts[int(k >= len(rows) // 2)] / f"{image_id}.jpg", quality=90)
         records.append((lesion_id, image_id, dx, "synthetic", age, sex, site))
-    meta = pd.DataFrame(records, columns=["lesion_id", "image_id", "dx", "dx_type", "age",
-                                          "sex", "localization"])
+    meta = pd.DataFrame(
+        records, columns=["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+    )
     meta.to_csv(folder / "HAM10000_metadata.csv", index=False)
 
 
-def ensure_synthetic(base, num_images: int = 2000, width: int = 200, height: int = 150,
-                     seed: int = 0) -> Path:
+def ensure_synthetic(
+    base, num_images: int = 2000, width: int = 200, height: int = 150, seed: int = 0
+) -> Path:
     """Folder of the synthetic set for these parameters under `base`, generated if absent
     (concurrent callers: one generates, the others wait and reuse it)."""
     final = Path(base) / f"synthetic-{params_hash(num_images, width, height, seed)}"
@@ -239,7 +252,13 @@ def ensure_synthetic(base, num_images: int = 2000, width: int = 200, height: int
     def build(tmp: Path) -> None:
         start = time.perf_counter()
         write_synthetic(tmp, num_images, width, height, seed)
-        log.info("generated %d synthetic images (%dx%d) in %.1f s -> %s", num_images, width,
-                 height, time.perf_counter() - start, final)
+        log.info(
+            "generated %d synthetic images (%dx%d) in %.1f s -> %s",
+            num_images,
+            width,
+            height,
+            time.perf_counter() - start,
+            final,
+        )
 
     return build_once(final, build)

@@ -12,8 +12,15 @@ from PIL import Image
 
 from glattn.data.classes import CLASS_NAMES, ISIC_COLUMNS
 
-COLOURS = [(40, 20, 20), (120, 80, 50), (200, 130, 130), (190, 90, 80), (150, 110, 70),
-           (230, 210, 200), (160, 40, 70)]
+COLOURS = [
+    (40, 20, 20),
+    (120, 80, 50),
+    (200, 130, 130),
+    (190, 90, 80),
+    (150, 110, 70),
+    (230, 210, 200),
+    (160, 40, 70),
+]
 
 
 def write_jpeg(path: Path, label: int, size=(24, 18), seed: int = 0) -> None:
@@ -45,8 +52,9 @@ def make_ham10000(root: Path, layout: str = "kaggle", size=(24, 18), **kw) -> pd
     meta = plan(**kw)
     meta["dx_type"] = "histo"
     meta["age"] = ["" if i % 5 == 0 else str(30 + i % 40) for i in range(len(meta))]
-    meta["sex"] = ["unknown" if i % 7 == 0 else ("male", "female")[i % 2]
-                   for i in range(len(meta))]
+    meta["sex"] = [
+        "unknown" if i % 7 == 0 else ("male", "female")[i % 2] for i in range(len(meta))
+    ]
     meta["localization"] = "back"
     cols = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
     if layout == "kaggle":
@@ -56,8 +64,11 @@ def make_ham10000(root: Path, layout: str = "kaggle", size=(24, 18), **kw) -> pd
         meta["dataset"] = "vidir_modern"
         name = "HAM10000_metadata.tab" if layout == "dataverse" else "HAM10000_metadata"
         meta[cols + ["dataset"]].to_csv(root / name, sep="\t", index=False)
-        folders = (["ham10000_images_part_1", "ham10000_images_part_2"] if layout == "dataverse"
-                   else ["images/HAM10000_IMAGES_PART_1", "images/HAM10000_IMAGES_PART_2"])
+        folders = (
+            ["ham10000_images_part_1", "ham10000_images_part_2"]
+            if layout == "dataverse"
+            else ["images/HAM10000_IMAGES_PART_1", "images/HAM10000_IMAGES_PART_2"]
+        )
     else:
         raise ValueError(layout)
     for i, (image_id, label) in enumerate(zip(meta["image_id"], meta["label"])):
@@ -72,8 +83,14 @@ def _ground_truth(meta: pd.DataFrame) -> pd.DataFrame:
     return gt
 
 
-def make_isic2018(root: Path, groupings: bool = True, official: bool = True,
-                  drop_test_image: bool = True, size=(24, 18), **kw) -> pd.DataFrame:
+def make_isic2018(
+    root: Path,
+    groupings: bool = True,
+    official: bool = True,
+    drop_test_image: bool = True,
+    size=(24, 18),
+    **kw,
+) -> pd.DataFrame:
     """Training input + GT (+ LesionGroupings), and small official Validation/Test sets
     (ids ISIC_1xxxxxx / ISIC_2xxxxxx; the Test GT also lists ISIC_0035068, whose image is
     absent when drop_test_image)."""
@@ -82,8 +99,8 @@ def make_isic2018(root: Path, groupings: bool = True, official: bool = True,
     prefix = "ISIC2018_Task3_"
     (root / f"{prefix}Training_GroundTruth").mkdir(parents=True, exist_ok=True)
     _ground_truth(meta).to_csv(
-        root / f"{prefix}Training_GroundTruth" / f"{prefix}Training_GroundTruth.csv",
-        index=False)
+        root / f"{prefix}Training_GroundTruth" / f"{prefix}Training_GroundTruth.csv", index=False
+    )
     for i, (image_id, label) in enumerate(zip(meta["image_id"], meta["label"])):
         write_jpeg(root / f"{prefix}Training_Input" / f"{image_id}.jpg", label, size, seed=i)
     (root / f"{prefix}Training_Input" / "ATTRIBUTION.txt").write_text("test fixture\n")
@@ -96,13 +113,19 @@ def make_isic2018(root: Path, groupings: bool = True, official: bool = True,
             off = pd.DataFrame({"label": np.repeat(np.arange(len(CLASS_NAMES)), 2)})
             off["image_id"] = [f"ISIC_{k}{i:06d}" for i in range(len(off))]
             if part == "Test":
-                off = pd.concat([off, pd.DataFrame({"label": [1], "image_id": ["ISIC_0035068"]})],
-                                ignore_index=True)
+                off = pd.concat(
+                    [off, pd.DataFrame({"label": [1], "image_id": ["ISIC_0035068"]})],
+                    ignore_index=True,
+                )
             _ground_truth(off).to_csv(root / f"{prefix}{part}_GroundTruth.csv", index=False)
             for i, (image_id, label) in enumerate(zip(off["image_id"], off["label"])):
                 if not (image_id == "ISIC_0035068" and drop_test_image):
-                    write_jpeg(root / f"{prefix}{part}_Input" / f"{image_id}.jpg", label, size,
-                               seed=100 + i)
+                    write_jpeg(
+                        root / f"{prefix}{part}_Input" / f"{image_id}.jpg",
+                        label,
+                        size,
+                        seed=100 + i,
+                    )
     return meta
 
 
@@ -110,8 +133,15 @@ def data_cfg(tmp_path, **dataset):
     """A small composed-like config for build_data on fixtures under `tmp_path`."""
     from omegaconf import OmegaConf
 
-    base = dict(name="ham10000", root=str(tmp_path / "data"), image_size=16,
-                val_fraction=0.25, test_fraction=0.25, cache_dir=str(tmp_path / "cache"))
+    base = dict(
+        name="ham10000",
+        root=str(tmp_path / "data"),
+        image_size=16,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        cache_dir=str(tmp_path / "cache"),
+    )
     base.update(dataset)
-    return OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path / "out")},
-                             "dataset": base})  # fmt: skip
+    return OmegaConf.create(
+        {"seed": 0, "paths": {"output_dir": str(tmp_path / "out")}, "dataset": base}
+    )

@@ -1,7 +1,7 @@
 """GLSA classifiers: backbones, the GLSA block, local attention, fusion and residual options."""
 
 from glattn.models.backbones import BACKBONES, build_backbone
-from glattn.models.cbam import LOCAL_ATTENTION, CBAM
+from glattn.models.cbam import CBAM, LOCAL_ATTENTION
 from glattn.models.fusion import FUSIONS
 from glattn.models.glsa import GLSABlock
 from glattn.models.net import GLSANet, build_model

@@ -23,7 +23,7 @@ import torch
 import torchvision
 from torch import nn
 
-from glattn.models.registry import Registry
+from glattn.registry import Registry
 
 BACKBONES = Registry("backbone")
 for _name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from glattn.models.registry import Registry
+from glattn.registry import Registry
 
 LOCAL_ATTENTION = Registry("attention")
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glattn.models.registry import Registry
+from glattn.registry import Registry
 
 FUSIONS = Registry("fusion")
 

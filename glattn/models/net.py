@@ -18,8 +18,8 @@ from glattn.models import backbones as bb
 from glattn.models.cbam import LOCAL_ATTENTION, NoGLSABlock
 from glattn.models.fusion import FUSIONS
 from glattn.models.glsa import GLSABlock
-from glattn.models.registry import Registry
 from glattn.models.residual import RESIDUALS
+from glattn.registry import Registry
 
 DEFAULT_POSITION = ("stride16",)  # the seed's place: the 14x14 map of a 224 input
 

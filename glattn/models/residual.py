@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from glattn.models.registry import Registry
+from glattn.registry import Registry
 
 RESIDUALS = Registry("residual")
 

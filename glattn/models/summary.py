@@ -44,8 +44,7 @@ def describe_model(model: nn.Module, image_size: int | None = None) -> str:
         for name, b in model.glsa.items()
     )
     lines = [
-        f"backbone {model.backbone_name}; "
-        f"GLSA blocks: {places or 'none (plain backbone)'}",
+        f"backbone {model.backbone_name}; GLSA blocks: {places or 'none (plain backbone)'}",
         f"{'part':<12}{'parameters':>14}{'share':>9}",
     ]
     for part, value in counts.items():

@@ -17,19 +17,30 @@ def parse_args(argv=None) -> argparse.Namespace:
         "from the FINISHED job runs of one MLflow experiment.",
     )
     p.add_argument("experiment", help="MLflow experiment name, e.g. table3_fusion or paper")
-    p.add_argument("--tracking-uri", default=None,
-                   help="default: $MLFLOW_TRACKING_URI, else conf/tracking's uri, else "
-                   "sqlite:///<abs>/outputs/mlflow.db")  # fmt: skip
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="default: $MLFLOW_TRACKING_URI, else conf/tracking's uri, else "
+        "sqlite:///<abs>/outputs/mlflow.db",
+    )
     p.add_argument("--metric", default="balanced_acc", choices=sorted(tables.METRICS))
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default outputs/reports/EXPERIMENT)")  # fmt: skip
-    p.add_argument("--tables", default=None,
-                   help="comma-separated table numbers (default: by experiment name: "
-                   "tableN_* -> N, paper -> 1-6, else every table whose data exist)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default outputs/reports/EXPERIMENT)",
+    )
+    p.add_argument(
+        "--tables",
+        default=None,
+        help="comma-separated table numbers (default: by experiment name: "
+        "tableN_* -> N, paper -> 1-6, else every table whose data exist)",
+    )
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM grid")
-    p.add_argument("--no-log", action="store_true",
-                   help="do not log the report to the parent sweep run")  # fmt: skip
+    p.add_argument(
+        "--no-log", action="store_true", help="do not log the report to the parent sweep run"
+    )
     return p.parse_args(argv)
 
 
@@ -64,7 +75,7 @@ def main(argv=None) -> int:
     except runs.ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for n, t in report.tables.items():
+    for t in report.tables.values():
         if t is not None:
             print(t.to_markdown())
     print(f"wrote {len(report.files)} files to {report.out_dir}")

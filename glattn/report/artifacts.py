@@ -26,8 +26,9 @@ def list_files(client: MlflowClient, run_id: str, path: str | None = None) -> li
     return out
 
 
-def find(client: MlflowClient, run_id: str, pattern: re.Pattern,
-         prefer: str = "test") -> str | None:  # fmt: skip
+def find(
+    client: MlflowClient, run_id: str, pattern: re.Pattern, prefer: str = "test"
+) -> str | None:
     """The first artifact path matching `pattern`, preferring paths containing `prefer`."""
     hits = [p for p in list_files(client, run_id) if pattern.search(p)]
     hits.sort(key=lambda p: (prefer not in p.lower(), p))

@@ -70,10 +70,15 @@ def throughput(frame: pd.DataFrame, history) -> pd.DataFrame:
         h = hist.get(run["run_id"], {})
         vals = [v for e, v in sorted(h.items()) if e > 1] or list(h.values())
         if vals:
-            rows.append({"backbone": run["backbone"], "attention": run["attention"],
-                         "img_s": sum(vals) / len(vals),
-                         "image_size": run.get("params.dataset.image_size"),
-                         "device": run.get("params.trainer.device")})  # fmt: skip
+            rows.append(
+                {
+                    "backbone": run["backbone"],
+                    "attention": run["attention"],
+                    "img_s": sum(vals) / len(vals),
+                    "image_size": run.get("params.dataset.image_size"),
+                    "device": run.get("params.trainer.device"),
+                }
+            )
     return pd.DataFrame(rows, columns=["backbone", "attention", "img_s", "image_size", "device"])
 
 
@@ -92,15 +97,24 @@ def estimate(measured: pd.DataFrame, experiments: list[Path]) -> pd.DataFrame:
                 missing += 1
                 continue
             seconds += epochs * train_images(str(job["dataset"])) / rate
-        out.append({"experiment": path.stem, "jobs": len(jobs), "max_epochs": epochs,
-                    "hours_upper_bound": seconds / 3600 if len(jobs) > missing else math.nan,
-                    "jobs_without_measurement": missing})  # fmt: skip
+        out.append(
+            {
+                "experiment": path.stem,
+                "jobs": len(jobs),
+                "max_epochs": epochs,
+                "hours_upper_bound": seconds / 3600 if len(jobs) > missing else math.nan,
+                "jobs_without_measurement": missing,
+            }
+        )
     return pd.DataFrame(out)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m glattn.report.estimate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m glattn.report.estimate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("measured", help="experiment whose runs measured perf/train_img_s")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--experiments-dir", type=Path, default=EXPERIMENTS_DIR)
@@ -118,15 +132,20 @@ def main(argv=None) -> int:
     files = sorted(f for f in args.experiments_dir.glob("table*.yaml") if tables_for(f.stem))
     table = estimate(measured, files)
     print("measured training throughput (img/s, mean over epochs 2..N):")
-    print(measured.groupby(["backbone", "attention", "image_size", "device"])["img_s"]
-          .agg(["mean", "count"]).to_string())  # fmt: skip
+    print(
+        measured.groupby(["backbone", "attention", "image_size", "device"])["img_s"]
+        .agg(["mean", "count"])
+        .to_string()
+    )
     print("\nexpected training time per sweep (upper bound: every job runs max_epochs):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     missing = int(table["jobs_without_measurement"].sum())
     note = f" ({missing} jobs had no measured backbone and are not counted)" if missing else ""
     print(f"total: {table['hours_upper_bound'].sum():.1f} h{note}")
-    print("(fusion/residual variants are costed at their (backbone, attention) throughput; "
-          "an attention level not measured falls back to the backbone's mean)")  # fmt: skip
+    print(
+        "(fusion/residual variants are costed at their (backbone, attention) throughput; "
+        "an attention level not measured falls back to the backbone's mean)"
+    )
     return 0
 
 

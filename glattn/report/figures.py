@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
@@ -21,8 +21,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from glattn.report import stats  # noqa: E402
-from glattn.report.tables import METRICS, dataset_label, ordered, score, trained  # noqa: E402
 from glattn.report.runs import FACTORS  # noqa: E402
+from glattn.report.tables import METRICS, dataset_label, ordered, score, trained  # noqa: E402
 
 CLASS_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 
@@ -69,8 +69,9 @@ def mean_std_curve(histories: list[dict[int, float]]) -> pd.DataFrame:
     )
 
 
-def training_curves(runs: pd.DataFrame, history: Callable, metric: str, out_dir: Path,
-                    notes: list[str]) -> list[Path]:  # fmt: skip
+def training_curves(
+    runs: pd.DataFrame, history: Callable, metric: str, out_dir: Path, notes: list[str]
+) -> list[Path]:
     """One figure per training data set: train/loss and val/<metric> per strategy."""
     frame = trained(runs)
     paths = []
@@ -106,7 +107,7 @@ def recall_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
     """('test'|'val', classes) of the per-class recall metrics the runs logged."""
     for split in ("test", "val"):
         prefix = f"metrics.{split}/recall_"
-        names = [c[len(prefix):] for c in frame.columns if c.startswith(prefix)]
+        names = [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
         names = [n for n in names if frame[prefix + n].notna().any()]
         if names:
             known = [c for c in CLASS_ORDER if c in names]
@@ -122,22 +123,33 @@ def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> lis
         sub = frame[frame["dataset"] == ds]
         split, classes = recall_columns(sub)
         if not classes:
-            notes.append(f"per-class recall ({ds}): no test/recall_<class> or "
-                         "val/recall_<class> metrics")  # fmt: skip
+            notes.append(
+                f"per-class recall ({ds}): no test/recall_<class> or val/recall_<class> metrics"
+            )
             continue
         groups = list(strategies(sub))
         width = 0.8 / max(1, len(groups))
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(classes) + 2), 3.8))
         x = np.arange(len(classes))
         for i, (label, s) in enumerate(groups):
-            summ = [stats.summarize(s[f"metrics.{split}/recall_{c}"].dropna().tolist())
-                    for c in classes]  # fmt: skip
-            ax.bar(x + (i - (len(groups) - 1) / 2) * width, [100 * t.mean for t in summ],
-                   width, yerr=[0 if math.isnan(t.std) else 100 * t.std for t in summ],
-                   capsize=2, label=f"{label} (n={max(t.n for t in summ)})")  # fmt: skip
+            summ = [
+                stats.summarize(s[f"metrics.{split}/recall_{c}"].dropna().tolist())
+                for c in classes
+            ]
+            ax.bar(
+                x + (i - (len(groups) - 1) / 2) * width,
+                [100 * t.mean for t in summ],
+                width,
+                yerr=[0 if math.isnan(t.std) else 100 * t.std for t in summ],
+                capsize=2,
+                label=f"{label} (n={max(t.n for t in summ)})",
+            )
         ax.set_xticks(x, classes)
-        ax.set(ylabel=f"{split} recall (%)", ylim=(0, 105),
-               title=f"{dataset_label(ds)}: per-class recall, mean ± std over seeds")
+        ax.set(
+            ylabel=f"{split} recall (%)",
+            ylim=(0, 105),
+            title=f"{dataset_label(ds)}: per-class recall, mean ± std over seeds",
+        )
         ax.legend(fontsize=7, ncol=2)
         paths += save(fig, out_dir, f"recall_{ds}")
     return paths
@@ -156,8 +168,9 @@ def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
     return (best[1], best[2]) if best else (None, frame.iloc[:0])
 
 
-def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, out_dir: Path,
-                   stem: str) -> list[Path]:  # fmt: skip
+def plot_confusion(
+    matrix: np.ndarray, classes: list[str], title: str, out_dir: Path, stem: str
+) -> list[Path]:
     """Row-normalised confusion matrix (rows true, columns predicted) with counts."""
     matrix = np.asarray(matrix, float)
     norm = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1e-12, None)
@@ -165,8 +178,15 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, out_dir: 
     im = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
     for i in range(norm.shape[0]):
         for j in range(norm.shape[1]):
-            ax.text(j, i, f"{norm[i, j]:.2f}\n({matrix[i, j]:.0f})", ha="center", va="center",
-                    fontsize=6, color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}\n({matrix[i, j]:.0f})",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=45)
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted", ylabel="true", title=title)

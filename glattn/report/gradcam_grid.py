@@ -59,8 +59,10 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
                 continue
             models[fusion] = load_trained_model(load_checkpoint(path))
     if missing:
-        notes.append(f"Grad-CAM grid: no best.pt checkpoint (artifact or local) for fusion "
-                     f"{missing}; those rows are left out")  # fmt: skip
+        notes.append(
+            f"Grad-CAM grid: no best.pt checkpoint (artifact or local) for fusion "
+            f"{missing}; those rows are left out"
+        )
     if not models:
         notes.append("Grad-CAM grid skipped: no checkpoint of any fusion strategy")
         return []
@@ -70,8 +72,10 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
 
         data = build_data(first_cfg, None)
     except Exception as err:  # the data set is not on this machine
-        notes.append(f"Grad-CAM grid skipped: cannot load the images of "
-                     f"dataset={first_cfg.dataset.name}: {err}")  # fmt: skip
+        notes.append(
+            f"Grad-CAM grid skipped: cannot load the images of "
+            f"dataset={first_cfg.dataset.name}: {err}"
+        )
         return []
     split = data.test if data.test is not None else data.val
     index = pick_per_class(split.labels, per_class)
@@ -81,8 +85,10 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
     rows = []
     for fusion, (model, cfg) in models.items():
         if int(cfg.dataset.image_size) != images.shape[-1]:
-            notes.append(f"Grad-CAM grid: fusion {fusion} trained at image size "
-                         f"{cfg.dataset.image_size} != {images.shape[-1]}; left out")  # fmt: skip
+            notes.append(
+                f"Grad-CAM grid: fusion {fusion} trained at image size "
+                f"{cfg.dataset.image_size} != {images.shape[-1]}; left out"
+            )
             continue
         cams, preds = grad_cam(model.eval(), images)
         rows.append((fusion, cams, preds))
@@ -95,8 +101,9 @@ def _plot(rows, images, labels, names, ds, fig_dir: Path) -> list[Path]:
     from glattn.gradcam import _display
 
     n = len(images)
-    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(1.6 * n + 1, 1.7 * (len(rows) + 1)),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(rows) + 1, n, figsize=(1.6 * n + 1, 1.7 * (len(rows) + 1)), squeeze=False
+    )
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -110,8 +117,9 @@ def _plot(rows, images, labels, names, ds, fig_dir: Path) -> list[Path]:
             axes[i, j].imshow(_display(images[j]))
             axes[i, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             axes[i, j].set_title(f"pred {names[int(preds[j])]}", fontsize=6)
-    fig.suptitle(f"Grad-CAM by fusion strategy ({tables.dataset_label(ds)}, best seed each)",
-                 fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Grad-CAM by fusion strategy ({tables.dataset_label(ds)}, best seed each)", fontsize=9
+    )
     return figures.save(fig, fig_dir, "gradcam_fusion")
 
 

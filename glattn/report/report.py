@@ -79,8 +79,7 @@ def make_report(
             if gradcam and frame["fusion"].nunique() > 1:
                 from glattn.report import gradcam_grid
 
-                report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir,
-                                                         report.notes)  # fmt: skip
+                report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir, report.notes)
 
     total = sum(len(f) for f in frames.values())
     notes_path = out_dir / "NOTES.md"
@@ -100,8 +99,10 @@ def make_report(
             report.parent_run_id = str(sweeps.iloc[0]["run_id"])
             artifacts.log_report(uri, report.parent_run_id, out_dir)
         else:
-            report.notes.append(f"no parent sweep run (tag glattn.role=sweep) in "
-                                f"{experiment!r}: the report was not logged")  # fmt: skip
+            report.notes.append(
+                f"no parent sweep run (tag glattn.role=sweep) in "
+                f"{experiment!r}: the report was not logged"
+            )
     return report
 
 
@@ -161,9 +162,13 @@ def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Pa
                 dst = fig_dir / f"confusion_{ds}.png"
                 shutil.copyfile(png, dst)
                 paths.append(dst)
-                notes.append(f"confusion matrix ({ds}, {label}): copied one seed's logged "
-                             "image (no numeric confusion-matrix artifact to sum)")  # fmt: skip
+                notes.append(
+                    f"confusion matrix ({ds}, {label}): copied one seed's logged "
+                    "image (no numeric confusion-matrix artifact to sum)"
+                )
             else:
-                notes.append(f"confusion matrix ({ds}, best: {label}): its runs logged no "
-                             "confusion-matrix artifact")  # fmt: skip
+                notes.append(
+                    f"confusion matrix ({ds}, best: {label}): its runs logged no "
+                    "confusion-matrix artifact"
+                )
     return paths

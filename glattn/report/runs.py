@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import os
+import re
 from pathlib import Path
 
 import mlflow
@@ -43,8 +43,8 @@ def default_tracking_uri() -> str:
 def absolute_sqlite_uri(uri: str) -> str:
     """`sqlite:///rel/path.db` -> `sqlite:////abs/rel/path.db` (relative to the cwd)."""
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
     return uri
 
 
@@ -81,9 +81,9 @@ def tracking_uri(uri: str):
 def get_experiment(uri: str, name: str):
     """The experiment called `name`; ReportError listing the known ones otherwise."""
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not Path(uri[len(prefix):]).is_file():
+    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_file():
         raise ReportError(
-            f"no MLflow database at {uri[len(prefix):]} (tracking URI {uri!r}): train "
+            f"no MLflow database at {uri[len(prefix) :]} (tracking URI {uri!r}): train "
             "something first, or pass --tracking-uri"
         )
     client = MlflowClient(uri)
@@ -175,8 +175,11 @@ def _options(group: str) -> dict:
             value = node.get(key) if hasattr(node, "get") else None
             if isinstance(value, str):
                 table[value] = None if value in table else path.stem  # None: ambiguous
-    return {"names": names, "targets": {k: v for k, v in targets.items() if v},
-            "by_name": {k: v for k, v in by_name.items() if v}}
+    return {
+        "names": names,
+        "targets": {k: v for k, v in targets.items() if v},
+        "by_name": {k: v for k, v in by_name.items() if v},
+    }
 
 
 def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:

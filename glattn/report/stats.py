@@ -9,8 +9,8 @@ unequal-variance t-test otherwise. Both two-sided, via `scipy.stats.ttest_rel` a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 from scipy import stats

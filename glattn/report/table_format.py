@@ -29,7 +29,7 @@ class Cell:
     note: str | None = None  # footnote text (a dash always has one)
 
     @classmethod
-    def missing(cls, why: str) -> "Cell":
+    def missing(cls, why: str) -> Cell:
         return cls(DASH, note=why)
 
 
@@ -92,8 +92,9 @@ class Table:
             return text + (f"\\textsuperscript{{{marks[cell.note]}}}" if cell.note else "")
 
         nlab = self._label_columns()
-        align = "".join("l" if i < nlab or name in TEXT_COLUMNS else "r"
-                        for i, name in enumerate(self.columns))  # fmt: skip
+        align = "".join(
+            "l" if i < nlab or name in TEXT_COLUMNS else "r" for i, name in enumerate(self.columns)
+        )
         lines = [
             "\\begin{table}[t]",
             "\\centering",

@@ -10,8 +10,8 @@ so runs of different configurations are never pooled.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pandas as pd
 
@@ -27,30 +27,46 @@ METRICS = {
 }
 
 ORDER = {
-    "backbone": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                 "vgg11", "vgg13", "vgg16", "vgg19"],
+    "backbone": [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "vgg11",
+        "vgg13",
+        "vgg16",
+        "vgg19",
+    ],
     "attention": ["none", "global_only", "cbam"],
-    "fusion": ["original", "learnable_gate", "weighted_add", "channel_attn", "spatial_attn",
-               "cross_attn"],
+    "fusion": [
+        "original",
+        "learnable_gate",
+        "weighted_add",
+        "channel_attn",
+        "spatial_attn",
+        "cross_attn",
+    ],
     "residual": ["original", "learnable_gate", "progressive", "drop_path"],
     "loss": ["focal", "ce", "class_balanced"],
     "dataset": ["ham10000", "isic2018", "synthetic"],
-}  # fmt: skip
+}
 
 DATASET_NAMES = {"ham10000": "HAM10000", "isic2018": "ISIC 2018", "synthetic": "Synthetic"}
-SPLIT_NAMES = {"official_test": "official test", "official_val": "official val.",
-               "holdout": "holdout"}  # fmt: skip
+SPLIT_NAMES = {
+    "official_test": "official test",
+    "official_val": "official val.",
+    "holdout": "holdout",
+}
 
 #: Where each fusion strategy comes from (Table 3's reference column).
 FUSION_REFERENCES = {
     "original": "GLSA baseline: A ⊙ L (element-wise product)",
     "learnable_gate": "Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)",
-    "weighted_add": "EfficientDet fast normalised fusion, Tan et al. CVPR 2020 "
-    "(arXiv:1911.09070)",
+    "weighted_add": "EfficientDet fast normalised fusion, Tan et al. CVPR 2020 (arXiv:1911.09070)",
     "channel_attn": "Squeeze-and-Excitation, Hu et al. CVPR 2018 (arXiv:1709.01507)",
     "spatial_attn": "CBAM spatial attention, Woo et al. ECCV 2018 (arXiv:1807.06521)",
-    "cross_attn": "Cross attention (Transformer), Vaswani et al. NeurIPS 2017 "
-    "(arXiv:1706.03762)",
+    "cross_attn": "Cross attention (Transformer), Vaswani et al. NeurIPS 2017 (arXiv:1706.03762)",
 }
 #: Where each residual strategy comes from (Table 4's reference column).
 RESIDUAL_REFERENCES = {
@@ -92,8 +108,12 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def summary_cell(values: dict, scale: Callable[[float], str] = pct, note: str | None = None,
-                 missing: str = NO_RUNS) -> Cell:  # fmt: skip
+def summary_cell(
+    values: dict,
+    scale: Callable[[float], str] = pct,
+    note: str | None = None,
+    missing: str = NO_RUNS,
+) -> Cell:
     """`{seed: value}` -> 'mean ± std (n=k)' (no ± for n=1), or a dash + footnote."""
     s = stats.summarize(values)
     if s.n == 0:
@@ -156,8 +176,10 @@ def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
             out[key] = float(value)
     note = None
     if dup:
-        note = (f"{dup} run(s) repeat a seed with a different configuration fingerprint; "
-                "the latest run per seed is used")  # fmt: skip
+        note = (
+            f"{dup} run(s) repeat a seed with a different configuration fingerprint; "
+            "the latest run per seed is used"
+        )
     return out, note
 
 
@@ -297,8 +319,9 @@ def table2(runs: pd.DataFrame, ctx: Context) -> Table | None:
     frame = frame[frame["attention"].isin(["none", "cbam"])]
     if frame.empty or frame["attention"].nunique() < 2:
         return None
-    cbam = restrict(frame[frame["attention"] == "cbam"],
-                    {"fusion": "original", "residual": "original"})  # fmt: skip
+    cbam = restrict(
+        frame[frame["attention"] == "cbam"], {"fusion": "original", "residual": "original"}
+    )
     frame = pd.concat([frame[frame["attention"] == "none"], cbam])
     extra = [k for k in _extra_keys(frame, ["backbone", "attention"], {"fusion", "residual"})]
     cols = ["Data set", "Backbone"] + [k.capitalize() for k in extra]
@@ -332,8 +355,7 @@ def _subject_table(runs, ctx, subject, baseline, number, title, refs, extra_cols
     if frame.empty or frame[subject].nunique() < 2:
         return None
     extra = _extra_keys(frame, [subject], baseline)
-    keep = [sub for _, sub in groups(frame, extra, ctx, full=False)
-            if sub[subject].nunique() > 1]  # fmt: skip
+    keep = [sub for _, sub in groups(frame, extra, ctx, full=False) if sub[subject].nunique() > 1]
     frame = pd.concat(keep) if keep else frame.iloc[:0]
     if frame.empty:
         return None
@@ -342,16 +364,24 @@ def _subject_table(runs, ctx, subject, baseline, number, title, refs, extra_cols
     cols += [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
     cols += [name for name, _ in extra_cols(datasets)] + ["Reference"]
     pinned = ", ".join(f"{k}={v}" for k, v in baseline.items())
-    table = Table(TABLES[number], title, f"{pinned}. {caption_stats(ctx)}.", cols,
-                  label_columns=len(extra) + 1)  # fmt: skip
+    table = Table(
+        TABLES[number],
+        title,
+        f"{pinned}. {caption_stats(ctx)}.",
+        cols,
+        label_columns=len(extra) + 1,
+    )
     grouped = list(groups(frame, extra, ctx, full=False)) if extra else [((), frame)]
     for glevels, gframe in grouped:
         for (level,), sub in groups(gframe, [subject], ctx):
             row = [Cell(str(v)) for v in glevels] + [Cell(level)]
             row += [metric_cell(sub[sub["dataset"] == d], ctx) for d in datasets]
             row += [fn(sub, gframe) for _, fn in extra_cols(datasets)]
-            row.append(Cell(refs.get(level, "")) if level in refs else Cell.missing(
-                f"no reference recorded for {subject}={level}"))
+            row.append(
+                Cell(refs.get(level, ""))
+                if level in refs
+                else Cell.missing(f"no reference recorded for {subject}={level}")
+            )
             table.add_row(row)
     return table
 
@@ -371,10 +401,15 @@ def table3(runs: pd.DataFrame, ctx: Context) -> Table | None:
         return Cell(f"{d:+,.0f}", d, n=mine.n)
 
     return _subject_table(
-        runs, ctx, "fusion", {"attention": "cbam", "residual": "original"}, 3,
-        "Table 3: Fusion strategies", FUSION_REFERENCES,
+        runs,
+        ctx,
+        "fusion",
+        {"attention": "cbam", "residual": "original"},
+        3,
+        "Table 3: Fusion strategies",
+        FUSION_REFERENCES,
         lambda datasets: [("Params vs original", extra_params)],
-    )  # fmt: skip
+    )
 
 
 def table4(runs: pd.DataFrame, ctx: Context) -> Table | None:
@@ -391,22 +426,34 @@ def table4(runs: pd.DataFrame, ctx: Context) -> Table | None:
             key = f"val/{ctx.metric}"
             hist = ctx.history(list(sub["run_id"]), key)
             epochs = pd.Series(
-                {i: stats.convergence_epoch(hist.get(r, {}), frac)
-                 for i, r in zip(sub.index, sub["run_id"])}, dtype=float)  # fmt: skip
+                {
+                    i: stats.convergence_epoch(hist.get(r, {}), frac)
+                    for i, r in zip(sub.index, sub["run_id"])
+                },
+                dtype=float,
+            )
             seeds, note = by_seed(sub, epochs)
-            return summary_cell(seeds, lambda v: f"{v:.1f}", note,
-                                f"runs logged no per-epoch {key}")  # fmt: skip
+            return summary_cell(
+                seeds, lambda v: f"{v:.1f}", note, f"runs logged no per-epoch {key}"
+            )
 
         return cell
 
     t = _subject_table(
-        runs, ctx, "residual", {"attention": "cbam", "fusion": "original"}, 4,
-        "Table 4: Residual strategies", RESIDUAL_REFERENCES,
+        runs,
+        ctx,
+        "residual",
+        {"attention": "cbam", "fusion": "original"},
+        4,
+        "Table 4: Residual strategies",
+        RESIDUAL_REFERENCES,
         lambda datasets: [(f"{dataset_label(d)} conv. epoch", conv(d)) for d in datasets],
-    )  # fmt: skip
+    )
     if t is not None:
-        t.caption += (f" Convergence epoch: the first epoch whose val/{ctx.metric} reaches "
-                      f"{frac:.0%} of the run's best, mean ± std over seeds.")  # fmt: skip
+        t.caption += (
+            f" Convergence epoch: the first epoch whose val/{ctx.metric} reaches "
+            f"{frac:.0%} of the run's best, mean ± std over seeds."
+        )
     return t
 
 
@@ -443,22 +490,36 @@ def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row.append(metric_cell(sub, ctx))
         for d, s in targets:
-            ev = evals[(evals["eval_dataset"] == d) & (evals["eval_split"] == s)
-                       & evals["source_run_id"].isin(sub["run_id"])]  # fmt: skip
+            ev = evals[
+                (evals["eval_dataset"] == d)
+                & (evals["eval_split"] == s)
+                & evals["source_run_id"].isin(sub["run_id"])
+            ]
             ev = ev.sort_values("start_time").drop_duplicates("source_run_id", keep="last")
             # key both arms by the source run (its seed) so that they pair exactly
             src = sub.set_index("run_id")
-            ev_vals = {src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
-                       for r, v in zip(ev["source_run_id"], _metric(ev, f"eval/{ctx.metric}"))
-                       if not math.isnan(v)}  # fmt: skip
-            hold = {src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
-                    for r, v in zip(sub["run_id"], hold_vals) if not math.isnan(v)}  # fmt: skip
-            miss = (f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
-                    if ev.empty else f"eval runs logged no eval/{ctx.metric}")  # fmt: skip
+            ev_vals = {
+                src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
+                for r, v in zip(ev["source_run_id"], _metric(ev, f"eval/{ctx.metric}"))
+                if not math.isnan(v)
+            }
+            hold = {
+                src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
+                for r, v in zip(sub["run_id"], hold_vals)
+                if not math.isnan(v)
+            }
+            miss = (
+                f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
+                if ev.empty
+                else f"eval runs logged no eval/{ctx.metric}"
+            )
             row.append(summary_cell(ev_vals, missing=miss))
             paired = {k: hold[k] - ev_vals[k] for k in hold.keys() & ev_vals.keys()}
-            row.append(summary_cell(paired, lambda v: f"{100 * v:+.2f}",
-                                    missing="no paired holdout/target runs"))  # fmt: skip
+            row.append(
+                summary_cell(
+                    paired, lambda v: f"{100 * v:+.2f}", missing="no paired holdout/target runs"
+                )
+            )
             cmp = stats.compare({k: ev_vals[k] for k in paired}, {k: hold[k] for k in paired})
             row.append(p_cell(cmp))
         table.add_row(row)
@@ -472,8 +533,9 @@ def _source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     out = evals["source_run_id"].copy()
     for idx in evals.index[evals["source_run_id"].isna()]:
         ev = evals.loc[idx]
-        cand = train[(train[model] == ev[model]).all(axis=1)
-                     & (train["dataset"] != ev["eval_dataset"])]  # fmt: skip
+        cand = train[
+            (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
+        ]
         if not cand.empty:
             out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
     return out
@@ -490,8 +552,16 @@ def table6(runs: pd.DataFrame, ctx: Context) -> Table | None:
     if frame["dataset"].nunique() > 1:
         keys.append("dataset")
     cols = [k.capitalize() for k in keys]
-    cols += ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)", "Peak mem (MB)",
-             "Params overhead", "FLOPs overhead", "Latency overhead"]  # fmt: skip
+    cols += [
+        "Params (M)",
+        "GFLOPs",
+        "Train img/s",
+        "Latency (ms)",
+        "Peak mem (MB)",
+        "Params overhead",
+        "FLOPs overhead",
+        "Latency overhead",
+    ]
     table = Table(
         TABLES[6],
         "Table 6: Efficiency",
@@ -507,21 +577,27 @@ def table6(runs: pd.DataFrame, ctx: Context) -> Table | None:
         params = constant_cell(sub, "model/params_total", millions)
         flops = constant_cell(sub, "model/gflops", lambda v: f"{v:.2f}")
         row += [params, flops]
-        for key, fmt in (("perf/train_img_s", "{:.1f}"), ("perf/infer_latency_ms", "{:.2f}"),
-                         ("perf/peak_mem_mb", "{:.0f}")):  # fmt: skip
+        for key, fmt in (
+            ("perf/train_img_s", "{:.1f}"),
+            ("perf/infer_latency_ms", "{:.2f}"),
+            ("perf/peak_mem_mb", "{:.0f}"),
+        ):
             vals, note = by_seed(sub, _metric(sub, key))
             row.append(summary_cell(vals, fmt.format, note, f"runs did not log {key}"))
         base = frame[frame["attention"] == "none"]
         for k, v in zip(keys, levels):
             if k in ("backbone", "dataset"):
                 base = base[base[k] == v]
-        base_cells = [constant_cell(base, "model/params_total", str),
-                      constant_cell(base, "model/gflops", str)]  # fmt: skip
+        base_cells = [
+            constant_cell(base, "model/params_total", str),
+            constant_cell(base, "model/gflops", str),
+        ]
         lat, _ = by_seed(base, _metric(base, "perf/infer_latency_ms"))
         base_lat = stats.summarize(lat)
         mine_lat = row[len(keys) + 3]
-        for mine, ref in zip([params, flops, mine_lat],
-                             base_cells + [Cell("", base_lat.mean, n=base_lat.n)]):  # fmt: skip
+        for mine, ref in zip(
+            [params, flops, mine_lat], base_cells + [Cell("", base_lat.mean, n=base_lat.n)]
+        ):
             if base.empty:
                 row.append(Cell.missing("no attention=none baseline run for this backbone"))
             elif math.isnan(mine.mean) or math.isnan(ref.mean) or ref.mean == 0:

@@ -15,6 +15,7 @@ multi-run/). glattn adds, around Hydra's basic sweep:
 The file protocol between a sweep and its jobs lives in `glattn.sweep.protocol`.
 """
 
+from glattn.sweep import transfer  # noqa: F401,E402  (registers ${glattn_source_ckpt:})
 from glattn.sweep.protocol import (
     PARENT_RUN_FILE,
     STATUS_FILE,
@@ -22,7 +23,5 @@ from glattn.sweep.protocol import (
     read_status,
     write_status,
 )
-
-from glattn.sweep import transfer  # noqa: F401,E402  (registers ${glattn_source_ckpt:})
 
 __all__ = ["PARENT_RUN_FILE", "STATUS_FILE", "read_parent_run_id", "read_status", "write_status"]

@@ -25,8 +25,11 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from glattn.sweep import protocol, store
-from glattn.sweep import transfer  # noqa: F401  (registers the ${glattn_source_ckpt:} resolver)
+from glattn.sweep import (
+    protocol,
+    store,
+    transfer,  # noqa: F401  (registers the ${glattn_source_ckpt:} resolver)
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,4 +163,3 @@ def format_summary(summary: dict, name: str) -> str:
                 line += f"\n        error: {error}\n        log:   {job.get('job_dir')}"
             lines.append(line)
     return "\n".join(lines)
-

@@ -75,7 +75,9 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
                 if client is not None and not rerun:
                     from glattn.tracking import find_finished_run
 
-                    run = find_finished_run(task_cfg.tracking, plan.fingerprint, str(task_cfg.task))
+                    run = find_finished_run(
+                        task_cfg.tracking, plan.fingerprint, str(task_cfg.task)
+                    )
                     plan.done_run = run.info.run_id if run is not None else None
             except Exception as e:  # noqa: BLE001 - one bad job is shown, not fatal to the plan
                 plan.error = f"{type(e).__name__}: {e}"

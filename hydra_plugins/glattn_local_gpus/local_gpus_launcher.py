@@ -13,23 +13,23 @@ into ``<sweep dir>/.local_gpus/<num>/job.pkl`` and run by ``_worker.py`` through
 reporting (killed, segfault) becomes a FAILED JobReturn; the others go on.
 """
 
-
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class LocalGpusConf:
     _target_: str = "hydra_plugins.glattn_local_gpus.local_gpus_launcher.LocalGpusLauncher"
-    gpus: Optional[Any] = None  # null: visible GPUs; []: CPU only; [0, 1] or "0,1": these ids
+    gpus: Any | None = None  # null: visible GPUs; []: CPU only; [0, 1] or "0,1": these ids
     jobs_per_gpu: int = 1
-    n_jobs: Optional[int] = None  # CPU: parallel jobs (default 1); GPU: optional cap
-    threads_per_job: Optional[int] = None  # default: CPU cores // parallel jobs
+    n_jobs: int | None = None  # CPU: parallel jobs (default 1); GPU: optional cap
+    threads_per_job: int | None = None  # default: CPU cores // parallel jobs
     poll_s: float = 0.2
 
 
@@ -79,12 +79,15 @@ class LocalGpusLauncher(Launcher):
         self,
         gpus: Any = None,
         jobs_per_gpu: int = 1,
-        n_jobs: Optional[int] = None,
-        threads_per_job: Optional[int] = None,
+        n_jobs: int | None = None,
+        threads_per_job: int | None = None,
         poll_s: float = 0.2,
     ) -> None:
-        for key, value in (("jobs_per_gpu", jobs_per_gpu), ("n_jobs", n_jobs),
-                           ("threads_per_job", threads_per_job)):  # fmt: skip
+        for key, value in (
+            ("jobs_per_gpu", jobs_per_gpu),
+            ("n_jobs", n_jobs),
+            ("threads_per_job", threads_per_job),
+        ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"hydra.launcher.{key}={value!r}: expected an integer >= 1")
         self.gpus = parse_gpus(gpus)
@@ -92,17 +95,18 @@ class LocalGpusLauncher(Launcher):
         self.n_jobs = n_jobs
         self.threads_per_job = threads_per_job
         self.poll_s = float(poll_s)
-        self.config: Optional[DictConfig] = None
-        self.hydra_context: Optional[HydraContext] = None
-        self.task_function: Optional[TaskFunction] = None
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
-              config: DictConfig) -> None:  # fmt: skip
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
 
-    def slots(self) -> list[Optional[str]]:
+    def slots(self) -> list[str | None]:
         """One entry per job that may run at once: a GPU id, or None for a CPU slot."""
         gpus = visible_gpus() if self.gpus is None else self.gpus
         if gpus:
@@ -110,7 +114,7 @@ class LocalGpusLauncher(Launcher):
             return slots[: self.n_jobs] if self.n_jobs else slots
         return [None] * (self.n_jobs or 1)
 
-    def job_env(self, gpu: Optional[str], parallel: int) -> dict[str, str]:
+    def job_env(self, gpu: str | None, parallel: int) -> dict[str, str]:
         threads = self.threads_per_job or max(1, (os.cpu_count() or 1) // parallel)
         env = dict(os.environ)
         env.update(
@@ -125,8 +129,9 @@ class LocalGpusLauncher(Launcher):
         env["PYTHONPATH"] = os.pathsep.join(p for p in extra if p)
         return env
 
-    def launch(self, job_overrides: Sequence[Sequence[str]],
-               initial_job_idx: int) -> Sequence[JobReturn]:  # fmt: skip
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         import cloudpickle
 
         assert self.config is not None and self.hydra_context is not None
@@ -151,18 +156,28 @@ class LocalGpusLauncher(Launcher):
                     num, overrides = pending.pop(0)
                     job_dir = work / str(num)
                     job_dir.mkdir(parents=True, exist_ok=True)
-                    spec = (self.hydra_context, self.task_function, self.config,
-                            list(overrides), num, state)  # fmt: skip
+                    spec = (
+                        self.hydra_context,
+                        self.task_function,
+                        self.config,
+                        list(overrides),
+                        num,
+                        state,
+                    )
                     (job_dir / "job.pkl").write_bytes(cloudpickle.dumps(spec))
                     (job_dir / "result.pkl").unlink(missing_ok=True)
                     with open(job_dir / "worker.log", "ab") as out:
                         proc = subprocess.Popen(
-                            [sys.executable, "-m", "hydra_plugins.glattn_local_gpus._worker",
-                             str(job_dir)],
+                            [
+                                sys.executable,
+                                "-m",
+                                "hydra_plugins.glattn_local_gpus._worker",
+                                str(job_dir),
+                            ],
                             env=self.job_env(slots[slot], len(slots)),
                             stdout=out,
                             stderr=subprocess.STDOUT,
-                        )  # fmt: skip
+                        )
                     running[slot] = (proc, num, overrides, time.monotonic())
                     where = "CPU" if slots[slot] is None else f"GPU {slots[slot]}"
                     log.info(f"\t#{num} on {where}: {' '.join(filter_overrides(overrides))}")
@@ -177,10 +192,10 @@ class LocalGpusLauncher(Launcher):
                 if running:
                     time.sleep(self.poll_s)
         finally:
-            for proc, num, _, _ in running.values():  # interrupted: stop our own children
+            for proc, _, _, _ in running.values():  # interrupted: stop our own children
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
-            for proc, num, _, _ in running.values():
+            for proc, _, _, _ in running.values():
                 try:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class GlattnSlurmLauncher(SlurmLauncher):
-    def launch(self, job_overrides: Sequence[Sequence[str]],
-               initial_job_idx: int) -> Sequence[JobReturn]:  # fmt: skip
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         import submitit
 
         assert self.config is not None
@@ -52,12 +54,17 @@ class GlattnSlurmLauncher(SlurmLauncher):
         if "mode" in self.config.hydra.sweep:
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {sweep_dir}")
-        job_params: List[Any] = []
+        job_params: list[Any] = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append(
-                (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
-                 Singleton.get_state())  # fmt: skip
+                (
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    idx,
+                    f"job_id_for_{idx}",
+                    Singleton.get_state(),
+                )
             )
         jobs = executor.map_array(self, *zip(*job_params))
         returns = []

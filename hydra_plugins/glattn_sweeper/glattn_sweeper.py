@@ -11,11 +11,10 @@ config with ``paper.stages`` (experiments/paper.yaml) runs its stages one after 
 (glattn.sweep.paper).
 """
 
-
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -28,8 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class GlattnSweeperConf:
     _target_: str = "hydra_plugins.glattn_sweeper.glattn_sweeper.GlattnSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = field(default=None)
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = field(default=None)
 
 
 ConfigStore.instance().store(
@@ -38,10 +37,10 @@ ConfigStore.instance().store(
 
 
 class GlattnSweeper(BasicSweeper):
-    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None):
+    def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None):
         super().__init__(max_batch_size=max_batch_size, params=params)
 
-    def job_lists(self, arguments: List[str]) -> List[List[List[str]]]:
+    def job_lists(self, arguments: list[str]) -> list[list[list[str]]]:
         """The sweep's jobs, batched exactly as BasicSweeper batches them."""
         params_conf = self._parse_config()
         params_conf.extend(arguments)
@@ -49,7 +48,7 @@ class GlattnSweeper(BasicSweeper):
         overrides = parser.parse_overrides(params_conf)
         return self.split_arguments(overrides, self.max_batch_size)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
         if OmegaConf.select(self.config, "paper.stages", default=None):
             from glattn.sweep.paper import run_from_sweeper

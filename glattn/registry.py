@@ -6,7 +6,7 @@ for every family (tests/test_models_registry.py checks it).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 class Registry:
