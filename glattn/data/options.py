@@ -13,6 +13,7 @@ from glattn.data.errors import DataError
 NAMES = ("synthetic", "ham10000", "isic2018")
 SAMPLERS = ("weighted", "none")
 EVAL_SPLITS = ("holdout", "official_val", "official_test")
+AUGMENTS = ("device", "cpu")  # training augmentation: batched on the device | per image (workers)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class DataOptions:
     cache: bool = True
     cache_dir: str = "outputs/cache"
     num_workers: int = 0
+    augment: str = "device"
     # synthetic only
     num_images: int = 2000
     source_width: int = 200
@@ -102,6 +104,7 @@ def check_options(cfg: Mapping) -> DataOptions:
         cache=_bool(d, "cache", True),
         cache_dir=str(_get(d, "cache_dir", None) or out_dir / "cache"),
         num_workers=_int(d, "num_workers", 0, 0),
+        augment=_choice(d, "augment", "device", AUGMENTS),
         num_images=_int(d, "num_images", defaults["num_images"], 28),
         source_width=_int(d, "source_width", defaults["source_width"], 16),
         source_height=_int(d, "source_height", defaults["source_height"], 16),
