@@ -8,6 +8,14 @@ when they are neither there nor downloadable, one error names the file and how t
 
 `stages(model)` splits the trunk into named stages with their output strides, which is
 where GLSA blocks can be inserted (see glattn.models.net).
+
+Extension backbones (README "Extending glattn"): a builder registered in BACKBONES under
+its own name, `builder(num_classes, **settings) -> (model, stage)`, where `model` is a
+torchvision-style classifier, ResNet-style (conv1, bn1, relu, maxpool, layer1..layer4,
+avgpool, fc) or VGG-style (features, avgpool, classifier, features cut into blocks at its
+max-pools), its head already giving `num_classes` outputs, and `stage` the stage after
+which the GLSA block goes by default (what `glsa.position=stride16`, the seed's place,
+means for this backbone).
 """
 
 from __future__ import annotations
@@ -25,7 +33,41 @@ from torch import nn
 
 from glattn.registry import Registry
 
-BACKBONES = Registry("backbone")
+RESNET_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "fc")
+VGG_PARTS = ("features", "avgpool", "classifier")
+CONTRACT = (
+    "`builder(num_classes, **settings)` returns `(model, stage)`: a torchvision-style "
+    f"classifier, ResNet-style ({', '.join(RESNET_PARTS)}, avgpool) or VGG-style "
+    f"({', '.join(VGG_PARTS)}; features an nn.Sequential), whose head gives num_classes "
+    "outputs, and the name of the stage after which the GLSA block goes by default"
+)
+
+
+def _probe(built, num_classes: int) -> str | None:
+    """An extension builder's result against CONTRACT (no forward pass: no data cost)."""
+    if not (isinstance(built, tuple) and len(built) == 2):
+        return f"the builder returned {type(built).__name__}, expected a (model, stage) pair"
+    model, stage = built
+    if not isinstance(model, nn.Module):
+        return f"the model is a {type(model).__name__}, expected a torch nn.Module"
+    try:
+        family(model)
+    except TypeError as err:
+        return str(err)
+    names = {a for s in stages(model) for a in (s.name, *s.aliases)} - {"stem"}
+    if stage not in names:
+        return f"stage {stage!r} is not one of its stages ({', '.join(sorted(names))})"
+    last = head(model)
+    last = last[-1] if isinstance(last, nn.Sequential) else last
+    out = getattr(last, "out_features", None)
+    if out != num_classes:
+        return f"its head gives {out} outputs, expected num_classes={num_classes}"
+    return None
+
+
+BACKBONES = Registry(
+    "backbone", contract=CONTRACT, probe=_probe, where=("glattn.models.backbones", "BACKBONES")
+)
 for _name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
     BACKBONES.register(_name)(getattr(torchvision.models, _name))
 for _name in ("vgg11", "vgg13", "vgg16", "vgg19"):
@@ -35,11 +77,19 @@ DOWNLOAD_TIMEOUT_S = 20.0
 
 
 def family(model: nn.Module) -> str:
-    if isinstance(model, torchvision.models.ResNet):
+    """ "resnet" or "vgg": torchvision's classes, or any model with their parts."""
+    if isinstance(model, torchvision.models.ResNet) or all(
+        hasattr(model, a) for a in RESNET_PARTS
+    ):
         return "resnet"
-    if isinstance(model, torchvision.models.VGG):
+    if isinstance(model, torchvision.models.VGG) or (
+        all(hasattr(model, a) for a in VGG_PARTS) and isinstance(model.features, nn.Sequential)
+    ):
         return "vgg"
-    raise TypeError(f"unsupported backbone type {type(model).__name__}")
+    raise TypeError(
+        f"unsupported backbone type {type(model).__name__}: expected a torchvision-style "
+        f"ResNet ({', '.join(RESNET_PARTS)}, avgpool) or VGG ({', '.join(VGG_PARTS)})"
+    )
 
 
 def weights_file(weights: torchvision.models.WeightsEnum) -> Path:
@@ -143,6 +193,8 @@ def stages(model: nn.Module) -> list[Stage]:
             i = len(out) + 1
             out.append(Stage(f"block{i}", 2**i, current, (f"stride{2**i}",)))
             current = []
+    if current:  # an extension's trunk may end after its last max-pool (VGG's does not)
+        out.append(Stage(f"block{len(out) + 1}", out[-1].stride if out else 1, current, ()))
     return out
 
 

@@ -18,9 +18,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from glattn.models.contract import same_shape_probe
 from glattn.registry import Registry
 
-LOCAL_ATTENTION = Registry("attention")
+LOCAL_ATTENTION = Registry(
+    "attention",
+    contract="`__init__(self, channels, **settings)`; `forward(x)` returns a tensor of the "
+    "shape of x (B, C, H, W)",
+    probe=same_shape_probe("forward(x)", 1),
+    where=("glattn.models.cbam", "LOCAL_ATTENTION"),
+)
 
 
 class ChannelAttention(nn.Module):
@@ -52,7 +59,7 @@ class SpatialAttention(nn.Module):
         return x * torch.sigmoid(self.bn(self.conv(pooled)))  # (B, 1, H, W) map
 
 
-@LOCAL_ATTENTION.register("cbam")
+@LOCAL_ATTENTION.register("cbam", reference="CBAM, Woo et al. ECCV 2018 (arXiv:1807.06521)")
 class CBAM(nn.Module):
     """Channel attention, then spatial attention (the paper's sequential order)."""
 

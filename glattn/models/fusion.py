@@ -23,9 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glattn.models.contract import same_shape_probe
 from glattn.registry import Registry
 
-FUSIONS = Registry("fusion")
+FUSIONS = Registry(
+    "fusion",
+    contract="`__init__(self, channels, **settings)`; `forward(A, L, x)` takes three "
+    "(B, C, H, W) tensors and returns R of the same shape",
+    probe=same_shape_probe("forward(A, L, x)", 3),
+    where=("glattn.models.fusion", "FUSIONS"),
+)
 
 
 def _check_width(name: str, channels: int, reduction: int, heads: int) -> int:
@@ -38,7 +45,10 @@ def _check_width(name: str, channels: int, reduction: int, heads: int) -> int:
     return width
 
 
-@FUSIONS.register("original")
+@FUSIONS.register(
+    "original",
+    reference="GLSA baseline: A ⊙ L (element-wise product)",
+)
 class ProductFusion(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -47,7 +57,10 @@ class ProductFusion(nn.Module):
         return A * L
 
 
-@FUSIONS.register("learnable_gate")
+@FUSIONS.register(
+    "learnable_gate",
+    reference="Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)",
+)
 class GatedFusion(nn.Module):
     def __init__(self, channels: int, init_logit: float = 0.0) -> None:
         super().__init__()
@@ -61,7 +74,10 @@ class GatedFusion(nn.Module):
         return g * A + (1 - g) * L
 
 
-@FUSIONS.register("weighted_add")
+@FUSIONS.register(
+    "weighted_add",
+    reference="EfficientDet fast normalised fusion, Tan et al. CVPR 2020 (arXiv:1911.09070)",
+)
 class WeightedAddFusion(nn.Module):
     def __init__(self, channels: int, eps: float = 1e-4) -> None:
         super().__init__()
@@ -77,7 +93,10 @@ class WeightedAddFusion(nn.Module):
         return w[0] * A + w[1] * L + w[2] * (A * L)
 
 
-@FUSIONS.register("channel_attn")
+@FUSIONS.register(
+    "channel_attn",
+    reference="Squeeze-and-Excitation, Hu et al. CVPR 2018 (arXiv:1709.01507)",
+)
 class ChannelAttnFusion(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
@@ -94,7 +113,10 @@ class ChannelAttnFusion(nn.Module):
         return s * A + (1 - s) * L
 
 
-@FUSIONS.register("spatial_attn")
+@FUSIONS.register(
+    "spatial_attn",
+    reference="CBAM spatial attention, Woo et al. ECCV 2018 (arXiv:1807.06521)",
+)
 class SpatialAttnFusion(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 7) -> None:
         super().__init__()
@@ -112,7 +134,10 @@ class SpatialAttnFusion(nn.Module):
         return m * A + (1 - m) * L
 
 
-@FUSIONS.register("cross_attn")
+@FUSIONS.register(
+    "cross_attn",
+    reference="Cross attention (Transformer), Vaswani et al. NeurIPS 2017 (arXiv:1706.03762)",
+)
 class CrossAttnFusion(nn.Module):
     def __init__(self, channels: int, num_heads: int = 8, reduction: int = 4) -> None:
         super().__init__()

@@ -3,6 +3,8 @@
 `build_model(cfg)` reads cfg.backbone, cfg.glsa, cfg.attention, cfg.fusion, cfg.residual
 (each `_target_` + settings, `_partial_: true`, completed here with channel counts) and
 cfg.dataset.num_classes. `attention=none` gives the plain backbone (no GLSA parameters).
+Every component is checked against its family's contract as it is built (its constructor
+signature, then a probe forward on a small input): a breach fails here, before data work.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -76,21 +79,50 @@ class GLSANet(nn.Module):
         }
 
 
-def _partial(node: DictConfig, key: str, registry: Registry) -> functools.partial:
+def _partial(node: DictConfig, key: str, registry: Registry | None) -> functools.partial:
     """Instantiate option `cfg.<key>` as a partial whose target is in `registry`."""
     if node.get("_partial_") is not True:
         raise ValueError(f"cfg.{key} must set `_partial_: true` (channels arrive at build time)")
-    made = instantiate(node)
-    if registry is not None and registry.name_of(made.func) is None:
+    target = node.get("_target_")
+    try:
+        made = instantiate(node)
+    except InstantiationException as err:
+        if "Error locating target" not in str(err):
+            raise
         raise ValueError(
-            f"cfg.{key}._target_={node.get('_target_')} is not a registered {registry.family}; "
-            f"allowed options: {', '.join(registry.names())}"
-        )
+            f"cfg.{key}._target_={target}: cannot import it ({err.__cause__ or err}); a "
+            "module of your own must be on the import path (e.g. PYTHONPATH=<its folder>)"
+        ) from err
+    if registry is not None:
+        registry.require(made.func, key, target)
     return made
 
 
-def resolve_positions(backbone: nn.Module, position) -> list[str]:
-    """Stage names for `glsa.position` (a name or list of names; null = the seed's place)."""
+def _component(registry: Registry, factory: functools.partial, channels: int) -> nn.Module:
+    """`factory(channels)` checked against its family's contract (signature, then a probe)."""
+    registry.check_signature(factory, channels)
+    module = factory(channels)
+    registry.check(module, channels)
+    return module
+
+
+def _backbone(cfg: DictConfig) -> tuple[nn.Module, str, str | None]:
+    """(model, name, default stage): built-ins through build_backbone, extensions through
+    their registered builder (see glattn.models.backbones)."""
+    made = _partial(cfg.backbone, "backbone", None)
+    num_classes = cfg.dataset.num_classes
+    if made.func is bb.build_backbone:
+        return made(num_classes=num_classes), cfg.backbone.name, None
+    name = bb.BACKBONES.require(made.func, "backbone", cfg.backbone.get("_target_"))
+    bb.BACKBONES.check_signature(made, num_classes=num_classes)
+    built = made(num_classes=num_classes)
+    bb.BACKBONES.check(built, num_classes)
+    return built[0], name, built[1]
+
+
+def resolve_positions(backbone: nn.Module, position, default: str | None = None) -> list[str]:
+    """Stage names for `glsa.position` (a name or list of names; null = the seed's place).
+    `default`: an extension backbone's own stage for the seed's place (`stride16`)."""
     if position is None:
         position = DEFAULT_POSITION
     wanted = [position] if isinstance(position, str) else list(position)
@@ -99,6 +131,8 @@ def resolve_positions(backbone: nn.Module, position) -> list[str]:
         for alias in (stage.name, *stage.aliases):
             names[alias] = stage.name
     names.pop("stem", None)
+    if default is not None:
+        names[DEFAULT_POSITION[0]] = names.get(default, default)
     bad = [p for p in wanted if p not in names]
     if bad or not wanted:
         raise ValueError(
@@ -113,10 +147,10 @@ def build_model(cfg: DictConfig) -> GLSANet:
     for key in ("backbone", "glsa", "attention", "fusion", "residual", "dataset"):
         if key not in cfg:
             raise KeyError(f"config has no `{key}` group; compose conf/config.yaml")
-    backbone = _partial(cfg.backbone, "backbone", None)(num_classes=cfg.dataset.num_classes)
+    backbone, backbone_name, default_stage = _backbone(cfg)
     attention = _partial(cfg.attention, "attention", LOCAL_ATTENTION)
     if attention.func is NoGLSABlock:
-        return GLSANet(backbone, name=cfg.backbone.name)
+        return GLSANet(backbone, name=backbone_name)
     glsa_node = OmegaConf.to_container(cfg.glsa, resolve=True)
     position = glsa_node.pop("position", None)
     block = _partial(OmegaConf.create(glsa_node), "glsa", None)
@@ -126,9 +160,12 @@ def build_model(cfg: DictConfig) -> GLSANet:
     residual = _partial(cfg.residual, "residual", RESIDUALS)
     stages = {s.name: s for s in bb.stages(backbone)}
     blocks = {}
-    for name in resolve_positions(backbone, position):
+    for name in resolve_positions(backbone, position, default_stage):
         c = stages[name].out_channels
         blocks[name] = block(
-            channels=c, local_attention=attention(c), fusion=fusion(c), residual=residual(c)
+            channels=c,
+            local_attention=_component(LOCAL_ATTENTION, attention, c),
+            fusion=_component(FUSIONS, fusion, c),
+            residual=_component(RESIDUALS, residual, c),
         )
-    return GLSANet(backbone, blocks, name=cfg.backbone.name)
+    return GLSANet(backbone, blocks, name=backbone_name)

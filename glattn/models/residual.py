@@ -19,12 +19,22 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from glattn.models.contract import same_shape_probe
 from glattn.registry import Registry
 
-RESIDUALS = Registry("residual")
+RESIDUALS = Registry(
+    "residual",
+    contract="`__init__(self, channels, **settings)`; `forward(x, R)` takes two (B, C, H, W) "
+    "tensors and returns one of the same shape",
+    probe=same_shape_probe("forward(x, R)", 2),
+    where=("glattn.models.residual", "RESIDUALS"),
+)
 
 
-@RESIDUALS.register("original")
+@RESIDUALS.register(
+    "original",
+    reference="ResNet identity shortcut, He et al. CVPR 2016 (arXiv:1512.03385)",
+)
 class AddResidual(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -33,7 +43,10 @@ class AddResidual(nn.Module):
         return x + R
 
 
-@RESIDUALS.register("learnable_gate")
+@RESIDUALS.register(
+    "learnable_gate",
+    reference="Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)",
+)
 class GatedResidual(nn.Module):
     def __init__(self, channels: int, init_logit: float = 0.0) -> None:
         super().__init__()
@@ -47,7 +60,10 @@ class GatedResidual(nn.Module):
         return g * x + (1 - g) * R
 
 
-@RESIDUALS.register("progressive")
+@RESIDUALS.register(
+    "progressive",
+    reference="ReZero, Bachlechner et al. UAI 2021 (arXiv:2003.04887)",
+)
 class ProgressiveResidual(nn.Module):
     def __init__(self, channels: int, init: float = 0.0) -> None:
         super().__init__()
@@ -57,7 +73,10 @@ class ProgressiveResidual(nn.Module):
         return x * (1 - self.alpha) + R * self.alpha
 
 
-@RESIDUALS.register("drop_path")
+@RESIDUALS.register(
+    "drop_path",
+    reference="Stochastic Depth, Huang et al. ECCV 2016 (arXiv:1603.09382)",
+)
 class DropPathResidual(nn.Module):
     def __init__(self, channels: int, p: float = 0.1) -> None:
         super().__init__()
