@@ -128,3 +128,20 @@ def test_ham10000_unpacked_one_folder_down(tmp_path):
     # e.g. Kaggle's zip unpacked into <root>/skin-cancer-mnist-ham10000/
     meta = make_ham10000(tmp_path / "data" / "skin-cancer-mnist-ham10000", lesions_per_class=1)
     assert read_ham10000(tmp_path / "data")["image_id"].tolist() == meta["image_id"].tolist()
+
+
+def test_official_set_missing_a_class_says_it_is_fixed(tmp_path):
+    from glattn.data.errors import DataError
+
+    make_isic2018(tmp_path / "data", lesions_per_class=4)
+    gt = tmp_path / "data" / "ISIC2018_Task3_Validation_GroundTruth.csv"
+    frame = pd.read_csv(gt)
+    frame[frame["VASC"] == 0].to_csv(gt, index=False)  # an incomplete copy: no vasc
+    cfg = data_cfg(tmp_path, name="isic2018", eval_split="official_val")
+    with pytest.raises(DataError) as err:
+        build_data(cfg, tmp_path / "run")
+    text = str(err.value)
+    assert "split 'test' has no samples of class(es) ['vasc']" in text
+    assert "official ISIC 2018 Validation set (dataset.eval_split=official_val)" in text
+    assert "is fixed" in text and "dataset.eval_split=holdout" in text
+    assert "lower the fractions" not in text

@@ -448,3 +448,29 @@ def test_paper_reads_each_table_from_its_stage_experiment(store, tmp_path):
     assert "| HAM10000 | vgg16 | 62.00 ± 2.83 (n=2)<sup>" in (out / "table2_cbam.md").read_text()
     report_md = (out / "report.md").read_text()
     assert all(f"Table {n}:" in report_md for n in range(1, 7))
+
+
+@pytest.mark.parametrize(
+    "number, experiment, subject, levels",
+    [
+        (3, "table3_fusion", "fusion", ["original", "learnable_gate", "cross_attn"]),
+        (4, "table4_residual", "residual", ["original", "progressive", "drop_path"]),
+    ],
+)
+def test_one_strategy_tables_3_and_4_show_dashes_for_the_rest(
+    tmp_path, number, experiment, subject, levels
+):
+    from test_report_helpers import Store
+
+    s = Store(tmp_path)
+    for seed in range(2):  # only the first strategy has finished runs
+        s.job(experiment, seed, {"test/balanced_acc": 0.7 + 0.1 * seed}, **{subject: levels[0]})
+    frame = runs.load_runs(s.uri, experiment)
+    # without a sweep asking for more levels, one level is not an ablation table
+    assert tables.build_tables(frame, tables.Context(), [number])[number] is None
+    ctx = tables.Context("balanced_acc", {subject: levels}, None)
+    t = tables.build_tables(frame, ctx, [number])[number]
+    assert [row[0].text for row in t.rows] == levels
+    assert_summary(row_of(t, levels[0])["HAM10000 Balanced acc. (%)"], [0.7, 0.8])
+    for level in levels[1:]:
+        assert row_of(t, level)["HAM10000 Balanced acc. (%)"].text == DASH

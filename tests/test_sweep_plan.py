@@ -82,5 +82,34 @@ def test_plan_marks_done_jobs_and_estimates_cost(tmp_path):
     pflop = 3 * flops * train_images * task.trainer.max_epochs / 1e15
     assert all(f" {_fmt_pflop(pflop)} " in r for r in rows if "learnable_gate" in r)
     assert f"compute: {_fmt_pflop(3 * pflop)} PFLOP for 3 of 3 jobs" in res.stdout
+    # disk per finished run: ~1.2 x fp32 weights + 5 MB (issue 10's target), from the same model
+    from glattn.sweep.plan import _fmt_bytes
+
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build_model(task).parameters())
+    disk = 1.2 * 4 * params + 5e6
+    assert all(f" {_fmt_bytes(disk)} " in r for r in rows if "learnable_gate" in r)
+    assert f"disk: {_fmt_bytes(3 * disk)} for the 3 jobs to run, {_fmt_bytes(4 * disk)}" in (
+        res.stdout
+    )
     runs = client.search_runs([get_experiment_id(task.tracking)])
     assert [r.info.run_id for r in runs] == [run.info.run_id]  # no parent run, no job run
+
+
+def test_plan_jobs_with_errors_are_errors(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli(
+        ROOT / "run.py",
+        "debug=smoke",
+        "seed=0,1",
+        "task=eval",
+        "ckpt_path=${glattn_source_ckpt:}",  # no transfer.source: cannot resolve
+        f"paths.output_dir={out}",
+        "sweep.plan=true",
+        cwd=ROOT,
+    )
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "2 jobs: 0 done, 0 to run, 2 with errors" in res.stdout
+    assert "2 job(s) with errors (listed above)" in res.stdout
+    assert res.stdout.count("error: InterpolationResolutionError") == 2
+    assert not (out / "mlflow.db").exists()

@@ -13,6 +13,7 @@ deterministic for dataset.split_seed.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -90,8 +91,36 @@ def split_counts(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def check_splits(frame: pd.DataFrame, how: str) -> pd.DataFrame:
-    """Raise if a class has no sample in a split; log and return the count table."""
+#: What each official ISIC 2018 evaluation set is called in messages.
+OFFICIAL_SETS = {"official_val": "Validation", "official_test": "Test"}
+
+
+def _empty_class_advice(split: str, eval_split: str) -> str:
+    if eval_split in OFFICIAL_SETS and split == "test":
+        name = OFFICIAL_SETS[eval_split]
+        return (
+            f"the test split is the official ISIC 2018 {name} set (dataset.eval_split="
+            f"{eval_split}), which is fixed: no fraction or fold changes it. Check that "
+            f"ISIC2018_Task3_{name}_GroundTruth.csv and its images are complete (the official "
+            f"{name.lower()} set has all 7 classes), or use dataset.eval_split=holdout for a "
+            "lesion-grouped holdout split of the training data"
+        )
+    if eval_split in OFFICIAL_SETS:
+        return (
+            "every class needs samples in every split: lower dataset.val_fraction or "
+            "dataset.folds (dataset.test_fraction is unused with an official test set) or add "
+            "training data"
+        )
+    return "every class needs samples in every split: lower the fractions/folds or add data"
+
+
+def check_splits(frame: pd.DataFrame, how: str, eval_split: str | None = None) -> pd.DataFrame:
+    """Raise if a class has no sample in a split; log and return the count table.
+    `eval_split` (dataset.eval_split; None: read from `how`, "..., eval_split=X, ..." as
+    build_data writes it) decides the advice: an official set cannot change."""
+    if eval_split is None:
+        found = re.search(r"eval_split=(\w+)", how)
+        eval_split = found.group(1) if found else "holdout"
     table = split_counts(frame)
     absent = [c for c in CLASS_NAMES if table[c].sum() == 0]
     if absent:
@@ -103,8 +132,8 @@ def check_splits(frame: pd.DataFrame, how: str) -> pd.DataFrame:
         empty = [c for c in CLASS_NAMES if row[c] == 0]
         if empty:
             raise DataError(
-                f"split {split!r} has no samples of class(es) {empty} ({how}); every class "
-                "needs samples in every split: lower the fractions/folds or add data. "
+                f"split {split!r} has no samples of class(es) {empty} ({how}); "
+                f"{_empty_class_advice(str(split), eval_split)}. "
                 f"Counts per split:\n{table.to_string()}"
             )
     log.info("images per class and split (%s):\n%s", how, table.to_string())

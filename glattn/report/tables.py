@@ -352,10 +352,17 @@ def _subject_table(runs, ctx, subject, baseline, number, title, refs, extra_cols
     """Tables 3 and 4: rows = levels of `subject`, metric per data set, plus extra columns."""
     frame = trained(runs)
     frame = restrict(frame, baseline)
-    if frame.empty or frame[subject].nunique() < 2:
+    # One strategy with finished runs is still this table when the experiment's sweep asks
+    # for more (its missing rows are dashes); without that, one level is no ablation.
+    asked = len(ctx.expected.get(subject, [])) > 1
+    if frame.empty or (frame[subject].nunique() < 2 and not asked):
         return None
     extra = _extra_keys(frame, [subject], baseline)
-    keep = [sub for _, sub in groups(frame, extra, ctx, full=False) if sub[subject].nunique() > 1]
+    keep = [
+        sub
+        for _, sub in groups(frame, extra, ctx, full=False)
+        if asked or sub[subject].nunique() > 1
+    ]
     frame = pd.concat(keep) if keep else frame.iloc[:0]
     if frame.empty:
         return None

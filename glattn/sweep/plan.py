@@ -13,10 +13,21 @@ a reference get no time, but every job gets its compute: forward FLOPs of its mo
 on the meta device, counted with torch.utils.flop_counter) x 3 for a training step x
 training images x max_epochs (task=eval: forward FLOPs x its evaluation images), so a fresh
 store still shows what a grid costs relative to its parts.
+
+Disk: a finished run is expected to keep about 1.2 x its fp32 weights + 5 MB (one copy of
+the best weights plus logs and figures: the target of issue 10, item 1), from the parameter
+count of the same meta-device model; an evaluation run keeps no weights (5 MB).
+
+A job whose config cannot be composed or resolved is an error: it is listed with its
+message, counted in the header, and the plan exits with status 1 (after printing).
+With ``$GLATTN_PLAN_SUMMARY`` set to a file, the plan appends one JSON line of totals to it
+(the paper driver sums the stages with it).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,6 +48,7 @@ class JobPlan:
     error: str | None = None
     max_epochs: int | None = None
     pflop: float | None = None
+    disk_bytes: float | None = None
 
 
 def _job_config(sweeper, overrides, num):
@@ -71,7 +83,7 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
                 plan.fingerprint = config_fingerprint(task_cfg)
                 plan.key = _reference_key(task_cfg, dict(cfg.hydra.runtime.choices))
                 plan.max_epochs = OmegaConf.select(task_cfg, "trainer.max_epochs", default=None)
-                plan.pflop = _compute_pflop(task_cfg, flops_cache)
+                plan.pflop, plan.disk_bytes = _compute_cost(task_cfg, flops_cache)
                 if client is not None and not rerun:
                     from glattn.tracking import find_finished_run
 
@@ -97,28 +109,48 @@ DATASET_IMAGES = {"ham10000": 10015, "isic2018": 10015}
 OFFICIAL_EVAL_IMAGES = {"official_val": 193, "official_test": 1512}
 
 
-def _compute_pflop(cfg, cache: dict[str, float]) -> float | None:
-    """Job compute in PFLOP (see the module docstring); None when it cannot be told."""
+#: Expected bytes of a finished run (issue 10, item 1's target): 1.2 x fp32 weights + 5 MB.
+WEIGHTS_FACTOR = 1.2
+RUN_OVERHEAD_BYTES = 5e6
+
+
+def run_disk_bytes(num_params: int | None, task: str = "train") -> float | None:
+    """Expected bytes on disk of one finished run (see the module docstring)."""
+    if task == "eval":
+        return RUN_OVERHEAD_BYTES
+    if num_params is None:
+        return None
+    return WEIGHTS_FACTOR * 4.0 * num_params + RUN_OVERHEAD_BYTES
+
+
+def _compute_cost(cfg, cache: dict[str, tuple]) -> tuple[float | None, float | None]:
+    """(job compute in PFLOP, expected disk bytes), see the module docstring; None where
+    it cannot be told."""
     import torch
 
     from glattn.models import build_model, count_flops
 
     d = cfg.dataset
-    total = DATASET_IMAGES.get(str(d.name), OmegaConf.select(d, "num_images", default=None))
-    if total is None:
-        return None
+    task = str(cfg.get("task", "train"))
     model_cfg = OmegaConf.masked_copy(
         cfg, ["backbone", "glsa", "attention", "fusion", "residual", "dataset", "paths"]
     )
     key = OmegaConf.to_yaml(model_cfg, resolve=True)
     if key not in cache:
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            cache[key] = float(count_flops(build_model(model_cfg), int(d.image_size)))
-    if str(cfg.get("task", "train")) == "eval":
+            model = build_model(model_cfg)
+            flops = float(count_flops(model, int(d.image_size)))
+            cache[key] = (flops, sum(p.numel() for p in model.parameters()))
+    flops, num_params = cache[key]
+    disk = run_disk_bytes(num_params, task)
+    total = DATASET_IMAGES.get(str(d.name), OmegaConf.select(d, "num_images", default=None))
+    if total is None:
+        return None, disk
+    if task == "eval":
         images = OFFICIAL_EVAL_IMAGES.get(str(d.eval_split), total * float(d.test_fraction))
-        return cache[key] * images / 1e15
+        return flops * images / 1e15, disk
     train_images = total * (1.0 - float(d.val_fraction) - float(d.test_fraction))
-    return 3.0 * cache[key] * train_images * int(cfg.trainer.max_epochs) / 1e15
+    return 3.0 * flops * train_images * int(cfg.trainer.max_epochs) / 1e15, disk
 
 
 def _references(client) -> dict[tuple, list[tuple[float | None, float | None]]]:
@@ -163,6 +195,31 @@ def _fmt_pflop(pflop: float | None) -> str:
     return f"{pflop:.3g}" if pflop >= 0.01 else f"{pflop:.1e}"
 
 
+def _fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}" if n < 100 * size else f"{n / size:,.0f} {unit}"
+    return f"{n / 1e3:.3g} kB" if n else "0 B"
+
+
+def totals(plans: list[JobPlan], name: str) -> dict:
+    """The plan's totals (one line of $GLATTN_PLAN_SUMMARY): jobs, done, to run, errors,
+    PFLOP and disk bytes of the jobs to run, disk bytes of the whole grid."""
+    todo = [p for p in plans if p.done_run is None and p.error is None]
+    return {
+        "name": name,
+        "jobs": len(plans),
+        "done": sum(p.done_run is not None for p in plans),
+        "todo": len(todo),
+        "errors": sum(p.error is not None for p in plans),
+        "pflop": sum(p.pflop for p in todo if p.pflop is not None),
+        "disk_bytes": sum(p.disk_bytes for p in todo if p.disk_bytes is not None),
+        "grid_disk_bytes": sum(p.disk_bytes for p in plans if p.disk_bytes is not None),
+    }
+
+
 def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
     todo = [p for p in plans if p.done_run is None and p.error is None]
     done = [p for p in plans if p.done_run is not None]
@@ -182,14 +239,18 @@ def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
         shared = [o for o in plans[0].overrides if o in common]
         lines.append(f"  every job: {' '.join(shared)}")
     lines.append(
-        f"  {'#':>3}  {'state':<6} {'est.':>6} {'PFLOP':>8}  {'fingerprint':<12}  overrides"
+        f"  {'#':>3}  {'state':<6} {'est.':>6} {'PFLOP':>8} {'disk':>8}  {'fingerprint':<12}"
+        "  overrides"
     )
     for p in plans:
         state = "done" if p.done_run else ("error" if p.error else "todo")
         est = "-" if p.done_run else _fmt_s(p.est_s)
         fp = p.fingerprint or "?"
         own = " ".join(o for o in p.overrides if o not in common)
-        line = f"  {p.num:>3}  {state:<6} {est:>6} {_fmt_pflop(p.pflop):>8}  {fp:<12}  {own}"
+        line = (
+            f"  {p.num:>3}  {state:<6} {est:>6} {_fmt_pflop(p.pflop):>8} "
+            f"{_fmt_bytes(p.disk_bytes):>8}  {fp:<12}  {own}"
+        )
         if p.done_run:
             line += f"  (run {p.done_run})"
         if p.error:
@@ -208,12 +269,28 @@ def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
             f"  compute: {_fmt_pflop(sum(flops))} PFLOP for {len(flops)} of {len(todo)} jobs "
             "to run (3 x forward FLOPs x training images x trainer.max_epochs; an upper bound)"
         )
+    sums = totals(plans, name)
+    lines.append(
+        f"  disk: {_fmt_bytes(sums['disk_bytes'])} for the {len(todo)} jobs to run, "
+        f"{_fmt_bytes(sums['grid_disk_bytes'])} for the whole grid (a finished run keeps "
+        "~1.2 x its fp32 weights + 5 MB; an eval run 5 MB)"
+    )
+    if bad:
+        lines.append(
+            f"  {len(bad)} job(s) with errors (listed above): fix them before running the sweep"
+        )
     return "\n".join(lines)
 
 
 def print_plan(sweeper, jobs: list[list[str]]) -> list:
     plans, info = build_plan(sweeper, jobs)
     cfg = sweeper.config
-    sweep_name = OmegaConf.select(cfg, "tracking.experiment", default="sweep")
-    print(format_plan(plans, info, str(sweep_name)), flush=True)
+    sweep_name = str(OmegaConf.select(cfg, "tracking.experiment", default="sweep"))
+    print(format_plan(plans, info, sweep_name), flush=True)
+    summary = os.environ.get("GLATTN_PLAN_SUMMARY")
+    if summary:
+        with open(summary, "a") as f:
+            f.write(json.dumps(totals(plans, sweep_name)) + "\n")
+    if any(p.error is not None for p in plans):
+        raise SystemExit(1)
     return []
