@@ -80,11 +80,11 @@ def assign_splits(
     return split
 
 
-def split_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Images per class (columns, CLASS_NAMES order) and split (rows), with totals."""
+def split_counts(frame: pd.DataFrame, class_names=CLASS_NAMES) -> pd.DataFrame:
+    """Images per class (columns, class list order) and split (rows), with totals."""
     table = pd.crosstab(frame["split"], frame["label"]).reindex(
         index=[s for s in SPLITS if s in set(frame["split"])],
-        columns=list(CLASS_NAMES),
+        columns=list(class_names),
         fill_value=0,
     )
     table["total"] = table.sum(axis=1)
@@ -114,22 +114,24 @@ def _empty_class_advice(split: str, eval_split: str) -> str:
     return "every class needs samples in every split: lower the fractions/folds or add data"
 
 
-def check_splits(frame: pd.DataFrame, how: str, eval_split: str | None = None) -> pd.DataFrame:
+def check_splits(
+    frame: pd.DataFrame, how: str, eval_split: str | None = None, class_names=CLASS_NAMES
+) -> pd.DataFrame:
     """Raise if a class has no sample in a split; log and return the count table.
     `eval_split` (dataset.eval_split; None: read from `how`, "..., eval_split=X, ..." as
     build_data writes it) decides the advice: an official set cannot change."""
     if eval_split is None:
         found = re.search(r"eval_split=(\w+)", how)
         eval_split = found.group(1) if found else "holdout"
-    table = split_counts(frame)
-    absent = [c for c in CLASS_NAMES if table[c].sum() == 0]
+    table = split_counts(frame, class_names)
+    absent = [c for c in class_names if table[c].sum() == 0]
     if absent:
         raise DataError(
             f"the data set has no images of class(es) {absent} ({how}); expected samples of "
-            f"all {len(CLASS_NAMES)} classes {', '.join(CLASS_NAMES)}"
+            f"all {len(class_names)} classes {', '.join(class_names)}"
         )
     for split, row in table.iterrows():
-        empty = [c for c in CLASS_NAMES if row[c] == 0]
+        empty = [c for c in class_names if row[c] == 0]
         if empty:
             raise DataError(
                 f"split {split!r} has no samples of class(es) {empty} ({how}); "
