@@ -1,9 +1,11 @@
-"""`python -m glattn.report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR]`."""
+"""`python -m glattn.report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR]`, and
+`python -m glattn.report claims [EXPERIMENT]` (the six success criteria, claims.py)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -56,8 +58,65 @@ def parse_tables(text: str | None) -> list[int] | None:
     return numbers
 
 
+def parse_claims_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m glattn.report claims",
+        description="Check the seed's six success criteria from the FINISHED job runs: "
+        "claims.md, claims.tex, claims.csv and figures/claims_forest.{png,pdf}.",
+    )
+    p.add_argument(
+        "experiment",
+        nargs="?",
+        default="paper",
+        help="MLflow experiment; 'paper' (default) reads each criterion from its "
+        "table<N>_* stage experiment",
+    )
+    p.add_argument("--tracking-uri", default=None, help="as for the tables")
+    p.add_argument("--metric", default="balanced_acc", choices=["balanced_acc", "acc"])
+    p.add_argument("--out", type=Path, default=None, help="default outputs/reports/EXPERIMENT")
+    p.add_argument(
+        "--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
+    )
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--no-figures", action="store_true", help="no forest plot")
+    p.add_argument(
+        "--no-log", action="store_true", help="do not log the claims to the parent sweep run"
+    )
+    return p.parse_args(argv)
+
+
+def claims_main(argv=None) -> int:
+    args = parse_claims_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # many small files
+    from glattn.report.claims import make_claims
+
+    try:
+        claims = make_claims(
+            args.experiment,
+            uri=args.tracking_uri,
+            metric=args.metric,
+            out_dir=args.out,
+            n_resamples=args.resamples,
+            seed=args.bootstrap_seed,
+            make_figures=not args.no_figures,
+            log_artifacts=not args.no_log,
+        )
+    except runs.ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for n in range(1, 7):
+        print(f"criterion {n}: {claims.verdict(n)}")
+    print(f"wrote {len(claims.files)} files: {', '.join(str(f) for f in claims.files)}")
+    for note in claims.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "claims":
+        return claims_main(argv[1:])
     args = parse_args(argv)
     from glattn.report.report import make_report
 

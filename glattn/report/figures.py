@@ -192,3 +192,49 @@ def plot_confusion(
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return save(fig, out_dir, stem)
+
+
+VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red", "inconclusive": "0.55"}
+
+
+def forest_plot(rows, metric: str, out_dir: Path, stem: str = "claims_forest") -> list[Path]:
+    """The claims (claims.Row): one panel per criterion 1-5, one line per comparison with
+    its effect and 95% interval, the threshold as a dashed line, coloured by verdict."""
+    from glattn.report.claims import CRITERIA
+
+    panels = []
+    for n in range(1, 6):
+        mine = [r for r in rows if r.claim == n and not math.isnan(r.effect)]
+        if mine:
+            panels.append((n, mine))
+    if not panels:
+        return []
+    heights = [len(m) + 1.2 for _, m in panels]
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(8, 0.32 * sum(heights) + 0.8),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, (n, mine) in zip(axes[:, 0], panels):
+        crit = CRITERIA[n]
+        y = np.arange(len(mine))[::-1]
+        for yi, r in zip(y, mine):
+            colour = VERDICT_COLOURS.get(r.verdict, "black")
+            lo = r.effect - r.low if not math.isnan(r.low) else 0
+            hi = r.high - r.effect if not math.isnan(r.high) else 0
+            ax.errorbar(r.effect, yi, xerr=[[lo], [hi]], fmt="o", color=colour, capsize=3, ms=4)
+        ax.axvline(crit.threshold, color="black", ls="--", lw=1)
+        labels = [f"{r.stratum}: {r.comparison}"[:60] for r in mine]
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_ylim(-0.7, len(mine) - 0.3)
+        title = crit.claim.format(m=METRICS[metric].replace(" (%)", "").lower())
+        ax.set_title(f"{n}: {title} ({crit.direction} {crit.threshold:g} {crit.unit})", fontsize=8)
+        ax.set_xlabel(f"effect ({crit.unit})", fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOURS.items()
+    ]
+    axes[0, 0].legend(handles=handles, fontsize=6, loc="best")
+    return save(fig, out_dir, stem)

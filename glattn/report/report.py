@@ -1,5 +1,6 @@
 """One report: runs -> tables (Markdown, LaTeX, CSV) + figures -> outputs/reports/EXPERIMENT/,
-logged as artifacts of the experiment's newest parent sweep run."""
+logged as artifacts of the experiment's newest parent sweep run. `paper` adds the claims
+section (claims.py: the six success criteria, claims.md/.tex/.csv + a forest plot)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from glattn.report import artifacts, figures, grid, runs, tables
+from glattn.report import claims as claims_mod
 from glattn.report.table_format import latex_escape
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class Report:
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # what was skipped, and why
     parent_run_id: str | None = None
+    claims: object = None  # claims.Claims (paper mode)
 
 
 def make_report(
@@ -34,11 +36,14 @@ def make_report(
     make_figures: bool = True,
     gradcam: bool = True,
     log_artifacts: bool = True,
+    claims: bool | None = None,
+    n_resamples: int = 2000,
 ) -> Report:
     """Write the tables (and figures) of `experiment`; see README.md "Report".
 
     `paper` reads each table from its own stage experiment (`table<N>_*`, as
     experiments/paper.yaml runs them); any other name reads that one experiment.
+    `claims` (default: only for `paper`) adds the six success criteria (claims.py).
     """
     if metric not in tables.METRICS:
         raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(tables.METRICS)}")
@@ -53,7 +58,8 @@ def make_report(
     else:
         sources = {n: experiment for n in (which or sorted(tables.BUILDERS))}
     frames = {exp: runs.load_runs(uri, exp) for exp in dict.fromkeys(sources.values())}
-    history = partial(runs.metric_history, uri)
+    tmp = tempfile.TemporaryDirectory()  # training_log.csv downloads for the history fallback
+    history = claims_mod.history_with_fallback(uri, Path(tmp.name))
 
     for n, exp in sources.items():
         ctx = tables.Context(metric, grid.expected_levels(exp), history)
@@ -68,7 +74,13 @@ def make_report(
         )
     for t in built.values():
         report.files += t.write(out_dir)
-    report.files += _combined(experiment, built, out_dir)
+    if claims if claims is not None else experiment == "paper":
+        report.claims = claims_mod.evaluate(
+            uri, experiment, _claims_metric(metric, report), n_resamples, frames=frames
+        )
+        report.files += claims_mod.write(report.claims, experiment, out_dir, make_figures)
+        report.notes += report.claims.notes
+    report.files += _combined(experiment, built, out_dir, report.claims)
 
     if make_figures:
         for exp, frame in frames.items():
@@ -89,6 +101,7 @@ def make_report(
         + "".join(f"- {n}\n" for n in report.notes)
     )
     report.files.append(notes_path)
+    tmp.cleanup()
 
     if log_artifacts:
         try:
@@ -123,18 +136,33 @@ def stage_experiments(uri: str, numbers: list[int], notes: list) -> dict[int, st
     return out
 
 
-def _combined(experiment: str, built: dict, out_dir: Path) -> list[Path]:
-    """report.md (all tables) and report.tex (a compilable standalone document)."""
+def _claims_metric(metric: str, report: Report) -> str:
+    if metric in claims_mod.METRICS:
+        return metric
+    report.notes.append(
+        f"claims: {metric} cannot be recomputed per image; the claims use balanced_acc"
+    )
+    return "balanced_acc"
+
+
+def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[Path]:
+    """report.md (all tables, then the claims) and report.tex (a compilable standalone
+    document)."""
     if not built:
         return []
     md = out_dir / "report.md"
-    md.write_text(f"# {experiment}\n\n" + "\n".join(t.to_markdown() for t in built.values()))
+    md.write_text(
+        f"# {experiment}\n\n"
+        + "\n".join(t.to_markdown() for t in built.values())
+        + ("\n" + claims_mod.to_markdown(claims, experiment) if claims else "")
+    )
     tex = out_dir / "report.tex"
     tex.write_text(
         "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
         "\\usepackage[margin=1.5cm,landscape]{geometry}\n\\begin{document}\n"
         f"\\section*{{{latex_escape(experiment)}}}\n"
         + "\n".join(t.to_latex() for t in built.values())
+        + ("\n" + claims_mod.to_latex(claims, experiment) if claims else "")
         + "\\end{document}\n"
     )
     return [md, tex]

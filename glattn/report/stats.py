@@ -104,3 +104,199 @@ def _isnan(v) -> bool:
         return v is None or math.isnan(float(v))
     except (TypeError, ValueError):
         return True
+
+
+# ---------------------------------------------------------------------------- per image
+# The claims (claims.py) compare arms evaluated on the same test images and paired by seed:
+# a paired bootstrap over test images (Efron & Tibshirani 1993) for the effect's interval,
+# a paired t-test over seeds for its p-value, McNemar's (1947) exact test on the per-image
+# correct/incorrect pairs as a second view (Dietterich 1998), Holm's (1979) step-down
+# adjustment within a claim's family, and the t-test's power (statsmodels) for what the
+# current seeds could detect.
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """One run on one split, per image: class index, correct or not, score weight.
+
+    `key` names the image set (same key: the same images in the same order), so that the
+    bootstrap resamples shared images jointly and different image sets independently.
+    """
+
+    labels: np.ndarray  # (n,) int class index
+    correct: np.ndarray  # (n,) bool: row argmax == label (a tied maximum is wrong)
+    weights: np.ndarray  # (n,) float >= 0 (ISIC: 0 for an image the scorer ignores)
+    key: str
+    num_classes: int
+
+
+def score(o: Outcomes, metric: str = "balanced_acc", counts: np.ndarray | None = None):
+    """Balanced accuracy (mean over the present classes of the weighted recall) or accuracy
+    of `o`. `counts` ((R, n): how often each image occurs in each of R resamples) gives
+    (R,) scores of the resamples; None scores all images once and returns a float."""
+    if metric not in ("balanced_acc", "acc"):
+        raise ValueError(f"per-image metric {metric!r}: expected balanced_acc or acc")
+    if counts is None:
+        return float(score(o, metric, np.ones((1, o.labels.size)))[0])
+    w = np.asarray(o.weights, float)
+    hit = w * o.correct
+    if metric == "acc":
+        return (counts @ hit) / (counts @ w)
+    onehot = np.eye(o.num_classes)[o.labels]  # (n, C)
+    total = counts @ (w[:, None] * onehot)  # (R, C) weighted images per class
+    right = counts @ (hit[:, None] * onehot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(total > 0, right / total, 0.0)
+    return recall.sum(axis=1) / np.maximum((total > 0).sum(axis=1), 1)
+
+
+def resample_counts(rng: np.random.Generator, n: int, n_resamples: int) -> np.ndarray:
+    """(R, n) multiplicities of n images drawn n times with replacement, R times."""
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    flat = (np.arange(n_resamples)[:, None] * n + idx).ravel()
+    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float  # mean over pairs of score(b) - score(a) on all images
+    low: float
+    high: float
+    resamples: int
+    seed: int
+
+
+def paired_bootstrap(
+    pairs: list[tuple[Outcomes, Outcomes]],
+    metric: str = "balanced_acc",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Interval:
+    """Percentile interval of mean_s [score(b_s) - score(a_s)] over seed pairs s.
+
+    Each resample draws, for every image set (Outcomes.key), n indices with replacement
+    (numpy default_rng(seed)); every arm on that image set uses the same indices, so both
+    arms of a pair (and all seeds, which share one test split) are resampled together,
+    and the score is recomputed on each resample. Arms on different image sets (one data
+    set against another) are resampled independently.
+    """
+    if not pairs:
+        raise ValueError("paired_bootstrap: no pairs")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples={n_resamples}: expected >= 1")
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    for a, b in pairs:
+        for o in (a, b):
+            if sizes.setdefault(o.key, o.labels.size) != o.labels.size:
+                raise ValueError(f"image set {o.key!r} has two different sizes")
+    counts = {k: resample_counts(rng, n, n_resamples) for k, n in sizes.items()}
+    diffs = np.zeros(n_resamples)
+    for a, b in pairs:
+        diffs += score(b, metric, counts[b.key]) - score(a, metric, counts[a.key])
+    diffs /= len(pairs)
+    estimate = float(np.mean([score(b, metric) - score(a, metric) for a, b in pairs]))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(diffs, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high), n_resamples, seed)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Paired t-test of b against a + threshold over seeds (scipy.stats.ttest_rel)."""
+
+    mean_diff: float  # mean of b - a
+    sd_diff: float  # sample std (ddof=1) of b - a; NaN for one pair
+    n: int
+    p_value: float  # one-sided, H1: mean(b - a) > threshold ('greater') or < ('less')
+    low: float  # two-sided t confidence interval of mean(b - a)
+    high: float
+    reason: str = ""  # why p_value is NaN
+
+
+def paired_t(a, b, threshold: float = 0.0, alternative: str = "greater", confidence=0.95):
+    """`scipy.stats.ttest_rel(b, a + threshold, alternative=...)`: does the mean paired
+    difference b - a exceed (greater) or stay below (less) `threshold`?"""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = b - a
+    n = int(d.size)
+    mean = float(d.mean()) if n else math.nan
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    if n < 2:
+        return PairedTest(mean, sd, n, math.nan, math.nan, math.nan, "fewer than 2 seed pairs")
+    if np.ptp(d) == 0:
+        why = "the paired differences are all equal (no spread to test)"
+        return PairedTest(mean, sd, n, math.nan, mean, mean, why)
+    res = stats.ttest_rel(b, a + threshold, alternative=alternative)
+    ci = stats.ttest_rel(b, a).confidence_interval(confidence)
+    return PairedTest(mean, sd, n, float(res.pvalue), float(ci.low), float(ci.high))
+
+
+@dataclass(frozen=True)
+class McNemar:
+    b_only: int  # images b gets right and a wrong (summed over seed pairs)
+    a_only: int
+    p_value: float  # exact two-sided binomial test on the discordant pairs
+
+
+def mcnemar_exact(pairs: list[tuple[Outcomes, Outcomes]]) -> McNemar:
+    """McNemar's exact test: `scipy.stats.binomtest(b_only, b_only + a_only, 0.5)` on the
+    discordant correct/incorrect pairs of images both arms scored (weight > 0), summed over
+    the seed pairs. p = 1 when no image is discordant."""
+    b_only = a_only = 0
+    for a, b in pairs:
+        if a.key != b.key:
+            raise ValueError("McNemar's test needs both arms on the same images")
+        scored = (a.weights > 0) & (b.weights > 0)
+        b_only += int((b.correct & ~a.correct & scored).sum())
+        a_only += int((a.correct & ~b.correct & scored).sum())
+    n = b_only + a_only
+    p = float(stats.binomtest(b_only, n, 0.5).pvalue) if n else 1.0
+    return McNemar(b_only, a_only, p)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values (statsmodels multipletests, method='holm');
+    NaNs stay NaN and are not counted as tests."""
+    p = np.asarray(p_values, float)
+    out = np.full(p.shape, math.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        from statsmodels.stats.multitest import multipletests
+
+        out[ok] = multipletests(p[ok], alpha=0.05, method="holm")[1]
+    return out
+
+
+@dataclass(frozen=True)
+class Power:
+    mde: float  # smallest |mean difference - threshold| detectable at `power` with n pairs
+    seeds_needed: float  # pairs needed to detect the observed |mean - threshold|; inf: never
+
+
+def t_power(sd: float, n: int, observed: float, alpha=0.05, power=0.8) -> Power:
+    """One-sided paired t-test power (statsmodels TTestPower) from the observed spread `sd`
+    of the paired differences: the detectable distance from the threshold with `n` pairs,
+    and how many pairs would detect the `observed` distance (NaN when sd is unknown)."""
+    from statsmodels.stats.power import TTestPower
+
+    if not (sd > 0) or n < 2:
+        return Power(math.nan, math.nan)
+    tp = TTestPower()
+    try:
+        d = float(tp.solve_power(nobs=n, alpha=alpha, power=power, alternative="larger"))
+    except Exception:  # the root finder failed (tiny n): no number to give
+        d = math.nan
+    needed = math.inf
+    if observed > 0:
+        try:
+            needed = float(
+                tp.solve_power(
+                    effect_size=observed / sd, alpha=alpha, power=power, alternative="larger"
+                )
+            )
+            needed = float(max(2, math.ceil(needed)))
+        except Exception:
+            needed = math.nan
+    return Power(d * sd, needed)

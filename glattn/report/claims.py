@@ -1,0 +1,1271 @@
+"""The seed's six "Success Metrics for Paper", checked from the tracked runs.
+
+1. CBAM improves the metric by more than 2 points over the no-attention baseline;
+2. the best fusion strategy beats `original` by more than 1 point;
+3. the progressive residual converges faster;
+4. the accuracy drop between data sets is below 5 points;
+5. the computational overhead of the block is below 20%;
+6. every major claim is supported at p < 0.05 (the conjunction of 1-5 after Holm).
+
+Both arms of a comparison are evaluated on the same test images and paired by seed, so
+an effect's 95% interval comes from a paired bootstrap over test images (Efron &
+Tibshirani 1993; the score is recomputed from the runs' `test_probabilities.csv` and
+`split.csv` on every resample), its p-value from a one-sided paired t-test over seeds
+against the threshold, with McNemar's (1947) exact test on the per-image correct/incorrect
+pairs as a second view (Dietterich 1998), and p-values are Holm (1979) adjusted within
+each claim's family. "Best fusion" is chosen on validation and judged on test. The
+statistics live in stats.py; experiments/README.md ("Claims") explains each test.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from glattn.report import artifacts, runs, stats, tables
+from glattn.report.table_format import latex_escape
+
+log = logging.getLogger(__name__)
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+ALPHA = 0.05
+MIN_PAIRS = 3  # fewer seed pairs: inconclusive (a t-test on 2 pairs has 1 degree of freedom)
+METRICS = ("balanced_acc", "acc")  # recomputable per image from the probabilities
+
+
+@dataclass(frozen=True)
+class Criterion:
+    number: int
+    claim: str
+    threshold: float  # display units
+    direction: str  # ">": the effect must exceed the threshold; "<": stay below it
+    unit: str
+    table: int | None  # the paper stage (table<N>_*) whose runs it reads
+
+
+CRITERIA = {
+    1: Criterion(1, "CBAM improves {m} by more than 2 points over no attention", 2, ">", "pp", 2),
+    2: Criterion(2, "the best fusion beats `original` by more than 1 point", 1, ">", "pp", 3),
+    3: Criterion(3, "the progressive residual converges faster", 0, ">", "epochs", 4),
+    4: Criterion(4, "the {m} drop between data sets is below 5 points", 5, "<", "pp", 5),
+    5: Criterion(5, "the computational overhead of the block is below 20%", 20, "<", "%", 6),
+    6: Criterion(6, "every major claim is supported at p < 0.05", ALPHA, "<", "p", None),
+}
+
+
+# ---------------------------------------------------------------------------- per image
+@dataclass(frozen=True)
+class Predictions:
+    """One run's per-image outcome on one split, read from its CSV artifacts."""
+
+    images: np.ndarray  # (n,) str, sorted
+    labels: np.ndarray  # (n,) int index into `classes`
+    correct: np.ndarray  # (n,) bool
+    weights: np.ndarray  # (n,) float
+    classes: tuple
+
+    def outcomes(self, keep: np.ndarray | None = None) -> stats.Outcomes:
+        """stats.Outcomes on the images `keep` (sorted ids; default all)."""
+        if keep is None:
+            mask = np.ones(self.images.size, bool)
+        else:
+            mask = np.isin(self.images, keep)
+        imgs = self.images[mask]
+        key = f"{zlib.crc32(chr(0).join(imgs).encode()):08x}-{imgs.size}"
+        return stats.Outcomes(
+            self.labels[mask], self.correct[mask], self.weights[mask], key, len(self.classes)
+        )
+
+
+WEIGHT_COLUMNS = ("weight", "score_weight")
+
+
+def read_predictions(
+    probs_csv: Path, split_csv: Path, split: str = "test", skipped_csv: Path | None = None
+) -> Predictions:
+    """The one reader of the runs' per-image CSVs.
+
+    `probs_csv`: ISIC 2018 format, `image` then one column per class (upper-case names, as
+    glattn.train writes them), optionally a `weight`/`score_weight` column (0 = the image
+    does not count, as ISIC_0035068 in the official scorer). `split_csv`: image_id, label
+    (class name), split. `skipped_csv` (image_id): images given weight 0. The prediction is
+    the row argmax, a tied maximum counting as wrong (glattn.metrics.predict).
+    """
+    from glattn.metrics import predict
+
+    probs = pd.read_csv(probs_csv)
+    if probs.shape[1] < 3:
+        raise runs.ReportError(f"{probs_csv}: expected image + one column per class")
+    image_col = probs.columns[0]
+    weight_col = next((c for c in probs.columns if str(c).lower() in WEIGHT_COLUMNS), None)
+    class_cols = [c for c in probs.columns[1:] if c != weight_col]
+    classes = tuple(str(c).lower() for c in class_cols)
+    splits = pd.read_csv(split_csv)
+    missing = {"image_id", "label", "split"} - set(splits.columns)
+    if missing:
+        raise runs.ReportError(f"{split_csv}: missing column(s) {sorted(missing)}")
+    # the requested split first, so that an image listed twice takes that split's label
+    splits = splits.assign(_other=splits["split"] != split).sort_values("_other", kind="stable")
+    truth = splits.drop_duplicates("image_id").set_index("image_id")["label"]
+    images = probs[image_col].astype(str)
+    unknown = images[~images.isin(truth.index)]
+    if len(unknown):
+        raise runs.ReportError(
+            f"{probs_csv}: {len(unknown)} image(s) have no label in {split_csv} "
+            f"(first: {unknown.iloc[0]!r})"
+        )
+    names = truth.loc[images].astype(str).str.lower().to_numpy()
+    bad = sorted(set(names) - set(classes))
+    if bad:
+        raise runs.ReportError(f"{split_csv}: label(s) {bad} are not columns of {probs_csv}")
+    labels = np.array([classes.index(x) for x in names], dtype=np.int64)
+    p = probs[class_cols].to_numpy(dtype=float)
+    correct = predict(p) == labels
+    weights = (
+        pd.to_numeric(probs[weight_col], errors="coerce").fillna(0).to_numpy(float)
+        if weight_col
+        else np.ones(len(probs))
+    )
+    if skipped_csv is not None and Path(skipped_csv).is_file():
+        skipped = pd.read_csv(skipped_csv)
+        if "image_id" in skipped.columns:
+            weights[images.isin(skipped["image_id"].astype(str)).to_numpy()] = 0.0
+    order = np.argsort(images.to_numpy())
+    return Predictions(
+        images.to_numpy()[order], labels[order], correct[order], weights[order], classes
+    )
+
+
+class RunFiles:
+    """Downloads (once) and reads the per-image predictions and training logs of runs."""
+
+    def __init__(self, uri: str, tmp: Path):
+        self.uri, self.tmp = uri, Path(tmp)
+        self.client = MlflowClient(uri)
+        self._files: dict[str, list[str]] = {}
+        self._preds: dict[tuple, Predictions | None] = {}
+
+    def files(self, run_id: str) -> list[str]:
+        if run_id not in self._files:
+            self._files[run_id] = artifacts.list_files(self.client, run_id)
+        return self._files[run_id]
+
+    def _get(self, run_id: str, name: str) -> Path | None:
+        path = next((p for p in self.files(run_id) if Path(p).name == name), None)
+        if path is None:
+            return None
+        return artifacts.download(self.client, run_id, path, self.tmp / run_id / name)
+
+    def predictions(self, run_id: str, split: str) -> Predictions | None:
+        """`<split>_probabilities.csv` + `split.csv` (+ `skipped_images.csv`) of a run;
+        None when the run logged no such files. `split` is test, val or eval."""
+        if (run_id, split) not in self._preds:
+            probs = self._get(run_id, f"{split}_probabilities.csv")
+            splits = self._get(run_id, "split.csv")
+            if probs is None or splits is None:
+                self._preds[run_id, split] = None
+            else:
+                truth_split = "test" if split == "eval" else split
+                skipped = self._get(run_id, "skipped_images.csv")
+                self._preds[run_id, split] = read_predictions(probs, splits, truth_split, skipped)
+        return self._preds[run_id, split]
+
+    def history(self, run_ids, key: str) -> dict[str, dict[int, float]]:
+        """{run_id: {epoch: value}}: MLflow's metric history, else the run's
+        training_log.csv artifact (columns epoch, <key>)."""
+        out = runs.metric_history(self.uri, list(run_ids), key)
+        for run_id in run_ids:
+            if out.get(run_id):
+                continue
+            path = self._get(run_id, "training_log.csv")
+            if path is not None:
+                frame = pd.read_csv(path)
+                if key in frame.columns and "epoch" in frame.columns:
+                    frame = frame[["epoch", key]].dropna()
+                    out[run_id] = {int(e): float(v) for e, v in frame.itertuples(index=False)}
+        return out
+
+
+def history_with_fallback(uri: str, tmp: Path) -> Callable:
+    """runs.metric_history with the training_log.csv fallback (for Table 4 and figures)."""
+    return RunFiles(uri, tmp).history
+
+
+# ---------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    """One comparison of one criterion, in display units (the criterion's `unit`)."""
+
+    claim: int
+    stratum: str
+    comparison: str
+    arm_a: str = ""
+    arm_b: str = ""
+    n_a: int = 0
+    n_b: int = 0
+    n_pairs: int = 0
+    effect: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    interval: str = ""
+    test: str = ""
+    p: float = math.nan
+    p_holm: float = math.nan
+    mcnemar_p: float = math.nan
+    mcnemar: str = ""
+    threshold: float = math.nan
+    direction: str = ">"
+    unit: str = ""
+    verdict: str = INCONCLUSIVE
+    reason: str = ""
+    mde: float = math.nan
+    seeds_needed: float = math.nan
+    primary: bool = False
+    pooled: bool = False
+    note: str = ""
+    seeds: str = ""
+    runs_a: str = ""
+    runs_b: str = ""
+    # test space (fractions / epochs / log ratios) for the verdict and power, not written
+    _sd: float = field(default=math.nan, repr=False)
+    _distance: float = field(default=math.nan, repr=False)
+    _show: Callable = field(default=lambda x: x, repr=False)
+    _thr: float = field(default=math.nan, repr=False)
+    _deterministic: bool = field(default=False, repr=False)
+    _reason: str = field(default="", repr=False)  # why no test / no data
+
+    def record(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+@dataclass
+class Context:
+    uri: str
+    metric: str
+    files: RunFiles
+    n_resamples: int = 2000
+    seed: int = 0
+    notes: list = field(default_factory=list)
+
+    def rng_seed(self, label: str) -> int:
+        """Each row's bootstrap seed: --bootstrap-seed and the row's label (order-free)."""
+        return self.seed * 2**32 + zlib.crc32(label.encode())
+
+
+def _pct(x):
+    return 100.0 * x
+
+
+def _ratio_pct(x):
+    return 100.0 * (math.exp(x) - 1.0)
+
+
+def pairs_by_seed(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple]:
+    """[(seed, run a, run b)] for the seeds both arms ran (the latest run per seed)."""
+
+    def latest(frame):
+        out = {}
+        for _, r in frame.sort_values("start_time").iterrows():
+            out[r["seed"] if r["seed"] is not None else r["run_id"]] = r["run_id"]
+        return out
+
+    ra, rb = latest(a), latest(b)
+    return [(s, ra[s], rb[s]) for s in sorted(ra.keys() & rb.keys(), key=str)]
+
+
+def accuracy_row(
+    ctx: Context,
+    crit: Criterion,
+    stratum: str,
+    comparison: str,
+    arms: tuple[str, str],
+    pairs: list[tuple],
+    splits: tuple[str, str] = ("test", "test"),
+    same_images: bool = True,
+    n_runs: tuple[int, int] | None = None,
+) -> Row:
+    """Effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
+    per-image CSVs; paired bootstrap interval, paired t-test against the threshold."""
+    row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, _pct)
+    got = []
+    for seed, ra, rb in pairs:
+        pa, pb = ctx.files.predictions(ra, splits[0]), ctx.files.predictions(rb, splits[1])
+        if pa is not None and pb is not None:
+            got.append((seed, pa, pb))
+    lacking = len(pairs) - len(got)
+    if not got:
+        row._reason = (
+            f"no seed pair with {splits[0]}_probabilities.csv + split.csv artifacts in both "
+            f"arms ({len(pairs)} pair(s) by seed)"
+        )
+        return row
+    outs = []
+    for _, pa, pb in got:
+        if same_images:
+            keep = np.intersect1d(pa.images, pb.images)
+            outs.append((pa.outcomes(keep), pb.outcomes(keep)))
+        else:
+            outs.append((pa.outcomes(), pb.outcomes()))
+    row.n_pairs = len(outs)
+    row.seeds = " ".join(str(s) for s, _, _ in got)
+    if lacking:
+        row.note = f"{lacking} seed pair(s) without per-image CSVs left out"
+    label = f"{crit.number}|{stratum}|{comparison}"
+    iv = stats.paired_bootstrap(outs, ctx.metric, ctx.n_resamples, ctx.rng_seed(label))
+    a_vals = [stats.score(a, ctx.metric) for a, _ in outs]
+    b_vals = [stats.score(b, ctx.metric) for _, b in outs]
+    thr = crit.threshold / 100.0
+    t = stats.paired_t(a_vals, b_vals, thr, _alternative(crit))
+    row.effect, row.low, row.high = _pct(iv.estimate), _pct(iv.low), _pct(iv.high)
+    row.interval = (
+        f"paired bootstrap over test images, {iv.resamples} resamples"
+        if same_images
+        else f"bootstrap over each arm's images within seed pairs, {iv.resamples} resamples"
+    )
+    row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
+    _finish_t(row, t, thr)
+    if same_images:
+        mc = stats.mcnemar_exact(outs)
+        row.mcnemar_p = mc.p_value
+        row.mcnemar = f"b right/a wrong {mc.b_only}, a right/b wrong {mc.a_only}"
+    else:
+        row.mcnemar = "n/a: the arms are scored on different images"
+    return row
+
+
+def paired_values_row(
+    crit: Criterion,
+    stratum: str,
+    comparison: str,
+    arms: tuple[str, str],
+    pairs: list[tuple],
+    values: dict,
+    n_runs=None,
+    show: Callable = lambda x: x,
+    thr: float = 0.0,
+    what: str = "",
+) -> Row:
+    """A per-run scalar (convergence epoch, log latency) per seed pair: effect = mean of
+    b - a, paired t interval and paired t-test against the threshold `thr` (test space)."""
+    row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, show)
+    ok = [
+        (s, values[ra], values[rb])
+        for s, ra, rb in pairs
+        if not (math.isnan(values.get(ra, math.nan)) or math.isnan(values.get(rb, math.nan)))
+    ]
+    row.n_pairs = len(ok)
+    row.seeds = " ".join(str(s) for s, _, _ in ok)
+    if not ok:
+        row._reason = f"no seed pair where both runs have {what}"
+        return row
+    a, b = [x for _, x, _ in ok], [y for _, _, y in ok]
+    t = stats.paired_t(a, b, thr, _alternative(crit))
+    row.effect = show(t.mean_diff)
+    row.low, row.high = show(t.low), show(t.high)
+    row.interval = "paired t interval over seeds" if t.n > 1 else ""
+    row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g})"
+    row.mcnemar = f"n/a: {what} is one number per run"
+    _finish_t(row, t, thr)
+    return row
+
+
+def _base_row(crit, stratum, comparison, arms, pairs, n_runs, show) -> Row:
+    n_a, n_b = n_runs or (len(pairs), len(pairs))
+    return Row(
+        crit.number,
+        stratum,
+        comparison,
+        arms[0],
+        arms[1],
+        n_a,
+        n_b,
+        threshold=crit.threshold,
+        direction=crit.direction,
+        unit=crit.unit,
+        runs_a=" ".join(ra for _, ra, _ in pairs),
+        runs_b=" ".join(rb for _, _, rb in pairs),
+        _show=show,
+    )
+
+
+def _finish_t(row: Row, t: stats.PairedTest, thr: float) -> None:
+    row.p = t.p_value
+    row._sd, row._thr = t.sd_diff, thr
+    sign = 1 if row.direction == ">" else -1
+    row._distance = sign * (t.mean_diff - thr)
+    if math.isnan(t.p_value):
+        row._reason = f"no t-test: {t.reason}"
+
+
+def _alternative(crit: Criterion) -> str:
+    return "greater" if crit.direction == ">" else "less"
+
+
+# ---------------------------------------------------------------------------- verdicts
+def judge(row: Row) -> None:
+    """Verdict and reason of a row whose Holm-adjusted p is set."""
+    thr, lo, hi, d = row.threshold, row.low, row.high, row.direction
+    u = "" if row.unit in ("%", "p") else " "
+    unit = f"{u}{row.unit}"
+    iv = f"[{lo:.2f}, {hi:.2f}]{unit}"
+    beyond = (lo > thr) if d == ">" else (hi < thr)
+    short = (hi <= thr) if d == ">" else (lo >= thr)
+    side = "above" if d == ">" else "below"
+    if row._deterministic:
+        if math.isnan(row.effect):
+            row.verdict, row.reason = INCONCLUSIVE, row._reason or "no value"
+        elif (row.effect > thr) if d == ">" else (row.effect < thr):
+            row.verdict = SUPPORTED
+            row.reason = f"{row.effect:.2f}{unit} is {side} {thr:g}{unit}; {row.interval}"
+        else:
+            row.verdict = NOT_SUPPORTED
+            row.reason = f"{row.effect:.2f}{unit} is not {side} {thr:g}{unit}; {row.interval}"
+        return
+    if row.n_pairs == 0 or math.isnan(row.effect):
+        row.verdict, row.reason = INCONCLUSIVE, row._reason or "no paired runs"
+        return
+    if row.n_pairs < MIN_PAIRS:
+        row.verdict = INCONCLUSIVE
+        row.reason = (
+            f"too few runs: {row.n_pairs} seed pair(s), the paired t-test needs at least "
+            f"{MIN_PAIRS}"
+        )
+    elif short:
+        row.verdict = NOT_SUPPORTED
+        row.reason = f"the whole 95% interval {iv} is on the wrong side of {thr:g}{unit}"
+    elif not beyond:
+        row.verdict = INCONCLUSIVE
+        row.reason = f"the 95% interval {iv} contains the threshold {thr:g}{unit}"
+    elif math.isnan(row.p_holm):
+        row.verdict = INCONCLUSIVE
+        row.reason = f"the 95% interval {iv} clears {thr:g}{unit}, but {row._reason}"
+    elif row.p_holm >= ALPHA:
+        row.verdict = INCONCLUSIVE
+        row.reason = (
+            f"the 95% interval {iv} clears {thr:g}{unit}, but the seeds do not agree: "
+            f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}"
+        )
+    else:
+        row.verdict = SUPPORTED
+        row.reason = (
+            f"the 95% interval {iv} is {side} {thr:g}{unit} and the Holm-adjusted "
+            f"p = {row.p_holm:.3g} < {ALPHA}"
+        )
+    if row.verdict == INCONCLUSIVE:
+        _power(row)
+
+
+def _power(row: Row) -> None:
+    """What the current seeds could detect (80% power) and what would resolve this one."""
+    pw = stats.t_power(row._sd, row.n_pairs, row._distance)
+    if math.isnan(pw.mde):
+        row.reason += "; no spread to compute power from (fewer than 2 pairs or no variance)"
+        return
+    sign = 1 if row.direction == ">" else -1
+    row.mde = row._show(row._thr + sign * pw.mde)
+    row.seeds_needed = pw.seeds_needed
+    u = "" if row.unit == "%" else " "
+    row.reason += (
+        f"; with {row.n_pairs} seeds an effect {row.direction} {row.mde:.2f}{u}{row.unit} "
+        "would be detected at 80% power"
+    )
+    if math.isinf(pw.seeds_needed):
+        row.reason += "; the observed effect is on the wrong side, no number of seeds helps"
+    elif not math.isnan(pw.seeds_needed):
+        row.reason += f"; about {int(pw.seeds_needed)} seeds would resolve the observed one"
+
+
+def adjust_and_judge(rows: list[Row]) -> None:
+    """Holm within each claim's family (its rows that have a p-value), then verdicts."""
+    for number in {r.claim for r in rows}:
+        family = [r for r in rows if r.claim == number]
+        for r, p in zip(family, stats.holm([r.p for r in family])):
+            r.p_holm = float(p)
+        for r in family:
+            judge(r)
+
+
+def combine(verdicts: list[str]) -> str:
+    if not verdicts:
+        return INCONCLUSIVE
+    if NOT_SUPPORTED in verdicts:
+        return NOT_SUPPORTED
+    return SUPPORTED if all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
+
+
+def headline(rows: list[Row], number: int) -> list[Row]:
+    """The rows that decide a claim: its primary pooled rows, else its primary rows."""
+    mine = [r for r in rows if r.claim == number and r.primary]
+    pooled = [r for r in mine if r.pooled]
+    return pooled or mine
+
+
+def claim6(rows: list[Row]) -> Row:
+    crit = CRITERIA[6]
+    parts, ps = [], []
+    for n in range(1, 6):
+        head = headline(rows, n)
+        v = combine([r.verdict for r in head])
+        parts.append((n, v))
+        ps += [r.p_holm for r in head if not math.isnan(r.p_holm)]
+    verdict = combine([v for _, v in parts])
+    p = max(ps) if ps else math.nan
+    listing = ", ".join(f"{n}: {v}" for n, v in parts)
+    if verdict == SUPPORTED:
+        why = f"criteria 1-5 are all supported after Holm's adjustment ({listing})"
+    elif verdict == NOT_SUPPORTED:
+        why = f"not every criterion holds ({listing})"
+    else:
+        why = f"not every criterion is decided ({listing})"
+    return Row(
+        6,
+        "all",
+        "criteria 1-5 together",
+        test="intersection-union: the largest Holm-adjusted p of the deciding rows",
+        p=p,
+        p_holm=p,
+        threshold=crit.threshold,
+        direction="<",
+        unit="p",
+        verdict=verdict,
+        reason=why,
+        primary=True,
+        pooled=True,
+    )
+
+
+# ---------------------------------------------------------------------------- criteria
+def _strata(frame: pd.DataFrame, keys: list[str]):
+    """(label, sub-frame) per combination of `keys` that occurs."""
+    if frame.empty:
+        return
+    for levels, sub in tables.groups(frame, keys, tables.Context(), full=False):
+        label = ", ".join(
+            tables.dataset_label(v) if k == "dataset" else f"{k}={v}" for k, v in zip(keys, levels)
+        )
+        yield label or "all", sub
+
+
+def _extra(frame, exclude) -> list[str]:
+    return tables.varying(frame, exclude=set(exclude))
+
+
+def _no_data(crit: Criterion, why: str) -> Row:
+    return Row(
+        crit.number,
+        "all",
+        "-",
+        threshold=crit.threshold,
+        direction=crit.direction,
+        unit=crit.unit,
+        primary=True,
+        pooled=True,
+        _reason=why,
+    )
+
+
+def criterion1(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
+    crit = CRITERIA[1]
+    train = tables.trained(frame)
+    none = train[train["attention"] == "none"]
+    cbam = tables.restrict(
+        train[train["attention"] == "cbam"], {"fusion": "original", "residual": "original"}
+    )
+    if none.empty or cbam.empty:
+        return [_no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
+    both = pd.concat([none, cbam])
+    keys = ["dataset", "backbone"] + _extra(
+        both, {"dataset", "backbone", "attention", "fusion", "residual"}
+    )
+    rows, pooled = [], []
+    for label, sub in _strata(both, keys):
+        a, b = sub[sub["attention"] == "none"], sub[sub["attention"] == "cbam"]
+        pairs = pairs_by_seed(a, b)
+        if not pairs:
+            continue
+        rows.append(
+            accuracy_row(
+                ctx, crit, label, "cbam − none", ("none", "cbam"), pairs, n_runs=(len(a), len(b))
+            )
+        )
+        pooled += [(f"{label}/{s}", ra, rb) for s, ra, rb in pairs]
+    return _with_pooled(ctx, crit, rows, pooled, "cbam − none", ("none", "cbam"))
+
+
+def _with_pooled(ctx, crit, rows, pooled, comparison, arms) -> list[Row]:
+    if not rows:
+        return [_no_data(crit, "no seed ran both arms")]
+    for r in rows:
+        r.primary = True
+    if len(rows) > 1:
+        p = accuracy_row(ctx, crit, "pooled", comparison, arms, pooled)
+        p.primary = p.pooled = True
+        rows.append(p)
+    else:
+        rows[0].pooled = True
+    return rows
+
+
+def _val_means(ctx: Context, frame: pd.DataFrame, factor: str) -> dict[str, float]:
+    """{level: mean over seeds of best/val/<metric>} (else recomputed from the runs'
+    val_probabilities.csv) — what 'best' is chosen on, never the test split."""
+    vals = tables._metric(frame, f"best/val/{ctx.metric}")
+    out = {}
+    for level, sub in frame.groupby(factor):
+        v = vals.loc[sub.index].dropna().tolist()
+        if not v:
+            preds = [ctx.files.predictions(r, "val") for r in sub["run_id"]]
+            v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
+        if v:
+            out[level] = float(np.mean(v))
+    return out
+
+
+def _test_means(ctx: Context, frame: pd.DataFrame, factor: str) -> dict[str, float]:
+    out = {}
+    for level, sub in frame.groupby(factor):
+        preds = [ctx.files.predictions(r, "test") for r in sub["run_id"]]
+        v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
+        if v:
+            out[level] = float(np.mean(v))
+    return out
+
+
+def _argmax(means: dict, factor: str) -> str | None:
+    if not means:
+        return None
+    order = tables.ordered(factor, list(means))
+    return max(order, key=lambda k: (means[k], -order.index(k)))
+
+
+def criterion2(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
+    crit = CRITERIA[2]
+    train = tables.restrict(tables.trained(frame), {"attention": "cbam", "residual": "original"})
+    if train.empty or train["fusion"].nunique() < 2 or not (train["fusion"] == "original").any():
+        return [_no_data(crit, f"{exp!r} has no fusion=original runs and another fusion")]
+    keys = ["dataset"] + _extra(train, {"dataset", "fusion", "attention", "residual"})
+    rows, pooled_frames = [], []
+    for label, sub in _strata(train, keys):
+        base = sub[sub["fusion"] == "original"]
+        others = sub[sub["fusion"] != "original"]
+        if base.empty or others.empty:
+            continue
+        pooled_frames.append((label, sub))
+        best = _argmax(_val_means(ctx, others, "fusion"), "fusion")
+        on_test = _argmax(_test_means(ctx, others, "fusion"), "fusion")
+        for fusion in tables.ordered("fusion", others["fusion"].unique()):
+            arm = others[others["fusion"] == fusion]
+            pairs = pairs_by_seed(base, arm)
+            if not pairs:
+                continue
+            name = f"{fusion} (best on validation)" if fusion == best else fusion
+            r = accuracy_row(
+                ctx,
+                crit,
+                label,
+                f"{fusion} − original",
+                ("original", name),
+                pairs,
+                n_runs=(len(base), len(arm)),
+            )
+            if fusion == best:
+                r.primary = True
+                r.note = _join(r.note, _selection_note(best, on_test))
+            rows.append(r)
+    if not rows:
+        return [_no_data(crit, "no seed ran both fusion=original and another fusion")]
+    strata_primary = [r for r in rows if r.primary]
+    if len(pooled_frames) > 1:
+        per = [_val_means(ctx, s[s["fusion"] != "original"], "fusion") for _, s in pooled_frames]
+        common = set.intersection(*(set(m) for m in per))
+        best = _argmax({f: float(np.mean([m[f] for m in per])) for f in common}, "fusion")
+        if best is not None:
+            pairs = []
+            for label, s in pooled_frames:
+                pairs += [
+                    (f"{label}/{seed}", ra, rb)
+                    for seed, ra, rb in pairs_by_seed(
+                        s[s["fusion"] == "original"], s[s["fusion"] == best]
+                    )
+                ]
+            r = accuracy_row(
+                ctx,
+                crit,
+                "pooled",
+                f"{best} − original",
+                ("original", f"{best} (best on validation)"),
+                pairs,
+            )
+            r.primary = r.pooled = True
+            r.note = "best chosen on the mean over strata of the validation means"
+            rows.append(r)
+    elif len(strata_primary) == 1:
+        strata_primary[0].pooled = True
+    return rows
+
+
+def _selection_note(best: str | None, on_test: str | None) -> str:
+    note = f"best fusion chosen on validation ({best}), judged on test"
+    if on_test and on_test != best:
+        note += f"; on test {on_test} scores highest (a test-picked best is biased upwards)"
+    return note
+
+
+def _join(*parts) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def convergence_epochs(ctx: Context, frame: pd.DataFrame, fraction=0.95) -> dict[str, float]:
+    """{run_id: first epoch whose val/<metric> reaches `fraction` of the run's best}."""
+    hist = ctx.files.history(list(frame["run_id"]), f"val/{ctx.metric}")
+    return {r: stats.convergence_epoch(hist.get(r, {}), fraction) for r in frame["run_id"]}
+
+
+def criterion3(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
+    crit = CRITERIA[3]
+    train = tables.restrict(tables.trained(frame), {"attention": "cbam", "fusion": "original"})
+    if train.empty or not (train["residual"] == "progressive").any():
+        return [_no_data(crit, f"{exp!r} has no residual=progressive runs")]
+    if train["residual"].nunique() < 2:
+        return [_no_data(crit, f"{exp!r} has residual=progressive runs only")]
+    epochs = convergence_epochs(ctx, train)
+    keys = ["dataset"] + _extra(train, {"dataset", "residual", "attention", "fusion"})
+    rows, pooled = [], []
+    what = f"a per-epoch val/{ctx.metric} history"
+    for label, sub in _strata(train, keys):
+        prog = sub[sub["residual"] == "progressive"]
+        if prog.empty:
+            continue
+        val = _val_means(ctx, sub, "residual")
+        best = _argmax(val, "residual")
+        for res in tables.ordered("residual", sub["residual"].unique()):
+            if res == "progressive":
+                continue
+            arm = sub[sub["residual"] == res]
+            pairs = pairs_by_seed(prog, arm)
+            if not pairs:
+                continue
+            r = paired_values_row(
+                crit,
+                label,
+                f"{res} − progressive (epochs)",
+                ("progressive", res),
+                pairs,
+                epochs,
+                (len(prog), len(arm)),
+                what=what,
+            )
+            r.note = f"best residual on validation: {best}" if best else ""
+            if res == "original":
+                r.primary = True
+                pooled += [(f"{label}/{s}", ra, rb) for s, ra, rb in pairs]
+            rows.append(r)
+    if not rows:
+        return [_no_data(crit, "no seed ran residual=progressive and another residual")]
+    primary = [r for r in rows if r.primary]
+    if len(primary) > 1:
+        r = paired_values_row(
+            crit,
+            "pooled",
+            "original − progressive (epochs)",
+            ("progressive", "original"),
+            pooled,
+            epochs,
+            what=what,
+        )
+        r.primary = r.pooled = True
+        rows.append(r)
+    elif len(primary) == 1:
+        primary[0].pooled = True
+    elif rows:  # no residual=original: every comparison decides
+        for r in rows:
+            r.primary = True
+    return rows
+
+
+def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
+    """Each eval run's training run: its source_run_id tag, else the latest training run
+    with the same model factors and seed on another data set than the eval's."""
+    model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
+    out = evals["source_run_id"].where(evals["source_run_id"].astype(bool), None)
+    for idx in evals.index[out.isna()]:
+        ev = evals.loc[idx]
+        cand = train[
+            (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
+        ]
+        if not cand.empty:
+            out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
+    return out
+
+
+def criterion4(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
+    crit = CRITERIA[4]
+    train = tables.trained(frame)
+    evals = frame[frame["task"] == "eval"].copy()
+    if evals.empty or train.empty:
+        return [_no_data(crit, f"{exp!r} has no task=eval runs of its training runs")]
+    evals["source_run_id"] = source_runs(evals, train)
+    evals = evals[evals["source_run_id"].isin(train["run_id"])]
+    if evals.empty:
+        return [_no_data(crit, "no task=eval run has its training run in the experiment")]
+    src = train.set_index("run_id")
+    keys = ["dataset"] + _extra(train, {"dataset"})
+    rows, pooled = [], []
+    for label, sub in _strata(train[train["run_id"].isin(evals["source_run_id"])], keys):
+        ev_sub = evals[evals["source_run_id"].isin(sub["run_id"])]
+        for (eds, esplit), ev in ev_sub.groupby(["eval_dataset", "eval_split"]):
+            ev = ev.sort_values("start_time").drop_duplicates("source_run_id", keep="last")
+            pairs = [(src.at[s, "seed"], e, s) for e, s in zip(ev["run_id"], ev["source_run_id"])]
+            pairs.sort(key=lambda p: str(p[0]))
+            target = f"{tables.dataset_label(eds)} {tables.SPLIT_NAMES.get(esplit, esplit)}"
+            r = accuracy_row(
+                ctx,
+                crit,
+                f"{label} → {target}",
+                "holdout − target",
+                (target, "holdout test"),
+                pairs,
+                ("eval", "test"),
+                same_images=False,
+            )
+            r.primary = True
+            rows.append(r)
+            pooled += [(f"{label}/{target}/{s}", a, b) for s, a, b in pairs]
+    if not rows:
+        return [_no_data(crit, "no eval run pairs with its training run")]
+    if len(rows) > 1:
+        r = accuracy_row(
+            ctx,
+            crit,
+            "pooled",
+            "holdout − target",
+            ("targets", "holdout test"),
+            pooled,
+            ("eval", "test"),
+            same_images=False,
+        )
+        r.primary = r.pooled = True
+        rows.append(r)
+    else:
+        rows[0].pooled = True
+    return rows
+
+
+def criterion5(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
+    crit = CRITERIA[5]
+    train = tables.trained(frame)
+    none = train[train["attention"] == "none"]
+    cbam = tables.restrict(
+        train[train["attention"] == "cbam"], {"fusion": "original", "residual": "original"}
+    )
+    if none.empty or cbam.empty:
+        return [_no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
+    both = pd.concat([none, cbam])
+    keys = ["backbone", "dataset"] + _extra(
+        both, {"dataset", "backbone", "attention", "fusion", "residual", "loss"}
+    )
+    flops = tables._metric(both, "model/gflops")
+    lat = np.log(tables._metric(both, "perf/infer_latency_ms").where(lambda s: s > 0))
+    log_lat = dict(zip(both["run_id"], lat))
+    thr = math.log(1 + crit.threshold / 100)
+    rows, ratios, pooled = [], [], []
+    for label, sub in _strata(both, keys):
+        a, b = sub[sub["attention"] == "none"], sub[sub["attention"] == "cbam"]
+        if a.empty or b.empty:
+            continue
+        fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
+        fr = Row(
+            5,
+            label,
+            "FLOPs: cbam / none − 1",
+            "none",
+            "cbam",
+            len(a),
+            len(b),
+            threshold=crit.threshold,
+            direction="<",
+            unit="%",
+            primary=True,
+            interval="none: a FLOP count does not vary between runs",
+            test="none (deterministic)",
+            _deterministic=True,
+        )
+        if fa > 0 and not math.isnan(fb):
+            fr.effect = fr.low = fr.high = _ratio_pct(math.log(fb / fa))
+            ratios.append(math.log(fb / fa))
+        else:
+            fr._reason = "the runs logged no model/gflops"
+        rows.append(fr)
+        pairs = pairs_by_seed(a, b)
+        r = paired_values_row(
+            crit,
+            label,
+            "latency: cbam / none − 1",
+            ("none", "cbam"),
+            pairs,
+            log_lat,
+            (len(a), len(b)),
+            _ratio_pct,
+            thr,
+            what="perf/infer_latency_ms",
+        )
+        r.interval = "paired t interval of the mean log latency ratio over seeds"
+        r.primary = True
+        rows.append(r)
+        pooled += [(f"{label}/{s}", ra, rb) for s, ra, rb in pairs]
+    if not rows:
+        return [_no_data(crit, "no backbone has both attention=none and cbam runs")]
+    if len(rows) > 2:
+        fr = Row(
+            5,
+            "pooled",
+            "FLOPs: geometric mean over strata",
+            "none",
+            "cbam",
+            threshold=crit.threshold,
+            direction="<",
+            unit="%",
+            primary=True,
+            pooled=True,
+            interval="none: deterministic",
+            test="none (deterministic)",
+            _deterministic=True,
+        )
+        if ratios:
+            fr.effect = fr.low = fr.high = _ratio_pct(float(np.mean(ratios)))
+        rows.append(fr)
+        r = paired_values_row(
+            crit,
+            "pooled",
+            "latency: cbam / none − 1",
+            ("none", "cbam"),
+            pooled,
+            log_lat,
+            show=_ratio_pct,
+            thr=thr,
+            what="perf/infer_latency_ms",
+        )
+        r.interval = "paired t interval of the mean log latency ratio over seeds"
+        r.primary = r.pooled = True
+        rows.append(r)
+    else:
+        for r in rows:
+            r.pooled = True
+    return rows
+
+
+BUILDERS = {1: criterion1, 2: criterion2, 3: criterion3, 4: criterion4, 5: criterion5}
+
+
+# ---------------------------------------------------------------------------- the report
+@dataclass
+class Claims:
+    rows: list[Row]
+    sources: dict[int, str]  # criterion -> experiment
+    metric: str
+    n_resamples: int
+    seed: int
+    notes: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+
+    def verdict(self, number: int) -> str:
+        return combine([r.verdict for r in headline(self.rows, number)])
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([r.record() for r in self.rows])
+
+
+def claim_sources(uri: str, experiment: str, notes: list) -> dict[int, str]:
+    """Criterion -> experiment: `paper` reads each from its stage (table<N>_*)."""
+    if experiment != "paper":
+        return {n: experiment for n in BUILDERS}
+    from glattn.report.report import stage_experiments
+
+    stages = stage_experiments(uri, sorted({c.table for c in CRITERIA.values() if c.table}), [])
+    out = {}
+    for n, crit in CRITERIA.items():
+        if crit.table is None:
+            continue
+        if crit.table in stages:
+            out[n] = stages[crit.table]
+        else:
+            notes.append(f"criterion {n}: no experiment table{crit.table}_* in the store")
+    return out
+
+
+def evaluate(
+    uri: str,
+    experiment: str,
+    metric: str = "balanced_acc",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    frames: dict | None = None,
+) -> Claims:
+    """Rows for criteria 1-6 from the FINISHED job runs (see the module docstring)."""
+    if metric not in METRICS:
+        raise runs.ReportError(
+            f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
+            f"one of {list(METRICS)}"
+        )
+    if n_resamples < 2000:
+        log.warning("claims: %d bootstrap resamples (the protocol asks for >= 2000)", n_resamples)
+    notes: list[str] = []
+    sources = claim_sources(uri, experiment, notes)
+    frames = dict(frames or {})
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Context(uri, metric, RunFiles(uri, Path(tmp)), n_resamples, seed, notes)
+        for n, builder in BUILDERS.items():
+            if n not in sources:
+                rows.append(_no_data(CRITERIA[n], f"no experiment for criterion {n}"))
+                continue
+            exp = sources[n]
+            if exp not in frames:
+                try:
+                    frames[exp] = runs.load_runs(uri, exp)
+                except runs.ReportError as err:
+                    if experiment != "paper":
+                        raise
+                    notes.append(f"criterion {n}: {err}")
+                    rows.append(_no_data(CRITERIA[n], str(err)))
+                    continue
+            rows += builder(ctx, frames[exp], exp)
+    adjust_and_judge(rows)
+    rows.append(claim6(rows))
+    return Claims(rows, sources, metric, n_resamples, seed, notes)
+
+
+# ---------------------------------------------------------------------------- writers
+def _num(x: float, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _p(x: float) -> str:
+    if x is None or math.isnan(x):
+        return "–"
+    return f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
+
+
+def _effect(r: Row) -> str:
+    if math.isnan(r.effect):
+        return "–"
+    if r._deterministic or math.isnan(r.low):
+        return f"{r.effect:+.2f}"
+    return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
+
+
+def _title(crit: Criterion, metric: str) -> str:
+    return crit.claim.format(m=tables.METRICS[metric].replace(" (%)", "").lower())
+
+
+COLUMNS = [
+    "Stratum",
+    "Comparison (b − a)",
+    "n a / b / pairs",
+    "Effect [95% CI]",
+    "Test",
+    "p",
+    "Holm p",
+    "McNemar p",
+    "Verdict",
+    "Reason",
+]
+
+
+def _cells(r: Row) -> list[str]:
+    return [
+        r.stratum + (" (deciding)" if r.primary and r.claim != 6 else ""),
+        r.comparison,
+        f"{r.n_a} / {r.n_b} / {r.n_pairs}",
+        _effect(r),
+        r.test,
+        _p(r.p),
+        _p(r.p_holm),
+        _p(r.mcnemar_p),
+        f"**{r.verdict}**",
+        _join(r.reason, r.note),
+    ]
+
+
+def to_markdown(c: Claims, experiment: str) -> str:
+    m = tables.METRICS[c.metric].replace(" (%)", "")
+    lines = [
+        f"## Claims: the seed's six success criteria ({experiment})",
+        "",
+        f"Metric: {m}, recomputed per image from each run's `test_probabilities.csv` and "
+        f"`split.csv` (row argmax, a tied maximum counts as wrong). Effects are b − a, "
+        "averaged over seed pairs. 95% intervals: paired bootstrap over test images within "
+        f"seed pairs ({c.n_resamples} resamples, numpy default_rng seeded by "
+        f"--bootstrap-seed={c.seed} and the row's label; the images of one test split are "
+        "resampled together for both arms and all seeds). p: one-sided paired t-test over "
+        "seeds against the threshold (`scipy.stats.ttest_rel(b, a + threshold, "
+        "alternative=...)`), Holm-adjusted within each criterion's rows "
+        "(`statsmodels multipletests(method='holm')`). McNemar: exact binomial test "
+        "(`scipy.stats.binomtest`) on the images one arm gets right and the other wrong, "
+        "summed over seed pairs (a second view; it tests no difference, not the threshold). "
+        f"Inconclusive: fewer than {MIN_PAIRS} seed pairs, an interval containing the "
+        "threshold, or a Holm p ≥ 0.05; then the reason gives the effect the current seeds "
+        "could detect at 80% power (statsmodels TTestPower, from the observed spread) and "
+        "the seeds needed to resolve the observed one. 'Deciding' rows decide the criterion "
+        "(the pooled row when there is one).",
+        "",
+        "| # | Criterion | Threshold | Source | Verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for n, crit in CRITERIA.items():
+        thr = f"{crit.direction} {crit.threshold:g} {crit.unit}"
+        lines.append(
+            f"| {n} | {_title(crit, c.metric)} | {thr} | {c.sources.get(n, '–')} | "
+            f"**{c.verdict(n)}** |"
+        )
+    for n, crit in CRITERIA.items():
+        lines += ["", f"### Criterion {n}: {_title(crit, c.metric)}", "", DESCRIPTIONS[n], ""]
+        lines.append("| " + " | ".join(COLUMNS) + " |")
+        lines.append("|" + "---|" * len(COLUMNS))
+        for r in (r for r in c.rows if r.claim == n):
+            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in _cells(r)) + " |")
+    if c.notes:
+        lines += ["", "Notes:", ""] + [f"- {x}" for x in c.notes]
+    lines += ["", REPRODUCE.format(R=c.n_resamples), ""]
+    return "\n".join(lines)
+
+
+DESCRIPTIONS = {
+    1: "attention=cbam (fusion=original, residual=original) against attention=none, per "
+    "data set and backbone, paired by seed; effect in percentage points.",
+    2: "Every fusion against fusion=original (attention=cbam, residual=original). The best "
+    "fusion is chosen on the validation metric (best/val/<metric>, mean over seeds) and "
+    "judged on the test split; all five comparisons form Holm's family.",
+    3: "Convergence epoch: the first epoch whose val/<metric> reaches 95% of the run's own "
+    "best. Effect = epochs(other residual) − epochs(progressive): positive means progressive "
+    "converges faster. One number per run, so the interval is the paired t interval.",
+    4: "Drop = holdout test score of the training run − score of its task=eval run on the "
+    "other data set, paired by the source run's seed. The two arms are scored on different "
+    "images, so the bootstrap resamples each arm's images independently.",
+    5: "Overhead of attention=cbam over attention=none of the same backbone: FLOPs "
+    "(model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms, "
+    "paired by seed, tested on the log ratio against log 1.2).",
+    6: "The conjunction of criteria 1-5 after Holm's adjustment: supported only when each of "
+    "their deciding rows is supported; its p is the largest of their Holm-adjusted p-values "
+    "(an intersection-union test).",
+}
+
+REPRODUCE = (
+    "To reproduce a row from the runs' CSVs (claims.csv lists each row's run ids in "
+    "`runs_a` / `runs_b`, in seed order): read each run's `test_probabilities.csv` and "
+    "`split.csv` (`eval_probabilities.csv` for a task=eval run), take "
+    "`sklearn.metrics.balanced_accuracy_score` of the row argmax per run, then "
+    "`scipy.stats.ttest_rel(b, a + threshold/100, alternative='greater')` (criteria 1, 2) "
+    "or `alternative='less'` (criterion 4) over the seed pairs gives `p`; `effect` is "
+    "100 × mean(b − a). Criterion 5 latency: `ttest_rel(log b, log a + log 1.2, "
+    "alternative='less')`; criterion 3: the convergence epochs with threshold 0. The "
+    "interval is a percentile bootstrap ({R} resamples) of the same mean over images "
+    "resampled with replacement (glattn.report.stats.paired_bootstrap)."
+)
+
+
+def to_latex(c: Claims, experiment: str) -> str:
+    cols = ["Stratum", "Comparison", "n", "Effect [95\\% CI]", "p", "Holm p", "Verdict"]
+    out = [f"\\section*{{Claims: {latex_escape(experiment)}}}"]
+    out.append("\\begin{tabular}{rlll}\n\\toprule\n\\# & Criterion & Threshold & Verdict \\\\")
+    out.append("\\midrule")
+    for n, crit in CRITERIA.items():
+        thr = latex_escape(f"{crit.direction} {crit.threshold:g} {crit.unit}")
+        out.append(
+            f"{n} & {latex_escape(_title(crit, c.metric))} & {thr} & "
+            f"{latex_escape(c.verdict(n))} \\\\"
+        )
+    out.append("\\bottomrule\n\\end{tabular}\n")
+    for n, crit in CRITERIA.items():
+        out.append(f"\\subsection*{{Criterion {n}: {latex_escape(_title(crit, c.metric))}}}")
+        out.append(latex_escape(DESCRIPTIONS[n]) + "\n")
+        out.append("{\\small\\begin{tabular}{llrllll}\n\\toprule")
+        out.append(" & ".join(cols) + " \\\\\n\\midrule")
+        for r in (r for r in c.rows if r.claim == n):
+            cells = [
+                r.stratum,
+                r.comparison,
+                f"{r.n_a}/{r.n_b}/{r.n_pairs}",
+                _effect(r),
+                _p(r.p),
+                _p(r.p_holm),
+                r.verdict,
+            ]
+            out.append(" & ".join(latex_escape(x) for x in cells) + " \\\\")
+        out.append("\\bottomrule\n\\end{tabular}}\n")
+        reasons = [r for r in c.rows if r.claim == n]
+        out.append("\\begin{itemize}")
+        out += [
+            f"\\item {latex_escape(r.stratum + ', ' + r.comparison)}: "
+            f"{latex_escape(_join(r.reason, r.note))}"
+            for r in reasons
+        ]
+        out.append("\\end{itemize}\n")
+    return "\n".join(out)
+
+
+def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -> list[Path]:
+    """claims.md, claims.tex (standalone), claims.csv and figures/claims_forest.{png,pdf}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, tex, csv = out_dir / "claims.md", out_dir / "claims.tex", out_dir / "claims.csv"
+    md.write_text(to_markdown(c, experiment))
+    tex.write_text(
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
+        "\\usepackage{booktabs}\n\\usepackage[margin=1.2cm,landscape]{geometry}\n"
+        "\\begin{document}\n" + to_latex(c, experiment) + "\\end{document}\n"
+    )
+    frame = c.frame()
+    frame.insert(1, "criterion", [_title(CRITERIA[n], c.metric) for n in frame["claim"]])
+    frame["bootstrap_resamples"] = c.n_resamples
+    frame["bootstrap_seed"] = c.seed
+    frame.to_csv(csv, index=False)
+    files = [md, tex, csv]
+    if figures_too:
+        from glattn.report import figures
+
+        files += figures.forest_plot(c.rows, c.metric, out_dir / "figures")
+    c.files = files
+    return files
+
+
+def make_claims(
+    experiment: str = "paper",
+    uri: str | None = None,
+    metric: str = "balanced_acc",
+    out_dir: Path | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    make_figures: bool = True,
+    log_artifacts: bool = True,
+    frames: dict | None = None,
+) -> Claims:
+    """`python -m glattn.report claims`: evaluate, write, log to the newest sweep run."""
+    uri = uri or runs.default_tracking_uri()
+    out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
+    c = evaluate(uri, experiment, metric, n_resamples, seed, frames)
+    write(c, experiment, out_dir, make_figures)
+    if log_artifacts:
+        try:
+            sweeps = runs.sweep_runs(uri, experiment)
+        except runs.ReportError:
+            sweeps = None
+        if sweeps is not None and not sweeps.empty:
+            run_id = str(sweeps.iloc[0]["run_id"])
+            client = MlflowClient(uri)
+            for path in c.files:
+                sub = "report/figures" if path.parent.name == "figures" else "report"
+                client.log_artifact(run_id, str(path), sub)
+            c.notes.append(f"claims logged as artifacts 'report/' of sweep run {run_id}")
+        else:
+            c.notes.append(f"no parent sweep run in {experiment!r}: the claims were not logged")
+    return c
