@@ -2,6 +2,13 @@
 
 Mixed precision follows the PyTorch AMP recipe (https://pytorch.org/docs/stable/amp.html):
 bf16 autocast needs no loss scaling; fp16 on CUDA uses a ``torch.amp.GradScaler``.
+
+No host synchronisation per step: on a GPU every ``.item()`` waits for the queued kernels,
+which costs most on the grid's small, fast models. The loss sum, the correct count and a
+non-finite flag accumulate on the device; the host reads them every
+``trainer.log_every_n_steps`` steps and at the end of the epoch, so the non-finite-loss guard
+still raises before the loop saves a checkpoint, and names the first bad step (from the
+per-step losses kept on the device since the last check).
 """
 
 from __future__ import annotations
@@ -38,17 +45,23 @@ class Runtime:
     grad_clip: float | None = None
     log_every_n_steps: int = 20
     progress: bool = field(default_factory=lambda: sys.stderr.isatty())
+    #: training augmentation applied on the device (glattn.data.augment.DeviceAugment, with
+    #: state_dict/load_state_dict) to the train loader's raw uint8 batches; None: the loader
+    #: already augmented them (dataset.augment=cpu)
+    augment: object | None = None
 
     def autocast(self):
         return torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
         )
 
-    def to_device(self, images: torch.Tensor, labels: torch.Tensor):
+    def to_device(self, images: torch.Tensor, labels: torch.Tensor, augment=None):
+        """uint8 batches travel to the device (4x less than float32) and are normalised there
+        (glattn.data.transforms), or augmented and normalised there by `augment`."""
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        # uint8 batches travel to the device and are normalised there (glattn.data.transforms)
-        images = normalize(images.to(self.device, non_blocking=True, memory_format=fmt))
-        return images, labels.to(self.device, non_blocking=True)
+        images = images.to(self.device, non_blocking=True)
+        images = normalize(images) if augment is None else augment(images)
+        return images.contiguous(memory_format=fmt), labels.to(self.device, non_blocking=True)
 
 
 def _batches(loader, desc: str, rt: Runtime):
@@ -68,25 +81,49 @@ def _batches(loader, desc: str, rt: Runtime):
         yield batch
 
 
+class _Guard:
+    """The non-finite-loss guard without a per-step sync: per-step losses stay on the
+    device until `check()` reads one flag; then the first bad step is found among them."""
+
+    def __init__(self, device: torch.device, epoch: int):
+        self.epoch, self.bad = epoch, torch.zeros((), dtype=torch.bool, device=device)
+        self.losses: list[torch.Tensor] = []
+        self.first_step = 1
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.losses.append(loss)
+        self.bad |= ~torch.isfinite(loss)
+
+    def check(self, optimizer) -> None:
+        if self.bad.item():  # the one sync, every log_every_n_steps steps
+            losses = torch.stack(self.losses).float().cpu()
+            k = int((~torch.isfinite(losses)).nonzero()[0, 0])
+            lrs = [g["lr"] for g in optimizer.param_groups]
+            raise NonFiniteLossError(
+                f"non-finite training loss ({losses[k].item()}) at epoch {self.epoch}, step "
+                f"{self.first_step + k}, lr={lrs}: lower optimizer.lr, set trainer.grad_clip, "
+                "try trainer.amp=none, or check the input data for NaNs"
+            )
+        self.first_step += len(self.losses)
+        self.losses.clear()
+
+
 def train_one_epoch(
     model: nn.Module, loader, loss_fn: nn.Module, optimizer, rt: Runtime, epoch: int
 ) -> dict:
-    """Train for one epoch; returns {"loss", "acc", "img_s"} (means over samples)."""
+    """Train for one epoch; returns {"loss", "acc", "img_s"} (means over samples).
+    Raises NonFiniteLossError (epoch, step) before returning when a loss was NaN or inf."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
+    correct = torch.zeros((), dtype=torch.int64, device=rt.device)
+    guard, seen, every = _Guard(rt.device, epoch), 0, max(rt.log_every_n_steps, 1)
     start = time.perf_counter()
     for step, (images, labels) in enumerate(_batches(loader, f"epoch {epoch} train", rt), 1):
-        images, labels = rt.to_device(images, labels)
+        images, labels = rt.to_device(images, labels, rt.augment)
         with rt.autocast():
             logits = model(images)  # (B, num_classes)
             loss = loss_fn(logits, labels)
-        if not torch.isfinite(loss):
-            lrs = [g["lr"] for g in optimizer.param_groups]
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}, "
-                f"lr={lrs}: lower optimizer.lr, set trainer.grad_clip, try trainer.amp=none, "
-                "or check the input data for NaNs"
-            )
+        guard.add(loss.detach())
         optimizer.zero_grad(set_to_none=True)
         if rt.scaler is not None:
             rt.scaler.scale(loss).backward()
@@ -101,13 +138,21 @@ def train_one_epoch(
                 nn.utils.clip_grad_norm_(model.parameters(), rt.grad_clip)
             optimizer.step()
         n = labels.shape[0]
-        total_loss += loss.item() * n
-        correct += (logits.argmax(1) == labels).sum().item()
+        total_loss += loss.detach().double() * n
+        correct += (logits.detach().argmax(1) == labels).sum()
         seen += n
-    elapsed = time.perf_counter() - start
+        if step % every == 0:
+            guard.check(optimizer)
+            log.debug("epoch %d step %d: mean train/loss %.4f", epoch, step, total_loss / seen)
+    guard.check(optimizer)
+    elapsed = time.perf_counter() - start  # after the last read: the device work is done
     if seen == 0:
         raise RuntimeError("the training loader yielded no batches (empty train split?)")
-    return {"loss": total_loss / seen, "acc": correct / seen, "img_s": seen / elapsed}
+    return {
+        "loss": total_loss.item() / seen,
+        "acc": correct.item() / seen,
+        "img_s": seen / elapsed,
+    }
 
 
 @torch.no_grad()
@@ -116,21 +161,22 @@ def evaluate(
 ) -> dict:
     """Loss, metrics (glattn.metrics.compute_metrics) plus ``probs`` (N, C) and ``labels``."""
     model.eval()
-    total_loss, probs, labels_all = 0.0, [], []
+    total_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
+    probs, labels_all = [], []
     for images, labels in _batches(loader, "eval", rt):
         images, labels = rt.to_device(images, labels)
         with rt.autocast():
             logits = model(images)
         logits = logits.float()
-        total_loss += loss_fn(logits, labels).item() * labels.shape[0]
-        probs.append(logits.softmax(1).cpu())
-        labels_all.append(labels.cpu())
+        total_loss += loss_fn(logits, labels).double() * labels.shape[0]
+        probs.append(logits.softmax(1))  # stays on the device: one copy at the end
+        labels_all.append(labels)
     if not probs:
         raise RuntimeError("the evaluation loader yielded no batches (empty split?)")
-    probs_np = torch.cat(probs).numpy().astype(np.float64)
-    labels_np = torch.cat(labels_all).numpy()
+    probs_np = torch.cat(probs).cpu().numpy().astype(np.float64)
+    labels_np = torch.cat(labels_all).cpu().numpy()
     out = compute_metrics(labels_np, probs_np, class_names)
-    loss = total_loss / len(labels_np)
+    loss = total_loss.item() / len(labels_np)
     out.update(loss=loss if math.isfinite(loss) else float("nan"))
     out.update(probs=probs_np, labels=labels_np)
     return out

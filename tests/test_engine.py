@@ -77,6 +77,70 @@ def test_non_finite_loss_raises_clear_error():
         train_one_epoch(model, _loader(), CrossEntropyLoss([1] * 7), opt, rt, 3)
 
 
+class NanAt(nn.Module):
+    """Tiny, but its output turns NaN from the `bad`-th call on (a blow-up mid-epoch)."""
+
+    def __init__(self, bad: int):
+        super().__init__()
+        self.net, self.bad, self.calls = Tiny(), bad, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.net(x)
+        return out * float("nan") if self.calls >= self.bad else out
+
+
+@pytest.mark.parametrize("every", [1, 3, 100])
+def test_non_finite_guard_names_the_first_bad_step_whatever_the_cadence(every):
+    model = NanAt(bad=5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rt = Runtime(torch.device("cpu"), progress=False, log_every_n_steps=every)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 5\b"):
+        train_one_epoch(model, _loader(), CrossEntropyLoss([1] * 7), opt, rt, 2)
+    # it stops at the first check after step 5 (the cadence, or the end of the epoch)
+    assert model.calls == min(-(-5 // every) * every, len(_loader()))
+
+
+def _host_reads(monkeypatch, n):
+    """Tensor -> host reads (.item(), bool(), .tolist()) during one epoch of n batches."""
+    calls, batches = [], list(_loader(n))  # the loader's own sampling is not counted
+    for name in ("item", "__bool__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, **kw):
+            calls.append(1)
+            return _real(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    model = Tiny()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rt = Runtime(torch.device("cpu"), progress=False, log_every_n_steps=1000)
+    out = train_one_epoch(model, batches, CrossEntropyLoss([1] * 7), opt, rt, 1)
+    monkeypatch.undo()
+    assert np.isfinite(out["loss"]) and 0 <= out["acc"] <= 1
+    return len(calls)
+
+
+def test_no_host_synchronisation_per_step(monkeypatch):
+    """Loss, accuracy and the finite check are read once per epoch, not once per step."""
+    assert _host_reads(monkeypatch, 8 * 4) == _host_reads(monkeypatch, 8 * 16) <= 3
+
+
+def test_device_augment_hook_feeds_the_model_augmented_batches():
+    from glattn.data.augment import DeviceAugment
+
+    side, size = 18, 16  # resize_side(16) = 18
+    images = torch.randint(0, 256, (16, 3, side, side), dtype=torch.uint8)
+    loader = DataLoader(TensorDataset(images, torch.arange(16) % 7), batch_size=8)
+    seen = []
+    model = Tiny()
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rt = Runtime(torch.device("cpu"), progress=False, augment=DeviceAugment(size, seed=0))
+    train_one_epoch(model, loader, CrossEntropyLoss([1] * 7), opt, rt, 1)
+    assert seen == [torch.Size([8, 3, size, size])] * 2
+
+
 def test_bf16_autocast_channels_last_and_grad_clip_on_cpu():
     torch.manual_seed(0)
     rt = F.make_runtime(_trainer(amp="bf16", channels_last=True, grad_clip=0.5))

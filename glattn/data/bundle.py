@@ -21,32 +21,17 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from glattn.data.cache import DiskImages, build_cache
-from glattn.data.classes import CLASS_NAMES
-from glattn.data.datasets import LesionDataset
+from glattn.data.datasets import LesionDataset, collate_batch
 from glattn.data.errors import DataError
-from glattn.data.ham10000 import read_ham10000
-from glattn.data.isic2018 import read_isic2018
-from glattn.data.options import DataOptions, check_options
+from glattn.data.options import AUGMENTS, DataOptions, check_options
+from glattn.data.readers import READERS, read
 from glattn.data.splits import assign_splits, check_splits
-from glattn.data.synthetic import ensure_synthetic
 from glattn.data.transforms import eval_transform, resize_side, train_transform
 
 log = logging.getLogger(__name__)
 
 
-def _read_synthetic(o: DataOptions) -> pd.DataFrame:
-    root = ensure_synthetic(
-        o.root, o.num_images, o.source_width, o.source_height, o.generator_seed
-    )
-    return read_ham10000(root)
-
-
-# conf/dataset/<name>.yaml <-> these readers, one-to-one (tests/test_data_config.py).
-READERS = {
-    "synthetic": _read_synthetic,
-    "ham10000": lambda o: read_ham10000(o.root),
-    "isic2018": lambda o: read_isic2018(o.root, o.eval_split),
-}
+__all__ = ["READERS", "DataBundle", "build_data"]  # conf/dataset/<name>.yaml <-> READERS
 
 
 @dataclass
@@ -55,7 +40,7 @@ class DataBundle:
     val: LesionDataset | None
     test: LesionDataset | None
     class_names: tuple[str, ...]
-    train_counts: np.ndarray  # (7,) images per class in the training split
+    train_counts: np.ndarray  # (C,) images per class in the training split
     split_frame: pd.DataFrame  # image_id, lesion_id, label (class name), split
     skipped: pd.DataFrame  # image_id, reason: rows dropped before splitting
     options: DataOptions
@@ -73,14 +58,21 @@ class DataBundle:
         num_workers: int | None = None,
         sampler: str | None = None,
         seed: int | None = None,
+        augment: str | None = None,
     ) -> dict[str, DataLoader]:
         """train: shuffled, or WeightedRandomSampler (sampler="weighted": every class drawn
         equally often in expectation; one epoch = len(train) draws with replacement);
-        val/test: in order. Defaults come from cfg.dataset; `seed` seeds the draw order."""
+        val/test: in order. Defaults come from cfg.dataset; `seed` seeds the draw order.
+        augment="device": the train loader yields raw uint8 (B, 3, R, R) cache slices, one
+        slice per batch, for `augmenter()` to transform on the training device;
+        "cpu": per-image train_transform in the workers (uint8 (B, 3, S, S))."""
         workers = self.options.num_workers if num_workers is None else num_workers
         sampler = self.options.sampler if sampler is None else sampler
+        augment = self.options.augment if augment is None else augment
         if sampler not in ("weighted", "none"):
             raise DataError(f"sampler={sampler!r}: expected 'weighted' or 'none'")
+        if augment not in AUGMENTS:
+            raise DataError(f"augment={augment!r}: expected one of {', '.join(AUGMENTS)}")
         gen = torch.Generator().manual_seed(self.options.seed if seed is None else seed)
         common = dict(
             batch_size=batch_size,
@@ -92,7 +84,11 @@ class DataBundle:
         for split, ds in self.datasets().items():
             if split != "train":
                 out[split] = DataLoader(ds, shuffle=False, **common)
-            elif sampler == "weighted":
+                continue
+            train = dict(common, drop_last=len(ds) > batch_size)
+            if augment == "device":  # workers only slice the cache and collate uint8
+                ds, train["collate_fn"] = ds.slices(), collate_batch
+            if sampler == "weighted":
                 weights = 1.0 / self.train_counts[ds.labels]
                 draw = WeightedRandomSampler(
                     torch.as_tensor(weights, dtype=torch.double),
@@ -100,12 +96,26 @@ class DataBundle:
                     replacement=True,
                     generator=gen,
                 )
-                out[split] = DataLoader(ds, sampler=draw, drop_last=len(ds) > batch_size, **common)
+                out[split] = DataLoader(ds, sampler=draw, **train)
             else:
-                out[split] = DataLoader(
-                    ds, shuffle=True, generator=gen, drop_last=len(ds) > batch_size, **common
-                )
+                out[split] = DataLoader(ds, shuffle=True, generator=gen, **train)
         return out
+
+    def augmenter(self, augment: str | None = None, seed: int | None = None):
+        """The training augmentation for batches of `loaders(augment="device")`
+        (glattn.data.augment.DeviceAugment, seeded from cfg.seed), or None for "cpu"."""
+        if (self.options.augment if augment is None else augment) != "device":
+            return None
+        from glattn.data.augment import DeviceAugment
+
+        return DeviceAugment(self.options.image_size, self.options.seed if seed is None else seed)
+
+    def save_preview(self, path: str | Path, augment: str | None = None) -> Path:
+        """A PNG grid of augmented training images as this run draws them (an artifact)."""
+        from glattn.data.augment import save_preview
+
+        mode = self.options.augment if augment is None else augment
+        return save_preview(self.train, self.options.image_size, mode, path)
 
 
 def _drop_bad(frame: pd.DataFrame, source, o: DataOptions) -> tuple[pd.DataFrame, list]:
@@ -149,7 +159,7 @@ def _split(frame: pd.DataFrame, o: DataOptions) -> np.ndarray:
 def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
     """Validated data for `cfg` (reads cfg.dataset, cfg.paths.output_dir, cfg.seed)."""
     o = check_options(cfg)
-    frame = READERS[o.name](o)
+    frame, class_names = read(o)
     skipped = list(frame.attrs.get("skipped", []))
     frame = frame.reset_index(drop=True)
     side = resize_side(o.image_size)
@@ -166,11 +176,11 @@ def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
         {
             "image_id": frame["image_id"].to_numpy(),
             "lesion_id": frame["lesion_id"].to_numpy(),
-            "label": [CLASS_NAMES[i] for i in frame["label"]],
+            "label": [class_names[i] for i in frame["label"]],
             "split": frame["split"].to_numpy(),
         }
     )
-    check_splits(split_frame, how)
+    check_splits(split_frame, how, class_names=class_names)
     skipped_frame = pd.DataFrame(skipped, columns=["image_id", "reason"])
     if run_dir is not None:
         run_dir = Path(run_dir)
@@ -188,13 +198,13 @@ def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
             )
     if "train" not in sets:
         raise DataError(f"no training images left ({how})")
-    counts = sets["train"].class_counts()
-    log.info("training class counts: %s", dict(zip(CLASS_NAMES, counts.tolist())))
+    counts = np.bincount(sets["train"].labels, minlength=len(class_names))
+    log.info("training class counts: %s", dict(zip(class_names, counts.tolist())))
     return DataBundle(
         sets.get("train"),
         sets.get("val"),
         sets.get("test"),
-        CLASS_NAMES,
+        class_names,
         counts,
         split_frame,
         skipped_frame,

@@ -1,0 +1,292 @@
+"""Training augmentation on the training device, batched, with per-sample random parameters
+(``dataset.augment=device``, the default).
+
+The same distribution as the per-image pipeline of glattn.data.transforms.train_transform
+(torchvision v2: RandomRotation(180), RandomResizedCrop(S, scale 0.35-1, ratio 3/4-4/3),
+horizontal and vertical flips, ColorJitter(0.2, 0.2, 0.2, 0.02)), computed for a whole
+uint8 batch (B, 3, R, R) at once:
+
+- geometry: rotation, crop and flips of each sample compose into ONE affine matrix
+  (output -> input coordinates), applied by ``F.affine_grid`` + ``F.grid_sample``
+  (bilinear, zeros outside the image as RandomRotation's fill=0): one interpolation
+  instead of two, and only the S x S output pixels are computed;
+- colour: brightness, contrast, saturation and hue as torchvision.transforms.v2.functional
+  computes them (same formulas, factors per sample). torchvision draws one random order of
+  the four per image; here one order per batch (as kornia.augmentation.ColorJitter does):
+  every sample's order is still a uniform random permutation, so each sample's
+  distribution is unchanged.
+
+Every random number comes from this object's own ``torch.Generator`` (CPU; the few numbers
+per sample travel to the device in one pinned, non-blocking copy, so there is no host
+synchronisation), seeded from ``seed``; ``state_dict()``/``load_state_dict()`` carry it
+through a checkpoint, so a resumed run draws exactly what the uninterrupted run would.
+The parameters do not depend on the device: a CPU and a GPU run see the same crops.
+Why not kornia.augmentation (benchmarked side by side in benchmarks/data_throughput.py):
+it draws from the global torch RNG, with no generator to save, and warps twice (rotation,
+then crop) where one warp suffices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+
+from glattn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_side
+
+#: ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+_LUMA = (0.2989, 0.587, 0.114)
+_ATTEMPTS = 10  # RandomResizedCrop's rejection sampling
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma (ITU-R 601-2, torchvision's rgb_to_grayscale)."""
+    r, g, b = x.unbind(-3)
+    return (_LUMA[0] * r).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(-3)
+
+
+def _blend_(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """In place: factor * x + (1 - factor) * other, clamped to [0, 1] (torchvision's _blend);
+    factor (B,)."""
+    f = factor.view(-1, 1, 1, 1)
+    return x.mul_(f).add_(other.mul_(1.0 - f)).clamp_(0.0, 1.0)
+
+
+# The four ColorJitter operations on float (B, 3, H, W) in [0, 1] with one factor per sample
+# (B,), in place. Formulas as torchvision.transforms.v2.functional.adjust_* (tests compare).
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return x.mul_(factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
+    mean = (x.mean(dim=(-2, -1)) @ luma).view(-1, 1, 1, 1)  # mean luma of each image
+    return _blend_(x, mean, factor)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend_(x, _gray(x), factor)
+
+
+def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """HSV hue rotation by factor in [-0.5, 0.5] turns. The hexcone's hue from max M, min m
+    and chroma C = M - m (as torchvision's _rgb_to_hsv), and back with the closed form
+    channel = M - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6 h) mod 6, n = 5, 3, 1 (R, G, B),
+    which equals torchvision's _hsv_to_rgb (V = M, S = C / M) with fewer passes."""
+    r, g, b = x.unbind(-3)
+    low, high = torch.aminmax(x, dim=-3)  # (B, H, W)
+    chroma = high - low
+    inv = torch.where(chroma == 0, 1.0, chroma).reciprocal_()
+    hue6 = torch.where(  # hue in sextants, in [-1, 5)
+        high == r,
+        g - b,
+        torch.where(high == g, (b - r).add_(chroma, alpha=2.0), (r - g).add_(chroma, alpha=4.0)),
+    ).mul_(inv)
+    hue6.add_(6.0 * factor.view(-1, 1, 1))
+    out = torch.empty_like(x)
+    for c, n in enumerate((5.0, 3.0, 1.0)):
+        k = torch.remainder(hue6 + n, 6.0)
+        k = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+        torch.sub(high, k.mul_(chroma), out=out[:, c])
+    return out
+
+
+def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """F.affine_grid(theta, (B, C, size, size), align_corners=False) for a square output by
+    broadcasting, 3x cheaper on a CPU than the batched matmul: (B, size, size, 2)."""
+    base = (torch.arange(size, dtype=theta.dtype, device=theta.device) * 2 + 1) / size - 1
+    xs, ys = base.view(1, 1, -1), base.view(1, -1, 1)
+    t = theta.view(-1, 6, 1, 1)
+    gx = t[:, 0] * xs + t[:, 1] * ys + t[:, 2]
+    gy = t[:, 3] * xs + t[:, 4] * ys + t[:, 5]
+    return torch.stack([gx, gy], dim=-1)
+
+
+COLOUR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def stream_seed(seed: int) -> int:
+    """The augmentation's own stream for a run seed: the loaders' shuffling and the global
+    RNG are seeded with `seed` itself, and the same seed would give the same random bits."""
+    return int.from_bytes(hashlib.sha256(f"glattn.augment:{seed}".encode()).digest()[:8], "big")
+
+
+class DeviceAugment:
+    """uint8 (B, 3, R, R) on any device -> ImageNet-normalised float32 (B, 3, S, S) there,
+    R = resize_side(S). The settings default to train_transform's."""
+
+    def __init__(
+        self,
+        image_size: int,
+        seed: int = 0,
+        degrees: float = 180.0,
+        scale: Sequence[float] = (0.35, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        flip_p: float = 0.5,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.2,
+        hue: float = 0.02,
+    ):
+        self.image_size = int(image_size)
+        self.degrees, self.scale, self.ratio, self.flip_p = (
+            degrees,
+            tuple(scale),
+            tuple(ratio),
+            flip_p,
+        )
+        self.jitter = (brightness, contrast, saturation, hue)
+        self.generator = torch.Generator().manual_seed(stream_seed(int(seed)))
+
+    # ------------------------------------------------------------------ random parameters
+    def _uniform(self, shape, low: float, high: float) -> torch.Tensor:
+        return (
+            torch.rand(shape, generator=self.generator, dtype=torch.float64) * (high - low) + low
+        )
+
+    def sample(self, n: int, side: int) -> dict[str, torch.Tensor]:
+        """Parameters for n samples of side x side inputs (CPU tensors), as torchvision draws
+        them: angle (deg), crop box (top i, left j, height h, width w, in pixels), flips
+        (+1 keep, -1 flip), colour factors (n, 4) and the order of the colour operations."""
+        angle = self._uniform(n, -self.degrees, self.degrees)
+        area = float(side * side)
+        target = area * self._uniform((n, _ATTEMPTS), *self.scale)
+        aspect = torch.exp(
+            self._uniform((n, _ATTEMPTS), math.log(self.ratio[0]), math.log(self.ratio[1]))
+        )
+        w = torch.round(torch.sqrt(target * aspect))
+        h = torch.round(torch.sqrt(target / aspect))
+        ok = (w > 0) & (w <= side) & (h > 0) & (h <= side)
+        first = ok.to(torch.int8).argmax(1, keepdim=True)  # the first attempt that fits
+        found = ok.any(1)
+        # fallback (no attempt fits): the whole image, since a square's ratio 1 is allowed
+        w = torch.where(found, w.gather(1, first).squeeze(1), float(side))
+        h = torch.where(found, h.gather(1, first).squeeze(1), float(side))
+        i = torch.floor(self._uniform(n, 0, 1) * (side - h + 1))
+        j = torch.floor(self._uniform(n, 0, 1) * (side - w + 1))
+        flips = torch.where(self._uniform((n, 2), 0, 1) < self.flip_p, -1.0, 1.0)
+        b, c, s, hu = self.jitter
+        colour = torch.stack(
+            [
+                self._uniform(n, max(0.0, 1 - b), 1 + b),
+                self._uniform(n, max(0.0, 1 - c), 1 + c),
+                self._uniform(n, max(0.0, 1 - s), 1 + s),
+                self._uniform(n, -hu, hu),
+            ],
+            dim=1,
+        )
+        order = torch.randperm(4, generator=self.generator)
+        return dict(
+            angle=angle, crop=torch.stack([i, j, h, w], 1), flips=flips, colour=colour, order=order
+        )
+
+    @staticmethod
+    def matrices(params: dict[str, torch.Tensor], side: int) -> torch.Tensor:
+        """(n, 2, 3) affine_grid matrices, output -> input in normalised coordinates
+        (align_corners=False: -1 and 1 are the image's outer edges): flip, then map into the
+        crop box of the rotated image, then undo the rotation about the image centre."""
+        i, j, h, w = params["crop"].unbind(1)
+        crop = torch.zeros(len(i), 2, 3, dtype=torch.float64)
+        crop[:, 0, 0] = params["flips"][:, 0] * w / side
+        crop[:, 1, 1] = params["flips"][:, 1] * h / side
+        crop[:, 0, 2] = (2 * j + w) / side - 1
+        crop[:, 1, 2] = (2 * i + h) / side - 1
+        # torchvision rotates counter-clockwise for positive angles (y points down), so an
+        # output point p of the rotated image comes from [[cos, -sin], [sin, cos]] p.
+        a = torch.deg2rad(params["angle"])
+        cos, sin = torch.cos(a), torch.sin(a)
+        unrotate = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+        return unrotate @ crop
+
+    # ------------------------------------------------------------------ applying them
+    def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """uint8 (B, 3, R, R) -> float32 (B, 3, S, S) in [0, 1] (not normalised)."""
+        n, _, side, width = images.shape
+        if side != width:
+            raise ValueError(f"expected square images (B, 3, R, R), got {tuple(images.shape)}")
+        dev = images.device
+        packed = torch.cat([self.matrices(params, side).flatten(1), params["colour"]], 1).float()
+        if dev.type == "cuda":  # pinned + non_blocking: no host synchronisation
+            packed = packed.pin_memory()
+        packed = packed.to(dev, non_blocking=True)
+        theta, colour = packed[:, :6].view(n, 2, 3), packed[:, 6:]
+        x = images.float().div_(255.0)
+        grid = affine_grid(theta, self.image_size)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        for k in params["order"].tolist():  # a CPU tensor: no synchronisation
+            x = COLOUR_OPS[k](x, colour[:, k])
+        return x
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, R, R) -> ImageNet-normalised float32 (B, 3, S, S), same device."""
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(
+                f"expected a uint8 batch (B, 3, R, R), got {images.dtype} {tuple(images.shape)}"
+            )
+        x = self.apply(images, self.sample(images.shape[0], images.shape[-1]))
+        return v2.functional.normalize(x, IMAGENET_MEAN, IMAGENET_STD, inplace=True)
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "image_size": self.image_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["image_size"]) != self.image_size:
+            raise ValueError(
+                f"augmentation state for image_size={state['image_size']}, "
+                f"this run has {self.image_size}"
+            )
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceAugment(image_size={self.image_size}, input={resize_side(self.image_size)}, "
+            f"degrees={self.degrees}, scale={self.scale}, jitter={self.jitter})"
+        )
+
+
+def preview_grid(
+    dataset, image_size: int, augment: str, rows: int = 4, draws: int = 5, seed: int = 0
+):
+    """uint8 (H, W, 3) image: `rows` training images (spread over the split), each as the
+    evaluation view (centre crop) and then `draws` augmented versions, as the run's
+    `augment` mode ("device" | "cpu") draws them. Uses its own random numbers (a fresh
+    generator, or a forked global RNG for "cpu"): the run's streams are not advanced."""
+    from torchvision.utils import make_grid
+
+    from glattn.data.transforms import eval_transform
+
+    size = int(image_size)
+    picks = torch.linspace(0, len(dataset) - 1, min(rows, len(dataset))).long().tolist()
+    raw, _ = dataset.slices().__getitems__(picks)  # (rows, 3, R, R) uint8
+    tiles = []
+    if augment == "device":
+        aug = DeviceAugment(size, seed)
+        views = [aug.apply(raw, aug.sample(len(picks), raw.shape[-1])) for _ in range(draws)]
+        views = [(v * 255).round_().to(torch.uint8) for v in views]
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            views = [torch.stack([dataset[k][0] for k in picks]) for _ in range(draws)]
+    centre = eval_transform(size)
+    for r in range(len(picks)):
+        tiles.append(centre(raw[r]))
+        tiles.extend(v[r] for v in views)
+    grid = make_grid(torch.stack(tiles), nrow=draws + 1, padding=2, pad_value=255)
+    return grid.permute(1, 2, 0).contiguous().numpy()
+
+
+def save_preview(dataset, image_size: int, augment: str, path, **kw):
+    """Write `preview_grid` as a PNG (a run artifact: look at what the model is fed)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(preview_grid(dataset, image_size, augment, **kw)).save(path)
+    return path
