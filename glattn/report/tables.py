@@ -59,22 +59,17 @@ SPLIT_NAMES = {
     "holdout": "holdout",
 }
 
-#: Where each fusion strategy comes from (Table 3's reference column).
-FUSION_REFERENCES = {
-    "original": "GLSA baseline: A ⊙ L (element-wise product)",
-    "learnable_gate": "Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)",
-    "weighted_add": "EfficientDet fast normalised fusion, Tan et al. CVPR 2020 (arXiv:1911.09070)",
-    "channel_attn": "Squeeze-and-Excitation, Hu et al. CVPR 2018 (arXiv:1709.01507)",
-    "spatial_attn": "CBAM spatial attention, Woo et al. ECCV 2018 (arXiv:1807.06521)",
-    "cross_attn": "Cross attention (Transformer), Vaswani et al. NeurIPS 2017 (arXiv:1706.03762)",
-}
-#: Where each residual strategy comes from (Table 4's reference column).
-RESIDUAL_REFERENCES = {
-    "original": "ResNet identity shortcut, He et al. CVPR 2016 (arXiv:1512.03385)",
-    "learnable_gate": "Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)",
-    "progressive": "ReZero, Bachlechner et al. UAI 2021 (arXiv:2003.04887)",
-    "drop_path": "Stochastic Depth, Huang et al. ECCV 2016 (arXiv:1603.09382)",
-}
+
+def references(group: str, runs: pd.DataFrame) -> dict[str, str]:
+    """Tables 3/4's reference column from the registries (glattn.models.references):
+    built-ins and registered extensions alike; an extension's module is imported from its
+    runs' `<group>._target_` param, so it must be importable here (PYTHONPATH) too."""
+    from glattn.models import references as registered
+
+    col = f"params.{group}._target_"
+    targets = runs[col].dropna().unique().tolist() if col in runs else []
+    return registered(group, targets)
+
 
 TABLES = {
     1: "table1_backbones",
@@ -414,7 +409,7 @@ def table3(runs: pd.DataFrame, ctx: Context) -> Table | None:
         {"attention": "cbam", "residual": "original"},
         3,
         "Table 3: Fusion strategies",
-        FUSION_REFERENCES,
+        references("fusion", runs),
         lambda datasets: [("Params vs original", extra_params)],
     )
 
@@ -453,7 +448,7 @@ def table4(runs: pd.DataFrame, ctx: Context) -> Table | None:
         {"attention": "cbam", "fusion": "original"},
         4,
         "Table 4: Residual strategies",
-        RESIDUAL_REFERENCES,
+        references("residual", runs),
         lambda datasets: [(f"{dataset_label(d)} conv. epoch", conv(d)) for d in datasets],
     )
     if t is not None:
