@@ -21,6 +21,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glattn.registry import Registry
+
+
+def _probe(loss: nn.Module, num_classes: int) -> str | None:
+    """forward(logits (B, C), target (B,)) must give a finite scalar tensor."""
+    logits = torch.linspace(-2.0, 2.0, 4 * num_classes).reshape(4, num_classes)
+    target = torch.arange(4) % num_classes
+    with torch.no_grad():
+        value = loss(logits, target)
+    if not isinstance(value, torch.Tensor) or value.ndim != 0:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        return (
+            f"forward(logits (4, {num_classes}), target (4,)) returned {shape}, expected a scalar"
+        )
+    if not torch.isfinite(value):
+        return f"forward(logits, target) returned {value.item()}, expected a finite value"
+    return None
+
+
+# conf/loss/<name>.yaml <-> LOSSES (tests/test_registries.py checks the two sets match)
+LOSSES = Registry(
+    "loss",
+    contract="`__init__(self, class_counts, **settings)` (the training split's per-class "
+    "counts); `forward(logits (B, C), target (B,))` returns a scalar",
+    probe=_probe,
+    where=("glattn.losses", "LOSSES"),
+)
+
 
 def class_balanced_weights(class_counts: Sequence[int], beta: float) -> torch.Tensor:
     """Cui et al. 2019 weights (1 - beta) / (1 - beta^n_c), normalised to sum to C.
@@ -54,6 +82,7 @@ def _alpha_tensor(alpha, num_classes: int) -> torch.Tensor | None:
     return torch.tensor(values)
 
 
+@LOSSES.register("focal", reference="Focal loss, Lin et al. ICCV 2017 (arXiv:1708.02002)")
 class FocalLoss(nn.Module):
     """Multi-class focal loss, mean over the batch; gamma=0 and alpha=None is cross-entropy.
 
@@ -89,6 +118,7 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
+@LOSSES.register("ce")
 class CrossEntropyLoss(nn.Module):
     """``F.cross_entropy`` with label smoothing and optional class-balanced weights."""
 
@@ -114,6 +144,10 @@ class CrossEntropyLoss(nn.Module):
         )
 
 
+@LOSSES.register(
+    "class_balanced",
+    reference="Class-balanced loss, Cui et al. CVPR 2019 (arXiv:1901.05555)",
+)
 def ClassBalancedLoss(
     class_counts: Sequence[int],
     beta: float = 0.9999,
@@ -131,12 +165,18 @@ def ClassBalancedLoss(
     raise ValueError(f"loss.base={base!r}: expected one of ['ce', 'focal']")
 
 
-# conf/loss/<name>.yaml <-> LOSSES[<name>] (tests/test_losses.py checks the two sets match)
-LOSSES = {"ce": CrossEntropyLoss, "focal": FocalLoss, "class_balanced": ClassBalancedLoss}
-
-
 def build_loss(loss_cfg, class_counts: Sequence[int]) -> nn.Module:
-    """Instantiate ``cfg.loss`` (a ``_partial_`` config) with the training split's counts."""
+    """Instantiate ``cfg.loss`` (a ``_partial_`` config of a registered loss) with the
+    training split's counts, checked against the loss contract."""
     from hydra.utils import instantiate
 
-    return instantiate(loss_cfg)(class_counts=[int(c) for c in class_counts])
+    factory = instantiate(loss_cfg)
+    func = getattr(factory, "func", None)
+    if func is None:
+        raise ValueError("cfg.loss must set `_partial_: true` (class counts arrive at build time)")
+    LOSSES.require(func, "loss", loss_cfg.get("_target_"))
+    counts = [int(c) for c in class_counts]
+    LOSSES.check_signature(factory, class_counts=counts)
+    loss = factory(class_counts=counts)
+    LOSSES.check(loss, len(counts))
+    return loss

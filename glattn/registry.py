@@ -23,6 +23,8 @@ import logging
 from collections.abc import Callable, Iterator
 from importlib import metadata
 
+from omegaconf import OmegaConf
+
 log = logging.getLogger(__name__)
 
 PLUGIN_GROUP = "glattn.plugins"
@@ -207,6 +209,18 @@ class Registry:
         )
 
     # ------------------------------------------------------------------ mapping protocol
+    def __getitem__(self, name: str) -> Callable:
+        return self.get(name)
+
+    def keys(self) -> list[str]:
+        return self.names()
+
+    def values(self) -> list[Callable]:
+        return [self._entries[n] for n in self.names()]
+
+    def items(self) -> list[tuple[str, Callable]]:
+        return [(n, self._entries[n]) for n in self.names()]
+
     def __contains__(self, name: object) -> bool:
         load_plugins()
         return name in self._entries
@@ -235,6 +249,18 @@ def registries() -> dict[str, Registry]:
             out[group] = _ALL[group]
     load_plugins()
     return out
+
+
+def _num_classes(*, _parent_) -> int:
+    """`num_classes: ${glattn.num_classes:}` in a data-set option: the length of its class
+    list (glattn.data.class_names_of), e.g. the labels of dataset=csv's CSV."""
+    from glattn.data.readers import class_names_of
+
+    return len(class_names_of(_parent_))
+
+
+if not OmegaConf.has_resolver("glattn.num_classes"):
+    OmegaConf.register_new_resolver("glattn.num_classes", _num_classes)
 
 
 def _qualname(obj) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 from glattn.data.classes import CLASS_NAMES
 from glattn.data.errors import DataError
 
-NAMES = ("synthetic", "ham10000", "isic2018")
 SAMPLERS = ("weighted", "none")
 EVAL_SPLITS = ("holdout", "official_val", "official_test")
 AUGMENTS = ("device", "cpu")  # training augmentation: batched on the device | per image (workers)
@@ -39,6 +38,13 @@ class DataOptions:
     source_width: int = 200
     source_height: int = 150
     generator_seed: int = 0
+    # the class list (CLASS_NAMES, or the csv data set's / an extension reader's own)
+    classes: tuple[str, ...] = CLASS_NAMES
+    # csv only (glattn.data.csvfolder)
+    csv: str | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+    group_column: str | None = None
     # from the top level of the config
     seed: int = 0
 
@@ -79,19 +85,46 @@ def _bool(d, key, default) -> bool:
     return v
 
 
+def _plain(d) -> dict:
+    """cfg.dataset as a dict, interpolations resolved except `num_classes` (which may itself
+    be derived from the class list: `${glattn.num_classes:}`)."""
+    keys = [k for k in d.keys() if k != "num_classes"] if hasattr(d, "keys") else []
+    out = {}
+    for k in keys:
+        v = d.get(k)
+        out[k] = list(v) if hasattr(v, "__iter__") and not isinstance(v, (str, Mapping)) else v
+    return out
+
+
 def check_options(cfg: Mapping) -> DataOptions:
     d = cfg.get("dataset") if hasattr(cfg, "get") else None
     if d is None:
         raise DataError("cfg.dataset is missing; expected a dataset config (dataset=synthetic)")
-    name = _choice(d, "name", None, NAMES)
-    defaults = {f.name: f.default for f in fields(DataOptions) if f.name not in ("name", "root")}
+    from glattn.data.readers import READERS, class_names_of
+
+    name = _choice(d, "name", None, tuple(READERS.names()))
+    skip = ("name", "root", "classes")
+    defaults = {f.name: f.default for f in fields(DataOptions) if f.name not in skip}
     out_dir = Path(str(cfg.get("paths", {}).get("output_dir", "outputs")))
     root = _get(d, "root", None)
     if name == "synthetic" and not root:
         root = str(out_dir / "data")
+    root = None if root is None else str(root)
+    extra = {}
+    if name == "csv":
+        for key in ("csv", "image_column", "label_column", "group_column"):
+            v = _get(d, key, None)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise DataError(f"dataset.{key}={v!r}: expected a non-empty string")
+            if v is not None:
+                extra[key] = v
+    # before num_classes, which may be derived from it (${glattn.num_classes:})
+    classes = class_names_of({**_plain(d), "name": name, "root": root})
     o = dict(
         name=name,
-        root=None if root is None else str(root),
+        root=root,
+        classes=classes,
+        **extra,
         image_size=_int(d, "image_size", defaults["image_size"], 8),
         num_classes=_int(d, "num_classes", 7, 1),
         val_fraction=_fraction(d, "val_fraction", defaults["val_fraction"]),
@@ -112,10 +145,10 @@ def check_options(cfg: Mapping) -> DataOptions:
         seed=int(cfg.get("seed", 0) or 0),
     )
     o["fold"] = _int(d, "fold", 0, 0, o["folds"])
-    if o["num_classes"] != len(CLASS_NAMES):
+    if o["num_classes"] != len(classes):
         raise DataError(
-            f"dataset.num_classes={o['num_classes']}: expected {len(CLASS_NAMES)} "
-            f"({', '.join(CLASS_NAMES)})"
+            f"dataset.num_classes={o['num_classes']}: expected {len(classes)} "
+            f"({', '.join(classes)})"
         )
     if o["val_fraction"] + o["test_fraction"] >= 1:
         raise DataError(
