@@ -4,6 +4,11 @@ Balanced accuracy is the ISIC 2018 Task 3 official metric (Codella et al. 2019,
 https://arxiv.org/abs/1902.03368): the mean per-class recall of the row argmax, where a
 row with tied maxima counts as wrong. Plain accuracy is 67% on HAM10000 for a model that
 always answers ``nv``, hence ``val/balanced_acc`` is the monitored metric.
+
+Every metric takes optional per-row ``sample_weight``, as the official scorer
+(``isic-challenge-scoring``) does: on the ISIC 2018 official sets the scorer gives
+ISIC_0035068 weight 0 (glattn.data.isic2018.score_weights), and ``official_result`` applies
+that rule plus the scorer's one-row-per-ground-truth-image file format to an evaluated split.
 """
 
 from __future__ import annotations
@@ -31,28 +36,43 @@ def predict(probs: np.ndarray) -> np.ndarray:
     return pred
 
 
-def macro_ovr_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+def macro_ovr_auc(labels: np.ndarray, probs: np.ndarray, sample_weight=None) -> float:
     """Macro one-vs-rest ROC AUC over the classes that have positives and negatives.
 
     ``roc_auc_score(multi_class='ovr')`` raises when a class is absent from ``labels``
     (small validation splits of rare classes such as ``df``); those classes are skipped.
-    NaN when no class qualifies.
+    Rows of weight 0 are left out first (as the ISIC scorer does). NaN when no class
+    qualifies.
     """
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    weight = None
+    if sample_weight is not None:
+        weight = np.asarray(sample_weight, dtype=np.float64)
+        keep = weight != 0
+        labels, probs, weight = labels[keep], probs[keep], weight[keep]
+        weight = None if (weight == 1).all() else weight
     aucs = []
     for c in range(probs.shape[1]):
         positive = labels == c
         if positive.any() and (~positive).any():
-            aucs.append(roc_auc_score(positive, probs[:, c]))
+            aucs.append(roc_auc_score(positive, probs[:, c], sample_weight=weight))
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def compute_metrics(labels: Sequence[int], probs: np.ndarray, class_names: Sequence[str]) -> dict:
+def compute_metrics(
+    labels: Sequence[int],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    sample_weight: Sequence[float] | None = None,
+) -> dict:
     """Scalar metrics plus per-class precision/recall and the confusion matrix.
 
     Returns ``{"acc", "balanced_acc", "macro_f1", "auc", "precision_<c>", "recall_<c>",
     "confusion": (C, C) ndarray (rows true, columns predicted)}``. Balanced accuracy
     averages the recall of the classes present in ``labels``; per-class recall of an absent
-    class is NaN.
+    class is NaN. ``sample_weight`` weighs every row in every metric (the ISIC scorer's
+    ``score_weight``; a row of weight 0 counts nowhere); the confusion matrix stays integer
+    when the weights are.
     """
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -61,26 +81,59 @@ def compute_metrics(labels: Sequence[int], probs: np.ndarray, class_names: Seque
         raise ValueError(f"probs shape {probs.shape}, expected ({len(labels)}, {num_classes})")
     if len(labels) == 0:
         raise ValueError("compute_metrics: no samples")
+    weight = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, float)
+    if weight.shape != labels.shape or (weight < 0).any() or weight.sum() <= 0:
+        raise ValueError(
+            f"sample_weight: expected {len(labels)} non-negative weights with a positive sum"
+        )
     pred = predict(probs)
     all_classes = list(range(num_classes))
     precision, recall, _, support = precision_recall_fscore_support(
-        labels, pred, labels=all_classes, zero_division=0
+        labels, pred, labels=all_classes, zero_division=0, sample_weight=weight
     )
     present = support > 0
     recall = np.where(present, recall, np.nan)
     # macro-F1 over the classes seen in labels or predictions (sklearn's default label set)
-    seen = sorted(set(labels.tolist()) | set(pred[pred >= 0].tolist()))
+    counted = weight > 0
+    seen = sorted(set(labels[counted].tolist()) | set(pred[counted & (pred >= 0)].tolist()))
+    f1 = f1_score(
+        labels, pred, labels=seen, average="macro", zero_division=0, sample_weight=weight
+    )
     out = {
-        "acc": float((pred == labels).mean()),
+        "acc": float(np.average(pred == labels, weights=weight)),
         "balanced_acc": float(np.nanmean(recall)),
-        "macro_f1": float(f1_score(labels, pred, labels=seen, average="macro", zero_division=0)),
-        "auc": macro_ovr_auc(labels, probs),
+        "macro_f1": float(f1),
+        "auc": macro_ovr_auc(labels, probs, None if sample_weight is None else weight),
     }
     for c, name in enumerate(class_names):
         out[f"precision_{name}"] = float(precision[c])
         out[f"recall_{name}"] = float(recall[c])
-    out["confusion"] = confusion_matrix(labels, pred, labels=all_classes)
+    confusion = confusion_matrix(labels, pred, labels=all_classes, sample_weight=weight)
+    if np.array_equal(weight, np.round(weight)):
+        confusion = np.rint(confusion).astype(np.int64)
+    out["confusion"] = confusion
     return out
+
+
+def official_result(
+    dataset_cfg, result: dict, image_ids: Sequence[str], class_names: Sequence[str]
+) -> tuple[dict, pd.DataFrame | None]:
+    """The ISIC 2018 official rules for one evaluated split (``dataset=isic2018`` with
+    ``dataset.eval_split=official_val|official_test``; anything else comes back unchanged
+    with frame None). Returns ``(result, frame)``: ``frame`` is the submission-format
+    probability table with one row per ground-truth row in ground-truth order (an image
+    missing on disk gets a uniform row; build_data lists it in skipped_images.csv), and
+    ``result`` the same dict with every metric recomputed on those rows with the scorer's
+    weights (ISIC_0035068: 0), so it equals the official scorer's on ``frame``. The loss
+    and ``probs``/``labels`` of the evaluated images are kept as they were.
+    """
+    from glattn.data import isic2018
+
+    official = isic2018.official_rows(dataset_cfg, image_ids, result["probs"], class_names)
+    if official is None:
+        return result, None
+    scores = compute_metrics(official.labels, official.probs, class_names, official.weights)
+    return {**result, **scores}, official.frame
 
 
 def per_class_report(metrics: dict, class_names: Sequence[str]) -> pd.DataFrame:

@@ -13,11 +13,18 @@ split cannot then keep images of one lesion together. The official Test set has 
 ISIC_0035068, whose image is absent from some copies: that row (and only that one) is
 skipped with a warning and recorded in the run's skipped_images.csv; any other listed
 image without a file is an error.
+
+Scoring rules of the official scorer (isic-challenge-scoring, ``load_csv.py``), applied by
+``official_rows`` (and glattn.metrics.official_result) to every metric of an official set:
+the probability CSV has one row per ground-truth row, in ground-truth order (a row whose
+image was skipped gets uniform probabilities), and ISIC_0035068 has score weight 0.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +41,9 @@ PREFIX = "ISIC2018_Task3_"
 PARTS = {"train": "Training", "official_val": "Validation", "official_test": "Test"}
 # Rows of the official ground truth whose image is missing from some distributed copies.
 KNOWN_MISSING = {"official_test": {"ISIC_0035068"}}
+#: Images the official scorer gives score weight 0 wherever they appear in a ground truth
+#: (isic_challenge_scoring/load_csv.py, parse_truth_csv).
+ZERO_WEIGHT = frozenset({"ISIC_0035068"})
 
 
 def read_ground_truth(path: Path) -> pd.DataFrame:
@@ -135,3 +145,82 @@ def read_isic2018(root, eval_split: str = "holdout") -> pd.DataFrame:
     frame.attrs["skipped"] = skipped
     log.info("ISIC 2018: %s", frame.groupby("origin").size().to_dict())
     return frame
+
+
+def score_weights(image_ids: Sequence[str]) -> np.ndarray:
+    """The scorer's score_weight per row: 0 for ZERO_WEIGHT images, else 1."""
+    return np.array([0.0 if str(i) in ZERO_WEIGHT else 1.0 for i in image_ids])
+
+
+def probability_frame(image_ids: Sequence[str], probs: np.ndarray, class_names) -> pd.DataFrame:
+    """ISIC 2018 Task 3 submission format: image,MEL,NV,BCC,AKIEC,BKL,DF,VASC."""
+    frame = pd.DataFrame(np.asarray(probs), columns=[str(c).upper() for c in class_names])
+    frame.insert(0, "image", [str(i) for i in image_ids])
+    return frame
+
+
+@dataclass
+class OfficialRows:
+    """One evaluated split on an official set, row for row with its ground truth."""
+
+    frame: pd.DataFrame  # submission format, ground-truth order, every ground-truth row
+    labels: np.ndarray  # (N,) class index per ground-truth row
+    probs: np.ndarray  # (N, 7) predicted probabilities; uniform where the image is missing
+    weights: np.ndarray  # (N,) the scorer's score_weight
+    missing: list[str]  # ground-truth images without a prediction (given uniform rows)
+
+
+def official_ground_truth(root, eval_split: str) -> pd.DataFrame:
+    """image_id, label of an official set's ground truth, in the file's order."""
+    root = check_root(root)
+    name = PARTS[eval_split]
+    gt = find_file(root, [f"{PREFIX}{name}_GroundTruth.csv"])
+    if gt is None:
+        raise DataError(
+            f"{root}: no {PREFIX}{name}_GroundTruth.csv (dataset.eval_split={eval_split})"
+        )
+    return read_ground_truth(gt)[["image_id", "label"]]
+
+
+def official_rows(dataset_cfg, image_ids: Sequence[str], probs: np.ndarray, class_names):
+    """`OfficialRows` for predictions on dataset_cfg's official set (dataset.name isic2018,
+    eval_split official_val/official_test); None for any other data set or split. Every
+    predicted image must be in the ground truth; a ground-truth image without a prediction
+    (absent on disk, or skipped as unreadable) gets uniform probabilities 1/7."""
+    name = str(dataset_cfg.get("name"))
+    eval_split = str(dataset_cfg.get("eval_split", "holdout"))
+    if name != "isic2018" or eval_split not in ("official_val", "official_test"):
+        return None
+    truth = official_ground_truth(dataset_cfg.get("root"), eval_split)
+    probs = np.asarray(probs, dtype=np.float64)
+    ids = [str(i) for i in image_ids]
+    if probs.shape != (len(ids), len(class_names)):
+        raise ValueError(f"probs shape {probs.shape}, expected ({len(ids)}, {len(class_names)})")
+    row = {image: i for i, image in enumerate(ids)}
+    extra = sorted(set(ids) - set(truth["image_id"]))
+    if extra:
+        raise DataError(
+            f"{len(extra)} predicted image(s) are not in the official {PARTS[eval_split]} "
+            f"ground truth: {extra[:5]}"
+        )
+    full = np.full((len(truth), len(class_names)), 1.0 / len(class_names))
+    missing = []
+    for j, image in enumerate(truth["image_id"]):
+        if image in row:
+            full[j] = probs[row[image]]
+        else:
+            missing.append(image)
+    if missing:
+        log.warning(
+            "ISIC 2018 %s: %d ground-truth image(s) without a prediction get uniform rows: %s",
+            PARTS[eval_split],
+            len(missing),
+            missing[:5],
+        )
+    return OfficialRows(
+        probability_frame(truth["image_id"], full, class_names),
+        truth["label"].to_numpy(),
+        full,
+        score_weights(truth["image_id"]),
+        missing,
+    )
