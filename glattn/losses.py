@@ -176,7 +176,4 @@ def build_loss(loss_cfg, class_counts: Sequence[int]) -> nn.Module:
         raise ValueError("cfg.loss must set `_partial_: true` (class counts arrive at build time)")
     LOSSES.require(func, "loss", loss_cfg.get("_target_"))
     counts = [int(c) for c in class_counts]
-    LOSSES.check_signature(factory, class_counts=counts)
-    loss = factory(class_counts=counts)
-    LOSSES.check(loss, len(counts))
-    return loss
+    return LOSSES.build(factory, class_counts=counts, probe_args=(len(counts),))

@@ -186,6 +186,22 @@ class Registry:
         except ValueError:  # builtins without a signature: nothing to check
             return
 
+    def build(self, factory: Callable, *args, probe_args: tuple | None = None, **kwargs):
+        """`factory(*args, **kwargs)` checked against the contract: its signature, a TypeError
+        from the call (e.g. nn.Module's catch-all `__init__`), then the probe on the result
+        with `probe_args` (default: `args`)."""
+        self.check_signature(factory, *args, **kwargs)
+        try:
+            built = factory(*args, **kwargs)
+        except TypeError as err:
+            shown = ", ".join([*map(repr, args), *(f"{k}=..." for k in kwargs)])
+            raise self.breach(
+                getattr(factory, "func", factory),
+                f"calling its constructor with ({shown}) raised TypeError: {err}",
+            ) from err
+        self.check(built, *(args if probe_args is None else probe_args))
+        return built
+
     def check(self, component, *probe_args) -> None:
         """Run the family's probe on a built component; any failure is a ContractError."""
         if self.probe is None:

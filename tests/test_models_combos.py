@@ -13,19 +13,11 @@ import torch
 import torch.nn.functional as F
 from conftest import compose_cfg
 
-from glattn.models import backbones, build_model
+from glattn.models import FUSIONS, LOCAL_ATTENTION, RESIDUALS, backbones, build_model
 
-ATTENTIONS = ["cbam", "global_only"]
-FUSIONS = [
-    "original",
-    "learnable_gate",
-    "weighted_add",
-    "channel_attn",
-    "spatial_attn",
-    "cross_attn",
-]
-RESIDUALS = ["original", "learnable_gate", "progressive", "drop_path"]
-COMBOS = list(itertools.product(ATTENTIONS, FUSIONS, RESIDUALS))
+# the option lists come from the registries (attention=none has no block to combine)
+ATTENTIONS = [a for a in LOCAL_ATTENTION.names() if a != "none"]
+COMBOS = list(itertools.product(ATTENTIONS, FUSIONS.names(), RESIDUALS.names()))
 _TRUNKS: dict[str, torch.nn.Module] = {}
 
 

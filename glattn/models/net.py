@@ -100,10 +100,7 @@ def _partial(node: DictConfig, key: str, registry: Registry | None) -> functools
 
 def _component(registry: Registry, factory: functools.partial, channels: int) -> nn.Module:
     """`factory(channels)` checked against its family's contract (signature, then a probe)."""
-    registry.check_signature(factory, channels)
-    module = factory(channels)
-    registry.check(module, channels)
-    return module
+    return registry.build(factory, channels)
 
 
 def _backbone(cfg: DictConfig) -> tuple[nn.Module, str, str | None]:
@@ -114,9 +111,7 @@ def _backbone(cfg: DictConfig) -> tuple[nn.Module, str, str | None]:
     if made.func is bb.build_backbone:
         return made(num_classes=num_classes), cfg.backbone.name, None
     name = bb.BACKBONES.require(made.func, "backbone", cfg.backbone.get("_target_"))
-    bb.BACKBONES.check_signature(made, num_classes=num_classes)
-    built = made(num_classes=num_classes)
-    bb.BACKBONES.check(built, num_classes)
+    built = bb.BACKBONES.build(made, num_classes=num_classes, probe_args=(num_classes,))
     return built[0], name, built[1]
 
 
