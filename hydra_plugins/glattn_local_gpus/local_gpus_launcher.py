@@ -11,6 +11,10 @@ Each job is pickled (cloudpickle, as submitit does) with Hydra's context and sin
 into ``<sweep dir>/.local_gpus/<num>/job.pkl`` and run by ``_worker.py`` through Hydra's own
 ``run_job``; its stdout/stderr go to ``.../<num>/worker.log``. A job that dies without
 reporting (killed, segfault) becomes a FAILED JobReturn; the others go on.
+
+``order: lpt`` (default) starts the jobs with the largest plan-mode cost first (longest
+processing time first, glattn.sweep.schedule): a long job started last would otherwise run
+alone at the end. Job numbers (output dirs, results) stay in the grid's order.
 """
 
 import logging
@@ -42,6 +46,7 @@ class LocalGpusConf:
     n_jobs: int | None = None  # CPU: parallel jobs (default 1); GPU: optional cap
     threads_per_job: int | None = None  # default: CPU cores // parallel jobs
     poll_s: float = 0.2
+    order: str = "lpt"  # lpt: costliest (plan-mode cost) first | given: the grid's order
 
 
 ConfigStore.instance().store(
@@ -82,6 +87,7 @@ class LocalGpusLauncher(Launcher):
         n_jobs: int | None = None,
         threads_per_job: int | None = None,
         poll_s: float = 0.2,
+        order: str = "lpt",
     ) -> None:
         for key, value in (
             ("jobs_per_gpu", jobs_per_gpu),
@@ -90,6 +96,9 @@ class LocalGpusLauncher(Launcher):
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"hydra.launcher.{key}={value!r}: expected an integer >= 1")
+        if order not in ("lpt", "given"):
+            raise ValueError(f"hydra.launcher.order={order!r}: expected 'lpt' or 'given'")
+        self.order = order
         self.gpus = parse_gpus(gpus)
         self.jobs_per_gpu = jobs_per_gpu
         self.n_jobs = n_jobs
@@ -146,6 +155,10 @@ class LocalGpusLauncher(Launcher):
 
         state = Singleton.get_state()
         pending = list(enumerate(job_overrides, start=initial_job_idx))
+        if self.order == "lpt" and len(pending) > 1:
+            from glattn.sweep.schedule import lpt_jobs
+
+            pending = [pending[i] for i in lpt_jobs(self, job_overrides)]
         free = list(range(len(slots)))
         running: dict[int, tuple[subprocess.Popen, int, Sequence[str], float]] = {}
         results: dict[int, JobReturn] = {}
