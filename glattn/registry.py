@@ -4,8 +4,8 @@
 for every group (tests/test_registries.py checks them all).
 
 Extending glattn without editing it (README "Extending glattn"): a researcher registers a
-component in their own module, `@FUSIONS.register("gated_conv", reference="...")`, and
-points an option file at it (`_target_: my_fusions.GatedConvFusion`); Hydra imports the
+component in their own module, `@FUSIONS.register("<name>", reference="...")`, and
+points an option file at it (`_target_: <module>.<Class>`); Hydra imports the
 `_target_`'s module, which registers the class, before glattn checks the registry. An
 installed package can instead name its modules in the `glattn.plugins` entry-point group:
 they are imported once, before any registry is consulted.
@@ -50,7 +50,7 @@ class ContractError(ValueError):
 
 def load_plugins() -> list[str]:
     """Import every module named in the `glattn.plugins` entry-point group, once per process
-    (e.g. `[project.entry-points."glattn.plugins"] my_fusions = "my_pkg.fusions"`)."""
+    (e.g. `[project.entry-points."glattn.plugins"] <name> = "<package>.<module>"`)."""
     global _plugins_loaded
     if _plugins_loaded:
         return []
