@@ -1,18 +1,12 @@
-"""The training loop: epochs, early stopping, atomic checkpoints and exact resume.
+"""The training loop: epochs, early stopping, checkpoints every epoch and exact resume.
 
-Checkpoints live in ``{paths.output_dir}/checkpoints/{config_fingerprint}/{last,best}.pt``:
-the directory depends on the resolved config only (never on the clock), so the same command
-started again, or a requeued SLURM job, finds its own last checkpoint and continues.
-Every file is written to a temporary name and renamed (``os.replace`` is atomic on POSIX),
-so a run killed at any moment leaves either the previous or the new checkpoint, never a
-torn one. Early stopping follows Prechelt, "Early Stopping - But When?" (1998).
+Checkpoint files, their folder and their lock live in `glattn.checkpoint`; the optimizer
+and scheduler registries in `glattn.optim`. Early stopping follows Prechelt, "Early
+Stopping - But When?" (1998).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import logging
 import math
 import os
@@ -24,67 +18,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
+from glattn.checkpoint import atomic_save, checkpoint_dir, load_checkpoint
+from glattn.config import config_fingerprint, resolved_config
 from glattn.engine import Runtime, evaluate, train_one_epoch
+from glattn.optim import build_optimizer, build_scheduler, monitor_mode
 
 log = logging.getLogger(__name__)
 
-# conf/optimizer/<name>.yaml and conf/scheduler/<name>.yaml <-> these registries
-OPTIMIZERS = {"adamw": "torch.optim.AdamW", "adam": "torch.optim.Adam", "sgd": "torch.optim.SGD"}
-SCHEDULERS = {
-    "plateau": "torch.optim.lr_scheduler.ReduceLROnPlateau",
-    "cosine": "torch.optim.lr_scheduler.CosineAnnealingLR",
-    "none": "torch.optim.lr_scheduler.ConstantLR",
-}
-FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep")
-FINGERPRINT_IGNORE = (
-    ("trainer", "device"),
-    ("trainer", "num_workers"),
-    ("trainer", "log_every_n_steps"),
-    ("trainer", "resume"),
-    ("dataset", "num_workers"),
-    ("dataset", "cache"),
-    ("dataset", "cache_dir"),
-)
-
-
-# ----------------------------------------------------------------------------- fingerprint
-def resolved_config(cfg: DictConfig, exclude: tuple = ("hydra",)) -> dict:
-    """The resolved config as plain containers, without the ``hydra`` node (composed with
-    ``return_hydra_config=True`` it holds values such as hydra.job.num that only exist in
-    a running job)."""
-    return {
-        key: OmegaConf.to_container(cfg[key], resolve=True)
-        if isinstance(cfg[key], (DictConfig, ListConfig))
-        else cfg[key]
-        for key in cfg
-        if key not in exclude
-    }
-
-
-def config_fingerprint(cfg: DictConfig) -> str:
-    """sha256[:12] of the resolved config without paths/tracking/hydra/sweep/trainer.device.
-
-    Values interpolated from ``paths.output_dir`` (the synthetic set's root, the image
-    cache) are resolved against a fixed placeholder, so the same run under another output
-    directory has the same fingerprint; settings that cannot change results (workers,
-    cache location, logging cadence, resume) are left out too.
-    """
-    cfg = copy.deepcopy(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = "<output_dir>"
-    resolved = resolved_config(cfg, FINGERPRINT_EXCLUDE)
-    for group, key in FINGERPRINT_IGNORE:
-        if isinstance(resolved.get(group), dict):
-            resolved[group].pop(key, None)
-    blob = json.dumps(resolved, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def checkpoint_dir(cfg: DictConfig, fingerprint: str | None = None) -> Path:
-    fingerprint = fingerprint or config_fingerprint(cfg)
-    return Path(cfg.paths.output_dir).absolute() / "checkpoints" / fingerprint
+# Kept importable from here for existing callers (glattn.sweep.plan/transfer, tests);
+# their homes are glattn.config, glattn.checkpoint and glattn.optim.
+atomic_torch_save = atomic_save
+__all__ = [
+    "FitState",
+    "Loop",
+    "atomic_torch_save",
+    "build_optimizer",
+    "build_scheduler",
+    "checkpoint_dir",
+    "config_fingerprint",
+    "load_checkpoint",
+    "make_runtime",
+    "monitor_mode",
+    "resolved_config",
+    "seed_everything",
+]
 
 
 # ----------------------------------------------------------------------------- runtime
@@ -138,28 +97,6 @@ def make_runtime(trainer: DictConfig) -> Runtime:
     )
 
 
-def monitor_mode(trainer: DictConfig) -> str:
-    mode = str(trainer.monitor_mode)
-    if mode == "auto":
-        return "min" if str(trainer.monitor).endswith("loss") else "max"
-    return mode
-
-
-def build_optimizer(cfg: DictConfig, model: torch.nn.Module):
-    from hydra.utils import instantiate
-
-    return instantiate(cfg.optimizer)(params=model.parameters())
-
-
-def build_scheduler(cfg: DictConfig, optimizer):
-    from hydra.utils import instantiate
-
-    factory = instantiate(cfg.scheduler)
-    if cfg.scheduler._target_ == SCHEDULERS["plateau"]:
-        return factory(optimizer, mode=monitor_mode(cfg.trainer))
-    return factory(optimizer)
-
-
 # ----------------------------------------------------------------------------- checkpoints
 @dataclass
 class FitState:
@@ -194,18 +131,15 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _state_of(obj):
+    return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _load_state(obj, state) -> None:
+    if isinstance(obj, torch.Generator):
+        obj.set_state(state)
+    else:
+        obj.load_state_dict(state)
 
 
 @dataclass
@@ -227,6 +161,10 @@ class Loop:
     state: FitState = field(default_factory=FitState)
     choices: dict = field(default_factory=dict)  # config-group choices, for eval-run tags
     train_counts: list = field(default_factory=list)
+    # Anything else whose state a resume needs (e.g. a batched augmentation's generator):
+    # name -> an object with state_dict()/load_state_dict(), or a torch.Generator. Saved in
+    # checkpoint["stateful"][name] every epoch and restored by `restore`.
+    stateful: dict = field(default_factory=dict)
 
     def _generators(self) -> list[torch.Generator]:
         """The train loader's own generators (shuffle / weighted draws, worker seeds)."""
@@ -251,7 +189,8 @@ class Loop:
             "loader_rng": [g.get_state() for g in self._generators()],
             "epoch": self.state.epoch,
             "state": asdict(self.state),
-            "config": resolved_config(self.cfg),
+            "stateful": {name: _state_of(obj) for name, obj in self.stateful.items()},
+            "config": resolved_config(self.cfg, masked=True),
             "mlflow_run_id": self.run_id,
             "fingerprint": self.ckpt_dir.name,
             "choices": dict(self.choices),
@@ -261,9 +200,9 @@ class Loop:
     def save(self, best: bool) -> None:
         ckpt = self.checkpoint()
         if best:
-            atomic_torch_save(ckpt, self.ckpt_dir / "best.pt")
+            atomic_save(ckpt, self.ckpt_dir / "best.pt")
             log.debug("saved best checkpoint (epoch %d)", self.state.epoch)
-        atomic_torch_save(ckpt, self.ckpt_dir / "last.pt")
+        atomic_save(ckpt, self.ckpt_dir / "last.pt")
         log.debug("saved %s", self.ckpt_dir / "last.pt")
 
     def restore(self, ckpt: dict) -> None:
@@ -277,6 +216,12 @@ class Loop:
         _set_rng_state(ckpt["rng"])
         for gen, state in zip(self._generators(), ckpt.get("loader_rng", [])):
             gen.set_state(state)
+        saved = ckpt.get("stateful") or {}
+        for name, obj in self.stateful.items():
+            if name in saved:
+                _load_state(obj, saved[name])
+            else:
+                log.warning("checkpoint has no state for %r: it starts afresh", name)
 
     # ------------------------------------------------------------------------- the loop
     def improved(self, value: float) -> bool:
@@ -338,6 +283,12 @@ class Loop:
         """Train until max_epochs or early stopping; logs each epoch (console, CSV, MLflow)."""
         max_epochs = int(self.cfg.trainer.max_epochs)
         monitor = self.cfg.trainer.monitor
+        if self.state.history:  # resumed: the CSV and the run get every checkpointed epoch
+            self.write_history()
+            for row in self.state.history:  # the tracker skips (metric, step) pairs it has
+                self.tracker.log_metrics(
+                    {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"]
+                )
         while self.state.epoch < max_epochs and not self.state.stopped_early:
             row = self.run_epoch()
             self.write_history()

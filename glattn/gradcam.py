@@ -153,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """``python -m glattn.gradcam ckpt_path=... images=[...] [out=...] [device=cpu]``."""
     from omegaconf import OmegaConf
 
-    from glattn.fit import load_checkpoint, resolve_device
-    from glattn.train import load_trained_model
+    from glattn.checkpoint import load_checkpoint, load_trained_model
+    from glattn.fit import resolve_device
 
     args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
     usage = (

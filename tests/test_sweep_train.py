@@ -1,6 +1,7 @@
 """A real sweep of glattn.train on tiny synthetic data (debug=smoke), through run.py:
-one parent run with 4 FINISHED children; the same command again skips all 4; a failing
-job is reported in the summary while the other finishes."""
+one parent run with 4 FINISHED children; the same command again skips all 4 and adds no
+run (the grid's parent is continued); a failing job is reported in the summary while the
+other finishes."""
 
 import json
 
@@ -60,7 +61,9 @@ def test_same_sweep_again_skips_every_job(swept):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "4 jobs: 0 done, 4 skipped, 0 failed" in again.stdout
     parents, jobs = _runs(out)
-    assert len(parents) == 2 and parents[1].info.status == "FINISHED"
+    (parent,) = parents  # the same grid: the same parent, continued, no new run
+    assert parent.info.status == "FINISHED" and parent.data.tags["glattn.launches"] == "2"
+    assert parent.data.tags["glattn.jobs_skipped"] == "4"
     assert sorted(r.info.run_id for r in jobs) == sorted(r.info.run_id for r in before)
     second = sweep_dirs(out)[-1]
     for job_dir in sorted(p for p in second.iterdir() if p.is_dir() and p.name.isdigit()):

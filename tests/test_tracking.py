@@ -8,7 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from glattn.fit import checkpoint_dir, config_fingerprint
+from glattn.checkpoint import checkpoint_dir
+from glattn.config import config_fingerprint
 from glattn.tracking import (
     MASK,
     NullTracker,

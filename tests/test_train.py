@@ -1,5 +1,5 @@
 """End to end through the compose API (debug=smoke, temporary dirs): the MLflow run holds
-the params, tags, metrics and artifacts of CONTRACT.md; eval runs; the Grad-CAM CLI;
+the params, tags, metrics and artifacts README "MLflow" names; eval runs; the Grad-CAM CLI;
 the non-finite-loss path; bad config values; the sweep hooks (nesting, skip, status.json).
 """
 
@@ -158,7 +158,7 @@ def test_run_artifacts_and_run_dir(trained):
     assert len(pd.read_csv(run_dir / "training_log.csv")) == 1
     assert "DEBUG" in (run_dir / "debug.log").read_text()
     ckpt_dir = out / "checkpoints" / run.data.tags["fingerprint"]
-    assert {p.name for p in ckpt_dir.iterdir()} == {"best.pt", "last.pt"}
+    assert {p.name for p in ckpt_dir.iterdir()} == {"best.pt", "last.pt", ".lock"}  # no .tmp
 
 
 def test_eval_task_logs_an_eval_run(trained):

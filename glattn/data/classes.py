@@ -14,7 +14,6 @@ CLASS_NAMES: tuple[str, ...] = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"
 # ISIC 2018 Task 3 ground-truth CSV columns, same order as CLASS_NAMES.
 ISIC_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
-DX_TO_ISIC: dict[str, str] = dict(zip(CLASS_NAMES, ISIC_COLUMNS))
 ISIC_TO_DX: dict[str, str] = dict(zip(ISIC_COLUMNS, CLASS_NAMES))
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 

@@ -118,7 +118,7 @@ def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
 
 def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
     """The run's best checkpoint: its `best.pt` artifact, else the local checkpoint dir
-    `{paths.output_dir}/checkpoints/{fingerprint}/best.pt` (CONTRACT.md), else None."""
+    `{paths.output_dir}/checkpoints/{fingerprint}/best.pt` (glattn.checkpoint), else None."""
     client = MlflowClient(uri)
     path = find(client, run["run_id"], CHECKPOINT)
     if path is not None:

@@ -2,7 +2,7 @@
 one row per fusion strategy (its best seed's best checkpoint), the same images in every
 column (one per class, from the test split of the first checkpoint's data set).
 
-Uses glattn.gradcam.grad_cam and glattn.train.load_trained_model; checkpoints come from the
+Uses glattn.gradcam.grad_cam and glattn.checkpoint.load_trained_model; checkpoints come from the
 runs' `checkpoints/best.pt` artifacts or the local checkpoint directory (artifacts.py).
 """
 
@@ -44,9 +44,8 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
     try:
         import torch
 
-        from glattn.fit import load_checkpoint
+        from glattn.checkpoint import load_checkpoint, load_trained_model
         from glattn.gradcam import grad_cam, pick_per_class
-        from glattn.train import load_trained_model
     except ImportError as err:
         notes.append(f"Grad-CAM grid skipped: {err}")
         return []

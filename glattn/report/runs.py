@@ -1,7 +1,8 @@
 """Load the tracked runs of one MLflow experiment into a pandas frame (mlflow.search_runs).
 
-Names follow CONTRACT.md "MLflow naming": job runs carry tag `glattn.role=job` and the
-group-choice tags below; the sweep's parent run carries `glattn.role=sweep`.
+Tag and role names come from `glattn.tracking.names`: job runs carry tag `glattn.role=job`
+and the group-choice tags below; the sweep's parent run carries `glattn.role=sweep`. URIs
+are resolved and masked by `glattn.tracking.uris` (the same functions the jobs use).
 """
 
 from __future__ import annotations
@@ -9,18 +10,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-#: Config-group tags that identify a configuration (the ablation factors), in table order.
-FACTORS = ("backbone", "attention", "fusion", "residual", "loss", "dataset")
+from glattn.tracking.names import FACTORS, JOB_ROLE, PARENT_TAG, ROLE_TAG, SWEEP_ROLE
+from glattn.tracking.uris import mask_uri, resolve_uri
+
 #: Further tags the report reads.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
-ROLE_TAG = "glattn.role"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,21 +31,13 @@ class ReportError(ValueError):
 
 def default_tracking_uri() -> str:
     """The URI the training code writes to: $MLFLOW_TRACKING_URI, else conf/tracking's uri,
-    else `sqlite:///<abs cwd>/outputs/mlflow.db` (CONTRACT.md default), made absolute."""
+    else `sqlite:///<abs cwd>/outputs/mlflow.db` (conf/tracking's default), made absolute."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     uri = _configured_uri()
     if uri is None:
         uri = "sqlite:///outputs/mlflow.db"
-    return absolute_sqlite_uri(uri)
-
-
-def absolute_sqlite_uri(uri: str) -> str:
-    """`sqlite:///rel/path.db` -> `sqlite:////abs/rel/path.db` (relative to the cwd)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
+    return resolve_uri(uri, create_dir=False)
 
 
 def _configured_uri() -> str | None:
@@ -117,7 +109,7 @@ def load_runs(uri: str, experiment: str) -> pd.DataFrame:
     if frame.empty:
         raise ReportError(f"MLflow experiment {experiment!r} at {uri!r} has no runs")
     role = _col(frame, f"tags.{ROLE_TAG}")
-    jobs = frame[(frame["status"] == "FINISHED") & (role == "job")].copy()
+    jobs = frame[(frame["status"] == "FINISHED") & (role == JOB_ROLE)].copy()
     if jobs.empty:
         counts = frame.assign(role=role).groupby(["status", "role"], dropna=False).size()
         raise ReportError(
@@ -128,7 +120,7 @@ def load_runs(uri: str, experiment: str) -> pd.DataFrame:
         jobs[tag] = _col(jobs, f"tags.{tag}")
     for factor in FACTORS:
         jobs[factor] = option_names(jobs, factor)
-    jobs["parent_run_id"] = _col(jobs, "tags.mlflow.parentRunId")
+    jobs["parent_run_id"] = _col(jobs, f"tags.{PARENT_TAG}")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
     jobs = jobs.sort_values("start_time")
@@ -187,7 +179,7 @@ def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
     frame = load_all_runs(uri, experiment)
     if frame.empty:
         return frame
-    sweeps = frame[_col(frame, f"tags.{ROLE_TAG}") == "sweep"]
+    sweeps = frame[_col(frame, f"tags.{ROLE_TAG}") == SWEEP_ROLE]
     return sweeps.sort_values("start_time", ascending=False).reset_index(drop=True)
 
 
@@ -216,9 +208,6 @@ def _seed(value):
         return value
 
 
-_SECRET_URI = re.compile(r"(://[^:/@]+:)[^@]+@")  # user:password@host
-
-
 def mask(uri: str) -> str:
     """Hide a password in a database/server URI before printing it."""
-    return _SECRET_URI.sub(r"\1****@", uri)
+    return mask_uri(uri)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,10 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
+from glattn.secrets import mask_override, mask_text
 from glattn.sweep.protocol import JOBS_FILE, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 def job_dir_for(sweeper, overrides: Sequence[str], num: int) -> str:
@@ -34,7 +38,7 @@ def describe(ret: JobReturn) -> tuple[str, str | None]:
     status = ret.status.name if isinstance(ret.status, JobStatus) else str(ret.status)
     if ret.status == JobStatus.FAILED:
         exc = ret._return_value
-        return status, f"{type(exc).__name__}: {exc}"
+        return status, mask_text(f"{type(exc).__name__}: {exc}")
     return status, None
 
 
@@ -55,7 +59,7 @@ class JobLedger:
             self.jobs.append(
                 {
                     "num": num,
-                    "overrides": list(filter_overrides(overrides)),
+                    "overrides": [mask_override(o) for o in filter_overrides(overrides)],
                     "job_dir": job_dir,
                     "hydra_status": status,
                     "error": error,
@@ -64,18 +68,49 @@ class JobLedger:
         atomic_write_text(self.path, json.dumps(self.jobs, indent=1))
 
 
+def all_finished(sweeper, jobs: Sequence[Sequence[str]]) -> bool:
+    """True when every job of the grid has a FINISHED run already (and sweep.rerun is off):
+    its config fingerprint and task, the same test each job makes before it starts."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from glattn.config import config_fingerprint
+    from glattn.tracking import find_finished_run
+
+    if OmegaConf.select(sweeper.config, "sweep.rerun", default=False):
+        return False
+    previous = HydraConfig.instance().cfg
+    try:
+        for num, overrides in enumerate(jobs):
+            cfg = sweeper.hydra_context.config_loader.load_sweep_config(
+                sweeper.config, list(overrides)
+            )
+            with open_dict(cfg.hydra.job):
+                cfg.hydra.job.num, cfg.hydra.job.id = num, str(num)
+            HydraConfig.instance().set_config(cfg)
+            task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            fingerprint = config_fingerprint(task_cfg)
+            if find_finished_run(task_cfg.tracking, fingerprint, str(task_cfg.task)) is None:
+                return False
+    except Exception as e:  # noqa: BLE001 - cannot tell: the jobs will find out themselves
+        log.debug(f"[glattn sweep] cannot tell whether the grid is done: {e}")
+        return False
+    finally:
+        HydraConfig.instance().cfg = previous
+    return True
+
+
 def abort_parent(config, sweep_dir: Path, error: BaseException) -> None:
-    """End the sweep's parent run KILLED (Ctrl-C) or FAILED when the sweep itself aborts."""
+    """End the sweep's parent run KILLED (SIGINT/SIGTERM) or FAILED when the sweep itself
+    aborts; the next launch of the same grid continues it."""
     from glattn.sweep import store
     from glattn.sweep.protocol import read_parent_run_id
 
     run_id = read_parent_run_id(sweep_dir)
     if run_id is None or not store.tracking_enabled(config):
         return
-    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    status = "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED"
     try:
-        client = store.client_for(config)
-        client.set_tag(run_id, "glattn.abort", f"{type(error).__name__}: {error}"[:5000])
-        client.set_terminated(run_id, status)
+        store.end_parent(config, run_id, status, f"{type(error).__name__}: {error}")
+        print(f"[glattn sweep] parent run {run_id} ended {status}", file=sys.stderr)
     except Exception as e:  # noqa: BLE001 - never hide the original error
         print(f"[glattn sweep] could not end parent run {run_id}: {e}", file=sys.stderr)

@@ -1,9 +1,14 @@
 """The files through which a sweep and its jobs talk (no shared memory across launchers).
 
-``<sweep dir>/parent_run_id``   written once by the launching process (SweepCallback);
-                                 each job nests its MLflow run under it.
-``<job dir>/status.json``       written by each job: {"status": "finished"|"skipped"|"failed",
-                                 "error": str|None, "run_id": str|None}.
+``<sweep dir>/parent_run_id``   written once by the launching process (the glattn sweeper);
+                                 each job nests its MLflow run under it. Without the file
+                                 (another sweeper, a launcher's env_set) a job reads
+                                 ``GLATTN_PARENT_RUN_ID``; never ``MLFLOW_RUN_ID``, which
+                                 would make every job log into one run.
+``<job dir>/status.json``       written by each job (`glattn.runner`), also when it fails or
+                                 is interrupted: {"status": "finished"|"skipped"|"failed"|
+                                 "killed", "error": str|None, "run_id": str|None,
+                                 "fingerprint": str|None}.
 ``<sweep dir>/jobs.json``       written by the glattn sweeper: one entry per launched job
                                  (number, overrides, job dir, Hydra's status and error).
 
@@ -20,7 +25,8 @@ from typing import Any
 PARENT_RUN_FILE = "parent_run_id"
 STATUS_FILE = "status.json"
 JOBS_FILE = "jobs.json"
-STATUSES = ("finished", "skipped", "failed")
+PARENT_RUN_ENV = "GLATTN_PARENT_RUN_ID"
+STATUSES = ("finished", "skipped", "failed", "killed")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -41,16 +47,18 @@ def read_parent_run_id(sweep_dir: Path | str | None = None) -> str | None:
     """The sweep's parent run id, or None outside a tracked sweep.
 
     Without `sweep_dir`, the current Hydra job's ``hydra.sweep.dir`` is used when the job
-    runs in a multirun.
+    runs in a multirun (and ``$GLATTN_PARENT_RUN_ID`` when that folder has no file).
     """
+    env = None
     if sweep_dir is None:
         sweep_dir = current_sweep_dir()
         if sweep_dir is None:
             return None
+        env = os.environ.get(PARENT_RUN_ENV) or None
     path = Path(sweep_dir) / PARENT_RUN_FILE
     if not path.is_file():
-        return None
-    return path.read_text().strip() or None
+        return env
+    return path.read_text().strip() or env
 
 
 def current_sweep_dir() -> Path | None:
@@ -67,12 +75,19 @@ def current_sweep_dir() -> Path | None:
 
 
 def write_status(
-    job_dir: Path | str, status: str, error: str | None = None, run_id: str | None = None
+    job_dir: Path | str,
+    status: str,
+    error: str | None = None,
+    run_id: str | None = None,
+    fingerprint: str | None = None,
 ) -> Path:
     if status not in STATUSES:
         raise ValueError(f"status.json: status={status!r}; expected one of {STATUSES}")
     path = Path(job_dir) / STATUS_FILE
-    atomic_write_text(path, json.dumps({"status": status, "error": error, "run_id": run_id}))
+    record = {"status": status, "error": error, "run_id": run_id}
+    if fingerprint is not None:
+        record["fingerprint"] = fingerprint
+    atomic_write_text(path, json.dumps(record, indent=2))
     return path
 
 

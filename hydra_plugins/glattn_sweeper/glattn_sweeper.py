@@ -6,6 +6,11 @@ sweeper launches the same grid (same parsing, batching and job numbering) but re
 job's outcome in ``<sweep dir>/jobs.json`` instead of raising: every job runs, and
 glattn.sweep.callbacks.SweepCallback prints the summary and sets the exit status.
 
+It also opens the grid's ONE MLflow parent run before any job starts (glattn.sweep.store:
+the same grid launched again continues it), writes its id to ``<sweep dir>/parent_run_id``,
+turns SIGTERM into an interrupt so the parent ends KILLED, and masks secrets in
+``multirun.yaml`` and in this process's log lines.
+
 With ``sweep.plan=true`` it prints the grid (glattn.sweep.plan) and launches nothing. A
 config with ``paper.stages`` (experiments/paper.yaml) runs its stages one after another
 (glattn.sweep.paper).
@@ -61,26 +66,79 @@ class GlattnSweeper(BasicSweeper):
             jobs = [job for batch in self.job_lists(arguments) for job in batch]
             return print_plan(self, jobs)
 
-        from glattn.sweep.outcomes import JobLedger
+        from glattn.runner import interrupt_on_signals
+        from glattn.sweep.outcomes import JobLedger, abort_parent
 
         self.overrides = self.job_lists(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        secrets = self._mask_logs()
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        _mask_file(sweep_dir / "multirun.yaml", secrets)
         ledger = JobLedger(self, sweep_dir)
         returns = []
         initial_job_idx = 0
         try:
-            while not self.is_done():
-                batch = self.get_job_batch()
-                self.validate_batch_is_legal(batch)
-                results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
-                ledger.record(batch, results, initial_job_idx)  # no raise: every job runs
-                initial_job_idx += len(batch)
-                returns.append(results)
-        except BaseException as e:  # Ctrl-C, a crashed launcher: the parent run must not
-            from glattn.sweep.outcomes import abort_parent  # stay RUNNING forever
-
-            abort_parent(self.config, sweep_dir, e)
+            with interrupt_on_signals():  # SIGTERM: the parent ends KILLED, jobs stopped
+                self._open_parent(sweep_dir)
+                while not self.is_done():
+                    batch = self.get_job_batch()
+                    self.validate_batch_is_legal(batch)
+                    results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
+                    ledger.record(batch, results, initial_job_idx)  # no raise: every job runs
+                    initial_job_idx += len(batch)
+                    returns.append(results)
+        except BaseException as e:  # Ctrl-C, SIGTERM, a crashed launcher: the parent run
+            abort_parent(self.config, sweep_dir, e)  # must not stay RUNNING forever
             raise
         return returns
+
+    def _mask_logs(self) -> set:
+        """Mask the grid's secret values in this process's log lines; returns them."""
+        from glattn.config import resolved_config
+        from glattn.secrets import install_log_filter, secret_values
+
+        jobs = [o for batch in self.overrides for job in batch for o in job]
+        cfg = OmegaConf.masked_copy(self.config, [k for k in self.config if k != "hydra"])
+        try:
+            found = secret_values(resolved_config(cfg))
+        except Exception:  # noqa: BLE001 - a value that resolves only inside a job
+            found = set()
+        found |= secret_values(jobs) | secret_values(list(self.config.hydra.overrides.task))
+        install_log_filter(found)
+        return found
+
+    def _open_parent(self, sweep_dir: Path) -> None:
+        """Find or create the grid's one parent run; its id goes to <sweep dir>/parent_run_id."""
+        from glattn.sweep import protocol, store
+        from glattn.sweep.outcomes import all_finished
+
+        if not store.tracking_enabled(self.config):
+            return
+        jobs = [job for batch in self.overrides for job in batch]
+        experiment = str(self.config.tracking.experiment)
+        grid = store.grid_id(experiment, jobs)
+        try:
+            parent = store.open_parent(
+                self.config,
+                grid,
+                sweep_dir,
+                list(self.config.hydra.overrides.task),
+                all_done=lambda: all_finished(self, jobs),
+            )
+        except Exception as e:  # noqa: BLE001 - any store failure must stop the sweep here
+            raise SystemExit(
+                f"[glattn sweep] cannot open the MLflow parent run in tracking.uri="
+                f"{self.config.tracking.uri!r}, tracking.experiment={experiment!r}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        if parent is not None:
+            protocol.write_parent_run_id(sweep_dir, parent)
+
+
+def _mask_file(path: Path, secrets: set) -> None:
+    from glattn.secrets import mask_text
+
+    text = path.read_text()
+    if mask_text(text, secrets) != text:
+        path.write_text(mask_text(text, secrets))

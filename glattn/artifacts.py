@@ -1,0 +1,146 @@
+"""The files a job leaves in its run folder (and uploads as MLflow artifacts): per-split
+probabilities (ISIC 2018 Task 3 submission format), per-class reports, confusion matrices,
+training curves, the resolved config (secrets masked), and the model's size and speed."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from glattn.config import resolved_config
+from glattn.metrics import SCALAR_METRICS, per_class_report
+
+log = logging.getLogger(__name__)
+
+
+def save_probabilities(path: Path, image_ids, probs: np.ndarray, class_names) -> Path:
+    """ISIC 2018 Task 3 submission format: image,MEL,NV,BCC,AKIEC,BKL,DF,VASC."""
+    frame = pd.DataFrame(probs, columns=[c.upper() for c in class_names])
+    frame.insert(0, "image", list(image_ids))
+    frame.to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
+def plot_confusion(path: Path, confusion: np.ndarray, class_names, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ConfusionMatrixDisplay(confusion, display_labels=list(class_names)).plot(
+        ax=ax, colorbar=False, cmap="Blues", values_format="d"
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(path: Path, history: list[dict]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(history)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    frame.plot(x="epoch", y=["train/loss", "val/loss"], ax=axes[0], marker=".", title="loss")
+    frame.plot(
+        x="epoch",
+        y=["train/acc", "val/acc", "val/balanced_acc", "val/macro_f1"],
+        ax=axes[1],
+        marker=".",
+        title="accuracy",
+    )
+    frame.plot(x="epoch", y="lr", ax=axes[2], marker=".", logy=True, title="learning rate")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def split_report(run_dir: Path, prefix: str, result: dict, image_ids, class_names) -> list:
+    """Probabilities CSV, per-class report CSV and confusion PNG for one evaluated split."""
+    name = prefix.replace("/", "_")
+    report = per_class_report(result, class_names)
+    report.to_csv(run_dir / f"{name}_per_class_report.csv", index=False)
+    return [
+        save_probabilities(
+            run_dir / f"{name}_probabilities.csv", image_ids, result["probs"], class_names
+        ),
+        run_dir / f"{name}_per_class_report.csv",
+        plot_confusion(
+            run_dir / f"{name}_confusion_matrix.png",
+            result["confusion"],
+            class_names,
+            f"{prefix} confusion matrix",
+        ),
+    ]
+
+
+def split_metrics(prefix: str, result: dict, class_names) -> dict:
+    out = {f"{prefix}/{m}": result[m] for m in SCALAR_METRICS}
+    out[f"{prefix}/loss"] = result["loss"]
+    out.update({f"{prefix}/recall_{c}": result[f"recall_{c}"] for c in class_names})
+    return out
+
+
+def write_resolved_config(run_dir: Path, cfg: DictConfig) -> Path:
+    """config_resolved.yaml: the whole resolved config, secret values masked."""
+    path = Path(run_dir) / "config_resolved.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved_config(cfg, masked=True))))
+    return path
+
+
+def _peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+@torch.no_grad()
+def _latency_ms(model, image_size: int, device: torch.device, repeats: int = 5) -> float:
+    model.eval()
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    model(x)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def model_info(model, cfg: DictConfig, device: torch.device) -> dict:
+    from glattn.models import count_flops
+
+    info = {f"model/params_{k}": v for k, v in model.count_parameters().items()}
+    size = int(cfg.dataset.image_size)
+    info["model/gflops"] = count_flops(model, size) / 1e9
+    info["perf/infer_latency_ms"] = _latency_ms(model, size, device)
+    info["perf/peak_mem_mb"] = _peak_mem_mb(device)
+    return info
+
+
+def log_class_balance(data) -> None:
+    for split in ("train", "val", "test"):
+        ds = getattr(data, split, None)
+        if ds is None:
+            continue
+        counts = np.bincount(np.asarray(ds.labels), minlength=len(data.class_names))
+        text = ", ".join(f"{c} {n}" for c, n in zip(data.class_names, counts))
+        log.info("class balance %s (%d images): %s", split, int(counts.sum()), text)

@@ -1,0 +1,183 @@
+"""Checkpoints: where they live, atomic save, safe load, the per-fingerprint lock, and
+loading a trained model.
+
+``{paths.output_dir}/checkpoints/{config fingerprint}/{last,best}.pt``: the folder depends
+on the resolved config only (never on the clock), so the same command started again, or a
+requeued SLURM job, finds its own last checkpoint. Files are written to
+``.<name>.<pid>.tmp`` and renamed (``os.replace`` is atomic on POSIX): a process killed at
+any moment leaves the previous or the new file, never a torn one; the temporary files such
+a kill leaves are removed when the next run of the fingerprint starts (it holds the lock).
+
+A checkpoint is a dict of tensors and plain values (``torch.load(weights_only=True)``):
+``model`` (state_dict), the training state ``optimizer``, ``scheduler``, ``scaler``,
+``rng``, ``loader_rng``, ``stateful`` (any object the loop registers, e.g. an augmentation
+generator), the loop ``state`` (epoch, best, history), and the record ``config`` (resolved,
+secrets masked), ``fingerprint``, ``mlflow_run_id``, ``choices``, ``train_counts``.
+``TRAINING_STATE`` names what only resuming needs (a weights-only ``best.pt`` can drop it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import pickle
+import socket
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from glattn.config import ConfigError, config_fingerprint
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "loader_rng", "stateful")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used; the message names the file and what to do."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process trains (or evaluates) the same config fingerprint right now."""
+
+
+def checkpoint_dir(cfg: DictConfig, fingerprint: str | None = None) -> Path:
+    fingerprint = fingerprint or config_fingerprint(cfg)
+    return Path(cfg.paths.output_dir).absolute() / "checkpoints" / fingerprint
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Delete the ``.*.tmp`` files an earlier, killed process left in ``folder`` (call it
+    while holding the folder's lock: no live writer then)."""
+    stale = sorted(Path(folder).glob(".*.tmp")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted save", path)
+    return stale
+
+
+def load_checkpoint(path: str | Path, fix: str | None = None) -> dict:
+    """``torch.load(path, weights_only=True)`` with one clear error naming the file.
+
+    ``fix``: what the user should do when it cannot be read (default: delete the file or
+    start fresh with ``trainer.resume=false``).
+    """
+    path = Path(path)
+    fix = fix or f"delete {path} or start fresh with trainer.resume=false"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} holds objects that a safe load (weights_only=True) refuses "
+            f"({first}); it was not written by glattn. Only load it if you trust it; "
+            f"otherwise {fix}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {first}); {fix}"
+        ) from exc
+
+
+def best_path(ckpt_dir: Path) -> Path:
+    best = Path(ckpt_dir) / "best.pt"
+    return best if best.is_file() else Path(ckpt_dir) / "last.pt"
+
+
+def load_trained_model(ckpt: dict, num_classes: int | None = None):
+    """Rebuild the model of a checkpoint from its own resolved config and load weights."""
+    from glattn.models import build_model
+
+    train_cfg = OmegaConf.create(ckpt["config"])
+    if num_classes is not None and int(train_cfg.dataset.num_classes) != num_classes:
+        raise ConfigError(
+            f"dataset.num_classes={num_classes} but the checkpoint was trained with "
+            f"{train_cfg.dataset.num_classes} classes"
+        )
+    model = build_model(train_cfg)
+    model.load_state_dict(ckpt["model"])
+    return model, train_cfg
+
+
+class CheckpointLock:
+    """An exclusive ``fcntl.flock`` on ``<folder>/.lock``: one process per fingerprint.
+
+    The holder writes ``pid@host since <time>`` into the file, so a second process can say
+    who it waits for. The kernel drops the lock when the holder dies (SIGKILL included).
+    ``wait_s``: how long to wait for the holder before raising RunLockedError. flock is
+    local to one machine (and NFS >= 4 on Linux); across nodes the tracking store's run
+    lookup still finds the same run.
+    """
+
+    def __init__(self, folder: Path, wait_s: float = 30.0, poll_s: float = 0.5) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.wait_s, self.poll_s = wait_s, poll_s
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown process"
+        except OSError:
+            return "unknown process"
+
+    def acquire(self) -> CheckpointLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise RunLockedError(
+                        f"{self.path.parent} is in use by {self.holder()}: the same config "
+                        "(fingerprint) is running there. Wait for it to end, or stop that "
+                        "process; two processes never train one fingerprint at once"
+                    ) from None
+                if not told:
+                    log.warning("waiting for %s (held by %s)", self.path, self.holder())
+                    told = True
+                time.sleep(self.poll_s)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}@{socket.gethostname()} since {time.ctime()}\n".encode())
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> CheckpointLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,361 @@
+"""One job's life, for every task (train, eval): checks, the run record, signals, status.
+
+1. Everything the config alone can tell is checked before any data work: values, the
+   registries' targets, the data options, the whole model (built on the meta device and run
+   forward once: heads, widths, positions), the checkpoint to evaluate, and that the output
+   folder can be written. A bad config writes nothing.
+2. Secrets are masked in Hydra's ``.hydra/`` files of the run folder, and a log filter masks
+   them in every log line (console, ``<job>.log``, ``debug.log``).
+3. The job = task + config fingerprint. Its MLflow run is found by tags in the experiment
+   whatever state an earlier attempt left it in, and continued: one run per job, ever. A
+   FINISHED run means nothing to do (``sweep.rerun=true`` or ``trainer.resume=false`` runs
+   the job again, as a new run).
+4. The fingerprint's checkpoint folder is locked (`glattn.checkpoint.CheckpointLock`): a
+   second process with the same fingerprint waits, then refuses, naming the holder.
+5. SIGTERM and SIGINT end the run KILLED, write ``status.json`` and exit non-zero; the next
+   start continues from the last completed epoch. A user error (bad config, data or
+   checkpoint) is one message, no traceback (``HYDRA_FULL_ERROR=1`` re-raises it; the
+   traceback is always in ``debug.log``); the run ends FAILED with that message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from glattn import optim
+from glattn.checkpoint import (
+    CheckpointError,
+    CheckpointLock,
+    RunLockedError,
+    checkpoint_dir,
+    remove_stale_tmp,
+)
+from glattn.config import (
+    ConfigError,
+    config_errors,
+    config_fingerprint,
+    hydra_config,
+    is_multirun,
+    raise_config_errors,
+    resolved_config,
+)
+from glattn.data.errors import DataError
+from glattn.engine import NonFiniteLossError
+from glattn.logging_utils import setup_logging
+from glattn.secrets import install_log_filter, mask_text, secret_values
+from glattn.sweep import protocol
+from glattn.tracking import Tracker, flatten_config, job_runs, make_tracker
+
+log = logging.getLogger(__name__)
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) arrived: the job stops, its run ends KILLED."""
+
+
+#: Errors a user can act on: one message, no traceback.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, RunLockedError, NonFiniteLossError)
+
+
+@dataclass
+class Job:
+    """What a task body gets: the config, its identity, its folders and its run."""
+
+    cfg: DictConfig
+    task: str
+    fingerprint: str
+    run_dir: Path
+    ckpt_dir: Path
+    tracker: Tracker
+    previous: object | None = None  # the job's unfinished MLflow run to continue, if any
+    fresh: bool = False  # sweep.rerun=true / trainer.resume=false: start over
+    context: dict = field(default_factory=dict)  # what the task's preflight found
+
+    def start_run(self, run_name: str, tags: dict, continue_run: bool = True) -> bool:
+        """Create the run, or continue the job's unfinished one; log the missing params.
+        Returns True for a new run."""
+        run_id = self.previous.info.run_id if (self.previous and continue_run) else None
+        if self.previous is not None and run_id is None:
+            _retire(self.tracker, self.previous)
+        new = self.tracker.start(
+            run_name, tags, run_id=run_id, parent_run_id=protocol.read_parent_run_id()
+        )
+        self.tracker.log_params(flatten_config(self.cfg))
+        return new
+
+
+def fresh_start(cfg: DictConfig) -> bool:
+    return not bool(cfg.trainer.resume) or bool(OmegaConf.select(cfg, "sweep.rerun"))
+
+
+# ----------------------------------------------------------------------------- checks
+def check_config(cfg: DictConfig) -> None:
+    """Values, registry targets and data options: one ConfigError naming every bad key."""
+    errors = config_errors(cfg)
+    errors += [f"{key}: missing value (set {key}=...)" for key in _missing_keys(cfg)]
+    errors += optim.config_errors(cfg)
+    errors += _loss_errors(cfg)
+    if not errors:
+        try:
+            from glattn.data.options import check_options
+
+            options = check_options(cfg)
+            if options.name != "synthetic" and not Path(str(options.root)).is_dir():
+                errors.append(f"dataset.root={options.root!r}: no such folder")
+        except DataError as exc:
+            errors.append(str(exc))
+    raise_config_errors(errors)
+
+
+def _missing_keys(cfg: DictConfig) -> list[str]:
+    keys = OmegaConf.missing_keys(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    return sorted(keys)
+
+
+def _loss_errors(cfg: DictConfig) -> list[str]:
+    from glattn.losses import LOSSES
+
+    names = LOSSES.names() if hasattr(LOSSES, "names") else list(LOSSES)
+    targets = {n: f"{LOSSES.get(n).__module__}.{LOSSES.get(n).__name__}" for n in names}
+    value = OmegaConf.select(cfg, "loss._target_", default=None)
+    if value in targets.values():
+        return []
+    return [f"loss._target_={value!r}: expected one of {sorted(targets.values())} (loss={names})"]
+
+
+def check_model(cfg: DictConfig) -> None:
+    """Build the whole model on the meta device and run it forward once (no memory, no
+    weights): a bad head count, width or position fails here, before any data work."""
+    import torch
+
+    from glattn.models import build_model
+
+    size = int(cfg.dataset.image_size)
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg).eval()
+            model(torch.empty(2, 3, size, size))
+    except Exception as exc:
+        raise ConfigError(
+            f"the model cannot be built from this config ({type(exc).__name__}: {exc}); "
+            "check backbone=, glsa.*, attention=, fusion=, residual= and dataset.image_size"
+        ) from exc
+
+
+def check_writable(folder: Path) -> None:
+    """The output folder (or the nearest existing parent that would hold it) is writable."""
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"paths.output_dir={str(folder)!r}: {probe} is not a writable folder; "
+            "give paths.output_dir=<a folder you can write>"
+        )
+
+
+def job_output_dir(cfg: DictConfig, fingerprint: str) -> Path:
+    """Hydra's job output dir; without Hydra (compose API): <output_dir>/runs/<fingerprint>."""
+    hc = hydra_config()
+    hydra_dir = OmegaConf.select(hc, "runtime.output_dir", default=None) if hc else None
+    if hydra_dir:
+        return Path(hydra_dir)
+    return Path(cfg.paths.output_dir).absolute() / "runs" / fingerprint
+
+
+def mask_run_folder(run_dir: Path, secrets: set[str]) -> None:
+    """Rewrite Hydra's ``.hydra/*.yaml`` (config, hydra, overrides) with secrets masked."""
+    for path in sorted((run_dir / ".hydra").glob("*.yaml")):
+        text = path.read_text()
+        masked = mask_text(text, secrets)
+        if masked != text:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(masked)
+            os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- signals
+@contextmanager
+def interrupt_on_signals():
+    """SIGTERM raises JobInterrupted (SIGINT already raises KeyboardInterrupt), so the job
+    ends its run KILLED and writes status.json; a previous handler (submitit logs the
+    signal) is called first. Main thread only; restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        if callable(previous):
+            previous(signum, frame)
+        raise JobInterrupted(f"interrupted by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------------------- the job
+def run_job(
+    cfg: DictConfig,
+    task: str,
+    body: Callable[[Job], dict],
+    preflight: Callable[[DictConfig], dict] | None = None,
+) -> dict:
+    """Check, lock, find or create the run, run ``body(job)``, record the outcome."""
+    check_config(cfg)
+    context = preflight(cfg) if preflight else {}
+    check_writable(Path(cfg.paths.output_dir))
+    try:
+        fingerprint = config_fingerprint(cfg)
+    except Exception as exc:
+        raise ConfigError(f"the config does not resolve: {exc}") from exc
+    run_dir = job_output_dir(cfg, fingerprint)
+    setup_logging(run_dir)
+    secrets = secret_values(resolved_config(cfg)) | secret_values(_raw_overrides())
+    install_log_filter(secrets)
+    mask_run_folder(run_dir, secrets)
+    log.info("run dir %s, fingerprint %s", run_dir, fingerprint)
+    job = Job(
+        cfg,
+        task,
+        fingerprint,
+        run_dir,
+        checkpoint_dir(cfg, fingerprint),
+        make_tracker(cfg.tracking),
+        fresh=fresh_start(cfg),
+        context=context,
+    )
+    status = {"status": "failed", "error": None, "run_id": None}
+    lock = CheckpointLock(job.ckpt_dir)
+    try:
+        with interrupt_on_signals():
+            done = _finished_run(job, look_only=True)
+            if done is None:
+                lock.acquire()
+                remove_stale_tmp(job.ckpt_dir)
+                done = _finished_run(job)  # it may have finished while we waited
+            if done is not None:
+                status.update(status="skipped", run_id=done.info.run_id)
+                return dict(done.data.metrics)
+            metrics = body(job)
+            status["status"] = "finished"
+            return metrics
+    except BaseException as exc:
+        _record_failure(job, exc, status)
+        raise
+    finally:
+        lock.release()
+        status["run_id"] = job.tracker.run_id or status["run_id"]
+        protocol.write_status(run_dir, fingerprint=fingerprint, **status)
+
+
+def _raw_overrides() -> list[str]:
+    hc = hydra_config()
+    return [str(o) for o in hc.overrides.task] if hc is not None else []
+
+
+def _finished_run(job: Job, look_only: bool = False):
+    """The job's FINISHED run (nothing to do), or None. Holding the lock (not
+    ``look_only``), it also remembers the unfinished run to continue, or retires it."""
+    if not job.tracker.enabled:
+        return None
+    exp = job.tracker.ensure_experiment()
+    runs = job_runs(job.tracker.client, exp, job.fingerprint, job.task)
+    finished = next((r for r in runs if r.info.status == "FINISHED"), None)
+    if finished is not None and not job.fresh:
+        log.info(
+            "nothing to do: this job (fingerprint %s, task=%s) already FINISHED as MLflow "
+            "run %s (%s); sweep.rerun=true runs it again",
+            job.fingerprint,
+            job.task,
+            finished.info.run_id,
+            finished.info.run_name,
+        )
+        return finished
+    if look_only:
+        return None
+    job.previous = next((r for r in runs if r.info.status != "FINISHED"), None)
+    if job.fresh and job.previous is not None:
+        job.previous, stale = None, job.previous
+        _retire(job.tracker, stale)
+    return None
+
+
+def _retire(tracker: Tracker, run) -> None:
+    """An unfinished run this job does not continue: a RUNNING one is stale (we hold the
+    lock), so it ends KILLED; FAILED and KILLED runs stay as they are."""
+    if run.info.status == "RUNNING":
+        tracker.client.set_terminated(run.info.run_id, "KILLED")
+        log.info("MLflow run %s was left RUNNING: marked KILLED", run.info.run_id)
+
+
+def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
+    """Log the error once, end the run FAILED/KILLED with it, fill status.json's record."""
+    interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+    message = f"{type(exc).__name__}: {exc}"
+    status.update(status="killed" if interrupted else "failed", error=message)
+    log.debug("%s failed:\n%s", job.task, traceback.format_exc())  # debug.log only
+    if interrupted:
+        epoch = _last_epoch(job.ckpt_dir)
+        log.warning(
+            "%s %s: MLflow run %s ends KILLED; the same command continues it%s",
+            job.task,
+            exc or type(exc).__name__,
+            job.tracker.run_id,
+            f" after epoch {epoch}" if epoch else "",
+        )
+    elif isinstance(exc, USER_ERRORS):
+        log.error("%s failed: %s", job.task, message)
+    else:
+        log.error("%s failed:\n%s", job.task, traceback.format_exc())
+    exc._glattn_reported = True  # logged: the CLI adds nothing
+    try:
+        job.tracker.end("KILLED" if interrupted else "FAILED", error=message)
+    except Exception as end_exc:  # never hide the original error
+        log.error("could not end the MLflow run: %s", end_exc)
+
+
+def _last_epoch(ckpt_dir: Path) -> int | None:
+    """The epoch in last.pt's file name-free record, read cheaply (None when absent)."""
+    path = ckpt_dir / "last.pt"
+    if not path.is_file():
+        return None
+    try:
+        from glattn.checkpoint import load_checkpoint
+
+        return int(load_checkpoint(path).get("epoch", 0)) or None
+    except Exception:
+        return None
+
+
+def cli_exit(exc: BaseException) -> None:
+    """run.py's side of an error in a single run: a user error (or an interrupt) becomes
+    one message and exit status 1 (130 for Ctrl-C, 143 for SIGTERM), without Hydra's
+    traceback; anything else, a multirun job (Hydra records it) and ``HYDRA_FULL_ERROR=1``
+    re-raise."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    if is_multirun() or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise exc
+    if not (interrupted or isinstance(exc, USER_ERRORS)):
+        raise exc
+    if not getattr(exc, "_glattn_reported", False):
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+    code = 1
+    if interrupted:
+        code = 143 if isinstance(exc, JobInterrupted) and "SIGTERM" in str(exc) else 130
+    raise SystemExit(code) from None

@@ -1,0 +1,120 @@
+"""The one place that hides secrets: every file, tag, param and log line glattn writes goes
+through these functions.
+
+A value is secret when its key looks like one (``token``, ``key``, ``password``, ``passwd``,
+``secret``, ``credential``, any case, anywhere in the last key part) or when it is the
+password of a ``scheme://user:password@host`` URI. Credentials never need to be in the
+config: MLflow reads ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` /
+``MLFLOW_TRACKING_TOKEN`` from the environment (README, "MLflow").
+
+This module imports nothing from glattn, so every layer (config, checkpoints, tracking,
+sweeps) can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+
+SECRET_KEY = re.compile(r"token|key|password|passwd|secret|credential", re.IGNORECASE)
+SECRET_URI = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")  # user:password@host in URLs
+MASK = "****"
+MIN_SECRET_LEN = 3  # shorter values are not searched for in free text (they would mangle it)
+
+
+def is_secret_key(key: object) -> bool:
+    """True for a (dotted) key whose last part looks like a credential."""
+    return bool(SECRET_KEY.search(str(key).rsplit(".", 1)[-1]))
+
+
+def mask_uri(text: str | None) -> str | None:
+    """``postgresql://user:pw@host/db`` -> ``postgresql://user:****@host/db``."""
+    return SECRET_URI.sub(rf"\1{MASK}@", text) if text else text
+
+
+def mask_container(node, key: str = ""):
+    """A copy of a plain container (dicts, lists, scalars) with secret values replaced by
+    ``****`` (None and "" stay: nothing to hide) and URI passwords masked in strings."""
+    if isinstance(node, Mapping):
+        return {k: mask_container(v, str(k)) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [mask_container(v, key) for v in node]
+    if key and is_secret_key(key) and node not in (None, ""):
+        return MASK
+    if isinstance(node, str):
+        return mask_uri(node)
+    return node
+
+
+def secret_values(node, key: str = "") -> set[str]:
+    """The secret strings in a plain container (and in ``key=value`` override strings), to
+    search free text for: values under secret keys and URI passwords."""
+    found: set[str] = set()
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            found |= secret_values(v, str(k))
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            found |= secret_values(v, key)
+    elif node not in (None, "") and not isinstance(node, bool):
+        text = str(node)
+        if key and is_secret_key(key):
+            found.add(text)
+        elif not key and "=" in text:  # an override: a.b.api_key=VALUE
+            name, value = text.split("=", 1)
+            if is_secret_key(name.lstrip("+~")) and value:
+                found.add(value)
+        for match in re.finditer(r"://[^:/@\s]+:([^@\s]+)@", text):
+            found.add(match.group(1))
+    return {s for s in found if len(s) >= MIN_SECRET_LEN and s != MASK}
+
+
+def mask_text(text: str, values: Iterable[str] = ()) -> str:
+    """``text`` with URI passwords and every known secret value replaced by ``****``."""
+    for value in sorted(set(values), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return mask_uri(text) or text
+
+
+def mask_override(override: str) -> str:
+    """``+tracking.api_key=abc`` -> ``+tracking.api_key=****``; URI passwords masked."""
+    name, sep, value = override.partition("=")
+    if sep and value and is_secret_key(name.lstrip("+~")):
+        return f"{name}={MASK}"
+    return mask_uri(override) or override
+
+
+class SecretFilter(logging.Filter):
+    """Masks known secret values (and URI passwords) in every record a handler emits."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        super().__init__("glattn.secrets")
+        self.values = set(values)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_text(message, self.values)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # format the traceback once, masked
+            record.exc_text = mask_text(
+                logging.Formatter().formatException(record.exc_info), self.values
+            )
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = mask_text(record.exc_text, self.values)
+        return True
+
+
+def install_log_filter(values: Iterable[str]) -> SecretFilter:
+    """Add (or update) a SecretFilter on every handler of the root and glattn loggers."""
+    values = set(values)
+    handlers = list(logging.getLogger().handlers) + list(logging.getLogger("glattn").handlers)
+    for handler in handlers:
+        existing = [f for f in handler.filters if isinstance(f, SecretFilter)]
+        if existing:
+            existing[0].values |= values
+        else:
+            handler.addFilter(SecretFilter(values))
+    return SecretFilter(values)

@@ -1,0 +1,111 @@
+"""The MLflow client every glattn process uses: the SQLite schema created once under a file
+lock, transient ``database is locked`` errors retried with backoff, the experiment created
+with its artifact location.
+
+Field notes (DESIGN.md section 4): many processes opening a SQLite file that does not exist
+yet race on MLflow's schema migration (16 of 16 failed, the file left unusable); with the
+schema in place, concurrent writers still see an occasional ``database is locked``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+from glattn.tracking.uris import resolve_uri, sqlite_path
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0)
+_READY: set[str] = set()  # URIs whose schema this process has seen in place
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def retry_locked(func, *args, **kwargs):
+    """Call ``func``; on SQLite's ``database is locked`` wait (exponential, jittered) and
+    call again, up to ~45 s in all, then raise the last error."""
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            if delay is None or not is_locked_error(exc):
+                raise
+            log.debug("%s: database is locked, retrying in %.2fs", func.__name__, delay)
+            time.sleep(delay * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class RetryingClient:
+    """An ``MlflowClient`` whose every call is retried on ``database is locked``."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._client.tracking_uri
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        return functools.partial(retry_locked, attr)
+
+
+def _schema_lock(db: Path):
+    """Open and flock ``<db>.lock`` (the lock file beside the database)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(db.with_name(db.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def make_client(uri: str | None) -> RetryingClient:
+    """A client for ``uri`` (made absolute). For SQLite, the first client of a process opens
+    the store under the lock beside the database, so the schema is created exactly once
+    however many processes start at the same moment."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(uri)
+    client = RetryingClient(MlflowClient(tracking_uri=uri))
+    db = sqlite_path(uri)
+    if db is not None and uri not in _READY:
+        fd = _schema_lock(db)
+        try:  # the first store access creates or upgrades the schema
+            client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        _READY.add(uri)
+    return client
+
+
+def get_experiment_id(tracking_cfg, client: RetryingClient | None = None) -> str:
+    """The experiment's id, created (with its artifact location) when missing."""
+    client = client or make_client(tracking_cfg.uri)
+    name = str(tracking_cfg.experiment)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    uri = resolve_uri(tracking_cfg.uri) or ""
+    if tracking_cfg.get("artifact_location") and not uri.startswith(("http://", "https://")):
+        path = Path(str(tracking_cfg.artifact_location)).absolute() / name
+        path.mkdir(parents=True, exist_ok=True)
+        location = path.as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another process
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id

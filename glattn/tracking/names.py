@@ -1,0 +1,24 @@
+"""Tag and role names of the MLflow record (what the UI, `glattn.report` and the sweep
+read). Every module that writes or reads one of these imports it from here.
+
+Job runs: ``glattn.role=job`` + ``fingerprint`` + ``task`` (train | eval) identify the job;
+the group choices (FACTORS), ``seed``, ``overrides`` and ``git_commit`` describe it; eval
+runs add ``eval_dataset``, ``eval_split``, ``source_fingerprint``, ``source_run_id``.
+Sweep parent runs: ``glattn.role=sweep`` + ``glattn.grid`` (hash of the grid's jobs)
+identify the sweep; its children carry MLflow's ``mlflow.parentRunId``.
+"""
+
+ROLE_TAG = "glattn.role"
+JOB_ROLE = "job"
+SWEEP_ROLE = "sweep"
+FINGERPRINT_TAG = "fingerprint"
+TASK_TAG = "task"
+GRID_TAG = "glattn.grid"
+SWEEP_DIR_TAG = "glattn.sweep_dir"
+ERROR_TAG = "glattn.error"
+ABORT_TAG = "glattn.abort"
+PARENT_TAG = "mlflow.parentRunId"
+#: Config-group tags that identify a configuration (the ablation factors), in table order.
+FACTORS = ("backbone", "attention", "fusion", "residual", "loss", "dataset")
+#: MLflow run statuses of a run that did not end well or did not end (continue it).
+UNFINISHED = ("RUNNING", "FAILED", "KILLED", "SCHEDULED")

@@ -1,0 +1,60 @@
+"""The run queries the jobs, the sweep (`glattn.sweep`) and plan mode use: a job's run by
+its fingerprint and task (any status), FINISHED job runs, a sweep's parent by its grid."""
+
+from __future__ import annotations
+
+from glattn.tracking.names import (
+    FINGERPRINT_TAG,
+    GRID_TAG,
+    JOB_ROLE,
+    ROLE_TAG,
+    SWEEP_ROLE,
+    TASK_TAG,
+)
+
+
+def job_runs(client, experiment_id: str, fingerprint: str, task: str) -> list:
+    """Every run of this job (fingerprint + task) in the experiment, newest first."""
+    return client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{FINGERPRINT_TAG} = '{fingerprint}' and tags.{TASK_TAG} = '{task}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1000,
+    )
+
+
+def find_finished_run(tracking_cfg, fingerprint: str, task: str = "train"):
+    """The newest FINISHED run of ``task`` (train | eval) with this fingerprint, or None."""
+    from glattn.tracking.client import make_client
+
+    if not tracking_cfg.get("enabled", True):
+        return None
+    client = make_client(tracking_cfg.uri)
+    experiment = client.get_experiment_by_name(str(tracking_cfg.experiment))
+    if experiment is None:
+        return None
+    runs = [r for r in job_runs(client, experiment.experiment_id, fingerprint, task)]
+    return next((r for r in runs if r.info.status == "FINISHED"), None)
+
+
+def finished_runs(client) -> list:
+    """FINISHED job runs of every experiment of the store (for "done?" and cost estimates)."""
+    exps = [e.experiment_id for e in client.search_experiments()]
+    if not exps:
+        return []
+    return client.search_runs(
+        exps,
+        filter_string=f"attributes.status = 'FINISHED' and tags.`{ROLE_TAG}` = '{JOB_ROLE}'",
+        max_results=50000,
+    )
+
+
+def find_parent(client, experiment_id: str, grid: str):
+    """The newest parent run of the sweep identified by ``grid`` (any status), or None."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{ROLE_TAG}` = '{SWEEP_ROLE}' and tags.`{GRID_TAG}` = '{grid}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None

@@ -1,0 +1,38 @@
+"""Tracking URIs: the one resolve (relative SQLite paths made absolute) and the one mask.
+
+Jobs may start in other directories than the command that launched them (SLURM, the
+local_gpus workers), so a relative ``sqlite:///outputs/mlflow.db`` is made absolute against
+the launching cwd once, here. Passwords in ``user:password@host`` URIs are masked by
+`glattn.secrets.mask_uri` wherever a URI is printed or logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glattn.secrets import mask_uri
+
+__all__ = ["SQLITE", "mask_uri", "resolve_uri", "sqlite_path"]
+
+SQLITE = "sqlite:///"
+
+
+def sqlite_path(uri: str | None) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute), None for other stores."""
+    if uri is None or not str(uri).startswith(SQLITE):
+        return None
+    path = Path(str(uri)[len(SQLITE) :])
+    return (path if path.is_absolute() else Path.cwd() / path).resolve()
+
+
+def resolve_uri(uri: str | None, create_dir: bool = True) -> str | None:
+    """A relative ``sqlite:///path`` becomes absolute (and its folder exists unless
+    ``create_dir`` is false); other URIs are returned unchanged."""
+    if uri is None:
+        return None
+    path = sqlite_path(uri)
+    if path is None:
+        return str(uri)
+    if create_dir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return f"{SQLITE}{path}"
