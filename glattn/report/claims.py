@@ -130,11 +130,9 @@ def read_predictions(
     labels = np.array([classes.index(x) for x in names], dtype=np.int64)
     p = probs[class_cols].to_numpy(dtype=float)
     correct = predict(p) == labels
-    weights = (
-        pd.to_numeric(probs[weight_col], errors="coerce").fillna(0).to_numpy(float)
-        if weight_col
-        else np.ones(len(probs))
-    )
+    weights = np.ones(len(probs))
+    if weight_col:
+        weights = np.array(pd.to_numeric(probs[weight_col], errors="coerce").fillna(0), float)
     if skipped_csv is not None and Path(skipped_csv).is_file():
         skipped = pd.read_csv(skipped_csv)
         if "image_id" in skipped.columns:
@@ -308,21 +306,38 @@ def accuracy_row(
             f"arms ({len(pairs)} pair(s) by seed)"
         )
         return row
-    outs = []
+    label = f"{crit.number}|{stratum}|{comparison}"
+    fill_accuracy(row, crit, got, ctx.metric, ctx.n_resamples, ctx.rng_seed(label), same_images)
+    if lacking:
+        row.note = _join(row.note, f"{lacking} seed pair(s) without per-image CSVs left out")
+    return row
+
+
+def fill_accuracy(
+    row: Row,
+    crit: Criterion,
+    got: list[tuple],
+    metric: str,
+    n_resamples: int,
+    seed: int,
+    same_images: bool = True,
+) -> Row:
+    """The statistics of an accuracy row from [(seed, Predictions a, Predictions b)]."""
+    outs, dropped = [], 0
     for _, pa, pb in got:
         if same_images:
             keep = np.intersect1d(pa.images, pb.images)
+            dropped += pa.images.size + pb.images.size - 2 * keep.size
             outs.append((pa.outcomes(keep), pb.outcomes(keep)))
         else:
             outs.append((pa.outcomes(), pb.outcomes()))
+    if dropped:
+        row.note = _join(row.note, f"{dropped} image(s) scored by only one arm left out")
     row.n_pairs = len(outs)
     row.seeds = " ".join(str(s) for s, _, _ in got)
-    if lacking:
-        row.note = f"{lacking} seed pair(s) without per-image CSVs left out"
-    label = f"{crit.number}|{stratum}|{comparison}"
-    iv = stats.paired_bootstrap(outs, ctx.metric, ctx.n_resamples, ctx.rng_seed(label))
-    a_vals = [stats.score(a, ctx.metric) for a, _ in outs]
-    b_vals = [stats.score(b, ctx.metric) for _, b in outs]
+    iv = stats.paired_bootstrap(outs, metric, n_resamples, seed)
+    a_vals = [stats.score(a, metric) for a, _ in outs]
+    b_vals = [stats.score(b, metric) for _, b in outs]
     thr = crit.threshold / 100.0
     t = stats.paired_t(a_vals, b_vals, thr, _alternative(crit))
     row.effect, row.low, row.high = _pct(iv.estimate), _pct(iv.low), _pct(iv.high)
@@ -1016,6 +1031,8 @@ def evaluate(
             f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
             f"one of {list(METRICS)}"
         )
+    if n_resamples < 1:
+        raise runs.ReportError(f"--resamples {n_resamples}: expected a positive number")
     if n_resamples < 2000:
         log.warning("claims: %d bootstrap resamples (the protocol asks for >= 2000)", n_resamples)
     notes: list[str] = []

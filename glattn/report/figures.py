@@ -236,5 +236,7 @@ def forest_plot(rows, metric: str, out_dir: Path, stem: str = "claims_forest") -
     handles = [
         plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOURS.items()
     ]
-    axes[0, 0].legend(handles=handles, fontsize=6, loc="best")
+    axes[-1, 0].legend(
+        handles=handles, fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.5)
+    )
     return save(fig, out_dir, stem)

@@ -8,6 +8,7 @@ unequal-variance t-test otherwise. Both two-sided, via `scipy.stats.ttest_rel` a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -152,9 +153,11 @@ def score(o: Outcomes, metric: str = "balanced_acc", counts: np.ndarray | None =
 
 def resample_counts(rng: np.random.Generator, n: int, n_resamples: int) -> np.ndarray:
     """(R, n) multiplicities of n images drawn n times with replacement, R times."""
-    idx = rng.integers(0, n, size=(n_resamples, n))
-    flat = (np.arange(n_resamples)[:, None] * n + idx).ravel()
-    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
+    dtype = np.int32 if n_resamples * n < 2**31 else np.int64
+    idx = rng.integers(0, n, size=(n_resamples, n), dtype=dtype)
+    idx += (np.arange(n_resamples, dtype=dtype) * n)[:, None]  # resample r -> r*n + image
+    counts = np.bincount(idx.ravel(), minlength=n_resamples * n)
+    return counts.reshape(n_resamples, n).astype(float)
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,9 @@ def holm(p_values) -> np.ndarray:
     p = np.asarray(p_values, float)
     out = np.full(p.shape, math.nan)
     ok = ~np.isnan(p)
-    if ok.any():
+    if ok.sum() == 1:  # a family of one: nothing to adjust (and multipletests runs gc)
+        out[ok] = p[ok]
+    elif ok.any():
         from statsmodels.stats.multitest import multipletests
 
         out[ok] = multipletests(p[ok], alpha=0.05, method="holm")[1]
@@ -275,6 +280,19 @@ class Power:
     seeds_needed: float  # pairs needed to detect the observed |mean - threshold|; inf: never
 
 
+@functools.lru_cache(maxsize=64)
+def _detectable(n: int, alpha: float, power: float) -> float:
+    """Standardised effect a one-sided paired t-test on n pairs detects at `power`."""
+    from statsmodels.stats.power import TTestPower
+
+    try:
+        return float(
+            TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="larger")
+        )
+    except Exception:  # the root finder failed (tiny n): no number to give
+        return math.nan
+
+
 def t_power(sd: float, n: int, observed: float, alpha=0.05, power=0.8) -> Power:
     """One-sided paired t-test power (statsmodels TTestPower) from the observed spread `sd`
     of the paired differences: the detectable distance from the threshold with `n` pairs,
@@ -284,10 +302,7 @@ def t_power(sd: float, n: int, observed: float, alpha=0.05, power=0.8) -> Power:
     if not (sd > 0) or n < 2:
         return Power(math.nan, math.nan)
     tp = TTestPower()
-    try:
-        d = float(tp.solve_power(nobs=n, alpha=alpha, power=power, alternative="larger"))
-    except Exception:  # the root finder failed (tiny n): no number to give
-        d = math.nan
+    d = _detectable(n, alpha, power)
     needed = math.inf
     if observed > 0:
         try:
