@@ -2,6 +2,8 @@
 
 __version__ = "0.1.0"
 
+import glattn.schema  # noqa: E402,F401  (registers the config schemas before any compose)
+
 
 def build_model(cfg):
     """Build the whole classifier from a composed config (see glattn.models.build_model)."""

@@ -65,6 +65,7 @@ def _reference_key(cfg, choices) -> tuple:
 
 def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
     from glattn.fit import config_fingerprint
+    from glattn.schema import check_keys
     from glattn.sweep import store
 
     rerun = bool(OmegaConf.select(sweeper.config, "sweep.rerun", default=False))
@@ -80,6 +81,7 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
                 cfg = _job_config(sweeper, overrides, num)
                 HydraConfig.instance().set_config(cfg)  # resolvers read the job's hydra node
                 task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+                check_keys(task_cfg)  # e.g. +trainer.epochs=3: an error, not a silent no-op
                 plan.fingerprint = config_fingerprint(task_cfg)
                 plan.key = _reference_key(task_cfg, dict(cfg.hydra.runtime.choices))
                 plan.max_epochs = OmegaConf.select(task_cfg, "trainer.max_epochs", default=None)
