@@ -64,6 +64,8 @@ class JobInterrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT) arrived: the job stops, its run ends KILLED."""
 
 
+#: Seconds a job waits for another process holding its fingerprint's lock, then refuses.
+LOCK_WAIT_S = 30.0
 #: Errors a user can act on: one message, no traceback.
 USER_ERRORS = (ConfigError, DataError, CheckpointError, RunLockedError, NonFiniteLossError)
 
@@ -241,7 +243,7 @@ def run_job(
         context=context,
     )
     status = {"status": "failed", "error": None, "run_id": None}
-    lock = CheckpointLock(job.ckpt_dir)
+    lock = CheckpointLock(job.ckpt_dir, wait_s=LOCK_WAIT_S)
     try:
         with interrupt_on_signals():
             done = _finished_run(job, look_only=True)

@@ -65,13 +65,14 @@ def _train(job: Job) -> dict:
     from glattn.data import build_data
 
     cfg, choices = job.cfg, group_choices(job.cfg)
-    ckpt = _resume_checkpoint(job)
+    resumable = (job.ckpt_dir / "last.pt").is_file() and not job.fresh
     # a run with epochs logged but no checkpoint to continue them from starts a new run
     job.start_run(
         run_name(cfg, choices),
         _tags(cfg, job.fingerprint, "train", choices),
-        continue_run=ckpt is not None or not _has_epochs(job.previous),
+        continue_run=resumable or not _has_epochs(job.previous),
     )
+    ckpt = _resume_checkpoint(job)
     F.seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     rt = F.make_runtime(cfg.trainer)
     data = build_data(cfg, job.run_dir)
