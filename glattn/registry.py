@@ -171,6 +171,25 @@ class Registry:
             )
         return name
 
+    def target_error(self, target, key: str) -> str | None:
+        """Config check without building: None when `_target_` string `target` imports (its
+        module may register it, as Hydra's instantiate would) and is registered here; else
+        the message, e.g. for `cfg.loss._target_` before any work."""
+        from hydra.utils import get_object
+
+        try:
+            obj = get_object(str(target))
+        except Exception as err:
+            return (
+                f"cfg.{key}._target_={target}: cannot import it ({err}); a module of your own "
+                "must be on the import path (e.g. PYTHONPATH=<its folder>)"
+            )
+        try:
+            self.require(obj, key, str(target))
+        except ValueError as err:
+            return str(err)
+        return None
+
     # ------------------------------------------------------------------ contract
     def check_signature(self, factory: Callable, *args, **kwargs) -> None:
         """`factory(*args, **kwargs)` must bind to the constructor (the contract's signature)."""

@@ -215,3 +215,25 @@ def test_a_broken_plugin_names_its_entry_point(tmp_path, monkeypatch):
     monkeypatch.setattr(registry_module, "_plugins_loaded", False)
     with pytest.raises(ImportError, match="glattn plugin 'bad' = 'no_such_plugin_module'.*broken"):
         registry_module.load_plugins()
+
+
+def test_target_error_imports_registers_and_names_the_key(tmp_path, monkeypatch):
+    from glattn.losses import LOSSES
+
+    assert LOSSES.target_error("glattn.losses.FocalLoss", "loss") is None
+    (tmp_path / "own_losses.py").write_text(
+        "from torch import nn\n"
+        "from glattn.losses import LOSSES\n"
+        "@LOSSES.register('own')\n"
+        "class Own(nn.Module):\n"
+        "    def __init__(self, class_counts):\n"
+        "        super().__init__()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert LOSSES.target_error("own_losses.Own", "loss") is None  # imported: registered
+    finally:
+        LOSSES.unregister("own")
+        sys.modules.pop("own_losses", None)
+    assert "is not a registered loss" in LOSSES.target_error("torch.nn.Identity", "loss")
+    assert "cannot import it" in LOSSES.target_error("nowhere.Loss", "loss")
