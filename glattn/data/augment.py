@@ -34,13 +34,24 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
-from glattn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_side
+from glattn.data.transforms import normalize_, resize_side
 
 #: ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 _LUMA = (0.2989, 0.587, 0.114)
 _ATTEMPTS = 10  # RandomResizedCrop's rejection sampling
+
+
+_CONSTANTS: dict = {}
+
+
+def _const(values, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant tensor on `device`, made once: torch.tensor(..., device="cuda")
+    copies from pageable memory and so synchronises with the host on every call."""
+    key = (values, str(device), dtype)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(values, dtype=dtype, device=device)
+    return _CONSTANTS[key]
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +74,7 @@ def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
+    luma = _const(_LUMA, x.device, x.dtype)
     mean = (x.mean(dim=(-2, -1)) @ luma).view(-1, 1, 1, 1)  # mean luma of each image
     return _blend_(x, mean, factor)
 
@@ -228,7 +239,7 @@ class DeviceAugment:
                 f"expected a uint8 batch (B, 3, R, R), got {images.dtype} {tuple(images.shape)}"
             )
         x = self.apply(images, self.sample(images.shape[0], images.shape[-1]))
-        return v2.functional.normalize(x, IMAGENET_MEAN, IMAGENET_STD, inplace=True)
+        return normalize_(x)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:

@@ -24,13 +24,30 @@ def resize_side(image_size: int) -> int:
     return int(round(image_size * 256 / 224))
 
 
+_MEAN_STD: dict = {}
+
+
+def normalize_(x: torch.Tensor) -> torch.Tensor:
+    """In place: float images (..., 3, H, W) in [0, 1] -> ImageNet-normalised, as
+    v2.functional.normalize computes it, with mean and std made once per device (v2 makes
+    them on every call: on CUDA a pageable copy that synchronises with the host)."""
+    key = (str(x.device), x.dtype)
+    if key not in _MEAN_STD:
+        shape = (3, 1, 1)
+        _MEAN_STD[key] = tuple(
+            torch.tensor(v, dtype=x.dtype, device=x.device).view(shape)
+            for v in (IMAGENET_MEAN, IMAGENET_STD)
+        )
+    mean, std = _MEAN_STD[key]
+    return x.sub_(mean).div_(std)
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (..., 3, H, W) from the transforms -> ImageNet-normalised float32 on the
     same device. Float input is taken as already normalised and returned unchanged."""
     if images.dtype != torch.uint8:
         return images
-    x = v2.functional.to_dtype(images, torch.float32, scale=True)
-    return v2.functional.normalize(x, IMAGENET_MEAN, IMAGENET_STD, inplace=True)
+    return normalize_(v2.functional.to_dtype(images, torch.float32, scale=True))
 
 
 def train_transform(image_size: int) -> v2.Compose:
