@@ -368,3 +368,57 @@ def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
     assert "--resamples 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["claims", "c1", "--metric", "auc"])
+
+
+@pytest.mark.slow
+def test_smoke_sweep_claims_reproduce_with_scipy(tmp_path):
+    """A real smoke sweep (run.py, 2 attentions x 3 seeds): claims.csv's criterion 1 and 5
+    numbers are reproduced here from the runs' CSVs and metrics with sklearn + scipy."""
+    from mlflow.tracking import MlflowClient
+    from test_sweep_helpers import ROOT, run_cli
+
+    out = tmp_path / "out"
+    grid = ["debug=smoke", "attention=none,cbam", "seed=0,1,2", "trainer.gradcam_per_class=0"]
+    exp = "tracking.experiment=claims_smoke"
+    res = run_cli(ROOT / "run.py", *grid, f"paths.output_dir={out}", exp, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    assert (
+        main(["claims", "claims_smoke", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
+    )
+    table = pd.read_csv(tmp_path / "r" / "claims.csv")
+    client = MlflowClient(uri)
+
+    def bacc(run_id):
+        def get(name):
+            return pd.read_csv(client.download_artifacts(run_id, name, str(tmp_path)))
+
+        probs, split = get("test_probabilities.csv"), get("split.csv")
+        truth = split[split["split"] == "test"].set_index("image_id").loc[probs["image"], "label"]
+        pred = probs.columns[1:][probs.iloc[:, 1:].to_numpy().argmax(axis=1)]
+        return balanced_accuracy_score(truth.str.upper(), pred)
+
+    row = table[table["claim"] == 1].iloc[0]
+    a = np.array([bacc(r) for r in row["runs_a"].split()])
+    b = np.array([bacc(r) for r in row["runs_b"].split()])
+    assert row["n_pairs"] == 3
+    assert row["effect"] == pytest.approx(100 * np.mean(b - a))
+    if np.ptp(b - a) == 0:  # one epoch can leave both arms predicting alike on every seed
+        assert math.isnan(row["p"]) and row["verdict"] == "inconclusive"
+    else:
+        want = sps.ttest_rel(b, a + 0.02, alternative="greater").pvalue
+        assert row["p"] == pytest.approx(want)
+    assert row["low"] <= row["effect"] <= row["high"]
+
+    lat = table[(table["claim"] == 5) & table["comparison"].str.startswith("latency")].iloc[0]
+
+    def ms(ids):
+        return np.log(
+            [client.get_run(r).data.metrics["perf/infer_latency_ms"] for r in ids.split()]
+        )
+
+    la, lb = ms(lat["runs_a"]), ms(lat["runs_b"])
+    assert lat["effect"] == pytest.approx(100 * (math.exp(np.mean(lb - la)) - 1))
+    assert lat["p"] == pytest.approx(
+        sps.ttest_rel(lb, la + math.log(1.2), alternative="less").pvalue
+    )
