@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+import glattn.registry  # noqa: E402,F401  (the ${glattn.num_classes:} resolver, any process)
 import glattn.schema  # noqa: E402,F401  (registers the config schemas before any compose)
 
 
