@@ -219,13 +219,21 @@ def run_job(
     preflight: Callable[[DictConfig], dict] | None = None,
 ) -> dict:
     """Check, lock, find or create the run, run ``body(job)``, record the outcome."""
-    check_config(cfg)
-    context = preflight(cfg) if preflight else {}
-    check_writable(Path(cfg.paths.output_dir))
     try:
-        fingerprint = config_fingerprint(cfg)
-    except Exception as exc:
-        raise ConfigError(f"the config does not resolve: {exc}") from exc
+        check_config(cfg)
+        context = preflight(cfg) if preflight else {}
+        check_writable(Path(cfg.paths.output_dir))
+        try:
+            fingerprint = config_fingerprint(cfg)
+        except Exception as exc:
+            raise ConfigError(f"the config does not resolve: {exc}") from exc
+    except USER_ERRORS as exc:  # before any work: one message (and status.json in a sweep)
+        log.error("%s: %s", task, mask_text(str(exc), secret_values(_raw_overrides())))
+        exc._glattn_reported = True
+        hc = hydra_config()
+        if hc is not None and is_multirun():
+            protocol.write_status(hc.runtime.output_dir, "failed", f"{type(exc).__name__}: {exc}")
+        raise
     run_dir = job_output_dir(cfg, fingerprint)
     setup_logging(run_dir)
     secrets = secret_values(resolved_config(cfg)) | secret_values(_raw_overrides())

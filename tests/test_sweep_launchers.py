@@ -119,7 +119,8 @@ def test_failed_and_killed_jobs_are_reported_others_finish(app, tmp_path, launch
 
 
 @pytest.mark.slow
-def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, signame):
     import signal
     import subprocess
     import time
@@ -146,7 +147,7 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path):
     deadline = time.monotonic() + 120
     while not list(out.glob("sweeps/glattn/*/0/.hydra")) and time.monotonic() < deadline:
         time.sleep(0.2)  # job 0 is running (its Hydra job dir exists)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     proc.communicate(timeout=60)
     assert proc.returncode != 0
     (sweep,) = sweep_dirs(out)

@@ -36,6 +36,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig
 
 log = logging.getLogger(__name__)
+KILL_WAIT_S = 30  # seconds an interrupted job gets between SIGTERM and SIGKILL
 
 
 @dataclass
@@ -205,14 +206,19 @@ class LocalGpusLauncher(Launcher):
                 if running:
                     time.sleep(self.poll_s)
         finally:
-            for proc, _, _, _ in running.values():  # interrupted: stop our own children
+            # interrupted (SIGINT, or SIGTERM turned into an interrupt by the glattn sweeper):
+            # SIGTERM our own children (each ends its MLflow run KILLED and writes
+            # status.json), give them KILL_WAIT_S, then SIGKILL what is left
+            for proc, _, _, _ in running.values():
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
-            for proc, _, _, _ in running.values():
+            for proc, num, _, _ in running.values():
                 try:
-                    proc.wait(timeout=30)
+                    proc.wait(timeout=KILL_WAIT_S)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
+                (work / str(num) / "job.pkl").unlink(missing_ok=True)
         return [results[initial_job_idx + i] for i in range(len(job_overrides))]
 
     @staticmethod
@@ -220,8 +226,12 @@ class LocalGpusLauncher(Launcher):
         import cloudpickle
 
         result = job_dir / "result.pkl"
-        if returncode == 0 and result.is_file():
-            return cloudpickle.loads(result.read_bytes())
+        try:
+            if returncode == 0 and result.is_file():
+                return cloudpickle.loads(result.read_bytes())
+        finally:  # both hold the job's whole config, secrets included: gone once collected
+            for name in ("job.pkl", "result.pkl"):
+                (job_dir / name).unlink(missing_ok=True)
         ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
         ret.return_value = RuntimeError(
             f"job process exited with code {returncode} before reporting a result; "
