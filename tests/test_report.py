@@ -474,3 +474,43 @@ def test_one_strategy_tables_3_and_4_show_dashes_for_the_rest(
     assert_summary(row_of(t, levels[0])["HAM10000 Balanced acc. (%)"], [0.7, 0.8])
     for level in levels[1:]:
         assert row_of(t, level)["HAM10000 Balanced acc. (%)"].text == DASH
+
+
+# ---------------------------------------------------------------------------- figures
+def _frame(rows):
+    from glattn.report.runs import FACTORS
+
+    base = {f: "x" for f in FACTORS}
+    base.update(task="train", dataset="ham10000")
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_one_epoch_curves_show_markers(tmp_path, monkeypatch):
+    from glattn.report import figures
+
+    figs = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: figs.append(fig) or [])
+    frame = _frame([{"run_id": "a", "attention": "cbam"}, {"run_id": "b", "attention": "none"}])
+    history = {"a": {1: 0.5}, "b": {1: 0.4}}
+    figures.training_curves(frame, lambda ids, k: history, "balanced_acc", tmp_path, [])
+    (fig,) = figs
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
+    assert len(lines) == 4 and all(line.get_marker() == "o" for line in lines)
+
+
+def test_recall_error_bars_stay_within_0_and_100(tmp_path, monkeypatch):
+    from glattn.report import figures
+
+    want = np.array([[8, 2, 0], [5, 5, 0]], dtype=float)
+    assert np.array_equal(figures.clipped_yerr([95, 2, 50], [8, 5, float("nan")]), want)
+    figs = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: figs.append(fig) or [])
+    recall = [0.90, 1.00, 1.00]  # mean 96.7 %, std 5.8 %: unclipped the bar would pass 100
+    frame = _frame(
+        [{"run_id": str(i), "seed": i, "metrics.test/recall_mel": v} for i, v in enumerate(recall)]
+    )
+    figures.per_class_recall(frame, tmp_path, [])
+    (fig,) = figs
+    (ax,) = fig.axes
+    tops = [seg[:, 1].max() for c in ax.collections for seg in c.get_segments()]
+    assert tops and max(tops) == pytest.approx(100.0)

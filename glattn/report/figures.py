@@ -91,7 +91,12 @@ def training_curves(
                 x = curve.index.to_numpy()
                 scale = 100.0 if k.startswith("val/") else 1.0
                 m, sd = curve["mean"] * scale, curve["std"].fillna(0) * scale
-                (line,) = ax.plot(x, m, label=f"{label} (n={int(curve['n'].max())})")
+                (line,) = ax.plot(
+                    x,
+                    m,
+                    marker="o" if len(x) < 3 else None,  # one epoch is a point, not a line
+                    label=f"{label} (n={int(curve['n'].max())})",
+                )
                 ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.2)
         for ax in axes:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -113,6 +118,14 @@ def recall_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
             known = [c for c in CLASS_ORDER if c in names]
             return split, known + sorted(set(names) - set(known))
     return "", []
+
+
+def clipped_yerr(means, stds, low: float = 0.0, high: float = 100.0) -> np.ndarray:
+    """(2, N) error bar lengths of mean ± std, clipped to [low, high] (a recall of 95 ± 8 %
+    draws to 100, not 103); NaN std (one seed) draws none."""
+    means = np.asarray(means, dtype=float)
+    stds = np.nan_to_num(np.asarray(stds, dtype=float), nan=0.0)
+    return np.vstack([np.minimum(stds, means - low), np.minimum(stds, high - means)]).clip(0)
 
 
 def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> list[Path]:
@@ -140,7 +153,7 @@ def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> lis
                 x + (i - (len(groups) - 1) / 2) * width,
                 [100 * t.mean for t in summ],
                 width,
-                yerr=[0 if math.isnan(t.std) else 100 * t.std for t in summ],
+                yerr=clipped_yerr([100 * t.mean for t in summ], [100 * t.std for t in summ]),
                 capsize=2,
                 label=f"{label} (n={max(t.n for t in summ)})",
             )
