@@ -366,6 +366,10 @@ def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
     assert "'nope' not found" in capsys.readouterr().err
     assert main(["claims", "c1", "--tracking-uri", store.uri, "--resamples", "0"]) == 2
     assert "--resamples 0" in capsys.readouterr().err
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["claims", "--tracking-uri", missing]) == 2  # paper, the default
+    assert "no MLflow database" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
     with pytest.raises(SystemExit):
         main(["claims", "c1", "--metric", "auc"])
 

@@ -696,6 +696,10 @@ def criterion2(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
                 r.primary = True
                 r.note = _join(r.note, _selection_note(best, on_test))
             rows.append(r)
+        if best is None:
+            why = f"no best/val/{ctx.metric} or val_probabilities.csv to choose the best on"
+            rows.append(_no_data(crit, why))
+            rows[-1].stratum, rows[-1].pooled = label, False
     if not rows:
         return [_no_data(crit, "no seed ran both fusion=original and another fusion")]
     strata_primary = [r for r in rows if r.primary]
@@ -1001,6 +1005,9 @@ class Claims:
 
 def claim_sources(uri: str, experiment: str, notes: list) -> dict[int, str]:
     """Criterion -> experiment: `paper` reads each from its stage (table<N>_*)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_file():
+        raise runs.ReportError(f"no MLflow database at {uri[len(prefix) :]}: pass --tracking-uri")
     if experiment != "paper":
         return {n: experiment for n in BUILDERS}
     from glattn.report.report import stage_experiments
@@ -1014,6 +1021,8 @@ def claim_sources(uri: str, experiment: str, notes: list) -> dict[int, str]:
             out[n] = stages[crit.table]
         else:
             notes.append(f"criterion {n}: no experiment table{crit.table}_* in the store")
+    if not out:
+        raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
     return out
 
 
