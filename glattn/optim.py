@@ -12,14 +12,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from glattn.registry import Registry
 
-OPTIMIZERS = Registry("optimizer")
-OPTIMIZERS.register("adamw")(torch.optim.AdamW)  # Loshchilov & Hutter 2019
-OPTIMIZERS.register("adam")(torch.optim.Adam)  # Kingma & Ba 2015
-OPTIMIZERS.register("sgd")(torch.optim.SGD)
+OPTIMIZERS = Registry(
+    "optimizer",
+    contract="`cls(params, lr=..., **settings)`, a torch.optim.Optimizer",
+    where=("glattn.optim", "OPTIMIZERS"),
+)
+OPTIMIZERS.register("adamw", reference="Loshchilov & Hutter 2019 (arXiv:1711.05101)")(
+    torch.optim.AdamW
+)
+OPTIMIZERS.register("adam", reference="Kingma & Ba 2015 (arXiv:1412.6980)")(torch.optim.Adam)
+OPTIMIZERS.register("sgd", reference="Nesterov momentum (Sutskever et al. 2013)")(torch.optim.SGD)
 
-SCHEDULERS = Registry("scheduler")
+SCHEDULERS = Registry(
+    "scheduler",
+    contract="`cls(optimizer, **settings)`, stepped once per epoch",
+    where=("glattn.optim", "SCHEDULERS"),
+)
 SCHEDULERS.register("plateau")(torch.optim.lr_scheduler.ReduceLROnPlateau)
-SCHEDULERS.register("cosine")(torch.optim.lr_scheduler.CosineAnnealingLR)
+SCHEDULERS.register("cosine", reference="Loshchilov & Hutter 2017 (arXiv:1608.03983)")(
+    torch.optim.lr_scheduler.CosineAnnealingLR
+)
 SCHEDULERS.register("none")(torch.optim.lr_scheduler.ConstantLR)
 
 
