@@ -321,13 +321,12 @@ def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
     status.update(status="killed" if interrupted else "failed", error=message)
     log.debug("%s failed:\n%s", job.task, traceback.format_exc())  # debug.log only
     if interrupted:
-        epoch = _last_epoch(job.ckpt_dir)
         log.warning(
-            "%s %s: MLflow run %s ends KILLED; the same command continues it%s",
+            "%s %s: MLflow run %s ends KILLED; the same command continues it from the last "
+            "checkpoint",
             job.task,
             exc or type(exc).__name__,
             job.tracker.run_id,
-            f" after epoch {epoch}" if epoch else "",
         )
     elif isinstance(exc, USER_ERRORS):
         log.error("%s failed: %s", job.task, message)
@@ -338,19 +337,6 @@ def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
         job.tracker.end("KILLED" if interrupted else "FAILED", error=message)
     except Exception as end_exc:  # never hide the original error
         log.error("could not end the MLflow run: %s", end_exc)
-
-
-def _last_epoch(ckpt_dir: Path) -> int | None:
-    """The epoch in last.pt's file name-free record, read cheaply (None when absent)."""
-    path = ckpt_dir / "last.pt"
-    if not path.is_file():
-        return None
-    try:
-        from glattn.checkpoint import load_checkpoint
-
-        return int(load_checkpoint(path).get("epoch", 0)) or None
-    except Exception:
-        return None
 
 
 def cli_exit(exc: BaseException) -> None:

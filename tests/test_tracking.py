@@ -151,3 +151,68 @@ def test_fingerprint_ignores_paths_tracking_device_and_sees_the_model():
         assert config_fingerprint(cfg_with(different)) != base, different
     cfg = cfg_with("paths.output_dir=/out")
     assert checkpoint_dir(cfg) == Path("/out/checkpoints") / base
+
+
+def test_secrets_are_masked_in_containers_overrides_and_text():
+    from glattn.secrets import mask_container, mask_override, mask_text, secret_values
+
+    node = {"tracking": {"api_key": "k-123", "uri": "http://u:pw-9@h/"}, "seed": 3}
+    assert mask_container(node) == {
+        "tracking": {"api_key": MASK, "uri": f"http://u:{MASK}@h/"},
+        "seed": 3,
+    }
+    overrides = ["+dataset.access_token=t-456", "seed=1", "tracking.uri=postgresql://a:b-7@h"]
+    assert secret_values(node) == {"k-123", "pw-9"}
+    assert secret_values(overrides) == {"t-456", "b-7"}
+    assert [mask_override(o) for o in overrides] == [
+        f"+dataset.access_token={MASK}",
+        "seed=1",
+        f"tracking.uri=postgresql://a:{MASK}@h",
+    ]
+    assert mask_text("key k-123 and t-456 in a line", {"k-123", "t-456"}) == (
+        f"key {MASK} and {MASK} in a line"
+    )
+
+
+def test_locked_database_is_retried_then_succeeds():
+    from glattn.tracking.client import retry_locked
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "ok"
+
+    assert retry_locked(flaky) == "ok" and len(calls) == 3
+    with pytest.raises(ValueError, match="other"):  # anything else is not retried
+        retry_locked(lambda: (_ for _ in ()).throw(ValueError("other")))
+
+
+def test_grid_id_ignores_order_and_neutral_overrides():
+    from glattn.sweep.store import grid_id
+
+    a = grid_id("exp", [["fusion=a", "seed=0"], ["fusion=b", "seed=0"]])
+    assert a == grid_id("exp", [["seed=0", "fusion=b"], ["seed=0", "fusion=a", "sweep.rerun=1"]])
+    assert a == grid_id(
+        "exp",
+        [
+            ["fusion=a", "seed=0", "hydra/launcher=local_gpus"],
+            ["fusion=b", "seed=0", "trainer.device=cpu"],
+        ],
+    )
+    assert a != grid_id("exp", [["fusion=a", "seed=0"]])  # another set of jobs
+    assert a != grid_id("other", [["fusion=a", "seed=0"], ["fusion=b", "seed=0"]])
+
+
+def test_checkpoint_lock_names_its_holder(tmp_path):
+    import os
+
+    from glattn.checkpoint import CheckpointLock, RunLockedError
+
+    with CheckpointLock(tmp_path):
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}@"):
+            CheckpointLock(tmp_path, wait_s=0.2, poll_s=0.05).acquire()
+    with CheckpointLock(tmp_path, wait_s=0):  # released: free again
+        pass
