@@ -1107,9 +1107,9 @@ COLUMNS = [
 ]
 
 
-def _cells(r: Row) -> list[str]:
+def _cells(r: Row, deciding: bool) -> list[str]:
     return [
-        r.stratum + (" (deciding)" if r.primary and r.claim != 6 else ""),
+        r.stratum + (" (deciding)" if deciding and r.claim != 6 else ""),
         r.comparison,
         f"{r.n_a} / {r.n_b} / {r.n_pairs}",
         _effect(r),
@@ -1157,8 +1157,10 @@ def to_markdown(c: Claims, experiment: str) -> str:
         lines += ["", f"### Criterion {n}: {_title(crit, c.metric)}", "", DESCRIPTIONS[n], ""]
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append("|" + "---|" * len(COLUMNS))
+        head = headline(c.rows, n)
         for r in (r for r in c.rows if r.claim == n):
-            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in _cells(r)) + " |")
+            cells = _cells(r, any(r is h for h in head))
+            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     if c.notes:
         lines += ["", "Notes:", ""] + [f"- {x}" for x in c.notes]
     lines += ["", REPRODUCE.format(R=c.n_resamples), ""]
@@ -1199,21 +1201,23 @@ REPRODUCE = (
 )
 
 
+def _tex(text: str) -> str:
+    """latex_escape plus the arrow of criterion 4's strata and the comparison signs."""
+    return latex_escape(text).replace("→", r"$\to$").replace("<", r"$<$").replace(">", r"$>$")
+
+
 def to_latex(c: Claims, experiment: str) -> str:
     cols = ["Stratum", "Comparison", "n", "Effect [95\\% CI]", "p", "Holm p", "Verdict"]
-    out = [f"\\section*{{Claims: {latex_escape(experiment)}}}"]
+    out = [f"\\section*{{Claims: {_tex(experiment)}}}"]
     out.append("\\begin{tabular}{rlll}\n\\toprule\n\\# & Criterion & Threshold & Verdict \\\\")
     out.append("\\midrule")
     for n, crit in CRITERIA.items():
-        thr = latex_escape(f"{crit.direction} {crit.threshold:g} {crit.unit}")
-        out.append(
-            f"{n} & {latex_escape(_title(crit, c.metric))} & {thr} & "
-            f"{latex_escape(c.verdict(n))} \\\\"
-        )
+        thr = _tex(f"{crit.direction} {crit.threshold:g} {crit.unit}")
+        out.append(f"{n} & {_tex(_title(crit, c.metric))} & {thr} & {_tex(c.verdict(n))} \\\\")
     out.append("\\bottomrule\n\\end{tabular}\n")
     for n, crit in CRITERIA.items():
-        out.append(f"\\subsection*{{Criterion {n}: {latex_escape(_title(crit, c.metric))}}}")
-        out.append(latex_escape(DESCRIPTIONS[n]) + "\n")
+        out.append(f"\\subsection*{{Criterion {n}: {_tex(_title(crit, c.metric))}}}")
+        out.append(_tex(DESCRIPTIONS[n]) + "\n")
         out.append("{\\small\\begin{tabular}{llrllll}\n\\toprule")
         out.append(" & ".join(cols) + " \\\\\n\\midrule")
         for r in (r for r in c.rows if r.claim == n):
@@ -1226,13 +1230,12 @@ def to_latex(c: Claims, experiment: str) -> str:
                 _p(r.p_holm),
                 r.verdict,
             ]
-            out.append(" & ".join(latex_escape(x) for x in cells) + " \\\\")
+            out.append(" & ".join(_tex(x) for x in cells) + " \\\\")
         out.append("\\bottomrule\n\\end{tabular}}\n")
         reasons = [r for r in c.rows if r.claim == n]
         out.append("\\begin{itemize}")
         out += [
-            f"\\item {latex_escape(r.stratum + ', ' + r.comparison)}: "
-            f"{latex_escape(_join(r.reason, r.note))}"
+            f"\\item {_tex(r.stratum + ', ' + r.comparison)}: {_tex(_join(r.reason, r.note))}"
             for r in reasons
         ]
         out.append("\\end{itemize}\n")

@@ -249,7 +249,16 @@ def forest_plot(rows, metric: str, out_dir: Path, stem: str = "claims_forest") -
     handles = [
         plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOURS.items()
     ]
-    axes[-1, 0].legend(
-        handles=handles, fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.5)
+    from matplotlib.transforms import offset_copy
+
+    last = axes[-1, 0]  # the legend below the last panel's x label (30 pt down)
+    below = offset_copy(last.transAxes, fig=fig, y=-30, units="points")
+    last.legend(
+        handles=handles,
+        fontsize=7,
+        ncol=3,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0),
+        bbox_transform=below,
     )
     return save(fig, out_dir, stem)
