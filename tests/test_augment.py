@@ -247,8 +247,9 @@ def test_loaders_and_preview_grid(tmp_path, mode):
     path = data.save_preview(tmp_path / "augment_preview.png")
     assert torch.equal(state, torch.random.get_rng_state())  # the run's RNG is untouched
     with Image.open(path) as im:
-        assert im.format == "PNG" and im.size == (6 * 16 + 7 * 2, 4 * 16 + 5 * 2)
+        tile = 96  # 16 px enlarged 6x for a person to look at
+        assert im.format == "PNG" and im.size == (6 * tile + 7 * 2, 4 * tile + 5 * 2)
         grid = np.asarray(im)
-    first, second = grid[2:18, 2:18], grid[2:18, 20:36]  # evaluation view, one draw
+    first, second = grid[2:98, 2:98], grid[2:98, 100:196]  # evaluation view, one draw
     assert not np.array_equal(first, second)
     assert math.isfinite(grid.mean())

@@ -129,3 +129,22 @@ def test_local_gpus_starts_costliest_first_and_keeps_job_numbers(tmp_path, monke
         assert [r.overrides for r in results] == jobs  # results stay in the grid's order
     with pytest.raises(ValueError, match="order"):
         L.LocalGpusLauncher(order="random")
+
+
+def test_sweeper_batches_in_lpt_order_only_for_pools_that_do_not_order_themselves(monkeypatch):
+    costs = {"a=small": 1.0, "a=big": 9.0, "a=mid": 4.0}
+    monkeypatch.setattr(
+        S, "lpt_jobs", lambda owner, jobs: S.lpt_order([costs[j[0]] for j in jobs])
+    )
+    batches = [[["a=small"], ["a=big"]], [["a=mid"]]]
+
+    def sweeper(launcher, parallel):
+        hydra = {"launcher": {"_target_": "x.Slurm", "array_parallelism": parallel}}
+        return SimpleNamespace(launcher=launcher, config=OmegaConf.create({"hydra": hydra}))
+
+    slurm = SimpleNamespace()
+    assert S.lpt_batches(sweeper(slurm, 4), batches, 2) == [[["a=big"], ["a=mid"]], [["a=small"]]]
+    assert S.lpt_batches(sweeper(slurm, 4), batches, None) == [[["a=big"], ["a=mid"], ["a=small"]]]
+    assert S.lpt_batches(sweeper(slurm, 1), batches, 2) == batches  # one slot: same makespan
+    local = SimpleNamespace(order="lpt")  # local_gpus orders its own jobs, numbers unchanged
+    assert S.lpt_batches(sweeper(local, 4), batches, 2) == batches

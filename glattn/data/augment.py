@@ -264,7 +264,8 @@ def preview_grid(
     dataset, image_size: int, augment: str, rows: int = 4, draws: int = 5, seed: int = 0
 ):
     """uint8 (H, W, 3) image: `rows` training images (spread over the split), each as the
-    evaluation view (centre crop) and then `draws` augmented versions, as the run's
+    evaluation view (centre crop) and then `draws` augmented versions (tiles of at least
+    96 px: small inputs enlarged, nearest neighbour), as the run's
     `augment` mode ("device" | "cpu") draws them. Uses its own random numbers (a fresh
     generator, or a forked global RNG for "cpu"): the run's streams are not advanced."""
     from torchvision.utils import make_grid
@@ -287,7 +288,11 @@ def preview_grid(
     for r in range(len(picks)):
         tiles.append(centre(raw[r]))
         tiles.extend(v[r] for v in views)
-    grid = make_grid(torch.stack(tiles), nrow=draws + 1, padding=2, pad_value=255)
+    tiles = torch.stack(tiles)
+    zoom = -(-96 // size)  # small inputs (debug=smoke: 32 px) are enlarged to >= 96 px
+    if zoom > 1:
+        tiles = tiles.repeat_interleave(zoom, dim=-2).repeat_interleave(zoom, dim=-1)
+    grid = make_grid(tiles, nrow=draws + 1, padding=2, pad_value=255)
     return grid.permute(1, 2, 0).contiguous().numpy()
 
 

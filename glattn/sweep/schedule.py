@@ -119,3 +119,17 @@ def lpt_jobs(owner, jobs: Sequence[Sequence[str]]) -> list[int]:
     if order != list(range(len(jobs))):
         log.info("starting the costliest jobs first (plan-mode cost in %s)", unit)
     return order
+
+
+def lpt_batches(sweeper, batches: list[list[list[str]]], max_batch_size: int | None):
+    """The sweeper's batches with the jobs in LPT order (job numbers follow it: #0 is the
+    costliest), re-split as BasicSweeper splits them. Unchanged when the launcher orders
+    its own jobs (local_gpus: ``hydra.launcher.order``) or runs one job at a time (the
+    order cannot change that makespan)."""
+    jobs = [job for batch in batches for job in batch]
+    launcher = getattr(sweeper, "launcher", None)
+    if len(jobs) < 2 or hasattr(launcher, "order") or configured_slots(sweeper.config) < 2:
+        return batches
+    ordered = [jobs[i] for i in lpt_jobs(sweeper, jobs)]
+    size = max_batch_size or len(ordered)
+    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
