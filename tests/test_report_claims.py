@@ -144,9 +144,11 @@ def store(tmp_path_factory):
 
     # criterion 5: +11.1% FLOPs, ~+10% latency
     s.c5 = {"none": [3.0, 3.1, 2.9], "cbam": [3.3, 3.4, 3.2]}
-    for att, flops in (("none", 1.8), ("cbam", 2.0)):
-        for seed, lat in enumerate(s.c5[att]):
-            s.job("c5", seed, {"model/gflops": flops, "perf/infer_latency_ms": lat}, attention=att)
+    for exp in ("c5", "table6_efficiency"):  # the second: the paper's stage of criterion 5
+        for att, flops in (("none", 1.8), ("cbam", 2.0)):
+            for seed, lat in enumerate(s.c5[att]):
+                metrics = {"model/gflops": flops, "perf/infer_latency_ms": lat}
+                s.job(exp, seed, metrics, attention=att)
     return s
 
 
@@ -427,3 +429,31 @@ def test_smoke_sweep_claims_reproduce_with_scipy(tmp_path):
     assert lat["p"] == pytest.approx(
         sps.ttest_rel(lb, la + math.log(1.2), alternative="less").pvalue
     )
+
+
+def test_paper_reads_each_criterion_from_its_stage(store):
+    c = claims.evaluate(store.uri, "paper")
+    assert c.sources == {5: "table6_efficiency"}
+    assert c.verdict(5) == claims.SUPPORTED
+    assert any("no experiment table2_*" in n for n in c.notes)
+    assert c.verdict(1) == claims.INCONCLUSIVE and c.verdict(6) == claims.INCONCLUSIVE
+
+
+def test_report_gets_a_claims_section(store, tmp_path):
+    from glattn.report.report import make_report
+
+    rep = make_report(
+        "c1",
+        store.uri,
+        out_dir=tmp_path,
+        claims=True,
+        make_figures=False,
+        gradcam=False,
+        log_artifacts=False,
+    )
+    assert rep.claims.verdict(1) == claims.SUPPORTED
+    assert (
+        "## Claims: the seed's six success criteria (c1)" in (tmp_path / "report.md").read_text()
+    )
+    assert "Claims: c1" in (tmp_path / "report.tex").read_text()
+    assert (tmp_path / "claims.csv").is_file()

@@ -294,11 +294,13 @@ def accuracy_row(
     """Effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
     per-image CSVs; paired bootstrap interval, paired t-test against the threshold."""
     row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, _pct)
-    got = []
+    got, used = [], []
     for seed, ra, rb in pairs:
         pa, pb = ctx.files.predictions(ra, splits[0]), ctx.files.predictions(rb, splits[1])
         if pa is not None and pb is not None:
             got.append((seed, pa, pb))
+            used.append((seed, ra, rb))
+    _set_runs(row, used)
     lacking = len(pairs) - len(got)
     if not got:
         row._reason = (
@@ -372,11 +374,13 @@ def paired_values_row(
     """A per-run scalar (convergence epoch, log latency) per seed pair: effect = mean of
     b - a, paired t interval and paired t-test against the threshold `thr` (test space)."""
     row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, show)
-    ok = [
-        (s, values[ra], values[rb])
+    used = [
+        (s, ra, rb)
         for s, ra, rb in pairs
         if not (math.isnan(values.get(ra, math.nan)) or math.isnan(values.get(rb, math.nan)))
     ]
+    _set_runs(row, used)
+    ok = [(s, values[ra], values[rb]) for s, ra, rb in used]
     row.n_pairs = len(ok)
     row.seeds = " ".join(str(s) for s, _, _ in ok)
     if not ok:
@@ -393,6 +397,12 @@ def paired_values_row(
     return row
 
 
+def _set_runs(row: Row, used: list[tuple]) -> None:
+    """The run ids the row's numbers come from, in seed order (for checking by hand)."""
+    row.runs_a = " ".join(ra for _, ra, _ in used)
+    row.runs_b = " ".join(rb for _, _, rb in used)
+
+
 def _base_row(crit, stratum, comparison, arms, pairs, n_runs, show) -> Row:
     n_a, n_b = n_runs or (len(pairs), len(pairs))
     return Row(
@@ -406,8 +416,6 @@ def _base_row(crit, stratum, comparison, arms, pairs, n_runs, show) -> Row:
         threshold=crit.threshold,
         direction=crit.direction,
         unit=crit.unit,
-        runs_a=" ".join(ra for _, ra, _ in pairs),
-        runs_b=" ".join(rb for _, _, rb in pairs),
         _show=show,
     )
 
