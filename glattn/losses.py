@@ -25,7 +25,8 @@ from glattn.registry import Registry
 
 
 def _probe(loss: nn.Module, num_classes: int) -> str | None:
-    """forward(logits (B, C), target (B,)) must give a finite scalar tensor."""
+    """forward(logits (B, C), target (B,)) must give a scalar tensor (its value is the
+    training loop's business: a non-finite loss fails there, with its own message)."""
     logits = torch.linspace(-2.0, 2.0, 4 * num_classes).reshape(4, num_classes)
     target = torch.arange(4) % num_classes
     with torch.no_grad():
@@ -35,8 +36,6 @@ def _probe(loss: nn.Module, num_classes: int) -> str | None:
         return (
             f"forward(logits (4, {num_classes}), target (4,)) returned {shape}, expected a scalar"
         )
-    if not torch.isfinite(value):
-        return f"forward(logits, target) returned {value.item()}, expected a finite value"
     return None
 
 

@@ -237,3 +237,22 @@ def test_target_error_imports_registers_and_names_the_key(tmp_path, monkeypatch)
         sys.modules.pop("own_losses", None)
     assert "is not a registered loss" in LOSSES.target_error("torch.nn.Identity", "loss")
     assert "cannot import it" in LOSSES.target_error("nowhere.Loss", "loss")
+
+
+class _PerSampleLoss(torch.nn.Module):
+    """Breaks the loss contract: one value per sample instead of a scalar."""
+
+    def __init__(self, class_counts) -> None:
+        super().__init__()
+
+    def forward(self, logits, target):
+        return torch.nn.functional.cross_entropy(logits, target, reduction="none")
+
+
+def test_loss_that_is_not_a_scalar_is_a_contract_error(throwaway):
+    from glattn.losses import LOSSES, build_loss
+
+    target = throwaway(LOSSES, "per_sample", _PerSampleLoss)
+    node = OmegaConf.create({"_target_": target, "_partial_": True})
+    with pytest.raises(ContractError, match=r"loss 'per_sample'.*returned \(4,\), expected a sc"):
+        build_loss(node, [3, 4, 5])
