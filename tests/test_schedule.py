@@ -148,3 +148,10 @@ def test_sweeper_batches_in_lpt_order_only_for_pools_that_do_not_order_themselve
     assert S.lpt_batches(sweeper(slurm, 1), batches, 2) == batches  # one slot: same makespan
     local = SimpleNamespace(order="lpt")  # local_gpus orders its own jobs, numbers unchanged
     assert S.lpt_batches(sweeper(local, 4), batches, 2) == batches
+
+
+def test_makespan_line_for_plan_rows_on_the_configured_slots():
+    config = OmegaConf.create({"hydra": {"launcher": {"_target_": "x.S", "array_parallelism": 2}}})
+    plans = [_plan(0, 100, 1.0), _plan(1, 100, 1.0), _plan(2, 400, 4.0), _plan(3, done="r")]
+    line = S.makespan_line(plans, config)  # given: 100|100, 400 -> 500; LPT: 400|100+100
+    assert "on 2 slot(s)" in line and "6.7m vs 8.3m" in line and "0.80x" in line

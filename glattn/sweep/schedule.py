@@ -133,3 +133,10 @@ def lpt_batches(sweeper, batches: list[list[list[str]]], max_batch_size: int | N
     ordered = [jobs[i] for i in lpt_jobs(sweeper, jobs)]
     size = max_batch_size or len(ordered)
     return [ordered[k : k + size] for k in range(0, len(ordered), size)]
+
+
+def makespan_line(plans, config) -> str:
+    """Plan mode's makespan line for `plans` (glattn.sweep.plan.JobPlan rows) on the slots
+    of the configured launcher (`configured_slots`)."""
+    costs, unit = plan_costs(plans)
+    return format_makespan(costs, unit, configured_slots(config))
