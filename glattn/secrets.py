@@ -107,9 +107,39 @@ class SecretFilter(logging.Filter):
         return True
 
 
+_FACTORY_VALUES: set[str] = set()
+
+
+def _install_record_factory() -> None:
+    """Mask every record of this process when it is created: Hydra re-creates its handlers
+    (launchers call ``configure_log``), a record factory stays."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_glattn_masking", False):
+        return
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        if _FACTORY_VALUES or "://" in str(record.msg):
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record: leave it to logging's own error path
+                return record
+            masked = mask_text(message, _FACTORY_VALUES)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return record
+
+    factory._glattn_masking = True
+    logging.setLogRecordFactory(factory)
+
+
 def install_log_filter(values: Iterable[str]) -> SecretFilter:
-    """Add (or update) a SecretFilter on every handler of the root and glattn loggers."""
+    """Mask ``values`` (and URI passwords) in every log line of this process from now on:
+    a record factory for every record, and a SecretFilter on the current handlers of the
+    root and glattn loggers (it also masks formatted tracebacks)."""
     values = set(values)
+    _FACTORY_VALUES.update(values)
+    _install_record_factory()
     handlers = list(logging.getLogger().handlers) + list(logging.getLogger("glattn").handlers)
     for handler in handlers:
         existing = [f for f in handler.filters if isinstance(f, SecretFilter)]
