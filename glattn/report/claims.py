@@ -578,6 +578,14 @@ def _strata(frame: pd.DataFrame, keys: list[str]):
         yield label or "all", sub
 
 
+def _metric(frame: pd.DataFrame, key: str) -> pd.Series:
+    """The runs' logged `metrics.<key>` as floats (NaN where a run lacks it)."""
+    col = f"metrics.{key}"
+    if col in frame:
+        return pd.to_numeric(frame[col], errors="coerce")
+    return pd.Series(math.nan, index=frame.index, dtype=float)
+
+
 def _extra(frame, exclude) -> list[str]:
     return tables.varying(frame, exclude=set(exclude))
 
@@ -641,7 +649,7 @@ def _with_pooled(ctx, crit, rows, pooled, comparison, arms) -> list[Row]:
 def _val_means(ctx: Context, frame: pd.DataFrame, factor: str) -> dict[str, float]:
     """{level: mean over seeds of best/val/<metric>} (else recomputed from the runs'
     val_probabilities.csv) — what 'best' is chosen on, never the test split."""
-    vals = tables._metric(frame, f"best/val/{ctx.metric}")
+    vals = _metric(frame, f"best/val/{ctx.metric}")
     out = {}
     for level, sub in frame.groupby(factor):
         v = vals.loc[sub.index].dropna().tolist()
@@ -900,8 +908,8 @@ def criterion5(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
     keys = ["backbone", "dataset"] + _extra(
         both, {"dataset", "backbone", "attention", "fusion", "residual", "loss"}
     )
-    flops = tables._metric(both, "model/gflops")
-    lat = np.log(tables._metric(both, "perf/infer_latency_ms").where(lambda s: s > 0))
+    flops = _metric(both, "model/gflops")
+    lat = np.log(_metric(both, "perf/infer_latency_ms").where(lambda s: s > 0))
     log_lat = dict(zip(both["run_id"], lat))
     thr = math.log(1 + crit.threshold / 100)
     rows, ratios, pooled = [], [], []
