@@ -234,13 +234,16 @@ def test_loaders_and_preview_grid(tmp_path, mode):
     cfg = data_cfg(tmp_path, image_size=16, augment=mode)
     data = build_data(cfg)
     side = resize_side(16)
+    untaken, _ = next(iter(data.loaders(8, 0)["train"]))  # no augmenter taken: per image
+    assert untaken.shape == (8, 3, 16, 16)
+    augmenter = data.augmenter()  # the training job takes it before its loaders
     batch, labels = next(iter(data.loaders(8, 0)["train"]))
     assert batch.dtype == torch.uint8 and labels.dtype == torch.int64 and len(labels) == 8
     if mode == "device":  # raw cache rows, one slice per batch; augmented on the device
         assert batch.shape == (8, 3, side, side)
-        assert data.augmenter()(batch).shape == (8, 3, 16, 16)
+        assert augmenter(batch).shape == (8, 3, 16, 16)
     else:
-        assert batch.shape == (8, 3, 16, 16) and data.augmenter() is None
+        assert batch.shape == (8, 3, 16, 16) and augmenter is None
     val, _ = next(iter(data.loaders(8, 0)["val"]))
     assert val.shape[1:] == (3, 16, 16)
     state = torch.random.get_rng_state()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,9 @@ class DataBundle:
     split_frame: pd.DataFrame  # image_id, lesion_id, label (class name), split
     skipped: pd.DataFrame  # image_id, reason: rows dropped before splitting
     options: DataOptions
+    # set by augmenter(): the train loader hands on raw slices only to a caller that has
+    # the device augmentation (a forgotten augmenter must not train on unaugmented images)
+    augmenter_taken: bool = field(default=False, init=False, repr=False)
 
     def datasets(self) -> dict[str, LesionDataset]:
         return {
@@ -65,10 +68,13 @@ class DataBundle:
         val/test: in order. Defaults come from cfg.dataset; `seed` seeds the draw order.
         augment="device": the train loader yields raw uint8 (B, 3, R, R) cache slices, one
         slice per batch, for `augmenter()` to transform on the training device;
-        "cpu": per-image train_transform in the workers (uint8 (B, 3, S, S))."""
+        "cpu": per-image train_transform in the workers (uint8 (B, 3, S, S)). Default:
+        dataset.augment once `augmenter()` has been called (the training job does it
+        first), else "cpu"."""
         workers = self.options.num_workers if num_workers is None else num_workers
         sampler = self.options.sampler if sampler is None else sampler
-        augment = self.options.augment if augment is None else augment
+        if augment is None:
+            augment = self.options.augment if self.augmenter_taken else "cpu"
         if sampler not in ("weighted", "none"):
             raise DataError(f"sampler={sampler!r}: expected 'weighted' or 'none'")
         if augment not in AUGMENTS:
@@ -108,6 +114,7 @@ class DataBundle:
             return None
         from glattn.data.augment import DeviceAugment
 
+        self.augmenter_taken = True
         return DeviceAugment(self.options.image_size, self.options.seed if seed is None else seed)
 
     def save_preview(self, path: str | Path, augment: str | None = None) -> Path:
