@@ -1019,11 +1019,16 @@ class Claims:
         return pd.DataFrame([r.record() for r in self.rows])
 
 
-def claim_sources(uri: str, experiment: str, notes: list) -> dict[int, str]:
-    """Criterion -> experiment: `paper` reads each from its stage (table<N>_*)."""
+def require_store(uri: str) -> None:
+    """A missing SQLite file is an error (MlflowClient would create an empty store)."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_file():
         raise runs.ReportError(f"no MLflow database at {uri[len(prefix) :]}: pass --tracking-uri")
+
+
+def claim_sources(uri: str, experiment: str, notes: list) -> dict[int, str]:
+    """Criterion -> experiment: `paper` reads each from its stage (table<N>_*)."""
+    require_store(uri)
     if experiment != "paper":
         return {n: experiment for n in BUILDERS}
     from glattn.report.report import stage_experiments

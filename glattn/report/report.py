@@ -52,6 +52,7 @@ def make_report(
     report = Report(out_dir)
     which = which or tables.tables_for(experiment)
     if experiment == "paper":
+        claims_mod.require_store(uri)
         sources = stage_experiments(uri, which or sorted(tables.BUILDERS), report.notes)
         if not sources:
             raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
