@@ -68,8 +68,11 @@ class GlattnSweeper(BasicSweeper):
 
         from glattn.runner import interrupt_on_signals
         from glattn.sweep.outcomes import JobLedger, abort_parent
+        from glattn.sweep.schedule import lpt_batches
 
         self.overrides = self.job_lists(arguments)
+        # costliest jobs first on a pool of slots (glattn.sweep.schedule)
+        self.overrides = lpt_batches(self, self.overrides, self.max_batch_size)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         secrets = self._mask_logs()
