@@ -172,26 +172,41 @@ def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed
 
 
-def _loop(tmp_path, cfg):
+def _uint8_loader(side, seed=0, shuffle=True):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(56) % 7
+    images = torch.randint(0, 200, (56, 3, side, side), generator=g, dtype=torch.uint8)
+    images[:, 0] += (labels * 8).to(torch.uint8)[:, None, None]  # learnable: red per class
+    return DataLoader(TensorDataset(images, labels), batch_size=8, shuffle=shuffle)
+
+
+def _loop(tmp_path, cfg, augment=False):
+    from glattn.data.augment import DeviceAugment
+    from glattn.tracking import NullTracker
+
     torch.manual_seed(0)
     model = Tiny()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0)
-    from glattn.tracking import NullTracker
-
-    loaders = {"train": _loader(), "val": _loader(seed=1, shuffle=False)}
+    rt = F.make_runtime(cfg.trainer)
+    if augment:  # raw uint8 (B, 3, 18, 18) batches, augmented to 16 px in the loop
+        rt.augment = DeviceAugment(16, seed=0)
+        loaders = {"train": _uint8_loader(18), "val": _uint8_loader(16, 1, shuffle=False)}
+    else:
+        loaders = {"train": _loader(), "val": _loader(seed=1, shuffle=False)}
     return F.Loop(
         cfg,
         model,
         CrossEntropyLoss([8] * 7),
         opt,
         sched,
-        F.make_runtime(cfg.trainer),
+        rt,
         loaders,
         CLASSES,
         tmp_path / "ckpt",
         tmp_path,
         NullTracker(),
+        stateful={"augment": rt.augment} if augment else {},
     )
 
 
@@ -201,16 +216,23 @@ def _cfg(max_epochs, patience=None):
     )
 
 
-def test_loop_resume_from_last_checkpoint_is_exact(tmp_path):
-    full = _loop(tmp_path / "a", _cfg(4))
+@pytest.mark.parametrize("augment", [False, True], ids=["plain", "device-augment"])
+def test_loop_resume_from_last_checkpoint_is_exact(tmp_path, augment):
+    full = _loop(tmp_path / "a", _cfg(4), augment)
     full.fit()
-    half = _loop(tmp_path / "b", _cfg(2))
+    half = _loop(tmp_path / "b", _cfg(2), augment)
     half.fit()
     ckpt = F.load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
     assert ckpt["epoch"] == 2 and (tmp_path / "b" / "training_log.csv").is_file()
-    resumed = _loop(tmp_path / "b", _cfg(4))
+    fresh = _loop(tmp_path / "c", _cfg(4), augment)
+    resumed = _loop(tmp_path / "b", _cfg(4), augment)
     torch.manual_seed(123)  # whatever happened since, the checkpoint's RNG state wins
     resumed.restore(ckpt)
+    if augment:  # the augmentation's own generator comes from the checkpoint too
+        assert set(ckpt["stateful"]) == {"augment"}
+        assert not torch.equal(
+            fresh.rt.augment.generator.get_state(), resumed.rt.augment.generator.get_state()
+        )
     resumed.fit()
 
     def timeless(history):
