@@ -13,4 +13,12 @@ def build_model(cfg):
     return _build(cfg)
 
 
-__all__ = ["build_model", "__version__"]
+def load_model(ref, tracking_uri=None, num_classes=None):
+    """A trained model from an MLflow run id, a ``runs:/`` URI or a checkpoint file
+    (weights_only=True); see glattn.checkpoint.load_model."""
+    from glattn.checkpoint import load_model as _load
+
+    return _load(ref, tracking_uri, num_classes)
+
+
+__all__ = ["build_model", "load_model", "__version__"]

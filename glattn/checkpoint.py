@@ -13,7 +13,13 @@ A checkpoint is a dict of tensors and plain values (``torch.load(weights_only=Tr
 ``rng``, ``loader_rng``, ``stateful`` (any object the loop registers, e.g. an augmentation
 generator), the loop ``state`` (epoch, best, history), and the record ``config`` (resolved,
 secrets masked), ``fingerprint``, ``mlflow_run_id``, ``choices``, ``train_counts``.
-``TRAINING_STATE`` names what only resuming needs (a weights-only ``best.pt`` can drop it).
+``TRAINING_STATE`` names what only resuming needs: ``best.pt`` never holds it (`slim`).
+
+A FINISHED run keeps one copy of its weights (README, "Disk use"): ``best.pt`` (weights, the
+resolved config, the loop state and the final ``metrics``) becomes the run's MLflow artifact
+``checkpoints/best.pt``; the local ``best.pt`` is then deleted when the artifact store is a
+local folder, and ``last.pt`` (the resumable state) unless ``trainer.keep_last=true``.
+`load_model` loads a trained model from a file, an MLflow run id or a ``runs:/`` URI.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import fcntl
 import logging
 import os
 import pickle
+import re
 import socket
 import time
 import zipfile
@@ -36,6 +43,9 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "loader_rng", "stateful")
+#: The MLflow artifact path of a run's best checkpoint.
+BEST_ARTIFACT = "checkpoints/best.pt"
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class CheckpointError(ValueError):
@@ -97,6 +107,92 @@ def load_checkpoint(path: str | Path, fix: str | None = None) -> dict:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {first}); {fix}"
         ) from exc
+
+
+def slim(ckpt: dict) -> dict:
+    """The checkpoint without the state only resuming needs (optimizer, RNG, ...)."""
+    return {k: v for k, v in ckpt.items() if k not in TRAINING_STATE}
+
+
+def is_run_ref(ref) -> bool:
+    """An MLflow reference rather than a file: a ``runs:/`` URI or a bare 32-hex run id."""
+    text = str(ref)
+    return text.startswith("runs:/") or bool(_RUN_ID.fullmatch(text))
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the default config's store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///outputs/mlflow.db"
+
+
+def resolve_checkpoint(ref, tracking_uri: str | None = None) -> Path:
+    """A local file for ``ref``: a path as it is; a run id or ``runs:/<id>[/<path>]`` (default
+    path ``checkpoints/best.pt``) the artifact itself when the artifact store is a local
+    folder (no copy), else downloaded to a temporary folder. One error naming what is missing.
+    """
+    if not is_run_ref(ref):
+        path = Path(str(ref))
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        return path
+    text = str(ref)
+    run_id, _, artifact = (
+        text[len("runs:/") :].partition("/")
+        if text.startswith("runs:/")
+        else (
+            text,
+            "",
+            "",
+        )
+    )
+    artifact = artifact.strip("/") or BEST_ARTIFACT
+    from glattn.tracking import make_client, mask_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    client = make_client(uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{text}: no MLflow run {run_id} in {mask_uri(uri)} ({type(exc).__name__}); give "
+            "the tracking store (tracking.uri= / MLFLOW_TRACKING_URI) or a checkpoint file"
+        ) from None
+    try:
+        if run.info.artifact_uri.startswith("file:"):
+            from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+            local = LocalArtifactRepository(run.info.artifact_uri).download_artifacts(artifact)
+        else:
+            import tempfile
+
+            import mlflow.artifacts
+
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=artifact,
+                dst_path=tempfile.mkdtemp(prefix="glattn-ckpt-"),
+                tracking_uri=uri,
+            )
+    except Exception as exc:
+        local, error = None, f"{type(exc).__name__}: {exc}"
+    if local is None or not Path(local).is_file():
+        raise CheckpointError(
+            f"{text}: MLflow run {run_id} ({run.info.run_name}) has no artifact {artifact}"
+            + (f" ({error})" if local is None else "")
+        )
+    return Path(local)
+
+
+def load_model(ref, tracking_uri: str | None = None, num_classes: int | None = None):
+    """A trained model (eval mode, CPU) from a checkpoint file, an MLflow run id or a
+    ``runs:/`` URI, loaded with ``weights_only=True``. ``model.config`` is the resolved
+    training config and ``model.checkpoint`` the rest of the record (metrics, choices, ...).
+    """
+    ckpt = load_checkpoint(resolve_checkpoint(ref, tracking_uri))
+    model, train_cfg = load_trained_model(ckpt, num_classes)
+    model.config = train_cfg
+    model.checkpoint = {k: v for k, v in ckpt.items() if k != "model"}
+    return model.eval()
 
 
 def best_path(ckpt_dir: Path) -> Path:

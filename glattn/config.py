@@ -33,12 +33,15 @@ GROUPS = (
     "scheduler",
 )
 
-FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep")
+# name (a run-name prefix) and tags (MLflow tags) are labels: they never change results
+FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep", "name", "tags")
 FINGERPRINT_IGNORE = (
     ("trainer", "device"),
     ("trainer", "num_workers"),
     ("trainer", "log_every_n_steps"),
     ("trainer", "resume"),
+    ("trainer", "keep_last"),
+    ("trainer", "profile"),
     ("dataset", "num_workers"),
     ("dataset", "cache"),
     ("dataset", "cache_dir"),
@@ -120,10 +123,33 @@ def config_errors(cfg: DictConfig) -> list[str]:
     if get("task") == "eval":
         check(
             "ckpt_path",
-            lambda v: v is not None and Path(str(v)).is_file(),
-            "the path of an existing checkpoint file (task=eval)",
+            lambda v: v is not None and (Path(str(v)).is_file() or _is_run_ref(v)),
+            "an existing checkpoint file, an MLflow run id or runs:/<id> (task=eval)",
         )
+    elif get("ckpt_path") is not None:
+        check(
+            "ckpt_path",
+            lambda v: Path(str(v)).is_file() or _is_run_ref(v),
+            "null, an existing checkpoint file, an MLflow run id or runs:/<id> (task=train "
+            "resumes from its own checkpoint, fine-tunes from any other)",
+        )
+    check(
+        "tags",
+        lambda v: (
+            v is None
+            or (isinstance(v, (list, ListConfig)) and all(_TAG.fullmatch(str(t)) for t in v))
+        ),
+        "a list of names (letters, digits, _ - . /), e.g. tags=[baseline,v2]",
+    )
     return errors
+
+
+_TAG = re.compile(r"[\w\-./]{1,200}")
+
+
+def _is_run_ref(value) -> bool:
+    text = str(value)
+    return text.startswith("runs:/") or bool(re.fullmatch(r"[0-9a-f]{32}", text))
 
 
 def raise_config_errors(errors: list[str]) -> None:
@@ -161,13 +187,28 @@ def config_fingerprint(cfg: DictConfig) -> str:
     """
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
+        own_ckpt = _own_checkpoint(cfg)
         cfg.paths.output_dir = "<output_dir>"
     resolved = resolved_config(cfg, FINGERPRINT_EXCLUDE)
+    if own_ckpt:  # ckpt_path= this config's own checkpoint resumes: same job
+        resolved["ckpt_path"] = None
     for group, key in FINGERPRINT_IGNORE:
         if isinstance(resolved.get(group), dict):
             resolved[group].pop(key, None)
     blob = json.dumps(resolved, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _own_checkpoint(cfg: DictConfig) -> bool:
+    """task=train with ckpt_path inside ``checkpoints/<the fingerprint without it>/``."""
+    ckpt = OmegaConf.select(cfg, "ckpt_path", default=None)
+    if ckpt is None or OmegaConf.select(cfg, "task") != "train" or _is_run_ref(ckpt):
+        return False
+    cfg.ckpt_path = None
+    try:
+        return Path(str(ckpt)).parent.name == config_fingerprint(cfg)
+    finally:
+        cfg.ckpt_path = ckpt
 
 
 # ----------------------------------------------------------------------------- Hydra job

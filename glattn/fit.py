@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from glattn.checkpoint import atomic_save, checkpoint_dir, load_checkpoint
+from glattn.checkpoint import atomic_save, checkpoint_dir, load_checkpoint, slim
 from glattn.config import config_fingerprint, resolved_config
 from glattn.engine import Runtime, evaluate, train_one_epoch
 from glattn.optim import build_optimizer, build_scheduler, monitor_mode
@@ -198,9 +198,10 @@ class Loop:
         }
 
     def save(self, best: bool) -> None:
+        """last.pt: everything a resume needs; best.pt: weights and record only (`slim`)."""
         ckpt = self.checkpoint()
         if best:
-            atomic_save(ckpt, self.ckpt_dir / "best.pt")
+            atomic_save(slim(ckpt), self.ckpt_dir / "best.pt")
             log.debug("saved best checkpoint (epoch %d)", self.state.epoch)
         atomic_save(ckpt, self.ckpt_dir / "last.pt")
         log.debug("saved %s", self.ckpt_dir / "last.pt")
@@ -208,6 +209,9 @@ class Loop:
     def restore(self, ckpt: dict) -> None:
         module = getattr(self.model, "_orig_mod", self.model)
         module.load_state_dict(ckpt["model"])
+        if "optimizer" not in ckpt:  # a finished run's best.pt: weights and loop state only
+            self.state = FitState(**ckpt["state"])
+            return
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.rt.scaler is not None and ckpt["scaler"] is not None:
@@ -290,7 +294,10 @@ class Loop:
                     {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"]
                 )
         while self.state.epoch < max_epochs and not self.state.stopped_early:
-            row = self.run_epoch()
+            if self.cfg.trainer.get("profile") and not self.state.history:
+                row = self.profiled_epoch()
+            else:
+                row = self.run_epoch()
             self.write_history()
             self.tracker.log_metrics(
                 {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"]
@@ -320,6 +327,28 @@ class Loop:
                     self.state.best_epoch,
                 )
         return self.state
+
+    def profiled_epoch(self) -> dict:
+        """``debug=profile``: the first epoch (a few steps) under torch.profiler; the Chrome
+        trace and a table of the top operators go to the run folder and MLflow (profile/)."""
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU]
+        if self.rt.device.type == "cuda":
+            activities.append(ProfilerActivity.CUDA)
+        with profile(activities=activities, record_shapes=True) as prof:
+            row = self.run_epoch()
+        folder = self.run_dir / "profile"
+        folder.mkdir(parents=True, exist_ok=True)
+        trace = folder / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        sort = "self_cuda_time_total" if self.rt.device.type == "cuda" else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=sort, row_limit=30)
+        (folder / "top_operators.txt").write_text(table + "\n")
+        log.info("profile of epoch %d (%s):\n%s", row["epoch"], sort, table)
+        log.info("profiler trace: %s (open in https://ui.perfetto.dev or chrome://tracing)", trace)
+        self.tracker.log_artifacts([trace, folder / "top_operators.txt"], "profile")
+        return row
 
     def write_history(self) -> None:
         """training_log.csv in the run dir: every epoch so far (complete after a resume)."""

@@ -1,10 +1,13 @@
 """Grad-CAM overlays (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks
 via Gradient-based Localization", ICCV 2017, https://arxiv.org/abs/1610.02391):
 cam = ReLU(sum_k alpha_k A^k), alpha_k = mean over positions of d y_c / d A^k, on the
-model's ``gradcam_layer`` (ResNet ``layer4[-1]``, VGG's last conv).
+layer `cam_layer` picks: the last trunk stage whose map is at least 7x7 at the input size
+(at 224 px that is the last stage, ResNet ``layer4``, VGG's last conv; at 64 px ResNet's
+``layer2``, 8x8, rather than a blocky 2x2 ``layer4``), or its GLSA block when it has one. The
+figure title names the layer and its map size.
 
-CLI: ``python -m glattn.gradcam ckpt_path=outputs/checkpoints/<fp>/best.pt
-images=[a.jpg,b.jpg] out=gradcam.png [target=<class name>]``.
+CLI: ``python -m glattn.gradcam ckpt_path=<run id | runs:/<id> | best.pt file>
+images=[a.jpg,b.jpg] out=gradcam.png [tracking_uri=sqlite:///outputs/mlflow.db]``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,49 @@ def grad_cam(
     return cam[:, 0].clamp(0, 1).cpu(), pred.cpu()
 
 
+#: The smallest map side worth explaining (Grad-CAM on a 2x2 map is four blocks).
+MIN_SIDE = 7
+
+
+def cam_layer(model: nn.Module, image_size: int, min_side: int = MIN_SIDE):
+    """``(name, module, (h, w))``: the last trunk stage whose output map is at least
+    ``min_side`` on a side for ``image_size`` inputs (its GLSA block's output when the stage
+    has one; for a VGG block its last conv, before the pool), else the stage with the largest
+    map. Models without trunk stages: their ``gradcam_layer``."""
+    from glattn.models import backbones as bb
+
+    backbone, blocks = getattr(model, "backbone", None), getattr(model, "glsa", {})
+    if backbone is None:
+        return "gradcam_layer", model.gradcam_layer, None
+    candidates = []
+    for stage in bb.stages(backbone):
+        if stage.name in blocks:
+            module = blocks[stage.name]
+        else:
+            convs = [m for mod in stage.modules for m in mod.modules() if isinstance(m, nn.Conv2d)]
+            module = stage.modules[-1] if bb.family(backbone) == "resnet" else convs[-1]
+        candidates.append((stage.name, module))
+    shapes, hooks = {}, []
+    for name, module in candidates:
+        hooks.append(
+            module.register_forward_hook(
+                lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[-2:]))
+            )
+        )
+    device = next(model.parameters()).device
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, image_size, image_size, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    large = [(n, m) for n, m in candidates if min(shapes.get(n, (0, 0))) >= min_side]
+    name, module = large[-1] if large else max(candidates, key=lambda c: min(shapes[c[0]]))
+    return name, module, shapes[name]
+
+
 def pick_per_class(labels: Sequence[int], per_class: int) -> list[int]:
     """The first ``per_class`` indices of each class, class by class."""
     labels = np.asarray(labels)
@@ -101,7 +147,8 @@ def gradcam_grid(
     import matplotlib.pyplot as plt
 
     device = torch.device(device)
-    cams, preds = grad_cam(model, images.to(device))
+    name, layer, shape = cam_layer(model, int(images.shape[-1]))
+    cams, preds = grad_cam(model, images.to(device), layer=layer)
     n = len(images)
     cols = min(n, 7)
     rows = (n + cols - 1) // cols
@@ -118,13 +165,14 @@ def gradcam_grid(
         axes[2 * r + 1, c].imshow(img)
         axes[2 * r + 1, c].imshow(cams[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
         axes[2 * r + 1, c].set_title(f"pred {class_names[int(preds[i])]}", fontsize=8)
-    fig.suptitle("Grad-CAM (predicted class)", fontsize=10)
+    where = f"{name}, {shape[0]}x{shape[1]} map" if shape else name
+    fig.suptitle(f"Grad-CAM on {where} (predicted class)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    log.info("Grad-CAM grid: %s", path)
+    log.info("Grad-CAM grid on %s: %s", where, path)
     return path
 
 
@@ -150,24 +198,25 @@ def load_images(paths: Sequence[str], image_size: int) -> torch.Tensor:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    """``python -m glattn.gradcam ckpt_path=... images=[...] [out=...] [device=cpu]``."""
+    """``python -m glattn.gradcam ckpt_path=... images=[...] [out=...] [device=cpu]
+    [tracking_uri=...]``; ``ckpt_path``: a run id, ``runs:/`` URI or file (`load_model`)."""
     from omegaconf import OmegaConf
 
-    from glattn.checkpoint import load_checkpoint, load_trained_model
+    from glattn.checkpoint import load_model
     from glattn.fit import resolve_device
 
     args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
     usage = (
-        "usage: python -m glattn.gradcam ckpt_path=<best.pt> images=[a.jpg,b.jpg] "
-        "[out=gradcam.png] [device=cpu]"
+        "usage: python -m glattn.gradcam ckpt_path=<run id | runs:/<id> | best.pt> "
+        "images=[a.jpg,b.jpg] [out=gradcam.png] [device=cpu] [tracking_uri=<store>]"
     )
-    unknown = set(args) - {"ckpt_path", "images", "out", "device"}
+    unknown = set(args) - {"ckpt_path", "images", "out", "device", "tracking_uri"}
     if unknown or "ckpt_path" not in args or not args.get("images"):
         raise SystemExit(f"{usage}\n(got {OmegaConf.to_container(args)})")
     images_arg = args.images
     paths = [images_arg] if isinstance(images_arg, str) else list(images_arg)
-    ckpt = load_checkpoint(args.ckpt_path)
-    model, train_cfg = load_trained_model(ckpt)
+    model = load_model(str(args.ckpt_path), args.get("tracking_uri"))
+    train_cfg = model.config
     device = resolve_device(str(args.get("device", "cpu")))
     model.to(device)
     images = load_images(paths, int(train_cfg.dataset.image_size))

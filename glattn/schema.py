@@ -55,8 +55,10 @@ class TrainerSchema:
     deterministic: bool = MISSING
     num_workers: int = MISSING
     resume: bool = MISSING
+    keep_last: bool = MISSING
     gradcam_per_class: int = MISSING
     log_every_n_steps: int = MISSING
+    profile: bool = MISSING
 
 
 @dataclass

@@ -2,30 +2,52 @@
 a trained checkpoint on another data set or split, the paper's cross-data-set Table 5).
 
 A training job builds data, model, loss and optimizer, resumes from the fingerprint's last
-checkpoint when there is one, fits, evaluates the best checkpoint on val (and the holdout
-test split) and logs everything to MLflow. What every job shares (the checks before any
-work, one MLflow run per job, the lock, signals, errors, ``status.json``) is
-`glattn.runner`; in a sweep the run nests under the sweep's parent run.
+checkpoint when there is one (or from ``ckpt_path``: its own resumable checkpoint resumes,
+any other checkpoint fine-tunes, i.e. its weights only, training anew), fits, evaluates the
+best checkpoint on val (and the holdout test split) and logs everything to MLflow. A
+finished run keeps one copy of its best weights, the MLflow artifact
+``checkpoints/best.pt`` (`glattn.checkpoint`); a config that finished in another experiment
+of the store reuses that run's weights instead of training again. What every job shares
+(the checks before any work, one MLflow run per job, the lock, signals, errors,
+``status.json``) is `glattn.runner`; in a sweep the run nests under the sweep's parent run.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from glattn import artifacts as A
 from glattn import fit as F
-from glattn.checkpoint import best_path, load_checkpoint, load_trained_model
+from glattn.checkpoint import (
+    BEST_ARTIFACT,
+    CheckpointError,
+    atomic_save,
+    best_path,
+    load_checkpoint,
+    load_trained_model,
+    resolve_checkpoint,
+    slim,
+)
 from glattn.config import ConfigError, group_choices, job_overrides, validate_config
 from glattn.engine import evaluate
 from glattn.losses import build_loss
 from glattn.metrics import SCALAR_METRICS
 from glattn.optim import build_optimizer, build_scheduler
 from glattn.runner import Job, check_model, run_job
-from glattn.tracking import git_commit
-from glattn.tracking.names import FACTORS, JOB_ROLE, ROLE_TAG
+from glattn.tracking import finished_job_run, git_commit, ui_command
+from glattn.tracking.names import (
+    CHOICE_PARAM_PREFIX,
+    FACTORS,
+    JOB_ROLE,
+    ROLE_TAG,
+    TAGS_TAG,
+    USER_TAG_PREFIX,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +60,34 @@ def main(cfg: DictConfig) -> dict:
     return evaluate_checkpoint(cfg) if cfg.task == "eval" else train(cfg)
 
 
+#: The group choices of a run name, in order; then ``_s{seed}``.
+NAME_GROUPS = ("backbone", "attention", "fusion", "residual", "dataset")
+
+
 def run_name(cfg: DictConfig, choices: dict) -> str:
-    return f"{cfg.name}_{choices['fusion']}_{choices['residual']}_{choices['attention']}"
+    """``{backbone}_{attention}_{fusion}_{residual}_{dataset}_s{seed}``, after ``name_`` when
+    ``name`` is set: unique within every grid of experiments/ (a test composes them all)."""
+    base = "_".join(str(choices.get(k, "?")) for k in NAME_GROUPS) + f"_s{cfg.seed}"
+    prefix = OmegaConf.select(cfg, "name", default=None)
+    return f"{prefix}_{base}" if prefix else base
+
+
+def choice_params(choices: dict) -> dict:
+    """Each config group's choice as a short param: ``choice.fusion=cross_attn``, ..."""
+    return {f"{CHOICE_PARAM_PREFIX}{k}": str(v) for k, v in choices.items()}
+
+
+def user_tags(cfg: DictConfig) -> dict:
+    """``tags=[a,b]`` -> MLflow tags ``tags=a,b``, ``tag.a=true``, ``tag.b=true``."""
+    tags = [str(t) for t in (OmegaConf.select(cfg, "tags", default=None) or [])]
+    if not tags:
+        return {}
+    return {TAGS_TAG: ",".join(tags), **{f"{USER_TAG_PREFIX}{t}": "true" for t in tags}}
 
 
 def _tags(cfg: DictConfig, fingerprint: str, task: str, choices: dict) -> dict:
     return {
+        **user_tags(cfg),
         **{k: choices.get(k, "?") for k in FACTORS},
         "seed": cfg.seed,
         "fingerprint": fingerprint,
@@ -65,14 +109,21 @@ def _train(job: Job) -> dict:
     from glattn.data import build_data
 
     cfg, choices = job.cfg, group_choices(job.cfg)
-    resumable = (job.ckpt_dir / "last.pt").is_file() and not job.fresh
+    tags = _tags(cfg, job.fingerprint, "train", choices)
+    try:
+        ckpt, kind = _starting_point(job)
+    except CheckpointError:  # the run records the failure and its message
+        job.start_run(run_name(cfg, choices), tags)
+        raise
+    if kind == "finetune":
+        tags["init_from"] = str(cfg.ckpt_path)
     # a run with epochs logged but no checkpoint to continue them from starts a new run
     job.start_run(
         run_name(cfg, choices),
-        _tags(cfg, job.fingerprint, "train", choices),
-        continue_run=resumable or not _has_epochs(job.previous),
+        tags,
+        continue_run=kind in ("resume", "finished") or not _has_epochs(job.previous),
     )
-    ckpt = _resume_checkpoint(job)
+    job.tracker.log_params(choice_params(choices))
     F.seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     rt = F.make_runtime(cfg.trainer)
     data = build_data(cfg, job.run_dir)
@@ -84,6 +135,8 @@ def _train(job: Job) -> dict:
         )
     A.log_class_balance(data)
     model = build_model(cfg)
+    if kind == "finetune":
+        _load_weights(model, ckpt["model"], cfg.ckpt_path)
     _log_summary(model, cfg)
     model.to(rt.device)
     if rt.channels_last:
@@ -108,17 +161,21 @@ def _train(job: Job) -> dict:
         choices=choices,
         train_counts=list(data.train_counts),
     )
-    if ckpt is not None:
+    if kind in ("resume", "finished"):
         loop.restore(ckpt)
         loop.state.finished = False  # until this run's final evaluation is logged
-        log.info("resuming from %s after epoch %d", job.ckpt_dir / "last.pt", loop.state.epoch)
+        if kind == "resume":
+            log.info("resuming after epoch %d", loop.state.epoch)
     loop.fit()
-    metrics = _finish(loop, data, model)
-    ckpt = load_checkpoint(job.ckpt_dir / "last.pt")
-    ckpt["state"]["finished"] = True
-    F.atomic_torch_save(ckpt, job.ckpt_dir / "last.pt")
-    job.tracker.end("FINISHED")
+    if kind == "finished" and "optimizer" not in ckpt:
+        best = ckpt  # a finished run's best.pt (local or its MLflow artifact)
+    else:
+        best = load_checkpoint(best_path(job.ckpt_dir))
+    metrics = _finish(loop, data, model, best)
+    _keep_one_copy(job, loop, best, metrics)
     log.info("done: %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("best/")})
+    if job.tracker.enabled:
+        log.info("open the runs in the MLflow UI: %s", ui_command(cfg.tracking.uri))
     return metrics
 
 
@@ -135,19 +192,136 @@ def _log_summary(model, cfg: DictConfig) -> None:
         log.warning("could not summarise the model: %s", exc)
 
 
-def _resume_checkpoint(job: Job) -> dict | None:
-    last = job.ckpt_dir / "last.pt"
-    if last.is_file() and not job.fresh:
-        ckpt = load_checkpoint(last)
-        if ckpt["state"]["finished"]:  # e.g. the same config in another experiment
-            log.info("%s is a finished training: reusing it, no epochs to run", last)
-        return ckpt
+def _starting_point(job: Job) -> tuple[dict | None, str | None]:
+    """Where training starts: ``(checkpoint, kind)``, kind one of
+
+    - ``"finished"``: this config already finished (in another experiment of the store, or
+      with tracking off): its best weights and loop state, no epochs to run;
+    - ``"resume"``: the fingerprint's ``last.pt``, or ``ckpt_path`` when that is this
+      config's own resumable checkpoint;
+    - ``"finetune"``: ``ckpt_path`` is any other checkpoint: its weights, trained anew;
+    - ``None``: from scratch (stale files of the fingerprint removed).
+    """
+    cfg, last = job.cfg, job.ckpt_dir / "last.pt"
+    if not job.fresh:
+        best = _finished_best(job)
+        if best is not None:
+            return best, "finished"
+        if last.is_file():
+            ckpt = load_checkpoint(last)
+            if ckpt["state"]["finished"]:  # trainer.keep_last=true, no best.pt left
+                log.info("%s is a finished training: reusing it, no epochs to run", last)
+                return ckpt, "finished"
+            log.info("resuming from %s", last)
+            return ckpt, "resume"
+    ref = OmegaConf.select(cfg, "ckpt_path", default=None)
+    ckpt = None
+    if ref:
+        path = resolve_checkpoint(ref, OmegaConf.select(cfg, "tracking.uri"))
+        ckpt = load_checkpoint(path, fix="check ckpt_path= (a checkpoint file or MLflow run)")
+        own = ckpt.get("fingerprint") == job.fingerprint and "optimizer" in ckpt
+        if own and not ckpt["state"]["finished"]:
+            log.info("ckpt_path=%s is this config's own checkpoint: resuming from it", ref)
+            return ckpt, "resume"
     for name in ("last.pt", "best.pt"):  # a fresh start must not inherit a stale best.pt
-        (job.ckpt_dir / name).unlink(missing_ok=True)
-    return None
+        if ckpt is None or (job.ckpt_dir / name).resolve() != Path(path).resolve():
+            (job.ckpt_dir / name).unlink(missing_ok=True)
+    if ckpt is not None:
+        log.info(
+            "ckpt_path=%s: fine-tuning from its weights (epoch %s of fingerprint %s); "
+            "optimizer, schedule and epochs start anew",
+            ref,
+            ckpt.get("epoch", "?"),
+            ckpt.get("fingerprint", "?"),
+        )
+        return ckpt, "finetune"
+    return None, None
 
 
-def _finish(loop: F.Loop, data, model) -> dict:
+def _finished_best(job: Job) -> dict | None:
+    """The best checkpoint of this config's finished training: the local best.pt when it
+    holds final metrics (tracking off, or a remote artifact store), else the artifact of the
+    store's FINISHED run with this fingerprint (any experiment), else None."""
+    local = job.ckpt_dir / "best.pt"
+    if local.is_file():
+        ckpt = load_checkpoint(local)
+        if ckpt.get("metrics") and ckpt["state"]["finished"]:
+            log.info("%s is a finished training: reusing it, no epochs to run", local)
+            return ckpt
+    if not job.tracker.enabled:
+        return None
+    run = finished_job_run(job.tracker.client, job.fingerprint, "train")
+    if run is None:
+        return None
+    ref = f"runs:/{run.info.run_id}/{BEST_ARTIFACT}"
+    try:
+        ckpt = load_checkpoint(resolve_checkpoint(ref, job.cfg.tracking.uri))
+    except CheckpointError as exc:
+        log.warning("finished run %s has no usable weights (%s): training anew", ref, exc)
+        return None
+    log.info(
+        "this config finished as MLflow run %s (%s): reusing its weights, no epochs to run",
+        run.info.run_id,
+        run.info.run_name,
+    )
+    return ckpt
+
+
+def _load_weights(model, state: dict, ref) -> None:
+    """Fine-tuning: the checkpoint's weights whose names and shapes match (a head for
+    another class count is left as built)."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(matching))
+    model.load_state_dict(matching, strict=False)
+    log.info(
+        "loaded %d of %d tensors from ckpt_path=%s%s",
+        len(matching),
+        len(own),
+        ref,
+        f" (not loaded: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''})"
+        if skipped
+        else "",
+    )
+
+
+def _keep_one_copy(job: Job, loop: F.Loop, best: dict, metrics: dict) -> None:
+    """Write the final best.pt (weights, config, loop state, metrics; no optimizer), upload
+    it as the run's artifact ``checkpoints/best.pt``, end the run FINISHED, then delete what
+    a finished run does not need: last.pt (unless trainer.keep_last) and the local best.pt
+    when the artifact store is a local folder (the artifact is the one copy)."""
+    cfg, tracker, ckpt_dir = job.cfg, job.tracker, job.ckpt_dir
+    state = asdict(loop.state)
+    state["finished"] = True
+    final = {
+        **slim(best),
+        "state": state,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "mlflow_run_id": tracker.run_id,
+        "fingerprint": job.fingerprint,
+    }
+    atomic_save(final, ckpt_dir / "best.pt")
+    uploaded = bool(cfg.tracking.get("log_checkpoint")) and tracker.enabled
+    if uploaded:
+        tracker.log_artifact(ckpt_dir / "best.pt", BEST_ARTIFACT.rsplit("/", 1)[0])
+    keep_last = bool(OmegaConf.select(cfg, "trainer.keep_last", default=False))
+    if keep_last and (ckpt_dir / "last.pt").is_file():
+        last = load_checkpoint(ckpt_dir / "last.pt")
+        last["state"]["finished"] = True
+        atomic_save(last, ckpt_dir / "last.pt")
+    tracker.end("FINISHED")
+    # after FINISHED: a kill in between leaves files, never a run without its weights
+    if not keep_last:
+        (ckpt_dir / "last.pt").unlink(missing_ok=True)
+    artifacts = tracker.artifact_uri() if uploaded else None
+    if artifacts and artifacts.startswith("file:"):
+        (ckpt_dir / "best.pt").unlink(missing_ok=True)
+        log.info("weights: MLflow artifact %s/%s (the one copy)", artifacts, BEST_ARTIFACT)
+    else:
+        log.info("weights: %s", ckpt_dir / "best.pt")
+
+
+def _finish(loop: F.Loop, data, model, best: dict) -> dict:
     """Best checkpoint -> val (+ holdout test) metrics, model info, artifacts."""
     cfg, state, names, run_dir, tracker = (
         loop.cfg,
@@ -156,8 +330,7 @@ def _finish(loop: F.Loop, data, model) -> dict:
         loop.run_dir,
         loop.tracker,
     )
-    best = best_path(loop.ckpt_dir)
-    model.load_state_dict(load_checkpoint(best)["model"])
+    model.load_state_dict(best["model"])
     best_epoch = state.best_epoch or state.epoch
     row = state.history[best_epoch - 1]
     metrics = {f"best/val/{m}": row[f"val/{m}"] for m in SCALAR_METRICS}
@@ -181,8 +354,6 @@ def _finish(loop: F.Loop, data, model) -> dict:
     tracker.log_metrics(metrics, step=state.epoch)
     tracker.log_artifacts(files)
     tracker.log_artifacts(sorted((run_dir / ".hydra").glob("*.yaml")), "hydra")
-    if cfg.tracking.get("log_checkpoint") and tracker.enabled:
-        tracker.log_artifact(best, "checkpoints")
     log.info("artifacts in %s", run_dir)
     return metrics
 
@@ -211,7 +382,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
 
 def _eval_preflight(cfg: DictConfig) -> dict:
     """Load the checkpoint and rebuild its model before any data work."""
-    ckpt = load_checkpoint(cfg.ckpt_path, fix="check ckpt_path= (a best.pt or last.pt)")
+    path = resolve_checkpoint(cfg.ckpt_path, OmegaConf.select(cfg, "tracking.uri"))
+    ckpt = load_checkpoint(path, fix="check ckpt_path= (a best.pt or last.pt, or an MLflow run)")
     model, train_cfg = load_trained_model(ckpt, int(cfg.dataset.num_classes))
     return {"ckpt": ckpt, "model": model, "train_cfg": train_cfg}
 
@@ -231,10 +403,9 @@ def _evaluate(job: Job) -> dict:
         source_run_id=ckpt.get("mlflow_run_id") or "",
         overrides=" ".join(job_overrides(cfg)),
     )
-    name = run_name(
-        train_cfg, {k: choices.get(k, "?") for k in ("fusion", "residual", "attention")}
-    )
+    name = run_name(train_cfg, {k: choices.get(k, "?") for k in NAME_GROUPS})
     job.start_run(f"{name}_eval_{eval_dataset}_{split}", tags)
+    job.tracker.log_params(choice_params(choices))
     F.seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     if int(train_cfg.dataset.image_size) != int(cfg.dataset.image_size):
         log.warning(
@@ -262,6 +433,8 @@ def _evaluate(job: Job) -> dict:
     job.tracker.log_artifacts(files)
     job.tracker.log_artifacts(sorted((job.run_dir / ".hydra").glob("*.yaml")), "hydra")
     job.tracker.end("FINISHED")
+    if job.tracker.enabled:
+        log.info("open the runs in the MLflow UI: %s", ui_command(cfg.tracking.uri))
     log.info(
         "eval on %s/%s: balanced_acc %.4f, acc %.4f, auc %.4f",
         cfg.dataset.name,

@@ -29,6 +29,7 @@ def command(out: Path) -> list[str]:
         "trainer.batch_size=8",
         "trainer.gradcam_per_class=0",
         "tracking.log_checkpoint=false",
+        "trainer.keep_last=true",  # the finished runs' last.pt weights are compared
     ]
 
 

@@ -22,7 +22,7 @@ from glattn.tracking import Tracker
 from glattn.train import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-FAST = ("trainer.gradcam_per_class=0", "tracking.log_checkpoint=false")
+FAST = ("trainer.gradcam_per_class=0", "tracking.log_checkpoint=false", "trainer.keep_last=true")
 
 
 def client(out) -> MlflowClient:

@@ -65,7 +65,7 @@ def trained(tmp_path_factory):
 def test_run_has_params_tags_and_metrics(trained):
     out, cfg, metrics, run = trained
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "glattn_original_original_cbam"
+    assert run.info.run_name == "resnet18_cbam_original_original_synthetic_s0"
     tags = run.data.tags
     expected = dict(
         backbone="resnet18",
@@ -158,13 +158,14 @@ def test_run_artifacts_and_run_dir(trained):
     assert len(pd.read_csv(run_dir / "training_log.csv")) == 1
     assert "DEBUG" in (run_dir / "debug.log").read_text()
     ckpt_dir = out / "checkpoints" / run.data.tags["fingerprint"]
-    assert {p.name for p in ckpt_dir.iterdir()} == {"best.pt", "last.pt", ".lock"}  # no .tmp
+    # FINISHED: the MLflow artifact is the one copy of the weights; no last.pt, no .tmp
+    assert {p.name for p in ckpt_dir.iterdir()} == {".lock"}
 
 
 def test_eval_task_logs_an_eval_run(trained):
     out, cfg, metrics, run = trained
-    ckpt = out / "checkpoints" / run.data.tags["fingerprint"] / "best.pt"
-    eval_metrics = main(smoke_cfg(out, "task=eval", f"ckpt_path={ckpt}", hydra=True))
+    ckpt = f"runs:/{run.info.run_id}/checkpoints/best.pt"  # the run's artifact
+    eval_metrics = main(smoke_cfg(out, "task=eval", f"ckpt_path='{ckpt}'", hydra=True))
     assert 0 <= eval_metrics["eval/balanced_acc"] <= 1
     (ev,) = [r for r in runs(out) if r.data.tags.get("task") == "eval"]
     assert ev.info.status == "FINISHED"
@@ -194,11 +195,16 @@ def test_gradcam_cli_on_given_images(trained, tmp_path):
     from glattn.gradcam import main as gradcam_main
 
     out, cfg, metrics, run = trained
-    ckpt = out / "checkpoints" / run.data.tags["fingerprint"] / "best.pt"
+    ckpt = run.info.run_id  # glattn.load_model: a run id in the store of tracking_uri
     images = sorted((out / "data").rglob("*.jpg"))[:3]
     target = tmp_path / "cam.png"
     path = gradcam_main(
-        [f"ckpt_path={ckpt}", f"images=[{','.join(map(str, images))}]", f"out={target}"]
+        [
+            f"ckpt_path={ckpt}",
+            f"images=[{','.join(map(str, images))}]",
+            f"out={target}",
+            f"tracking_uri=sqlite:///{out}/mlflow.db",
+        ]
     )
     assert path == target and target.stat().st_size > 1000
     with pytest.raises(SystemExit, match="usage"):

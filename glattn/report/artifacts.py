@@ -117,12 +117,20 @@ def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
 
 
 def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
-    """The run's best checkpoint: its `best.pt` artifact, else the local checkpoint dir
-    `{paths.output_dir}/checkpoints/{fingerprint}/best.pt` (glattn.checkpoint), else None."""
+    """The run's best checkpoint: its ``checkpoints/best.pt`` artifact (resolved as
+    `glattn.load_model` resolves ``runs:/`` URIs: in place for a local artifact folder, else
+    downloaded under ``tmp``), else the local checkpoint dir
+    ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt`` (tracking kept no artifact),
+    else None."""
+    from glattn.checkpoint import CheckpointError, resolve_checkpoint
+
     client = MlflowClient(uri)
     path = find(client, run["run_id"], CHECKPOINT)
     if path is not None:
-        return download(client, run["run_id"], path, tmp / run["run_id"])
+        try:
+            return resolve_checkpoint(f"runs:/{run['run_id']}/{path}", uri)
+        except CheckpointError:
+            return download(client, run["run_id"], path, tmp / run["run_id"])
     out_dir, fp = run.get("params.paths.output_dir"), run.get("fingerprint")
     if isinstance(out_dir, str) and isinstance(fp, str):
         local = Path(out_dir) / "checkpoints" / fp / "best.pt"

@@ -10,8 +10,10 @@ same grid (experiments/table5_transfer.yaml)::
 The experiment sets ``ckpt_path: ${glattn_source_ckpt:}``. In an eval job this resolver
 rebuilds the *training* job's config -- the job's own overrides without ``task``,
 ``ckpt_path`` and ``dataset*``, plus ``transfer.source`` (e.g. ``[dataset=ham10000]``) --
-and returns ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt``: the checkpoint
-directory depends on the config fingerprint, not on the clock, so no lookup table is
+takes its config fingerprint and returns the weights of that training: the FINISHED MLflow
+run with that fingerprint (``runs:/<run id>/checkpoints/best.pt``, the one copy a finished
+run keeps, loaded by `glattn.checkpoint.load_model`'s resolver), else a local
+``{paths.output_dir}/checkpoints/{fingerprint}/best.pt`` (tracking off). No lookup table is
 needed. In a training job (task=train) it resolves to null.
 """
 
@@ -44,10 +46,16 @@ def training_overrides(job_overrides: list[str], source: list[str]) -> list[str]
 def _checkpoint_for(config_name: str, overrides: tuple[str, ...]) -> str:
     from hydra import compose
 
-    from glattn.fit import config_fingerprint
+    from glattn.checkpoint import BEST_ARTIFACT
+    from glattn.config import config_fingerprint
+    from glattn.tracking import finished_job_run, make_client
 
     train_cfg = compose(config_name=config_name, overrides=list(overrides))
     fp = config_fingerprint(train_cfg)
+    if train_cfg.tracking.get("enabled", True) and train_cfg.tracking.uri:
+        run = finished_job_run(make_client(train_cfg.tracking.uri), fp, "train")
+        if run is not None:
+            return f"runs:/{run.info.run_id}/{BEST_ARTIFACT}"
     return str(Path(str(train_cfg.paths.output_dir)) / "checkpoints" / fp / "best.pt")
 
 
@@ -72,10 +80,12 @@ def source_checkpoint(*, _root_: DictConfig) -> str | None:
     job_overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)
     overrides = training_overrides(job_overrides, list(source))
     ckpt = _checkpoint_for(str(hc.job.config_name), tuple(overrides))
-    if not Path(ckpt).is_file():
+    if not ckpt.startswith("runs:/") and not Path(ckpt).is_file():
+        _checkpoint_for.cache_clear()  # the training may finish while this process runs
         raise FileNotFoundError(
-            f"ckpt_path: the training job of this eval job has no checkpoint {ckpt}; run the "
-            f"training sweep first (python run.py -m {' '.join(overrides)})"
+            f"ckpt_path: the training job of this eval job has no FINISHED run in the "
+            f"tracking store and no checkpoint {ckpt}; run the training sweep first "
+            f"(python run.py -m {' '.join(overrides)})"
         )
     return ckpt
 

@@ -4,9 +4,15 @@ run queries of jobs, sweeps and plan mode (`queries`)."""
 
 from glattn.secrets import MASK, mask_uri
 from glattn.tracking.client import get_experiment_id, make_client
-from glattn.tracking.queries import find_finished_run, find_parent, finished_runs, job_runs
+from glattn.tracking.queries import (
+    find_finished_run,
+    find_parent,
+    finished_job_run,
+    finished_runs,
+    job_runs,
+)
 from glattn.tracking.tracker import NullTracker, Tracker, flatten_config, git_commit, make_tracker
-from glattn.tracking.uris import resolve_uri, sqlite_path
+from glattn.tracking.uris import resolve_uri, sqlite_path, ui_command
 
 __all__ = [
     "MASK",
@@ -14,6 +20,7 @@ __all__ = [
     "Tracker",
     "find_finished_run",
     "find_parent",
+    "finished_job_run",
     "finished_runs",
     "flatten_config",
     "get_experiment_id",
@@ -24,4 +31,5 @@ __all__ = [
     "mask_uri",
     "resolve_uri",
     "sqlite_path",
+    "ui_command",
 ]

@@ -18,6 +18,13 @@ SWEEP_DIR_TAG = "glattn.sweep_dir"
 ERROR_TAG = "glattn.error"
 ABORT_TAG = "glattn.abort"
 PARENT_TAG = "mlflow.parentRunId"
+#: The free-form ``tags=[...]`` of the config: ``tags`` (comma-joined) and one ``tag.<name>``
+#: per entry; they never change the fingerprint.
+TAGS_TAG = "tags"
+USER_TAG_PREFIX = "tag."
+#: Each config group's choice is also a short param, ``choice.<group>`` (e.g.
+#: ``choice.fusion=cross_attn``), for MLflow's compare view and parallel coordinates.
+CHOICE_PARAM_PREFIX = "choice."
 #: Config-group tags that identify a configuration (the ablation factors), in table order.
 FACTORS = ("backbone", "attention", "fusion", "residual", "loss", "dataset")
 #: MLflow run statuses of a run that did not end well or did not end (continue it).

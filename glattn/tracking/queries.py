@@ -58,3 +58,21 @@ def find_parent(client, experiment_id: str, grid: str):
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def finished_job_run(client, fingerprint: str, task: str = "train"):
+    """The newest FINISHED run of this job (fingerprint + task) in any experiment of the
+    store, or None: a finished training reused by the same config in another experiment."""
+    exps = [e.experiment_id for e in client.search_experiments()]
+    if not exps:
+        return None
+    runs = client.search_runs(
+        exps,
+        filter_string=(
+            f"attributes.status = 'FINISHED' and tags.{FINGERPRINT_TAG} = '{fingerprint}' "
+            f"and tags.{TASK_TAG} = '{task}' and tags.`{ROLE_TAG}` = '{JOB_ROLE}'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None

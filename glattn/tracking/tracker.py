@@ -185,6 +185,10 @@ class Tracker:
             if path is not None:
                 self.log_artifact(path, artifact_path)
 
+    def artifact_uri(self) -> str | None:
+        """The run's artifact root (``file:///...`` when the artifact store is a folder)."""
+        return self.client.get_run(self.run_id).info.artifact_uri if self.run_id else None
+
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
         """End the run with ``status``; ``error`` (one line) goes into tag glattn.error."""
         if self.run_id is None:
@@ -207,6 +211,9 @@ class NullTracker(Tracker):
 
     def ensure_experiment(self) -> str:
         return ""
+
+    def artifact_uri(self) -> str | None:
+        return None
 
     def start(self, run_name, tags, run_id=None, parent_run_id=None) -> bool:
         return True

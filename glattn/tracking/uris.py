@@ -12,7 +12,7 @@ from pathlib import Path
 
 from glattn.secrets import mask_uri
 
-__all__ = ["SQLITE", "mask_uri", "resolve_uri", "sqlite_path"]
+__all__ = ["SQLITE", "mask_uri", "resolve_uri", "sqlite_path", "ui_command"]
 
 SQLITE = "sqlite:///"
 
@@ -36,3 +36,16 @@ def resolve_uri(uri: str | None, create_dir: bool = True) -> str | None:
     if create_dir:
         path.parent.mkdir(parents=True, exist_ok=True)
     return f"{SQLITE}{path}"
+
+
+def ui_command(uri: str | None) -> str:
+    """How to open a store's runs in the MLflow UI: ``mlflow ui --backend-store-uri <uri>``
+    (absolute, password masked); a tracking server is its own UI, so its address is given.
+    Runs and sweeps print it when they end."""
+    uri = resolve_uri(uri, create_dir=False)
+    if uri is None:
+        return "tracking is off (tracking=none): nothing to open in the MLflow UI"
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow UI: open {mask_uri(uri)} (the tracking server serves it)"
+    quoted = f"'{mask_uri(uri)}'" if any(c in uri for c in " $&;|<>()*?") else mask_uri(uri)
+    return f"mlflow ui --backend-store-uri {quoted}"
