@@ -108,6 +108,25 @@ class _Guard:
         self.losses.clear()
 
 
+def _progress_line(epoch: int, step: int, total: int, loss: float, seen: int, start) -> None:
+    """``epoch 3 step 20/100 (20%)  train/loss 1.2345  412.3 img/s  ETA 0:00:19``: the loss
+    is the epoch's running mean, read at the loop's own sync cadence (no extra sync)."""
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    eta = int(elapsed / step * (total - step)) if total else 0
+    log.info(
+        "epoch %d step %d/%d (%3.0f%%)  train/loss %.4f  %.1f img/s  ETA %d:%02d:%02d",
+        epoch,
+        step,
+        total,
+        100.0 * step / max(total, 1),
+        loss,
+        seen / elapsed,
+        eta // 3600,
+        eta // 60 % 60,
+        eta % 60,
+    )
+
+
 def train_one_epoch(
     model: nn.Module, loader, loss_fn: nn.Module, optimizer, rt: Runtime, epoch: int
 ) -> dict:
@@ -143,7 +162,9 @@ def train_one_epoch(
         seen += n
         if step % every == 0:
             guard.check(optimizer)
-            log.debug("epoch %d step %d: mean train/loss %.4f", epoch, step, total_loss / seen)
+            if not rt.progress:  # no bar (SLURM logs, files): a timm-style INFO line
+                n_steps = len(loader) if hasattr(loader, "__len__") else 0
+                _progress_line(epoch, step, n_steps, total_loss.item() / seen, seen, start)
     guard.check(optimizer)
     elapsed = time.perf_counter() - start  # after the last read: the device work is done
     if seen == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
@@ -44,3 +45,61 @@ def setup_logging(run_dir: Path | None) -> logging.Logger:
         setattr(debug_file, _MARK, True)
         logger.addHandler(debug_file)
     return logger
+
+
+class Progress:
+    """Progress of a long step (synthetic generation, cache building): a tqdm bar when
+    stderr is a terminal, else a line at every tenth of the work (SLURM logs): INFO from
+    ``min_total`` items on (a few seconds of work stays quiet), DEBUG below.
+
+    ``with Progress(total, "image cache") as bar: ... bar.update(n)``
+    """
+
+    def __init__(
+        self, total: int, desc: str, unit: str = "img", logger=None, min_total: int = 500
+    ) -> None:
+        self.total, self.desc, self.unit = max(int(total), 0), desc, unit
+        self.level = logging.INFO if self.total >= min_total else logging.DEBUG
+        self.log = logger or logging.getLogger("glattn.progress")
+        self.done, self._next = 0, 1
+        self._bar = None
+        if sys.stderr.isatty() and self.total >= min_total:
+            try:
+                from tqdm.auto import tqdm
+
+                self._bar = tqdm(total=self.total, desc=desc, unit=unit, leave=False)
+            except ImportError:  # tqdm is optional
+                pass
+        self._start = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        while self.total and self.done * 10 >= self._next * self.total and self._next <= 10:
+            elapsed = time.perf_counter() - self._start
+            left = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+            self.log.log(
+                self.level,
+                "%s: %d/%d %s (%d%%, %.0f s, ETA %.0f s)",
+                self.desc,
+                self.done,
+                self.total,
+                self.unit,
+                10 * self._next,
+                elapsed,
+                left,
+            )
+            self._next += 1
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -28,6 +28,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from glattn.data._atomic import build_once
+from glattn.logging_utils import Progress
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,10 @@ def scan(paths: Sequence[str], fn: Callable[[int, str], None], what: str) -> dic
         except Exception as e:  # noqa: BLE001 - any decode failure marks the image bad
             errors[i] = f"{type(e).__name__}: {e}"
 
-    start, n = time.perf_counter(), len(paths)
     threads = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(threads) as pool:
-        for k, _ in enumerate(pool.map(work, enumerate(paths)), 1):
-            if n >= 1000 and k % (n // 10) == 0:
-                log.info("%s: %d/%d images (%.0f s)", what, k, n, time.perf_counter() - start)
+    with ThreadPoolExecutor(threads) as pool, Progress(len(paths), what, logger=log) as bar:
+        for _ in pool.map(work, enumerate(paths)):
+            bar.update()
     return errors
 
 

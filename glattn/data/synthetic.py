@@ -30,6 +30,7 @@ from scipy.ndimage import gaussian_filter
 from glattn.data._atomic import build_once
 from glattn.data.classes import CLASS_NAMES, HAM10000_DX_COUNTS
 from glattn.data.errors import DataError
+from glattn.logging_utils import Progress
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,9 @@ def write_synthetic(folder: Path, num_images: int, width: int, height: int, seed
             plan.append((dx, len(plan), n))
             left -= n
     rows = []
+    bar = Progress(num_images, "synthetic set: rendering", logger=log)
     for dx, lesion_idx, n in plan:
+        bar.update(n)
         lrng = np.random.default_rng([seed, lesion_idx])
         lesion = render_lesion(lrng, dx, min(width, height))
         skin = _jitter(lrng, (215, 165, 140), 8) * lrng.uniform(0.75, 1.1)
@@ -236,6 +239,7 @@ def write_synthetic(folder: Path, num_images: int, width: int, height: int, seed
         image_id = f"SYN_{k:07d}"
         image.save(parts[int(k >= len(rows) // 2)] / f"{image_id}.jpg", quality=90)
         records.append((lesion_id, image_id, dx, "synthetic", age, sex, site))
+    bar.close()
     meta = pd.DataFrame(
         records, columns=["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
     )

@@ -32,6 +32,7 @@ from glattn.sweep import (
     store,
     transfer,  # noqa: F401  (registers the ${glattn_source_ckpt:} resolver)
 )
+from glattn.tracking import ui_command
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class SweepCallback(Callback):
         parent = protocol.read_parent_run_id(sweep_dir)
         if parent is not None and store.tracking_enabled(config):
             self._end_parent(config, parent, summary, sweep_dir)
+        if store.tracking_enabled(config):
+            print(f"open the runs in the MLflow UI: {ui_command(config.tracking.uri)}", flush=True)
         if summary["failed"]:
             raise SystemExit(1)
 
