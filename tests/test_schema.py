@@ -95,3 +95,13 @@ def test_schemas_are_registered_before_any_compose_without_importing_glattn(tmp_
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["type", "TrainerSchema"]
+
+
+def test_debug_presets_compose_with_every_data_set():
+    for dataset in ("synthetic", "ham10000", "isic2018", "csv"):
+        cfg = compose_cfg("debug=smoke", f"dataset={dataset}")
+        assert cfg.dataset.image_size == 32 and schema.unknown_keys(cfg) == []
+        # the synthetic set's own keys come from conf/debug_dataset/smoke_synthetic.yaml
+        assert ("num_images" in cfg.dataset) == (dataset == "synthetic")
+    assert compose_cfg("debug=smoke").dataset.num_images == 210
+    assert compose_cfg("debug=smoke", "dataset.num_images=300").dataset.num_images == 300
