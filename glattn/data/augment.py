@@ -40,6 +40,7 @@ from glattn.data.transforms import normalize_, resize_side
 #: ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 _LUMA = (0.2989, 0.587, 0.114)
 _ATTEMPTS = 10  # RandomResizedCrop's rejection sampling
+_CPU_CHUNK = 8  # samples augmented at once on a CPU
 
 
 _CONSTANTS: dict = {}
@@ -214,8 +215,10 @@ class DeviceAugment:
         return unrotate @ crop
 
     # ------------------------------------------------------------------ applying them
-    def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """uint8 (B, 3, R, R) -> float32 (B, 3, S, S) in [0, 1] (not normalised)."""
+    def apply(
+        self, images: torch.Tensor, params: dict[str, torch.Tensor], normalise: bool = False
+    ) -> torch.Tensor:
+        """uint8 (B, 3, R, R) -> float32 (B, 3, S, S) in [0, 1], or ImageNet-normalised."""
         n, _, side, width = images.shape
         if side != width:
             raise ValueError(f"expected square images (B, 3, R, R), got {tuple(images.shape)}")
@@ -225,12 +228,20 @@ class DeviceAugment:
             packed = packed.pin_memory()
         packed = packed.to(dev, non_blocking=True)
         theta, colour = packed[:, :6].view(n, 2, 3), packed[:, 6:]
-        x = images.float().div_(255.0)
-        grid = affine_grid(theta, self.image_size)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        for k in params["order"].tolist():  # a CPU tensor: no synchronisation
-            x = COLOUR_OPS[k](x, colour[:, k])
-        return x
+        order = params["order"].tolist()  # a CPU tensor: no synchronisation
+        out = torch.empty(n, 3, self.image_size, self.image_size, device=dev)
+        # On a CPU the temporaries of a whole batch outgrow the caches: chunks of a few
+        # samples are ~1.7x faster (measured at 224 px). A GPU takes the batch at once.
+        step = n if dev.type != "cpu" else _CPU_CHUNK
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            x = images[a:b].float().div_(255.0)
+            grid = affine_grid(theta[a:b], self.image_size)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            for k in order:
+                x = COLOUR_OPS[k](x, colour[a:b, k])
+            out[a:b] = normalize_(x) if normalise else x
+        return out
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, R, R) -> ImageNet-normalised float32 (B, 3, S, S), same device."""
@@ -238,8 +249,7 @@ class DeviceAugment:
             raise ValueError(
                 f"expected a uint8 batch (B, 3, R, R), got {images.dtype} {tuple(images.shape)}"
             )
-        x = self.apply(images, self.sample(images.shape[0], images.shape[-1]))
-        return normalize_(x)
+        return self.apply(images, self.sample(images.shape[0], images.shape[-1]), True)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
