@@ -7,9 +7,9 @@ horizontal and vertical flips, ColorJitter(0.2, 0.2, 0.2, 0.02)), computed for a
 uint8 batch (B, 3, R, R) at once:
 
 - geometry: rotation, crop and flips of each sample compose into ONE affine matrix
-  (output -> input coordinates), applied by ``F.affine_grid`` + ``F.grid_sample``
-  (bilinear, zeros outside the image as RandomRotation's fill=0): one interpolation
-  instead of two, and only the S x S output pixels are computed;
+  (output -> input coordinates), applied by ``F.affine_grid``'s grid (computed here by
+  broadcasting) + ``F.grid_sample`` (bilinear, zeros outside the image as RandomRotation's
+  fill=0): one interpolation instead of two, and only the S x S output pixels are computed;
 - colour: brightness, contrast, saturation and hue as torchvision.transforms.v2.functional
   computes them (same formulas, factors per sample). torchvision draws one random order of
   the four per image; here one order per batch (as kornia.augmentation.ColorJitter does):
@@ -145,12 +145,8 @@ class DeviceAugment:
         hue: float = 0.02,
     ):
         self.image_size = int(image_size)
-        self.degrees, self.scale, self.ratio, self.flip_p = (
-            degrees,
-            tuple(scale),
-            tuple(ratio),
-            flip_p,
-        )
+        self.degrees, self.flip_p = float(degrees), float(flip_p)
+        self.scale, self.ratio = tuple(scale), tuple(ratio)
         self.jitter = (brightness, contrast, saturation, hue)
         self.generator = torch.Generator().manual_seed(stream_seed(int(seed)))
 
