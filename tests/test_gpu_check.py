@@ -28,7 +28,7 @@ def _load():
 def test_gpu_check_runs_tiny_on_cpu_and_says_no_gpu(tmp_path, monkeypatch, capsys, jobs):
     """Fast tier: the single-job rows in-process; slow tier: also a job process."""
     gpu_check = _load()
-    argv = ["gpu_check.py", "--work-dir", str(tmp_path), "--jobs", *jobs]
+    argv = ["gpu_check.py", "--work-dir", str(tmp_path), "--budget-s", "1e5", "--jobs", *jobs]
     monkeypatch.setattr(sys, "argv", argv)
     gpu_check.main()
     out = capsys.readouterr().out
