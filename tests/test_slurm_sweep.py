@@ -100,7 +100,8 @@ def test_slurm_sweep_requeue_resumes(cluster, tmp_path):
     states = cluster.run("sacct", "-D", "-X", "-n", "-j", slurm_id, "-o", "State").stdout
     assert "REQUEUED" in states, states
     debug_log = (job_dir / "debug.log").read_text()
-    resumed = re.findall(r"resuming from .*last\.pt after epoch (\d+)", debug_log)
+    resumed = re.findall(r"resuming after epoch (\d+)", debug_log)
+    assert "interrupted by SIGTERM" in debug_log  # scontrol requeue: SIGTERM, run KILLED
     assert resumed and int(resumed[-1]) >= 1
 
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
