@@ -33,7 +33,8 @@ def test_full_size_plan_is_ham10000_shaped():
 def test_tiny_mode_runs_every_phase(tmp_path, one_thread, capsys):
     bench = _bench()
     out = tmp_path / "res.json"
-    args = ["--tiny", "--jobs", "1", "--root", str(tmp_path / "b"), "--json", str(out), "--keep"]
+    args = ["--tiny", "--jobs", "1", "--pool-lesions", "1", "--root", str(tmp_path / "b")]
+    args += ["--json", str(out), "--keep"]
     assert bench.main(args) == 0  # --jobs 1: this module, loaded from a path, cannot pickle
     res = json.loads(out.read_text())
     tiny = bench.TINY
