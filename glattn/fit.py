@@ -336,11 +336,11 @@ class Loop:
         activities = [ProfilerActivity.CPU]
         if self.rt.device.type == "cuda":
             activities.append(ProfilerActivity.CUDA)
-        with profile(activities=activities, record_shapes=True) as prof:
+        with profile(activities=activities) as prof:
             row = self.run_epoch()
         folder = self.run_dir / "profile"
         folder.mkdir(parents=True, exist_ok=True)
-        trace = folder / "trace.json"
+        trace = folder / "trace.json.gz"  # Perfetto and chrome://tracing read it gzipped
         prof.export_chrome_trace(str(trace))
         sort = "self_cuda_time_total" if self.rt.device.type == "cuda" else "self_cpu_time_total"
         table = prof.key_averages().table(sort_by=sort, row_limit=30)
