@@ -148,8 +148,9 @@ def check_ui_and_report(tmp_path: Path, env: dict) -> None:
         # strategy lacks, like cross attention's num_heads, shows as a differing row too)
         keys = params[0].keys() | params[1].keys()
         differ = {k for k in keys if params[0].get(k) != params[1].get(k)}
-        assert "fusion._target_" in differ
-        assert all(k.startswith("fusion.") for k in differ), differ
+        assert {"fusion._target_", "choice.fusion"} <= differ  # choice.*: the short names
+        assert all(k.startswith(("fusion.", "choice.fusion")) for k in differ), differ
+        assert {p["choice.fusion"] for p in params} == {"original", "cross_attn"}
         assert len(keys) > 50  # the whole resolved config, not a summary
 
         # the report reads the same runs through the server and logs to the parent run
