@@ -53,16 +53,17 @@ def plot_curves(path: Path, history: list[dict]) -> Path:
     import matplotlib.pyplot as plt
 
     frame = pd.DataFrame(history)
+    marker = "o" if len(frame) < 3 else "."  # one epoch is a point, not a line: show it
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    frame.plot(x="epoch", y=["train/loss", "val/loss"], ax=axes[0], marker=".", title="loss")
+    frame.plot(x="epoch", y=["train/loss", "val/loss"], ax=axes[0], marker=marker, title="loss")
     frame.plot(
         x="epoch",
         y=["train/acc", "val/acc", "val/balanced_acc", "val/macro_f1"],
         ax=axes[1],
-        marker=".",
+        marker=marker,
         title="accuracy",
     )
-    frame.plot(x="epoch", y="lr", ax=axes[2], marker=".", logy=True, title="learning rate")
+    frame.plot(x="epoch", y="lr", ax=axes[2], marker=marker, logy=True, title="learning rate")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

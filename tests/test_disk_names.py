@@ -271,3 +271,28 @@ def test_debug_profile_logs_trace_and_top_operators(tmp_path):
     table = next(tmp_path.glob("runs/*/profile/top_operators.txt")).read_text()
     assert "Self CPU" in table and "aten::" in table
     assert OmegaConf.select(cfg, "trainer.profile") is True
+
+
+def test_one_epoch_training_curves_show_markers(tmp_path, monkeypatch):
+    """The run's own training_curves.png: one epoch is a visible point on every curve."""
+    import matplotlib.pyplot as plt
+
+    from glattn.artifacts import plot_curves
+
+    figs = []
+    monkeypatch.setattr(plt, "close", figs.append)
+    row = {
+        "epoch": 1,
+        "train/loss": 0.5,
+        "val/loss": 0.6,
+        "train/acc": 0.4,
+        "val/acc": 0.3,
+        "val/balanced_acc": 0.3,
+        "val/macro_f1": 0.2,
+        "lr": 1e-3,
+    }
+    plot_curves(tmp_path / "curves.png", [row])
+    (fig,) = figs
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
+    assert len(lines) == 7 and all(line.get_marker() not in (None, "", "None") for line in lines)
+    assert all(line.get_marker() == "o" for line in lines)  # a point, not a dot
