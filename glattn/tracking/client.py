@@ -76,16 +76,17 @@ def make_client(uri: str | None) -> RetryingClient:
     from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(uri)
-    client = RetryingClient(MlflowClient(tracking_uri=uri))
     db = sqlite_path(uri)
-    if db is not None and uri not in _READY:
-        fd = _schema_lock(db)
-        try:  # the first store access creates or upgrades the schema
-            client.search_experiments(max_results=1)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-        _READY.add(uri)
+    if db is None or uri in _READY:
+        return RetryingClient(MlflowClient(tracking_uri=uri))
+    fd = _schema_lock(db)
+    try:  # MlflowClient opens the store (creating or upgrading the schema) when built
+        client = RetryingClient(MlflowClient(tracking_uri=uri))
+        client.search_experiments(max_results=1)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    _READY.add(uri)
     return client
 
 
