@@ -77,9 +77,9 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
             return
-        while self.total and self.done * 10 >= self._next * self.total and self._next <= 10:
+        if self.total and self.done * 10 >= self._next * self.total and self._next <= 10:
             elapsed = time.perf_counter() - self._start
-            left = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+            left = elapsed / self.done * max(self.total - self.done, 0)
             self.log.log(
                 self.level,
                 "%s: %d/%d %s (%d%%, %.0f s, ETA %.0f s)",
@@ -87,11 +87,11 @@ class Progress:
                 self.done,
                 self.total,
                 self.unit,
-                10 * self._next,
+                min(100, 100 * self.done // self.total),
                 elapsed,
                 left,
             )
-            self._next += 1
+            self._next = self.done * 10 // self.total + 1  # one line per tenth crossed
 
     def close(self) -> None:
         if self._bar is not None:

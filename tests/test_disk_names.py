@@ -296,3 +296,19 @@ def test_one_epoch_training_curves_show_markers(tmp_path, monkeypatch):
     lines = [line for ax in fig.axes for line in ax.get_lines()]
     assert len(lines) == 7 and all(line.get_marker() not in (None, "", "None") for line in lines)
     assert all(line.get_marker() == "o" for line in lines)  # a point, not a dot
+
+
+@pytest.mark.parametrize("total, level", [(2000, logging.INFO), (50, logging.DEBUG)])
+def test_progress_lines_without_a_terminal(total, level, caplog):
+    """Synthetic generation and cache building: a line every tenth of the work (stderr is
+    not a terminal under pytest), INFO for long work, DEBUG for a few seconds' worth."""
+    from glattn.logging_utils import Progress
+
+    caplog.set_level(logging.DEBUG, logger="glattn")
+    with Progress(total, "image cache", logger=logging.getLogger("glattn.test")) as bar:
+        for _ in range(total):
+            bar.update()
+    lines = [r for r in caplog.records if r.name == "glattn.test"]
+    assert len(lines) == 10 and {r.levelno for r in lines} == {level}
+    assert lines[0].getMessage().startswith(f"image cache: {total // 10}/{total} img (10%")
+    assert "ETA" in lines[-1].getMessage() and "(100%" in lines[-1].getMessage()

@@ -4,6 +4,7 @@ run (the grid's parent is continued); a failing job is reported in the summary w
 other finishes."""
 
 import json
+from pathlib import Path
 
 import pytest
 from test_sweep_helpers import ROOT, run_cli, sweep_dirs
@@ -92,3 +93,28 @@ def test_failing_job_is_reported_and_the_other_finishes(swept):
     sweep = sweep_dirs(out)[-1]
     statuses = {json.loads((sweep / n / "status.json").read_text())["status"] for n in "01"}
     assert statuses == {"finished", "failed"}
+
+
+def test_finished_sweep_runs_meet_the_disk_target_and_print_the_ui_command(swept):
+    """Issue 10: a finished job keeps one copy of its best weights (the MLflow artifact) and
+    nothing else of size: run folder + checkpoint folder + artifacts <= 1.2 x fp32 + 5 MB."""
+    out, first = swept
+    (sweep,) = sweep_dirs(out)
+    _, jobs = _runs(out)
+
+    def size(folder):
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+    job_dirs = {
+        json.loads(s.read_text())["fingerprint"]: s.parent for s in sweep.glob("*/status.json")
+    }
+    for run in jobs:
+        fp = run.data.tags["fingerprint"]
+        ckpt_dir = out / "checkpoints" / fp
+        assert {p.name for p in ckpt_dir.iterdir()} == {".lock"}, fp  # no last.pt, no best.pt
+        artifacts = Path(run.info.artifact_uri.removeprefix("file://")).parent
+        assert (artifacts / "artifacts" / "checkpoints" / "best.pt").is_file()
+        total = size(job_dirs[fp]) + size(ckpt_dir) + size(artifacts)
+        fp32 = 4 * run.data.metrics["model/params_total"]
+        assert total <= 1.2 * fp32 + 5 * 2**20, (run.info.run_name, total, fp32)
+    assert f"mlflow ui --backend-store-uri sqlite:///{out.resolve()}/mlflow.db" in first.stdout
