@@ -45,7 +45,7 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
         import torch
 
         from glattn.checkpoint import load_checkpoint, load_trained_model
-        from glattn.gradcam import grad_cam, pick_per_class
+        from glattn.gradcam import cam_layer, grad_cam, pick_per_class
     except ImportError as err:
         notes.append(f"Grad-CAM grid skipped: {err}")
         return []
@@ -89,12 +89,15 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
                 f"{cfg.dataset.image_size} != {images.shape[-1]}; left out"
             )
             continue
-        cams, preds = grad_cam(model.eval(), images)
+        # the last stage whose map is >= 7x7 at this image size (glattn.gradcam.cam_layer)
+        layer_name, layer, shape = cam_layer(model.eval(), int(images.shape[-1]))
+        cams, preds = grad_cam(model.eval(), images, layer=layer)
+        where = f"{layer_name}, {shape[0]}x{shape[1]} map" if shape else layer_name
         rows.append((fusion, cams, preds))
-    return _plot(rows, images, labels, names, ds, fig_dir)
+    return _plot(rows, images, labels, names, ds, fig_dir, where if rows else "")
 
 
-def _plot(rows, images, labels, names, ds, fig_dir: Path) -> list[Path]:
+def _plot(rows, images, labels, names, ds, fig_dir: Path, where: str = "") -> list[Path]:
     import matplotlib.pyplot as plt
 
     from glattn.gradcam import _display
@@ -117,7 +120,9 @@ def _plot(rows, images, labels, names, ds, fig_dir: Path) -> list[Path]:
             axes[i, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             axes[i, j].set_title(f"pred {names[int(preds[j])]}", fontsize=6)
     fig.suptitle(
-        f"Grad-CAM by fusion strategy ({tables.dataset_label(ds)}, best seed each)", fontsize=9
+        f"Grad-CAM by fusion strategy ({tables.dataset_label(ds)}, best seed each"
+        + (f"; on {where})" if where else ")"),
+        fontsize=9,
     )
     return figures.save(fig, fig_dir, "gradcam_fusion")
 
