@@ -53,6 +53,7 @@ from glattn.config import (
 from glattn.data.errors import DataError
 from glattn.engine import NonFiniteLossError
 from glattn.logging_utils import setup_logging
+from glattn.registry import ContractError
 from glattn.secrets import install_log_filter, mask_text, secret_values
 from glattn.sweep import protocol
 from glattn.tracking import Tracker, flatten_config, job_runs, make_tracker
@@ -67,7 +68,14 @@ class JobInterrupted(KeyboardInterrupt):
 #: Seconds a job waits for another process holding its fingerprint's lock, then refuses.
 LOCK_WAIT_S = 30.0
 #: Errors a user can act on: one message, no traceback.
-USER_ERRORS = (ConfigError, DataError, CheckpointError, RunLockedError, NonFiniteLossError)
+USER_ERRORS = (
+    ConfigError,
+    ContractError,
+    DataError,
+    CheckpointError,
+    RunLockedError,
+    NonFiniteLossError,
+)
 
 
 @dataclass
