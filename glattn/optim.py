@@ -43,22 +43,15 @@ def target_of(cls: type) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
-def targets(registry: Registry) -> dict[str, str]:
-    """{option name: _target_} of a registry."""
-    return {name: target_of(registry.get(name)) for name in registry.names()}
-
-
 def config_errors(cfg: DictConfig) -> list[str]:
-    """``optimizer._target_`` / ``scheduler._target_`` not a registered class."""
+    """``optimizer._target_`` / ``scheduler._target_`` not a registered class (a module of
+    the user's own registers when imported, as Hydra's instantiate would import it)."""
     errors = []
     for group, registry in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
-        allowed = targets(registry)
-        value = OmegaConf.select(cfg, f"{group}._target_", default=None)
-        if value not in allowed.values():
-            errors.append(
-                f"{group}._target_={value!r}: expected one of {sorted(allowed.values())} "
-                f"({group}={sorted(allowed)})"
-            )
+        target = OmegaConf.select(cfg, f"{group}._target_", default=None)
+        error = registry.target_error(target, group)
+        if error:
+            errors.append(error)
     return errors
 
 

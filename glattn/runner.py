@@ -136,12 +136,8 @@ def _missing_keys(cfg: DictConfig) -> list[str]:
 def _loss_errors(cfg: DictConfig) -> list[str]:
     from glattn.losses import LOSSES
 
-    names = LOSSES.names() if hasattr(LOSSES, "names") else list(LOSSES)
-    targets = {n: f"{LOSSES.get(n).__module__}.{LOSSES.get(n).__name__}" for n in names}
-    value = OmegaConf.select(cfg, "loss._target_", default=None)
-    if value in targets.values():
-        return []
-    return [f"loss._target_={value!r}: expected one of {sorted(targets.values())} (loss={names})"]
+    error = LOSSES.target_error(OmegaConf.select(cfg, "loss._target_", default=None), "loss")
+    return [error] if error else []
 
 
 def check_model(cfg: DictConfig) -> None:

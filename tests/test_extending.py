@@ -233,3 +233,43 @@ def test_readme_examples_run_as_written_and_the_report_shows_them(tmp_path):
     assert pd.read_csv(report)["class"].tolist() == classes
     split = pd.read_csv(report.parent / "split.csv")
     assert split.groupby("lesion_id")["split"].nunique().max() == 1
+
+
+OWN_LOSS_AND_OPTIMIZER = """import torch
+from glattn.losses import LOSSES
+from glattn.optim import OPTIMIZERS
+
+
+@LOSSES.register("plain_ce")
+class PlainCE(torch.nn.CrossEntropyLoss):
+    def __init__(self, class_counts):
+        super().__init__()
+
+
+@OPTIMIZERS.register("plain_sgd")
+class PlainSGD(torch.optim.SGD):
+    pass
+"""
+
+
+def test_own_loss_and_optimizer_pass_the_config_checks(own_files):
+    """The checks before any work import a `_target_`'s module first (as Hydra would), so a
+    registered extension is accepted and an unregistered class is refused with its name."""
+    from glattn.runner import check_config
+
+    write(own_files, "my_training.py", OWN_LOSS_AND_OPTIMIZER)
+    write(own_files, "my_conf/loss/plain_ce.yaml", "_target_: my_training.PlainCE\n")
+    write(
+        own_files, "my_conf/optimizer/plain_sgd.yaml", "_target_: my_training.PlainSGD\nlr: 0.01\n"
+    )
+    try:
+        check_config(compose_with(own_files, "loss=plain_ce", "optimizer=plain_sgd"))
+        with pytest.raises(ValueError, match=r"torch.optim.RMSprop is not a registered optimizer"):
+            check_config(compose_with(own_files, "optimizer._target_=torch.optim.RMSprop"))
+    finally:
+        from glattn.losses import LOSSES
+        from glattn.optim import OPTIMIZERS
+
+        for registry, name in ((LOSSES, "plain_ce"), (OPTIMIZERS, "plain_sgd")):
+            if name in registry:
+                registry.unregister(name)

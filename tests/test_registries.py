@@ -18,13 +18,8 @@ GROUPS = ("backbone", "attention", "fusion", "residual", "loss", "dataset", "opt
 GROUPS += ("scheduler",)
 
 
-def group_registry(group: str):
-    regs = registries()
-    if group in regs:
-        return regs[group]
-    from glattn import fit  # before glattn.optim existed: name -> _target_ dicts
-
-    return {"optimizer": fit.OPTIMIZERS, "scheduler": fit.SCHEDULERS}[group]
+def group_registry(group: str) -> Registry:
+    return registries()[group]
 
 
 def option_files(group: str) -> set[str]:
@@ -32,7 +27,7 @@ def option_files(group: str) -> set[str]:
 
 
 def test_every_group_has_a_registry():
-    assert set(registries()) >= set(GROUPS) - {"optimizer", "scheduler"}
+    assert set(registries()) == set(GROUPS)
 
 
 @pytest.mark.parametrize("group", GROUPS)
