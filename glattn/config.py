@@ -34,7 +34,8 @@ GROUPS = (
 )
 
 # name (a run-name prefix) and tags (MLflow tags) are labels: they never change results
-FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep", "name", "tags")
+# transfer: where an eval job finds its training (Table 5), not what a training is
+FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep", "name", "tags", "transfer")
 FINGERPRINT_IGNORE = (
     ("trainer", "device"),
     ("trainer", "num_workers"),

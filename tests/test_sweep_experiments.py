@@ -121,6 +121,26 @@ def test_table5_eval_job_resolves_its_training_checkpoint(tmp_path):
         assert Path(eval_cfg.ckpt_path) == expected
 
 
+def test_table5_transfer_source_on_the_command_line_finds_the_same_training(tmp_path):
+    """`transfer.source=[...]` given to the eval sweep (e.g. with dataset.root) is routing, not
+    training: it is dropped from the training overrides and never enters a fingerprint."""
+    from glattn.config import config_fingerprint
+    from glattn.sweep.transfer import training_overrides
+
+    source = "transfer.source=['dataset=ham10000','dataset.root=/data/HAM10000']"
+    eval_overrides = ["experiment=table5_transfer", "task=eval", source, "seed=1"]
+    assert training_overrides(eval_overrides, ["dataset=ham10000"]) == [
+        "experiment=table5_transfer",
+        "seed=1",
+        "dataset=ham10000",
+    ]
+    out = f"paths.output_dir={tmp_path}"
+    plain = _compose("experiment=table5_transfer", out, "seed=1")
+    routed = _compose("experiment=table5_transfer", out, "seed=1", source)
+    assert plain.transfer.source != routed.transfer.source
+    assert config_fingerprint(plain) == config_fingerprint(routed)
+
+
 #: The seed's paper protocol (its COMMON_ARGS, quoted in issue 10 and experiments/README.md).
 PROTOCOL = {
     "trainer.batch_size": 32,

@@ -9,10 +9,11 @@ same grid (experiments/table5_transfer.yaml)::
 
 The experiment sets ``ckpt_path: ${glattn_source_ckpt:}``. In an eval job this resolver
 rebuilds the *training* job's config -- the job's own overrides without ``task``,
-``ckpt_path`` and ``dataset*``, plus ``transfer.source`` (e.g. ``[dataset=ham10000]``) --
-takes its config fingerprint and returns the weights of that training: the FINISHED MLflow
-run with that fingerprint (``runs:/<run id>/checkpoints/best.pt``, the one copy a finished
-run keeps, loaded by `glattn.checkpoint.load_model`'s resolver), else a local
+``ckpt_path``, ``dataset*`` and ``transfer*``, plus ``transfer.source`` (e.g.
+``[dataset=ham10000]``) -- takes its config fingerprint and returns the weights of that
+training: the FINISHED MLflow run with that fingerprint (``runs:/<run
+id>/checkpoints/best.pt``, the one copy a finished run keeps, loaded by
+`glattn.checkpoint.load_model`'s resolver), else a local
 ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt`` (tracking off). No lookup table is
 needed. In a training job (task=train) it resolves to null.
 """
@@ -36,7 +37,7 @@ def training_overrides(job_overrides: list[str], source: list[str]) -> list[str]
     kept = []
     for text, ov in zip(job_overrides, parsed):
         key = ov.key_or_group
-        if key in _DROPPED or key.startswith("dataset."):
+        if key in _DROPPED or key.startswith(("dataset.", "transfer")):
             continue
         kept.append(text)
     return kept + list(source)
