@@ -220,9 +220,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     device = resolve_device(str(args.get("device", "cpu")))
     model.to(device)
     images = load_images(paths, int(train_cfg.dataset.image_size))
-    from glattn.data import CLASS_NAMES
+    from glattn.data.readers import class_names_of
 
-    names = list(CLASS_NAMES)[: int(train_cfg.dataset.num_classes)]
+    names = list(class_names_of(train_cfg.dataset))  # the training data set's own classes
     out = Path(args.get("out", "gradcam.png"))
     titles = [Path(p).name for p in paths]
     return gradcam_grid(model, images, [None] * len(paths), names, out, device, titles)

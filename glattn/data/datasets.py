@@ -14,8 +14,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from glattn.data.classes import CLASS_NAMES
-
 
 class LesionDataset(Dataset):
     """`source.get(row)` gives a (R, R, 3) uint8 image; `transform` maps (3, R, R) uint8 to
@@ -57,9 +55,6 @@ class LesionDataset(Dataset):
     def slices(self) -> LesionDataset:
         """This split without a transform: batches of raw (3, R, R) uint8 cache rows."""
         return LesionDataset(self.source, self.rows, self.image_ids, self.labels, None, self.split)
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=len(CLASS_NAMES))
 
     def __repr__(self) -> str:
         return f"LesionDataset(split={self.split!r}, n={len(self)})"
