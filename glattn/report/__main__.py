@@ -88,7 +88,7 @@ def parse_claims_args(argv=None) -> argparse.Namespace:
 def claims_main(argv=None) -> int:
     args = parse_claims_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # many small files
-    from glattn.report.claims import make_claims
+    from glattn.report.claims_report import make_claims
 
     try:
         claims = make_claims(

@@ -29,10 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from glattn.report import artifacts, runs, stats, tables
-from glattn.report.table_format import latex_escape
+from glattn.report import runs, stats, tables
+from glattn.report.predictions import (  # noqa: F401 (part of this module's API)
+    Predictions,
+    RunFiles,
+    history_with_fallback,
+    read_predictions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,142 +64,6 @@ CRITERIA = {
     5: Criterion(5, "the computational overhead of the block is below 20%", 20, "<", "%", 6),
     6: Criterion(6, "every major claim is supported at p < 0.05", ALPHA, "<", "p", None),
 }
-
-
-# ---------------------------------------------------------------------------- per image
-@dataclass(frozen=True)
-class Predictions:
-    """One run's per-image outcome on one split, read from its CSV artifacts."""
-
-    images: np.ndarray  # (n,) str, sorted
-    labels: np.ndarray  # (n,) int index into `classes`
-    correct: np.ndarray  # (n,) bool
-    weights: np.ndarray  # (n,) float
-    classes: tuple
-
-    def outcomes(self, keep: np.ndarray | None = None) -> stats.Outcomes:
-        """stats.Outcomes on the images `keep` (sorted ids; default all)."""
-        if keep is None:
-            mask = np.ones(self.images.size, bool)
-        else:
-            mask = np.isin(self.images, keep)
-        imgs = self.images[mask]
-        key = f"{zlib.crc32(chr(0).join(imgs).encode()):08x}-{imgs.size}"
-        return stats.Outcomes(
-            self.labels[mask], self.correct[mask], self.weights[mask], key, len(self.classes)
-        )
-
-
-WEIGHT_COLUMNS = ("weight", "score_weight")
-
-
-def read_predictions(
-    probs_csv: Path, split_csv: Path, split: str = "test", skipped_csv: Path | None = None
-) -> Predictions:
-    """The one reader of the runs' per-image CSVs.
-
-    `probs_csv`: ISIC 2018 format, `image` then one column per class (upper-case names, as
-    glattn.train writes them), optionally a `weight`/`score_weight` column (0 = the image
-    does not count, as ISIC_0035068 in the official scorer). `split_csv`: image_id, label
-    (class name), split. `skipped_csv` (image_id): images given weight 0. The prediction is
-    the row argmax, a tied maximum counting as wrong (glattn.metrics.predict).
-    """
-    from glattn.metrics import predict
-
-    probs = pd.read_csv(probs_csv)
-    if probs.shape[1] < 3:
-        raise runs.ReportError(f"{probs_csv}: expected image + one column per class")
-    image_col = probs.columns[0]
-    weight_col = next((c for c in probs.columns if str(c).lower() in WEIGHT_COLUMNS), None)
-    class_cols = [c for c in probs.columns[1:] if c != weight_col]
-    classes = tuple(str(c).lower() for c in class_cols)
-    splits = pd.read_csv(split_csv)
-    missing = {"image_id", "label", "split"} - set(splits.columns)
-    if missing:
-        raise runs.ReportError(f"{split_csv}: missing column(s) {sorted(missing)}")
-    # the requested split first, so that an image listed twice takes that split's label
-    splits = splits.assign(_other=splits["split"] != split).sort_values("_other", kind="stable")
-    truth = splits.drop_duplicates("image_id").set_index("image_id")["label"]
-    images = probs[image_col].astype(str)
-    unknown = images[~images.isin(truth.index)]
-    if len(unknown):
-        raise runs.ReportError(
-            f"{probs_csv}: {len(unknown)} image(s) have no label in {split_csv} "
-            f"(first: {unknown.iloc[0]!r})"
-        )
-    names = truth.loc[images].astype(str).str.lower().to_numpy()
-    bad = sorted(set(names) - set(classes))
-    if bad:
-        raise runs.ReportError(f"{split_csv}: label(s) {bad} are not columns of {probs_csv}")
-    labels = np.array([classes.index(x) for x in names], dtype=np.int64)
-    p = probs[class_cols].to_numpy(dtype=float)
-    correct = predict(p) == labels
-    weights = np.ones(len(probs))
-    if weight_col:
-        weights = np.array(pd.to_numeric(probs[weight_col], errors="coerce").fillna(0), float)
-    if skipped_csv is not None and Path(skipped_csv).is_file():
-        skipped = pd.read_csv(skipped_csv)
-        if "image_id" in skipped.columns:
-            weights[images.isin(skipped["image_id"].astype(str)).to_numpy()] = 0.0
-    order = np.argsort(images.to_numpy())
-    return Predictions(
-        images.to_numpy()[order], labels[order], correct[order], weights[order], classes
-    )
-
-
-class RunFiles:
-    """Downloads (once) and reads the per-image predictions and training logs of runs."""
-
-    def __init__(self, uri: str, tmp: Path):
-        self.uri, self.tmp = uri, Path(tmp)
-        self.client = MlflowClient(uri)
-        self._files: dict[str, list[str]] = {}
-        self._preds: dict[tuple, Predictions | None] = {}
-
-    def files(self, run_id: str) -> list[str]:
-        if run_id not in self._files:
-            self._files[run_id] = artifacts.list_files(self.client, run_id)
-        return self._files[run_id]
-
-    def _get(self, run_id: str, name: str) -> Path | None:
-        path = next((p for p in self.files(run_id) if Path(p).name == name), None)
-        if path is None:
-            return None
-        return artifacts.download(self.client, run_id, path, self.tmp / run_id / name)
-
-    def predictions(self, run_id: str, split: str) -> Predictions | None:
-        """`<split>_probabilities.csv` + `split.csv` (+ `skipped_images.csv`) of a run;
-        None when the run logged no such files. `split` is test, val or eval."""
-        if (run_id, split) not in self._preds:
-            probs = self._get(run_id, f"{split}_probabilities.csv")
-            splits = self._get(run_id, "split.csv")
-            if probs is None or splits is None:
-                self._preds[run_id, split] = None
-            else:
-                truth_split = "test" if split == "eval" else split
-                skipped = self._get(run_id, "skipped_images.csv")
-                self._preds[run_id, split] = read_predictions(probs, splits, truth_split, skipped)
-        return self._preds[run_id, split]
-
-    def history(self, run_ids, key: str) -> dict[str, dict[int, float]]:
-        """{run_id: {epoch: value}}: MLflow's metric history, else the run's
-        training_log.csv artifact (columns epoch, <key>)."""
-        out = runs.metric_history(self.uri, list(run_ids), key)
-        for run_id in run_ids:
-            if out.get(run_id):
-                continue
-            path = self._get(run_id, "training_log.csv")
-            if path is not None:
-                frame = pd.read_csv(path)
-                if key in frame.columns and "epoch" in frame.columns:
-                    frame = frame[["epoch", key]].dropna()
-                    out[run_id] = {int(e): float(v) for e, v in frame.itertuples(index=False)}
-        return out
-
-
-def history_with_fallback(uri: str, tmp: Path) -> Callable:
-    """runs.metric_history with the training_log.csv fallback (for Table 4 and figures)."""
-    return RunFiles(uri, tmp).history
 
 
 # ---------------------------------------------------------------------------- rows
@@ -311,7 +179,7 @@ def accuracy_row(
     label = f"{crit.number}|{stratum}|{comparison}"
     fill_accuracy(row, crit, got, ctx.metric, ctx.n_resamples, ctx.rng_seed(label), same_images)
     if lacking:
-        row.note = _join(row.note, f"{lacking} seed pair(s) without per-image CSVs left out")
+        row.note = join_notes(row.note, f"{lacking} seed pair(s) without per-image CSVs left out")
     return row
 
 
@@ -334,7 +202,7 @@ def fill_accuracy(
         else:
             outs.append((pa.outcomes(), pb.outcomes()))
     if dropped:
-        row.note = _join(row.note, f"{dropped} image(s) scored by only one arm left out")
+        row.note = join_notes(row.note, f"{dropped} image(s) scored by only one arm left out")
     row.n_pairs = len(outs)
     row.seeds = " ".join(str(s) for s, _, _ in got)
     iv = stats.paired_bootstrap(outs, metric, n_resamples, seed)
@@ -710,7 +578,7 @@ def criterion2(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
             )
             if fusion == best:
                 r.primary = True
-                r.note = _join(r.note, _selection_note(best, on_test))
+                r.note = join_notes(r.note, _selection_note(best, on_test))
             rows.append(r)
         if best is None:
             why = f"no best/val/{ctx.metric} or val_probabilities.csv to choose the best on"
@@ -755,7 +623,7 @@ def _selection_note(best: str | None, on_test: str | None) -> str:
     return note
 
 
-def _join(*parts) -> str:
+def join_notes(*parts) -> str:
     return "; ".join(p for p in parts if p)
 
 
@@ -1089,233 +957,3 @@ def evaluate(
     adjust_and_judge(rows)
     rows.append(claim6(rows))
     return Claims(rows, sources, metric, n_resamples, seed, notes)
-
-
-# ---------------------------------------------------------------------------- writers
-def _num(x: float, digits: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _p(x: float) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
-
-
-def _effect(r: Row) -> str:
-    if math.isnan(r.effect):
-        return "–"
-    if r._deterministic or math.isnan(r.low):
-        return f"{r.effect:+.2f}"
-    return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
-
-
-def _title(crit: Criterion, metric: str) -> str:
-    return crit.claim.format(m=tables.METRICS[metric].replace(" (%)", "").lower())
-
-
-COLUMNS = [
-    "Stratum",
-    "Comparison (b − a)",
-    "n a / b / pairs",
-    "Effect [95% CI]",
-    "Test",
-    "p",
-    "Holm p",
-    "McNemar p",
-    "Verdict",
-    "Reason",
-]
-
-
-def _cells(r: Row, deciding: bool) -> list[str]:
-    return [
-        r.stratum + (" (deciding)" if deciding and r.claim != 6 else ""),
-        r.comparison,
-        f"{r.n_a} / {r.n_b} / {r.n_pairs}",
-        _effect(r),
-        r.test,
-        _p(r.p),
-        _p(r.p_holm),
-        _p(r.mcnemar_p),
-        f"**{r.verdict}**",
-        _join(r.reason, r.note),
-    ]
-
-
-def to_markdown(c: Claims, experiment: str) -> str:
-    m = tables.METRICS[c.metric].replace(" (%)", "")
-    lines = [
-        f"## Claims: the seed's six success criteria ({experiment})",
-        "",
-        f"Metric: {m}, recomputed per image from each run's `test_probabilities.csv` and "
-        f"`split.csv` (row argmax, a tied maximum counts as wrong). Effects are b − a, "
-        "averaged over seed pairs. 95% intervals: paired bootstrap over test images within "
-        f"seed pairs ({c.n_resamples} resamples, numpy default_rng seeded by "
-        f"--bootstrap-seed={c.seed} and the row's label; the images of one test split are "
-        "resampled together for both arms and all seeds). p: one-sided paired t-test over "
-        "seeds against the threshold (`scipy.stats.ttest_rel(b, a + threshold, "
-        "alternative=...)`), Holm-adjusted within each criterion's rows "
-        "(`statsmodels multipletests(method='holm')`). McNemar: exact binomial test "
-        "(`scipy.stats.binomtest`) on the images one arm gets right and the other wrong, "
-        "summed over seed pairs (a second view; it tests no difference, not the threshold). "
-        f"Inconclusive: fewer than {MIN_PAIRS} seed pairs, an interval containing the "
-        "threshold, or a Holm p ≥ 0.05; then the reason gives the effect the current seeds "
-        "could detect at 80% power (statsmodels TTestPower, from the observed spread) and "
-        "the seeds needed to resolve the observed one. 'Deciding' rows decide the criterion "
-        "(the pooled row when there is one).",
-        "",
-        "| # | Criterion | Threshold | Source | Verdict |",
-        "|---|---|---|---|---|",
-    ]
-    for n, crit in CRITERIA.items():
-        thr = f"{crit.direction} {crit.threshold:g} {crit.unit}"
-        lines.append(
-            f"| {n} | {_title(crit, c.metric)} | {thr} | {c.sources.get(n, '–')} | "
-            f"**{c.verdict(n)}** |"
-        )
-    for n, crit in CRITERIA.items():
-        lines += ["", f"### Criterion {n}: {_title(crit, c.metric)}", "", DESCRIPTIONS[n], ""]
-        lines.append("| " + " | ".join(COLUMNS) + " |")
-        lines.append("|" + "---|" * len(COLUMNS))
-        head = headline(c.rows, n)
-        for r in (r for r in c.rows if r.claim == n):
-            cells = _cells(r, any(r is h for h in head))
-            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
-    if c.notes:
-        lines += ["", "Notes:", ""] + [f"- {x}" for x in c.notes]
-    lines += ["", REPRODUCE.format(R=c.n_resamples), ""]
-    return "\n".join(lines)
-
-
-DESCRIPTIONS = {
-    1: "attention=cbam (fusion=original, residual=original) against attention=none, per "
-    "data set and backbone, paired by seed; effect in percentage points.",
-    2: "Every fusion against fusion=original (attention=cbam, residual=original). The best "
-    "fusion is chosen on the validation metric (best/val/<metric>, mean over seeds) and "
-    "judged on the test split; all five comparisons form Holm's family.",
-    3: "Convergence epoch: the first epoch whose val/<metric> reaches 95% of the run's own "
-    "best. Effect = epochs(other residual) − epochs(progressive): positive means progressive "
-    "converges faster. One number per run, so the interval is the paired t interval.",
-    4: "Drop = holdout test score of the training run − score of its task=eval run on the "
-    "other data set, paired by the source run's seed. The two arms are scored on different "
-    "images, so the bootstrap resamples each arm's images independently.",
-    5: "Overhead of attention=cbam over attention=none of the same backbone: FLOPs "
-    "(model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms, "
-    "paired by seed, tested on the log ratio against log 1.2).",
-    6: "The conjunction of criteria 1-5 after Holm's adjustment: supported only when each of "
-    "their deciding rows is supported; its p is the largest of their Holm-adjusted p-values "
-    "(an intersection-union test).",
-}
-
-REPRODUCE = (
-    "To reproduce a row from the runs' CSVs (claims.csv lists each row's run ids in "
-    "`runs_a` / `runs_b`, in seed order): read each run's `test_probabilities.csv` and "
-    "`split.csv` (`eval_probabilities.csv` for a task=eval run), take "
-    "`sklearn.metrics.balanced_accuracy_score` of the row argmax per run, then "
-    "`scipy.stats.ttest_rel(b, a + threshold/100, alternative='greater')` (criteria 1, 2) "
-    "or `alternative='less'` (criterion 4) over the seed pairs gives `p`; `effect` is "
-    "100 × mean(b − a). Criterion 5 latency: `ttest_rel(log b, log a + log 1.2, "
-    "alternative='less')`; criterion 3: the convergence epochs with threshold 0. The "
-    "interval is a percentile bootstrap ({R} resamples) of the same mean over images "
-    "resampled with replacement (glattn.report.stats.paired_bootstrap)."
-)
-
-
-def _tex(text: str) -> str:
-    """latex_escape plus the arrow of criterion 4's strata and the comparison signs."""
-    return latex_escape(text).replace("→", r"$\to$").replace("<", r"$<$").replace(">", r"$>$")
-
-
-def to_latex(c: Claims, experiment: str) -> str:
-    cols = ["Stratum", "Comparison", "n", "Effect [95\\% CI]", "p", "Holm p", "Verdict"]
-    out = [f"\\section*{{Claims: {_tex(experiment)}}}"]
-    out.append("\\begin{tabular}{rlll}\n\\toprule\n\\# & Criterion & Threshold & Verdict \\\\")
-    out.append("\\midrule")
-    for n, crit in CRITERIA.items():
-        thr = _tex(f"{crit.direction} {crit.threshold:g} {crit.unit}")
-        out.append(f"{n} & {_tex(_title(crit, c.metric))} & {thr} & {_tex(c.verdict(n))} \\\\")
-    out.append("\\bottomrule\n\\end{tabular}\n")
-    for n, crit in CRITERIA.items():
-        out.append(f"\\subsection*{{Criterion {n}: {_tex(_title(crit, c.metric))}}}")
-        out.append(_tex(DESCRIPTIONS[n]) + "\n")
-        out.append("{\\small\\begin{tabular}{llrllll}\n\\toprule")
-        out.append(" & ".join(cols) + " \\\\\n\\midrule")
-        for r in (r for r in c.rows if r.claim == n):
-            cells = [
-                r.stratum,
-                r.comparison,
-                f"{r.n_a}/{r.n_b}/{r.n_pairs}",
-                _effect(r),
-                _p(r.p),
-                _p(r.p_holm),
-                r.verdict,
-            ]
-            out.append(" & ".join(_tex(x) for x in cells) + " \\\\")
-        out.append("\\bottomrule\n\\end{tabular}}\n")
-        reasons = [r for r in c.rows if r.claim == n]
-        out.append("\\begin{itemize}")
-        out += [
-            f"\\item {_tex(r.stratum + ', ' + r.comparison)}: {_tex(_join(r.reason, r.note))}"
-            for r in reasons
-        ]
-        out.append("\\end{itemize}\n")
-    return "\n".join(out)
-
-
-def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -> list[Path]:
-    """claims.md, claims.tex (standalone), claims.csv and figures/claims_forest.{png,pdf}."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, tex, csv = out_dir / "claims.md", out_dir / "claims.tex", out_dir / "claims.csv"
-    md.write_text(to_markdown(c, experiment))
-    tex.write_text(
-        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
-        "\\usepackage{booktabs}\n\\usepackage[margin=1.2cm,landscape]{geometry}\n"
-        "\\begin{document}\n" + to_latex(c, experiment) + "\\end{document}\n"
-    )
-    frame = c.frame()
-    frame.insert(1, "criterion", [_title(CRITERIA[n], c.metric) for n in frame["claim"]])
-    frame["bootstrap_resamples"] = c.n_resamples
-    frame["bootstrap_seed"] = c.seed
-    frame.to_csv(csv, index=False)
-    files = [md, tex, csv]
-    if figures_too:
-        from glattn.report import figures
-
-        files += figures.forest_plot(c.rows, c.metric, out_dir / "figures")
-    c.files = files
-    return files
-
-
-def make_claims(
-    experiment: str = "paper",
-    uri: str | None = None,
-    metric: str = "balanced_acc",
-    out_dir: Path | None = None,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    make_figures: bool = True,
-    log_artifacts: bool = True,
-    frames: dict | None = None,
-) -> Claims:
-    """`python -m glattn.report claims`: evaluate, write, log to the newest sweep run."""
-    uri = uri or runs.default_tracking_uri()
-    out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
-    c = evaluate(uri, experiment, metric, n_resamples, seed, frames)
-    write(c, experiment, out_dir, make_figures)
-    if log_artifacts:
-        try:
-            sweeps = runs.sweep_runs(uri, experiment)
-        except runs.ReportError:
-            sweeps = None
-        if sweeps is not None and not sweeps.empty:
-            run_id = str(sweeps.iloc[0]["run_id"])
-            client = MlflowClient(uri)
-            for path in c.files:
-                sub = "report/figures" if path.parent.name == "figures" else "report"
-                client.log_artifact(run_id, str(path), sub)
-            c.notes.append(f"claims logged as artifacts 'report/' of sweep run {run_id}")
-        else:
-            c.notes.append(f"no parent sweep run in {experiment!r}: the claims were not logged")
-    return c

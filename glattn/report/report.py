@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glattn.report import artifacts, figures, grid, runs, tables
+from glattn.report import artifacts, claims_report, figures, grid, runs, tables
 from glattn.report import claims as claims_mod
 from glattn.report.table_format import latex_escape
 
@@ -79,7 +79,7 @@ def make_report(
         report.claims = claims_mod.evaluate(
             uri, experiment, _claims_metric(metric, report), n_resamples, frames=frames
         )
-        report.files += claims_mod.write(report.claims, experiment, out_dir, make_figures)
+        report.files += claims_report.write(report.claims, experiment, out_dir, make_figures)
         report.notes += report.claims.notes
     report.files += _combined(experiment, built, out_dir, report.claims)
 
@@ -155,7 +155,7 @@ def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[
     md.write_text(
         f"# {experiment}\n\n"
         + "\n".join(t.to_markdown() for t in built.values())
-        + ("\n" + claims_mod.to_markdown(claims, experiment) if claims else "")
+        + ("\n" + claims_report.to_markdown(claims, experiment) if claims else "")
     )
     tex = out_dir / "report.tex"
     tex.write_text(
@@ -163,7 +163,7 @@ def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[
         "\\usepackage[margin=1.5cm,landscape]{geometry}\n\\begin{document}\n"
         f"\\section*{{{latex_escape(experiment)}}}\n"
         + "\n".join(t.to_latex() for t in built.values())
-        + ("\n" + claims_mod.to_latex(claims, experiment) if claims else "")
+        + ("\n" + claims_report.to_latex(claims, experiment) if claims else "")
         + "\\end{document}\n"
     )
     return [md, tex]

@@ -1,0 +1,256 @@
+"""The claims report: claims.md, claims.tex, claims.csv and the forest plot from the rows
+that claims.py evaluates, and `make_claims` (`python -m glattn.report claims`), which also
+logs them to the experiment's newest sweep run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from glattn.report import runs, tables
+from glattn.report.claims import (
+    CRITERIA,
+    MIN_PAIRS,
+    Claims,
+    Criterion,
+    Row,
+    evaluate,
+    headline,
+    join_notes,
+)
+from glattn.report.table_format import latex_escape
+
+log = logging.getLogger(__name__)
+
+
+def _num(x: float, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _p(x: float) -> str:
+    if x is None or math.isnan(x):
+        return "–"
+    return f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
+
+
+def _effect(r: Row) -> str:
+    if math.isnan(r.effect):
+        return "–"
+    if r._deterministic or math.isnan(r.low):
+        return f"{r.effect:+.2f}"
+    return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
+
+
+def _title(crit: Criterion, metric: str) -> str:
+    return crit.claim.format(m=tables.METRICS[metric].replace(" (%)", "").lower())
+
+
+COLUMNS = [
+    "Stratum",
+    "Comparison (b − a)",
+    "n a / b / pairs",
+    "Effect [95% CI]",
+    "Test",
+    "p",
+    "Holm p",
+    "McNemar p",
+    "Verdict",
+    "Reason",
+]
+
+
+def _cells(r: Row, deciding: bool) -> list[str]:
+    return [
+        r.stratum + (" (deciding)" if deciding and r.claim != 6 else ""),
+        r.comparison,
+        f"{r.n_a} / {r.n_b} / {r.n_pairs}",
+        _effect(r),
+        r.test,
+        _p(r.p),
+        _p(r.p_holm),
+        _p(r.mcnemar_p),
+        f"**{r.verdict}**",
+        join_notes(r.reason, r.note),
+    ]
+
+
+def to_markdown(c: Claims, experiment: str) -> str:
+    m = tables.METRICS[c.metric].replace(" (%)", "")
+    lines = [
+        f"## Claims: the seed's six success criteria ({experiment})",
+        "",
+        f"Metric: {m}, recomputed per image from each run's `test_probabilities.csv` and "
+        f"`split.csv` (row argmax, a tied maximum counts as wrong). Effects are b − a, "
+        "averaged over seed pairs. 95% intervals: paired bootstrap over test images within "
+        f"seed pairs ({c.n_resamples} resamples, numpy default_rng seeded by "
+        f"--bootstrap-seed={c.seed} and the row's label; the images of one test split are "
+        "resampled together for both arms and all seeds). p: one-sided paired t-test over "
+        "seeds against the threshold (`scipy.stats.ttest_rel(b, a + threshold, "
+        "alternative=...)`), Holm-adjusted within each criterion's rows "
+        "(`statsmodels multipletests(method='holm')`). McNemar: exact binomial test "
+        "(`scipy.stats.binomtest`) on the images one arm gets right and the other wrong, "
+        "summed over seed pairs (a second view; it tests no difference, not the threshold). "
+        f"Inconclusive: fewer than {MIN_PAIRS} seed pairs, an interval containing the "
+        "threshold, or a Holm p ≥ 0.05; then the reason gives the effect the current seeds "
+        "could detect at 80% power (statsmodels TTestPower, from the observed spread) and "
+        "the seeds needed to resolve the observed one. 'Deciding' rows decide the criterion "
+        "(the pooled row when there is one).",
+        "",
+        "| # | Criterion | Threshold | Source | Verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for n, crit in CRITERIA.items():
+        thr = f"{crit.direction} {crit.threshold:g} {crit.unit}"
+        lines.append(
+            f"| {n} | {_title(crit, c.metric)} | {thr} | {c.sources.get(n, '–')} | "
+            f"**{c.verdict(n)}** |"
+        )
+    for n, crit in CRITERIA.items():
+        lines += ["", f"### Criterion {n}: {_title(crit, c.metric)}", "", DESCRIPTIONS[n], ""]
+        lines.append("| " + " | ".join(COLUMNS) + " |")
+        lines.append("|" + "---|" * len(COLUMNS))
+        head = headline(c.rows, n)
+        for r in (r for r in c.rows if r.claim == n):
+            cells = _cells(r, any(r is h for h in head))
+            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    if c.notes:
+        lines += ["", "Notes:", ""] + [f"- {x}" for x in c.notes]
+    lines += ["", REPRODUCE.format(R=c.n_resamples), ""]
+    return "\n".join(lines)
+
+
+DESCRIPTIONS = {
+    1: "attention=cbam (fusion=original, residual=original) against attention=none, per "
+    "data set and backbone, paired by seed; effect in percentage points.",
+    2: "Every fusion against fusion=original (attention=cbam, residual=original). The best "
+    "fusion is chosen on the validation metric (best/val/<metric>, mean over seeds) and "
+    "judged on the test split; all five comparisons form Holm's family.",
+    3: "Convergence epoch: the first epoch whose val/<metric> reaches 95% of the run's own "
+    "best. Effect = epochs(other residual) − epochs(progressive): positive means progressive "
+    "converges faster. One number per run, so the interval is the paired t interval.",
+    4: "Drop = holdout test score of the training run − score of its task=eval run on the "
+    "other data set, paired by the source run's seed. The two arms are scored on different "
+    "images, so the bootstrap resamples each arm's images independently.",
+    5: "Overhead of attention=cbam over attention=none of the same backbone: FLOPs "
+    "(model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms, "
+    "paired by seed, tested on the log ratio against log 1.2).",
+    6: "The conjunction of criteria 1-5 after Holm's adjustment: supported only when each of "
+    "their deciding rows is supported; its p is the largest of their Holm-adjusted p-values "
+    "(an intersection-union test).",
+}
+
+REPRODUCE = (
+    "To reproduce a row from the runs' CSVs (claims.csv lists each row's run ids in "
+    "`runs_a` / `runs_b`, in seed order): read each run's `test_probabilities.csv` and "
+    "`split.csv` (`eval_probabilities.csv` for a task=eval run), take "
+    "`sklearn.metrics.balanced_accuracy_score` of the row argmax per run, then "
+    "`scipy.stats.ttest_rel(b, a + threshold/100, alternative='greater')` (criteria 1, 2) "
+    "or `alternative='less'` (criterion 4) over the seed pairs gives `p`; `effect` is "
+    "100 × mean(b − a). Criterion 5 latency: `ttest_rel(log b, log a + log 1.2, "
+    "alternative='less')`; criterion 3: the convergence epochs with threshold 0. The "
+    "interval is a percentile bootstrap ({R} resamples) of the same mean over images "
+    "resampled with replacement (glattn.report.stats.paired_bootstrap)."
+)
+
+
+def _tex(text: str) -> str:
+    """latex_escape plus the arrow of criterion 4's strata and the comparison signs."""
+    return latex_escape(text).replace("→", r"$\to$").replace("<", r"$<$").replace(">", r"$>$")
+
+
+def to_latex(c: Claims, experiment: str) -> str:
+    cols = ["Stratum", "Comparison", "n", "Effect [95\\% CI]", "p", "Holm p", "Verdict"]
+    out = [f"\\section*{{Claims: {_tex(experiment)}}}"]
+    out.append("\\begin{tabular}{rlll}\n\\toprule\n\\# & Criterion & Threshold & Verdict \\\\")
+    out.append("\\midrule")
+    for n, crit in CRITERIA.items():
+        thr = _tex(f"{crit.direction} {crit.threshold:g} {crit.unit}")
+        out.append(f"{n} & {_tex(_title(crit, c.metric))} & {thr} & {_tex(c.verdict(n))} \\\\")
+    out.append("\\bottomrule\n\\end{tabular}\n")
+    for n, crit in CRITERIA.items():
+        out.append(f"\\subsection*{{Criterion {n}: {_tex(_title(crit, c.metric))}}}")
+        out.append(_tex(DESCRIPTIONS[n]) + "\n")
+        out.append("{\\small\\begin{tabular}{llrllll}\n\\toprule")
+        out.append(" & ".join(cols) + " \\\\\n\\midrule")
+        for r in (r for r in c.rows if r.claim == n):
+            cells = [
+                r.stratum,
+                r.comparison,
+                f"{r.n_a}/{r.n_b}/{r.n_pairs}",
+                _effect(r),
+                _p(r.p),
+                _p(r.p_holm),
+                r.verdict,
+            ]
+            out.append(" & ".join(_tex(x) for x in cells) + " \\\\")
+        out.append("\\bottomrule\n\\end{tabular}}\n")
+        reasons = [r for r in c.rows if r.claim == n]
+        out.append("\\begin{itemize}")
+        out += [
+            f"\\item {_tex(r.stratum + ', ' + r.comparison)}: {_tex(join_notes(r.reason, r.note))}"
+            for r in reasons
+        ]
+        out.append("\\end{itemize}\n")
+    return "\n".join(out)
+
+
+def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -> list[Path]:
+    """claims.md, claims.tex (standalone), claims.csv and figures/claims_forest.{png,pdf}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, tex, csv = out_dir / "claims.md", out_dir / "claims.tex", out_dir / "claims.csv"
+    md.write_text(to_markdown(c, experiment))
+    tex.write_text(
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
+        "\\usepackage{booktabs}\n\\usepackage[margin=1.2cm,landscape]{geometry}\n"
+        "\\begin{document}\n" + to_latex(c, experiment) + "\\end{document}\n"
+    )
+    frame = c.frame()
+    frame.insert(1, "criterion", [_title(CRITERIA[n], c.metric) for n in frame["claim"]])
+    frame["bootstrap_resamples"] = c.n_resamples
+    frame["bootstrap_seed"] = c.seed
+    frame.to_csv(csv, index=False)
+    files = [md, tex, csv]
+    if figures_too:
+        from glattn.report import figures
+
+        files += figures.forest_plot(c.rows, c.metric, out_dir / "figures")
+    c.files = files
+    return files
+
+
+def make_claims(
+    experiment: str = "paper",
+    uri: str | None = None,
+    metric: str = "balanced_acc",
+    out_dir: Path | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    make_figures: bool = True,
+    log_artifacts: bool = True,
+    frames: dict | None = None,
+) -> Claims:
+    """`python -m glattn.report claims`: evaluate, write, log to the newest sweep run."""
+    uri = uri or runs.default_tracking_uri()
+    out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
+    c = evaluate(uri, experiment, metric, n_resamples, seed, frames)
+    write(c, experiment, out_dir, make_figures)
+    if log_artifacts:
+        try:
+            sweeps = runs.sweep_runs(uri, experiment)
+        except runs.ReportError:
+            sweeps = None
+        if sweeps is not None and not sweeps.empty:
+            run_id = str(sweeps.iloc[0]["run_id"])
+            client = MlflowClient(uri)
+            for path in c.files:
+                sub = "report/figures" if path.parent.name == "figures" else "report"
+                client.log_artifact(run_id, str(path), sub)
+            c.notes.append(f"claims logged as artifacts 'report/' of sweep run {run_id}")
+        else:
+            c.notes.append(f"no parent sweep run in {experiment!r}: the claims were not logged")
+    return c
