@@ -472,13 +472,19 @@ def _no_data(crit: Criterion, why: str) -> Row:
     )
 
 
-def criterion1(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
-    crit = CRITERIA[1]
+def _none_and_cbam(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The finished training runs without attention, and with CBAM and the seed's block."""
     train = tables.trained(frame)
     none = train[train["attention"] == "none"]
     cbam = tables.restrict(
         train[train["attention"] == "cbam"], {"fusion": "original", "residual": "original"}
     )
+    return none, cbam
+
+
+def criterion1(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
+    crit = CRITERIA[1]
+    none, cbam = _none_and_cbam(frame)
     if none.empty or cbam.empty:
         return [_no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
     both = pd.concat([none, cbam])
@@ -695,28 +701,13 @@ def criterion3(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
     return rows
 
 
-def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
-    """Each eval run's training run: its source_run_id tag, else the latest training run
-    with the same model factors and seed on another data set than the eval's."""
-    model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
-    out = evals["source_run_id"].where(evals["source_run_id"].astype(bool), None)
-    for idx in evals.index[out.isna()]:
-        ev = evals.loc[idx]
-        cand = train[
-            (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
-        ]
-        if not cand.empty:
-            out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
-    return out
-
-
 def criterion4(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
     crit = CRITERIA[4]
     train = tables.trained(frame)
     evals = frame[frame["task"] == "eval"].copy()
     if evals.empty or train.empty:
         return [_no_data(crit, f"{exp!r} has no task=eval runs of its training runs")]
-    evals["source_run_id"] = source_runs(evals, train)
+    evals["source_run_id"] = tables.source_runs(evals, train)
     evals = evals[evals["source_run_id"].isin(train["run_id"])]
     if evals.empty:
         return [_no_data(crit, "no task=eval run has its training run in the experiment")]
@@ -765,11 +756,7 @@ def criterion4(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
 
 def criterion5(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
     crit = CRITERIA[5]
-    train = tables.trained(frame)
-    none = train[train["attention"] == "none"]
-    cbam = tables.restrict(
-        train[train["attention"] == "cbam"], {"fusion": "original", "residual": "original"}
-    )
+    none, cbam = _none_and_cbam(frame)
     if none.empty or cbam.empty:
         return [_no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
     both = pd.concat([none, cbam])

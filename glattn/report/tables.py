@@ -463,7 +463,7 @@ def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
     """Cross-data-set: trained on HAM10000, holdout test vs ISIC 2018 official test."""
     evals = runs[runs["task"] == "eval"].copy()
     train = trained(runs)
-    evals["source_run_id"] = _source_runs(evals, train)
+    evals["source_run_id"] = source_runs(evals, train)
     used = train["run_id"].isin(evals["source_run_id"])
     sources = train[used | (train["dataset"] == "ham10000")]
     if evals.empty or sources.empty:
@@ -528,12 +528,12 @@ def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
     return table
 
 
-def _source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
+def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     """Each eval run's training run: its source_run_id tag, else the training run with the
     same model factors and seed (the latest one, on another data set than the eval's)."""
     model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
-    out = evals["source_run_id"].copy()
-    for idx in evals.index[evals["source_run_id"].isna()]:
+    out = evals["source_run_id"].where(evals["source_run_id"].fillna("").astype(bool), None)
+    for idx in evals.index[out.isna()]:
         ev = evals.loc[idx]
         cand = train[
             (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
