@@ -127,6 +127,8 @@ def _train(job: Job) -> dict:
     F.seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     rt = F.make_runtime(cfg.trainer)
     data = build_data(cfg, job.run_dir)
+    rt.augment = data.augmenter()  # dataset.augment=device: batched on rt.device, else None
+    job.tracker.log_artifact(data.save_preview(job.run_dir / "augment_preview.png"))
     if data.val is None:
         raise ConfigError(
             f"dataset {cfg.dataset.name!r} has no validation split (dataset.val_fraction="
@@ -160,6 +162,7 @@ def _train(job: Job) -> dict:
         run_id=job.tracker.run_id,
         choices=choices,
         train_counts=list(data.train_counts),
+        stateful={"augment": rt.augment} if rt.augment is not None else {},
     )
     if kind in ("resume", "finished"):
         loop.restore(ckpt)

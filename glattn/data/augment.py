@@ -270,10 +270,11 @@ def preview_grid(
     dataset, image_size: int, augment: str, rows: int = 4, draws: int = 5, seed: int = 0
 ):
     """uint8 (H, W, 3) image: `rows` training images (spread over the split), each as the
-    evaluation view (centre crop) and then `draws` augmented versions (tiles of at least
-    96 px: small inputs enlarged, nearest neighbour), as the run's
+    evaluation view (centre crop) and then `draws` augmented versions (tiles of 96-128 px:
+    small inputs enlarged, nearest neighbour; large ones shrunk), as the run's
     `augment` mode ("device" | "cpu") draws them. Uses its own random numbers (a fresh
     generator, or a forked global RNG for "cpu"): the run's streams are not advanced."""
+    from torchvision.transforms import v2
     from torchvision.utils import make_grid
 
     from glattn.data.transforms import eval_transform
@@ -298,6 +299,8 @@ def preview_grid(
     zoom = -(-96 // size)  # small inputs (debug=smoke: 32 px) are enlarged to >= 96 px
     if zoom > 1:
         tiles = tiles.repeat_interleave(zoom, dim=-2).repeat_interleave(zoom, dim=-1)
+    elif size > 128:  # large ones shrunk to 128 px: a few hundred KB, not megabytes a run
+        tiles = v2.functional.resize(tiles, [128, 128], antialias=True)
     grid = make_grid(tiles, nrow=draws + 1, padding=2, pad_value=255)
     return grid.permute(1, 2, 0).contiguous().numpy()
 
