@@ -99,7 +99,7 @@ def test_finished_sweep_runs_meet_the_disk_target_and_print_the_ui_command(swept
     """Issue 10: a finished job keeps one copy of its best weights (the MLflow artifact) and
     nothing else of size: run folder + checkpoint folder + artifacts <= 1.2 x fp32 + 5 MB."""
     out, first = swept
-    (sweep,) = sweep_dirs(out)
+    sweep = sweep_dirs(out)[0]  # the fixture's sweep (other tests of this module add more)
     _, jobs = _runs(out)
 
     def size(folder):
@@ -108,6 +108,8 @@ def test_finished_sweep_runs_meet_the_disk_target_and_print_the_ui_command(swept
     job_dirs = {
         json.loads(s.read_text())["fingerprint"]: s.parent for s in sweep.glob("*/status.json")
     }
+    jobs = [r for r in jobs if r.data.tags["fingerprint"] in job_dirs]
+    assert len(jobs) == 4
     for run in jobs:
         fp = run.data.tags["fingerprint"]
         ckpt_dir = out / "checkpoints" / fp
