@@ -289,6 +289,9 @@ def print_plan(sweeper, jobs: list[list[str]]) -> list:
     cfg = sweeper.config
     sweep_name = str(OmegaConf.select(cfg, "tracking.experiment", default="sweep"))
     print(format_plan(plans, info, sweep_name), flush=True)
+    from glattn.sweep.schedule import makespan_line  # costliest first vs the given order
+
+    print(makespan_line(plans, cfg), flush=True)
     summary = os.environ.get("GLATTN_PLAN_SUMMARY")
     if summary:
         with open(summary, "a") as f:

@@ -101,7 +101,9 @@ def _fmt(value: float, unit: str) -> str:
         from glattn.sweep.plan import _fmt_s
 
         return _fmt_s(value)
-    return f"{value:.3g} PFLOP"
+    from glattn.sweep.plan import _fmt_pflop
+
+    return f"{_fmt_pflop(value)} PFLOP"
 
 
 def lpt_jobs(owner, jobs: Sequence[Sequence[str]]) -> list[int]:
