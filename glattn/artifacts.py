@@ -70,15 +70,28 @@ def plot_curves(path: Path, history: list[dict]) -> Path:
     return path
 
 
+def official_rules(cfg: DictConfig, result: dict, image_ids, class_names) -> dict:
+    """On an ISIC 2018 official set: every metric with the official scorer's weights and,
+    as ``official_frame``, the probability table with one row per ground-truth row
+    (glattn.metrics.official_result); any other split comes back unchanged."""
+    from glattn.metrics import official_result
+
+    result, frame = official_result(cfg.dataset, result, image_ids, class_names)
+    return result if frame is None else {**result, "official_frame": frame}
+
+
 def split_report(run_dir: Path, prefix: str, result: dict, image_ids, class_names) -> list:
     """Probabilities CSV, per-class report CSV and confusion PNG for one evaluated split."""
     name = prefix.replace("/", "_")
     report = per_class_report(result, class_names)
     report.to_csv(run_dir / f"{name}_per_class_report.csv", index=False)
+    probabilities = run_dir / f"{name}_probabilities.csv"
+    if result.get("official_frame") is not None:  # see official_rules
+        result["official_frame"].to_csv(probabilities, index=False, float_format="%.6f")
     return [
-        save_probabilities(
-            run_dir / f"{name}_probabilities.csv", image_ids, result["probs"], class_names
-        ),
+        probabilities
+        if result.get("official_frame") is not None
+        else save_probabilities(probabilities, image_ids, result["probs"], class_names),
         run_dir / f"{name}_per_class_report.csv",
         plot_confusion(
             run_dir / f"{name}_confusion_matrix.png",

@@ -56,7 +56,9 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- validation
 def config_errors(cfg: DictConfig) -> list[str]:
     """Every bad scalar value, as ``key=value: expected ...`` lines (empty: all good)."""
-    errors: list[str] = []
+    from glattn.schema import unknown_keys  # e.g. +trainer.epochs=3, which Hydra lets through
+
+    errors: list[str] = unknown_keys(cfg)
 
     def get(key):
         return OmegaConf.select(cfg, key, throw_on_missing=False)

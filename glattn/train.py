@@ -344,6 +344,7 @@ def _finish(loop: F.Loop, data, model, best: dict) -> dict:
     files = A.split_report(run_dir, "val", val, data.val.image_ids, names)
     if data.test is not None and loop.loaders.get("test") is not None:
         test = evaluate(loop.model, loop.loaders["test"], loop.loss_fn, loop.rt, names)
+        test = A.official_rules(cfg, test, data.test.image_ids, names)
         metrics.update(A.split_metrics("test", test, names))
         files += A.split_report(run_dir, "test", test, data.test.image_ids, names)
         log.info("test (holdout): balanced_acc %.4f, auc %.4f", test["balanced_acc"], test["auc"])
@@ -428,6 +429,7 @@ def _evaluate(job: Job) -> dict:
     train_counts = ckpt.get("train_counts") or [1] * len(data.class_names)
     loss_fn = build_loss(train_cfg.loss, train_counts).to(rt.device)
     result = evaluate(model, loaders[split_name], loss_fn, rt, data.class_names)
+    result = A.official_rules(cfg, result, dataset.image_ids, data.class_names)
     names = tuple(data.class_names)
     metrics = A.split_metrics("eval", result, names)
     files = A.split_report(job.run_dir, "eval", result, dataset.image_ids, names)

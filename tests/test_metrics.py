@@ -221,3 +221,43 @@ def test_official_test_metrics_equal_the_official_scorer(tmp_path, monkeypatch):
                 truth_csv, csv, scoring.ClassificationMetric(metric)
             )
             assert official[key] == pytest.approx(score.overall, abs=1e-6), (drop, key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("drop_test_image", [True, False], ids=["image_missing", "present"])
+def test_a_run_on_the_official_test_set_scores_as_the_official_scorer(tmp_path, drop_test_image):
+    """End to end: a training run whose test split is ISIC 2018's official test set writes
+    every ground-truth row and logs the scorer's balanced accuracy and AUC."""
+    from conftest import compose_cfg
+
+    from glattn.data.testing import make_isic2018
+    from glattn.train import main
+
+    make_isic2018(tmp_path / "data", drop_test_image=drop_test_image, lesions_per_class=4)
+    truth_csv = tmp_path / "data" / "ISIC2018_Task3_Test_GroundTruth.csv"
+    pd.read_csv(truth_csv).sort_values("image").to_csv(truth_csv, index=False)  # as the real
+    overrides = [
+        "debug=smoke",
+        "dataset=isic2018",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.eval_split=official_test",
+        "dataset.val_fraction=0.25",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "tracking=none",
+        "trainer.gradcam_per_class=0",
+    ]
+    metrics = main(compose_cfg(*overrides))
+    (csv,) = (tmp_path / "out").rglob("test_probabilities.csv")
+    frame = pd.read_csv(csv)
+    assert frame["image"].tolist() == pd.read_csv(truth_csv)["image"].tolist()
+    reference = _scorer_rule(truth_csv, csv)
+    assert metrics["test/balanced_acc"] == pytest.approx(reference["balanced_acc"], abs=1e-6)
+    assert metrics["test/auc"] == pytest.approx(reference["auc"], abs=1e-5)
+    # task=eval of the trained checkpoint on the same set: the same rules
+    (ckpt,) = (tmp_path / "out" / "checkpoints").rglob("best.pt")
+    evaluated = main(compose_cfg(*overrides, "task=eval", f"ckpt_path={ckpt}"))
+    (csv,) = (tmp_path / "out").rglob("eval_probabilities.csv")
+    assert pd.read_csv(csv)["image"].tolist() == pd.read_csv(truth_csv)["image"].tolist()
+    reference = _scorer_rule(truth_csv, csv)
+    assert evaluated["eval/balanced_acc"] == pytest.approx(reference["balanced_acc"], abs=1e-6)
+    assert evaluated["eval/auc"] == pytest.approx(reference["auc"], abs=1e-5)

@@ -105,3 +105,16 @@ def test_debug_presets_compose_with_every_data_set():
         assert ("num_images" in cfg.dataset) == (dataset == "synthetic")
     assert compose_cfg("debug=smoke").dataset.num_images == 210
     assert compose_cfg("debug=smoke", "dataset.num_images=300").dataset.num_images == 300
+
+
+def test_an_added_unknown_key_fails_the_config_check_before_any_work(tmp_path):
+    from glattn.config import ConfigError, config_errors, validate_config
+
+    cfg = compose_cfg("debug=smoke", "+trainer.epochs=3", f"paths.output_dir={tmp_path}")
+    assert any(
+        e.startswith("trainer.epochs: unknown key (did you mean trainer.max_epochs?")
+        for e in config_errors(cfg)
+    )
+    with pytest.raises(ConfigError, match="trainer.epochs"):
+        validate_config(cfg)
+    assert not any(tmp_path.iterdir())
