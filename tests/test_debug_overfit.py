@@ -16,6 +16,13 @@ def test_overfit_preset_is_a_few_batches_for_many_epochs(tmp_path):
     assert cfg.dataset.sampler == "none" and cfg.dataset.test_fraction == 0
 
 
+def test_overfit_preset_composes_with_a_real_data_set(tmp_path):
+    """Its synthetic-only keys live in conf/debug_dataset/overfit_synthetic.yaml."""
+    cfg = compose_cfg("debug=overfit", "dataset=ham10000", f"dataset.root={tmp_path}")
+    assert cfg.dataset.name == "ham10000" and "num_images" not in cfg.dataset
+    assert cfg.trainer.max_epochs >= 50 and cfg.dataset.image_size == 32
+
+
 @pytest.mark.slow
 def test_overfit_train_accuracy_approaches_100_percent(tmp_path, one_thread):
     from glattn.train import main
