@@ -256,3 +256,17 @@ def test_loaders_and_preview_grid(tmp_path, mode):
     first, second = grid[2:98, 2:98], grid[2:98, 100:196]  # evaluation view, one draw
     assert not np.array_equal(first, second)
     assert math.isfinite(grid.mean())
+
+
+def test_augment_none_trains_on_the_evaluation_view(tmp_path):
+    """dataset.augment=none (debug=overfit): every epoch sees the same fixed images."""
+    from glattn.data import build_data
+    from glattn.data.testing import data_cfg, make_ham10000
+
+    make_ham10000(tmp_path / "data")
+    data = build_data(data_cfg(tmp_path, image_size=16, augment="none", sampler="none"))
+    assert data.augmenter() is None
+    first = data.train[0][0]
+    assert torch.equal(first, data.train[0][0])  # no random transform
+    raw = data.train.slices()[0][0]  # the cache row, (3, R, R) uint8
+    assert torch.equal(first, data.val.transform(raw))  # the evaluation view

@@ -68,7 +68,8 @@ class DataBundle:
         val/test: in order. Defaults come from cfg.dataset; `seed` seeds the draw order.
         augment="device": the train loader yields raw uint8 (B, 3, R, R) cache slices, one
         slice per batch, for `augmenter()` to transform on the training device;
-        "cpu": per-image train_transform in the workers (uint8 (B, 3, S, S)). Default:
+        "cpu": per-image train_transform in the workers (uint8 (B, 3, S, S)); "none": the
+        eval transform for training images too (dataset.augment=none). Default:
         dataset.augment once `augmenter()` has been called (the training job does it
         first), else "cpu"."""
         workers = self.options.num_workers if num_workers is None else num_workers
@@ -199,7 +200,8 @@ def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
     for name in ("train", "val", "test"):
         part = frame[frame["split"] == name]
         if len(part):
-            tf = train_transform(o.image_size) if name == "train" else eval_transform(o.image_size)
+            augmented = name == "train" and o.augment != "none"
+            tf = train_transform(o.image_size) if augmented else eval_transform(o.image_size)
             sets[name] = LesionDataset(
                 source, part["row"], part["image_id"], part["label"], tf, name
             )

@@ -12,7 +12,9 @@ from glattn.data.errors import DataError
 
 SAMPLERS = ("weighted", "none")
 EVAL_SPLITS = ("holdout", "official_val", "official_test")
-AUGMENTS = ("device", "cpu")  # training augmentation: batched on the device | per image (workers)
+# training augmentation: batched on the device | per image (workers) | none (the eval
+# transform, e.g. debug=overfit: can the model fit a few fixed images at all?)
+AUGMENTS = ("device", "cpu", "none")
 
 
 @dataclass(frozen=True)
