@@ -28,6 +28,20 @@ def compose_cfg(*overrides: str, return_hydra_config: bool = False):
         )
 
 
+def smoke_cfg(out: Path, *overrides: str, hydra: bool = False):
+    """`debug=smoke` writing under `out` (as `python run.py debug=smoke ...` would)."""
+    return compose_cfg(
+        "debug=smoke", f"paths.output_dir={out}", *overrides, return_hydra_config=hydra
+    )
+
+
+def store_client(out: Path):
+    """An MlflowClient on `out`'s embedded store (outputs/mlflow.db)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+
+
 @pytest.fixture(name="compose")
 def compose_fixture():
     """The compose_cfg function as a fixture."""

@@ -15,11 +15,9 @@
 import logging
 from pathlib import Path
 
+import conftest
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 import glattn
@@ -27,24 +25,16 @@ from glattn.checkpoint import TRAINING_STATE, checkpoint_dir, load_checkpoint
 from glattn.config import GROUPS, ConfigError, config_fingerprint, group_choices
 from glattn.train import main, run_name
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MB = 2**20
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smoke_cfg(out: Path, *overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(
-            "config",
-            overrides=["debug=smoke", f"paths.output_dir={out}", *overrides],
-            return_hydra_config=True,
-        )
+    return conftest.smoke_cfg(out, *overrides, hydra=True)
 
 
-def store(out: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+store = conftest.store_client
 
 
 def only_run(out: Path, experiment: str = "glattn"):

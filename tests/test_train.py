@@ -8,8 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import smoke_cfg, store_client
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from mlflow.tracking import MlflowClient
@@ -19,25 +18,13 @@ from glattn.data import CLASS_NAMES
 from glattn.engine import NonFiniteLossError
 from glattn.train import ConfigError, main
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 CLASSES = CLASS_NAMES
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def smoke_cfg(out: Path, *overrides: str, hydra: bool = False):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(
-            "config",
-            overrides=["debug=smoke", f"paths.output_dir={out}", *overrides],
-            return_hydra_config=hydra,
-        )
-
-
-def client(out: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+client = store_client
 
 
 def runs(out: Path, experiment: str = "glattn"):
