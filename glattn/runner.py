@@ -192,6 +192,14 @@ def mask_run_folder(run_dir: Path, secrets: set[str]) -> None:
             os.replace(tmp, path)
 
 
+def mask_hydra_output() -> None:
+    """Hydra wrote the job's ``.hydra/`` before the task began: mask it first, before any
+    check can refuse the config (a refused run folder must not keep a secret either)."""
+    hc = hydra_config()
+    if hc is not None:
+        mask_run_folder(Path(hc.runtime.output_dir), secret_values(_raw_overrides()))
+
+
 # ----------------------------------------------------------------------------- signals
 @contextmanager
 def interrupt_on_signals():
@@ -223,6 +231,7 @@ def run_job(
     preflight: Callable[[DictConfig], dict] | None = None,
 ) -> dict:
     """Check, lock, find or create the run, run ``body(job)``, record the outcome."""
+    mask_hydra_output()
     try:
         check_config(cfg)
         context = preflight(cfg) if preflight else {}

@@ -35,6 +35,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from glattn.secrets import is_secret_key
+
 log = logging.getLogger(__name__)
 
 
@@ -165,6 +167,15 @@ def _unknown(node: DictConfig, path: str) -> list[str]:
     errors = []
     for key in node.keys():
         if key in valid:
+            continue
+        if is_secret_key(key):  # masked wherever glattn writes it (glattn.secrets), not a typo
+            log.warning(
+                "%s.%s looks like a credential: glattn reads none from the config; MLflow reads "
+                "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD / MLFLOW_TRACKING_TOKEN "
+                "from the environment",
+                path,
+                key,
+            )
             continue
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
         hint = f"did you mean {path}.{close[0]}? " if close else ""

@@ -38,7 +38,7 @@ from glattn.engine import evaluate
 from glattn.losses import build_loss
 from glattn.metrics import SCALAR_METRICS
 from glattn.optim import build_optimizer, build_scheduler
-from glattn.runner import Job, check_model, run_job
+from glattn.runner import Job, check_model, mask_hydra_output, run_job
 from glattn.tracking import finished_job_run, git_commit, ui_command
 from glattn.tracking.names import (
     CHOICE_PARAM_PREFIX,
@@ -56,6 +56,7 @@ __all__ = ["ConfigError", "evaluate_checkpoint", "main", "train"]
 
 def main(cfg: DictConfig) -> dict:
     """run.py's task: ``task=train`` trains, ``task=eval`` evaluates ``ckpt_path``."""
+    mask_hydra_output()
     validate_config(cfg)
     return evaluate_checkpoint(cfg) if cfg.task == "eval" else train(cfg)
 

@@ -136,7 +136,7 @@ SECRET_OVERRIDES = [
     f"+tracking.api_key={SECRETS['tracking']}",
     f"+dataset.access_token={SECRETS['dataset']}",
     f"+db_password={SECRETS['root']}",
-    "+tracking.server=http://me:sekr3t-uri@example.org/",
+    "+mirror=http://me:sekr3t-uri@example.org/",  # a user:password@ URI under any key
 ]
 
 
@@ -168,6 +168,16 @@ def test_no_secret_in_clear_anywhere(tmp_path, multirun):
         assert {"config_resolved.yaml", "hydra", "checkpoints"} <= names
     assert list(out.rglob(".hydra/config.yaml")) and list(out.rglob("best.pt"))
     assert _found(out) == []  # the database, artifacts, checkpoints, .hydra/, logs
+
+
+def test_refused_config_leaves_no_secret_in_its_run_folder(tmp_path):
+    """Hydra writes .hydra/ before the job starts; a config refused at once is masked too."""
+    out = tmp_path / "out"
+    proc = run_py("debug=smoke", f"paths.output_dir={out}", "+trainer.epochs=3", *SECRET_OVERRIDES)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "did you mean trainer.max_epochs?" in output, output
+    assert list(out.rglob(".hydra/overrides.yaml"))
+    assert _found(out) == [] and "sekr3t" not in output
 
 
 def test_user_error_is_one_message_without_traceback(tmp_path):

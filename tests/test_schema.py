@@ -64,6 +64,16 @@ def test_an_added_unknown_key_is_an_error_naming_the_closest_valid_key(overrides
         schema.check_keys(cfg)
 
 
+def test_an_added_credential_key_is_not_a_typo_but_a_warning(caplog):
+    """`+tracking.api_key=...` (issue 9): masked wherever glattn writes it, and the warning
+    says where credentials belong; a non-credential key stays an error."""
+    cfg = compose_cfg("+tracking.api_key=abc123", "+dataset.access_token=xyz789")
+    with caplog.at_level("WARNING", logger="glattn.schema"):
+        assert schema.unknown_keys(cfg) == []
+    assert "MLFLOW_TRACKING_TOKEN" in caplog.text and "abc123" not in caplog.text
+    assert schema.unknown_keys(compose_cfg("+tracking.server=x"))
+
+
 def test_synthetic_keys_exist_only_for_the_synthetic_set():
     assert schema.unknown_keys(compose_cfg("dataset.num_images=300")) == []
     with pytest.raises(ConfigCompositionException, match="dataset.num_images"):
