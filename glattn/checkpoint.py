@@ -38,6 +38,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from glattn.config import ConfigError, config_fingerprint
+from glattn.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,11 @@ BEST_ARTIFACT = "checkpoints/best.pt"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file cannot be used; the message names the file and what to do."""
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(UserError, RuntimeError):
     """Another process trains (or evaluates) the same config fingerprint right now."""
 
 
@@ -83,8 +84,41 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
     return stale
 
 
+#: the first bytes of a file torch.save writes: a zip archive (torch >= 1.6), or the legacy
+#: format, a pickle (protocol 2+) whose first object is torch's magic number
+ZIP_MAGIC = b"PK\x03\x04"
+LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _kind_of_file(path: Path) -> str:
+    """``zip`` | ``legacy`` | ``empty`` | ``other``, from the file's first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "empty"
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head[:1] == b"\x80" and LEGACY_MAGIC in head:
+        return "legacy"
+    return "other"
+
+
+def _safe_load_reason(exc: BaseException) -> str:
+    """The one line of torch's refusal that names the object (``Unsupported global: GLOBAL
+    x.Y``), without torch's advice to retry with weights_only=False."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if "Unsupported" in line or "WeightsUnpickler error:" in line and line[-1:] != ":":
+            reason = line.split("WeightsUnpickler error:", 1)[-1].strip()
+            return reason.split(" was not an allowed global")[0]
+    return type(exc).__name__
+
+
 def load_checkpoint(path: str | Path, fix: str | None = None) -> dict:
-    """``torch.load(path, weights_only=True)`` with one clear error naming the file.
+    """``torch.load(path, weights_only=True)`` with one clear error naming the file and what
+    is true of it: no such file, not a PyTorch checkpoint at all, truncated or corrupt, or a
+    checkpoint holding objects a safe load refuses (only then is ``weights_only`` named; a
+    file glattn did not write is never to be loaded with ``weights_only=False``).
 
     ``fix``: what the user should do when it cannot be read (default: delete the file or
     start fresh with ``trainer.resume=false``).
@@ -93,20 +127,30 @@ def load_checkpoint(path: str | Path, fix: str | None = None) -> dict:
     fix = fix or f"delete {path} or start fresh with trainer.resume=false"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    kind = _kind_of_file(path)
+    if kind == "empty":
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): truncated; {fix}")
+    if kind == "other":
+        raise CheckpointError(
+            f"not a PyTorch checkpoint: {path} ({path.stat().st_size} bytes) is neither a "
+            f"torch.save zip archive nor torch's legacy format; {fix}"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused an object
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except pickle.UnpicklingError as exc:  # a readable pickle, with an object refused
+        if kind == "zip" and not zipfile.is_zipfile(path):
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated; {fix}") from None
         raise CheckpointError(
             f"checkpoint {path} holds objects that a safe load (weights_only=True) refuses "
-            f"({first}); it was not written by glattn. Only load it if you trust it; "
-            f"otherwise {fix}"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+            f"({_safe_load_reason(exc)}): glattn did not write it, and glattn loads only "
+            f"tensors and plain values. Re-save its state_dict with torch.save from the code "
+            f"that made it, or {fix}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {first}); {fix}"
-        ) from exc
+        ) from None
 
 
 def slim(ckpt: dict) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from glattn.errors import UserError
 from glattn.secrets import mask_container, mask_override
 
 EPOCH_METRICS = ("val/loss", "val/acc", "val/balanced_acc", "val/macro_f1", "val/auc")
@@ -49,7 +50,7 @@ FINGERPRINT_IGNORE = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value is invalid; the message names the key, the value and what is allowed."""
 
 

@@ -25,12 +25,13 @@ import torch
 from torch import nn
 
 from glattn.data.transforms import normalize
+from glattn.errors import UserError
 from glattn.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or inf; the run stops and is marked FAILED."""
 
 

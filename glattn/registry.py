@@ -25,6 +25,8 @@ from importlib import metadata
 
 from omegaconf import OmegaConf
 
+from glattn.errors import UserError
+
 log = logging.getLogger(__name__)
 
 PLUGIN_GROUP = "glattn.plugins"
@@ -44,7 +46,7 @@ GROUP_MODULES = {
 _ALL: dict[str, Registry] = {}
 
 
-class ContractError(ValueError):
+class ContractError(UserError, ValueError):
     """A registered component breaks its family's constructor/forward contract."""
 
 

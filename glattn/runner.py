@@ -34,13 +34,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from glattn import optim
-from glattn.checkpoint import (
-    CheckpointError,
-    CheckpointLock,
-    RunLockedError,
-    checkpoint_dir,
-    remove_stale_tmp,
-)
+from glattn.checkpoint import CheckpointLock, checkpoint_dir, remove_stale_tmp
 from glattn.config import (
     ConfigError,
     config_errors,
@@ -51,9 +45,8 @@ from glattn.config import (
     resolved_config,
 )
 from glattn.data.errors import DataError
-from glattn.engine import NonFiniteLossError
+from glattn.errors import UserError
 from glattn.logging_utils import setup_logging
-from glattn.registry import ContractError
 from glattn.secrets import install_log_filter, mask_text, secret_values
 from glattn.sweep import protocol
 from glattn.tracking import Tracker, flatten_config, job_runs, make_tracker
@@ -64,18 +57,13 @@ log = logging.getLogger(__name__)
 class JobInterrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT) arrived: the job stops, its run ends KILLED."""
 
+    reported: bool = True  # raised inside the job only, which logs the KILLED line
+
 
 #: Seconds a job waits for another process holding its fingerprint's lock, then refuses.
 LOCK_WAIT_S = 30.0
-#: Errors a user can act on: one message, no traceback.
-USER_ERRORS = (
-    ConfigError,
-    ContractError,
-    DataError,
-    CheckpointError,
-    RunLockedError,
-    NonFiniteLossError,
-)
+#: Errors a user can act on: one message, no traceback (every family subclasses UserError).
+USER_ERRORS = (UserError,)
 
 
 @dataclass
@@ -242,7 +230,7 @@ def run_job(
             raise ConfigError(f"the config does not resolve: {exc}") from exc
     except USER_ERRORS as exc:  # before any work: one message (and status.json in a sweep)
         log.error("%s: %s", task, mask_text(str(exc), secret_values(_raw_overrides())))
-        exc._glattn_reported = True
+        exc.mark_reported()
         hc = hydra_config()
         if hc is not None and is_multirun():
             protocol.write_status(hc.runtime.output_dir, "failed", f"{type(exc).__name__}: {exc}")
@@ -345,7 +333,8 @@ def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
         log.error("%s failed: %s", job.task, message)
     else:
         log.error("%s failed:\n%s", job.task, traceback.format_exc())
-    exc._glattn_reported = True  # logged: the CLI adds nothing
+    if isinstance(exc, UserError):
+        exc.mark_reported()  # logged: the CLI adds nothing
     try:
         job.tracker.end("KILLED" if interrupted else "FAILED", error=message)
     except Exception as end_exc:  # never hide the original error
@@ -362,7 +351,7 @@ def cli_exit(exc: BaseException) -> None:
         raise exc
     if not (interrupted or isinstance(exc, USER_ERRORS)):
         raise exc
-    if not getattr(exc, "_glattn_reported", False):
+    if isinstance(exc, UserError) and not exc.reported:  # an interrupt's KILLED line is logged
         print(f"Error: {exc}", file=sys.stderr, flush=True)
     code = 1
     if interrupted:

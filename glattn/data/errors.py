@@ -1,5 +1,7 @@
 """The single exception type for bad data-set input (raised before any training starts)."""
 
+from glattn.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Bad data-set input: the message names the path/row/key and what was expected."""
