@@ -49,6 +49,7 @@ class JobPlan:
     max_epochs: int | None = None
     pflop: float | None = None
     disk_bytes: float | None = None
+    batch_size: int | None = None  # trainer.batch_size (jobs_per_gpu=auto's probe target)
 
 
 def _job_config(sweeper, overrides, num):
@@ -85,6 +86,7 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
                 plan.fingerprint = config_fingerprint(task_cfg)
                 plan.key = _reference_key(task_cfg, dict(cfg.hydra.runtime.choices))
                 plan.max_epochs = OmegaConf.select(task_cfg, "trainer.max_epochs", default=None)
+                plan.batch_size = OmegaConf.select(task_cfg, "trainer.batch_size", default=None)
                 plan.pflop, plan.disk_bytes = _compute_cost(task_cfg, flops_cache)
                 if client is not None and not rerun:
                     from glattn.tracking import find_finished_run

@@ -2,10 +2,12 @@
 
 ``submitit_local`` is not a scheduler: it gives every job CUDA_VISIBLE_DEVICES=0..n-1 and
 starts all jobs at once (DESIGN.md section 4). This launcher keeps a pool of slots,
-``jobs_per_gpu`` per GPU, starts each job as a subprocess pinned to its GPU through
-CUDA_VISIBLE_DEVICES (so the pinning is real: the job sees only its GPU as ``cuda:0``),
-and starts the next job as soon as a slot frees. Without GPUs it runs ``n_jobs`` CPU jobs at
-once and splits the cores between them (OMP_NUM_THREADS / MKL_NUM_THREADS).
+``jobs_per_gpu`` per GPU (``auto``, the default: as many as fit the GPU's free memory and
+the CPU cores, glattn.sweep.packing; printed with its reason), starts each job as a
+subprocess pinned to its GPU through CUDA_VISIBLE_DEVICES (so the pinning is real: the job
+sees only its GPU as ``cuda:0``), and starts the next job as soon as a slot frees. Without
+GPUs it runs ``n_jobs`` CPU jobs at once and splits the cores between them
+(OMP_NUM_THREADS / MKL_NUM_THREADS).
 
 Each job is pickled (cloudpickle, as submitit does) with Hydra's context and singleton state
 into ``<sweep dir>/.local_gpus/<num>/job.pkl`` and run by ``_worker.py`` through Hydra's own
@@ -43,7 +45,7 @@ KILL_WAIT_S = 30  # seconds an interrupted job gets between SIGTERM and SIGKILL
 class LocalGpusConf:
     _target_: str = "hydra_plugins.glattn_local_gpus.local_gpus_launcher.LocalGpusLauncher"
     gpus: Any | None = None  # null: visible GPUs; []: CPU only; [0, 1] or "0,1": these ids
-    jobs_per_gpu: int = 1
+    jobs_per_gpu: Any = "auto"  # "auto" (glattn.sweep.packing) or an integer >= 1
     n_jobs: int | None = None  # CPU: parallel jobs (default 1); GPU: optional cap
     threads_per_job: int | None = None  # default: CPU cores // parallel jobs
     poll_s: float = 0.2
@@ -84,19 +86,22 @@ class LocalGpusLauncher(Launcher):
     def __init__(
         self,
         gpus: Any = None,
-        jobs_per_gpu: int = 1,
+        jobs_per_gpu: int | str = "auto",
         n_jobs: int | None = None,
         threads_per_job: int | None = None,
         poll_s: float = 0.2,
         order: str = "lpt",
     ) -> None:
         for key, value in (
-            ("jobs_per_gpu", jobs_per_gpu),
+            ("jobs_per_gpu", None if jobs_per_gpu == "auto" else jobs_per_gpu),
             ("n_jobs", n_jobs),
             ("threads_per_job", threads_per_job),
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"hydra.launcher.{key}={value!r}: expected an integer >= 1")
+                raise ValueError(
+                    f"hydra.launcher.{key}={value!r}: expected an integer >= 1"
+                    + (" or auto" if key == "jobs_per_gpu" else "")
+                )
         if order not in ("lpt", "given"):
             raise ValueError(f"hydra.launcher.order={order!r}: expected 'lpt' or 'given'")
         self.order = order
@@ -120,7 +125,8 @@ class LocalGpusLauncher(Launcher):
         """One entry per job that may run at once: a GPU id, or None for a CPU slot."""
         gpus = visible_gpus() if self.gpus is None else self.gpus
         if gpus:
-            slots = [g for _ in range(self.jobs_per_gpu) for g in gpus]  # spread over GPUs
+            per_gpu = 1 if self.jobs_per_gpu == "auto" else self.jobs_per_gpu  # until decided
+            slots = [g for _ in range(per_gpu) for g in gpus]  # spread over GPUs
             return slots[: self.n_jobs] if self.n_jobs else slots
         return [None] * (self.n_jobs or 1)
 
@@ -150,6 +156,7 @@ class LocalGpusLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         work = sweep_dir / ".local_gpus"
         work.mkdir(parents=True, exist_ok=True)
+        self._decide_jobs_per_gpu(job_overrides)
         slots = self.slots()
         kind = "GPU " + ",".join(sorted(set(map(str, slots)))) if slots[0] is not None else "CPU"
         log.info(f"Launching {len(job_overrides)} jobs, at most {len(slots)} at once ({kind})")
@@ -220,6 +227,19 @@ class LocalGpusLauncher(Launcher):
                     proc.wait()
                 (work / str(num) / "job.pkl").unlink(missing_ok=True)
         return [results[initial_job_idx + i] for i in range(len(job_overrides))]
+
+    def _decide_jobs_per_gpu(self, job_overrides: Sequence[Sequence[str]]) -> None:
+        """jobs_per_gpu=auto on GPUs: choose once per launch (glattn.sweep.packing), print
+        the choice and its reason; then jobs_per_gpu is that number."""
+        gpus = visible_gpus() if self.gpus is None else self.gpus
+        if self.jobs_per_gpu != "auto" or not gpus:
+            return
+        from glattn.sweep.packing import choose
+
+        decision = choose(self, job_overrides, gpus)
+        self.jobs_per_gpu = decision.jobs_per_gpu
+        log.info(decision.line())
+        print(f"[glattn] {decision.line()}", flush=True)
 
     @staticmethod
     def _collect(job_dir: Path, returncode: int, overrides: Sequence[str]) -> JobReturn:

@@ -1,0 +1,325 @@
+"""``hydra.launcher.jobs_per_gpu=auto``: how many jobs share each GPU.
+
+One job of this grid cannot keep a large GPU busy on its own (issue 16: on an H200 one
+resnet18 + GLSA job with the real loader trained 1,469 img/s, two jobs 4,614 in all, four
+5,477), so the local_gpus launcher packs several jobs per GPU. The choice is the largest
+number that fits both limits:
+
+    memory: k_mem = floor(HEADROOM x free GPU memory / (per-job peak + CUDA_CONTEXT_BYTES))
+    CPU:    k_cpu = floor(CPU cores / (GPUs x CORES_PER_JOB))   (main process + 2 workers)
+    k = clamp(min(k_mem, k_cpu), 1, MAX_JOBS)
+
+so k jobs never need more than the GPU's free memory (the peak is the caching
+allocator's reserved memory of a measured probe, or FINISHED runs' logged
+``perf/peak_mem_mb`` x RESERVED_FACTOR, the allocator's usual overhead over what tensors
+allocate). Where no peak can be measured the choice is 1 (the safe one) and says so.
+
+The per-job peak comes from, in order: the tracking store (FINISHED runs with the same
+backbone, dataset and task as every job still to run: plan mode's references) or a short
+measured probe (``python -m glattn.sweep.packing probe <config.yaml>``: the job's model,
+optimizer and batch size, a few training steps on random device tensors, in a child
+process pinned to the GPU so the launcher itself never holds a CUDA context).
+
+`decide` is pure (tests call it with fake memory figures); the GPU queries sit behind the
+`GpuMemory` seam (`query_gpu_memory`, replaceable by any callable gpu id -> GpuMemory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: fraction of the free memory the jobs may plan to use (fragmentation, cuDNN workspaces)
+HEADROOM = 0.9
+#: memory a process holds on the GPU before its first tensor (CUDA context, cuBLAS/cuDNN)
+CUDA_CONTEXT_BYTES = 1.0 * 2**30
+#: caching allocator's reserved memory over max_memory_allocated (perf/peak_mem_mb)
+RESERVED_FACTOR = 1.25
+#: CPU cores one job needs to feed its GPU share (main process + 2 loader workers); on the
+#: 16-core H200 machine 4 jobs (4 cores each) gave 3.73x one job, 2 jobs 3.14x
+CORES_PER_JOB = 3
+#: more jobs than this per GPU did not pay anywhere measured (and each costs a context)
+MAX_JOBS = 4
+PROBE_STEPS = 3
+PROBE_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """One GPU's memory in bytes: total and free now (other processes' use subtracted)."""
+
+    total: float
+    free: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    jobs_per_gpu: int
+    reason: str
+
+    def line(self) -> str:
+        return f"jobs_per_gpu=auto: {self.jobs_per_gpu} job(s) per GPU ({self.reason})"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def decide(
+    memory: GpuMemory | None,
+    job_peak: float | None,
+    cpu_cores: int,
+    gpus: int,
+    source: str = "measured",
+    max_jobs: int = MAX_JOBS,
+) -> Decision:
+    """The jobs per GPU for a per-job peak of `job_peak` bytes (None: unknown) on GPUs with
+    `memory` (the smallest free memory of the pool), `cpu_cores` cores shared by `gpus`
+    GPUs; see the module docstring. Pure arithmetic, no GPU needed."""
+    if gpus < 1:
+        return Decision(1, "no GPU: CPU slots are hydra.launcher.n_jobs")
+    if memory is None:
+        return Decision(1, "GPU memory unknown (no nvidia-smi or torch.cuda): the safe choice")
+    if job_peak is None or job_peak <= 0:
+        return Decision(1, "no measured peak memory per job: the safe choice")
+    need = job_peak + CUDA_CONTEXT_BYTES
+    usable = HEADROOM * min(memory.free, memory.total)
+    k_mem = int(usable // need)
+    k_cpu = max(1, cpu_cores // (gpus * CORES_PER_JOB))
+    k = max(1, min(k_mem, k_cpu, max_jobs))
+    facts = (
+        f"per job {_gib(job_peak)} peak ({source}) + {_gib(CUDA_CONTEXT_BYTES)} context; "
+        f"{_gib(memory.free)} free of {_gib(memory.total)}, {HEADROOM:.0%} usable: "
+        f"{k_mem} fit; {cpu_cores} CPU cores / ({gpus} GPU x {CORES_PER_JOB}): {k_cpu}"
+    )
+    if k_mem < 1:
+        return Decision(1, f"one job needs more than the usable memory: {facts}")
+    limit = "memory" if k == k_mem else ("CPU cores" if k == k_cpu else f"at most {max_jobs}")
+    return Decision(k, f"limited by {limit}: {facts}")
+
+
+# ----------------------------------------------------------------------------- GPU seam
+def query_gpu_memory(gpu: str) -> GpuMemory | None:
+    """Total and free memory of GPU `gpu` from nvidia-smi (no CUDA context in this
+    process), else from torch.cuda.mem_get_info in a child process; None if neither works."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=memory.total,memory.free", "--format=csv,noheader,nounits"]
+                + ["-i", str(gpu)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.split(",")
+            return GpuMemory(float(out[0]) * 2**20, float(out[1]) * 2**20)
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            pass
+    code = "import json, torch; f, t = torch.cuda.mem_get_info(0); print(json.dumps([t, f]))"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env=dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu)),
+        ).stdout
+        total, free = json.loads(out.strip().splitlines()[-1])
+        return GpuMemory(float(total), float(free))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def pool_memory(gpus: Sequence[str], probe: Callable[[str], GpuMemory | None]):
+    """The smallest free memory among `gpus` (every GPU takes the same k), or None."""
+    found = [probe(g) for g in gpus]
+    if not found or any(m is None for m in found):
+        return None
+    return min(found, key=lambda m: m.free)
+
+
+# ----------------------------------------------------------------------------- peak memory
+#: the parts of a job's config the probe needs (model, optimizer, batch, precision)
+PROBE_KEYS = (
+    "backbone",
+    "glsa",
+    "attention",
+    "fusion",
+    "residual",
+    "dataset",
+    "paths",
+    "trainer",
+    "optimizer",
+)
+
+
+def stored_peak(plans, client) -> float | None:
+    """Bytes: the largest ``perf/peak_mem_mb`` x RESERVED_FACTOR of FINISHED runs whose
+    (backbone, dataset, task) is one of the jobs' to run (plan mode's reference key), when
+    every such key has one; else None (a job without a measurement could need more)."""
+    from glattn.sweep import store
+
+    keys = {p.key for p in plans if p.done_run is None and p.error is None}
+    if client is None or not keys:
+        return None
+    peaks: dict[tuple, float] = {}
+    for run in store.finished_runs(client):
+        tags, value = run.data.tags, run.data.metrics.get("perf/peak_mem_mb")
+        key = (tags.get("backbone"), tags.get("dataset"), tags.get("task", "train"))
+        if value and key in keys:
+            peaks[key] = max(peaks.get(key, 0.0), float(value))
+    if set(peaks) != keys:
+        return None
+    return max(peaks.values()) * 2**20 * RESERVED_FACTOR
+
+
+def probe_target(plans):
+    """The job to probe: the largest compute per epoch and image (plan mode's PFLOP /
+    max_epochs) x batch size, i.e. the biggest model at the biggest batch; None if none."""
+    todo = [p for p in plans if p.done_run is None and p.error is None and p.pflop]
+    if not todo:
+        return None
+    return max(todo, key=lambda p: p.pflop / max(p.max_epochs or 1, 1) * (p.batch_size or 1))
+
+
+def probe_peak(cfg_yaml: Path, gpu: str | None) -> float | None:
+    """Bytes reserved on the GPU by `PROBE_STEPS` training steps of the config in
+    `cfg_yaml`, measured in a child process pinned to `gpu`; None on failure."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="" if gpu is None else str(gpu))
+    cmd = [sys.executable, "-m", "glattn.sweep.packing", "probe", str(cfg_yaml)]
+    try:
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=True
+        )
+        found = json.loads(res.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        log.warning("jobs_per_gpu=auto: the memory probe failed (%s)", e)
+        return None
+    return found.get("reserved")
+
+
+def probe(cfg) -> dict:
+    """`PROBE_STEPS` training steps of `cfg`'s model at its batch size on random tensors
+    (the device's precision and memory format): {"reserved", "allocated"} bytes (None on a
+    CPU), "device". Weights are not loaded (built on the meta device, then allocated)."""
+    import torch
+
+    from glattn.models import build_model
+    from glattn.optim import build_optimizer
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    with torch.device("meta"):
+        model = build_model(cfg)
+    model = model.to_empty(device=device)
+    with torch.no_grad():  # finite values: memory does not depend on them, BatchNorm does
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            t.fill_(1.0 if name.endswith("running_var") else 0.01)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(cfg, model)
+    size, batch = int(cfg.dataset.image_size), int(cfg.trainer.batch_size)
+    x = torch.randn(batch, 3, size, size, device=device)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, int(cfg.dataset.num_classes), (batch,), device=device)
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    for _ in range(PROBE_STEPS):
+        with torch.autocast(device.type, dtype=dtype, enabled=cuda):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if not cuda:
+        return {"reserved": None, "allocated": None, "device": "cpu"}
+    torch.cuda.synchronize()
+    return {
+        "reserved": float(torch.cuda.max_memory_reserved()),
+        "allocated": float(torch.cuda.max_memory_allocated()),
+        "device": torch.cuda.get_device_name(0),
+    }
+
+
+def _write_probe_config(owner, overrides: list[str], num: int, folder: Path) -> Path:
+    """Job `num`'s config (PROBE_KEYS, resolved) as YAML under `folder`."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from glattn.sweep.plan import _job_config
+
+    cfg = _job_config(owner, overrides, num)
+    previous = HydraConfig.instance().cfg
+    try:
+        HydraConfig.instance().set_config(cfg)
+        node = OmegaConf.masked_copy(cfg, [k for k in PROBE_KEYS if k in cfg])
+        text = OmegaConf.to_yaml(node, resolve=True)
+    finally:
+        HydraConfig.instance().cfg = previous
+    path = folder / "probe_config.yaml"
+    path.write_text(text)
+    return path
+
+
+def choose(
+    owner,
+    jobs: Sequence[Sequence[str]],
+    gpus: Sequence[str],
+    memory_probe: Callable[[str], GpuMemory | None] = query_gpu_memory,
+    peak_probe: Callable[[Path, str | None], float | None] = probe_peak,
+    cpu_cores: int | None = None,
+) -> Decision:
+    """jobs_per_gpu for the grid `jobs` on `gpus` (`owner`: the launcher, with
+    ``hydra_context`` and ``config``): free memory from `memory_probe`, the per-job peak
+    from the tracking store, else `peak_probe` of the costliest job (`probe_target`)."""
+    cores = cpu_cores or os.cpu_count() or 1
+    if not gpus:
+        return decide(None, None, cores, 0)
+    memory = pool_memory(gpus, memory_probe)
+    if memory is None:
+        return decide(None, None, cores, len(gpus))
+    try:
+        from glattn.sweep import store
+        from glattn.sweep.plan import build_plan
+
+        plans, _ = build_plan(owner, [list(j) for j in jobs])
+        tracked = store.tracking_enabled(owner.config)
+        client = store.client_for(owner.config, create=False) if tracked else None
+        peak, source = stored_peak(plans, client), "FINISHED runs' perf/peak_mem_mb"
+        target = probe_target(plans) if peak is None else None
+        if target is not None:
+            with tempfile.TemporaryDirectory(prefix="glattn-probe-") as tmp:
+                job = list(jobs[target.num])
+                cfg_yaml = _write_probe_config(owner, job, target.num, Path(tmp))
+                peak = peak_probe(cfg_yaml, gpus[0])
+            source = f"probe of job #{target.num}, {PROBE_STEPS} steps"
+    except Exception as e:  # noqa: BLE001 - packing is an optimisation: 1 is always safe
+        log.warning("jobs_per_gpu=auto: no peak memory (%s: %s)", type(e).__name__, e)
+        peak, source = None, "unknown"
+    return decide(memory, peak, cores, len(gpus), source)
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python -m glattn.sweep.packing probe <config.yaml>``: one JSON line (see probe)."""
+    from omegaconf import OmegaConf
+
+    if len(argv) != 2 or argv[0] != "probe":
+        print("usage: python -m glattn.sweep.packing probe <config.yaml>", file=sys.stderr)
+        return 2
+    print(json.dumps(probe(OmegaConf.load(argv[1]))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,185 @@
+"""hydra.launcher.jobs_per_gpu=auto (glattn.sweep.packing): the decision never exceeds the
+GPU's memory, says why, falls back to 1 when it cannot know; the sweep-level choice probes
+the costliest job (fake GPU probes: no GPU needed) or reads FINISHED runs' peak memory."""
+
+import itertools
+from types import SimpleNamespace
+
+import pytest
+from conftest import CONF_DIR
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import HydraContext
+from omegaconf import OmegaConf
+
+from glattn.sweep import packing as P
+from glattn.sweep.plan import JobPlan
+
+GIB = 2**30
+
+
+def test_decide_fits_memory_cpu_and_the_cap_and_names_the_limit():
+    h200 = P.GpuMemory(139 * GIB, 139 * GIB)
+    d = P.decide(h200, 6 * GIB, cpu_cores=16, gpus=1)
+    assert d.jobs_per_gpu == 4 and "limited by at most 4" in d.reason  # 17 fit, 5 by cores
+    d = P.decide(P.GpuMemory(24 * GIB, 24 * GIB), 8 * GIB, cpu_cores=64, gpus=1)
+    # 0.9 x 24 GiB = 21.6 GiB; (8 + 1) GiB a job: 2 fit
+    assert d.jobs_per_gpu == 2 and "limited by memory" in d.reason and "2 fit" in d.reason
+    d = P.decide(h200, 2 * GIB, cpu_cores=16, gpus=2)  # 16 // (2 x 3) = 2 by cores
+    assert d.jobs_per_gpu == 2 and "limited by CPU cores" in d.reason
+    assert d.line().startswith("jobs_per_gpu=auto: 2 job(s) per GPU (")
+
+
+def test_decide_uses_free_memory_not_total():
+    shared = P.GpuMemory(80 * GIB, 20 * GIB)  # another process holds 60 GiB
+    d = P.decide(shared, 5 * GIB, cpu_cores=64, gpus=1)
+    assert d.jobs_per_gpu == 3  # 0.9 x 20 // 6 = 3, not 0.9 x 80 // 6 = 12
+    assert "20.0 GiB free of 80.0 GiB" in d.reason
+
+
+@pytest.mark.parametrize(
+    "memory, peak, gpus, words",
+    [
+        (None, 4 * GIB, 1, "GPU memory unknown"),
+        (P.GpuMemory(80 * GIB, 80 * GIB), None, 1, "no measured peak memory"),
+        (P.GpuMemory(80 * GIB, 80 * GIB), 0.0, 1, "no measured peak memory"),
+        (P.GpuMemory(80 * GIB, 80 * GIB), 4 * GIB, 0, "no GPU"),
+        (P.GpuMemory(16 * GIB, 16 * GIB), 40 * GIB, 1, "one job needs more than"),
+    ],
+)
+def test_decide_falls_back_to_one_and_says_why(memory, peak, gpus, words):
+    d = P.decide(memory, peak, cpu_cores=32, gpus=gpus)
+    assert d.jobs_per_gpu == 1 and words in d.reason
+
+
+def test_decide_never_exceeds_the_free_memory():
+    for free_gib, peak_gib, cores, gpus in itertools.product(
+        (8, 24, 40, 80, 139), (0.5, 1, 3, 7, 20, 60), (2, 8, 16, 128), (1, 2, 4)
+    ):
+        memory = P.GpuMemory(160 * GIB, free_gib * GIB)
+        d = P.decide(memory, peak_gib * GIB, cpu_cores=cores, gpus=gpus)
+        assert 1 <= d.jobs_per_gpu <= P.MAX_JOBS
+        if d.jobs_per_gpu > 1:  # more than one job only where they all fit
+            need = d.jobs_per_gpu * (peak_gib * GIB + P.CUDA_CONTEXT_BYTES)
+            assert need <= P.HEADROOM * free_gib * GIB, (free_gib, peak_gib, cores, gpus)
+
+
+def test_pool_memory_is_the_smallest_free_and_none_if_any_gpu_is_unknown():
+    found = {"0": P.GpuMemory(80 * GIB, 70 * GIB), "1": P.GpuMemory(80 * GIB, 30 * GIB)}
+    assert P.pool_memory(["0", "1"], found.get).free == 30 * GIB
+    assert P.pool_memory(["0", "2"], found.get) is None
+
+
+def _plan(num, backbone, pflop, epochs=10, batch=32, done=None):
+    p = JobPlan(num, [f"backbone={backbone}"], key=(backbone, "synthetic", "train"))
+    p.pflop, p.max_epochs, p.batch_size, p.done_run = pflop, epochs, batch, done
+    return p
+
+
+def test_probe_target_is_the_largest_compute_per_epoch_times_batch():
+    plans = [
+        _plan(0, "resnet18", 10.0),
+        _plan(1, "resnet50", 30.0, epochs=100),  # 0.3 per epoch
+        _plan(2, "vgg16", 6.0, epochs=5, batch=64),  # 1.2 x 64: the largest
+        _plan(3, "resnet152", 1e6, done="run-id"),  # done: not run, not probed
+    ]
+    assert P.probe_target(plans).num == 2
+    assert P.probe_target([_plan(0, "resnet18", None)]) is None
+
+
+def _finished(backbone, peak_mb):
+    return SimpleNamespace(
+        data=SimpleNamespace(
+            tags={"backbone": backbone, "dataset": "synthetic", "task": "train"},
+            metrics={"perf/peak_mem_mb": peak_mb} if peak_mb else {},
+        )
+    )
+
+
+def test_stored_peak_needs_every_key_and_takes_the_largest(monkeypatch):
+    from glattn.sweep import store
+
+    runs = [_finished("resnet18", 2000.0), _finished("resnet50", 5000.0)]
+    runs += [_finished("resnet50", 4000.0), _finished("vgg16", None)]
+    monkeypatch.setattr(store, "finished_runs", lambda client: runs)
+    plans = [_plan(0, "resnet18", 1.0), _plan(1, "resnet50", 2.0)]
+    assert P.stored_peak(plans, object()) == 5000.0 * 2**20 * P.RESERVED_FACTOR
+    plans.append(_plan(2, "vgg16", 3.0))  # logged no peak: unknown, so the probe decides
+    assert P.stored_peak(plans, object()) is None
+    assert P.stored_peak(plans[:2], None) is None
+
+
+def _owner(tmp_path, *overrides):
+    """A launcher-like owner (hydra_context + the multirun config), as Hydra gives one."""
+    GlobalHydra.instance().clear()
+    initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR))
+    cfg = compose(
+        "config",
+        overrides=["debug=smoke", f"paths.output_dir={tmp_path}", "tracking=none", *overrides],
+        return_hydra_config=True,
+    )
+    ctx = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=None)
+    return SimpleNamespace(hydra_context=ctx, config=cfg)
+
+
+def test_choose_probes_the_costliest_job_with_its_config(tmp_path):
+    owner = _owner(tmp_path)
+    jobs = [["backbone=resnet18"], ["backbone=resnet50", "trainer.batch_size=24"]]
+    seen = {}
+
+    def peak_probe(cfg_yaml, gpu):
+        seen["cfg"], seen["gpu"] = OmegaConf.load(cfg_yaml), gpu
+        return 10 * GIB
+
+    try:
+        d = P.choose(
+            owner,
+            jobs,
+            ["3"],
+            memory_probe=lambda gpu: P.GpuMemory(139 * GIB, 139 * GIB),
+            peak_probe=peak_probe,
+            cpu_cores=9,
+        )
+    finally:
+        GlobalHydra.instance().clear()
+    assert seen["gpu"] == "3"  # the probe runs pinned to a GPU of the pool
+    assert seen["cfg"].backbone.name == "resnet50" and seen["cfg"].trainer.batch_size == 24
+    assert {"optimizer", "dataset", "attention"} <= set(seen["cfg"])
+    assert d.jobs_per_gpu == 3 and "limited by CPU cores" in d.reason  # 9 // 3
+    assert "probe of job #1" in d.reason
+
+
+def test_choose_falls_back_to_one_when_a_probe_fails(tmp_path):
+    owner = _owner(tmp_path)
+    try:
+        d = P.choose(
+            owner,
+            [["seed=0"], ["seed=1"]],
+            ["0"],
+            memory_probe=lambda gpu: P.GpuMemory(80 * GIB, 80 * GIB),
+            peak_probe=lambda cfg_yaml, gpu: None,
+        )
+        assert d.jobs_per_gpu == 1 and "no measured peak" in d.reason
+        d = P.choose(owner, [["seed=0"]], ["0"], memory_probe=lambda gpu: None)
+        assert d.jobs_per_gpu == 1 and "GPU memory unknown" in d.reason
+    finally:
+        GlobalHydra.instance().clear()
+    assert P.choose(owner, [["seed=0"]], []).reason.startswith("no GPU")
+
+
+def test_probe_trains_the_config_and_reports_no_gpu_memory_on_a_cpu(compose):
+    import torch
+
+    cfg = compose("debug=smoke", "trainer.batch_size=4")
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine the probe measures the GPU")
+    assert P.probe(cfg) == {"reserved": None, "allocated": None, "device": "cpu"}
+
+
+def test_launcher_accepts_auto_and_refuses_other_words():
+    from hydra_plugins.glattn_local_gpus.local_gpus_launcher import LocalGpusLauncher
+
+    assert LocalGpusLauncher(gpus=["0", "1"]).slots() == ["0", "1"]  # auto: 1 until decided
+    assert LocalGpusLauncher(gpus=["0"], jobs_per_gpu=2).slots() == ["0", "0"]
+    with pytest.raises(ValueError, match="jobs_per_gpu='many': expected an integer >= 1 or auto"):
+        LocalGpusLauncher(jobs_per_gpu="many")
