@@ -63,7 +63,7 @@ def job_config(args, backbone: str, glsa: bool):
 
 
 def runtime(device: torch.device):
-    from glattn.engine import Runtime
+    from glattn.runtime import Runtime
 
     cuda = device.type == "cuda"
     return Runtime(

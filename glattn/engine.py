@@ -15,54 +15,22 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from glattn.data.transforms import normalize
 from glattn.errors import UserError
 from glattn.metrics import compute_metrics
+from glattn.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or inf; the run stops and is marked FAILED."""
-
-
-@dataclass
-class Runtime:
-    """How tensors are run: device, autocast dtype, scaler, memory format, clipping."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None = None
-    scaler: torch.amp.GradScaler | None = None
-    channels_last: bool = False
-    grad_clip: float | None = None
-    log_every_n_steps: int = 20
-    progress: bool = field(default_factory=lambda: sys.stderr.isatty())
-    #: training augmentation applied on the device (glattn.data.augment.DeviceAugment, with
-    #: state_dict/load_state_dict) to the train loader's raw uint8 batches; None: the loader
-    #: already augmented them (dataset.augment=cpu)
-    augment: object | None = None
-
-    def autocast(self):
-        return torch.autocast(
-            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
-        )
-
-    def to_device(self, images: torch.Tensor, labels: torch.Tensor, augment=None):
-        """uint8 batches travel to the device (4x less than float32) and are normalised there
-        (glattn.data.transforms), or augmented and normalised there by `augment`."""
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        images = images.to(self.device, non_blocking=True)
-        images = normalize(images) if augment is None else augment(images)
-        return images.contiguous(memory_format=fmt), labels.to(self.device, non_blocking=True)
 
 
 def _batches(loader, desc: str, rt: Runtime):

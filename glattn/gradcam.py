@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     from omegaconf import OmegaConf
 
     from glattn.checkpoint import load_model
-    from glattn.fit import resolve_device
+    from glattn.runtime import resolve_device
 
     args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
     usage = (
