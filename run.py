@@ -1,19 +1,9 @@
-"""glattn entry point: `python run.py [overrides]`, `python run.py -m [sweep overrides]`."""
+"""``python run.py [overrides]``: the thin alias of the ``glattn`` console script
+(glattn.cli: ``python run.py -m [sweep overrides]``, ``python run.py report ...`` alike)."""
 
-import hydra
-from omegaconf import DictConfig
+import sys
 
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig):
-    from glattn.runner import cli_exit
-    from glattn.train import main as run_task
-
-    try:
-        return run_task(cfg)
-    except BaseException as exc:  # one message for a user error; see glattn.runner.cli_exit
-        cli_exit(exc)
-
+from glattn.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

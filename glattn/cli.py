@@ -1,0 +1,126 @@
+"""The ``glattn`` console script: Hydra's interface over ``conf/`` plus three tools.
+
+::
+
+    glattn [overrides]                 # one run (python run.py is an alias)
+    glattn -m [sweep overrides]        # a multirun (a grid, a paper table)
+    glattn report|gradcam|estimate ... # glattn.report, glattn.gradcam, glattn.report.estimate
+
+The config folder is found from the package, never from the working directory
+(`config_dir`): ``GLATTN_CONFIG_DIR`` when set, else ``conf/`` next to the package (a clone
+or an editable install), else ``<sys.prefix>/share/glattn/conf`` (the ``data_files`` of a
+wheel, setup.cfg). Hydra is given that folder as an absolute ``config_path``, so the same
+command works from any directory. The ``--help`` page is ``conf/hydra/help/glattn.yaml``; its
+list of config groups comes from `help_groups` (glattn.groups.USER_GROUPS with the options
+Hydra's config loader finds), so internal groups stay hidden.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+#: ``glattn <name> ...`` -> "module:function" called with the remaining arguments.
+SUBCOMMANDS: dict[str, str] = {
+    "report": "glattn.report.__main__:main",
+    "gradcam": "glattn.gradcam:main",
+    "estimate": "glattn.report.estimate:main",
+}
+CONFIG_NAME = "config"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def config_dir() -> Path:
+    """The folder holding ``config.yaml``; one error naming every place that was tried."""
+    env = os.environ.get("GLATTN_CONFIG_DIR")
+    tried = [Path(env)] if env else []
+    tried += [_PACKAGE.parent / "conf", Path(sys.prefix) / "share" / "glattn" / "conf"]
+    for folder in tried:
+        if (folder / f"{CONFIG_NAME}.yaml").is_file():
+            return folder.resolve()
+    raise SystemExit(
+        "glattn: no conf/config.yaml found (tried "
+        + ", ".join(str(p) for p in tried)
+        + "); set GLATTN_CONFIG_DIR to the repository's conf/ folder or install the "
+        "package (pip install -e . in a clone)"
+    )
+
+
+def help_groups(width: int = 92) -> str:
+    """The user-facing config groups, each with what it selects and its options, for
+    ``--help`` (resolver ``${glattn_help_groups:}``; needs Hydra's running config loader).
+    Structured-config schemas (``*_schema``) are not options a user picks."""
+    import textwrap
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    from glattn.groups import USER_GROUPS, display_order, group
+
+    loader = GlobalHydra.instance().config_loader()
+    pad = max(len(name) for name in USER_GROUPS) + 4
+    lines = []
+    for name in USER_GROUPS:
+        found = loader.get_group_options(name, ObjectType.CONFIG)
+        options = display_order(name, [o for o in found if not o.endswith("_schema")])
+        lines.append(f"  {name:<{pad - 2}}{group(name).doc}".rstrip())
+        lines += textwrap.wrap(
+            ", ".join(options),
+            width,
+            initial_indent=" " * (pad + 2),
+            subsequent_indent=" " * (pad + 2),
+        )
+    return "\n".join(lines)
+
+
+if not OmegaConf.has_resolver("glattn_help_groups"):
+    OmegaConf.register_new_resolver("glattn_help_groups", help_groups)
+
+
+def _task(cfg) -> object:
+    """One Hydra job: the training/eval task, with one message for a user error."""
+    from glattn.runner import cli_exit
+    from glattn.train import main as run_task
+
+    try:
+        return run_task(cfg)
+    except BaseException as exc:  # one message for a user error; see glattn.runner.cli_exit
+        cli_exit(exc)
+
+
+def hydra_main(argv: Sequence[str] | None = None) -> None:
+    """Hydra's command line over `config_dir` (``argv`` replaces ``sys.argv[1:]``)."""
+    import hydra
+
+    entry = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    entry(_task)()  # Hydra returns nothing (a user error already exited through cli_exit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``glattn [report|gradcam|estimate] ...``: a tool's ``main(argv)``, else Hydra.
+    Returns the exit status (the console script exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # as python -m does
+        module, _, func = SUBCOMMANDS[args[0]].partition(":")
+        sys.argv = [f"glattn {args[0]}", *args[1:]]
+        result = getattr(importlib.import_module(module), func)(args[1:])
+        if isinstance(result, int):
+            return result
+        if result is not None:
+            print(result)  # gradcam: the figure's path, as python -m glattn.gradcam prints
+        return 0
+    hydra_main(args if argv is not None else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The ``glattn`` console script (glattn.cli): run from a temporary directory, as a user of
+an install would, its help page, its tools, and where it finds conf/."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from glattn import cli
+from glattn.groups import INTERNAL_GROUPS, USER_GROUPS
+
+ROOT = Path(__file__).resolve().parents[1]
+GLATTN = Path(sys.executable).with_name("glattn")  # the installed console script
+
+
+def glattn(*args: str, cwd: Path, timeout: int = 120, **env) -> subprocess.CompletedProcess:
+    assert GLATTN.is_file(), f"{GLATTN} missing: pip install -e . installs the console script"
+    return subprocess.run(
+        [str(GLATTN), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
+
+
+def test_help_page_from_any_directory(tmp_path):
+    res = glattn("--help", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "is powered by Hydra" not in out  # not Hydra's generic page
+    assert "Global-Local Self-Attention" in out
+    groups = out.split("== Config groups")[1].split("== Examples")[0]
+    listed = {line.split()[0] for line in groups.splitlines()[1:] if line[2:3].strip()}
+    assert listed == set(USER_GROUPS)
+    for internal in INTERNAL_GROUPS:
+        assert f"  {internal} " not in groups
+    assert "learnable_gate, weighted_add" in groups  # options come with their group
+    assert "local_gpus_schema" not in groups  # a structured-config schema, not an option
+    block = out.split("== Examples ==")[1].splitlines()
+    examples = [line.split()[1:] for line in block if line.strip().startswith("glattn")]
+    assert len(examples) >= 5
+    assert any("dataset=ham10000" in e for e in examples)
+    assert any("-m" in e for e in examples) and any("hydra/launcher=slurm" in e for e in examples)
+    assert any(e[:1] == ["report"] for e in examples)
+    assert "README.md" in out
+    assert "train/loss" not in out  # no dump of the whole config
+
+
+def test_compose_from_a_temporary_directory(tmp_path):
+    res = glattn("--cfg", "job", "fusion=learnable_gate", "trainer.max_epochs=2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "glattn.models.fusion" in res.stdout and "max_epochs: 2" in res.stdout
+    assert not (tmp_path / "outputs").exists()  # --cfg runs nothing
+
+
+def test_a_bad_override_is_one_error(tmp_path):
+    res = glattn("fusion=nope", cwd=tmp_path)
+    assert res.returncode != 0
+    assert "nope" in res.stderr and "learnable_gate" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "tool, words",
+    [("report", ["experiment", "--tables"]), ("estimate", ["usage: "])],
+)
+def test_tools_are_subcommands(tmp_path, tool, words):
+    res = glattn(tool, "--help", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for word in words:
+        assert word in res.stdout
+
+
+def test_gradcam_subcommand_usage(tmp_path):
+    res = glattn("gradcam", cwd=tmp_path)
+    assert res.returncode != 0
+    assert "ckpt_path=" in res.stderr and "images=" in res.stderr
+
+
+def test_config_dir_order(tmp_path, monkeypatch):
+    assert cli.config_dir() == (ROOT / "conf").resolve()  # a clone / editable install
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    monkeypatch.setenv("GLATTN_CONFIG_DIR", str(tmp_path))
+    assert cli.config_dir() == tmp_path.resolve()
+
+
+def test_config_dir_missing_names_every_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLATTN_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setattr(cli, "_PACKAGE", tmp_path / "site" / "glattn")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    with pytest.raises(SystemExit) as err:
+        cli.config_dir()
+    text = str(err.value)
+    assert str(tmp_path) in text and "share/glattn/conf" in text and "GLATTN_CONFIG_DIR" in text
+
+
+def test_wheel_data_files_cover_every_conf_folder():
+    """A wheel carries conf/ as data_files, one setup.cfg line per folder: a new group folder
+    without its line would be missing from a non-editable install."""
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    listed = {
+        dest.removeprefix("share/glattn/conf").strip("/"): src.strip()
+        for dest, src in parser["options.data_files"].items()
+    }
+    folders = {
+        os.path.relpath(top, ROOT / "conf").replace(".", "")
+        for top, _, files in os.walk(ROOT / "conf", followlinks=True)  # experiment/ is a link
+        if any(f.endswith(".yaml") for f in files)
+    }
+    assert set(listed) == folders
+    assert listed["experiment"] == "experiments/*.yaml"  # conf/experiment is a link to it
+
+
+@pytest.mark.slow
+def test_non_editable_install_finds_conf(tmp_path):
+    """A wheel carries conf/ (<prefix>/share/glattn/conf); installed into a fresh venv (its
+    dependencies from this one's site-packages) it composes from an unrelated folder."""
+    src = _mkdir(tmp_path / "src")
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("glattn", "hydra_plugins", "experiments", "conf"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=ignore)
+    pip = [sys.executable, "-m", "pip"]
+    wheel = _ok(
+        pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", "dist", str(src)], tmp_path
+    )
+    (whl,) = (tmp_path / "dist").glob("glattn-*.whl")
+    names = set(zipfile.ZipFile(whl).namelist())
+    data = "glattn-0.1.0.data/data/share/glattn/conf/"
+    for rel in ("config.yaml", "fusion/cross_attn.yaml", "experiment/table3_fusion.yaml"):
+        assert data + rel in names, wheel
+    venv = tmp_path / "venv"
+    _ok([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "deps.pth").write_text("\n".join(deps) + "\n")  # plain paths: no editable finder
+    _ok(
+        pip + ["--python", str(venv / "bin" / "python"), "install", "--no-deps", str(whl)],
+        tmp_path,
+    )
+    elsewhere = _mkdir(tmp_path / "elsewhere")
+    code = "import glattn.cli as c; print(c.__file__); print(c.config_dir())"
+    where = _ok([str(venv / "bin" / "python"), "-c", code], elsewhere).splitlines()
+    assert where == [str(site / "glattn" / "cli.py"), str(venv / "share" / "glattn" / "conf")]
+    out = _ok([str(venv / "bin" / "glattn"), "--cfg", "job", "fusion=cross_attn"], elsewhere)
+    assert "glattn.models.fusion.CrossAttnFusion" in out
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _ok(cmd: list[str], cwd: Path) -> str:
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{cmd}: {res.stderr[-2000:]}"
+    return res.stdout
+
+
+@pytest.mark.slow
+def test_one_tiny_run_from_a_temporary_directory(tmp_path):
+    out = tmp_path / "out"
+    res = glattn(
+        "debug=smoke", f"paths.output_dir={out}", "tracking=none", cwd=tmp_path, timeout=900
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    (status,) = out.glob("runs/*/*/status.json")
+    assert json.loads(status.read_text())["status"] == "finished"
+    assert (status.parent / "glattn.log").is_file()  # hydra.job.name: glattn
