@@ -46,9 +46,9 @@ from glattn.config import (
 )
 from glattn.data.errors import DataError
 from glattn.errors import UserError
+from glattn.job import protocol
 from glattn.logging_utils import setup_logging
 from glattn.secrets import install_log_filter, mask_text, secret_values
-from glattn.sweep import protocol
 from glattn.tracking import Tracker, flatten_config, job_runs, make_tracker
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from glattn import artifacts as A
 from glattn import fit as F
 from glattn.checkpoint import (
     BEST_ARTIFACT,
@@ -35,6 +34,7 @@ from glattn.checkpoint import (
 )
 from glattn.config import ConfigError, group_choices, job_overrides, validate_config
 from glattn.engine import evaluate
+from glattn.job import outputs as A
 from glattn.losses import build_loss
 from glattn.metrics import SCALAR_METRICS
 from glattn.optim import build_optimizer, build_scheduler

@@ -267,7 +267,7 @@ def test_one_epoch_training_curves_show_markers(tmp_path, monkeypatch):
     """The run's own training_curves.png: one epoch is a visible point on every curve."""
     import matplotlib.pyplot as plt
 
-    from glattn.artifacts import plot_curves
+    from glattn.job.outputs import plot_curves
 
     figs = []
     monkeypatch.setattr(plt, "close", figs.append)

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 @hydra.main(version_base="1.3", config_path=%(conf)r, config_name="config")
 def main(cfg):
     from hydra.core.hydra_config import HydraConfig
-    from glattn.sweep import protocol
+    from glattn.job import protocol
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
     fake = cfg.fake

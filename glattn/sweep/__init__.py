@@ -12,11 +12,11 @@ multi-run/). glattn adds, around Hydra's basic sweep:
 - the ``local_gpus`` launcher (hydra_plugins/glattn_local_gpus) and the ``slurm`` launcher
   (submitit) in conf/hydra/launcher/.
 
-The file protocol between a sweep and its jobs lives in `glattn.sweep.protocol`.
+The file protocol between a sweep and its jobs lives in `glattn.job.protocol` (jobs write it).
 """
 
 from glattn.sweep import transfer  # noqa: F401,E402  (registers ${glattn_source_ckpt:})
-from glattn.sweep.protocol import (
+from glattn.job.protocol import (
     PARENT_RUN_FILE,
     STATUS_FILE,
     read_parent_run_id,

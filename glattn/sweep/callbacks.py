@@ -26,9 +26,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from glattn.job import protocol
 from glattn.secrets import mask_text
 from glattn.sweep import (
-    protocol,
     store,
     transfer,  # noqa: F401  (registers the ${glattn_source_ckpt:} resolver)
 )

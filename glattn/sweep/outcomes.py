@@ -11,8 +11,8 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
+from glattn.job.protocol import JOBS_FILE, atomic_write_text
 from glattn.secrets import mask_override, mask_text
-from glattn.sweep.protocol import JOBS_FILE, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ def all_finished(sweeper, jobs: Sequence[Sequence[str]]) -> bool:
 def abort_parent(config, sweep_dir: Path, error: BaseException) -> None:
     """End the sweep's parent run KILLED (SIGINT/SIGTERM) or FAILED when the sweep itself
     aborts; the next launch of the same grid continues it."""
+    from glattn.job.protocol import read_parent_run_id
     from glattn.sweep import store
-    from glattn.sweep.protocol import read_parent_run_id
 
     run_id = read_parent_run_id(sweep_dir)
     if run_id is None or not store.tracking_enabled(config):

@@ -113,7 +113,8 @@ class GlattnSweeper(BasicSweeper):
 
     def _open_parent(self, sweep_dir: Path) -> None:
         """Find or create the grid's one parent run; its id goes to <sweep dir>/parent_run_id."""
-        from glattn.sweep import protocol, store
+        from glattn.job import protocol
+        from glattn.sweep import store
         from glattn.sweep.outcomes import all_finished
 
         if not store.tracking_enabled(self.config):

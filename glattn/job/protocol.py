@@ -5,7 +5,7 @@
                                  (another sweeper, a launcher's env_set) a job reads
                                  ``GLATTN_PARENT_RUN_ID``; never ``MLFLOW_RUN_ID``, which
                                  would make every job log into one run.
-``<job dir>/status.json``       written by each job (`glattn.runner`), also when it fails or
+``<job dir>/status.json``       written by each job (`glattn.job.lifecycle`), also when it fails or
                                  is interrupted: {"status": "finished"|"skipped"|"failed"|
                                  "killed", "error": str|None, "run_id": str|None,
                                  "fingerprint": str|None}.
