@@ -147,8 +147,15 @@ def gradcam_grid(
     import matplotlib.pyplot as plt
 
     device = torch.device(device)
-    name, layer, shape = cam_layer(model, int(images.shape[-1]))
-    cams, preds = grad_cam(model, images.to(device), layer=layer)
+    # cudnn.benchmark (on for CUDA training) would autotune every conv, forward and backward,
+    # for these one-off shapes (batch 1 here, the grid's batch below): seconds on a GPU for
+    # passes that run once; the default heuristics pick a kernel at once
+    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+    try:
+        name, layer, shape = cam_layer(model, int(images.shape[-1]))
+        cams, preds = grad_cam(model, images.to(device), layer=layer)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
     n = len(images)
     cols = min(n, 7)
     rows = (n + cols - 1) // cols

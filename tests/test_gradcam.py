@@ -48,3 +48,21 @@ def test_pick_per_class_and_grid(tmp_path):
         Spot(), torch.rand(3, 3, 16, 16), [0, 1, None], ("a", "b", "c"), tmp_path / "g.png"
     )
     assert path.stat().st_size > 1000
+
+
+def test_grid_passes_do_not_autotune_and_restore_the_setting(tmp_path, monkeypatch):
+    """cudnn.benchmark autotunes every conv for each new shape: the grid's one-off passes run
+    without it (issue 16: a 17 s grid on a GPU), and the training setting comes back."""
+    import glattn.gradcam as G
+
+    seen = []
+    real = G.grad_cam
+
+    def spy(*args, **kw):
+        seen.append(torch.backends.cudnn.benchmark)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(G, "grad_cam", spy)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    gradcam_grid(Spot(), torch.rand(2, 3, 16, 16), [0, 1], ("a", "b", "c"), tmp_path / "g.png")
+    assert seen == [False] and torch.backends.cudnn.benchmark is True
