@@ -14,7 +14,9 @@ sweeps) can use it.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 
 SECRET_KEY = re.compile(r"token|key|password|passwd|secret|credential", re.IGNORECASE)
@@ -71,8 +73,9 @@ def secret_values(node, key: str = "") -> set[str]:
 
 
 def mask_text(text: str, values: Iterable[str] = ()) -> str:
-    """``text`` with URI passwords and every known secret value replaced by ``****``."""
-    for value in sorted(set(values), key=len, reverse=True):
+    """``text`` with URI passwords, every known secret value and the environment's secrets
+    (`env_secret_values`) replaced by ``****``."""
+    for value in sorted(set(values) | env_secret_values(), key=len, reverse=True):
         text = text.replace(value, MASK)
     return mask_uri(text) or text
 
@@ -119,7 +122,7 @@ def _install_record_factory() -> None:
 
     def factory(*args, **kwargs):
         record = previous(*args, **kwargs)
-        if _FACTORY_VALUES or "://" in str(record.msg):
+        if _FACTORY_VALUES or "://" in str(record.msg) or env_secret_values():
             try:
                 message = record.getMessage()
             except Exception:  # a malformed record: leave it to logging's own error path
@@ -148,3 +151,99 @@ def install_log_filter(values: Iterable[str]) -> SecretFilter:
         else:
             handler.addFilter(SecretFilter(values))
     return SecretFilter(values)
+
+
+# ---------------------------------------------------------------- secrets in the command line
+#: environment variables whose values are secrets wherever they appear in text
+SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD", "MYSQL_PWD")
+SECRET_ENV_NAME = re.compile(r"(^GLATTN_SECRET_|_PASSWORD$|_PASSWD$|_TOKEN$|_SECRET$|_API_KEY$)")
+#: env-derived values shorter than this are not searched for (a "true" would mangle text)
+MIN_ENV_SECRET_LEN = 6
+ENV_PREFIX = "GLATTN_SECRET_"
+_URI_CREDENTIALS = re.compile(
+    r"^(?P<scheme>[A-Za-z][\w+.-]*)://(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@"
+)
+
+
+def env_secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
+    """The secret values of the environment: MLflow's and the database clients' password and
+    token variables, glattn's own ``GLATTN_SECRET_*`` and ``*_PASSWORD``/``*_TOKEN``-like
+    names."""
+    environ = os.environ if environ is None else environ
+    return {
+        v
+        for k, v in environ.items()
+        if (k in SECRET_ENV or SECRET_ENV_NAME.search(k)) and len(v) >= MIN_ENV_SECRET_LEN
+    }
+
+
+def _env_name(key: str, suffix: str = "") -> str:
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]+", "_", key.lstrip("+~")).strip("_").upper() + suffix
+
+
+def _is_sweep_value(value: str) -> bool:
+    """A sweep (a,b / choice(...) / range(...)): left as it is, one value per job."""
+    return "," in value or bool(
+        re.match(r"^\s*(choice|range|interval|glob|sort|shuffle)\(", value)
+    )
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _move_uri_credentials(key: str, value: str, environ) -> str:
+    """``scheme://user:pw@host``: the password moves to an environment variable its client
+    reads (MLflow's for http(s) ``tracking.uri``, libpq's PGPASSWORD for PostgreSQL), or to
+    ``GLATTN_SECRET_*`` referenced as ``${oc.env:...}``; the override keeps no password."""
+    match = _URI_CREDENTIALS.match(_unquote(value))
+    if match is None or "${" in match.group("pw"):
+        return value
+    scheme, user, pw = match.group("scheme").lower(), match.group("user"), match.group("pw")
+    rest = _unquote(value)[match.end() :]
+    if key.lstrip("+~") == "tracking.uri" and scheme in ("http", "https"):
+        if environ.get("MLFLOW_TRACKING_PASSWORD", pw) == pw and environ.get(
+            "MLFLOW_TRACKING_USERNAME", user
+        ) in (user, ""):
+            environ["MLFLOW_TRACKING_USERNAME"], environ["MLFLOW_TRACKING_PASSWORD"] = user, pw
+            return f"{scheme}://{rest}"
+    if scheme.startswith("postgres") and environ.get("PGPASSWORD", pw) == pw:
+        environ["PGPASSWORD"] = pw
+        return f"{match.group('scheme')}://{user}@{rest}"
+    name = _env_name(key, "_PASSWORD")
+    environ[name] = pw
+    return f"{match.group('scheme')}://{user}:${{oc.env:{name}}}@{rest}"
+
+
+def hide_override_secret(override: str, environ=None) -> str:
+    """One command-line override with its secret moved into the environment (see
+    `hide_argv_secrets`); anything else is returned unchanged."""
+    environ = os.environ if environ is None else environ
+    key, sep, value = override.partition("=")
+    if not sep or not value or override.startswith("-") or _is_sweep_value(value):
+        return override
+    if is_secret_key(key.lstrip("+~")) and "${" not in value:
+        name = _env_name(key)
+        environ[name] = _unquote(value)
+        return f"{key}=${{oc.env:{name}}}"
+    if "://" in value:
+        return f"{key}={_move_uri_credentials(key, value, environ)}"
+    return override
+
+
+def hide_argv_secrets(argv: list[str] | None = None, environ=None) -> list[str]:
+    """Rewrite the command line (``sys.argv`` by default, in place) before Hydra parses it:
+    credentials leave the overrides for environment variables, so no secret reaches Hydra's
+    own messages (``Error executing job with overrides: [...]``), ``.hydra/overrides.yaml``,
+    the sweeper's job lists or the launchers' pickles; the config still resolves to the same
+    values. ``tracking.uri=http(s)://user:pw@host`` -> ``MLFLOW_TRACKING_USERNAME`` /
+    ``MLFLOW_TRACKING_PASSWORD`` (MLflow reads them); ``postgresql://user:pw@host`` ->
+    ``PGPASSWORD`` (libpq reads it); any other URI password and any ``+x.api_key=`` /
+    ``*token=`` / ``*password=`` value -> ``GLATTN_SECRET_<KEY>``, referenced as
+    ``${oc.env:GLATTN_SECRET_<KEY>}``. Child processes (local_gpus, SLURM) inherit the
+    environment. A sweep over secret values (``a,b``) is left as it is."""
+    argv = sys.argv if argv is None else argv
+    argv[1:] = [hide_override_secret(arg, environ) for arg in argv[1:]]
+    return argv

@@ -12,6 +12,7 @@ from conftest import compose_cfg
 from PIL import Image
 
 from glattn.data import DataError, build_data
+from glattn.data.options import check_options
 from glattn.data.readers import class_names_of
 
 CLASSES = ("benign", "dysplastic", "malignant", "vascular")  # sorted: the default order
@@ -97,10 +98,32 @@ def test_grouped_splits_never_split_a_patient(csv_set, tmp_path):
         assert sorted(set(ds.labels.tolist())) == [0, 1, 2, 3], name
 
 
-def test_without_a_group_column_every_image_is_its_own_group(csv_set, tmp_path):
+def test_group_column_none_splits_per_image_on_purpose(csv_set, tmp_path):
     root, frame = csv_set
-    data = build_data(csv_cfg(root, tmp_path / "out", "dataset.group_column=null"))
+    data = build_data(csv_cfg(root, tmp_path / "out", "dataset.group_column=none"))
     assert (data.split_frame["lesion_id"] == data.split_frame["image_id"]).all()
+
+
+@pytest.mark.parametrize("column", ["patient", "lesion_id", "SubjectID", "case"])
+def test_a_patient_like_column_with_group_column_null_is_refused(tmp_path, column, compose):
+    """A per-image split would put one patient's images on both sides: refused before any
+    run, naming the column, the key and `none` (the explicit intent)."""
+    root = tmp_path / "set"
+    frame = make_csv_set(root, patients_per_class=2).rename(columns={"patient": column})
+    frame.to_csv(root / "labels.csv", index=False)
+    fixed = f"dataset.classes=[{','.join(CLASSES)}]"  # the check needs no label scan
+    for extra in ([], [fixed]):
+        cfg = csv_cfg(root, tmp_path / "out", "dataset.group_column=null", *extra)
+        with pytest.raises(DataError) as err:
+            check_options(cfg)
+        message = str(err.value)
+        assert f"[{column!r}]" in message and f"dataset.group_column={column}" in message
+        assert "dataset.group_column=none" in message
+    cfg = csv_cfg(root, tmp_path / "out", f"dataset.group_column={column}")
+    assert check_options(cfg).group_column == column
+    renamed = frame.rename(columns={column: "ward"})  # nothing patient-like: per image is fine
+    renamed.to_csv(root / "labels.csv", index=False)
+    assert check_options(csv_cfg(root, tmp_path / "out", "dataset.group_column=null"))
 
 
 def test_tab_separated_csv_and_absolute_path(tmp_path):

@@ -3,9 +3,11 @@ label column and an optional group column (lesion or patient id).
 
 Keys (conf/dataset/csv.yaml): `dataset.root` (the image folder; the image column holds
 paths relative to it), `dataset.csv` (the CSV, absolute or relative to the root; comma- or
-tab-separated), `dataset.image_column`, `dataset.label_column`, `dataset.group_column` (null:
-every image its own group; otherwise the grouped splits keep a group together exactly as
-HAM10000's `lesion_id`), `dataset.classes` (null: the sorted labels of the CSV; a list fixes
+tab-separated), `dataset.image_column`, `dataset.label_column`, `dataset.group_column` (a column:
+the grouped splits keep a group together exactly as HAM10000's `lesion_id`; `none`: every
+image its own group, on purpose; null: the same, refused when the CSV has a column named
+like a patient, lesion, subject or case id, which would put one patient's images on both
+sides of the split), `dataset.classes` (null: the sorted labels of the CSV; a list fixes
 the order and must hold every label). `dataset.num_classes` follows the class list
 (`${glattn.num_classes:}`), so the model's head, the metrics, the per-class reports and the
 probability CSV all use this data set's own classes.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +30,10 @@ from glattn.data.table import check_not_blank, check_unique, line_of, read_table
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 5
+#: `dataset.group_column=none`: split per image, on purpose
+NO_GROUP = "none"
+#: column names that hold a patient/lesion/subject/case id (patient_id, LesionID, case)
+GROUP_LIKE = re.compile(r"(?:^|[^a-z])(patient|lesion|subject|case)", re.IGNORECASE)
 
 
 def _key(d: Mapping, key: str, default=None):
@@ -62,11 +69,46 @@ def _columns(d: Mapping) -> tuple[str, str, str | None]:
     image = str(_key(d, "image_column", "image"))
     label = str(_key(d, "label_column", "label"))
     group = d.get("group_column") if hasattr(d, "get") else None
-    return image, label, None if group is None else str(group)
+    if group is None or str(group).lower() == NO_GROUP:
+        return image, label, None
+    return image, label, str(group)
+
+
+def _group_intent_error(path: Path, columns, d: Mapping) -> str | None:
+    """The refusal for a CSV with a patient-like column while `group_column` is null."""
+    if (d.get("group_column") if hasattr(d, "get") else None) is not None:
+        return None  # a column, or `none`: the user said what they want
+    like = [str(c) for c in columns if GROUP_LIKE.search(str(c))]
+    if not like:
+        return None
+    return (
+        f"{path}: column(s) {like} look like a patient/lesion/subject/case id, but "
+        "dataset.group_column is null: the split would be per image and put one group's "
+        f"images on both sides of it. Give dataset.group_column={like[0]} (grouped splits), "
+        "or dataset.group_column=none to split per image on purpose"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _header(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return tuple(read_table(Path(path), [], lower_columns=False).columns)
+
+
+def check_group_column(d: Mapping) -> None:
+    """Refuse a per-image split the user did not ask for (see the module docstring); runs
+    from the data options check, before any run exists."""
+    path = csv_path(d)
+    stat = os.stat(path)
+    error = _group_intent_error(path, _header(str(path), stat.st_mtime_ns, stat.st_size), d)
+    if error:
+        raise DataError(error)
 
 
 def _read(path: Path, d: Mapping) -> pd.DataFrame:
     frame = read_table(path, [], lower_columns=False)
+    error = _group_intent_error(path, frame.columns, d)
+    if error:
+        raise DataError(error)
     for key, column in zip(("image_column", "label_column", "group_column"), _columns(d)):
         if column is not None and column not in frame.columns:
             raise DataError(

@@ -3,6 +3,7 @@ what is allowed (conf/dataset/*.yaml documents every key)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -98,6 +99,26 @@ def _plain(d) -> dict:
     return out
 
 
+#: the environment variable conf/dataset/<name>.yaml reads the root from
+ROOT_ENV = {"ham10000": "GLATTN_HAM10000_ROOT", "isic2018": "GLATTN_ISIC2018_ROOT"}
+
+
+def root_error(o: DataOptions) -> str | None:
+    """Why ``o.root`` cannot be read (unset or no such folder), naming the key and the
+    environment variable a user sets it with; None when it is a folder (or generated)."""
+    if o.name == "synthetic" or (o.root is not None and Path(o.root).expanduser().is_dir()):
+        return None
+    env = ROOT_ENV.get(o.name)
+    how = f"dataset.root=/path/to/{o.name}" + (
+        f" or export {env}=/path/to/{o.name}" if env else ""
+    )
+    if o.root is None or not str(o.root).strip():
+        where = f" (and ${env} is unset)" if env else ""
+        return f"dataset={o.name}: dataset.root is not set{where}; give {how}"
+    source = f" (from ${env})" if env and os.environ.get(env) == o.root else ""
+    return f"dataset.root={o.root!r}{source}: no such folder; give {how}"
+
+
 def check_options(cfg: Mapping) -> DataOptions:
     d = cfg.get("dataset") if hasattr(cfg, "get") else None
     if d is None:
@@ -122,6 +143,10 @@ def check_options(cfg: Mapping) -> DataOptions:
                 extra[key] = v
     # before num_classes, which may be derived from it (${glattn.num_classes:})
     classes = class_names_of({**_plain(d), "name": name, "root": root})
+    if name == "csv":  # a patient-like column and group_column null: refused here, early
+        from glattn.data.csvfolder import check_group_column
+
+        check_group_column({**_plain(d), "root": root})
     o = dict(
         name=name,
         root=root,
