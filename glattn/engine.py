@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from glattn.errors import UserError
+from glattn.logging_utils import StepProgress
 from glattn.metrics import compute_metrics
 from glattn.runtime import Runtime
 
@@ -33,21 +34,10 @@ class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or inf; the run stops and is marked FAILED."""
 
 
-def _batches(loader, desc: str, rt: Runtime):
-    """Iterate a loader with a tqdm bar on a terminal, else plain DEBUG/INFO lines."""
+def _progress(loader, desc: str, rt: Runtime, level: int) -> StepProgress:
+    """The loop's progress: a bar on a wide-enough terminal, else lines (glattn.logging_utils)."""
     total = len(loader) if hasattr(loader, "__len__") else None
-    if rt.progress:
-        try:
-            from tqdm.auto import tqdm
-
-            yield from tqdm(loader, desc=desc, total=total, leave=False, dynamic_ncols=True)
-            return
-        except ImportError:  # tqdm is optional
-            pass
-    for step, batch in enumerate(loader, 1):
-        if step % max(rt.log_every_n_steps, 1) == 0 or step == total:
-            log.debug("%s step %d/%s", desc, step, total)
-        yield batch
+    return StepProgress(desc, total, bar=rt.progress, logger=log, level=level)
 
 
 class _Guard:
@@ -77,25 +67,6 @@ class _Guard:
         self.losses.clear()
 
 
-def _progress_line(epoch: int, step: int, total: int, loss: float, seen: int, start) -> None:
-    """``epoch 3 step 20/100 (20%)  train/loss 1.2345  412.3 img/s  ETA 0:00:19``: the loss
-    is the epoch's running mean, read at the loop's own sync cadence (no extra sync)."""
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    eta = int(elapsed / step * (total - step)) if total else 0
-    log.info(
-        "epoch %d step %d/%d (%3.0f%%)  train/loss %.4f  %.1f img/s  ETA %d:%02d:%02d",
-        epoch,
-        step,
-        total,
-        100.0 * step / max(total, 1),
-        loss,
-        seen / elapsed,
-        eta // 3600,
-        eta // 60 % 60,
-        eta % 60,
-    )
-
-
 def train_one_epoch(
     model: nn.Module, loader, loss_fn: nn.Module, optimizer, rt: Runtime, epoch: int
 ) -> dict:
@@ -105,8 +76,9 @@ def train_one_epoch(
     total_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
     correct = torch.zeros((), dtype=torch.int64, device=rt.device)
     guard, seen, every = _Guard(rt.device, epoch), 0, max(rt.log_every_n_steps, 1)
+    progress = _progress(loader, f"epoch {epoch}", rt, logging.INFO)
     start = time.perf_counter()
-    for step, (images, labels) in enumerate(_batches(loader, f"epoch {epoch} train", rt), 1):
+    for step, (images, labels) in enumerate(loader, 1):
         images, labels = rt.to_device(images, labels, rt.augment)
         with rt.autocast():
             logits = model(images)  # (B, num_classes)
@@ -129,11 +101,11 @@ def train_one_epoch(
         total_loss += loss.detach().double() * n
         correct += (logits.detach().argmax(1) == labels).sum()
         seen += n
+        progress.step(n)
         if step % every == 0:
-            guard.check(optimizer)
-            if not rt.progress:  # no bar (SLURM logs, files): a timm-style INFO line
-                n_steps = len(loader) if hasattr(loader, "__len__") else 0
-                _progress_line(epoch, step, n_steps, total_loss.item() / seen, seen, start)
+            guard.check(optimizer)  # the loop's one sync: the running loss costs no other
+            progress.report(total_loss.item() / seen, optimizer.param_groups[0]["lr"])
+    progress.close()
     guard.check(optimizer)
     elapsed = time.perf_counter() - start  # after the last read: the device work is done
     if seen == 0:
@@ -153,7 +125,11 @@ def evaluate(
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
     probs, labels_all = [], []
-    for images, labels in _batches(loader, "eval", rt):
+    progress, every = _progress(loader, "eval", rt, logging.DEBUG), max(rt.log_every_n_steps, 1)
+    for step, (images, labels) in enumerate(loader, 1):
+        progress.step(labels.shape[0])
+        if step % every == 0:
+            progress.report()
         images, labels = rt.to_device(images, labels)
         with rt.autocast():
             logits = model(images)
@@ -161,6 +137,7 @@ def evaluate(
         total_loss += loss_fn(logits, labels).double() * labels.shape[0]
         probs.append(logits.softmax(1))  # stays on the device: one copy at the end
         labels_all.append(labels)
+    progress.close()
     if not probs:
         raise RuntimeError("the evaluation loader yielded no batches (empty split?)")
     probs_np = torch.cat(probs).cpu().numpy().astype(np.float64)

@@ -2,19 +2,44 @@
 
 Under Hydra, its job_logging already writes INFO to the console and ``<job>.log``; this
 adds ``debug.log`` (DEBUG, the ``glattn`` loggers) in the run directory and, when no
-handler is configured at all (plain Python, tests), a console handler. The progress bar
-(tqdm) is used only when stderr is a terminal; SLURM logs get plain lines.
+handler is configured at all (plain Python, tests), a console handler.
+
+Progress: a tqdm bar only on a terminal at least ``MIN_BAR_COLUMNS`` wide (`bar_columns`);
+SLURM logs, files and a narrow or size-less terminal (a pseudo-terminal nobody sized, where
+a bar prints nothing) get the same information as plain INFO lines. `StepProgress` is the
+training loop's, after timm's train line (loss, learning rate, images/s, ETA;
+https://github.com/huggingface/pytorch-image-models/blob/main/train.py).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 _MARK = "_glattn_handler"
+#: Below this many columns a bar is unreadable (and at 0 tqdm prints nothing): plain lines.
+MIN_BAR_COLUMNS = 40
+
+
+def bar_columns(stream=None) -> int:
+    """Columns for a progress bar on ``stream`` (default stderr); 0 when it gets plain lines
+    instead: not a terminal, or narrower than MIN_BAR_COLUMNS. A terminal without a size
+    (ioctl says 0) uses ``COLUMNS`` when set."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        if not stream.isatty():
+            return 0
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # closed, redirected or fake streams
+        return 0
+    if columns <= 0:
+        env = os.environ.get("COLUMNS", "")
+        columns = int(env) if env.isdigit() else 0
+    return columns if columns >= MIN_BAR_COLUMNS else 0
 
 
 def setup_logging(run_dir: Path | None) -> logging.Logger:
@@ -63,13 +88,11 @@ class Progress:
         self.log = logger or logging.getLogger("glattn.progress")
         self.done, self._next = 0, 1
         self._bar = None
-        if sys.stderr.isatty() and self.total >= min_total:
-            try:
-                from tqdm.auto import tqdm
+        columns = bar_columns()
+        if columns and self.total >= min_total:
+            from tqdm import tqdm
 
-                self._bar = tqdm(total=self.total, desc=desc, unit=unit, leave=False)
-            except ImportError:  # tqdm is optional
-                pass
+            self._bar = tqdm(total=self.total, desc=desc, unit=unit, leave=False, ncols=columns)
         self._start = time.perf_counter()
 
     def update(self, n: int = 1) -> None:
@@ -103,3 +126,71 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class StepProgress:
+    """One pass over a loader: ``epoch 3 step 20/100 ( 20%)  train/loss 1.2345  lr 1.00e-03
+    412.3 img/s  ETA 0:00:19`` (timm's train line). `step` counts every batch; `report`,
+    called at the loop's own sync cadence (no extra device sync), gives the running loss and
+    the learning rate. On a terminal (``bar=True`` and `bar_columns` > 0) they are the
+    postfix of a tqdm bar; otherwise one line at ``level`` per report.
+    """
+
+    def __init__(
+        self, desc: str, total: int | None, bar: bool = False, logger=None, level=logging.INFO
+    ) -> None:
+        self.desc, self.total, self.level = desc, total or 0, level
+        self.log = logger or logging.getLogger("glattn.progress")
+        self.steps = self.images = 0
+        self.start = time.perf_counter()
+        self._bar = None
+        columns = bar_columns() if bar else 0
+        if columns:
+            from tqdm import tqdm
+
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+            fmt += "[{elapsed}<{remaining}]{postfix}"
+            self._bar = tqdm(
+                total=total, desc=desc, leave=False, ncols=columns, unit="step", bar_format=fmt
+            )
+
+    def step(self, images: int) -> None:
+        self.steps += 1
+        self.images += images
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def fields(self, loss: float | None = None, lr: float | None = None) -> str:
+        """``train/loss 1.2345  lr 1.00e-03  412.3 img/s`` (the parts that are known)."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        parts = [] if loss is None else [f"train/loss {loss:.4f}"]
+        parts += [] if lr is None else [f"lr {lr:.2e}"]
+        return "  ".join([*parts, f"{self.images / elapsed:.1f} img/s"])
+
+    def report(self, loss: float | None = None, lr: float | None = None) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(self.fields(loss, lr), refresh=True)
+            return
+        elapsed = time.perf_counter() - self.start
+        pct = f" ({100.0 * self.steps / self.total:3.0f}%)" if self.total else ""
+        left = elapsed / max(self.steps, 1) * (self.total - self.steps) if self.total else 0
+        self.log.log(
+            self.level,
+            "%s step %d/%s%s  %s  ETA %s",
+            self.desc,
+            self.steps,
+            self.total or "?",
+            pct,
+            self.fields(loss, lr),
+            _clock(left),
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
