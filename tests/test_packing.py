@@ -183,3 +183,72 @@ def test_launcher_accepts_auto_and_refuses_other_words():
     assert LocalGpusLauncher(gpus=["0"], jobs_per_gpu=2).slots() == ["0", "0"]
     with pytest.raises(ValueError, match="jobs_per_gpu='many': expected an integer >= 1 or auto"):
         LocalGpusLauncher(jobs_per_gpu="many")
+
+
+# ----------------------------------------------------------------------------- time
+def test_speedup_interpolates_the_measured_table_and_holds_beyond_it():
+    table = {2: 3.0, 4: 3.6}
+    assert P.speedup(1, table) == 1.0  # one job alone is 1x by definition
+    assert P.speedup(3, table) == pytest.approx(3.3)
+    assert P.speedup(8, table) == 3.6
+    assert P.speedup(4) == P.MEASURED_SPEEDUP[4]
+    with pytest.raises(ValueError, match="expected at least 1"):
+        P.speedup(0, table)
+
+
+@pytest.mark.parametrize(
+    "seconds, gpus, k, gain, wall",
+    [
+        ([10.0] * 6, 1, 1, 1.0, 60.0),  # one at a time: the sum
+        ([10.0] * 6, 2, 1, 1.0, 30.0),  # two GPUs: half
+        ([10.0] * 6, 1, 2, 3.0, 20.0),  # 2 jobs at 3x together: each 10 x 2 / 3, 3 rounds
+        ([10.0] * 6, 1, 3, 3.0, 20.0),  # 3 jobs at 3x: each takes 10 s, 2 rounds
+        ([30.0, 10.0, 10.0, 10.0], 2, 1, 1.0, 30.0),  # costliest first: 30 | 10+10+10
+    ],
+)
+def test_packed_wall_time_arithmetic(seconds, gpus, k, gain, wall):
+    assert P.packed_wall_s(seconds, gpus, k, gain) == pytest.approx(wall)
+
+
+def test_estimate_hours_on_the_users_gpus_with_packing():
+    import pandas as pd
+
+    from glattn.report.estimate import EXPERIMENTS_DIR, estimate, job_grid, train_images
+
+    path = EXPERIMENTS_DIR / "table3_fusion.yaml"
+    jobs, epochs = job_grid(path)
+    measured = pd.DataFrame(
+        [
+            {"backbone": b, "attention": a, "img_s": 700.0}
+            for b in {j["backbone"] for j in jobs}
+            for a in {j["attention"] for j in jobs}
+        ]
+    )
+    alone_h = epochs * train_images("ham10000") / 700.0 / 3600  # every job: same model rate
+    one = estimate(measured, [path]).iloc[0]
+    assert one.jobs == len(jobs) and one.jobs_without_measurement == 0
+    assert one.hours_upper_bound == pytest.approx(len(jobs) * alone_h)
+    assert one.wall_hours == pytest.approx(one.hours_upper_bound)  # 1 GPU, 1 job: the sum
+    packed = estimate(measured, [path], gpus=2, jobs_per_gpu=4, gain=3.6).iloc[0]
+    rounds = -(-len(jobs) // 8)  # 8 slots
+    assert packed.wall_hours == pytest.approx(rounds * alone_h * 4 / 3.6)
+    assert packed.hours_upper_bound == one.hours_upper_bound  # the alone figure stays
+
+
+def test_estimate_auto_packing_from_the_measured_peak_memory():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from glattn.report.estimate import jobs_per_gpu_for
+
+    frame = pd.DataFrame({"metrics.perf/peak_mem_mb": [3000.0, 9000.0, None]})
+    args = SimpleNamespace(jobs_per_gpu="auto", gpu_memory_gib=24.0, cpu_cores=64, gpus=1)
+    d = jobs_per_gpu_for(args, frame)
+    # 9000 MB x 1.25 reserved = 11 GiB + 1 GiB context a job; 0.9 x 24 GiB: 1 fits
+    assert d.jobs_per_gpu == 1 and "perf/peak_mem_mb" in d.reason
+    args.gpu_memory_gib = 139.0
+    assert jobs_per_gpu_for(args, frame).jobs_per_gpu == 4
+    assert jobs_per_gpu_for(args, pd.DataFrame()).reason.startswith("no measured peak")
+    args.jobs_per_gpu = "3"
+    assert jobs_per_gpu_for(args, frame) == P.Decision(3, "as given")

@@ -10,6 +10,16 @@ first, which includes warm-up), and multiplies out every experiments/table<N>_*.
 an upper bound (early stopping ends runs sooner; validation passes and start-up are not
 counted). Throughput measured at another image size or on another device does not
 transfer: the printout names the device and image size the numbers came from.
+
+On the user's GPUs (``--gpus G --jobs-per-gpu K|auto``, glattn.sweep.packing): K jobs share
+each GPU, their aggregate throughput ``--speedup`` times one job's (default: the measured
+table of glattn.sweep.packing.speedup), and the G x K slots take the jobs costliest first:
+
+    wall hours = makespan over G x K slots of (job hours alone x K / speedup(K))
+
+``--jobs-per-gpu auto`` is the launcher's choice (glattn.sweep.packing.decide) for
+``--gpu-memory-gib`` and ``--cpu-cores`` from the measured runs' peak memory
+(perf/peak_mem_mb).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +37,7 @@ from omegaconf import OmegaConf
 from glattn.report import runs
 from glattn.report.grid import EXPERIMENTS_DIR, parse_values
 from glattn.report.tables import tables_for
+from glattn.sweep import packing
 
 #: Images per data set before the split (HAM10000 = ISIC 2018 Task 3 training set).
 DATASET_IMAGES = {"ham10000": 10015, "isic2018": 10015}
@@ -82,31 +94,69 @@ def throughput(frame: pd.DataFrame, history) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["backbone", "attention", "img_s", "image_size", "device"])
 
 
-def estimate(measured: pd.DataFrame, experiments: list[Path]) -> pd.DataFrame:
-    """Hours per experiment file; `missing` counts jobs with no measured throughput."""
+def estimate(
+    measured: pd.DataFrame,
+    experiments: list[Path],
+    gpus: int = 1,
+    jobs_per_gpu: int = 1,
+    gain: float = 1.0,
+) -> pd.DataFrame:
+    """Hours per experiment file: `hours_upper_bound` (every job alone, one after another)
+    and `wall_hours` on `gpus` GPUs with `jobs_per_gpu` sharing each at aggregate speedup
+    `gain` (packing.packed_wall_s); `missing` counts jobs with no measured throughput."""
     by_pair = measured.groupby(["backbone", "attention"])["img_s"].mean().to_dict()
     by_backbone = measured.groupby("backbone")["img_s"].mean().to_dict()
     out = []
     for path in experiments:
         jobs, epochs = job_grid(path)
-        seconds, missing = 0.0, 0
+        job_seconds, missing = [], 0
         for job in jobs:
             rate = by_pair.get((job.get("backbone"), job.get("attention")))
             rate = rate or by_backbone.get(job.get("backbone"))
             if not rate or str(job.get("dataset")) not in DATASET_IMAGES:
                 missing += 1
                 continue
-            seconds += epochs * train_images(str(job["dataset"])) / rate
+            job_seconds.append(epochs * train_images(str(job["dataset"])) / rate)
+        some = len(jobs) > missing
+        wall = packing.packed_wall_s(job_seconds, gpus, jobs_per_gpu, gain) if some else math.nan
         out.append(
             {
                 "experiment": path.stem,
                 "jobs": len(jobs),
                 "max_epochs": epochs,
-                "hours_upper_bound": seconds / 3600 if len(jobs) > missing else math.nan,
+                "hours_upper_bound": sum(job_seconds) / 3600 if some else math.nan,
+                "wall_hours": wall / 3600,
                 "jobs_without_measurement": missing,
             }
         )
     return pd.DataFrame(out)
+
+
+def jobs_per_gpu_for(args, frame: pd.DataFrame) -> packing.Decision:
+    """`--jobs-per-gpu`: a number as given, or ``auto``: the launcher's rule for
+    `--gpu-memory-gib` and `--cpu-cores` with the measured runs' largest perf/peak_mem_mb."""
+    if str(args.jobs_per_gpu) != "auto":
+        k = int(args.jobs_per_gpu)
+        if k < 1:
+            raise ValueError(f"--jobs-per-gpu={k}: expected an integer >= 1 or auto")
+        return packing.Decision(k, "as given")
+    column = "metrics.perf/peak_mem_mb"
+    peaks = pd.to_numeric(frame[column], errors="coerce") if column in frame else pd.Series([])
+    peak = peaks.max() * 2**20 * packing.RESERVED_FACTOR if peaks.notna().any() else None
+    memory = packing.GpuMemory(args.gpu_memory_gib * 2**30, args.gpu_memory_gib * 2**30)
+    source = "the measured runs' perf/peak_mem_mb"
+    return packing.decide(memory, peak, args.cpu_cores, args.gpus, source)
+
+
+def _print_packed(table: pd.DataFrame, args, decision: packing.Decision, gain: float) -> None:
+    k = decision.jobs_per_gpu
+    print(
+        f"\non {args.gpus} GPU(s), {k} job(s) per GPU ({decision.reason}); aggregate "
+        f"throughput of {k} job(s) {gain:.2f}x one job ("
+        + ("--speedup" if args.speedup else "glattn.sweep.packing.MEASURED_SPEEDUP")
+        + f"): {table['wall_hours'].sum():.1f} h wall for every sweep, one after another "
+        "(each sweep's jobs costliest first; early stopping not counted)"
+    )
 
 
 def main(argv=None) -> int:
@@ -118,6 +168,13 @@ def main(argv=None) -> int:
     p.add_argument("measured", help="experiment whose runs measured perf/train_img_s")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--experiments-dir", type=Path, default=EXPERIMENTS_DIR)
+    p.add_argument("--gpus", type=int, default=1, help="GPUs the sweeps run on (default 1)")
+    p.add_argument("--jobs-per-gpu", default="1", help="jobs sharing a GPU: N or auto")
+    p.add_argument("--gpu-memory-gib", type=float, default=80.0, help="for auto (default 80)")
+    p.add_argument("--cpu-cores", type=int, default=os.cpu_count() or 1, help="for auto")
+    p.add_argument(
+        "--speedup", type=float, default=None, help="aggregate of K jobs / one job (measured)"
+    )
     args = p.parse_args(argv)
     uri = args.tracking_uri or runs.default_tracking_uri()
     try:
@@ -130,7 +187,13 @@ def main(argv=None) -> int:
         print(f"error: no run of {args.measured!r} logged perf/train_img_s", file=sys.stderr)
         return 2
     files = sorted(f for f in args.experiments_dir.glob("table*.yaml") if tables_for(f.stem))
-    table = estimate(measured, files)
+    try:
+        decision = jobs_per_gpu_for(args, frame)
+        gain = args.speedup or packing.speedup(decision.jobs_per_gpu)
+        table = estimate(measured, files, args.gpus, decision.jobs_per_gpu, gain)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print("measured training throughput (img/s, mean over epochs 2..N):")
     print(
         measured.groupby(["backbone", "attention", "image_size", "device"])["img_s"]
@@ -146,6 +209,7 @@ def main(argv=None) -> int:
         "(fusion/residual variants are costed at their (backbone, attention) throughput; "
         "an attention level not measured falls back to the backbone's mean)"
     )
+    _print_packed(table, args, decision, gain)
     return 0
 
 

@@ -108,6 +108,43 @@ def decide(
     return Decision(k, f"limited by {limit}: {facts}")
 
 
+# ----------------------------------------------------------------------------- time
+#: aggregate training throughput of k jobs sharing one GPU over one job alone, the only
+#: measurement so far (issue 16: one H200, resnet18 + GLSA, real loader, 2026-12-04, with
+#: the per-job ceiling of that day); `speedup` interpolates between these, and holds the
+#: last value beyond them. Pass a measured figure (benchmarks/gpu_check.py) where there is one.
+MEASURED_SPEEDUP = {1: 1.0, 2: 3.14, 4: 3.73}
+
+
+def speedup(k: int, table: dict[int, float] | None = None) -> float:
+    """Aggregate throughput of `k` jobs on one GPU over one job alone (`table`: measured
+    figures by k, default MEASURED_SPEEDUP; linear between them, flat beyond the last)."""
+    table = dict(MEASURED_SPEEDUP if table is None else table)
+    table.setdefault(1, 1.0)
+    if k < 1:
+        raise ValueError(f"jobs per GPU={k}: expected at least 1")
+    points = sorted(table.items())
+    if k >= points[-1][0]:
+        return float(points[-1][1])
+    for (k0, s0), (k1, s1) in zip(points, points[1:]):
+        if k0 <= k <= k1:
+            return float(s0 + (s1 - s0) * (k - k0) / (k1 - k0))
+    return float(points[0][1])
+
+
+def packed_wall_s(job_seconds, gpus: int, jobs_per_gpu: int, gain: float) -> float:
+    """Predicted wall time of jobs that take `job_seconds` each alone on a GPU, on `gpus`
+    GPUs with `jobs_per_gpu` sharing each, `gain` = aggregate speedup of that many jobs
+    (`speedup`): a shared job runs at gain / jobs_per_gpu of its speed alone, and the
+    gpus x jobs_per_gpu slots take the jobs costliest first (glattn.sweep.schedule)."""
+    from glattn.sweep.schedule import lpt_order, makespan
+
+    if gpus < 1 or jobs_per_gpu < 1 or gain <= 0:
+        raise ValueError(f"gpus={gpus}, jobs_per_gpu={jobs_per_gpu}, speedup={gain}: expected > 0")
+    each = [float(s) * jobs_per_gpu / gain for s in job_seconds]
+    return makespan(each, gpus * jobs_per_gpu, lpt_order(each))
+
+
 # ----------------------------------------------------------------------------- GPU seam
 def query_gpu_memory(gpu: str) -> GpuMemory | None:
     """Total and free memory of GPU `gpu` from nvidia-smi (no CUDA context in this
