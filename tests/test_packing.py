@@ -109,6 +109,12 @@ def test_stored_peak_needs_every_key_and_takes_the_largest(monkeypatch):
     assert P.stored_peak(plans[:2], None) is None
 
 
+def _plans(owner, jobs):
+    from glattn.sweep.plan import build_plan
+
+    return lambda: build_plan(owner, [list(j) for j in jobs])[0]
+
+
 def _owner(tmp_path, *overrides):
     """A launcher-like owner (hydra_context + the multirun config), as Hydra gives one."""
     GlobalHydra.instance().clear()
@@ -136,6 +142,7 @@ def test_choose_probes_the_costliest_job_with_its_config(tmp_path):
             owner,
             jobs,
             ["3"],
+            _plans(owner, jobs),
             memory_probe=lambda gpu: P.GpuMemory(139 * GIB, 139 * GIB),
             peak_probe=peak_probe,
             cpu_cores=9,
@@ -156,15 +163,16 @@ def test_choose_falls_back_to_one_when_a_probe_fails(tmp_path):
             owner,
             [["seed=0"], ["seed=1"]],
             ["0"],
+            _plans(owner, [["seed=0"], ["seed=1"]]),
             memory_probe=lambda gpu: P.GpuMemory(80 * GIB, 80 * GIB),
             peak_probe=lambda cfg_yaml, gpu: None,
         )
         assert d.jobs_per_gpu == 1 and "no measured peak" in d.reason
-        d = P.choose(owner, [["seed=0"]], ["0"], memory_probe=lambda gpu: None)
+        d = P.choose(owner, [["seed=0"]], ["0"], list, memory_probe=lambda gpu: None)
         assert d.jobs_per_gpu == 1 and "GPU memory unknown" in d.reason
     finally:
         GlobalHydra.instance().clear()
-    assert P.choose(owner, [["seed=0"]], []).reason.startswith("no GPU")
+    assert P.choose(owner, [["seed=0"]], [], list).reason.startswith("no GPU")
 
 
 def test_probe_trains_the_config_and_reports_no_gpu_memory_on_a_cpu(compose):

@@ -289,14 +289,12 @@ def probe(cfg) -> dict:
     }
 
 
-def _write_probe_config(owner, overrides: list[str], num: int, folder: Path) -> Path:
-    """Job `num`'s config (PROBE_KEYS, resolved) as YAML under `folder`."""
+def _write_probe_config(owner, overrides: list[str], folder: Path) -> Path:
+    """The job's config (PROBE_KEYS, resolved as in the job) as YAML under `folder`."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from glattn.sweep.plan import _job_config
-
-    cfg = _job_config(owner, overrides, num)
+    cfg = owner.hydra_context.config_loader.load_sweep_config(owner.config, overrides)
     previous = HydraConfig.instance().cfg
     try:
         HydraConfig.instance().set_config(cfg)
@@ -313,13 +311,15 @@ def choose(
     owner,
     jobs: Sequence[Sequence[str]],
     gpus: Sequence[str],
+    plans: Callable[[], list] | None = None,
     memory_probe: Callable[[str], GpuMemory | None] = query_gpu_memory,
     peak_probe: Callable[[Path, str | None], float | None] = probe_peak,
     cpu_cores: int | None = None,
 ) -> Decision:
     """jobs_per_gpu for the grid `jobs` on `gpus` (`owner`: the launcher, with
-    ``hydra_context`` and ``config``): free memory from `memory_probe`, the per-job peak
-    from the tracking store, else `peak_probe` of the costliest job (`probe_target`)."""
+    ``hydra_context`` and ``config``; `plans`: plan mode's rows of `jobs`, built when
+    needed; None: none, so no peak either): free memory from `memory_probe`, the per-job
+    peak from the tracking store, else `peak_probe` of the costliest job (`probe_target`)."""
     cores = cpu_cores or os.cpu_count() or 1
     if not gpus:
         return decide(None, None, cores, 0)
@@ -328,17 +328,15 @@ def choose(
         return decide(None, None, cores, len(gpus))
     try:
         from glattn.sweep import store
-        from glattn.sweep.plan import build_plan
 
-        plans, _ = build_plan(owner, [list(j) for j in jobs])
+        rows = plans() if plans is not None else []
         tracked = store.tracking_enabled(owner.config)
         client = store.client_for(owner.config, create=False) if tracked else None
-        peak, source = stored_peak(plans, client), "FINISHED runs' perf/peak_mem_mb"
-        target = probe_target(plans) if peak is None else None
+        peak, source = stored_peak(rows, client), "FINISHED runs' perf/peak_mem_mb"
+        target = probe_target(rows) if peak is None else None
         if target is not None:
             with tempfile.TemporaryDirectory(prefix="glattn-probe-") as tmp:
-                job = list(jobs[target.num])
-                cfg_yaml = _write_probe_config(owner, job, target.num, Path(tmp))
+                cfg_yaml = _write_probe_config(owner, list(jobs[target.num]), Path(tmp))
                 peak = peak_probe(cfg_yaml, gpus[0])
             source = f"probe of job #{target.num}, {PROBE_STEPS} steps"
     except Exception as e:  # noqa: BLE001 - packing is an optimisation: 1 is always safe
