@@ -1,8 +1,55 @@
-"""glattn: Hydra-configured ablation sweeps for Global-Local Self-Attention classifiers."""
+"""glattn: Hydra-configured ablation sweeps for Global-Local Self-Attention classifiers.
+
+Architecture: layers, lowest first. A module imports only from its own layer or below,
+never upward, not even inside a function; imports within a layer form no cycle
+(tests/test_architecture.py builds the import graph with `ast` and checks both against
+`LAYERS`, the same list as data).
+
+- L0 foundations: ``errors`` (the UserError base), ``secrets`` (masking), ``logging_utils``,
+  ``registry`` (name -> constructor registries), ``groups`` (the one table of config
+  groups) and ``resolvers`` (OmegaConf resolvers, registered explicitly). A registry or a
+  resolver is named by an import path string and imported on first use, as Hydra's
+  ``_target_`` is: that is how L0 names code of higher layers without importing it.
+- L1 the config: ``config`` (validation before any work, the fingerprint, group choices)
+  and ``schema`` (structured-config schemas).
+- L2 the domain: ``models``, ``data``, ``losses``, ``optim``, ``metrics``, ``runtime``,
+  ``engine``, ``checkpoint``, ``gradcam`` and ``tracking`` (MLflow, the one place).
+- L3 one job: ``job`` (JobSpec, build_components, lifecycle, trainer, the tasks).
+- L4 many jobs and their results: ``sweep`` and ``report``.
+- L5 entry points: ``cli`` (the ``glattn`` console script) and the Hydra plugins
+  (``hydra_plugins/``: the glattn sweeper, the local_gpus and slurm launchers).
+
+This package's ``__init__`` is the public facade (`build_model`, `load_model`): it may
+import any layer, lazily, and no glattn module imports it.
+"""
 
 __version__ = "0.1.0"
 
-import glattn.registry  # noqa: E402,F401  (the ${glattn.num_classes:} resolver, any process)
+#: The layers of the docstring as data: (layer, top-level names of modules and packages
+#: below glattn/ or hydra_plugins/), lowest first.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("L0", ("errors", "secrets", "logging_utils", "registry", "groups", "resolvers")),
+    ("L1", ("config", "schema")),
+    (
+        "L2",
+        (
+            "models",
+            "data",
+            "losses",
+            "optim",
+            "metrics",
+            "runtime",
+            "engine",
+            "checkpoint",
+            "gradcam",
+            "tracking",
+        ),
+    ),
+    ("L3", ("job",)),
+    ("L4", ("sweep", "report")),
+    ("L5", ("cli", "hydra_plugins")),
+)
+
 import glattn.schema  # noqa: E402,F401  (registers the config schemas before any compose)
 
 

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from glattn.resolvers import register
 
 #: ``glattn <name> ...`` -> "module:function" called with the remaining arguments.
 SUBCOMMANDS: dict[str, str] = {
@@ -54,7 +54,7 @@ def config_dir() -> Path:
 
 def help_groups(width: int = 92) -> str:
     """The user-facing config groups, each with what it selects and its options, for
-    ``--help`` (resolver ``${glattn_help_groups:}``; needs Hydra's running config loader).
+    ``--help`` (resolver ``${glattn.help_groups:}``; needs Hydra's running config loader).
     Structured-config schemas (``*_schema``) are not options a user picks."""
     import textwrap
 
@@ -79,12 +79,9 @@ def help_groups(width: int = 92) -> str:
     return "\n".join(lines)
 
 
-if not OmegaConf.has_resolver("glattn_help_groups"):
-    OmegaConf.register_new_resolver("glattn_help_groups", help_groups)
-
-
 def _task(cfg) -> object:
     """One Hydra job: the training/eval task, with one message for a user error."""
+    register()  # a worker process (local_gpus, SLURM) runs this without hydra_main
     from glattn.runner import cli_exit
     from glattn.train import main as run_task
 
@@ -98,6 +95,7 @@ def hydra_main(argv: Sequence[str] | None = None) -> None:
     """Hydra's command line over `config_dir` (``argv`` replaces ``sys.argv[1:]``)."""
     import hydra
 
+    register()  # glattn's resolvers, before Hydra composes (glattn.resolvers)
     entry = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]

@@ -17,22 +17,13 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from glattn.errors import UserError
+from glattn.groups import RECORDED_GROUPS
 from glattn.secrets import mask_container, mask_override
 
 EPOCH_METRICS = ("val/loss", "val/acc", "val/balanced_acc", "val/macro_f1", "val/auc")
 TASKS = ("train", "eval")
-# the config-group choices that identify a run (MLflow tags, run names, report factors)
-GROUPS = (
-    "backbone",
-    "glsa",
-    "attention",
-    "fusion",
-    "residual",
-    "loss",
-    "dataset",
-    "optimizer",
-    "scheduler",
-)
+# the config-group choices that identify a run (choice.<group> params): a view of the table
+GROUPS = RECORDED_GROUPS
 
 # name (a run-name prefix) and tags (MLflow tags) are labels: they never change results
 # transfer: where an eval job finds its training (Table 5), not what a training is

@@ -40,12 +40,16 @@ class Group:
     internal: bool = False
     #: what the group selects, in words (``--help``, README)
     doc: str = ""
+    #: the object its options configure: model, data, loss, optimizer, scheduler (the parts
+    #: glattn.job.build makes; "" for groups that configure no object)
+    builds: str = ""
 
 
 # Display order of the table: the row order of the paper's tables (Tables 1-4).
 GROUPS: tuple[Group, ...] = (
     Group(
         "backbone",
+        builds="model",
         registry="glattn.models.backbones:BACKBONES",
         in_run_name=True,
         factor=True,
@@ -63,9 +67,12 @@ GROUPS: tuple[Group, ...] = (
         ),
         doc="torchvision trunk and head",
     ),
-    Group("glsa", schema="glsa", recorded=True, doc="the GLSA block: heads, position"),
+    Group(
+        "glsa", builds="model", schema="glsa", recorded=True, doc="the GLSA block: heads, position"
+    ),
     Group(
         "attention",
+        builds="model",
         registry="glattn.models.cbam:LOCAL_ATTENTION",
         in_run_name=True,
         factor=True,
@@ -75,6 +82,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "fusion",
+        builds="model",
         registry="glattn.models.fusion:FUSIONS",
         in_run_name=True,
         factor=True,
@@ -91,6 +99,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "residual",
+        builds="model",
         registry="glattn.models.residual:RESIDUALS",
         in_run_name=True,
         factor=True,
@@ -100,6 +109,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "loss",
+        builds="loss",
         registry="glattn.losses:LOSSES",
         factor=True,
         recorded=True,
@@ -108,6 +118,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "dataset",
+        builds="data",
         registry="glattn.data.readers:READERS",
         schema="dataset/base",
         in_run_name=True,
@@ -116,13 +127,26 @@ GROUPS: tuple[Group, ...] = (
         order=("ham10000", "isic2018", "synthetic"),
         doc="data set and its splits",
     ),
-    Group("optimizer", registry="glattn.optim:OPTIMIZERS", recorded=True, doc="optimizer"),
-    Group("scheduler", registry="glattn.optim:SCHEDULERS", recorded=True, doc="LR schedule"),
+    Group(
+        "optimizer",
+        builds="optimizer",
+        registry="glattn.optim:OPTIMIZERS",
+        recorded=True,
+        doc="optimizer",
+    ),
+    Group(
+        "scheduler",
+        builds="scheduler",
+        registry="glattn.optim:SCHEDULERS",
+        recorded=True,
+        doc="LR schedule",
+    ),
     Group("trainer", schema="trainer", doc="epochs, batch size, device, AMP, early stopping"),
     Group("tracking", schema="tracking", doc="MLflow tracking (none: no record)"),
     Group("experiment", doc="a paper table's ablation grid (python run.py -m experiment=...)"),
     Group("debug", doc="presets: smoke (seconds), overfit, profile"),
     Group("hydra/launcher", doc="where a sweep's jobs run: local_gpus, slurm"),
+    Group("hydra/help", internal=True, doc="the --help page (conf/hydra/help/glattn.yaml)"),
     Group("dataset_trainer", internal=True, doc="per-data-set trainer defaults"),
     Group("debug_dataset", internal=True, doc="a debug preset's keys for one data set"),
     Group("schema", internal=True, doc="structured-config schemas (glattn.schema)"),
@@ -140,6 +164,8 @@ REGISTRY_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.registry)
 #: Shown in ``--help`` / hidden from it.
 USER_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if not g.internal)
 INTERNAL_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.internal)
+#: The groups that configure the classifier (glattn.models.build_model reads them).
+MODEL_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.builds == "model")
 #: {factor: its options in display order}, e.g. ORDER["attention"] == ("none", ...).
 ORDER: dict[str, tuple[str, ...]] = {g.name: g.order for g in GROUPS if g.order}
 

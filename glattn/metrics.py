@@ -7,8 +7,10 @@ always answers ``nv``, hence ``val/balanced_acc`` is the monitored metric.
 
 Every metric takes optional per-row ``sample_weight``, as the official scorer
 (``isic-challenge-scoring``) does: on the ISIC 2018 official sets the scorer gives
-ISIC_0035068 weight 0 (glattn.data.isic2018.score_weights), and ``official_result`` applies
-that rule plus the scorer's one-row-per-ground-truth-image file format to an evaluated split.
+ISIC_0035068 weight 0 (glattn.data.isic2018.score_weights), and
+glattn.data.isic2018.official_result applies that rule plus the scorer's
+one-row-per-ground-truth-image file format to an evaluated split. This module knows no
+data set: it imports nothing from glattn.
 """
 
 from __future__ import annotations
@@ -113,27 +115,6 @@ def compute_metrics(
         confusion = np.rint(confusion).astype(np.int64)
     out["confusion"] = confusion
     return out
-
-
-def official_result(
-    dataset_cfg, result: dict, image_ids: Sequence[str], class_names: Sequence[str]
-) -> tuple[dict, pd.DataFrame | None]:
-    """The ISIC 2018 official rules for one evaluated split (``dataset=isic2018`` with
-    ``dataset.eval_split=official_val|official_test``; anything else comes back unchanged
-    with frame None). Returns ``(result, frame)``: ``frame`` is the submission-format
-    probability table with one row per ground-truth row in ground-truth order (an image
-    missing on disk gets a uniform row; build_data lists it in skipped_images.csv), and
-    ``result`` the same dict with every metric recomputed on those rows with the scorer's
-    weights (ISIC_0035068: 0), so it equals the official scorer's on ``frame``. The loss
-    and ``probs``/``labels`` of the evaluated images are kept as they were.
-    """
-    from glattn.data import isic2018
-
-    official = isic2018.official_rows(dataset_cfg, image_ids, result["probs"], class_names)
-    if official is None:
-        return result, None
-    scores = compute_metrics(official.labels, official.probs, class_names, official.weights)
-    return {**result, **scores}, official.frame
 
 
 def per_class_report(metrics: dict, class_names: Sequence[str]) -> pd.DataFrame:

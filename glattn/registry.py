@@ -17,33 +17,18 @@ builds-and-runs a component on a small input; `check()` turns any breach into on
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 from collections.abc import Callable, Iterator
 from importlib import metadata
 
-from omegaconf import OmegaConf
-
+from glattn import groups
 from glattn.errors import UserError
 
 log = logging.getLogger(__name__)
 
 PLUGIN_GROUP = "glattn.plugins"
 _plugins_loaded = False
-
-#: Config group -> the module whose import defines its registry (see `registries()`).
-GROUP_MODULES = {
-    "backbone": "glattn.models",
-    "attention": "glattn.models",
-    "fusion": "glattn.models",
-    "residual": "glattn.models",
-    "loss": "glattn.losses",
-    "dataset": "glattn.data",
-    "optimizer": "glattn.optim",
-    "scheduler": "glattn.optim",
-}
-_ALL: dict[str, Registry] = {}
 
 
 class ContractError(UserError, ValueError):
@@ -103,7 +88,6 @@ class Registry:
         self.where = where
         self._entries: dict[str, Callable] = {}
         self._references: dict[str, str | None] = {}
-        _ALL.setdefault(family, self)
 
     # ------------------------------------------------------------------ registering
     def register(self, name: str, reference: str | None = None) -> Callable[[Callable], Callable]:
@@ -273,31 +257,11 @@ class Registry:
 
 
 def registries() -> dict[str, Registry]:
-    """Every config group's registry (plugins loaded), for tests, reports and claims."""
-    out = {}
-    for group, module in GROUP_MODULES.items():
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-            continue
-        if group in _ALL:
-            out[group] = _ALL[group]
+    """Every config group's registry (glattn.groups: the groups with one; plugins loaded),
+    for tests, reports and claims."""
+    out = {name: groups.load_registry(name) for name in groups.REGISTRY_GROUPS}
     load_plugins()
     return out
-
-
-def _num_classes(*, _parent_) -> int:
-    """`num_classes: ${glattn.num_classes:}` in a data-set option: the length of its class
-    list (glattn.data.class_names_of), e.g. the labels of dataset=csv's CSV."""
-    from glattn.data.readers import class_names_of
-
-    return len(class_names_of(_parent_))
-
-
-if not OmegaConf.has_resolver("glattn.num_classes"):
-    OmegaConf.register_new_resolver("glattn.num_classes", _num_classes)
 
 
 def _qualname(obj) -> str:

@@ -12,8 +12,11 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
+from glattn.resolvers import register as register_resolvers
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
+register_resolvers()  # as every entry point does (glattn.resolvers)
 
 # Honour OMP_NUM_THREADS (CI: unset, both cores); tiny test tensors gain little from more.
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))

@@ -138,7 +138,7 @@ def _official_run(tmp_path, drop_test_image):
 
     from glattn.data import build_data
     from glattn.data.testing import data_cfg, make_isic2018
-    from glattn.metrics import official_result
+    from glattn.data.isic2018 import official_result
 
     make_isic2018(tmp_path / "data", drop_test_image=drop_test_image, lesions_per_class=4)
     # The real Test ground truth is sorted by image id (ISIC_0034524 ... ISIC_0036064, with
@@ -193,7 +193,7 @@ def test_official_test_metrics_equal_the_scorers_rule(tmp_path, drop_test_image)
 
 
 def test_official_result_leaves_other_splits_alone(tmp_path):
-    from glattn.metrics import official_result
+    from glattn.data.isic2018 import official_result
 
     labels, probs = _random(30)
     result = {**compute_metrics(labels, probs, CLASSES), "probs": probs}
@@ -231,7 +231,7 @@ def test_a_run_on_the_official_test_set_scores_as_the_official_scorer(tmp_path, 
     from conftest import compose_cfg
 
     from glattn.data.testing import make_isic2018
-    from glattn.train import main
+    from glattn.job import main
 
     make_isic2018(tmp_path / "data", drop_test_image=drop_test_image, lesions_per_class=4)
     truth_csv = tmp_path / "data" / "ISIC2018_Task3_Test_GroundTruth.csv"

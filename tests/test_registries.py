@@ -11,11 +11,11 @@ from conftest import CONF_DIR, compose_cfg
 from omegaconf import OmegaConf
 
 import glattn.registry as registry_module
+from glattn.groups import REGISTRY_GROUPS
 from glattn.models import FUSIONS, RESIDUALS, build_model
 from glattn.registry import ContractError, Registry, registries
 
-GROUPS = ("backbone", "attention", "fusion", "residual", "loss", "dataset", "optimizer")
-GROUPS += ("scheduler",)
+GROUPS = REGISTRY_GROUPS  # the table's groups with a registry (glattn.groups)
 
 
 def group_registry(group: str) -> Registry:

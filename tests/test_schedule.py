@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
+from glattn.sweep import lpt
 from glattn.sweep import schedule as S
 from glattn.sweep.plan import JobPlan
 
@@ -90,7 +91,7 @@ def test_configured_slots_from_the_launcher_config():
 
 def test_lpt_jobs_falls_back_to_the_given_order(caplog):
     broken = SimpleNamespace(hydra_context=None, config=None)
-    assert S.lpt_jobs(broken, [["a=1"], ["a=2"]]) == [0, 1]
+    assert lpt.lpt_jobs(broken, [["a=1"], ["a=2"]]) == [0, 1]
     assert "given order" in caplog.text
 
 
@@ -107,7 +108,7 @@ def test_local_gpus_starts_costliest_first_and_keeps_job_numbers(tmp_path, monke
 
     costs = {"a=small": 1.0, "a=big": 9.0, "a=mid": 4.0}
     monkeypatch.setattr(
-        S, "lpt_jobs", lambda owner, jobs: S.lpt_order([costs[j[0]] for j in jobs])
+        lpt, "lpt_jobs", lambda owner, jobs: S.lpt_order([costs[j[0]] for j in jobs])
     )
     started = []
 
@@ -134,7 +135,7 @@ def test_local_gpus_starts_costliest_first_and_keeps_job_numbers(tmp_path, monke
 def test_sweeper_batches_in_lpt_order_only_for_pools_that_do_not_order_themselves(monkeypatch):
     costs = {"a=small": 1.0, "a=big": 9.0, "a=mid": 4.0}
     monkeypatch.setattr(
-        S, "lpt_jobs", lambda owner, jobs: S.lpt_order([costs[j[0]] for j in jobs])
+        lpt, "lpt_jobs", lambda owner, jobs: S.lpt_order([costs[j[0]] for j in jobs])
     )
     batches = [[["a=small"], ["a=big"]], [["a=mid"]]]
 
@@ -143,11 +144,16 @@ def test_sweeper_batches_in_lpt_order_only_for_pools_that_do_not_order_themselve
         return SimpleNamespace(launcher=launcher, config=OmegaConf.create({"hydra": hydra}))
 
     slurm = SimpleNamespace()
-    assert S.lpt_batches(sweeper(slurm, 4), batches, 2) == [[["a=big"], ["a=mid"]], [["a=small"]]]
-    assert S.lpt_batches(sweeper(slurm, 4), batches, None) == [[["a=big"], ["a=mid"], ["a=small"]]]
-    assert S.lpt_batches(sweeper(slurm, 1), batches, 2) == batches  # one slot: same makespan
+    assert lpt.lpt_batches(sweeper(slurm, 4), batches, 2) == [
+        [["a=big"], ["a=mid"]],
+        [["a=small"]],
+    ]
+    assert lpt.lpt_batches(sweeper(slurm, 4), batches, None) == [
+        [["a=big"], ["a=mid"], ["a=small"]]
+    ]
+    assert lpt.lpt_batches(sweeper(slurm, 1), batches, 2) == batches  # one slot: same makespan
     local = SimpleNamespace(order="lpt")  # local_gpus orders its own jobs, numbers unchanged
-    assert S.lpt_batches(sweeper(local, 4), batches, 2) == batches
+    assert lpt.lpt_batches(sweeper(local, 4), batches, 2) == batches
 
 
 def test_makespan_line_for_plan_rows_on_the_configured_slots():

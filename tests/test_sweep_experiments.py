@@ -80,7 +80,7 @@ def test_paper_runs_every_table_in_order():
 
 
 def test_table5_eval_job_resolves_its_training_checkpoint(tmp_path):
-    from glattn.fit import config_fingerprint
+    from glattn.config import config_fingerprint
     from glattn.sweep.transfer import training_overrides
 
     out = f"paths.output_dir={tmp_path}"
@@ -98,7 +98,7 @@ def test_table5_eval_job_resolves_its_training_checkpoint(tmp_path):
         "task=eval",
         "dataset=isic2018",
         "dataset.eval_split=official_test",
-        "ckpt_path=${glattn_source_ckpt:}",
+        "ckpt_path=${glattn.source_ckpt:}",
         "attention=cbam",
         "seed=1",
     ]

@@ -13,7 +13,7 @@ GRID = ["debug=smoke", "fusion=original,learnable_gate", "seed=0,1"]
 
 
 def _fingerprint(*overrides):
-    from glattn.fit import config_fingerprint
+    from glattn.config import config_fingerprint
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
@@ -103,7 +103,7 @@ def test_plan_jobs_with_errors_are_errors(tmp_path):
         "debug=smoke",
         "seed=0,1",
         "task=eval",
-        "ckpt_path=${glattn_source_ckpt:}",  # no transfer.source: cannot resolve
+        "ckpt_path=${glattn.source_ckpt:}",  # no transfer.source: cannot resolve
         f"paths.output_dir={out}",
         "sweep.plan=true",
         cwd=ROOT,

@@ -15,7 +15,7 @@ skipped with a warning and recorded in the run's skipped_images.csv; any other l
 image without a file is an error.
 
 Scoring rules of the official scorer (isic-challenge-scoring, ``load_csv.py``), applied by
-``official_rows`` (and glattn.metrics.official_result) to every metric of an official set:
+``official_rows`` (and official_result) to every metric of an official set:
 the probability CSV has one row per ground-truth row, in ground-truth order (a row whose
 image was skipped gets uniform probabilities), and ISIC_0035068 has score weight 0.
 """
@@ -34,6 +34,7 @@ from glattn.data.classes import CLASS_NAMES, ISIC_COLUMNS
 from glattn.data.errors import DataError
 from glattn.data.layout import check_root, find_dir, find_file, locate_images
 from glattn.data.table import check_not_blank, check_unique, line_of, read_table
+from glattn.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +225,22 @@ def official_rows(dataset_cfg, image_ids: Sequence[str], probs: np.ndarray, clas
         score_weights(truth["image_id"]),
         missing,
     )
+
+
+def official_result(
+    dataset_cfg, result: dict, image_ids: Sequence[str], class_names: Sequence[str]
+) -> tuple[dict, pd.DataFrame | None]:
+    """The ISIC 2018 official rules for one evaluated split (``dataset=isic2018`` with
+    ``dataset.eval_split=official_val|official_test``; anything else comes back unchanged
+    with frame None). Returns ``(result, frame)``: ``frame`` is the submission-format
+    probability table with one row per ground-truth row in ground-truth order (an image
+    missing on disk gets a uniform row; build_data lists it in skipped_images.csv), and
+    ``result`` the same dict with every metric recomputed on those rows with the scorer's
+    weights (ISIC_0035068: 0), so it equals the official scorer's on ``frame``. The loss
+    and ``probs``/``labels`` of the evaluated images are kept as they were.
+    """
+    official = official_rows(dataset_cfg, image_ids, result["probs"], class_names)
+    if official is None:
+        return result, None
+    scores = compute_metrics(official.labels, official.probs, class_names, official.weights)
+    return {**result, **scores}, official.frame

@@ -63,6 +63,12 @@ def class_names_of(d: Mapping) -> tuple[str, ...]:
     return tuple(own(d)) if own is not None else CLASS_NAMES
 
 
+def num_classes(*, _parent_) -> int:
+    """Resolver ``${glattn.num_classes:}`` (glattn.resolvers) in a data-set option: the length
+    of its class list, e.g. the labels of dataset=csv's CSV."""
+    return len(class_names_of(_parent_))
+
+
 def read(o) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Run the reader of `o.name`; its frame checked against the contract, and its classes."""
     reader = READERS.get(o.name)

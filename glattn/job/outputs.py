@@ -73,8 +73,8 @@ def plot_curves(path: Path, history: list[dict]) -> Path:
 def official_rules(cfg: DictConfig, result: dict, image_ids, class_names) -> dict:
     """On an ISIC 2018 official set: every metric with the official scorer's weights and,
     as ``official_frame``, the probability table with one row per ground-truth row
-    (glattn.metrics.official_result); any other split comes back unchanged."""
-    from glattn.metrics import official_result
+    (glattn.data.isic2018.official_result); any other split comes back unchanged."""
+    from glattn.data.isic2018 import official_result
 
     result, frame = official_result(cfg.dataset, result, image_ids, class_names)
     return result if frame is None else {**result, "official_frame": frame}

@@ -3,6 +3,7 @@
 import importlib
 import logging
 
+from glattn import groups
 from glattn.models.backbones import BACKBONES, build_backbone
 from glattn.models.cbam import CBAM, LOCAL_ATTENTION
 from glattn.models.fusion import FUSIONS
@@ -11,12 +12,8 @@ from glattn.models.net import GLSANet, build_model
 from glattn.models.residual import RESIDUALS
 from glattn.models.summary import count_flops, describe_model
 
-REGISTRIES = {
-    "backbone": BACKBONES,
-    "attention": LOCAL_ATTENTION,
-    "fusion": FUSIONS,
-    "residual": RESIDUALS,
-}
+#: The model groups' registries (glattn.groups.MODEL_GROUPS with a registry).
+REGISTRIES = {g: groups.load_registry(g) for g in groups.MODEL_GROUPS if groups.group(g).registry}
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from glattn.groups import MODEL_GROUPS
 from glattn.models import backbones as bb
 from glattn.models.cbam import LOCAL_ATTENTION, NoGLSABlock
 from glattn.models.fusion import FUSIONS
@@ -139,7 +140,7 @@ def resolve_positions(backbone: nn.Module, position, default: str | None = None)
 
 def build_model(cfg: DictConfig) -> GLSANet:
     """The whole classifier from a composed config (conf/config.yaml)."""
-    for key in ("backbone", "glsa", "attention", "fusion", "residual", "dataset"):
+    for key in (*MODEL_GROUPS, "dataset"):
         if key not in cfg:
             raise KeyError(f"config has no `{key}` group; compose conf/config.yaml")
     backbone, backbone_name, default_stage = _backbone(cfg)

@@ -15,7 +15,6 @@ multi-run/). glattn adds, around Hydra's basic sweep:
 The file protocol between a sweep and its jobs lives in `glattn.job.protocol` (jobs write it).
 """
 
-from glattn.sweep import transfer  # noqa: F401,E402  (registers ${glattn_source_ckpt:})
 from glattn.job.protocol import (
     PARENT_RUN_FILE,
     STATUS_FILE,

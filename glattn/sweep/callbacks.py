@@ -28,10 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glattn.job import protocol
 from glattn.secrets import mask_text
-from glattn.sweep import (
-    store,
-    transfer,  # noqa: F401  (registers the ${glattn_source_ckpt:} resolver)
-)
+from glattn.sweep import store
 from glattn.tracking import ui_command
 
 log = logging.getLogger(__name__)

@@ -73,7 +73,8 @@ def _plan_line(summary: dict | None, rc: int) -> str:
 
 
 def run_stages(stages: list[list[str]], overrides: list[str], run_py: Path | None = None) -> int:
-    from glattn.sweep.plan import _fmt_bytes, _fmt_pflop
+    from glattn.sweep.units import fmt_bytes as _fmt_bytes
+    from glattn.sweep.units import fmt_pflop as _fmt_pflop
 
     run_py = run_py or ROOT / "run.py"
     user = _user_overrides(overrides)

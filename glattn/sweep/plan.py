@@ -36,6 +36,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import filter_overrides
 from omegaconf import OmegaConf, open_dict
 
+from glattn.sweep.schedule import makespan_line  # costliest first vs the given order
+from glattn.sweep.units import fmt_bytes as _fmt_bytes
+from glattn.sweep.units import fmt_pflop as _fmt_pflop
+from glattn.sweep.units import fmt_seconds as _fmt_s
+
 
 @dataclass
 class JobPlan:
@@ -65,7 +70,7 @@ def _reference_key(cfg, choices) -> tuple:
 
 
 def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
-    from glattn.fit import config_fingerprint
+    from glattn.config import config_fingerprint
     from glattn.schema import check_keys
     from glattn.sweep import store
 
@@ -181,33 +186,6 @@ def _estimate(refs, max_epochs) -> float | None:
     return statistics.median(walls) if walls else None
 
 
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def _fmt_pflop(pflop: float | None) -> str:
-    if pflop is None:
-        return "?"
-    if pflop >= 1000:
-        return f"{pflop:,.0f}"
-    return f"{pflop:.3g}" if pflop >= 0.01 else f"{pflop:.1e}"
-
-
-def _fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}" if n < 100 * size else f"{n / size:,.0f} {unit}"
-    return f"{n / 1e3:.3g} kB" if n else "0 B"
-
-
 def totals(plans: list[JobPlan], name: str) -> dict:
     """The plan's totals (one line of $GLATTN_PLAN_SUMMARY): jobs, done, to run, errors,
     PFLOP and disk bytes of the jobs to run, disk bytes of the whole grid."""
@@ -291,8 +269,6 @@ def print_plan(sweeper, jobs: list[list[str]]) -> list:
     cfg = sweeper.config
     sweep_name = str(OmegaConf.select(cfg, "tracking.experiment", default="sweep"))
     print(format_plan(plans, info, sweep_name), flush=True)
-    from glattn.sweep.schedule import makespan_line  # costliest first vs the given order
-
     print(makespan_line(plans, cfg), flush=True)
     summary = os.environ.get("GLATTN_PLAN_SUMMARY")
     if summary:

@@ -9,14 +9,21 @@ first and is within 4/3 - 1/(3m) of the optimum on m slots.
 
 The costs are plan mode's (glattn.sweep.plan): the estimated seconds when every job still
 to run has one, else the compute in PFLOP (every job has it); a job already done costs 0
-(it is skipped in seconds). Only the ratio of costs matters for the order.
+(it is skipped in seconds). Only the ratio of costs matters for the order. This module is
+arithmetic on costs and slots; glattn.sweep.lpt applies it to a grid's jobs.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import os
 from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import ListConfig, OmegaConf
+
+from glattn.sweep.units import fmt_pflop, fmt_seconds
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +64,56 @@ def plan_costs(plans) -> tuple[list[float], str]:
     return costs, ("s" if use_time else "PFLOP")
 
 
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else every CUDA device."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no torch/driver: no GPUs
+        return []
+
+
+def parse_gpus(value: Any) -> list[str] | None:
+    """``hydra.launcher.gpus``: null (visible GPUs), [] (CPU), a list of ids or "0,1"."""
+    if value is None:
+        return None
+    if isinstance(value, (ListConfig, list, tuple)):
+        return [str(g) for g in value]
+    if isinstance(value, (int, str)):
+        return [g.strip() for g in str(value).split(",") if g.strip()]
+    raise ValueError(
+        f"hydra.launcher.gpus={value!r}: expected null (auto), [] (CPU), a list of ids or '0,1'"
+    )
+
+
+def local_slots(gpus: list[str] | None, jobs_per_gpu: int, n_jobs: int | None) -> list:
+    """The local_gpus pool: one entry per job that may run at once, a GPU id (``gpus``; None:
+    the visible ones) ``jobs_per_gpu`` times spread over the GPUs and capped by ``n_jobs``,
+    or None for each of ``n_jobs`` CPU slots (default 1) when there is no GPU."""
+    gpus = visible_gpus() if gpus is None else gpus
+    if gpus:
+        slots = [g for _ in range(jobs_per_gpu) for g in gpus]  # spread over GPUs
+        return slots[:n_jobs] if n_jobs else slots
+    return [None] * (n_jobs or 1)
+
+
 def configured_slots(config) -> int:
     """Jobs that run at once under the configured launcher (``config.hydra.launcher``):
-    local_gpus: GPUs x jobs_per_gpu (capped by n_jobs), or n_jobs CPU jobs; SLURM:
-    array_parallelism; any other launcher: 1."""
-    from omegaconf import OmegaConf
-
+    local_gpus: GPUs x jobs_per_gpu (capped by n_jobs; auto counts 1 until the launcher
+    decides), or n_jobs CPU jobs; SLURM: array_parallelism; any other launcher: 1."""
     launcher = OmegaConf.select(config, "hydra.launcher", default=None)
     if launcher is None:
         return 1
     target = str(launcher.get("_target_", ""))
     if target.endswith("LocalGpusLauncher"):
-        from hydra_plugins.glattn_local_gpus.local_gpus_launcher import LocalGpusLauncher
-
-        return len(
-            LocalGpusLauncher(
-                gpus=launcher.get("gpus"),
-                jobs_per_gpu=launcher.get("jobs_per_gpu", 1),
-                n_jobs=launcher.get("n_jobs"),
-            ).slots()
-        )
+        per_gpu = launcher.get("jobs_per_gpu", 1)
+        per_gpu = 1 if per_gpu == "auto" else int(per_gpu)
+        gpus = parse_gpus(launcher.get("gpus"))
+        return len(local_slots(gpus, per_gpu, launcher.get("n_jobs")))
     parallel = launcher.get("array_parallelism")
     return int(parallel) if parallel else 1
 
@@ -97,44 +134,7 @@ def format_makespan(costs: Sequence[float | None], unit: str, slots: int) -> str
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit == "s":
-        from glattn.sweep.plan import _fmt_s
-
-        return _fmt_s(value)
-    from glattn.sweep.plan import _fmt_pflop
-
-    return f"{_fmt_pflop(value)} PFLOP"
-
-
-def lpt_jobs(owner, jobs: Sequence[Sequence[str]]) -> list[int]:
-    """The LPT order of `jobs` (override lists) by plan mode's costs. `owner` has the
-    sweeper's/launcher's ``hydra_context`` and ``config``. Any failure: the given order."""
-    try:
-        from glattn.sweep.plan import build_plan
-
-        plans, _ = build_plan(owner, [list(j) for j in jobs])
-        costs, unit = plan_costs(plans)
-    except Exception as e:  # noqa: BLE001 - ordering is an optimisation, never a failure
-        log.warning("costliest-first order unavailable (%s: %s): given order", type(e).__name__, e)
-        return list(range(len(jobs)))
-    order = lpt_order(costs)
-    if order != list(range(len(jobs))):
-        log.info("starting the costliest jobs first (plan-mode cost in %s)", unit)
-    return order
-
-
-def lpt_batches(sweeper, batches: list[list[list[str]]], max_batch_size: int | None):
-    """The sweeper's batches with the jobs in LPT order (job numbers follow it: #0 is the
-    costliest), re-split as BasicSweeper splits them. Unchanged when the launcher orders
-    its own jobs (local_gpus: ``hydra.launcher.order``) or runs one job at a time (the
-    order cannot change that makespan)."""
-    jobs = [job for batch in batches for job in batch]
-    launcher = getattr(sweeper, "launcher", None)
-    if len(jobs) < 2 or hasattr(launcher, "order") or configured_slots(sweeper.config) < 2:
-        return batches
-    ordered = [jobs[i] for i in lpt_jobs(sweeper, jobs)]
-    size = max_batch_size or len(ordered)
-    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
+    return fmt_seconds(value) if unit == "s" else f"{fmt_pflop(value)} PFLOP"
 
 
 def makespan_line(plans, config) -> str:

@@ -7,7 +7,7 @@ same grid (experiments/table5_transfer.yaml)::
     python run.py -m experiment=table5_transfer task=eval \\
         dataset=isic2018 dataset.eval_split=official_test            # evaluate on ISIC 2018
 
-The experiment sets ``ckpt_path: ${glattn_source_ckpt:}``. In an eval job this resolver
+The experiment sets ``ckpt_path: ${glattn.source_ckpt:}``. In an eval job this resolver
 rebuilds the *training* job's config -- the job's own overrides without ``task``,
 ``ckpt_path``, ``dataset*`` and ``transfer*``, plus ``transfer.source`` (e.g.
 ``[dataset=ham10000]``) -- takes its config fingerprint and returns the weights of that
@@ -25,7 +25,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-RESOLVER = "glattn_source_ckpt"
 _DROPPED = ("task", "ckpt_path", "dataset")
 
 
@@ -61,20 +60,21 @@ def _checkpoint_for(config_name: str, overrides: tuple[str, ...]) -> str:
 
 
 def source_checkpoint(*, _root_: DictConfig) -> str | None:
+    """Resolver ``${glattn.source_ckpt:}`` (glattn.resolvers): see the module docstring."""
     if OmegaConf.select(_root_, "task") != "eval":
         return None
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         raise ValueError(
-            "ckpt_path=${glattn_source_ckpt:} needs a Hydra job (python run.py ...); "
+            "ckpt_path=${glattn.source_ckpt:} needs a Hydra job (python run.py ...); "
             "outside one, give ckpt_path=PATH"
         )
     hc = HydraConfig.get()
     source = OmegaConf.select(_root_, "transfer.source", default=None)
     if not source:
         raise ValueError(
-            "ckpt_path=${glattn_source_ckpt:} needs transfer.source, the overrides of the "
+            "ckpt_path=${glattn.source_ckpt:} needs transfer.source, the overrides of the "
             "training data set (e.g. [dataset=ham10000])"
         )
     # unresolved: this job's own ckpt_path override is the interpolation being resolved
@@ -89,7 +89,3 @@ def source_checkpoint(*, _root_: DictConfig) -> str | None:
             f"(python run.py -m {' '.join(overrides)})"
         )
     return ckpt
-
-
-if not OmegaConf.has_resolver(RESOLVER):
-    OmegaConf.register_new_resolver(RESOLVER, source_checkpoint)

@@ -8,6 +8,8 @@ Sweep parent runs: ``glattn.role=sweep`` + ``glattn.grid`` (hash of the grid's j
 identify the sweep; its children carry MLflow's ``mlflow.parentRunId``.
 """
 
+from glattn import groups
+
 ROLE_TAG = "glattn.role"
 JOB_ROLE = "job"
 SWEEP_ROLE = "sweep"
@@ -25,7 +27,8 @@ USER_TAG_PREFIX = "tag."
 #: Each config group's choice is also a short param, ``choice.<group>`` (e.g.
 #: ``choice.fusion=cross_attn``), for MLflow's compare view and parallel coordinates.
 CHOICE_PARAM_PREFIX = "choice."
-#: Config-group tags that identify a configuration (the ablation factors), in table order.
-FACTORS = ("backbone", "attention", "fusion", "residual", "loss", "dataset")
+#: Config-group tags that identify a configuration (the ablation factors), in table order:
+#: the factor groups of glattn.groups.
+FACTORS = groups.FACTORS
 #: MLflow run statuses of a run that did not end well or did not end (continue it).
 UNFINISHED = ("RUNNING", "FAILED", "KILLED", "SCHEDULED")

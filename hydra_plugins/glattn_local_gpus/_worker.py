@@ -18,6 +18,9 @@ def main(work: Path) -> int:
     from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
     from omegaconf import open_dict
 
+    from glattn.resolvers import register
+
+    register()  # before the job's config is composed and resolved in this process
     hydra_context, task_function, config, overrides, num, state = cloudpickle.loads(
         (work / "job.pkl").read_bytes()
     )

@@ -35,7 +35,9 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
+
+from glattn.sweep.schedule import local_slots, parse_gpus, visible_gpus
 
 log = logging.getLogger(__name__)
 KILL_WAIT_S = 30  # seconds an interrupted job gets between SIGTERM and SIGKILL
@@ -55,31 +57,6 @@ class LocalGpusConf:
 ConfigStore.instance().store(
     group="hydra/launcher", name="local_gpus_schema", node=LocalGpusConf, provider="glattn"
 )
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else every CUDA device."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - no torch/driver: no GPUs
-        return []
-
-
-def parse_gpus(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, (ListConfig, list, tuple)):
-        return [str(g) for g in value]
-    if isinstance(value, (int, str)):
-        return [g.strip() for g in str(value).split(",") if g.strip()]
-    raise ValueError(
-        f"hydra.launcher.gpus={value!r}: expected null (auto), [] (CPU), a list of ids or '0,1'"
-    )
 
 
 class LocalGpusLauncher(Launcher):
@@ -123,12 +100,8 @@ class LocalGpusLauncher(Launcher):
 
     def slots(self) -> list[str | None]:
         """One entry per job that may run at once: a GPU id, or None for a CPU slot."""
-        gpus = visible_gpus() if self.gpus is None else self.gpus
-        if gpus:
-            per_gpu = 1 if self.jobs_per_gpu == "auto" else self.jobs_per_gpu  # until decided
-            slots = [g for _ in range(per_gpu) for g in gpus]  # spread over GPUs
-            return slots[: self.n_jobs] if self.n_jobs else slots
-        return [None] * (self.n_jobs or 1)
+        per_gpu = 1 if self.jobs_per_gpu == "auto" else self.jobs_per_gpu  # until decided
+        return local_slots(self.gpus, per_gpu, self.n_jobs)
 
     def job_env(self, gpu: str | None, parallel: int) -> dict[str, str]:
         threads = self.threads_per_job or max(1, (os.cpu_count() or 1) // parallel)
@@ -148,8 +121,6 @@ class LocalGpusLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        import cloudpickle
-
         assert self.config is not None and self.hydra_context is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -164,7 +135,7 @@ class LocalGpusLauncher(Launcher):
         state = Singleton.get_state()
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         if self.order == "lpt" and len(pending) > 1:
-            from glattn.sweep.schedule import lpt_jobs
+            from glattn.sweep.lpt import lpt_jobs
 
             pending = [pending[i] for i in lpt_jobs(self, job_overrides)]
         free = list(range(len(slots)))
@@ -175,33 +146,8 @@ class LocalGpusLauncher(Launcher):
                 while pending and free:
                     slot = free.pop(0)
                     num, overrides = pending.pop(0)
-                    job_dir = work / str(num)
-                    job_dir.mkdir(parents=True, exist_ok=True)
-                    spec = (
-                        self.hydra_context,
-                        self.task_function,
-                        self.config,
-                        list(overrides),
-                        num,
-                        state,
-                    )
-                    (job_dir / "job.pkl").write_bytes(cloudpickle.dumps(spec))
-                    (job_dir / "result.pkl").unlink(missing_ok=True)
-                    with open(job_dir / "worker.log", "ab") as out:
-                        proc = subprocess.Popen(
-                            [
-                                sys.executable,
-                                "-m",
-                                "hydra_plugins.glattn_local_gpus._worker",
-                                str(job_dir),
-                            ],
-                            env=self.job_env(slots[slot], len(slots)),
-                            stdout=out,
-                            stderr=subprocess.STDOUT,
-                        )
+                    proc = self._start(work / str(num), num, overrides, state, slots[slot], slots)
                     running[slot] = (proc, num, overrides, time.monotonic())
-                    where = "CPU" if slots[slot] is None else f"GPU {slots[slot]}"
-                    log.info(f"\t#{num} on {where}: {' '.join(filter_overrides(overrides))}")
                 for slot, (proc, num, overrides, t0) in list(running.items()):
                     if proc.poll() is None:
                         continue
@@ -235,11 +181,38 @@ class LocalGpusLauncher(Launcher):
         if self.jobs_per_gpu != "auto" or not gpus:
             return
         from glattn.sweep.packing import choose
+        from glattn.sweep.plan import build_plan
 
-        decision = choose(self, job_overrides, gpus)
+        decision = choose(
+            self,
+            job_overrides,
+            gpus,
+            lambda: build_plan(self, [list(j) for j in job_overrides])[0],
+        )
         self.jobs_per_gpu = decision.jobs_per_gpu
         log.info(decision.line())
         print(f"[glattn] {decision.line()}", flush=True)
+
+    def _start(
+        self, job_dir: Path, num: int, overrides: Sequence[str], state, gpu, slots: list
+    ) -> subprocess.Popen:
+        """Job `num` as a worker process on `gpu` (None: CPU): its pickled spec in `job_dir`."""
+        import cloudpickle
+
+        job_dir.mkdir(parents=True, exist_ok=True)
+        spec = (self.hydra_context, self.task_function, self.config, list(overrides), num, state)
+        (job_dir / "job.pkl").write_bytes(cloudpickle.dumps(spec))
+        (job_dir / "result.pkl").unlink(missing_ok=True)
+        with open(job_dir / "worker.log", "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hydra_plugins.glattn_local_gpus._worker", str(job_dir)],
+                env=self.job_env(gpu, len(slots)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        where = "CPU" if gpu is None else f"GPU {gpu}"
+        log.info(f"\t#{num} on {where}: {' '.join(filter_overrides(overrides))}")
+        return proc
 
     @staticmethod
     def _collect(job_dir: Path, returncode: int, overrides: Sequence[str]) -> JobReturn:

@@ -55,6 +55,9 @@ class GlattnSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
+        from glattn.resolvers import register
+
+        register()  # plan mode and the parent run resolve the jobs' configs here
         if OmegaConf.select(self.config, "paper.stages", default=None):
             from glattn.sweep.paper import run_from_sweeper
 
@@ -67,11 +70,11 @@ class GlattnSweeper(BasicSweeper):
             return print_plan(self, jobs)
 
         from glattn.runner import interrupt_on_signals
+        from glattn.sweep.lpt import lpt_batches
         from glattn.sweep.outcomes import JobLedger, abort_parent
-        from glattn.sweep.schedule import lpt_batches
 
         self.overrides = self.job_lists(arguments)
-        # costliest jobs first on a pool of slots (glattn.sweep.schedule)
+        # costliest jobs first on a pool of slots (glattn.sweep.lpt)
         self.overrides = lpt_batches(self, self.overrides, self.max_batch_size)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
