@@ -444,7 +444,8 @@ def test_paper_reads_each_table_from_its_stage_experiment(store, tmp_path):
         assert (out / f"{key}.md").is_file(), key
     # Table 1 from table1_backbones (not the attention=none runs of table2_cbam)
     t1 = (out / "table1_backbones.md").read_text()
-    assert "| resnet50 | 23.00 | 83.00 ± 3.00 (n=3) |" in t1 and "62.00 ± 2.83" not in t1
+    # the best value of a metric column is bold
+    assert "| resnet50 | 23.00 | **83.00 ± 3.00 (n=3)** |" in t1 and "62.00 ± 2.83" not in t1
     assert "| HAM10000 | vgg16 | 62.00 ± 2.83 (n=2)<sup>" in (out / "table2_cbam.md").read_text()
     report_md = (out / "report.md").read_text()
     assert all(f"Table {n}:" in report_md for n in range(1, 7))

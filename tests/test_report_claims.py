@@ -14,6 +14,7 @@ from test_report_helpers import CLASSES, Store
 
 from glattn.report import claims, runs, stats
 from glattn.report.__main__ import main
+from glattn.report.predictions import Predictions, read_predictions
 
 N_PER_CLASS = 100  # 700 test images, 100 a class: +k images right a class = +k points
 IDS = [f"ISIC_{i:07d}" for i in range(N_PER_CLASS * len(CLASSES))]
@@ -29,7 +30,7 @@ def probabilities(labels, correct, n_classes=len(CLASSES)):
 
 
 def write_csvs(folder, ids, labels, correct, split="test", weights=None):
-    """`<split>_probabilities.csv` (ISIC format, as glattn.train writes it) + split.csv."""
+    """`<split>_probabilities.csv` (ISIC format, as glattn.job writes it) + split.csv."""
     folder.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(probabilities(labels, correct), columns=[c.upper() for c in CLASSES])
     frame.insert(0, "image", ids)
@@ -157,7 +158,7 @@ def rows_of(c, number):
 
 
 def test_six_points_better_on_the_same_images_is_supported(store):
-    c = claims.evaluate(store.uri, "c1")
+    c = claims.check_claims(store.uri, "c1")
     (row,) = rows_of(c, 1)
     assert row.verdict == claims.SUPPORTED, row.reason
     assert c.verdict(1) == claims.SUPPORTED
@@ -179,13 +180,13 @@ def test_six_points_better_on_the_same_images_is_supported(store):
 def predictions(labels, correct):
     """What read_predictions returns for CSVs written by write_csvs (checked below)."""
     ids = np.array(IDS[: labels.size])
-    return claims.Predictions(ids, labels, correct, np.ones(labels.size), tuple(CLASSES))
+    return Predictions(ids, labels, correct, np.ones(labels.size), tuple(CLASSES))
 
 
 def test_read_predictions_of_written_csvs(tmp_path):
     rng = np.random.default_rng(1)
     labels, right = np.arange(140) % 7, rng.random(140) < 0.7
-    got = claims.read_predictions(*write_csvs(tmp_path, IDS[:140], labels, right))
+    got = read_predictions(*write_csvs(tmp_path, IDS[:140], labels, right))
     want = predictions(labels, right)
     for name in ("images", "labels", "correct", "weights"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
@@ -219,7 +220,7 @@ def test_same_model_false_positive_rate_below_5_percent():
 
 
 def test_best_fusion_is_chosen_on_validation_and_judged_on_test(store):
-    c = claims.evaluate(store.uri, "c2")
+    c = claims.check_claims(store.uri, "c2")
     rows = rows_of(c, 2)
     assert {r.comparison for r in rows} == {"learnable_gate − original", "weighted_add − original"}
     (best,) = [r for r in rows if r.primary]
@@ -280,7 +281,7 @@ def test_weights_and_skipped_images_do_not_count(tmp_path):
     pd.DataFrame({"image_id": [ids[1]], "reason": ["unreadable"]}).to_csv(
         tmp_path / "skipped.csv", index=False
     )
-    p = claims.read_predictions(probs, split, "test", tmp_path / "skipped.csv")
+    p = read_predictions(probs, split, "test", tmp_path / "skipped.csv")
     keep = np.arange(2, 70)
     pred = np.where(right, labels, (labels + 1) % 7)
     want = balanced_accuracy_score(labels[keep], pred[keep])
@@ -291,11 +292,11 @@ def test_bad_csv_names_the_file(tmp_path):
     probs, split = write_csvs(tmp_path / "b", IDS[:7], np.arange(7), np.ones(7, bool))
     pd.DataFrame({"image_id": IDS[:3], "label": "nv", "split": "test"}).to_csv(split, index=False)
     with pytest.raises(runs.ReportError, match="test_probabilities.csv: 4 image"):
-        claims.read_predictions(probs, split)
+        read_predictions(probs, split)
 
 
 def test_convergence_and_residual_comparison(store):
-    c = claims.evaluate(store.uri, "c3")
+    c = claims.check_claims(store.uri, "c3")
     (row,) = rows_of(c, 3)
     conv = {
         res: [stats.convergence_epoch(dict(enumerate(h, 1))) for h in hs]
@@ -307,7 +308,7 @@ def test_convergence_and_residual_comparison(store):
 
 
 def test_drop_between_data_sets_on_different_images(store):
-    c = claims.evaluate(store.uri, "c4")
+    c = claims.check_claims(store.uri, "c4")
     (row,) = rows_of(c, 4)
     assert row.stratum.endswith("ISIC 2018 official test")
     assert row.effect == pytest.approx(3.0)
@@ -319,7 +320,7 @@ def test_drop_between_data_sets_on_different_images(store):
 
 
 def test_overhead_from_flops_and_latency(store):
-    c = claims.evaluate(store.uri, "c5")
+    c = claims.check_claims(store.uri, "c5")
     flops, lat = rows_of(c, 5)
     assert flops.effect == pytest.approx(100 * (2.0 / 1.8 - 1))
     assert flops.verdict == claims.SUPPORTED and math.isnan(flops.p)
@@ -333,7 +334,7 @@ def test_overhead_from_flops_and_latency(store):
 def test_too_few_seeds_is_inconclusive_with_power(store, tmp_path):
     frame = runs.load_runs(store.uri, "c1")
     two = frame[frame["seed"] != 2]
-    c = claims.evaluate(store.uri, "c1", frames={"c1": two})
+    c = claims.check_claims(store.uri, "c1", frames={"c1": two})
     (row,) = rows_of(c, 1)
     assert row.n_pairs == 2 and row.verdict == claims.INCONCLUSIVE
     assert "too few runs" in row.reason and "80% power" in row.reason
@@ -432,7 +433,7 @@ def test_smoke_sweep_claims_reproduce_with_scipy(tmp_path):
 
 
 def test_paper_reads_each_criterion_from_its_stage(store):
-    c = claims.evaluate(store.uri, "paper")
+    c = claims.check_claims(store.uri, "paper")
     assert c.sources == {5: "table6_efficiency"}
     assert c.verdict(5) == claims.SUPPORTED
     assert any("no experiment table2_*" in n for n in c.notes)

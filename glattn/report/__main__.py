@@ -1,5 +1,7 @@
-"""`python -m glattn.report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR]`, and
-`python -m glattn.report claims [EXPERIMENT]` (the six success criteria, claims.py)."""
+"""`python -m glattn.report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR]
+[--where KEY=VALUE] [--include-debug]`, `python -m glattn.report claims [EXPERIMENT]` (the six
+success criteria, glattn.report.claims) and `python -m glattn.report estimate ...` (GPU-hours,
+glattn.report.estimate)."""
 
 from __future__ import annotations
 
@@ -11,19 +13,50 @@ from pathlib import Path
 
 from glattn.report import runs, tables
 
+SUBCOMMANDS = """subcommands (the first argument):
+  EXPERIMENT             the tables and figures of one MLflow experiment (table3_fusion, ...)
+  paper                  every table from its table<N>_* stage experiment, plus the claims
+  claims [EXPERIMENT]    the seed's six success criteria (claims.md/.tex/.csv, forest plot)
+  estimate ...           GPU-hours of the paper's grid (python -m glattn.report estimate -h)
+
+Every report reads one declared run set, written to runs_used.csv: one configuration (cell)
+= the fingerprint params minus the seed; debug-preset runs are left out unless
+--include-debug; --where KEY=VALUE (repeatable) keeps the runs whose param or tag matches."""
+
+
+def add_selection_args(p: argparse.ArgumentParser) -> None:
+    """--where and --include-debug: which runs a report reads (glattn.report.selection)."""
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='keep runs whose param (or tags.<name>) equals VALUE, e.g. "dataset.image_size=224"'
+        " (repeatable)",
+    )
+    p.add_argument(
+        "--include-debug",
+        action="store_true",
+        help="also read debug=smoke|overfit|profile runs (and the <experiment>-debug experiment)",
+    )
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m glattn.report",
         description="Write the paper's tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) "
         "from the FINISHED job runs of one MLflow experiment.",
+        epilog=SUBCOMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("experiment", help="MLflow experiment name, e.g. table3_fusion or paper")
+    p.add_argument(
+        "experiment", help="MLflow experiment name (table3_fusion, paper), or claims / estimate"
+    )
     p.add_argument(
         "--tracking-uri",
         default=None,
-        help="default: $MLFLOW_TRACKING_URI, else conf/tracking's uri, else "
-        "sqlite:///<abs>/outputs/mlflow.db",
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///<abs cwd>/outputs/mlflow.db "
+        "(conf/tracking's default store)",
     )
     p.add_argument("--metric", default="balanced_acc", choices=sorted(tables.METRICS))
     p.add_argument(
@@ -43,6 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--no-log", action="store_true", help="do not log the report to the parent sweep run"
     )
+    add_selection_args(p)
     return p.parse_args(argv)
 
 
@@ -82,12 +116,12 @@ def parse_claims_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--no-log", action="store_true", help="do not log the claims to the parent sweep run"
     )
+    add_selection_args(p)
     return p.parse_args(argv)
 
 
 def claims_main(argv=None) -> int:
     args = parse_claims_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # many small files
     from glattn.report.claims_report import make_claims
 
     try:
@@ -100,6 +134,7 @@ def claims_main(argv=None) -> int:
             seed=args.bootstrap_seed,
             make_figures=not args.no_figures,
             log_artifacts=not args.no_log,
+            select={"where": tuple(args.where), "include_debug": args.include_debug},
         )
     except runs.ReportError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -114,9 +149,15 @@ def claims_main(argv=None) -> int:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # MLflow's per-download progress bars (hundreds of small CSVs) would bury the report
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "claims":
         return claims_main(argv[1:])
+    if argv and argv[0] == "estimate":
+        from glattn.report import estimate
+
+        return estimate.main(argv[1:])
     args = parse_args(argv)
     from glattn.report.report import make_report
 
@@ -130,6 +171,8 @@ def main(argv=None) -> int:
             make_figures=not args.no_figures,
             gradcam=not args.no_gradcam,
             log_artifacts=not args.no_log,
+            where=args.where,
+            include_debug=args.include_debug,
         )
     except runs.ReportError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,5 +1,5 @@
 """Run artifacts the report reads (confusion matrices, checkpoints) and writes (the report
-itself, logged to the sweep's parent run), through MlflowClient / mlflow.artifacts."""
+itself, logged to the sweep's parent run), through glattn.tracking's retrying client."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
+
+from glattn.tracking.client import make_client
 
 CONFUSION = re.compile(r"confusion.*\.(csv|json|npy)$", re.IGNORECASE)
 CONFUSION_PNG = re.compile(r"confusion.*\.png$", re.IGNORECASE)
 CHECKPOINT = re.compile(r"(^|/)best\.pt$")
 
 
-def list_files(client: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+def list_files(client, run_id: str, path: str | None = None) -> list[str]:
     """Every artifact file path of a run (recursive)."""
     out = []
     for info in client.list_artifacts(run_id, path):
@@ -26,16 +27,14 @@ def list_files(client: MlflowClient, run_id: str, path: str | None = None) -> li
     return out
 
 
-def find(
-    client: MlflowClient, run_id: str, pattern: re.Pattern, prefer: str = "test"
-) -> str | None:
+def find(client, run_id: str, pattern: re.Pattern, prefer: str = "test") -> str | None:
     """The first artifact path matching `pattern`, preferring paths containing `prefer`."""
     hits = [p for p in list_files(client, run_id) if pattern.search(p)]
     hits.sort(key=lambda p: (prefer not in p.lower(), p))
     return hits[0] if hits else None
 
 
-def download(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path:
+def download(client, run_id: str, path: str, dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run_id, path, str(dst)))
 
@@ -67,7 +66,7 @@ def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
     return m, names
 
 
-def rebuild_confusion(client: MlflowClient, run_id: str, tmp: Path, split: str = "test"):
+def rebuild_confusion(client, run_id: str, tmp: Path, split: str = "test"):
     """Confusion matrix from the run's `<split>_probabilities.csv` (image + one column per
     class; prediction = row argmax) and `split.csv` (image_id, label name, split).
     Returns (matrix, classes) or (None, None) when the run lacks either artifact."""
@@ -95,7 +94,7 @@ def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
     artifact when logged, else rebuilt from test_probabilities.csv + split.csv.
     Returns (matrix, classes, n_runs, png): png is a confusion image artifact of one run,
     for when no run has numbers (matrix None, n_runs 0)."""
-    client = MlflowClient(uri)
+    client = make_client(uri)
     total, names, n, png = None, None, 0, None
     for run_id in run_ids:
         path = find(client, run_id, CONFUSION)
@@ -124,7 +123,7 @@ def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
     else None."""
     from glattn.checkpoint import CheckpointError, resolve_checkpoint
 
-    client = MlflowClient(uri)
+    client = make_client(uri)
     path = find(client, run["run_id"], CHECKPOINT)
     if path is not None:
         try:
@@ -141,4 +140,4 @@ def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
 
 def log_report(uri: str, run_id: str, out_dir: Path, artifact_path: str = "report") -> None:
     """Upload every file of the report directory as artifacts of run `run_id`."""
-    MlflowClient(uri).log_artifacts(run_id, str(out_dir), artifact_path)
+    make_client(uri).log_artifacts(run_id, str(out_dir), artifact_path)

@@ -9,16 +9,16 @@ import logging
 import math
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
+import pandas as pd
 
-from glattn.report import runs, tables
+from glattn.report import runs, selection, tables
 from glattn.report.claims import (
     CRITERIA,
     MIN_PAIRS,
     Claims,
     Criterion,
     Row,
-    evaluate,
+    check_claims,
     headline,
     join_notes,
 )
@@ -84,14 +84,17 @@ def to_markdown(c: Claims, experiment: str) -> str:
         f"## Claims: the seed's six success criteria ({experiment})",
         "",
         f"Metric: {m}, recomputed per image from each run's `test_probabilities.csv` and "
-        f"`split.csv` (row argmax, a tied maximum counts as wrong). Effects are b − a, "
-        "averaged over seed pairs. 95% intervals: paired bootstrap over test images within "
-        f"seed pairs ({c.n_resamples} resamples, numpy default_rng seeded by "
-        f"--bootstrap-seed={c.seed} and the row's label; the images of one test split are "
-        "resampled together for both arms and all seeds). p: one-sided paired t-test over "
-        "seeds against the threshold (`scipy.stats.ttest_rel(b, a + threshold, "
-        "alternative=...)`), Holm-adjusted within each criterion's rows "
-        "(`statsmodels multipletests(method='holm')`). McNemar: exact binomial test "
+        f"`split.csv` (row argmax, a tied maximum counts as wrong). Thresholds in pp are "
+        f"percentage points of {m}. Effects are b − a, averaged over seed pairs. 95% "
+        "intervals: hierarchical bootstrap — each resample draws the seed pairs with "
+        "replacement, then the test images within each drawn pair with the same draws for "
+        f"both arms ({c.n_resamples} resamples, numpy default_rng seeded by "
+        f"--bootstrap-seed={c.seed} and the row's label), so the interval counts seed-to-seed "
+        "and test-set variation. p: one-sided paired t-test over seeds against the threshold "
+        "(`scipy.stats.ttest_rel(b, a + threshold, alternative=...)`; p = 1 when all paired "
+        "differences are equal), Holm-adjusted within each criterion's rows "
+        "(`statsmodels multipletests(method='holm')`). Supported: the interval clears the "
+        "threshold and the Holm p < 0.05. McNemar: exact binomial test "
         "(`scipy.stats.binomtest`) on the images one arm gets right and the other wrong, "
         "summed over seed pairs (a second view; it tests no difference, not the threshold). "
         f"Inconclusive: fewer than {MIN_PAIRS} seed pairs, an interval containing the "
@@ -152,8 +155,9 @@ REPRODUCE = (
     "or `alternative='less'` (criterion 4) over the seed pairs gives `p`; `effect` is "
     "100 × mean(b − a). Criterion 5 latency: `ttest_rel(log b, log a + log 1.2, "
     "alternative='less')`; criterion 3: the convergence epochs with threshold 0. The "
-    "interval is a percentile bootstrap ({R} resamples) of the same mean over images "
-    "resampled with replacement (glattn.report.stats.paired_bootstrap)."
+    "interval is a two-level percentile bootstrap ({R} resamples) of the same mean: seed "
+    "pairs resampled, then images within each pair (glattn.report.stats."
+    "hierarchical_bootstrap)."
 )
 
 
@@ -215,6 +219,10 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     frame["bootstrap_seed"] = c.seed
     frame.to_csv(csv, index=False)
     files = [md, tex, csv]
+    if c.frames:
+        used = out_dir / "runs_used.csv"
+        pd.concat([selection.runs_used(f) for f in c.frames.values()]).to_csv(used, index=False)
+        files.append(used)
     if figures_too:
         from glattn.report import figures
 
@@ -233,24 +241,29 @@ def make_claims(
     make_figures: bool = True,
     log_artifacts: bool = True,
     frames: dict | None = None,
+    select: dict | None = None,
 ) -> Claims:
-    """`python -m glattn.report claims`: evaluate, write, log to the newest sweep run."""
+    """`python -m glattn.report claims`: check, write, log to the newest sweep run."""
     uri = uri or runs.default_tracking_uri()
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
-    c = evaluate(uri, experiment, metric, n_resamples, seed, frames)
+    c = check_claims(uri, experiment, metric, n_resamples, seed, frames, select)
     write(c, experiment, out_dir, make_figures)
     if log_artifacts:
-        try:
-            sweeps = runs.sweep_runs(uri, experiment)
-        except runs.ReportError:
-            sweeps = None
-        if sweeps is not None and not sweeps.empty:
-            run_id = str(sweeps.iloc[0]["run_id"])
-            client = MlflowClient(uri)
-            for path in c.files:
-                sub = "report/figures" if path.parent.name == "figures" else "report"
-                client.log_artifact(run_id, str(path), sub)
-            c.notes.append(f"claims logged as artifacts 'report/' of sweep run {run_id}")
-        else:
-            c.notes.append(f"no parent sweep run in {experiment!r}: the claims were not logged")
+        c.notes.append(log_to_sweep(uri, experiment, c.files, "the claims"))
     return c
+
+
+def log_to_sweep(uri: str, experiment: str, files: list[Path], what: str) -> str:
+    """Log `files` under ``report/`` of the experiment's newest sweep run; says what it did."""
+    try:
+        sweeps = runs.sweep_runs(uri, experiment)
+    except runs.ReportError:  # `paper` need not exist as an experiment itself
+        sweeps = None
+    if sweeps is None or sweeps.empty:
+        return f"no parent sweep run (tag glattn.role=sweep) in {experiment!r}: {what} not logged"
+    run_id = str(sweeps.iloc[0]["run_id"])
+    client = runs.client_for(uri)
+    for path in files:
+        sub = "report/figures" if path.parent.name == "figures" else "report"
+        client.log_artifact(run_id, str(path), sub)
+    return f"{what} logged as artifacts 'report/' of sweep run {run_id}"

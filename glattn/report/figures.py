@@ -21,8 +21,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from glattn.report import stats  # noqa: E402
-from glattn.report.runs import FACTORS  # noqa: E402
-from glattn.report.tables import METRICS, dataset_label, ordered, score, trained  # noqa: E402
+from glattn.report.cells import METRICS, score  # noqa: E402
+from glattn.report.claims.rows import CRITERIA  # noqa: E402
+from glattn.report.frames import ROW_KEYS, dataset_label, ordered, trained  # noqa: E402
 
 CLASS_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 
@@ -39,8 +40,11 @@ def save(fig, out_dir: Path, stem: str) -> list[Path]:
 
 
 def strategy_keys(frame: pd.DataFrame) -> list[str]:
-    """The factors that vary among the runs (the 'strategies' the figures compare)."""
-    keys = [f for f in FACTORS if f != "dataset" and frame[f].nunique(dropna=True) > 1]
+    """The row keys that vary among the runs (the 'strategies' the figures compare; a
+    ``variant`` of the same choices is a strategy of its own, never averaged in)."""
+    keys = [
+        f for f in ROW_KEYS if f != "dataset" and f in frame and frame[f].nunique(dropna=True) > 1
+    ]
     return keys or ["attention"]
 
 
@@ -213,8 +217,6 @@ VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red", "inconc
 def forest_plot(rows, metric: str, out_dir: Path, stem: str = "claims_forest") -> list[Path]:
     """The claims (claims.Row): one panel per criterion 1-5, one line per comparison with
     its effect and 95% interval, the threshold as a dashed line, coloured by verdict."""
-    from glattn.report.claims import CRITERIA
-
     panels = []
     for n in range(1, 6):
         mine = [r for r in rows if r.claim == n and not math.isnan(r.effect)]

@@ -14,24 +14,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import artifacts, figures, tables
+from glattn.report import artifacts, cells, figures, frames
 
 log = logging.getLogger(__name__)
 
 
 def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Series]]:
-    """(data set, {fusion: best-scoring run}) on the first data set with fusion runs."""
-    train = tables.restrict(tables.trained(frame), {"attention": "cbam", "residual": "original"})
-    for ds in tables.ordered("dataset", train["dataset"].dropna().unique()):
-        sub = train[train["dataset"] == ds]
+    """(data set, {fusion: best-scoring run}) on the first data set (and variant: one
+    configuration but the fusion, so every row has the same image size) with 2+ fusions."""
+    train = frames.restrict(frames.trained(frame), {"attention": "cbam", "residual": "original"})
+    keys = [k for k in ("dataset", "variant") if k in train]
+    for levels in frames.combos(train, keys):
+        sub = frames.select(train, keys, levels)
         out = {}
-        for fusion in tables.ordered("fusion", sub["fusion"].dropna().unique()):
+        for fusion in frames.ordered("fusion", sub["fusion"].dropna().unique()):
             runs = sub[sub["fusion"] == fusion]
-            score = tables.score(runs, metric)[0]
+            score = cells.score(runs, metric)[0]
             best = score.idxmax() if score.notna().any() else runs.index[-1]
             out[fusion] = runs.loc[best]
         if len(out) > 1:
-            return ds, out
+            return levels[0], out
     return "", {}
 
 
@@ -120,7 +122,7 @@ def _plot(rows, images, labels, names, ds, fig_dir: Path, where: str = "") -> li
             axes[i, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             axes[i, j].set_title(f"pred {names[int(preds[j])]}", fontsize=6)
     fig.suptitle(
-        f"Grad-CAM by fusion strategy ({tables.dataset_label(ds)}, best seed each"
+        f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each"
         + (f"; on {where})" if where else ")"),
         fontsize=9,
     )

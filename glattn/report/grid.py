@@ -11,7 +11,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from glattn.report.runs import FACTORS, REPO_ROOT
+from glattn.groups import FACTORS
+from glattn.report.runs import REPO_ROOT
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 

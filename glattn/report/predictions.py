@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from glattn.report import artifacts, runs, stats
 
@@ -54,7 +53,7 @@ def read_predictions(
     """The one reader of the runs' per-image CSVs.
 
     `probs_csv`: ISIC 2018 format, `image` then one column per class (upper-case names, as
-    glattn.train writes them), optionally a `weight`/`score_weight` column (0 = the image
+    glattn.job writes them), optionally a `weight`/`score_weight` column (0 = the image
     does not count, as ISIC_0035068 in the official scorer). `split_csv`: image_id, label
     (class name), split. `skipped_csv` (image_id): images given weight 0. The prediction is
     the row argmax, a tied maximum counting as wrong (glattn.metrics.predict).
@@ -107,7 +106,7 @@ class RunFiles:
 
     def __init__(self, uri: str, tmp: Path):
         self.uri, self.tmp = uri, Path(tmp)
-        self.client = MlflowClient(uri)
+        self.client = runs.client_for(uri)
         self._files: dict[str, list[str]] = {}
         self._preds: dict[tuple, Predictions | None] = {}
 

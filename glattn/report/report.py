@@ -1,6 +1,7 @@
 """One report: runs -> tables (Markdown, LaTeX, CSV) + figures -> outputs/reports/EXPERIMENT/,
-logged as artifacts of the experiment's newest parent sweep run. `paper` adds the claims
-section (claims.py: the six success criteria, claims.md/.tex/.csv + a forest plot)."""
+logged as artifacts of the experiment's newest parent sweep run, from one declared run set
+(runs_used.csv). `paper` adds the claims section (glattn.report.claims: the six success
+criteria, claims.md/.tex/.csv + a forest plot)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,21 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glattn.report import artifacts, claims_report, figures, grid, runs, tables
-from glattn.report import claims as claims_mod
+import pandas as pd
+
+from glattn.report import (
+    artifacts,
+    claims_report,
+    figures,
+    gradcam_grid,
+    grid,
+    runs,
+    selection,
+    tables,
+)
+from glattn.report.claims import METRICS as CLAIM_METRICS
+from glattn.report.claims import check_claims
+from glattn.report.predictions import history_with_fallback
 from glattn.report.table_format import latex_escape
 
 log = logging.getLogger(__name__)
@@ -25,6 +39,20 @@ class Report:
     notes: list = field(default_factory=list)  # what was skipped, and why
     parent_run_id: str | None = None
     claims: object = None  # claims.Claims (paper mode)
+    frames: dict = field(default_factory=dict)  # {experiment: the run set read}
+
+
+def _sources(uri, experiment, which, notes) -> dict[int, str]:
+    """{table number: experiment}: `paper` reads each table from its stage experiment."""
+    if experiment != "paper":
+        return {n: experiment for n in (which or sorted(tables.BUILDERS))}
+    runs.client_for(uri)
+    sources = runs.stage_experiments(
+        uri, which or sorted(tables.BUILDERS), notes, tables.tables_for
+    )
+    if not sources:
+        raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
+    return sources
 
 
 def make_report(
@@ -38,33 +66,73 @@ def make_report(
     log_artifacts: bool = True,
     claims: bool | None = None,
     n_resamples: int = 2000,
+    where=(),
+    include_debug: bool = False,
 ) -> Report:
     """Write the tables (and figures) of `experiment`; see README.md "Report".
 
     `paper` reads each table from its own stage experiment (`table<N>_*`, as
-    experiments/paper.yaml runs them); any other name reads that one experiment.
-    `claims` (default: only for `paper`) adds the six success criteria (claims.py).
+    experiments/paper.yaml runs them); any other name reads that one experiment. The run
+    set is chosen once (runs.load_runs: `where`, `include_debug`) and every table, figure,
+    Grad-CAM grid and claim reads it; it is written to runs_used.csv.
+    `claims` (default: only for `paper`) adds the six success criteria (glattn.report.claims).
     """
     if metric not in tables.METRICS:
         raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(tables.METRICS)}")
     uri = uri or runs.default_tracking_uri()
-    out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
-    report = Report(out_dir)
+    report = Report(Path(out_dir or Path("outputs") / "reports" / experiment))
     which = which or tables.tables_for(experiment)
-    if experiment == "paper":
-        claims_mod.require_store(uri)
-        sources = stage_experiments(uri, which or sorted(tables.BUILDERS), report.notes)
-        if not sources:
-            raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
-    else:
-        sources = {n: experiment for n in (which or sorted(tables.BUILDERS))}
-    frames = {exp: runs.load_runs(uri, exp) for exp in dict.fromkeys(sources.values())}
-    tmp = tempfile.TemporaryDirectory()  # training_log.csv downloads for the history fallback
-    history = claims_mod.history_with_fallback(uri, Path(tmp.name))
+    sources = _sources(uri, experiment, which, report.notes)
+    select = {"where": tuple(where or ()), "include_debug": include_debug}
+    report.frames = {
+        exp: runs.load_runs(uri, exp, notes=report.notes, **select)
+        for exp in dict.fromkeys(sources.values())
+    }
+    with tempfile.TemporaryDirectory() as tmp:  # training_log.csv downloads (history)
+        history = history_with_fallback(uri, Path(tmp))
+        _write_tables(report, experiment, sources, metric, history, which)
+        if claims if claims is not None else experiment == "paper":
+            report.claims = check_claims(
+                uri,
+                experiment,
+                _claims_metric(metric, report),
+                n_resamples,
+                frames=report.frames,
+                select=select,
+            )
+            report.files += claims_report.write(
+                report.claims, experiment, report.out_dir, make_figures
+            )
+            report.notes += report.claims.notes
+        built = {n: t for n, t in report.tables.items() if t is not None}
+        report.files += _combined(experiment, built, report.out_dir, report.claims)
+        if make_figures:
+            _write_figures(report, experiment, uri, metric, history, gradcam)
+    report.files += _write_run_set(report, experiment, uri)
+    if log_artifacts:
+        report.parent_run_id = _newest_sweep(uri, experiment)
+        if report.parent_run_id:
+            artifacts.log_report(uri, report.parent_run_id, report.out_dir)
+        else:
+            report.notes.append(
+                f"no parent sweep run (tag glattn.role=sweep) in {experiment!r}: the report "
+                "was not logged"
+            )
+    return report
 
+
+def _newest_sweep(uri: str, experiment: str) -> str | None:
+    try:
+        sweeps = runs.sweep_runs(uri, experiment)
+    except runs.ReportError:  # `paper` need not exist as an experiment itself
+        return None
+    return None if sweeps.empty else str(sweeps.iloc[0]["run_id"])
+
+
+def _write_tables(report, experiment, sources, metric, history, which) -> None:
     for n, exp in sources.items():
         ctx = tables.Context(metric, grid.expected_levels(exp), history)
-        report.tables[n] = tables.BUILDERS[n](frames[exp], ctx)
+        report.tables[n] = tables.BUILDERS[n](report.frames[exp], ctx)
         if report.tables[n] is None:
             report.notes.append(f"Table {n}: no runs with the data it needs in {exp!r}")
     built = {n: t for n, t in report.tables.items() if t is not None}
@@ -74,71 +142,39 @@ def make_report(
             + "; ".join(report.notes)
         )
     for t in built.values():
-        report.files += t.write(out_dir)
-    if claims if claims is not None else experiment == "paper":
-        report.claims = claims_mod.evaluate(
-            uri, experiment, _claims_metric(metric, report), n_resamples, frames=frames
-        )
-        report.files += claims_report.write(report.claims, experiment, out_dir, make_figures)
-        report.notes += report.claims.notes
-    report.files += _combined(experiment, built, out_dir, report.claims)
+        report.files += t.write(report.out_dir)
 
-    if make_figures:
-        for exp, frame in frames.items():
-            fig_dir = out_dir / "figures" / (exp if len(frames) > 1 or exp != experiment else "")
-            report.files += figures.training_curves(frame, history, metric, fig_dir, report.notes)
-            report.files += figures.per_class_recall(frame, fig_dir, report.notes)
-            report.files += confusion_figures(uri, frame, metric, fig_dir, report.notes)
-            if gradcam and frame["fusion"].nunique() > 1:
-                from glattn.report import gradcam_grid
 
-                report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir, report.notes)
+def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
+    for exp, frame in report.frames.items():
+        sub = exp if len(report.frames) > 1 or exp != experiment else ""
+        fig_dir = report.out_dir / "figures" / sub
+        notes = report.notes
+        report.files += figures.training_curves(frame, history, metric, fig_dir, notes)
+        report.files += figures.per_class_recall(frame, fig_dir, notes)
+        report.files += confusion_figures(uri, frame, metric, fig_dir, notes)
+        if gradcam and frame["fusion"].nunique() > 1:
+            report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir, notes)
 
-    total = sum(len(f) for f in frames.values())
-    notes_path = out_dir / "NOTES.md"
+
+def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
+    """runs_used.csv (the declared run set: run id, name, cell, variant, seed) and NOTES.md."""
+    report.out_dir.mkdir(parents=True, exist_ok=True)
+    used = pd.concat([selection.runs_used(f) for f in report.frames.values()])
+    used_path = report.out_dir / "runs_used.csv"
+    used.to_csv(used_path, index=False)
+    notes_path = report.out_dir / "NOTES.md"
     notes_path.write_text(
         f"# Report notes: {experiment}\n\nTracking URI: {runs.mask(uri)}\n"
-        f"Experiments: {', '.join(frames)}; {total} FINISHED job runs\n\n"
+        f"Experiments: {', '.join(report.frames)}; {len(used)} FINISHED job runs in "
+        f"{used['cell'].nunique()} configurations (runs_used.csv)\n\n"
         + "".join(f"- {n}\n" for n in report.notes)
     )
-    report.files.append(notes_path)
-    tmp.cleanup()
-
-    if log_artifacts:
-        try:
-            sweeps = runs.sweep_runs(uri, experiment)
-        except runs.ReportError:  # `paper` need not exist as an experiment itself
-            sweeps = None
-        if sweeps is not None and not sweeps.empty:
-            report.parent_run_id = str(sweeps.iloc[0]["run_id"])
-            artifacts.log_report(uri, report.parent_run_id, out_dir)
-        else:
-            report.notes.append(
-                f"no parent sweep run (tag glattn.role=sweep) in "
-                f"{experiment!r}: the report was not logged"
-            )
-    return report
-
-
-def stage_experiments(uri: str, numbers: list[int], notes: list) -> dict[int, str]:
-    """{table number: experiment name} of the `table<N>_*` experiments in the store."""
-    from mlflow.tracking import MlflowClient
-
-    names = sorted(e.name for e in MlflowClient(uri).search_experiments())
-    out = {}
-    for n in numbers:
-        hits = [x for x in names if tables.tables_for(x) == [n]]
-        if hits:
-            out[n] = hits[0]
-            if len(hits) > 1:
-                notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
-        else:
-            notes.append(f"Table {n}: no experiment named table{n}_* in the store")
-    return out
+    return [used_path, notes_path]
 
 
 def _claims_metric(metric: str, report: Report) -> str:
-    if metric in claims_mod.METRICS:
+    if metric in CLAIM_METRICS:
         return metric
     report.notes.append(
         f"claims: {metric} cannot be recomputed per image; the claims use balanced_acc"

@@ -1,114 +1,103 @@
-"""Load the tracked runs of one MLflow experiment into a pandas frame (mlflow.search_runs).
+"""The tracked runs a report reads, through glattn.tracking (its retrying client, its queries,
+its one `default_tracking_uri`), as one pandas frame per experiment.
 
-Tag and role names come from `glattn.tracking.names`: job runs carry tag `glattn.role=job`
-and the group-choice tags below; the sweep's parent run carries `glattn.role=sweep`. URIs
-are resolved and masked by `glattn.tracking.uris` (the same functions the jobs use).
+Tag and role names come from `glattn.tracking.names`: job runs carry ``glattn.role=job`` and
+the group-choice tags (glattn.groups.FACTORS); a sweep's parent run ``glattn.role=sweep``.
+`load_runs` returns the FINISHED job runs of the declared run set (`glattn.report.selection`:
+one cell per configuration, debug runs left out unless asked, ``--where`` filters).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from pathlib import Path
 
-import mlflow
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from glattn.tracking.names import FACTORS, JOB_ROLE, PARENT_TAG, ROLE_TAG, SWEEP_ROLE
-from glattn.tracking.uris import mask_uri, resolve_uri
+from glattn.errors import UserError
+from glattn.groups import FACTORS
+from glattn.report import selection
+from glattn.report.frames import col
+from glattn.tracking import queries
+from glattn.tracking.client import make_client
+from glattn.tracking.names import JOB_ROLE, PARENT_TAG, ROLE_TAG, SWEEP_ROLE, debug_experiment
+from glattn.tracking.uris import default_tracking_uri, mask_uri, sqlite_path
 
-#: Further tags the report reads.
+__all__ = [
+    "ReportError",
+    "default_tracking_uri",
+    "load_runs",
+    "mask",
+    "metric_history",
+    "stage_experiments",
+    "sweep_runs",
+]
+
+#: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """Bad input to the report (unknown experiment, no runs, bad option): one clear message."""
 
 
-def default_tracking_uri() -> str:
-    """The URI the training code writes to: $MLFLOW_TRACKING_URI, else conf/tracking's uri,
-    else `sqlite:///<abs cwd>/outputs/mlflow.db` (conf/tracking's default), made absolute."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    uri = _configured_uri()
-    if uri is None:
-        uri = "sqlite:///outputs/mlflow.db"
-    return resolve_uri(uri, create_dir=False)
-
-
-def _configured_uri() -> str | None:
-    """The tracking URI of the composed conf/config.yaml (None when it can't be composed)."""
-    conf = REPO_ROOT / "conf"
-    if not (conf / "tracking").is_dir():
-        return None
-    try:
-        from hydra import compose, initialize_config_dir
-        from hydra.core.global_hydra import GlobalHydra
-
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
-            cfg = compose("config")
-        GlobalHydra.instance().clear()
-        tracking = cfg.get("tracking") or {}
-        uri = tracking.get("uri") or tracking.get("tracking_uri")
-        return str(uri) if uri else None
-    except Exception:  # a half-built config must not stop the report; fall back
-        return None
-
-
-@contextlib.contextmanager
-def tracking_uri(uri: str):
-    """Temporarily point mlflow's global client (used by mlflow.search_runs) at `uri`,
-    restoring the previous URI and $MLFLOW_TRACKING_URI afterwards."""
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-    with _use_tracking_uri(uri):
-        yield
+def client_for(uri: str):
+    """The retrying client of `uri`; a missing SQLite file is an error (a client would
+    create an empty store)."""
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise ReportError(
+            f"no MLflow database at {db} (tracking URI {mask_uri(uri)!r}): train something "
+            "first, or pass --tracking-uri"
+        )
+    return make_client(uri)
 
 
 def get_experiment(uri: str, name: str):
     """The experiment called `name`; ReportError listing the known ones otherwise."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_file():
-        raise ReportError(
-            f"no MLflow database at {uri[len(prefix) :]} (tracking URI {uri!r}): train "
-            "something first, or pass --tracking-uri"
-        )
-    client = MlflowClient(uri)
+    client = client_for(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        known = sorted(e.name for e in client.search_experiments())
+        known = queries.experiment_names(client)
         raise ReportError(
-            f"MLflow experiment {name!r} not found at tracking URI {uri!r}; "
+            f"MLflow experiment {name!r} not found at tracking URI {mask_uri(uri)!r}; "
             f"experiments there: {known or 'none'}"
         )
     return exp
 
 
+def _frame(runs: list, experiment: str) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        row = {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "experiment": experiment,
+            "experiment_id": r.info.experiment_id,
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "artifact_uri": r.info.artifact_uri,
+        }
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment` (any status, any role) as mlflow.search_runs returns it."""
+    """Every run of `experiment` (any status, any role), oldest first."""
     exp = get_experiment(uri, experiment)
-    with tracking_uri(uri):
-        frame = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
-    return frame
+    client = client_for(uri)
+    return _frame(queries.experiment_runs(client, exp.experiment_id), experiment)
 
 
-def load_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """FINISHED job runs (tag glattn.role=job) of `experiment`, one row per run.
-
-    Adds plain columns for the tags in TAGS (`seed` as int where it parses) and
-    `parent_run_id`; metrics stay `metrics.<key>`, params `params.<key>`. When a
-    configuration was run more than once for the same seed and target (a rerun; same
-    fingerprint, task, eval data set and split), only the latest FINISHED run is kept.
-    """
-    frame = load_all_runs(uri, experiment)
+def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
     if frame.empty:
-        raise ReportError(f"MLflow experiment {experiment!r} at {uri!r} has no runs")
-    role = _col(frame, f"tags.{ROLE_TAG}")
+        raise ReportError(f"MLflow experiment {experiment!r} at {mask_uri(uri)!r} has no runs")
+    role = col(frame, f"tags.{ROLE_TAG}")
     jobs = frame[(frame["status"] == "FINISHED") & (role == JOB_ROLE)].copy()
     if jobs.empty:
         counts = frame.assign(role=role).groupby(["status", "role"], dropna=False).size()
@@ -117,18 +106,50 @@ def load_runs(uri: str, experiment: str) -> pd.DataFrame:
             f"{ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
         )
     for tag in TAGS:
-        jobs[tag] = _col(jobs, f"tags.{tag}")
+        jobs[tag] = col(jobs, f"tags.{tag}")
     for factor in FACTORS:
         jobs[factor] = option_names(jobs, factor)
-    jobs["parent_run_id"] = _col(jobs, f"tags.{PARENT_TAG}")
+    jobs["parent_run_id"] = col(jobs, f"tags.{PARENT_TAG}")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
-    jobs = jobs.sort_values("start_time")
-    key = ["fingerprint", "task", "eval_dataset", "eval_split", "seed"]
-    has_fp = jobs["fingerprint"].notna()
-    deduped = jobs[has_fp].drop_duplicates(subset=key, keep="last")
-    jobs = pd.concat([deduped, jobs[~has_fp]]).sort_values("start_time")
-    return jobs.reset_index(drop=True)
+    return jobs
+
+
+def load_runs(
+    uri: str,
+    experiment: str,
+    where=(),
+    include_debug: bool = False,
+    notes: list | None = None,
+) -> pd.DataFrame:
+    """FINISHED job runs (tag glattn.role=job) of `experiment`, one row per run, with the
+    columns of `frames` and `selection` (``cell``, ``variant``). ``include_debug`` adds the
+    debug presets' runs and the ``<experiment>-debug`` experiment; ``where`` (KEY=VALUE
+    strings) keeps the runs whose param or tag has that value."""
+    notes = [] if notes is None else notes
+    frames = [load_all_runs(uri, experiment)]
+    debug_exp = debug_experiment(experiment)
+    if include_debug and debug_exp != experiment:
+        client = client_for(uri)
+        if client.get_experiment_by_name(debug_exp) is not None:
+            frames.append(load_all_runs(uri, debug_exp))
+    jobs = _jobs(pd.concat(frames, ignore_index=True), experiment, uri)
+    debug = selection.debug_mask(jobs)
+    if debug.any() and not include_debug:
+        notes.append(f"{int(debug.sum())} debug-preset run(s) left out (--include-debug)")
+        jobs = jobs[~debug]
+    try:
+        jobs = selection.apply_where(jobs, where)
+        if jobs.empty:
+            raise ReportError(
+                f"no FINISHED job run of {experiment!r} left after "
+                + (f"--where {list(where)}" if where else "leaving out debug runs")
+                + ("" if include_debug else " (debug runs need --include-debug)")
+            )
+        jobs = selection.add_cells(jobs)
+    except selection.SelectionError as err:
+        raise ReportError(f"experiment {experiment!r}: {err}") from None
+    return selection.dedupe(jobs, notes).reset_index(drop=True)
 
 
 def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
@@ -179,24 +200,29 @@ def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
     frame = load_all_runs(uri, experiment)
     if frame.empty:
         return frame
-    sweeps = frame[_col(frame, f"tags.{ROLE_TAG}") == SWEEP_ROLE]
+    sweeps = frame[col(frame, f"tags.{ROLE_TAG}") == SWEEP_ROLE]
     return sweeps.sort_values("start_time", ascending=False).reset_index(drop=True)
+
+
+def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
+    """{table number: experiment name} of the `table<N>_*` experiments in the store
+    (`tables_for(name)` gives the numbers an experiment name stands for)."""
+    names = queries.experiment_names(client_for(uri))
+    out = {}
+    for n in numbers:
+        hits = [x for x in names if tables_for(x) == [n]]
+        if hits:
+            out[n] = hits[0]
+            if len(hits) > 1:
+                notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
+        else:
+            notes.append(f"Table {n}: no experiment named table{n}_* in the store")
+    return out
 
 
 def metric_history(uri: str, run_ids, key: str) -> dict[str, dict[int, float]]:
     """{run_id: {step: value}} of metric `key` (per-epoch metrics use step=epoch)."""
-    client = MlflowClient(uri)
-    out = {}
-    for run_id in run_ids:
-        points = client.get_metric_history(run_id, key)
-        out[run_id] = {int(m.step): float(m.value) for m in points}
-    return out
-
-
-def _col(frame: pd.DataFrame, name: str) -> pd.Series:
-    if name in frame.columns:
-        return frame[name].where(frame[name].notna(), None)
-    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return queries.metric_history(client_for(uri), list(run_ids), key)
 
 
 def _seed(value):

@@ -73,15 +73,15 @@ def compare(a: Mapping, b: Mapping) -> Comparison:
         seeds = sorted(a)
         x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
         d = y - x
-        if np.allclose(d, d[0], rtol=0, atol=0):
-            why = "the paired differences are constant"
-            return Comparison(diff, math.nan, PAIRED, n_a, n_b, why)
+        if np.allclose(d, d[0], rtol=0, atol=0):  # no spread: nothing to reject with
+            why = "the paired differences are all equal (zero spread)"
+            return Comparison(diff, 1.0, PAIRED, n_a, n_b, why)
         return Comparison(diff, float(stats.ttest_rel(y, x).pvalue), PAIRED, n_a, n_b)
     if n_a < 2 or n_b < 2:
         return Comparison(diff, math.nan, "", n_a, n_b, "fewer than 2 seeds in an arm")
     x, y = np.array(list(a.values())), np.array(list(b.values()))
     if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return Comparison(diff, math.nan, WELCH, n_a, n_b, "both arms have zero variance")
+        return Comparison(diff, 1.0, WELCH, n_a, n_b, "both arms have zero variance")
     return Comparison(diff, float(stats.ttest_ind(y, x, equal_var=False).pvalue), WELCH, n_a, n_b)
 
 
@@ -205,6 +205,48 @@ def paired_bootstrap(
     return Interval(estimate, float(low), float(high), n_resamples, seed)
 
 
+def hierarchical_bootstrap(
+    pairs: list[tuple[Outcomes, Outcomes]],
+    metric: str = "balanced_acc",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Interval:
+    """Two-level percentile interval of mean_s [score(b_s) - score(a_s)] over seed pairs s.
+
+    Each resample draws k seed pairs with replacement from the k pairs (the seed-to-seed
+    variation), then, for every drawn slot, each image set's images with replacement (the
+    test-set variation), the same image draws for both arms of the pair (Davison & Hinkley
+    1997, section 3.8, two-stage sampling; Field & Welsh 2007). With one pair this is the
+    image-level paired bootstrap.
+    """
+    if not pairs:
+        raise ValueError("hierarchical_bootstrap: no pairs")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples={n_resamples}: expected >= 1")
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    for a, b in pairs:
+        for o in (a, b):
+            if sizes.setdefault(o.key, o.labels.size) != o.labels.size:
+                raise ValueError(f"image set {o.key!r} has two different sizes")
+    k = len(pairs)
+    drawn = rng.integers(0, k, size=(n_resamples, k))  # (R, k) seed pair of each slot
+    rows = np.arange(n_resamples)
+    total = np.zeros(n_resamples)
+    for slot in range(k):
+        counts = {key: resample_counts(rng, n, n_resamples) for key, n in sizes.items()}
+        diffs = np.stack(  # (k, R): every pair scored on this slot's image draws
+            [score(b, metric, counts[b.key]) - score(a, metric, counts[a.key]) for a, b in pairs]
+        )
+        total += diffs[drawn[:, slot], rows]
+    total /= k
+    estimate = float(np.mean([score(b, metric) - score(a, metric) for a, b in pairs]))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(total, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high), n_resamples, seed)
+
+
 @dataclass(frozen=True)
 class PairedTest:
     """Paired t-test of b against a + threshold over seeds (scipy.stats.ttest_rel)."""
@@ -228,9 +270,9 @@ def paired_t(a, b, threshold: float = 0.0, alternative: str = "greater", confide
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
     if n < 2:
         return PairedTest(mean, sd, n, math.nan, math.nan, math.nan, "fewer than 2 seed pairs")
-    if np.ptp(d) == 0:
-        why = "the paired differences are all equal (no spread to test)"
-        return PairedTest(mean, sd, n, math.nan, mean, mean, why)
+    if np.ptp(d) == 0:  # zero spread: p = 1 keeps the row in Holm's family, never rejects
+        why = "the paired differences are all equal (zero spread): p = 1"
+        return PairedTest(mean, sd, n, 1.0, mean, mean, why)
     res = stats.ttest_rel(b, a + threshold, alternative=alternative)
     ci = stats.ttest_rel(b, a).confidence_interval(confidence)
     return PairedTest(mean, sd, n, float(res.pvalue), float(ci.low), float(ci.high))

@@ -1,6 +1,8 @@
 """A small table model (cells with footnotes) rendered to Markdown, LaTeX (booktabs) and CSV.
 
-A missing cell is a dash with a footnote saying why; nothing is ever filled in.
+A missing cell is a dash with a footnote saying why; nothing is ever filled in. The best value
+of each column named in `Table.best` is bold (Markdown ``**``, LaTeX ``\\textbf``); the LaTeX
+caption carries the title without its "Table N:" (LaTeX numbers tables itself).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Table:
     columns: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # table-level notes (no marker)
+    #: {column name: "max" | "min"}: the columns whose best value is bold
+    best: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for row in self.rows:
@@ -65,18 +69,38 @@ class Table:
                     marks[cell.note] = _marker(len(marks))
         return marks
 
+    def best_cells(self) -> set[tuple[int, int]]:
+        """(row, column) of the best value of each column in `best` (ties all bold)."""
+        out = set()
+        for name, how in self.best.items():
+            if name not in self.columns:
+                continue
+            j = self.columns.index(name)
+            vals = [(i, r[j].mean) for i, r in enumerate(self.rows) if _finite(r[j].mean)]
+            if len(vals) < 2:
+                continue
+            pick = max if how == "max" else min
+            target = pick(v for _, v in vals)
+            out |= {(i, j) for i, v in vals if v == target}
+        return out
+
     # -- renderers -------------------------------------------------------------------
     def to_markdown(self) -> str:
         marks = self.footnotes()
+        bold = self.best_cells()
 
-        def cell_md(cell: Cell) -> str:
+        def cell_md(i: int, j: int, cell: Cell) -> str:
             text = cell.text.replace("|", "\\|")
+            text = f"**{text}**" if (i, j) in bold else text
             return text + (f"<sup>{marks[cell.note]}</sup>" if cell.note else "")
 
         lines = [f"### {self.title}", "", self.caption, ""]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in self.columns) + " |")
         lines.append("|" + "|".join("---" for _ in self.columns) + "|")
-        lines += ["| " + " | ".join(cell_md(c) for c in row) + " |" for row in self.rows]
+        lines += [
+            "| " + " | ".join(cell_md(i, j, c) for j, c in enumerate(row)) + " |"
+            for i, row in enumerate(self.rows)
+        ]
         if marks or self.notes:
             lines.append("")
         lines += [f"<sup>{m}</sup> {note}  " for note, m in marks.items()]
@@ -86,9 +110,11 @@ class Table:
     def to_latex(self) -> str:
         """A booktabs table (needs \\usepackage{booktabs}); all text LaTeX-escaped."""
         marks = self.footnotes()
+        bold = self.best_cells()
 
-        def cell_tex(cell: Cell) -> str:
+        def cell_tex(i: int, j: int, cell: Cell) -> str:
             text = latex_escape(cell.text)
+            text = f"\\textbf{{{text}}}" if (i, j) in bold else text
             return text + (f"\\textsuperscript{{{marks[cell.note]}}}" if cell.note else "")
 
         nlab = self._label_columns()
@@ -99,14 +125,17 @@ class Table:
             "\\begin{table}[t]",
             "\\centering",
             "\\small",
-            f"\\caption{{{latex_escape(self.title)}. {latex_escape(self.caption)}}}",
+            f"\\caption{{{latex_escape(_unnumbered(self.title))}. {latex_escape(self.caption)}}}",
             f"\\label{{tab:{self.key}}}",
             f"\\begin{{tabular}}{{{align}}}",
             "\\toprule",
             " & ".join(latex_escape(c) for c in self.columns) + " \\\\",
             "\\midrule",
         ]
-        lines += [" & ".join(cell_tex(c) for c in row) + " \\\\" for row in self.rows]
+        lines += [
+            " & ".join(cell_tex(i, j, c) for j, c in enumerate(row)) + " \\\\"
+            for i, row in enumerate(self.rows)
+        ]
         lines += ["\\bottomrule", "\\end{tabular}"]
         foot = [f"\\textsuperscript{{{m}}}{latex_escape(note)}" for note, m in marks.items()]
         foot += [latex_escape(note) for note in self.notes]
@@ -134,9 +163,11 @@ class Table:
                         "footnote": cell.note or "",
                     }
                 )
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             out, columns=["row", "column", "text", "mean", "std", "n", "p_value", "footnote"]
         )
+        frame["n"] = frame["n"].astype("Int64")  # an integer (empty where a cell has none)
+        return frame
 
     def write(self, out_dir: Path) -> list[Path]:
         """Write <key>.md, <key>.tex and <key>.csv into out_dir; returns the paths."""
@@ -180,6 +211,15 @@ _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX))
 def latex_escape(text: str) -> str:
     """Escape LaTeX specials and map the few Unicode symbols the tables use to math."""
     return _LATEX_RE.sub(lambda m: _LATEX[m.group(0)], str(text))
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _unnumbered(title: str) -> str:
+    """'Table 3: Fusion strategies' -> 'Fusion strategies' (LaTeX's caption numbers it)."""
+    return re.sub(r"^Table\s+\d+\s*:\s*", "", title)
 
 
 def _marker(i: int) -> str:

@@ -32,3 +32,15 @@ CHOICE_PARAM_PREFIX = "choice."
 FACTORS = groups.FACTORS
 #: MLflow run statuses of a run that did not end well or did not end (continue it).
 UNFINISHED = ("RUNNING", "FAILED", "KILLED", "SCHEDULED")
+#: ``debug=smoke|overfit|profile`` runs: tag ``debug=<preset>`` (also the config's ``debug``
+#: key, hence param ``debug``), the preset in the run name, and their own experiment
+#: ``<experiment>-debug``; the report leaves them out unless ``--include-debug``.
+DEBUG_TAG = "debug"
+DEBUG_EXPERIMENT_SUFFIX = "-debug"
+
+
+def debug_experiment(experiment: str) -> str:
+    """Where a debug preset's runs go: ``glattn`` -> ``glattn-debug`` (once)."""
+    if experiment.endswith(DEBUG_EXPERIMENT_SUFFIX):
+        return experiment
+    return experiment + DEBUG_EXPERIMENT_SUFFIX

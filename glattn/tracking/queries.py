@@ -1,5 +1,6 @@
 """The run queries the jobs, the sweep (`glattn.sweep`) and plan mode use: a job's run by
-its fingerprint and task (any status), FINISHED job runs, a sweep's parent by its grid."""
+its fingerprint and task (any status), FINISHED job runs, a sweep's parent by its grid; and
+the report's reads (every run of an experiment, metric histories, experiment names)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,34 @@ def finished_job_run(client, fingerprint: str, task: str = "train"):
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def experiment_runs(client, experiment_id: str, filter_string: str = "") -> list:
+    """Every run of the experiment (any status, any role), oldest first, read page by page
+    (MLflow returns at most ``max_results`` runs a call)."""
+    out, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            order_by=["attributes.start_time ASC"],
+            max_results=5000,
+            page_token=token,
+        )
+        out += list(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return out
+
+
+def experiment_names(client) -> list[str]:
+    """The names of the store's experiments, sorted."""
+    return sorted(e.name for e in client.search_experiments())
+
+
+def metric_history(client, run_ids, key: str) -> dict[str, dict[int, float]]:
+    """{run_id: {step: value}} of metric ``key`` (per-epoch metrics use step=epoch)."""
+    return {
+        run_id: {int(m.step): float(m.value) for m in client.get_metric_history(run_id, key)}
+        for run_id in run_ids
+    }

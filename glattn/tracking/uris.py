@@ -8,13 +8,24 @@ the launching cwd once, here. Passwords in ``user:password@host`` URIs are maske
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from glattn.secrets import mask_uri
 
-__all__ = ["SQLITE", "mask_uri", "resolve_uri", "sqlite_path", "ui_command"]
+__all__ = [
+    "DEFAULT_URI",
+    "SQLITE",
+    "default_tracking_uri",
+    "mask_uri",
+    "resolve_uri",
+    "sqlite_path",
+    "ui_command",
+]
 
 SQLITE = "sqlite:///"
+#: conf/tracking/mlflow.yaml's ``uri`` with the default ``paths.output_dir`` (outputs).
+DEFAULT_URI = "sqlite:///outputs/mlflow.db"
 
 
 def sqlite_path(uri: str | None) -> Path | None:
@@ -36,6 +47,13 @@ def resolve_uri(uri: str | None, create_dir: bool = True) -> str | None:
     if create_dir:
         path.parent.mkdir(parents=True, exist_ok=True)
     return f"{SQLITE}{path}"
+
+
+def default_tracking_uri() -> str:
+    """The store a reader looks in when given none (the report, ``load_model``):
+    ``$MLFLOW_TRACKING_URI``, else the default config's store, ``sqlite:///<abs
+    cwd>/outputs/mlflow.db``; made absolute, its folder not created."""
+    return resolve_uri(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI, create_dir=False)
 
 
 def ui_command(uri: str | None) -> str:

@@ -1,0 +1,119 @@
+"""A dedicated inference latency and memory measurement of a trained model (Table 6).
+
+Not the training epochs' timings, which share the machine with data loading, the optimizer
+and whatever else runs: a fixed input, ``warmup`` untimed forward passes, then ``repeats``
+timed ones (``torch.cuda.synchronize`` around each on a GPU), reported as the median and the
+interquartile range, with the batch size and device named. Memory: on a GPU the peak
+allocated by this process's tensors during the measurement (``torch.cuda.max_memory_allocated``),
+on a CPU the process's maximum resident set size (``resource.getrusage``'s ru_maxrss, the
+whole process, not the model alone); the two are labelled differently and never mixed.
+A spread (IQR / median) above `SPREAD_LIMIT` means the machine was busy: measure again on an
+idle machine or a GPU. Method as in torch.utils.benchmark (warm-up, synchronize, median).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+LATENCY_KEY = "perf/latency_ms"  # median of the repeats, ms per forward pass of one batch
+LATENCY_IQR_KEY = "perf/latency_iqr_ms"
+LATENCY_BATCH_KEY = "perf/latency_batch"
+LATENCY_REPEATS_KEY = "perf/latency_repeats"
+MEM_RSS_KEY = "perf/mem_rss_mb"  # CPU: the process's max resident set size
+MEM_GPU_KEY = "perf/mem_peak_alloc_mb"  # GPU: peak allocated during the measurement
+DEVICE_TAG = "perf.device"
+SPREAD_LIMIT = 0.10
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One measurement: median and quartiles (ms per batch), its setting and the memory."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    repeats: int
+    warmup: int
+    batch: int
+    device: str
+    memory_mb: float
+    memory_kind: str  # "rss" (CPU) | "peak_allocated" (GPU)
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    @property
+    def spread(self) -> float:
+        """IQR / median: above SPREAD_LIMIT the machine was not idle."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("nan")
+
+    def metrics(self) -> dict[str, float]:
+        """The MLflow metrics of this measurement (Table 6 reads them)."""
+        mem_key = MEM_GPU_KEY if self.memory_kind == "peak_allocated" else MEM_RSS_KEY
+        return {
+            LATENCY_KEY: self.median_ms,
+            LATENCY_IQR_KEY: self.iqr_ms,
+            LATENCY_BATCH_KEY: float(self.batch),
+            LATENCY_REPEATS_KEY: float(self.repeats),
+            mem_key: self.memory_mb,
+        }
+
+    def tags(self) -> dict[str, str]:
+        return {DEVICE_TAG: self.device}
+
+
+def _max_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes vs KiB
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module,
+    image_size: int,
+    device: str | torch.device = "cpu",
+    batch: int = 1,
+    warmup: int = 5,
+    repeats: int = 30,
+    channels: int = 3,
+) -> Latency:
+    """Time `repeats` forward passes of `model` (eval mode) on a (batch, channels, S, S)
+    input after `warmup` untimed ones; the model's train/eval mode is restored."""
+    if repeats < 3 or warmup < 0 or batch < 1:
+        raise ValueError(f"repeats={repeats} (>= 3), warmup={warmup} (>= 0), batch={batch} (>= 1)")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch, channels, image_size, image_size, device=device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(x)
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1000.0)
+    model.train(was_training)
+    q1, med, q3 = (float(v) for v in np.percentile(times, [25, 50, 75]))
+    if cuda:
+        memory, kind = torch.cuda.max_memory_allocated(device) / 2**20, "peak_allocated"
+    else:
+        memory, kind = _max_rss_mb(), "rss"
+    name = (
+        torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    return Latency(med, q1, q3, repeats, warmup, batch, name, memory, kind)

@@ -1,0 +1,169 @@
+"""Table cells from runs: mean ± sample std (ddof=1) over seeds with an integer n, constants
+(parameters, FLOPs), differences and p-values, each a `table_format.Cell` with its footnote.
+
+A cell reads the runs of one configuration (`glattn.report.selection`: one cell, one run per
+seed), so n is the number of seeds and the same on every row of that configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from glattn.report import frames, stats
+from glattn.report.table_format import Cell
+
+METRICS = {
+    "balanced_acc": "Balanced acc. (%)",
+    "acc": "Accuracy (%)",
+    "macro_f1": "Macro-F1 (%)",
+    "auc": "AUC (%)",
+}
+TABLES = {
+    1: "table1_backbones",
+    2: "table2_cbam",
+    3: "table3_fusion",
+    4: "table4_residual",
+    5: "table5_transfer",
+    6: "table6_efficiency",
+}
+NO_RUNS = "no FINISHED run of this configuration in the experiment"
+VAL_NOTE = "includes best-epoch validation values (these runs logged no test/{m})"
+
+
+@dataclass
+class Context:
+    """What the table builders need besides the runs frame."""
+
+    metric: str = "balanced_acc"
+    #: {factor: [levels]} the experiment's sweep asked for (missing ones become dashes).
+    expected: dict = field(default_factory=dict)
+    #: history(run_ids, key) -> {run_id: {epoch: value}} (runs.metric_history bound to a URI).
+    history: Callable | None = None
+    convergence_fraction: float = 0.95
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"metric {self.metric!r} not one of {sorted(METRICS)}")
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def millions(v: float) -> str:
+    return f"{v / 1e6:.2f}"
+
+
+def levels_of(frame: pd.DataFrame, factor: str, ctx: Context) -> list:
+    """Levels present in the runs, plus those the experiment's sweep asked for."""
+    present = list(frame[factor].dropna().unique()) if factor in frame else []
+    return frames.ordered(factor, present + list(ctx.expected.get(factor, [])))
+
+
+def grid(frame: pd.DataFrame, keys: list[str], ctx: Context, full: bool = True):
+    """frames.groups over the levels present plus those the sweep asked for."""
+    yield from frames.groups(frame, keys, lambda f, k: levels_of(f, k, ctx), full)
+
+
+def summary_cell(
+    values: dict,
+    scale: Callable[[float], str] = pct,
+    note: str | None = None,
+    missing: str = NO_RUNS,
+) -> Cell:
+    """`{seed: value}` -> 'mean ± std (n=k)' (no ± for n=1), or a dash + footnote."""
+    s = stats.summarize(values)
+    if s.n == 0:
+        return Cell.missing(missing)
+    text = scale(s.mean) if s.n == 1 else f"{scale(s.mean)} ± {scale(s.std).lstrip('+')}"
+    return Cell(f"{text} (n={s.n})", s.mean, s.std, int(s.n), note=note)
+
+
+def score(frame: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series]:
+    """Per-run score: test/<m> (holdout test split), else best/val/<m>; and its source."""
+    test = frames.metric(frame, f"test/{metric}")
+    val = frames.metric(frame, f"best/val/{metric}")
+    source = pd.Series(["test"] * len(frame), index=frame.index).where(test.notna(), "val")
+    source = source.where(test.notna() | val.notna(), None)
+    return test.fillna(val), source
+
+
+def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
+    """{seed: value} of one configuration's runs. The run set has one run per seed and cell
+    (selection.dedupe); a seed seen twice here means two cells met in one row, which the
+    footnote says (their mean is not taken: the first run of the seed is kept)."""
+    out, dup = {}, 0
+    for idx in frame.sort_values("start_time").index:
+        seed = frame.at[idx, "seed"]
+        key = seed if seed is not None else frame.at[idx, "run_id"]
+        value = values.get(idx, math.nan)
+        if key in out:
+            dup += 1
+            continue
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            out[key] = float(value)
+    note = f"{dup} run(s) repeat a seed of this row; only the first run per seed is used"
+    return out, (note if dup else None)
+
+
+def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
+    values, source = score(frame, ctx.metric)
+    seeds, dup_note = by_seed(frame, values)
+    notes = [dup_note] if dup_note else []
+    if (source[values.notna()] == "val").any():
+        notes.append(VAL_NOTE.format(m=ctx.metric))
+    asked = ctx.expected.get("seed") or []
+    if seeds and len(asked) > len(seeds):
+        notes.append(f"fewer seeds than the {len(asked)} the experiment's sweep asks for")
+    note = "; ".join(notes) or None
+    missing = NO_RUNS if frame.empty else f"runs logged neither test/{ctx.metric} nor best/val"
+    return summary_cell(seeds, note=note, missing=missing)
+
+
+def constant_cell(frame: pd.DataFrame, key: str, fmt: Callable[[float], str]) -> Cell:
+    """A per-configuration constant (parameter count, FLOPs): the median over its runs; n is
+    the number of seeds, as in the metric cells of the same row."""
+    if frame.empty:
+        return Cell.missing(NO_RUNS)
+    seeds, _ = by_seed(frame, frames.metric(frame, key))
+    if not seeds:
+        return Cell.missing(f"runs did not log {key}")
+    v = float(pd.Series(list(seeds.values())).median())
+    return Cell(fmt(v), v, 0.0 if len(seeds) > 1 else math.nan, len(seeds))
+
+
+def p_cell(cmp: stats.Comparison) -> Cell:
+    if math.isnan(cmp.p_value):
+        return Cell.missing(f"no test: {cmp.reason}")
+    text = f"{cmp.p_value:.3f}" if cmp.p_value >= 0.001 else f"{cmp.p_value:.1e}"
+    note = f"p = 1: {cmp.reason}" if cmp.reason else None
+    return Cell(text, p_value=cmp.p_value, n=min(cmp.n_a, cmp.n_b), note=note)
+
+
+def diff_cell(cmp: stats.Comparison) -> Cell:
+    if math.isnan(cmp.diff):
+        return Cell.missing(f"no difference: {cmp.reason}")
+    return Cell(f"{100 * cmp.diff:+.2f}", cmp.diff, p_value=cmp.p_value)
+
+
+def caption_stats(ctx: Context) -> str:
+    return (
+        f"{METRICS[ctx.metric].replace(' (%)', '')} in %, mean ± sample std over seeds "
+        f"(n = number of seeds), on the test split (test/{ctx.metric}); differences in "
+        "percentage points of the metric"
+    )
+
+
+def references(group: str, runs: pd.DataFrame) -> dict[str, str]:
+    """Tables 3/4's reference column from the registries (glattn.models.references):
+    built-ins and registered extensions alike; an extension's module is imported from its
+    runs' `<group>._target_` param, so it must be importable here (PYTHONPATH) too."""
+    from glattn.models import references as registered
+
+    col = f"params.{group}._target_"
+    targets = runs[col].dropna().unique().tolist() if col in runs else []
+    return registered(group, targets)

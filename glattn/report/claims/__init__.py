@@ -1,0 +1,169 @@
+"""The seed's six "Success Metrics for Paper", checked from the declared run set.
+
+1. CBAM improves the metric by more than 2 points over the no-attention baseline;
+2. the best fusion strategy beats `original` by more than 1 point;
+3. the progressive residual converges faster;
+4. the accuracy drop between data sets is below 5 points;
+5. the computational overhead of the block is below 20%;
+6. every major claim is supported at p < 0.05 (the conjunction of 1-5 after Holm).
+
+"Points" and "%" of an accuracy criterion are percentage points of the named metric. Both
+arms of a comparison are paired by seed; an effect's 95% interval is a two-level
+(hierarchical) bootstrap: seed pairs resampled, then test images within each pair with the
+same draws for both arms (the score recomputed from the runs' `test_probabilities.csv` and
+`split.csv` on every resample); its p-value is a one-sided paired t-test over seeds against
+the threshold (p = 1 when all paired differences are equal), Holm (1979) adjusted within each
+criterion's family; McNemar's (1947) exact test on the per-image pairs is a second view
+(Dietterich 1998). A row is supported only when the interval clears the threshold and the
+Holm p < 0.05. "Best fusion" is chosen on validation and judged on test. Modules:
+rows.py (criteria, rows, statistics), criteria.py (the pipeline), verdict.py (verdicts).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from glattn.report import runs
+from glattn.report.claims.criteria import BUILDERS
+from glattn.report.claims.rows import (
+    ALPHA,
+    CRITERIA,
+    INCONCLUSIVE,
+    METRICS,
+    MIN_PAIRS,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Context,
+    Criterion,
+    Row,
+    accuracy_row,
+    fill_accuracy,
+    join_notes,
+    no_data,
+    paired_values_row,
+    pairs_by_seed,
+)
+from glattn.report.claims.verdict import adjust_and_judge, claim6, combine, headline, judge
+from glattn.report.predictions import RunFiles
+from glattn.report.tables import tables_for
+
+__all__ = [
+    "ALPHA",
+    "CRITERIA",
+    "INCONCLUSIVE",
+    "METRICS",
+    "MIN_PAIRS",
+    "NOT_SUPPORTED",
+    "SUPPORTED",
+    "Claims",
+    "Context",
+    "Criterion",
+    "Row",
+    "accuracy_row",
+    "adjust_and_judge",
+    "check_claims",
+    "claim6",
+    "combine",
+    "fill_accuracy",
+    "headline",
+    "join_notes",
+    "judge",
+    "paired_values_row",
+    "pairs_by_seed",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Claims:
+    rows: list[Row]
+    sources: dict[int, str]  # criterion -> experiment
+    metric: str
+    n_resamples: int
+    seed: int
+    notes: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    frames: dict = field(default_factory=dict)  # experiment -> the run set read
+
+    def verdict(self, number: int) -> str:
+        return combine([r.verdict for r in headline(self.rows, number)])
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([r.record() for r in self.rows])
+
+
+def claim_sources(uri: str, experiment: str, notes: list, tables_for) -> dict[int, str]:
+    """Criterion -> experiment: `paper` reads each from its stage (table<N>_*)."""
+    runs.client_for(uri)  # a missing store is an error before any work
+    if experiment != "paper":
+        return {n: experiment for n in BUILDERS}
+    numbers = sorted({c.table for c in CRITERIA.values() if c.table})
+    stages = runs.stage_experiments(uri, numbers, [], tables_for)
+    out = {}
+    for n, crit in CRITERIA.items():
+        if crit.table is None:
+            continue
+        if crit.table in stages:
+            out[n] = stages[crit.table]
+        else:
+            notes.append(f"criterion {n}: no experiment table{crit.table}_* in the store")
+    if not out:
+        raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
+    return out
+
+
+def _check_args(metric: str, n_resamples: int) -> None:
+    if metric not in METRICS:
+        raise runs.ReportError(
+            f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
+            f"one of {list(METRICS)}"
+        )
+    if n_resamples < 1:
+        raise runs.ReportError(f"--resamples {n_resamples}: expected a positive number")
+    if n_resamples < 2000:
+        log.warning("claims: %d bootstrap resamples (the protocol asks for >= 2000)", n_resamples)
+
+
+def check_claims(
+    uri: str,
+    experiment: str,
+    metric: str = "balanced_acc",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    frames: dict | None = None,
+    select: dict | None = None,
+) -> Claims:
+    """Rows for criteria 1-6 from the FINISHED job runs (see the module docstring).
+    `frames` ({experiment: run set}) are the report's own, so tables and claims read the
+    same runs; `select` (runs.load_runs' where / include_debug) chooses the others."""
+    _check_args(metric, n_resamples)
+    notes: list[str] = []
+    sources = claim_sources(uri, experiment, notes, tables_for)
+    frames = dict(frames or {})
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Context(uri, metric, RunFiles(uri, Path(tmp)), n_resamples, seed, notes)
+        for n, builder in BUILDERS.items():
+            if n not in sources:
+                rows.append(no_data(CRITERIA[n], f"no experiment for criterion {n}"))
+                continue
+            exp = sources[n]
+            if exp not in frames:
+                try:
+                    frames[exp] = runs.load_runs(uri, exp, notes=notes, **(select or {}))
+                except runs.ReportError as err:
+                    if experiment != "paper":
+                        raise
+                    notes.append(f"criterion {n}: {err}")
+                    rows.append(no_data(CRITERIA[n], str(err)))
+                    continue
+            rows += builder(ctx, frames[exp], exp)
+    adjust_and_judge(rows)
+    rows.append(claim6(rows))
+    return Claims(rows, sources, metric, n_resamples, seed, notes, frames=frames)

@@ -1,0 +1,340 @@
+"""The claims' rows: the criteria (thresholds in display units, the metric named), one
+comparison per `Row`, and how a row's numbers are computed from seed pairs of runs.
+
+Accuracy rows: effect = mean over seed pairs of score(b) - score(a), each recomputed from the
+runs' per-image CSVs; the 95% interval is a two-level (hierarchical) bootstrap: resample
+seed pairs, then test images within each pair with the same draws for both arms
+(stats.hierarchical_bootstrap); p is a one-sided paired t-test over seeds against the
+threshold. Scalar rows (convergence epoch, log latency): the paired t interval and test.
+"%"/"pp" thresholds are percentage points of the metric.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from glattn.report import stats
+from glattn.report.frames import metric, ordered
+from glattn.report.predictions import RunFiles
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+ALPHA = 0.05
+MIN_PAIRS = 3  # fewer seed pairs: inconclusive (a t-test on 2 pairs has 1 degree of freedom)
+METRICS = ("balanced_acc", "acc")  # recomputable per image from the probabilities
+
+
+@dataclass(frozen=True)
+class Criterion:
+    number: int
+    claim: str
+    threshold: float  # display units
+    direction: str  # ">": the effect must exceed the threshold; "<": stay below it
+    unit: str
+    table: int | None  # the paper stage (table<N>_*) whose runs it reads
+
+
+CRITERIA = {
+    1: Criterion(1, "CBAM improves {m} by more than 2 points over no attention", 2, ">", "pp", 2),
+    2: Criterion(2, "the best fusion beats `original` by more than 1 point", 1, ">", "pp", 3),
+    3: Criterion(3, "the progressive residual converges faster", 0, ">", "epochs", 4),
+    4: Criterion(4, "the {m} drop between data sets is below 5 points", 5, "<", "pp", 5),
+    5: Criterion(5, "the computational overhead of the block is below 20%", 20, "<", "%", 6),
+    6: Criterion(6, "every major claim is supported at p < 0.05", ALPHA, "<", "p", None),
+}
+
+
+# ---------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    """One comparison of one criterion, in display units (the criterion's `unit`)."""
+
+    claim: int
+    stratum: str
+    comparison: str
+    arm_a: str = ""
+    arm_b: str = ""
+    n_a: int = 0
+    n_b: int = 0
+    n_pairs: int = 0
+    effect: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    interval: str = ""
+    test: str = ""
+    p: float = math.nan
+    p_holm: float = math.nan
+    mcnemar_p: float = math.nan
+    mcnemar: str = ""
+    threshold: float = math.nan
+    direction: str = ">"
+    unit: str = ""
+    verdict: str = INCONCLUSIVE
+    reason: str = ""
+    mde: float = math.nan
+    seeds_needed: float = math.nan
+    primary: bool = False
+    pooled: bool = False
+    note: str = ""
+    seeds: str = ""
+    runs_a: str = ""
+    runs_b: str = ""
+    # test space (fractions / epochs / log ratios) for the verdict and power, not written
+    _sd: float = field(default=math.nan, repr=False)
+    _distance: float = field(default=math.nan, repr=False)
+    _show: Callable = field(default=lambda x: x, repr=False)
+    _thr: float = field(default=math.nan, repr=False)
+    _deterministic: bool = field(default=False, repr=False)
+    _reason: str = field(default="", repr=False)  # why no test / no data
+
+    def record(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+@dataclass
+class Context:
+    uri: str
+    metric: str
+    files: RunFiles
+    n_resamples: int = 2000
+    seed: int = 0
+    notes: list = field(default_factory=list)
+
+    def rng_seed(self, label: str) -> int:
+        """Each row's bootstrap seed: --bootstrap-seed and the row's label (order-free)."""
+        return self.seed * 2**32 + zlib.crc32(label.encode())
+
+
+def pct(x):
+    return 100.0 * x
+
+
+def ratio_pct(x):
+    return 100.0 * (math.exp(x) - 1.0)
+
+
+def pairs_by_seed(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple]:
+    """[(seed, run a, run b)] for the seeds both arms ran (the run set holds one run per seed
+    and configuration; were there two, the later would be taken)."""
+
+    def latest(frame):
+        out = {}
+        for _, r in frame.sort_values("start_time").iterrows():
+            out[r["seed"] if r["seed"] is not None else r["run_id"]] = r["run_id"]
+        return out
+
+    ra, rb = latest(a), latest(b)
+    return [(s, ra[s], rb[s]) for s in sorted(ra.keys() & rb.keys(), key=str)]
+
+
+def accuracy_row(
+    ctx: Context,
+    crit: Criterion,
+    stratum: str,
+    comparison: str,
+    arms: tuple[str, str],
+    pairs: list[tuple],
+    splits: tuple[str, str] = ("test", "test"),
+    same_images: bool = True,
+    n_runs: tuple[int, int] | None = None,
+) -> Row:
+    """Effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
+    per-image CSVs; hierarchical bootstrap interval, paired t-test against the threshold."""
+    row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, pct)
+    got, used = [], []
+    for seed, ra, rb in pairs:
+        pa, pb = ctx.files.predictions(ra, splits[0]), ctx.files.predictions(rb, splits[1])
+        if pa is not None and pb is not None:
+            got.append((seed, pa, pb))
+            used.append((seed, ra, rb))
+    _set_runs(row, used)
+    lacking = len(pairs) - len(got)
+    if not got:
+        row._reason = (
+            f"no seed pair with {splits[0]}_probabilities.csv + split.csv artifacts in both "
+            f"arms ({len(pairs)} pair(s) by seed)"
+        )
+        return row
+    label = f"{crit.number}|{stratum}|{comparison}"
+    fill_accuracy(row, crit, got, ctx.metric, ctx.n_resamples, ctx.rng_seed(label), same_images)
+    if lacking:
+        row.note = join_notes(row.note, f"{lacking} seed pair(s) without per-image CSVs left out")
+    return row
+
+
+def fill_accuracy(
+    row: Row,
+    crit: Criterion,
+    got: list[tuple],
+    metric: str,
+    n_resamples: int,
+    seed: int,
+    same_images: bool = True,
+) -> Row:
+    """The statistics of an accuracy row from [(seed, Predictions a, Predictions b)]."""
+    outs, dropped = [], 0
+    for _, pa, pb in got:
+        if same_images:
+            keep = np.intersect1d(pa.images, pb.images)
+            dropped += pa.images.size + pb.images.size - 2 * keep.size
+            outs.append((pa.outcomes(keep), pb.outcomes(keep)))
+        else:
+            outs.append((pa.outcomes(), pb.outcomes()))
+    if dropped:
+        row.note = join_notes(row.note, f"{dropped} image(s) scored by only one arm left out")
+    row.n_pairs = len(outs)
+    row.seeds = " ".join(str(s) for s, _, _ in got)
+    iv = stats.hierarchical_bootstrap(outs, metric, n_resamples, seed)
+    a_vals = [stats.score(a, metric) for a, _ in outs]
+    b_vals = [stats.score(b, metric) for _, b in outs]
+    thr = crit.threshold / 100.0
+    t = stats.paired_t(a_vals, b_vals, thr, alternative(crit))
+    row.effect, row.low, row.high = pct(iv.estimate), pct(iv.low), pct(iv.high)
+    row.interval = (
+        f"hierarchical bootstrap: seed pairs, then test images within each pair (same draws "
+        f"for both arms), {iv.resamples} resamples"
+        if same_images
+        else f"hierarchical bootstrap: seed pairs, then each arm's images, {iv.resamples} "
+        "resamples"
+    )
+    row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
+    _finish_t(row, t, thr)
+    if same_images:
+        mc = stats.mcnemar_exact(outs)
+        row.mcnemar_p = mc.p_value
+        row.mcnemar = f"b right/a wrong {mc.b_only}, a right/b wrong {mc.a_only}"
+    else:
+        row.mcnemar = "n/a: the arms are scored on different images"
+    return row
+
+
+def paired_values_row(
+    crit: Criterion,
+    stratum: str,
+    comparison: str,
+    arms: tuple[str, str],
+    pairs: list[tuple],
+    values: dict,
+    n_runs=None,
+    show: Callable = lambda x: x,
+    thr: float = 0.0,
+    what: str = "",
+) -> Row:
+    """A per-run scalar (convergence epoch, log latency) per seed pair: effect = mean of
+    b - a, paired t interval and paired t-test against the threshold `thr` (test space)."""
+    row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, show)
+    used = [
+        (s, ra, rb)
+        for s, ra, rb in pairs
+        if not (math.isnan(values.get(ra, math.nan)) or math.isnan(values.get(rb, math.nan)))
+    ]
+    _set_runs(row, used)
+    ok = [(s, values[ra], values[rb]) for s, ra, rb in used]
+    row.n_pairs = len(ok)
+    row.seeds = " ".join(str(s) for s, _, _ in ok)
+    if not ok:
+        row._reason = f"no seed pair where both runs have {what}"
+        return row
+    a, b = [x for _, x, _ in ok], [y for _, _, y in ok]
+    t = stats.paired_t(a, b, thr, alternative(crit))
+    row.effect = show(t.mean_diff)
+    row.low, row.high = show(t.low), show(t.high)
+    row.interval = "paired t interval over seeds" if t.n > 1 else ""
+    row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g})"
+    row.mcnemar = f"n/a: {what} is one number per run"
+    _finish_t(row, t, thr)
+    return row
+
+
+def _set_runs(row: Row, used: list[tuple]) -> None:
+    """The run ids the row's numbers come from, in seed order (for checking by hand)."""
+    row.runs_a = " ".join(ra for _, ra, _ in used)
+    row.runs_b = " ".join(rb for _, _, rb in used)
+
+
+def _base_row(crit, stratum, comparison, arms, pairs, n_runs, show) -> Row:
+    n_a, n_b = n_runs or (len(pairs), len(pairs))
+    return Row(
+        crit.number,
+        stratum,
+        comparison,
+        arms[0],
+        arms[1],
+        n_a,
+        n_b,
+        threshold=crit.threshold,
+        direction=crit.direction,
+        unit=crit.unit,
+        _show=show,
+    )
+
+
+def _finish_t(row: Row, t: stats.PairedTest, thr: float) -> None:
+    row.p = t.p_value
+    row._sd, row._thr = t.sd_diff, thr
+    sign = 1 if row.direction == ">" else -1
+    row._distance = sign * (t.mean_diff - thr)
+    if math.isnan(t.p_value):
+        row._reason = f"no t-test: {t.reason}"
+    elif t.reason:  # zero spread: p = 1, the row stays in Holm's family (verdict.judge)
+        row._reason = t.reason
+
+
+def alternative(crit: Criterion) -> str:
+    return "greater" if crit.direction == ">" else "less"
+
+
+def val_means(ctx: Context, frame: pd.DataFrame, factor: str) -> dict[str, float]:
+    """{level: mean over seeds of best/val/<metric>} (else recomputed from the runs'
+    val_probabilities.csv) — what 'best' is chosen on, never the test split."""
+    vals = metric(frame, f"best/val/{ctx.metric}")
+    out = {}
+    for level, sub in frame.groupby(factor):
+        v = vals.loc[sub.index].dropna().tolist()
+        if not v:
+            preds = [ctx.files.predictions(r, "val") for r in sub["run_id"]]
+            v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
+        if v:
+            out[level] = float(np.mean(v))
+    return out
+
+
+def test_means(ctx: Context, frame: pd.DataFrame, factor: str) -> dict[str, float]:
+    out = {}
+    for level, sub in frame.groupby(factor):
+        preds = [ctx.files.predictions(r, "test") for r in sub["run_id"]]
+        v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
+        if v:
+            out[level] = float(np.mean(v))
+    return out
+
+
+def argmax(means: dict, factor: str) -> str | None:
+    if not means:
+        return None
+    order = ordered(factor, list(means))
+    return max(order, key=lambda k: (means[k], -order.index(k)))
+
+
+def join_notes(*parts) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def no_data(crit: Criterion, why: str) -> Row:
+    """The one row of a criterion the runs cannot check, with the reason."""
+    return Row(
+        crit.number,
+        "all",
+        "-",
+        threshold=crit.threshold,
+        direction=crit.direction,
+        unit=crit.unit,
+        primary=True,
+        pooled=True,
+        _reason=why,
+    )

@@ -1,0 +1,154 @@
+"""Which runs a report reads: chosen once per report, written to ``runs_used.csv``.
+
+A cell is one configuration: the runs whose fingerprint params are equal except ``seed``
+(every param of the resolved config except those glattn.config leaves out of the
+fingerprint: paths, tracking, sweep, name, tags, transfer, device, workers, ...). Runs that
+share their group choices (one table row) but not their cell are split into labelled rows:
+the ``variant`` column names the differing params (``dataset.image_size=32,
+trainer.max_epochs=1``); when a differing param is not set in every run of the data set
+(an option's own setting), the report refuses and says how to select (``--where``,
+``--experiment``). A seed run twice in one cell (the same config rerun) keeps its latest
+FINISHED run, and says so in the notes. Debug presets' runs (``debug`` tag or param) are left
+out unless ``include_debug``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+
+from glattn.config import FINGERPRINT_EXCLUDE, FINGERPRINT_IGNORE
+from glattn.report.frames import FACTORS, col
+from glattn.tracking.names import CHOICE_PARAM_PREFIX, DEBUG_TAG
+
+#: The identity of a cell's target besides its params (eval runs: the data set scored).
+TARGET = ("task", "eval_dataset", "eval_split")
+_IGNORED = {f"{group}.{key}" for group, key in FINGERPRINT_IGNORE}
+USED_COLUMNS = ["run_id", "run_name", "experiment", "cell", "variant", "seed", "task"]
+
+
+class SelectionError(ValueError):
+    """The runs cannot be split into cells without a choice only the user can make."""
+
+
+def cell_params(frame: pd.DataFrame) -> list[str]:
+    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed``."""
+    out = []
+    for name in frame.columns:
+        if not name.startswith("params."):
+            continue
+        key = name[len("params.") :]
+        top = key.split(".", 1)[0]
+        if key == "seed" or key.startswith(CHOICE_PARAM_PREFIX) or key in _IGNORED:
+            continue
+        if top in FINGERPRINT_EXCLUDE:
+            continue
+        out.append(name)
+    return sorted(out)
+
+
+def _cell_id(values: tuple) -> str:
+    blob = json.dumps([None if pd.isna(v) else str(v) for v in values])
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``cell`` (hash of the cell params, or the fingerprint tag when a run logged no
+    params) and ``variant`` (see the module docstring); SelectionError when a row would
+    pool two cells that no shared param tells apart."""
+    frame = frame.copy()
+    params = cell_params(frame)
+    ids = [_cell_id(tuple(r)) for r in frame[params].itertuples(index=False)] if params else []
+    frame["cell"] = ids or list(col(frame, "fingerprint"))
+    frame["variant"] = ""
+    keys = [k for k in (*FACTORS, *TARGET) if k in frame]
+    for _, sub in frame.groupby(col(frame, "dataset").fillna("?"), sort=False):
+        shared = [p for p in params if sub[p].notna().all()]
+        label_keys = set()
+        for _, combo in sub.groupby(keys, dropna=False, sort=False):
+            if combo["cell"].nunique() > 1:
+                label_keys |= {p for p in shared if combo[p].nunique() > 1}
+        if label_keys:
+            names = sorted(label_keys)
+            frame.loc[sub.index, "variant"] = [
+                ", ".join(f"{p[len('params.') :]}={v}" for p, v in zip(names, r))
+                for r in sub[names].itertuples(index=False)
+            ]
+    _refuse_pooled(frame, keys, params)
+    return frame
+
+
+def _refuse_pooled(frame: pd.DataFrame, keys: list[str], params: list[str]) -> None:
+    for levels, combo in frame.groupby([*keys, "variant"], dropna=False, sort=False):
+        if combo["cell"].nunique() < 2:
+            continue
+        diff = [p for p in params if combo[p].nunique(dropna=False) > 1]
+        shown = "; ".join(
+            f"{p[len('params.') :]} in {sorted(map(str, combo[p].unique()))}" for p in diff[:8]
+        )
+        row = ", ".join(f"{k}={v}" for k, v in zip(keys, levels))
+        example = diff[0][len("params.") :] if diff else "KEY"
+        value = combo[diff[0]].dropna().iloc[0] if diff else "VALUE"
+        raise SelectionError(
+            f"runs of {combo['cell'].nunique()} configurations share one row ({row}); "
+            f"they differ in {shown or 'their fingerprint tag'}. Select one: "
+            f'--where "{example}={value}", --experiment NAME, or tags'
+        )
+
+
+def debug_mask(frame: pd.DataFrame) -> pd.Series:
+    """Runs of a debug preset: tag or param ``debug``, or ``debug=`` in their overrides."""
+    tag = col(frame, f"tags.{DEBUG_TAG}").fillna("")
+    param = col(frame, f"params.{DEBUG_TAG}").fillna("None")
+    overrides = col(frame, "tags.overrides").fillna("").astype(str)
+    return (
+        (tag.astype(str) != "")
+        | (~param.astype(str).isin(["None", "null", ""]))
+        | overrides.str.contains(r"(?:^|[\s,\[])debug=", regex=True)
+    )
+
+
+def parse_where(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (a param, a tag with ``tags.``, or a factor) -> (key, value)."""
+    key, sep, value = str(text).partition("=")
+    if not sep or not key.strip():
+        raise SelectionError(
+            f'--where {text!r}: expected KEY=VALUE, e.g. "dataset.image_size=224"'
+        )
+    return key.strip(), value.strip()
+
+
+def apply_where(frame: pd.DataFrame, wheres) -> pd.DataFrame:
+    """Keep the runs whose param (or tag, or factor column) equals each ``KEY=VALUE``."""
+    for text in wheres or ():
+        key, value = parse_where(text)
+        name = next((c for c in (key, f"params.{key}", f"tags.{key}") if c in frame.columns), None)
+        if name is None:
+            raise SelectionError(
+                f"--where {text!r}: no run has a param or tag {key!r} "
+                f"(params look like dataset.image_size, tags like tags.fingerprint)"
+            )
+        frame = frame[frame[name].astype(str) == value]
+    return frame
+
+
+def dedupe(frame: pd.DataFrame, notes: list) -> pd.DataFrame:
+    """One run per (cell, target, seed): the latest, with a note naming the reruns."""
+    key = ["cell", *[k for k in TARGET if k in frame], "seed"]
+    ordered = frame.sort_values("start_time")
+    dup = ordered.duplicated(subset=key, keep="last")
+    if dup.any():
+        notes.append(
+            f"{int(dup.sum())} FINISHED run(s) repeat a seed of the same configuration (the "
+            "same config run again); the latest run per seed is used: left out "
+            + ", ".join(ordered.loc[dup, "run_id"].astype(str).tolist()[:10])
+        )
+    return ordered[~dup]
+
+
+def runs_used(frame: pd.DataFrame) -> pd.DataFrame:
+    """The declared run set: run id, name, experiment, cell, variant, seed, task."""
+    out = pd.DataFrame({c: col(frame, c) for c in USED_COLUMNS})
+    return out.sort_values(["experiment", "cell", "seed"], key=lambda s: s.astype(str))

@@ -1,0 +1,233 @@
+"""Tables 5 (cross-data-set evaluation) and 6 (efficiency) from the declared run set.
+
+Table 6 reads the dedicated latency/memory measurement of each run (glattn.latency: warm-up,
+repeats, median and interquartile range at a named batch and device; CPU memory as max RSS,
+GPU memory as peak allocated); a cell whose spread is above 10% of its median is flagged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from glattn.report import stats
+from glattn.report.cells import (
+    NO_RUNS,
+    TABLES,
+    Context,
+    by_seed,
+    caption_stats,
+    constant_cell,
+    grid,
+    metric_cell,
+    millions,
+    p_cell,
+    score,
+    summary_cell,
+)
+from glattn.report.frames import (
+    SPLIT_NAMES,
+    dataset_label,
+    metric,
+    rank,
+    trained,
+    varying,
+)
+from glattn.report.table_format import Cell, Table
+
+
+def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
+    """Cross-data-set: trained on HAM10000, holdout test vs ISIC 2018 official test."""
+    evals = runs[runs["task"] == "eval"].copy()
+    train = trained(runs)
+    evals["source_run_id"] = source_runs(evals, train)
+    used = train["run_id"].isin(evals["source_run_id"])
+    sources = train[used | (train["dataset"] == "ham10000")]
+    if evals.empty or sources.empty:
+        return None
+    targets = {("isic2018", "official_test")} | {
+        (d, s) for d, s in evals[["eval_dataset", "eval_split"]].itertuples(index=False)
+    }
+    targets = sorted(targets, key=lambda t: (rank("dataset", t[0]), str(t[1])))
+    keys = ["dataset"] + varying(sources, exclude={"dataset"})
+    cols = ["Trained on"] + [k.capitalize() for k in keys[1:]] + ["Holdout test"]
+    for d, s in targets:
+        target = f"{dataset_label(d)} {SPLIT_NAMES.get(s, s)}"
+        cols += [target, f"Drop to {target}", f"p ({target})"]
+    table = Table(
+        TABLES[5],
+        "Table 5: Cross-data-set evaluation",
+        f"{caption_stats(ctx)}. Holdout test: the training set's lesion-grouped holdout; "
+        f"other columns: eval runs (task=eval, eval/{ctx.metric}) of the same checkpoints. "
+        "Drop = holdout − target in percentage points, mean ± std over the paired runs; "
+        "p: paired t-test (scipy.stats.ttest_rel) over those pairs.",
+        cols,
+        label_columns=len(keys),
+    )
+    for levels, sub in grid(sources, keys, ctx, full=False):
+        hold_vals = score(sub, ctx.metric)[0]
+        row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
+        row.append(metric_cell(sub, ctx))
+        for d, s in targets:
+            ev = evals[
+                (evals["eval_dataset"] == d)
+                & (evals["eval_split"] == s)
+                & evals["source_run_id"].isin(sub["run_id"])
+            ]
+            ev = ev.sort_values("start_time").drop_duplicates("source_run_id", keep="last")
+            # key both arms by the source run (its seed) so that they pair exactly
+            src = sub.set_index("run_id")
+            ev_vals = {
+                src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
+                for r, v in zip(ev["source_run_id"], metric(ev, f"eval/{ctx.metric}"))
+                if not math.isnan(v)
+            }
+            hold = {
+                src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
+                for r, v in zip(sub["run_id"], hold_vals)
+                if not math.isnan(v)
+            }
+            miss = (
+                f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
+                if ev.empty
+                else f"eval runs logged no eval/{ctx.metric}"
+            )
+            row.append(summary_cell(ev_vals, missing=miss))
+            paired = {k: hold[k] - ev_vals[k] for k in hold.keys() & ev_vals.keys()}
+            row.append(
+                summary_cell(
+                    paired, lambda v: f"{100 * v:+.2f}", missing="no paired holdout/target runs"
+                )
+            )
+            cmp = stats.compare({k: ev_vals[k] for k in paired}, {k: hold[k] for k in paired})
+            row.append(p_cell(cmp))
+        table.add_row(row)
+    return table
+
+
+def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
+    """Each eval run's training run: its source_run_id tag, else the training run with the
+    same model factors and seed (the latest one, on another data set than the eval's)."""
+    model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
+    out = evals["source_run_id"].where(evals["source_run_id"].fillna("").astype(bool), None)
+    for idx in evals.index[out.isna()]:
+        ev = evals.loc[idx]
+        cand = train[
+            (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
+        ]
+        if not cand.empty:
+            out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
+    return out
+
+
+LATENCY = "perf/latency_ms"  # glattn.latency's keys (the report does not import torch)
+LATENCY_IQR = "perf/latency_iqr_ms"
+OLD_LATENCY = "perf/infer_latency_ms"  # runs from before the dedicated measurement
+MEMORY = {"perf/mem_peak_alloc_mb": "GPU peak alloc. (MB)", "perf/mem_rss_mb": "CPU max RSS (MB)"}
+OLD_MEMORY = "perf/peak_mem_mb"
+SPREAD_LIMIT = 0.10
+SPREAD_NOTE = (
+    "spread above 10% of the median (seeds' std or a run's interquartile range): the "
+    "machine was busy; measure on an idle machine or a GPU"
+)
+
+
+def _latency_cell(sub: pd.DataFrame) -> Cell:
+    """Median latency over seeds (each run: the median of its repeats); flagged when the
+    spread between seeds or within a run is above 10% of the median."""
+    key = LATENCY if metric(sub, LATENCY).notna().any() else OLD_LATENCY
+    vals, note = by_seed(sub, metric(sub, key))
+    cell = summary_cell(vals, "{:.2f}".format, note, f"runs did not log {LATENCY}")
+    if cell.n is None:
+        return cell
+    iqr = (metric(sub, LATENCY_IQR) / metric(sub, LATENCY)).max()
+    seed_spread = cell.std / cell.mean if cell.n > 1 and cell.mean > 0 else 0.0
+    notes = [cell.note] if cell.note else []
+    if key == OLD_LATENCY:
+        notes.append(f"{OLD_LATENCY}: timed during training, not a dedicated measurement")
+    if max(seed_spread, 0.0 if math.isnan(iqr) else iqr) > SPREAD_LIMIT:
+        cell.text += " (!)"
+        notes.append(SPREAD_NOTE)
+    cell.note = "; ".join(notes) or None
+    return cell
+
+
+def _memory_columns(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    cols = [(k, name) for k, name in MEMORY.items() if metric(frame, k).notna().any()]
+    return cols or [(OLD_MEMORY, "Peak mem (MB, unlabelled: old runs)")]
+
+
+def _setting(frame: pd.DataFrame) -> str:
+    batch = metric(frame, "perf/latency_batch").dropna().unique()
+    device = frame["tags.perf.device"].dropna().unique() if "tags.perf.device" in frame else []
+    if not len(batch):
+        return "latency perf/infer_latency_ms from the training epochs (older runs)"
+    return (
+        f"latency: dedicated measurement (glattn.latency: warm-up, repeats, median per run), "
+        f"batch {', '.join(f'{b:g}' for b in batch)}, device {', '.join(device) or '?'}"
+    )
+
+
+def _overheads(frame, keys, levels, params, flops, lat) -> list[Cell]:
+    base = frame[frame["attention"] == "none"]
+    for k, v in zip(keys, levels):
+        if k in ("backbone", "dataset"):
+            base = base[base[k] == v]
+    refs = [
+        constant_cell(base, "model/params_total", str),
+        constant_cell(base, "model/gflops", str),
+        _latency_cell(base) if not base.empty else Cell.missing(NO_RUNS),
+    ]
+    out = []
+    for mine, ref in zip([params, flops, lat], refs):
+        if base.empty:
+            out.append(Cell.missing("no attention=none baseline run for this backbone"))
+        elif math.isnan(mine.mean) or math.isnan(ref.mean) or ref.mean == 0:
+            out.append(Cell.missing("the metric is missing for this row or its baseline"))
+        else:
+            rel = mine.mean / ref.mean - 1
+            out.append(Cell(f"{100 * rel:+.1f}%", rel))
+    return out
+
+
+def table6(runs: pd.DataFrame, ctx: Context) -> Table | None:
+    """Efficiency: params, FLOPs, throughput, latency, memory; overhead vs attention=none."""
+    frame = trained(runs)
+    if frame.empty or metric(frame, "model/gflops").isna().all():
+        return None
+    keys = ["backbone"] + varying(frame, exclude={"backbone", "dataset", "loss"})
+    if "attention" not in keys:
+        keys.append("attention")
+    if frame["dataset"].nunique() > 1:
+        keys.append("dataset")
+    memory = _memory_columns(frame)
+    cols = [k.capitalize() for k in keys]
+    cols += ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)"]
+    cols += [name for _, name in memory]
+    cols += ["Params overhead", "FLOPs overhead", "Latency overhead"]
+    table = Table(
+        TABLES[6],
+        "Table 6: Efficiency",
+        "Parameters and forward GFLOPs (batch 1, at the data set's image size); training "
+        f"throughput perf/train_img_s (last epoch); {_setting(frame)}; memory: CPU max RSS "
+        "of the process, GPU peak allocated; mean ± std over seeds. Overheads are relative "
+        "to the attention=none run of the same backbone (and data set). (!): spread above "
+        "10% of the median.",
+        cols,
+        label_columns=len(keys),
+        best={"Params (M)": "min", "GFLOPs": "min", "Latency (ms)": "min", "Train img/s": "max"},
+    )
+    for levels, sub in grid(frame, keys, ctx, full=False):
+        row = [Cell(str(v)) for v in levels]
+        params = constant_cell(sub, "model/params_total", millions)
+        flops = constant_cell(sub, "model/gflops", lambda v: f"{v:.2f}")
+        vals, note = by_seed(sub, metric(sub, "perf/train_img_s"))
+        lat = _latency_cell(sub)
+        row += [params, flops, summary_cell(vals, "{:.1f}".format, note), lat]
+        for key, _ in memory:
+            vals, note = by_seed(sub, metric(sub, key))
+            row.append(summary_cell(vals, "{:.0f}".format, note, f"runs did not log {key}"))
+        row += _overheads(frame, keys, levels, params, flops, lat)
+        table.add_row(row)
+    return table
