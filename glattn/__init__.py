@@ -13,7 +13,9 @@ never upward, not even inside a function; imports within a layer form no cycle
 - L1 the config: ``config`` (validation before any work, the fingerprint, group choices)
   and ``schema`` (structured-config schemas).
 - L2 the domain: ``models``, ``data``, ``losses``, ``optim``, ``metrics``, ``runtime``,
-  ``engine``, ``checkpoint``, ``gradcam`` and ``tracking`` (MLflow, the one place).
+  ``engine``, ``checkpoint``, ``gradcam`` and ``tracking`` (MLflow, the one place), plus
+  the machine: ``preflight`` (checks before any run), ``phases`` (where a job's wall time
+  goes) and ``latency`` (Table 6's inference measurement).
 - L3 one job: ``job`` (JobSpec, build_components, lifecycle, trainer, the tasks).
 - L4 many jobs and their results: ``sweep`` and ``report``.
 - L5 entry points: ``cli`` (the ``glattn`` console script) and the Hydra plugins
@@ -43,6 +45,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "checkpoint",
             "gradcam",
             "tracking",
+            "preflight",
+            "phases",
+            "latency",
         ),
     ),
     ("L3", ("job",)),

@@ -46,100 +46,115 @@ class ConfigError(UserError, ValueError):
 
 
 # ----------------------------------------------------------------------------- validation
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _at_least(n: int):
+    return lambda v: _is_int(v) and v >= n
+
+
+def _is_bool(v) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_text(v) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _is_tag_list(v) -> bool:
+    return v is None or (
+        isinstance(v, (list, ListConfig)) and all(_TAG.fullmatch(str(t)) for t in v)
+    )
+
+
+_TAG = re.compile(r"[\w\-./]{1,200}")
+
+#: (key, check, what is expected) for every scalar glattn reads, in the order errors are
+#: listed; a check that raises counts as failed.
+SCALAR_CHECKS = (
+    ("task", lambda v: v in TASKS, f"one of {list(TASKS)}"),
+    ("seed", _is_int, "an integer"),
+    ("optimizer.lr", lambda v: _is_num(v) and v > 0, "a number > 0"),
+    ("optimizer.weight_decay", lambda v: v is None or (_is_num(v) and v >= 0), "a number >= 0"),
+    ("trainer.max_epochs", _at_least(1), "an integer >= 1"),
+    ("trainer.batch_size", _at_least(1), "an integer >= 1"),
+    (
+        "trainer.early_stopping_patience",
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "null or an integer >= 1",
+    ),
+    ("trainer.monitor", lambda v: v in EPOCH_METRICS, f"one of {list(EPOCH_METRICS)}"),
+    (
+        "trainer.monitor_mode",
+        lambda v: v in ("auto", "max", "min"),
+        "one of ['auto', 'max', 'min']",
+    ),
+    (
+        "trainer.device",
+        lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(v)),
+        "one of auto, cpu, cuda, cuda:<N>, mps",
+    ),
+    (
+        "trainer.amp",
+        lambda v: str(v).lower() in ("auto", "bf16", "fp16", "none"),
+        "one of ['auto', 'bf16', 'fp16', 'none']",
+    ),
+    ("trainer.channels_last", lambda v: v in ("auto", True, False), "auto, true or false"),
+    ("trainer.compile", _is_bool, "true or false"),
+    ("trainer.deterministic", _is_bool, "true or false"),
+    ("trainer.resume", _is_bool, "true or false"),
+    ("trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
+    ("trainer.num_workers", _at_least(0), "an integer >= 0"),
+    ("trainer.gradcam_per_class", _at_least(0), "an integer >= 0"),
+    ("trainer.log_every_n_steps", _at_least(1), "an integer >= 1"),
+    ("tracking.experiment", _is_text, "a non-empty string"),
+    ("dataset.num_classes", _at_least(2), "an integer >= 2"),
+    ("paths.output_dir", _is_text, "a directory path"),
+)
+_CKPT_EVAL = (
+    "ckpt_path",
+    lambda v: v is not None and (Path(str(v)).is_file() or _is_run_ref(v)),
+    "an existing checkpoint file, an MLflow run id or runs:/<id> (task=eval)",
+)
+_CKPT_TRAIN = (
+    "ckpt_path",
+    lambda v: v is None or Path(str(v)).is_file() or _is_run_ref(v),
+    "null, an existing checkpoint file, an MLflow run id or runs:/<id> (task=train "
+    "resumes from its own checkpoint, fine-tunes from any other)",
+)
+_TAGS = (
+    "tags",
+    _is_tag_list,
+    "a list of names (letters, digits, _ - . /), e.g. tags=[baseline,v2]",
+)
+
+
+def _check(cfg: DictConfig, key: str, ok, expected: str) -> str | None:
+    """``key=value: expected ...`` when `ok(value)` fails (or raises), else None."""
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+    except Exception as exc:  # an interpolation that does not resolve
+        return f"{key}: {exc}"
+    try:
+        good = ok(value)
+    except Exception:
+        good = False
+    return None if good else f"{key}={mask_container(value, key)!r}: expected {expected}"
+
+
 def config_errors(cfg: DictConfig) -> list[str]:
     """Every bad scalar value, as ``key=value: expected ...`` lines (empty: all good)."""
     from glattn.schema import unknown_keys  # e.g. +trainer.epochs=3, which Hydra lets through
 
-    errors: list[str] = unknown_keys(cfg)
-
-    def get(key):
-        return OmegaConf.select(cfg, key, throw_on_missing=False)
-
-    def check(key, ok, expected):
-        try:
-            value = get(key)
-        except Exception as exc:  # an interpolation that does not resolve
-            errors.append(f"{key}: {exc}")
-            return
-        try:
-            good = ok(value)
-        except Exception:
-            good = False
-        if not good:
-            errors.append(f"{key}={mask_container(value, key)!r}: expected {expected}")
-
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_num(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    check("task", lambda v: v in TASKS, f"one of {list(TASKS)}")
-    check("seed", is_int, "an integer")
-    check("optimizer.lr", lambda v: is_num(v) and v > 0, "a number > 0")
-    if get("optimizer.weight_decay") is not None:
-        check("optimizer.weight_decay", lambda v: is_num(v) and v >= 0, "a number >= 0")
-    check("trainer.max_epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1")
-    check("trainer.batch_size", lambda v: is_int(v) and v >= 1, "an integer >= 1")
-    check(
-        "trainer.early_stopping_patience",
-        lambda v: v is None or (is_int(v) and v >= 1),
-        "null or an integer >= 1",
-    )
-    check("trainer.monitor", lambda v: v in EPOCH_METRICS, f"one of {list(EPOCH_METRICS)}")
-    check(
-        "trainer.monitor_mode",
-        lambda v: v in ("auto", "max", "min"),
-        "one of ['auto', 'max', 'min']",
-    )
-    check(
-        "trainer.device",
-        lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(v)),
-        "one of auto, cpu, cuda, cuda:<N>, mps",
-    )
-    check(
-        "trainer.amp",
-        lambda v: str(v).lower() in ("auto", "bf16", "fp16", "none"),
-        "one of ['auto', 'bf16', 'fp16', 'none']",
-    )
-    check("trainer.channels_last", lambda v: v in ("auto", True, False), "auto, true or false")
-    check("trainer.compile", lambda v: isinstance(v, bool), "true or false")
-    check("trainer.deterministic", lambda v: isinstance(v, bool), "true or false")
-    check("trainer.resume", lambda v: isinstance(v, bool), "true or false")
-    check(
-        "trainer.grad_clip", lambda v: v is None or (is_num(v) and v > 0), "null or a number > 0"
-    )
-    check("trainer.num_workers", lambda v: is_int(v) and v >= 0, "an integer >= 0")
-    check("trainer.gradcam_per_class", lambda v: is_int(v) and v >= 0, "an integer >= 0")
-    check("trainer.log_every_n_steps", lambda v: is_int(v) and v >= 1, "an integer >= 1")
-    check("tracking.experiment", lambda v: isinstance(v, str) and v.strip(), "a non-empty string")
-    check("dataset.num_classes", lambda v: is_int(v) and v >= 2, "an integer >= 2")
-    check("paths.output_dir", lambda v: isinstance(v, str) and v.strip(), "a directory path")
-    if get("task") == "eval":
-        check(
-            "ckpt_path",
-            lambda v: v is not None and (Path(str(v)).is_file() or _is_run_ref(v)),
-            "an existing checkpoint file, an MLflow run id or runs:/<id> (task=eval)",
-        )
-    elif get("ckpt_path") is not None:
-        check(
-            "ckpt_path",
-            lambda v: Path(str(v)).is_file() or _is_run_ref(v),
-            "null, an existing checkpoint file, an MLflow run id or runs:/<id> (task=train "
-            "resumes from its own checkpoint, fine-tunes from any other)",
-        )
-    check(
-        "tags",
-        lambda v: (
-            v is None
-            or (isinstance(v, (list, ListConfig)) and all(_TAG.fullmatch(str(t)) for t in v))
-        ),
-        "a list of names (letters, digits, _ - . /), e.g. tags=[baseline,v2]",
-    )
-    return errors
-
-
-_TAG = re.compile(r"[\w\-./]{1,200}")
+    eval_task = OmegaConf.select(cfg, "task", throw_on_missing=False) == "eval"
+    checks = (*SCALAR_CHECKS, _CKPT_EVAL if eval_task else _CKPT_TRAIN, _TAGS)
+    problems = (_check(cfg, key, ok, expected) for key, ok, expected in checks)
+    return unknown_keys(cfg) + [p for p in problems if p is not None]
 
 
 def _is_run_ref(value) -> bool:
