@@ -1,0 +1,209 @@
+"""A run's best weights as an MLflow model, and its data set as an MLflow dataset input.
+
+The model is MLflow's pytorch flavour in its ``pt2`` format (``torch.export``; MLflow 3.x
+loads it without unpickling and refuses pickled models by default), with a tensor signature
+``image (-1, 3, S, S) float32 -> logits (-1, C)`` and an input example of two normalised
+(zero) images; a batch of 2, because torch.export makes a size-1 dimension static
+(https://mlflow.org/docs/latest/ml/deep-learning/pytorch/). ``tracking.register_model=NAME``
+registers it in the Model Registry as a new version of NAME.
+
+One copy of the weights (README, "Disk use"): the MLflow model holds them, and the run's
+``checkpoints/best.pt`` becomes the record without its ``model`` tensors, plus ``weights``
+naming the model (`slim_record`). glattn's loading path (`load_weights`, called by
+glattn.checkpoint.load_checkpoint for such a record) checks the archive with MLflow's own
+pickle-free validator, then reads its state dict through ``torch.export.load`` and gives it to
+the model glattn rebuilds from the record's config: no unsafe pickle, whatever
+``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` says.
+
+The data set (`log_dataset`) is an ``mlflow.data`` dataset input of the run (the UI's
+Dataset column): its name, the source folder, the split file's digest (sha256 of
+``split.csv``: which images were train/val/test) and the per-split image counts (profile).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Name of the logged model of a run (``models:/<model id>``; MLflow 3 LoggedModel).
+MODEL_NAME = "model"
+#: Key of a slim best.pt record naming the MLflow model that holds its weights.
+WEIGHTS_KEY = "weights"
+PT2_FILE = "data/model.pt2"
+
+
+@dataclass(frozen=True)
+class LoggedWeights:
+    """Where a logged model lives: ``models:/<id>``, its artifact folder, its registry
+    version (None when not registered)."""
+
+    model_id: str
+    model_uri: str
+    artifact_uri: str
+    registered_name: str | None = None
+    version: int | None = None
+
+
+def model_signature(num_classes: int, image_size: int):
+    """``image`` (-1, 3, S, S) float32, normalised as glattn.data.transforms does -> ``logits``
+    (-1, C)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    image = TensorSpec(np.dtype(np.float32), (-1, 3, image_size, image_size), "image")
+    logits = TensorSpec(np.dtype(np.float32), (-1, num_classes), "logits")
+    return ModelSignature(inputs=Schema([image]), outputs=Schema([logits]))
+
+
+def input_example(image_size: int) -> np.ndarray:
+    """Two normalised mean images (zeros): cheap in JSON, and a dynamic batch dimension."""
+    return np.zeros((2, 3, image_size, image_size), dtype=np.float32)
+
+
+@contextlib.contextmanager
+def use_tracking_uri(uri: str):
+    """MLflow's fluent model API reads the global tracking URI: set it for the call only.
+    ``mlflow.set_tracking_uri`` also writes (or, given None, deletes) the environment's
+    MLFLOW_TRACKING_URI, so both are put back as they were."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    before, env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+def log_model(
+    tracker, model, image_size: int, register_as: str | None = None
+) -> LoggedWeights | None:
+    """Log ``model`` (eval mode, CPU) as the run's MLflow model; register it as
+    ``register_as`` when given. ``tracker``: a glattn.tracking.Tracker with a started run
+    (None for ``tracking=none``: nothing is logged)."""
+    if not tracker.enabled:
+        return None
+    import mlflow.pytorch
+    import torch
+
+    from glattn.tracking.uris import resolve_uri
+
+    model = model.eval()
+    num_classes = int(model(torch.zeros(1, 3, image_size, image_size)).shape[1])
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    # created here, in the run's experiment (MLflow's fluent API would use its active one)
+    created = tracker.client.create_logged_model(
+        tracker.ensure_experiment(), name=MODEL_NAME, source_run_id=tracker.run_id
+    )
+    with use_tracking_uri(resolve_uri(tracker.cfg.uri)), torch.no_grad():
+        info = mlflow.pytorch.log_model(
+            model,
+            name=MODEL_NAME,
+            signature=model_signature(num_classes, image_size),
+            input_example=input_example(image_size),
+            serialization_format="pt2",
+            run_id=tracker.run_id,
+            model_id=created.model_id,
+            registered_model_name=register_as or None,
+            pip_requirements=requirements,  # not inferred: that would load the model again
+            validate_serving_input=False,  # pyfunc serving of a tensor input is not glattn's
+        )
+    logged = tracker.client.get_logged_model(info.model_id)
+    version = getattr(info, "registered_model_version", None)
+    out = LoggedWeights(
+        model_id=info.model_id,
+        model_uri=f"models:/{info.model_id}",
+        artifact_uri=logged.artifact_location,
+        registered_name=register_as or None,
+        version=int(version) if version is not None else None,
+    )
+    log.info(
+        "MLflow model %s of run %s%s",
+        out.model_uri,
+        tracker.run_id,
+        f", registered as {register_as} version {out.version}" if register_as else "",
+    )
+    return out
+
+
+def slim_record(ckpt: Mapping, logged: LoggedWeights) -> dict:
+    """The best.pt record without its weights, naming the MLflow model that holds them."""
+    record = {k: v for k, v in ckpt.items() if k != "model"}
+    record[WEIGHTS_KEY] = asdict(logged)
+    return record
+
+
+def _local_model_dir(artifact_uri: str, tracking_uri: str | None) -> Path:
+    """The model's folder: itself in a local artifact store, else downloaded (temporary)."""
+    if artifact_uri.startswith("file:") or artifact_uri.startswith("/"):
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        return Path(local_file_uri_to_path(artifact_uri))
+    import tempfile
+
+    import mlflow.artifacts
+
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri,
+            dst_path=tempfile.mkdtemp(prefix="glattn-model-"),
+            tracking_uri=tracking_uri,
+        )
+    )
+
+
+def load_weights(weights: Mapping, tracking_uri: str | None = None) -> dict:
+    """The state dict held by the MLflow model ``weights`` names (a `slim_record` entry):
+    its pt2 archive, checked pickle-free by MLflow's validator, read by torch.export.load."""
+    import torch
+    from mlflow.pytorch import _validate_pt2_archive_is_pickle_free
+
+    path = _local_model_dir(str(weights["artifact_uri"]), tracking_uri) / PT2_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"MLflow model {weights.get('model_uri')}: no {path}")
+    _validate_pt2_archive_is_pickle_free(str(path))  # raises on any pickled record
+    program = torch.export.load(str(path))
+    return {k: v.detach().clone() for k, v in program.state_dict.items()}
+
+
+def split_digest(split_csv: str | Path) -> str:
+    """sha256 of the split file (which image is in which split), hex."""
+    return hashlib.sha256(Path(split_csv).read_bytes()).hexdigest()
+
+
+def log_dataset(
+    tracker, name: str, source: str, split_csv: str | Path, counts: Mapping[str, int]
+) -> None:
+    """Record the run's data set as an MLflow dataset input (context ``training``): name,
+    source folder, the split file's digest, per-split counts (the dataset's profile)."""
+    if not tracker.enabled:
+        return
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    class _SplitDataset(MetaDataset):
+        def to_dict(self) -> dict[str, str]:  # MetaDataset records no profile of its own
+            profile = {f"{split}_images": int(n) for split, n in counts.items()}
+            return super().to_dict() | {"profile": json.dumps(profile | {"split_sha256": digest})}
+
+    digest = split_digest(split_csv)
+    dataset = _SplitDataset(LocalArtifactDatasetSource(str(source)), name=name, digest=digest[:16])
+    entity = dataset._to_mlflow_entity()  # the entity mlflow.log_input builds, for the client
+    tags = [InputTag("mlflow.data.context", "training")]
+    tracker.client.log_inputs(tracker.run_id, datasets=[DatasetInput(entity, tags=tags)])

@@ -1,0 +1,147 @@
+"""The best weights as an MLflow model and the data set as an MLflow dataset input
+(glattn.tracking.models), against a real SQLite store read back through MlflowClient."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import mlflow.pytorch
+import pytest
+import torch
+from conftest import smoke_cfg, store_client
+
+from glattn.models import build_model
+from glattn.tracking import Tracker
+from glattn.tracking.models import (
+    PT2_FILE,
+    WEIGHTS_KEY,
+    load_weights,
+    log_dataset,
+    log_model,
+    slim_record,
+    use_tracking_uri,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+MB = 1 << 20
+SPLIT = "image_id,lesion_id,label,split\na,l1,nv,train\nb,l2,mel,val\nc,l3,bcc,test\n"
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    cfg = smoke_cfg(out)
+    tracker = Tracker(cfg.tracking)
+    tracker.start("resnet18_smoke", {"glattn.role": "job"})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    weights = log_model(tracker, model, int(cfg.dataset.image_size), register_as="glattn-test")
+    (out / "split.csv").write_text(SPLIT)
+    counts = {"train": 150, "val": 30, "test": 30}
+    log_dataset(tracker, "synthetic", str(out / "data"), out / "split.csv", counts)
+    tracker.end()
+    return out, cfg, model, weights, tracker.run_id
+
+
+def batch(cfg, n=3):
+    return torch.randn(n, 3, cfg.dataset.image_size, cfg.dataset.image_size)
+
+
+def test_mlflow_loads_the_model_without_pickle(logged, monkeypatch):
+    out, cfg, model, weights, run_id = logged
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)  # the default
+    with use_tracking_uri(f"sqlite:///{out}/mlflow.db"):
+        loaded = mlflow.pytorch.load_model(weights.model_uri)
+        info = mlflow.models.get_model_info(weights.model_uri)
+    x = batch(cfg, 3)  # another batch size than the example's: the batch dim is dynamic
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+    (spec,) = info.signature.inputs.inputs
+    assert list(spec.shape) == [-1, 3, cfg.dataset.image_size, cfg.dataset.image_size]
+    assert list(info.signature.outputs.inputs[0].shape) == [-1, 7]
+    assert info.saved_input_example_info is not None
+
+
+def test_model_belongs_to_the_run_and_is_registered(logged):
+    out, cfg, model, weights, run_id = logged
+    client = store_client(out)
+    assert client.get_logged_model(weights.model_id).source_run_id == run_id
+    run = client.get_run(run_id)
+    assert [m.model_id for m in run.outputs.model_outputs] == [weights.model_id]
+    (version,) = client.search_model_versions("name='glattn-test'")
+    assert version.run_id == run_id and int(version.version) == weights.version == 1
+    assert weights.model_id in version.source  # models:/<model id>
+
+
+def test_glattn_loading_path_rebuilds_from_config_and_refuses_pickle(
+    logged, tmp_path, monkeypatch
+):
+    out, cfg, model, weights, run_id = logged
+    state = load_weights(asdict(weights))
+    assert set(state) == set(model.state_dict())
+    fresh = build_model(cfg).eval()
+    fresh.load_state_dict(state)  # strict: every tensor, the original names
+    x = batch(cfg, 2)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    # a tampered archive (a pickled record added) is refused even where MLflow would unpickle
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    src = Path(weights.artifact_uri.removeprefix("file://"))
+    copy = tmp_path / "artifacts"
+    shutil.copytree(src, copy)
+    with zipfile.ZipFile(copy / PT2_FILE, "a") as archive:
+        name = archive.namelist()[0].split("/")[0]
+        archive.writestr(f"{name}/data/constants/evil.pkl", b"cos\nsystem\n(S'true'\ntR.")
+    with pytest.raises(Exception, match="pickle"):
+        load_weights({**asdict(weights), "artifact_uri": f"file://{copy}"})
+
+
+def test_one_copy_of_the_weights(logged):
+    out, cfg, model, weights, run_id = logged
+    fp32 = 4 * sum(p.numel() for p in model.parameters())
+    folder = Path(weights.artifact_uri.removeprefix("file://"))
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 1.05 * fp32 + 1 * MB, (size / MB, fp32 / MB)
+    record = slim_record({"model": model.state_dict(), "config": {"a": 1}}, weights)
+    assert "model" not in record and record[WEIGHTS_KEY]["model_uri"] == weights.model_uri
+    assert record["config"] == {"a": 1}
+
+
+def test_dataset_input_of_the_run(logged):
+    out, cfg, model, weights, run_id = logged
+    (entry,) = store_client(out).get_run(run_id).inputs.dataset_inputs
+    ds = entry.dataset
+    assert ds.name == "synthetic"
+    assert ds.digest == hashlib.sha256(SPLIT.encode()).hexdigest()[:16]
+    assert json.loads(ds.source)["uri"].endswith("/data")
+    profile = json.loads(ds.profile)
+    assert profile == {
+        "train_images": 150,
+        "val_images": 30,
+        "test_images": 30,
+        "split_sha256": hashlib.sha256(SPLIT.encode()).hexdigest(),
+    }
+    assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "training"}
+
+
+@pytest.mark.parametrize("env", [None, "sqlite:////somewhere/else.db"])
+def test_tracking_uri_and_environment_put_back(monkeypatch, env):
+    """mlflow.set_tracking_uri writes (or deletes) MLFLOW_TRACKING_URI: both come back."""
+    import os
+
+    from mlflow.tracking._tracking_service import utils
+
+    if env is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
+    before = utils._tracking_uri
+    with use_tracking_uri("sqlite:////tmp/glattn-test.db"):
+        assert mlflow.get_tracking_uri() == "sqlite:////tmp/glattn-test.db"
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env and utils._tracking_uri == before
