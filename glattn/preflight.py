@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from glattn.config import ConfigError
@@ -223,3 +224,19 @@ def check_job(cfg: DictConfig) -> None:
     _raise(device_error(OmegaConf.select(cfg, "trainer.device", default="auto")))
     if OmegaConf.select(cfg, "tracking.enabled", default=False):
         _raise(tracking_error(OmegaConf.select(cfg, "tracking.uri", default=None)))
+
+
+class PreflightCallback(Callback):
+    """Hydra creates a run's folder (``hydra.run.dir``, under ``paths.output_dir``) before
+    the task starts, and fails with a traceback when it cannot: ``on_run_start`` comes first
+    and ends the process with one line instead (SystemExit passes Hydra's callback guard).
+    Registered in conf/config.yaml (``hydra.callbacks.glattn_preflight``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        for folder in (
+            OmegaConf.select(config, "paths.output_dir"),
+            OmegaConf.select(config, "hydra.run.dir"),
+        ):
+            error = output_dir_error(folder) if folder else None
+            if error:
+                raise SystemExit(f"Error: {error}")

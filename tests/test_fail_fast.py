@@ -289,3 +289,47 @@ def test_slurm_without_sbatch_or_without_a_cluster_points_to_local_gpus(tmp_path
     assert "does not answer within 0.5 s" in preflight.slurm_error(timeout_s=0.5)
     _fake_bin(bin_dir, "sinfo", "echo 'debug* up'")
     assert preflight.slurm_error() is None
+
+
+def test_a_run_folder_hydra_cannot_create_is_one_line_without_traceback(tmp_path):
+    """Hydra makes hydra.run.dir before the task: the preflight callback speaks first."""
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, str(root / "run.py"), "debug=smoke", "paths.output_dir=/proc/glattn_x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"},
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "Error: paths.output_dir='/proc/glattn_x': cannot create or write /proc/glattn_x "
+        "(No such file or directory); give paths.output_dir=<a folder you can write>"
+    ], res.stderr[-3000:]
+
+
+def test_a_scheduler_gets_only_contiguous_runs_of_unfinished_jobs(monkeypatch):
+    from hydra_plugins.glattn_sweeper import guard
+
+    class FakeSlurmLauncher:  # is_scheduler goes by the class name (hydra-submitit's)
+        def __init__(self):
+            self.calls = []
+
+        def launch(self, jobs, initial_job_idx):
+            self.calls.append(([j[0] for j in jobs], initial_job_idx))
+            return [f"ran {j[0]}" for j in jobs]
+
+    class Sweeper:
+        launcher = FakeSlurmLauncher()
+
+    monkeypatch.setattr(guard, "_skipped", lambda s, o, num, run: f"skipped {o[0]}")
+    batch = [[f"seed={i}"] for i in range(5)]
+    done = {10, 13}  # FINISHED already (job numbers start at 10)
+    sweeper = Sweeper()
+    sweeper.launcher = FakeSlurmLauncher()
+    monkeypatch.setattr(guard, "finished_run", lambda s, o, num: "run" if num in done else None)
+    results = guard.launch_unfinished(sweeper, batch, 10)
+    assert sweeper.launcher.calls == [(["seed=1", "seed=2"], 11), (["seed=4"], 14)]
+    assert results[0] == "skipped seed=0" and results[3] == "skipped seed=3"
+    assert results[1:3] == ["ran seed=1", "ran seed=2"] and results[4] == "ran seed=4"

@@ -1,0 +1,197 @@
+"""The glattn sweeper's guards (issue 19): what a sweep checks before its parent run or any
+job exists, what it does not submit, and what it prints when it is interrupted.
+
+- `check_sweep`, `check_scheduler`: the output folder can be created, the tracking store
+  answers (one try, 10 s at most), and for a SLURM launcher with jobs to submit
+  ``sbatch``/``sinfo`` answer; each failure is one line (masked) and exit status 1, before
+  any MLflow run or parent exists.
+- `split_finished`: for launchers that submit to a scheduler (SLURM), the jobs whose config
+  already has a FINISHED run are not submitted: they are recorded ``skipped`` with that run.
+- `interrupted`: SIGTERM/SIGINT of the launching process (any launcher) ends with the
+  sweep's summary (done, skipped, killed, failed, not started) and exit status 143/130,
+  without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from omegaconf import OmegaConf, open_dict
+
+#: exit statuses of a process ended by a signal, as a shell reports them
+EXIT_SIGTERM, EXIT_SIGINT = 143, 130
+
+
+def say(message: str) -> str:
+    from glattn.secrets import mask_text
+
+    return mask_text(f"[glattn sweep] {message}")
+
+
+def is_scheduler(launcher) -> bool:
+    """A launcher that submits jobs to a cluster scheduler (hydra-submitit's SLURM one and
+    glattn's subclass of it): each submission costs, so nothing FINISHED is submitted."""
+    return any("SlurmLauncher" in cls.__name__ for cls in type(launcher).__mro__)
+
+
+def check_sweep(config) -> None:
+    """Raise SystemExit with one line when the output folder cannot be created or the
+    tracking store does not answer (before the sweep folder or the parent run exist)."""
+    from glattn import preflight
+
+    error = preflight.output_dir_error(OmegaConf.select(config, "paths.output_dir"))
+    if error is None and OmegaConf.select(config, "tracking.enabled", default=False):
+        error = preflight.tracking_error(OmegaConf.select(config, "tracking.uri"))
+    if error:
+        raise SystemExit(say(error))
+
+
+def check_scheduler(sweeper, jobs: Sequence[Sequence[str]]) -> None:
+    """For a SLURM launcher with something to submit: ``sbatch`` present and ``sinfo``
+    answering, else SystemExit with one line pointing to local_gpus and the cluster script.
+    A grid that is all FINISHED submits nothing and needs no cluster."""
+    from glattn import preflight
+
+    if not is_scheduler(sweeper.launcher) or not any_unfinished(sweeper, jobs):
+        return
+    error = preflight.slurm_error()
+    if error:
+        raise SystemExit(say(error))
+
+
+def _job_cfg(sweeper, overrides: Sequence[str], num: int):
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, list(overrides))
+    with open_dict(cfg.hydra.job):
+        cfg.hydra.job.num, cfg.hydra.job.id = num, str(num)
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations read this
+    return cfg
+
+
+def finished_run(sweeper, overrides: Sequence[str], num: int):
+    """The FINISHED MLflow run of job ``num`` (its fingerprint and task), or None; None
+    also when sweep.rerun=true or when it cannot tell (the job finds out itself)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from glattn.config import config_fingerprint
+    from glattn.tracking import find_finished_run, sqlite_path
+
+    if OmegaConf.select(sweeper.config, "sweep.rerun", default=False):
+        return None
+    previous = HydraConfig.instance().cfg
+    try:
+        cfg = _job_cfg(sweeper, overrides, num)
+        task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        db = sqlite_path(OmegaConf.select(task_cfg, "tracking.uri"))
+        if db is not None and not db.exists():  # no store yet: nothing FINISHED (none made)
+            return None
+        fingerprint = config_fingerprint(task_cfg)
+        return find_finished_run(task_cfg.tracking, fingerprint, str(task_cfg.task))
+    except Exception:  # noqa: BLE001 - cannot tell: the job decides
+        return None
+    finally:
+        HydraConfig.instance().cfg = previous
+
+
+def _skipped(sweeper, overrides: Sequence[str], num: int, run) -> JobReturn:
+    """A JobReturn for a job not submitted: FINISHED already; its status.json says so."""
+    from glattn.job.protocol import write_status
+    from glattn.sweep.outcomes import job_dir_for
+
+    job_dir = job_dir_for(sweeper, overrides, num)
+    write_status(job_dir, "skipped", run_id=run.info.run_id)
+    ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+    ret.return_value = dict(run.data.metrics)
+    print(
+        say(
+            f"#{num} {' '.join(filter_overrides(overrides))}: already FINISHED as MLflow run "
+            f"{run.info.run_name} ({run.info.run_id}); not submitted"
+        ),
+        flush=True,
+    )
+    return ret
+
+
+def launch_unfinished(sweeper, batch: Sequence[Sequence[str]], start: int) -> list[JobReturn]:
+    """Launch ``batch`` (job numbers from ``start``), leaving out the jobs FINISHED already
+    when the launcher submits to a scheduler: contiguous runs of unfinished jobs are
+    launched as they are (job numbers and folders unchanged), the rest recorded skipped."""
+    if not is_scheduler(sweeper.launcher):
+        return list(sweeper.launcher.launch(batch, initial_job_idx=start))
+    results: list[JobReturn | None] = [None] * len(batch)
+    todo: list[int] = []
+    for i, overrides in enumerate(batch):
+        run = finished_run(sweeper, overrides, start + i)
+        if run is None:
+            todo.append(i)
+        else:
+            results[i] = _skipped(sweeper, overrides, start + i, run)
+    groups: list[list[int]] = []
+    for i in todo:  # contiguous runs keep Hydra's numbering
+        if groups and groups[-1][-1] == i - 1:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    for group in groups:
+        launched = sweeper.launcher.launch(
+            [batch[i] for i in group], initial_job_idx=start + group[0]
+        )
+        for i, ret in zip(group, launched):
+            results[i] = ret
+    return results  # type: ignore[return-value]
+
+
+def any_unfinished(sweeper, jobs: Sequence[Sequence[str]]) -> bool:
+    """True when some job has no FINISHED run (for a scheduler: something to submit)."""
+    return any(finished_run(sweeper, overrides, num) is None for num, overrides in enumerate(jobs))
+
+
+def _outcome(job_dir: str | None, hydra_status: str | None) -> tuple[str, str | None]:
+    from glattn.job.protocol import read_status
+
+    status = read_status(job_dir) if job_dir else None
+    if status is not None:
+        return status["status"], status.get("error")
+    if hydra_status == "COMPLETED":
+        return "finished", None
+    if job_dir and Path(job_dir).exists():
+        return "killed", "ended without reporting (interrupted)"
+    return "not started", None
+
+
+def interrupted(sweeper, jobs: Sequence[Sequence[str]], ledger, exc: BaseException) -> int:
+    """Print the sweep's summary after SIGTERM/SIGINT; returns the exit status (143/130)."""
+    from glattn.sweep.outcomes import job_dir_for
+
+    signal_name = "SIGTERM" if "SIGTERM" in str(exc) else "SIGINT"
+    recorded = {job["num"]: job for job in ledger.jobs}
+    counts = {"finished": 0, "skipped": 0, "killed": 0, "failed": 0, "not started": 0}
+    lines = []
+    for num, overrides in enumerate(jobs):
+        entry = recorded.get(num, {})
+        try:
+            job_dir = entry.get("job_dir") or job_dir_for(sweeper, overrides, num)
+        except Exception:  # noqa: BLE001 - a summary must not fail
+            job_dir = None
+        status, error = _outcome(job_dir, entry.get("hydra_status"))
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("killed", "failed"):
+            from glattn.secrets import mask_override
+
+            shown = " ".join(mask_override(o) for o in filter_overrides(overrides))
+            lines.append(f"  #{num:<3} {status:<8} {shown}\n        log:   {job_dir}")
+            if status == "failed" and error:
+                lines[-1] += f"\n        error: {error}"
+    head = (
+        f"interrupted by {signal_name}: {len(jobs)} jobs: {counts['finished']} done, "
+        f"{counts['skipped']} skipped, {counts['killed']} killed, {counts['failed']} failed, "
+        f"{counts['not started']} not started. The same command continues the sweep "
+        "(FINISHED jobs are skipped, killed ones resume from their last checkpoint)"
+    )
+    print("\n".join([say(head), *lines]), flush=True)
+    sys.stderr.flush()
+    return EXIT_SIGTERM if signal_name == "SIGTERM" else EXIT_SIGINT
