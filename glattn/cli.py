@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glattn.resolvers import register
+from glattn.secrets import hide_argv_secrets
 
 #: ``glattn <name> ...`` -> "module:function" called with the remaining arguments.
 SUBCOMMANDS: dict[str, str] = {
@@ -82,13 +83,9 @@ def help_groups(width: int = 92) -> str:
 def _task(cfg) -> object:
     """One Hydra job: the training/eval task, with one message for a user error."""
     register()  # a worker process (local_gpus, SLURM) runs this without hydra_main
-    from glattn.runner import cli_exit
-    from glattn.train import main as run_task
+    from glattn.job import run_task
 
-    try:
-        return run_task(cfg)
-    except BaseException as exc:  # one message for a user error; see glattn.runner.cli_exit
-        cli_exit(exc)
+    return run_task(cfg)  # one message for a user error: glattn.job.lifecycle.cli_exit
 
 
 def hydra_main(argv: Sequence[str] | None = None) -> None:
@@ -99,6 +96,9 @@ def hydra_main(argv: Sequence[str] | None = None) -> None:
     entry = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    # credentials leave the overrides for env vars before Hydra reads them, so no secret is
+    # in Hydra's "Error executing job with overrides" line or .hydra/ (issue 19, FAILFAST)
+    hide_argv_secrets()
     entry(_task)()  # Hydra returns nothing (a user error already exited through cli_exit)
 
 

@@ -173,7 +173,7 @@ def test_root_not_set_is_one_clear_error(tmp_path):
 
 
 def test_four_class_set_trains_and_reports_its_own_classes(csv_set, tmp_path):
-    from glattn.train import main
+    from glattn.job import main
 
     root, _ = csv_set
     out = tmp_path / "out"

@@ -26,7 +26,7 @@ def test_overfit_preset_composes_with_a_real_data_set(tmp_path):
 
 @pytest.mark.slow
 def test_overfit_train_accuracy_approaches_100_percent(tmp_path, one_thread):
-    from glattn.train import main
+    from glattn.job import main
 
     cfg = compose_cfg(
         "debug=overfit",

@@ -24,7 +24,8 @@ import glattn
 from glattn.checkpoint import TRAINING_STATE, checkpoint_dir, load_checkpoint
 from glattn.config import ConfigError, config_fingerprint, group_choices
 from glattn.groups import RECORDED_GROUPS as GROUPS
-from glattn.train import main, run_name
+from glattn.job import main
+from glattn.job.spec import run_name
 
 MB = 2**20
 

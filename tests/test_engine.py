@@ -9,10 +9,13 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from glattn import fit as F
+from glattn.checkpoint import atomic_save, load_checkpoint
 from glattn.data import CLASS_NAMES
 from glattn.engine import NonFiniteLossError, Runtime, evaluate, train_one_epoch
+from glattn.job.callbacks import Checkpointer, HistoryCSV
+from glattn.job.trainer import Trainer
 from glattn.losses import CrossEntropyLoss
+from glattn.runtime import make_runtime, rng_state, set_rng_state
 
 CLASSES = CLASS_NAMES
 
@@ -143,7 +146,7 @@ def test_device_augment_hook_feeds_the_model_augmented_batches():
 
 def test_bf16_autocast_channels_last_and_grad_clip_on_cpu():
     torch.manual_seed(0)
-    rt = F.make_runtime(_trainer(amp="bf16", channels_last=True, grad_clip=0.5))
+    rt = make_runtime(_trainer(amp="bf16", channels_last=True, grad_clip=0.5))
     assert rt.amp_dtype == torch.bfloat16 and rt.scaler is None and rt.channels_last
     model = Tiny().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -152,22 +155,22 @@ def test_bf16_autocast_channels_last_and_grad_clip_on_cpu():
 
 
 def test_runtime_choices_and_errors():
-    rt = F.make_runtime(_trainer(amp="auto", channels_last="auto"))
+    rt = make_runtime(_trainer(amp="auto", channels_last="auto"))
     assert rt.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         assert rt.amp_dtype is None and rt.channels_last is False
         with pytest.raises(ValueError, match="fp16"):
-            F.make_runtime(_trainer(amp="fp16"))
+            make_runtime(_trainer(amp="fp16"))
         with pytest.raises(ValueError, match="CUDA"):
-            F.make_runtime(_trainer(device="cuda"))
+            make_runtime(_trainer(device="cuda"))
 
 
 def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
-    state = F._rng_state()
-    F.atomic_torch_save({"rng": state}, tmp_path / "c.pt")
+    state = rng_state()
+    atomic_save({"rng": state}, tmp_path / "c.pt")
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    F._set_rng_state(F.load_checkpoint(tmp_path / "c.pt")["rng"])
+    set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
     assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed
 
@@ -182,20 +185,18 @@ def _uint8_loader(side, seed=0, shuffle=True):
 
 def _loop(tmp_path, cfg, augment=False):
     from glattn.data.augment import DeviceAugment
-    from glattn.tracking import NullTracker
 
     torch.manual_seed(0)
     model = Tiny()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0)
-    rt = F.make_runtime(cfg.trainer)
+    rt = make_runtime(cfg.trainer)
     if augment:  # raw uint8 (B, 3, 18, 18) batches, augmented to 16 px in the loop
         rt.augment = DeviceAugment(16, seed=0)
         loaders = {"train": _uint8_loader(18), "val": _uint8_loader(16, 1, shuffle=False)}
     else:
         loaders = {"train": _loader(), "val": _loader(seed=1, shuffle=False)}
-    return F.Loop(
-        cfg,
+    return Trainer(
         model,
         CrossEntropyLoss([8] * 7),
         opt,
@@ -203,9 +204,8 @@ def _loop(tmp_path, cfg, augment=False):
         rt,
         loaders,
         CLASSES,
-        tmp_path / "ckpt",
-        tmp_path,
-        NullTracker(),
+        cfg.trainer,
+        [Checkpointer(tmp_path / "ckpt", {}), HistoryCSV(tmp_path)],
         stateful={"augment": rt.augment} if augment else {},
     )
 
@@ -222,7 +222,7 @@ def test_loop_resume_from_last_checkpoint_is_exact(tmp_path, augment):
     full.fit()
     half = _loop(tmp_path / "b", _cfg(2), augment)
     half.fit()
-    ckpt = F.load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
+    ckpt = load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
     assert ckpt["epoch"] == 2 and (tmp_path / "b" / "training_log.csv").is_file()
     fresh = _loop(tmp_path / "c", _cfg(4), augment)
     resumed = _loop(tmp_path / "b", _cfg(4), augment)
@@ -249,5 +249,5 @@ def test_early_stopping_stops_and_best_checkpoint_follows_monitor(tmp_path):
     loop.optimizer.param_groups[0]["lr"] = 0.0  # nothing improves after epoch 1
     state = loop.fit()
     assert state.stopped_early and state.epoch == 3 and state.best_epoch == 1
-    assert F.load_checkpoint(tmp_path / "ckpt" / "best.pt")["epoch"] == 1
-    assert F.load_checkpoint(tmp_path / "ckpt" / "last.pt")["epoch"] == 3
+    assert load_checkpoint(tmp_path / "ckpt" / "best.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["epoch"] == 3

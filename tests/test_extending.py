@@ -255,7 +255,7 @@ class PlainSGD(torch.optim.SGD):
 def test_own_loss_and_optimizer_pass_the_config_checks(own_files):
     """The checks before any work import a `_target_`'s module first (as Hydra would), so a
     registered extension is accepted and an unregistered class is refused with its name."""
-    from glattn.runner import check_config
+    from glattn.job.lifecycle import check_config
 
     write(own_files, "my_training.py", OWN_LOSS_AND_OPTIMIZER)
     write(own_files, "my_conf/loss/plain_ce.yaml", "_target_: my_training.PlainCE\n")

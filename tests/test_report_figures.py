@@ -61,7 +61,7 @@ def test_confusion_rebuilt_from_probabilities_and_split(s, tmp_path):
 
 def test_gradcam_grid_compares_fusions_on_the_same_images(s, tmp_path):
     from glattn import build_model
-    from glattn.fit import config_fingerprint
+    from glattn.config import config_fingerprint
 
     out = tmp_path / "outputs"
     for fusion in ("original", "cross_attn", "channel_attn"):

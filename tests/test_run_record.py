@@ -15,11 +15,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from test_train import runs, smoke_cfg
 
-from glattn import runner
 from glattn.checkpoint import CheckpointError, CheckpointLock, RunLockedError, checkpoint_dir
 from glattn.config import ConfigError, config_fingerprint
+from glattn.job import lifecycle, main
 from glattn.tracking import Tracker
-from glattn.train import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = ("trainer.gradcam_per_class=0", "tracking.log_checkpoint=false", "trainer.keep_last=true")
@@ -101,7 +100,7 @@ def test_finished_job_started_again_adds_no_run(continued):
 
 def test_second_process_with_the_same_fingerprint_is_refused(continued, monkeypatch):
     out, cfg, _, _ = continued
-    monkeypatch.setattr(runner, "LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(lifecycle, "LOCK_WAIT_S", 0.3)
     cfg = smoke_cfg(out, *FAST, "seed=5", "tracking.experiment=locked", hydra=True)
     with CheckpointLock(checkpoint_dir(cfg)):
         with pytest.raises(RunLockedError, match=f"pid {os.getpid()}@"):

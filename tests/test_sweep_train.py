@@ -1,4 +1,4 @@
-"""A real sweep of glattn.train on tiny synthetic data (debug=smoke), through run.py:
+"""A real sweep of glattn.job on tiny synthetic data (debug=smoke), through run.py:
 one parent run with 4 FINISHED children; the same command again skips all 4 and adds no
 run (the grid's parent is continued); a failing job is reported in the summary while the
 other finishes."""

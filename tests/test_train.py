@@ -14,9 +14,10 @@ from hydra.errors import MissingConfigException
 from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
+from glattn.config import ConfigError
 from glattn.data import CLASS_NAMES
 from glattn.engine import NonFiniteLossError
-from glattn.train import ConfigError, main
+from glattn.job import main
 
 CLASSES = CLASS_NAMES
 

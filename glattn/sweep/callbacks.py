@@ -75,7 +75,7 @@ class SweepCallback(Callback):
     # -- job process -------------------------------------------------------------------
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """Backstop: a job whose task raised before writing status.json still reports.
-        A job that reported itself (glattn.runner) logged its error once already."""
+        A job that reported itself (glattn.job.lifecycle) logged its error once already."""
         if job_return.status != JobStatus.FAILED:
             return
         job_dir = Path(str(config.hydra.runtime.output_dir))

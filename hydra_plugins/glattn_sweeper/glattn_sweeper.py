@@ -69,7 +69,7 @@ class GlattnSweeper(BasicSweeper):
             jobs = [job for batch in self.job_lists(arguments) for job in batch]
             return print_plan(self, jobs)
 
-        from glattn.runner import interrupt_on_signals
+        from glattn.job.lifecycle import interrupt_on_signals
         from glattn.sweep.lpt import lpt_batches
         from glattn.sweep.outcomes import JobLedger, abort_parent
 

@@ -1,11 +1,12 @@
 """One job's life, for every task (train, eval): checks, the run record, signals, status.
 
-1. Everything the config alone can tell is checked before any data work: values, the
-   registries' targets, the data options, the whole model (built on the meta device and run
-   forward once: heads, widths, positions), the checkpoint to evaluate, and that the output
-   folder can be written. A bad config writes nothing.
-2. Secrets are masked in Hydra's ``.hydra/`` files of the run folder, and a log filter masks
-   them in every log line (console, ``<job>.log``, ``debug.log``).
+1. Secrets are masked in Hydra's ``.hydra/`` files of the run folder first (a refused config
+   must not leave a secret either), and a log filter masks them in every log line (console,
+   ``<job>.log``, ``debug.log``).
+2. Everything the config alone can tell is checked once, before any data work: values, the
+   registries' targets, the data options, the task's pre-flight (training: the whole model
+   built on the meta device and run forward once; eval: the checkpoint and its model), and
+   that the output folder can be written. A bad config writes nothing. Then the `JobSpec`.
 3. The job = task + config fingerprint. Its MLflow run is found by tags in the experiment
    whatever state an earlier attempt left it in, and continued: one run per job, ever. A
    FINISHED run means nothing to do (``sweep.rerun=true`` or ``trainer.resume=false`` runs
@@ -13,9 +14,9 @@
 4. The fingerprint's checkpoint folder is locked (`glattn.checkpoint.CheckpointLock`): a
    second process with the same fingerprint waits, then refuses, naming the holder.
 5. SIGTERM and SIGINT end the run KILLED, write ``status.json`` and exit non-zero; the next
-   start continues from the last completed epoch. A user error (bad config, data or
-   checkpoint) is one message, no traceback (``HYDRA_FULL_ERROR=1`` re-raises it; the
-   traceback is always in ``debug.log``); the run ends FAILED with that message.
+   start continues from the last completed epoch. A user error (`glattn.errors.UserError`:
+   bad config, data or checkpoint) is one message, no traceback (``HYDRA_FULL_ERROR=1``
+   re-raises it; the traceback is always in ``debug.log``); the run ends FAILED with it.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from glattn import optim
-from glattn.checkpoint import CheckpointLock, checkpoint_dir, remove_stale_tmp
+from glattn.checkpoint import CheckpointLock, remove_stale_tmp
 from glattn.config import (
     ConfigError,
     config_errors,
-    config_fingerprint,
     hydra_config,
     is_multirun,
     raise_config_errors,
@@ -47,9 +47,10 @@ from glattn.config import (
 from glattn.data.errors import DataError
 from glattn.errors import UserError
 from glattn.job import protocol
+from glattn.job.spec import JobSpec, make_spec
 from glattn.logging_utils import setup_logging
 from glattn.secrets import install_log_filter, mask_text, secret_values
-from glattn.tracking import Tracker, flatten_config, job_runs, make_tracker
+from glattn.tracking import Tracker, job_runs, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -62,39 +63,32 @@ class JobInterrupted(KeyboardInterrupt):
 
 #: Seconds a job waits for another process holding its fingerprint's lock, then refuses.
 LOCK_WAIT_S = 30.0
-#: Errors a user can act on: one message, no traceback (every family subclasses UserError).
-USER_ERRORS = (UserError,)
 
 
 @dataclass
 class Job:
-    """What a task body gets: the config, its identity, its folders and its run."""
+    """What a task body gets: the config, its `JobSpec`, its tracker and its old run."""
 
     cfg: DictConfig
-    task: str
-    fingerprint: str
-    run_dir: Path
-    ckpt_dir: Path
+    spec: JobSpec
     tracker: Tracker
     previous: object | None = None  # the job's unfinished MLflow run to continue, if any
-    fresh: bool = False  # sweep.rerun=true / trainer.resume=false: start over
-    context: dict = field(default_factory=dict)  # what the task's preflight found
+    context: dict = field(default_factory=dict)  # what the task's pre-flight found
 
-    def start_run(self, run_name: str, tags: dict, continue_run: bool = True) -> bool:
+    def start_run(self, extra_tags: dict | None = None, continue_run: bool = True) -> bool:
         """Create the run, or continue the job's unfinished one; log the missing params.
         Returns True for a new run."""
         run_id = self.previous.info.run_id if (self.previous and continue_run) else None
         if self.previous is not None and run_id is None:
             _retire(self.tracker, self.previous)
         new = self.tracker.start(
-            run_name, tags, run_id=run_id, parent_run_id=protocol.read_parent_run_id()
+            self.spec.run_name,
+            {**self.spec.tags, **(extra_tags or {})},
+            run_id=run_id,
+            parent_run_id=protocol.read_parent_run_id(),
         )
-        self.tracker.log_params(flatten_config(self.cfg))
+        self.tracker.log_params(dict(self.spec.params))
         return new
-
-
-def fresh_start(cfg: DictConfig) -> bool:
-    return not bool(cfg.trainer.resume) or bool(OmegaConf.select(cfg, "sweep.rerun"))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -128,25 +122,6 @@ def _loss_errors(cfg: DictConfig) -> list[str]:
     return [error] if error else []
 
 
-def check_model(cfg: DictConfig) -> None:
-    """Build the whole model on the meta device and run it forward once (no memory, no
-    weights): a bad head count, width or position fails here, before any data work."""
-    import torch
-
-    from glattn.models import build_model
-
-    size = int(cfg.dataset.image_size)
-    try:
-        with torch.device("meta"):
-            model = build_model(cfg).eval()
-            model(torch.empty(2, 3, size, size))
-    except Exception as exc:
-        raise ConfigError(
-            f"the model cannot be built from this config ({type(exc).__name__}: {exc}); "
-            "check backbone=, glsa.*, attention=, fusion=, residual= and dataset.image_size"
-        ) from exc
-
-
 def check_writable(folder: Path) -> None:
     """The output folder (or the nearest existing parent that would hold it) is writable."""
     folder = Path(folder).absolute()
@@ -160,15 +135,7 @@ def check_writable(folder: Path) -> None:
         )
 
 
-def job_output_dir(cfg: DictConfig, fingerprint: str) -> Path:
-    """Hydra's job output dir; without Hydra (compose API): <output_dir>/runs/<fingerprint>."""
-    hc = hydra_config()
-    hydra_dir = OmegaConf.select(hc, "runtime.output_dir", default=None) if hc else None
-    if hydra_dir:
-        return Path(hydra_dir)
-    return Path(cfg.paths.output_dir).absolute() / "runs" / fingerprint
-
-
+# ----------------------------------------------------------------------------- secrets
 def mask_run_folder(run_dir: Path, secrets: set[str]) -> None:
     """Rewrite Hydra's ``.hydra/*.yaml`` (config, hydra, overrides) with secrets masked."""
     for path in sorted((run_dir / ".hydra").glob("*.yaml")):
@@ -180,12 +147,19 @@ def mask_run_folder(run_dir: Path, secrets: set[str]) -> None:
             os.replace(tmp, path)
 
 
-def mask_hydra_output() -> None:
-    """Hydra wrote the job's ``.hydra/`` before the task began: mask it first, before any
-    check can refuse the config (a refused run folder must not keep a secret either)."""
+def mask_hydra_output() -> set[str]:
+    """Hydra wrote the job's ``.hydra/`` before the task began: mask the command line's
+    secrets first, before any check can refuse the config; returns them."""
+    secrets = secret_values(_raw_overrides())
     hc = hydra_config()
     if hc is not None:
-        mask_run_folder(Path(hc.runtime.output_dir), secret_values(_raw_overrides()))
+        mask_run_folder(Path(hc.runtime.output_dir), secrets)
+    return secrets
+
+
+def _raw_overrides() -> list[str]:
+    hc = hydra_config()
+    return [str(o) for o in hc.overrides.task] if hc is not None else []
 
 
 # ----------------------------------------------------------------------------- signals
@@ -219,46 +193,16 @@ def run_job(
     preflight: Callable[[DictConfig], dict] | None = None,
 ) -> dict:
     """Check, lock, find or create the run, run ``body(job)``, record the outcome."""
-    mask_hydra_output()
-    try:
-        check_config(cfg)
-        context = preflight(cfg) if preflight else {}
-        check_writable(Path(cfg.paths.output_dir))
-        try:
-            fingerprint = config_fingerprint(cfg)
-        except Exception as exc:
-            raise ConfigError(f"the config does not resolve: {exc}") from exc
-    except USER_ERRORS as exc:  # before any work: one message (and status.json in a sweep)
-        log.error("%s: %s", task, mask_text(str(exc), secret_values(_raw_overrides())))
-        exc.mark_reported()
-        hc = hydra_config()
-        if hc is not None and is_multirun():
-            protocol.write_status(hc.runtime.output_dir, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    run_dir = job_output_dir(cfg, fingerprint)
-    setup_logging(run_dir)
-    secrets = secret_values(resolved_config(cfg)) | secret_values(_raw_overrides())
-    install_log_filter(secrets)
-    mask_run_folder(run_dir, secrets)
-    log.info("run dir %s, fingerprint %s", run_dir, fingerprint)
-    job = Job(
-        cfg,
-        task,
-        fingerprint,
-        run_dir,
-        checkpoint_dir(cfg, fingerprint),
-        make_tracker(cfg.tracking),
-        fresh=fresh_start(cfg),
-        context=context,
-    )
+    job = _checked_job(cfg, task, preflight)
+    spec = job.spec
     status = {"status": "failed", "error": None, "run_id": None}
-    lock = CheckpointLock(job.ckpt_dir, wait_s=LOCK_WAIT_S)
+    lock = CheckpointLock(spec.ckpt_dir, wait_s=LOCK_WAIT_S)
     try:
         with interrupt_on_signals():
             done = _finished_run(job, look_only=True)
             if done is None:
                 lock.acquire()
-                remove_stale_tmp(job.ckpt_dir)
+                remove_stale_tmp(spec.ckpt_dir)
                 done = _finished_run(job)  # it may have finished while we waited
             if done is not None:
                 status.update(status="skipped", run_id=done.info.run_id)
@@ -272,12 +216,31 @@ def run_job(
     finally:
         lock.release()
         status["run_id"] = job.tracker.run_id or status["run_id"]
-        protocol.write_status(run_dir, fingerprint=fingerprint, **status)
+        protocol.write_status(spec.run_dir, fingerprint=spec.fingerprint, **status)
 
 
-def _raw_overrides() -> list[str]:
-    hc = hydra_config()
-    return [str(o) for o in hc.overrides.task] if hc is not None else []
+def _checked_job(cfg: DictConfig, task: str, preflight) -> Job:
+    """Mask, check (once), compute the spec, open the logs: the job before any work."""
+    secrets = mask_hydra_output()
+    try:
+        check_config(cfg)
+        context = preflight(cfg) if preflight else {}
+        check_writable(Path(cfg.paths.output_dir))
+        spec = make_spec(cfg, task, context)
+    except UserError as exc:  # before any work: one message (and status.json in a sweep)
+        log.error("%s: %s", task, mask_text(str(exc), secrets))
+        exc.mark_reported()
+        hc = hydra_config()
+        if hc is not None and is_multirun():
+            protocol.write_status(hc.runtime.output_dir, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    setup_logging(spec.run_dir)
+    resolved = secret_values(resolved_config(cfg)) - secrets
+    if resolved:  # secrets only the resolved config shows (interpolated values)
+        mask_run_folder(spec.run_dir, resolved)
+    install_log_filter(secrets | resolved)
+    log.info("run dir %s, fingerprint %s", spec.run_dir, spec.fingerprint)
+    return Job(cfg, spec, make_tracker(cfg.tracking), context=context)
 
 
 def _finished_run(job: Job, look_only: bool = False):
@@ -285,15 +248,16 @@ def _finished_run(job: Job, look_only: bool = False):
     ``look_only``), it also remembers the unfinished run to continue, or retires it."""
     if not job.tracker.enabled:
         return None
+    spec = job.spec
     exp = job.tracker.ensure_experiment()
-    runs = job_runs(job.tracker.client, exp, job.fingerprint, job.task)
+    runs = job_runs(job.tracker.client, exp, spec.fingerprint, spec.task)
     finished = next((r for r in runs if r.info.status == "FINISHED"), None)
-    if finished is not None and not job.fresh:
+    if finished is not None and not spec.fresh:
         log.info(
             "nothing to do: this job (fingerprint %s, task=%s) already FINISHED as MLflow "
             "run %s (%s); sweep.rerun=true runs it again",
-            job.fingerprint,
-            job.task,
+            spec.fingerprint,
+            spec.task,
             finished.info.run_id,
             finished.info.run_name,
         )
@@ -301,7 +265,7 @@ def _finished_run(job: Job, look_only: bool = False):
     if look_only:
         return None
     job.previous = next((r for r in runs if r.info.status != "FINISHED"), None)
-    if job.fresh and job.previous is not None:
+    if spec.fresh and job.previous is not None:
         job.previous, stale = None, job.previous
         _retire(job.tracker, stale)
     return None
@@ -320,21 +284,21 @@ def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
     interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
     message = f"{type(exc).__name__}: {exc}"
     status.update(status="killed" if interrupted else "failed", error=message)
-    log.debug("%s failed:\n%s", job.task, traceback.format_exc())  # debug.log only
+    task = job.spec.task
+    log.debug("%s failed:\n%s", task, traceback.format_exc())  # debug.log only
     if interrupted:
         log.warning(
             "%s %s: MLflow run %s ends KILLED; the same command continues it from the last "
             "checkpoint",
-            job.task,
+            task,
             exc or type(exc).__name__,
             job.tracker.run_id,
         )
-    elif isinstance(exc, USER_ERRORS):
-        log.error("%s failed: %s", job.task, message)
-    else:
-        log.error("%s failed:\n%s", job.task, traceback.format_exc())
-    if isinstance(exc, UserError):
+    elif isinstance(exc, UserError):
+        log.error("%s failed: %s", task, message)
         exc.mark_reported()  # logged: the CLI adds nothing
+    else:
+        log.error("%s failed:\n%s", task, traceback.format_exc())
     try:
         job.tracker.end("KILLED" if interrupted else "FAILED", error=message)
     except Exception as end_exc:  # never hide the original error
@@ -342,14 +306,14 @@ def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
 
 
 def cli_exit(exc: BaseException) -> None:
-    """run.py's side of an error in a single run: a user error (or an interrupt) becomes
-    one message and exit status 1 (130 for Ctrl-C, 143 for SIGTERM), without Hydra's
-    traceback; anything else, a multirun job (Hydra records it) and ``HYDRA_FULL_ERROR=1``
-    re-raise."""
+    """The command line's side of an error in a single run: a user error (or an interrupt)
+    becomes one message and exit status 1 (130 for Ctrl-C, 143 for SIGTERM), without
+    Hydra's traceback; anything else, a multirun job (Hydra records it) and
+    ``HYDRA_FULL_ERROR=1`` re-raise."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     if is_multirun() or os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise exc
-    if not (interrupted or isinstance(exc, USER_ERRORS)):
+    if not (interrupted or isinstance(exc, UserError)):
         raise exc
     if isinstance(exc, UserError) and not exc.reported:  # an interrupt's KILLED line is logged
         print(f"Error: {exc}", file=sys.stderr, flush=True)

@@ -1,0 +1,1 @@
+"""The tasks run.py runs (``task=train``, ``task=eval``), each one module read top to bottom."""

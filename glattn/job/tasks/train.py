@@ -1,0 +1,88 @@
+"""``task=train``: train one configuration and record it as one MLflow run.
+
+Read top to bottom: the lifecycle (glattn.job.lifecycle) has checked the config, built the
+model once on the meta device, found the job's run and locked its checkpoint folder; here
+the job finds where training starts (glattn.job.start: resume, reuse a finished training,
+fine-tune from ``ckpt_path`` or start from scratch), starts or continues its run, builds its
+objects (glattn.job.build), fits (glattn.job.trainer, with checkpoint / CSV / MLflow /
+profiler callbacks), evaluates the best checkpoint on val and the holdout test split, and
+keeps one copy of the best weights (glattn.job.finish). In a sweep the run nests under the
+sweep's parent run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from omegaconf import DictConfig
+
+from glattn.checkpoint import CheckpointError, best_path, load_checkpoint
+from glattn.config import resolved_config
+from glattn.job.build import build_components, check_model
+from glattn.job.callbacks import training_callbacks
+from glattn.job.finish import final_evaluation, keep_one_copy
+from glattn.job.lifecycle import Job, run_job
+from glattn.job.start import has_epochs, starting_point
+from glattn.job.trainer import Trainer
+from glattn.tracking import ui_command
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train one configuration; returns its final metrics (README, "MLflow")."""
+    return run_job(cfg, "train", _train, preflight=check_model)
+
+
+def _train(job: Job) -> dict:
+    cfg, spec, tracker = job.cfg, job.spec, job.tracker
+    try:
+        ckpt, kind = starting_point(job)
+    except CheckpointError:  # the run records the failure and its message
+        job.start_run()
+        raise
+    # a run with epochs logged but no checkpoint to continue them from starts a new run
+    job.start_run(
+        {"init_from": str(cfg.ckpt_path)} if kind == "finetune" else None,
+        continue_run=kind in ("resume", "finished") or not has_epochs(job.previous),
+    )
+    parts = build_components(cfg, spec.run_dir, init_from=ckpt if kind == "finetune" else None)
+    tracker.log_artifact(parts.data.save_preview(spec.run_dir / "augment_preview.png"))
+    record = {
+        "config": resolved_config(cfg, masked=True),
+        "mlflow_run_id": tracker.run_id,
+        "fingerprint": spec.fingerprint,
+        "choices": dict(spec.choices),
+        "train_counts": [int(c) for c in parts.data.train_counts],
+    }
+    trainer = Trainer(
+        torch.compile(parts.model) if cfg.trainer.compile else parts.model,
+        parts.loss,
+        parts.optimizer,
+        parts.scheduler,
+        parts.runtime,
+        parts.loaders,
+        tuple(parts.data.class_names),
+        cfg.trainer,
+        training_callbacks(
+            spec.ckpt_dir, spec.run_dir, tracker, record, bool(cfg.trainer.get("profile"))
+        ),
+        stateful={"augment": parts.runtime.augment} if parts.runtime.augment is not None else {},
+    )
+    if kind in ("resume", "finished"):
+        trainer.restore(ckpt)
+        trainer.state.finished = False  # until this run's final evaluation is logged
+        if kind == "resume":
+            log.info("resuming after epoch %d", trainer.state.epoch)
+    trainer.fit()
+    if kind == "finished" and "optimizer" not in ckpt:
+        best = ckpt  # a finished run's best.pt (local or its MLflow artifact)
+    else:
+        best = load_checkpoint(best_path(spec.ckpt_dir))
+    metrics = final_evaluation(job, trainer, parts, best)
+    keep_one_copy(job, trainer.state, best, metrics)
+    log.info("done: %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("best/")})
+    if tracker.enabled:
+        log.info("open the runs in the MLflow UI: %s", ui_command(cfg.tracking.uri))
+    return metrics
