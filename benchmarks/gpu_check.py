@@ -1,21 +1,28 @@
 """GPU check: training images/s of the grid's models on one GPU, side by side in one run.
 
 Prepared so that one call on a GPU machine (at most ~5 minutes, --budget-s) gives the
-figures README.md asks for:
+figures README.md asks for (issue 16, item 5):
 
-  1. one job: resnet18, resnet50, vgg16 at 224 px, plain (attention=none) and with the
-     default GLSA block, bf16 autocast + channels_last, eager and torch.compile, on
-     synthetic device tensors (the GPU's own speed) and on the real loader (a cache of
-     2,000 synthetic images, dataset.augment=device: workers slice the cache, augmentation
-     on the GPU), with peak memory;
-  2. jobs sharing the GPU (hydra.launcher.jobs_per_gpu): 1, 2 and 4 processes training at
-     once, each its own loader, started together; aggregate images/s and peak memory per
-     job.
+  1. one job, resnet18 / resnet50 / vgg16 at 224 px, bf16 autocast + channels_last: a plain
+     PyTorch loop of the same torchvision model on device tensors (the reference row; every
+     glattn row is also shown as a ratio to it), glattn without and with the default GLSA
+     block on device tensors (eager) and on the real loader (a cache of synthetic images,
+     dataset.augment=device, trainer.compile's default: the GLSA block compiled on CUDA);
+     the loader alone (workers + device augmentation, no model);
+  2. resnet50 + GLSA at batch 32, 64 and 128 on the real loader;
+  3. jobs sharing the GPU (jobs_per_gpu): 1, 2, 4 processes released together, and the
+     ``jobs_per_gpu=auto`` choice (glattn.sweep.packing) for the measured peak memory with
+     its aggregate;
+  4. the phase times (time/*) of one real ``python run.py`` (--phases; on by default on a GPU);
+  5. torch.compile rows in steady state, the compile time in its own column;
+  6. last line: the paper's hours on one GPU from these figures (glattn.report.estimate
+     with the auto packing).
 
 Every figure goes through the real code (glattn.build_model, glattn.data.build_data and its
-loaders, glattn.engine.train_one_epoch with its no-sync loop). Rows that would exceed the
-time budget are printed as skipped. Without a GPU it runs tiny settings on the CPU in
-seconds (what tests/test_gpu_check.py runs) and says that it measured no GPU.
+loaders, glattn.engine.train_one_epoch); benchmarks/gpu_measure.py holds the measurements.
+Rows that would exceed the time budget are printed as skipped. Without a GPU it runs tiny
+settings on the CPU in seconds (what tests/test_gpu_check.py runs) and says that it
+measured no GPU.
 
     python benchmarks/gpu_check.py [--budget-s 270] [--batch-size 32] [--workers 8]
     python benchmarks/gpu_check.py --tiny            # forced CPU-sized settings
@@ -24,8 +31,8 @@ seconds (what tests/test_gpu_check.py runs) and says that it measured no GPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,200 +41,229 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_measure as M  # noqa: E402 - the benchmarks folder is not a package
+
+ROOT = M.ROOT
 MODELS = ("resnet18", "resnet50", "vgg16")
+HEADER = (
+    "| model | GLSA | mode | input | batch | train img/s | vs plain loop | compile s | peak MiB |"
+    "\n|---|---|---|---|---|---|---|---|---|"
+)
 
 
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return hydra_compose("config", overrides=list(overrides))
+def _n(value, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
 
 
-def job_config(args, backbone: str, glsa: bool):
-    return compose(
-        f"backbone={backbone}",
-        f"attention={'cbam' if glsa else 'none'}",
-        "dataset=synthetic",
-        f"dataset.image_size={args.image_size}",
-        f"dataset.num_images={args.num_images}",
-        *(["dataset.source_width=48", "dataset.source_height=36"] if args.tiny else []),
-        f"paths.output_dir={args.work}",
-        f"trainer.batch_size={args.batch_size}",
-        "tracking=none",
+class Check:
+    """One run: its settings, start time and the figures measured so far."""
+
+    def __init__(self, args, gpu: bool):
+        self.args, self.gpu = args, gpu
+        self.device = torch.device("cuda" if gpu else "cpu")
+        self.start = time.monotonic()
+        self.plain: dict[str, float] = {}  # backbone -> plain loop img/s
+        self.loader_rows: dict[tuple[str, bool], dict] = {}  # (backbone, glsa) -> result
+        self.shared: dict[int, float] = {}  # jobs -> aggregate img/s
+        self.data = None
+
+    def over(self, fraction: float) -> bool:
+        return time.monotonic() - self.start > self.args.budget_s * fraction
+
+    def row(self, backbone, glsa, mode, source, batch=None, until=0.45) -> dict | None:
+        b = batch or self.args.batch_size
+        label = f"| {backbone} | {'yes' if glsa else 'no'} | {mode} | {source} | {b} |"
+        if mode != "eager" and mode != "none" and not self.gpu:
+            print(f"{label} skipped (no GPU) | - | - | - |")
+            return None
+        if self.over(until):
+            print(f"{label} skipped (time budget) | - | - | - |")
+            return None
+        compile_mode = "none" if mode == "eager" else mode
+        try:
+            r = M.measure(
+                self.args, backbone, glsa, compile_mode, source, self.device, self.data, b
+            )
+        except Exception as e:  # noqa: BLE001 - one failing row (e.g. out of memory) is reported
+            print(f"{label} error: {type(e).__name__}: {str(e)[:120]} | - | - | - |", flush=True)
+            return None
+        finally:
+            if self.gpu:
+                torch.cuda.empty_cache()  # the next row starts from an empty cache
+        ref = self.plain.get(backbone)
+        ratio = f"{r['img_s'] / ref:.2f}x" if ref else "-"
+        warm = _n(r["warm_s"], "{:.1f}") if compile_mode != "none" else "-"
+        print(f"{label} {r['img_s']:,.0f} | {ratio} | {warm} | {_n(r['peak'])} |", flush=True)
+        return r
+
+
+def single_rows(c: Check) -> None:
+    args = c.args
+    default = "block" if c.gpu else "eager"  # trainer.compile=auto
+    print(
+        f"one job (steady state: the fastest of {args.passes} timed pass(es) after a warm-up; "
+        f"{args.steps} steps a pass on device tensors, an epoch on the loader)\n"
+    )
+    print(HEADER)
+    for backbone in args.models:
+        if c.over(0.3):
+            print(f"| {backbone} | no | plain PyTorch | synthetic | {args.batch_size} | skipped |")
+        else:
+            c.plain[backbone] = M.plain_loop(args, backbone, c.device)
+            print(
+                f"| {backbone} | no | plain PyTorch | synthetic | {args.batch_size} | "
+                f"{c.plain[backbone]:,.0f} | 1.00x | - | - |",
+                flush=True,
+            )
+        for glsa in (False, True):
+            c.row(backbone, glsa, "eager", "synthetic")
+        for glsa in (False, True):
+            r = c.row(backbone, glsa, default, "loader")
+            if r is not None:
+                c.loader_rows[(backbone, glsa)] = r
+    alone = M.loader_alone(args, c.device, c.data)
+    print(f"| - | - | loader alone | loader | {args.batch_size} | {alone:,.0f} | - | - | - |")
+    batch_model = "resnet50" if not args.tiny else args.models[0]
+    batches = (32, 64, 128) if not args.tiny else (8, 16, 32)
+    print(f"\n{batch_model} + GLSA, real loader, batch sizes\n\n{HEADER}")
+    for b in batches:
+        c.row(batch_model, True, default, "loader", batch=b, until=0.5)
+
+
+def share_rows(c: Check) -> None:
+    from glattn.sweep import packing
+
+    args = c.args
+    print(
+        f"\njobs sharing one {'GPU' if c.gpu else 'CPU'} (jobs_per_gpu): {args.share_model} + "
+        "GLSA, eager, real loader + device augmentation, loader workers split between the "
+        "jobs, all released together\n"
+    )
+    print("| jobs | img/s per job | aggregate img/s | vs 1 job | peak MiB per job |")
+    print("|---|---|---|---|---|")
+    todo = list(args.jobs)
+    one = c.loader_rows.get((args.share_model, True))
+    if c.gpu and one is not None:
+        free, total = torch.cuda.mem_get_info(c.device)
+        reserved = one["reserved"] * 2**20
+        decision = packing.decide(
+            packing.GpuMemory(total, free), reserved, os.cpu_count() or 1, 1, "this run's peak"
+        )
+    else:
+        decision = packing.decide(None, None, os.cpu_count() or 1, 1 if c.gpu else 0)
+    if todo and decision.jobs_per_gpu not in todo:
+        todo.append(decision.jobs_per_gpu)
+    if not todo:
+        print("| - | not run (--jobs) | - | - | - |")
+    for jobs in todo:
+        if c.over(0.65):
+            print(f"| {jobs} | skipped (time budget) | - | - | - |")
+            continue
+        try:
+            results = M.share(args, jobs, __file__)
+        except Exception as e:  # noqa: BLE001 - reported in the table, the run goes on
+            print(f"| {jobs} | error: {e} | - | - | - |", flush=True)
+            continue
+        total = sum(r["img_s"] for r in results)
+        c.shared[jobs] = total
+        base = c.shared.get(1, total)
+        peaks = [r["peak"] for r in results if r["peak"] is not None]
+        print(
+            f"| {jobs} | {total / jobs:,.0f} | {total:,.0f} | {total / base:.2f}x | "
+            f"{_n(max(peaks) if peaks else None)} |",
+            flush=True,
+        )
+    k = decision.jobs_per_gpu
+    c.auto = decision
+    got = c.shared.get(k)
+    agg = f"aggregate {got:,.0f} img/s" if got else "aggregate not measured"
+    print(f"\n{decision.line()}; {agg}")
+
+
+PHASE_LINE = re.compile(r"time/\w+_s")
+
+
+def phase_rows(c: Check) -> None:
+    """The time/* phases of one real `python run.py` (3 epochs, resnet50, synthetic)."""
+    args = c.args
+    print("\none real `python run.py` (phase times, time/* metrics)\n")
+    if not args.phases:
+        print("phases: not run (--phases; off with --tiny)")
+        return
+    if c.over(0.75):
+        print("phases: skipped (time budget)")
+        return
+    backbone = "resnet18" if args.tiny else "resnet50"
+    cmd = [sys.executable, str(ROOT / "run.py"), f"backbone={backbone}", "dataset=synthetic"]
+    cmd += [f"dataset.image_size={args.image_size}", f"dataset.num_images={args.num_images}"]
+    cmd += [f"paths.output_dir={args.work / 'run'}", "trainer.max_epochs=3", "tracking=none"]
+    cmd += ["trainer.early_stopping_patience=null", f"trainer.batch_size={args.batch_size}"]
+    if args.tiny:
+        cmd += ["debug=smoke", "trainer.max_epochs=1"]
+    t0 = time.monotonic()
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=args.budget_s)
+    wall = time.monotonic() - t0
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "phases:" in ln]
+    print(f"`{' '.join(cmd[1:3])} ...`: exit {res.returncode}, {wall:.1f} s wall")
+    print(lines[-1].split("phases:", 1)[1].strip() if lines else "(no phases line logged)")
+
+
+def compiled_rows(c: Check) -> None:
+    print(f"\ntorch.compile (steady state; compile s: the warm-up pass, compiling)\n\n{HEADER}")
+    for backbone in c.args.models:
+        for glsa, mode in ((False, "model"), (True, "block"), (True, "model")):
+            c.row(backbone, glsa, mode, "synthetic", until=0.85)
+
+
+def paper_hours(loader_rows: dict, jobs_per_gpu: int, gain: float) -> tuple[float, float, int]:
+    """(hours one job at a time, hours with `jobs_per_gpu` sharing the GPU at aggregate
+    `gain`, jobs without a measured backbone) for every paper table, from the real-loader
+    rows {(backbone, glsa): {"img_s": ...}} (glattn.report.estimate's arithmetic; the
+    attention levels other than none are costed at the GLSA row)."""
+    import pandas as pd
+
+    from glattn.report.estimate import EXPERIMENTS_DIR, estimate
+    from glattn.report.tables import tables_for
+
+    rows = []
+    for (backbone, glsa), r in loader_rows.items():
+        for attention in ("cbam", "global_only") if glsa else ("none",):
+            rows.append({"backbone": backbone, "attention": attention, "img_s": r["img_s"]})
+    measured = pd.DataFrame(rows, columns=["backbone", "attention", "img_s"])
+    files = sorted(f for f in EXPERIMENTS_DIR.glob("table*.yaml") if tables_for(f.stem))
+    table = estimate(measured, files, 1, jobs_per_gpu, gain)
+    return (
+        float(table["hours_upper_bound"].sum()),
+        float(table["wall_hours"].sum()),
+        int(table["jobs_without_measurement"].sum()),
     )
 
 
-def runtime(device: torch.device):
-    from glattn.runtime import Runtime
+def estimate_lines(c: Check) -> None:
+    from glattn.sweep import packing
 
-    cuda = device.type == "cuda"
-    return Runtime(
-        device,
-        amp_dtype=torch.bfloat16 if cuda else None,
-        channels_last=cuda,
-        progress=False,
-        log_every_n_steps=10**9,  # the guard reads once per epoch
+    k = getattr(c, "auto", None).jobs_per_gpu if getattr(c, "auto", None) else 1
+    base = c.shared.get(1)
+    gain = c.shared[k] / base if base and k in c.shared else packing.speedup(k)
+    if not c.gpu or not c.loader_rows:
+        why = "this run measured no GPU" if not c.gpu else "no real-loader row measured"
+        print(f"\npaper on one GPU: ? hours ({why}; early stopping not counted)")
+        return
+    alone, packed, missing = paper_hours(c.loader_rows, k, gain)
+    note = f"; {missing} jobs of unmeasured backbones not counted" if missing else ""
+    print(
+        f"\none job at a time: {alone:.1f} h; jobs_per_gpu={k} at {gain:.2f}x one job "
+        f"(costliest first): {packed:.1f} h{note}"
     )
-
-
-def build(cfg, device: torch.device, compiled: bool, counts):
-    from glattn import build_model
-    from glattn.losses import build_loss
-
-    model = build_model(cfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = build_loss(cfg.loss, counts).to(device)
-    return (torch.compile(model) if compiled else model), opt, loss_fn
-
-
-def synthetic_batches(args, device: torch.device, steps: int):
-    """The same normalised float batch `steps` times, already on the device (and in the
-    memory format the runtime uses, so no step converts it)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=g)
-    y = torch.randint(0, 7, (args.batch_size,), generator=g)
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    x, y = x.to(device).contiguous(memory_format=fmt), y.to(device)  # as the Runtime wants
-    return [(x, y)] * steps
-
-
-def data_for(args, cfg):
-    from glattn.data import build_data
-
-    return build_data(cfg)
-
-
-def peak_mib(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-def measure(args, backbone: str, glsa: bool, compiled: bool, source: str, device, data):
-    """(img/s, peak MiB) of one configuration: a warm-up pass, then a measured one."""
-    from glattn.engine import train_one_epoch
-
-    cfg = job_config(args, backbone, glsa)
-    torch.manual_seed(0)
-    model, opt, loss_fn = build(cfg, device, compiled, list(data.train_counts))
-    rt = runtime(device)
-    if source == "synthetic":
-        warm = synthetic_batches(args, device, args.warmup)
-        timed = synthetic_batches(args, device, args.steps)
-    else:
-        loader = data.loaders(args.batch_size, args.workers, augment="device")["train"]
-        rt.augment = data.augmenter()
-        warm = timed = loader
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    train_one_epoch(model, warm, loss_fn, opt, rt, 1)
-    out = train_one_epoch(model, timed, loss_fn, opt, rt, 2)
-    peak = peak_mib(device)
-    del model, opt, warm, timed
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return out["img_s"], peak
-
-
-# ----------------------------------------------------------------------------- jobs sharing
-def worker(args) -> None:
-    """One of k jobs sharing the GPU: train until --seconds after the common start."""
-    from glattn.engine import train_one_epoch
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = job_config(args, args.model, True)
-    data = data_for(args, cfg)
-    model, opt, loss_fn = build(cfg, device, False, list(data.train_counts))
-    rt = runtime(device)
-    if args.source == "synthetic":
-        warm = synthetic_batches(args, device, args.warmup)
-        loader = synthetic_batches(args, device, args.steps)
-    else:
-        loader = data.loaders(args.batch_size, args.workers, augment="device")["train"]
-        rt.augment = data.augmenter()
-        warm = loader
-    train_one_epoch(model, warm, loss_fn, opt, rt, 1)  # warm-up (CUDA context, cudnn)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    Path(args.ready).write_text("ready")
-    while not Path(args.go).exists():
-        time.sleep(0.05)
-    images, start, epoch = 0, time.perf_counter(), 2
-    while True:
-        train_one_epoch(model, loader, loss_fn, opt, rt, epoch)
-        images += len(loader) * args.batch_size  # full batches (drop_last)
-        epoch += 1
-        if time.perf_counter() - start >= args.seconds:
-            break
-    elapsed = time.perf_counter() - start
-    Path(args.out).write_text(json.dumps({"img_s": images / elapsed, "peak": peak_mib(device)}))
-
-
-def share(args, jobs: int, work: Path) -> list[dict]:
-    """Start `jobs` worker processes on the same GPU, release them together, collect."""
-    run = work / f"share-{jobs}"
-    run.mkdir(parents=True, exist_ok=True)
-    go = run / "go"
-    go.unlink(missing_ok=True)
-    procs, outs, readies = [], [], []
-    for k in range(jobs):
-        out, ready = run / f"job{k}.json", run / f"job{k}.ready"
-        out.unlink(missing_ok=True)
-        ready.unlink(missing_ok=True)
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            "--model",
-            args.share_model,
-            "--source",
-            args.share_source,
-            "--seconds",
-            str(args.share_seconds),
-            "--out",
-            str(out),
-            "--ready",
-            str(ready),
-            "--go",
-            str(go),
-            *args.passthrough,
-            "--workers",
-            str(max(1, args.workers // jobs) if args.workers else 0),
-        ]
-        threads = 1 if args.tiny else max(1, (os.cpu_count() or 1) // jobs)
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        procs.append(subprocess.Popen(cmd, env=env))
-        outs.append(out)
-        readies.append(ready)
-    deadline = time.monotonic() + args.budget_s
-    while not all(r.exists() for r in readies):
-        if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
-            for p in procs:
-                p.kill()
-            raise RuntimeError(f"a job of the {jobs}-job run failed to start")
-        time.sleep(0.1)
-    go.write_text("go")
-    for p in procs:
-        if p.wait() != 0:
-            raise RuntimeError(f"a job of the {jobs}-job run exited with {p.returncode}")
-    return [json.loads(o.read_text()) for o in outs]
+    print(
+        f"paper on one GPU: {packed:.1f} hours "
+        "(estimate from these figures, early stopping not counted)"
+    )
 
 
 # ----------------------------------------------------------------------------- main
-def _mib(value) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
-def main() -> None:
+def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="CPU-sized settings (default off-GPU)")
     ap.add_argument("--budget-s", type=float, default=270.0, help="seconds, whole run")
@@ -236,117 +272,59 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--num-images", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="measured steps (synthetic)")
-    ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--models", nargs="+", default=None)
+    ap.add_argument("--passes", type=int, default=None, help="timed passes (best of)")
     ap.add_argument(
         "--jobs", type=int, nargs="*", default=None, help="jobs sharing the GPU (none: skip)"
     )
+    ap.add_argument("--phases", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--work-dir", default=None, help="default: a temporary folder")
     # worker mode (jobs sharing the GPU)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", default="resnet18", help=argparse.SUPPRESS)
-    ap.add_argument("--source", default="loader", help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--ready", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--go", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     gpu = torch.cuda.is_available()
     tiny = args.tiny = args.tiny or not gpu
     defaults = dict(
-        batch_size=8 if tiny else int(compose().trainer.batch_size),
+        batch_size=16 if tiny else int(M.compose().trainer.batch_size),
         workers=0 if tiny else min(8, max(1, (os.cpu_count() or 2) - 1)),
         image_size=32 if tiny else 224,
         num_images=100 if tiny else 2000,
-        steps=2 if tiny else 100,
-        warmup=1 if tiny else 15,
+        steps=2 if tiny else 50,
         models=["resnet18"] if tiny else list(MODELS),
         jobs=[1, 2] if tiny else [1, 2, 4],
+        phases=not tiny,
+        passes=1 if tiny else 2,
     )
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.work = Path(args.work_dir or tempfile.mkdtemp(prefix="glattn-gpu-check-"))
-    args.passthrough = [
-        "--work-dir",
-        str(args.work),
-        "--batch-size",
-        str(args.batch_size),
-        "--image-size",
-        str(args.image_size),
-        "--num-images",
-        str(args.num_images),
-        "--steps",
-        str(args.steps),
-        "--warmup",
-        str(args.warmup),
-    ] + (["--tiny"] if tiny else [])
+    args.passthrough = ["--work-dir", str(args.work), "--batch-size", str(args.batch_size)]
+    args.passthrough += ["--image-size", str(args.image_size), "--num-images"]
+    args.passthrough += [str(args.num_images), "--steps", str(args.steps)]
+    args.passthrough += ["--tiny"] if tiny else []
+    args.passthrough += ["--passes", str(args.passes)]
     if args.worker:
-        return worker(args)
-    args.share_model, args.share_source = "resnet18", "loader"
+        return M.worker(args)
+    args.share_model = "resnet18"
     args.share_seconds = 1.0 if tiny else 15.0
-    run(args, gpu, tiny)
+    run(args, gpu)
 
 
-SOURCES = ("synthetic", "loader")
+def run(args, gpu: bool) -> None:
+    from glattn.data import build_data
 
-
-def single_row(args, row, device, data, start: float, gpu: bool) -> None:
-    backbone, glsa, compiled, source = row
-    label = (
-        f"| {backbone} | {'yes' if glsa else 'no'} | "
-        f"{'compile' if compiled else 'eager'} | {source} |"
-    )
-    if compiled and (args.no_compile or not gpu):
-        print(f"{label} skipped ({'--no-compile' if args.no_compile else 'no GPU'}) | - |")
-        return
-    # a row starts only while its phase has budget left (one more row may overrun it):
-    # eager rows until 45% of the budget, compiled rows (compiling: ~1 min) until 80%
-    if time.monotonic() - start > args.budget_s * (0.8 if compiled else 0.45):
-        print(f"{label} skipped (time budget) | - |")
-        return
-    try:
-        img_s, peak = measure(args, backbone, glsa, compiled, source, device, data)
-    except Exception as e:  # noqa: BLE001 - one failing row (e.g. out of memory) is reported
-        print(f"{label} error: {type(e).__name__}: {str(e)[:120]} | - |", flush=True)
-        return
-    print(f"{label} {img_s:,.0f} | {_mib(peak)} |", flush=True)
-
-
-def share_table(args, start: float, gpu: bool) -> None:
-    print(
-        f"\njobs sharing one {'GPU' if gpu else 'CPU'} (jobs_per_gpu): {args.share_model} + "
-        "GLSA, eager, real loader + device augmentation, loader workers split between the "
-        "jobs, all released together\n"
-    )
-    print("| jobs | img/s per job | aggregate img/s | vs 1 job | peak MiB per job |")
-    print("|---|---|---|---|---|")
-    base = None
-    if not args.jobs:
-        print("| - | not run (--jobs) | - | - | - |")
-    for jobs in args.jobs:
-        if time.monotonic() - start > args.budget_s * 0.65:
-            print(f"| {jobs} | skipped (time budget) | - | - | - |")
-            continue
-        try:
-            results = share(args, jobs, args.work)
-        except Exception as e:  # noqa: BLE001 - reported in the table, the run goes on
-            print(f"| {jobs} | error: {e} | - | - | - |", flush=True)
-            continue
-        total = sum(r["img_s"] for r in results)
-        base = base or total
-        peaks = [r["peak"] for r in results if r["peak"] is not None]
-        print(
-            f"| {jobs} | {total / jobs:,.0f} | {total:,.0f} | {total / base:.2f}x | "
-            f"{_mib(max(peaks) if peaks else None)} |",
-            flush=True,
-        )
-
-
-def run(args, gpu: bool, tiny: bool) -> None:
-    start = time.monotonic()
-    device = torch.device("cuda" if gpu else "cpu")
+    c = Check(args, gpu)
     name = torch.cuda.get_device_name(0) if gpu else "CPU (no GPU)"
     print(
         f"glattn GPU check on {name}; torch {torch.__version__}; {args.image_size} px, "
@@ -355,23 +333,20 @@ def run(args, gpu: bool, tiny: bool) -> None:
     )
     if not gpu:
         print("NO GPU: this run measured no GPU (tiny CPU settings, not GPU figures)")
-    cfg = job_config(args, "resnet18", True)
-    data = data_for(args, cfg)  # builds the synthetic set and the cache once
+    c.data = build_data(M.job_config(args, "resnet18", True))  # the synthetic set and cache
     print(
-        f"data: {len(data.train)} training images from the cache "
-        f"({time.monotonic() - start:.0f} s to prepare)\n"
+        f"data: {len(c.data.train)} training images from the cache "
+        f"({time.monotonic() - c.start:.0f} s to prepare)\n"
     )
-    header = "| model | GLSA | mode | input | train img/s | peak MiB |\n|---|---|---|---|---|---|"
-    eager = [(b, g, False, src) for b in args.models for g in (False, True) for src in SOURCES]
-    compiled = [(b, g, True, "synthetic") for b in args.models for g in (False, True)]
-    print(header)
-    for row in eager:
-        single_row(args, row, device, data, start, gpu)
-    share_table(args, start, gpu)
-    print(f"\ntorch.compile (one job; the first steps include compiling)\n\n{header}")
-    for row in compiled:
-        single_row(args, row, device, data, start, gpu)
-    print(f"\ndone in {time.monotonic() - start:.0f} s" + ("" if gpu else "; measured no GPU"))
+    single_rows(c)
+    share_rows(c)
+    phase_rows(c)
+    if args.no_compile:
+        print("\ntorch.compile rows: not run (--no-compile)")
+    else:
+        compiled_rows(c)
+    print(f"\ndone in {time.monotonic() - c.start:.0f} s" + ("" if gpu else "; measured no GPU"))
+    estimate_lines(c)
 
 
 if __name__ == "__main__":
