@@ -148,8 +148,12 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, 
     while not list(out.glob("sweeps/glattn/*/0/.hydra")) and time.monotonic() < deadline:
         time.sleep(0.2)  # job 0 is running (its Hydra job dir exists)
     proc.send_signal(getattr(signal, signame))
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    output, _ = proc.communicate(timeout=60)
+    # the sweep's summary and the shell's exit status for the signal, no traceback (issue 19)
+    assert proc.returncode == (143 if signame == "SIGTERM" else 130), output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert f"interrupted by {signame}: 2 jobs: 0 done, 0 skipped, 1 killed" in output
+    assert "1 not started" in output
     (sweep,) = sweep_dirs(out)
     assert not fake_records(sweep)  # the job was stopped before it could finish
     work = str(sweep / ".local_gpus")
@@ -164,3 +168,103 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, 
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     parent = client.get_run((sweep / "parent_run_id").read_text().strip())
     assert parent.info.status == "KILLED"
+
+
+# ------------------------------------------------------------- fail fast (issue 19)
+def _fake_bin(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+    (folder / name).chmod(0o755)
+
+
+def _no_traceback(res) -> None:
+    assert "Traceback" not in res.stdout + res.stderr, (res.stdout[-2000:], res.stderr[-3000:])
+
+
+def test_a_sweep_whose_tracking_server_refuses_is_one_masked_line(app, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    out = tmp_path / "out"
+    res = run_cli(
+        app,
+        *FAKE_DEFAULTS,
+        f"paths.output_dir={out}",
+        f"tracking.uri=http://bob:SweepUrlPw55@127.0.0.1:{port}",
+        "seed=0,1",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 1
+    _no_traceback(res)
+    assert "SweepUrlPw55" not in res.stdout + res.stderr
+    assert (
+        f"[glattn sweep] tracking.uri=http://bob:****@127.0.0.1:{port}: the MLflow " in res.stderr
+    )
+    assert not (out / "sweeps").exists()  # no sweep folder, no job, no parent run
+
+
+@pytest.mark.parametrize("cluster", ["no sbatch", "no cluster"])
+def test_slurm_without_a_usable_cluster_is_one_line_before_any_run(app, tmp_path, cluster):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "submitted"
+    if cluster == "no cluster":
+        _fake_bin(bin_dir, "sbatch", f"touch {marker}; exit 1")
+        _fake_bin(
+            bin_dir, "sinfo", "echo 'sinfo: fatal: Could not establish a config' >&2; exit 1"
+        )
+    out = tmp_path / "out"
+    path = f"{bin_dir}:{os.path.dirname(os.sys.executable)}"  # no /usr/bin/sbatch
+    res = run_cli(
+        app,
+        *FAKE_DEFAULTS,
+        f"paths.output_dir={out}",
+        "hydra/launcher=slurm",
+        "seed=0,1",
+        cwd=tmp_path,
+        PATH=path,
+    )
+    assert res.returncode == 1, (res.stdout[-2000:], res.stderr[-3000:])
+    _no_traceback(res)
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("[glattn sweep]")]
+    assert "hydra/launcher=local_gpus" in line and "scripts/slurm_cluster.py" in line
+    assert ("sbatch is not on PATH" if cluster == "no sbatch" else "no SLURM cluster") in line
+    assert not marker.exists() and not (out / "mlflow.db").exists()  # no parent run
+
+
+def test_slurm_submits_nothing_for_jobs_already_finished(app, tmp_path):
+    from conftest import compose_cfg
+    from mlflow.tracking import MlflowClient
+
+    from glattn.config import config_fingerprint
+    from glattn.tracking import get_experiment_id
+
+    out = tmp_path / "out"
+    bin_dir, marker = tmp_path / "bin", tmp_path / "submitted"
+    _fake_bin(bin_dir, "sbatch", f"touch {marker}; exit 1")
+    _fake_bin(bin_dir, "sinfo", f"touch {marker}; exit 1")
+    cfg = compose_cfg(*FAKE_DEFAULTS, f"paths.output_dir={out}")
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    exp = get_experiment_id(cfg.tracking)
+    for seed in (0, 1):  # as if an earlier launch had trained both
+        fp = config_fingerprint(
+            compose_cfg(*FAKE_DEFAULTS, f"paths.output_dir={out}", f"seed={seed}")
+        )
+        tags = {"glattn.role": "job", "fingerprint": fp, "task": "train"}
+        run = client.create_run(exp, run_name=f"done{seed}", tags=tags)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    res = run_cli(
+        app,
+        *FAKE_DEFAULTS,
+        f"paths.output_dir={out}",
+        "hydra/launcher=slurm",
+        "seed=0,1",
+        cwd=tmp_path,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+    )
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-3000:])
+    assert not marker.exists()  # neither sinfo nor sbatch was needed
+    assert res.stdout.count("already FINISHED as MLflow run done") == 2
+    assert "2 jobs: 0 done, 2 skipped, 0 failed" in res.stdout

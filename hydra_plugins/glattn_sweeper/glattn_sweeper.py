@@ -26,6 +26,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from hydra_plugins.glattn_sweeper import guard
+
 log = logging.getLogger(__name__)
 
 
@@ -77,8 +79,11 @@ class GlattnSweeper(BasicSweeper):
         # costliest jobs first on a pool of slots (glattn.sweep.lpt)
         self.overrides = lpt_batches(self, self.overrides, self.max_batch_size)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        all_jobs = [job for batch in self.overrides for job in batch]
         secrets = self._mask_logs()
+        guard.check_sweep(self.config)  # one line, before any folder or parent run exists
+        guard.check_scheduler(self, all_jobs)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         _mask_file(sweep_dir / "multirun.yaml", secrets)
         ledger = JobLedger(self, sweep_dir)
@@ -90,12 +95,15 @@ class GlattnSweeper(BasicSweeper):
                 while not self.is_done():
                     batch = self.get_job_batch()
                     self.validate_batch_is_legal(batch)
-                    results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
+                    # a scheduler gets no job that is FINISHED already (guard.launch_unfinished)
+                    results = guard.launch_unfinished(self, batch, initial_job_idx)
                     ledger.record(batch, results, initial_job_idx)  # no raise: every job runs
                     initial_job_idx += len(batch)
                     returns.append(results)
         except BaseException as e:  # Ctrl-C, SIGTERM, a crashed launcher: the parent run
             abort_parent(self.config, sweep_dir, e)  # must not stay RUNNING forever
+            if isinstance(e, KeyboardInterrupt):  # the summary and 143/130, no traceback
+                raise SystemExit(guard.interrupted(self, all_jobs, ledger, e)) from None
             raise
         return returns
 
@@ -135,10 +143,12 @@ class GlattnSweeper(BasicSweeper):
             )
         except Exception as e:  # noqa: BLE001 - any store failure must stop the sweep here
             raise SystemExit(
-                f"[glattn sweep] cannot open the MLflow parent run in tracking.uri="
-                f"{self.config.tracking.uri!r}, tracking.experiment={experiment!r}: "
-                f"{type(e).__name__}: {e}"
-            ) from e
+                guard.say(
+                    f"cannot open the MLflow parent run in tracking.uri="
+                    f"{self.config.tracking.uri!r}, tracking.experiment={experiment!r}: "
+                    f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
+                )
+            ) from None
         if parent is not None:
             protocol.write_parent_run_id(sweep_dir, parent)
 
