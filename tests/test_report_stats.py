@@ -1,0 +1,142 @@
+"""Issue 18's statistics and paper details: the hierarchical interval's known answers,
+p = 1 for zero spread, bold best values, captions, integer n, Table 6's latency."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_report_helpers import Store
+
+from glattn import latency
+from glattn.report import claims, runs, stats, tables
+from glattn.report.table_format import Cell, Table
+
+N_IMAGES, CLASSES = 300, 3
+LABELS = np.arange(N_IMAGES) % CLASSES
+
+
+def outcomes(correct: np.ndarray, key: str = "test") -> stats.Outcomes:
+    return stats.Outcomes(LABELS, correct, np.ones(N_IMAGES), key, CLASSES)
+
+
+def pair(rng, acc_a: float, acc_b: float):
+    """Two arms on the same images: b right where a is, plus (or minus) a share of images."""
+    u = rng.random(N_IMAGES)
+    return outcomes(u < acc_a), outcomes(u < acc_b)
+
+
+def test_no_effect_with_seed_noise_gets_a_wide_interval():
+    # the issue's case: per-seed differences from -25 to +20 points, mean about zero
+    rng = np.random.default_rng(0)
+    shifts = [-0.25, 0.20, -0.10, 0.15, 0.0]
+    pairs = [pair(rng, 0.5, 0.5 + d) for d in shifts]
+    iv = stats.hierarchical_bootstrap(pairs, "acc", 1000, seed=1)
+    assert iv.low < 0 < iv.high
+    assert iv.high - iv.low > 0.15  # seed-to-seed spread counted
+    # one pair: the image-level paired bootstrap, the same draws for both arms
+    (a, b), one = pairs[1], stats.hierarchical_bootstrap(pairs[1:2], "acc", 1000, seed=1)
+    assert one.estimate == pytest.approx(stats.score(b, "acc") - stats.score(a, "acc"))
+    assert one.low > 0.1  # b is never wrong where a is right: a tight positive interval
+
+
+def test_identical_arms_still_give_zero_width():
+    rng = np.random.default_rng(0)
+    same = [(o, o) for o in (outcomes(rng.random(N_IMAGES) < 0.6) for _ in range(4))]
+    iv = stats.hierarchical_bootstrap(same, "balanced_acc", 200, seed=0)
+    assert iv.low == iv.high == iv.estimate == 0.0
+
+
+def test_effect_at_the_threshold_is_supported_in_at_most_5_percent():
+    """True effect exactly 2 pp (the threshold), seed noise sd 3 pp: 'supported' <= 5%."""
+    crit = claims.Criterion(0, "better by 2 points", 2, ">", "pp", None)
+    rng = np.random.default_rng(7)
+    supported = 0
+    reps = 200
+    for rep in range(reps):
+        got = []
+        for seed in range(5):
+            delta = 0.02 + rng.normal(0, 0.03)
+            a, b = pair(rng, 0.6, 0.6 + delta)
+            got.append((seed, a, b))
+        row = claims.Row(0, "all", "b − a", threshold=2, direction=">", unit="pp")
+        # Predictions-free path: fill_accuracy needs objects with .images/.outcomes
+        claims.fill_accuracy(row, crit, [(s, _P(a), _P(b)) for s, a, b in got], "acc", 200, rep)
+        claims.adjust_and_judge([row])
+        supported += row.verdict == claims.SUPPORTED
+    assert supported / reps <= 0.05
+
+
+class _P:
+    """The part of predictions.Predictions fill_accuracy uses."""
+
+    def __init__(self, o: stats.Outcomes):
+        self.o, self.images = o, np.arange(N_IMAGES).astype(str)
+
+    def outcomes(self, keep=None):
+        return self.o
+
+
+def test_zero_spread_gets_p_one_and_stays_in_holm():
+    t = stats.paired_t([0.5, 0.6, 0.7], [0.55, 0.65, 0.75], 0.0, "greater")
+    assert t.p_value == 1.0 and "zero spread" in t.reason
+    cmp = stats.compare({0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.7})
+    assert cmp.p_value == 1.0
+    adjusted = stats.holm([0.01, 1.0, 0.02])
+    assert np.allclose(adjusted, [0.03, 1.0, 0.04])  # three tests in the family, not two
+
+
+def test_bold_best_and_captions_numbered_once():
+    t = Table("t", "Table 3: Fusion", "cap", ["Fusion", "Acc (%)"], best={"Acc (%)": "max"})
+    t.add_row([Cell("original"), Cell("70.00 (n=2)", 0.70, n=2)])
+    t.add_row([Cell("gate"), Cell("75.00 (n=2)", 0.75, n=2)])
+    t.add_row([Cell("cross"), Cell.missing("no runs")])
+    assert "| gate | **75.00 (n=2)** |" in t.to_markdown()
+    assert "| original | 70.00 (n=2) |" in t.to_markdown()
+    tex = t.to_latex()
+    assert "\\textbf{75.00 (n=2)}" in tex and "\\caption{Fusion. cap}" in tex
+    assert "Table 3" not in tex
+    frame = t.to_frame()
+    assert str(frame["n"].dtype) == "Int64" and frame["n"].tolist()[:2] == [2, 2]
+
+
+def test_measure_latency_names_its_setting():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+    model.train()
+    m = latency.measure_latency(model, 16, "cpu", batch=2, warmup=2, repeats=9)
+    assert model.training  # mode restored
+    assert 0 < m.q1_ms <= m.median_ms <= m.q3_ms and m.batch == 2 and m.repeats == 9
+    assert m.memory_kind == "rss" and m.memory_mb > 10 and m.device.startswith("cpu")
+    keys = m.metrics()
+    assert {latency.LATENCY_KEY, latency.LATENCY_IQR_KEY, latency.MEM_RSS_KEY} <= set(keys)
+    assert latency.MEM_GPU_KEY not in keys
+    with pytest.raises(ValueError, match="repeats=1"):
+        latency.measure_latency(model, 16, repeats=1)
+
+
+def test_table6_flags_a_noisy_latency_and_labels_memory(tmp_path):
+    s = Store(tmp_path)
+    for seed, (lat_none, lat_cbam) in enumerate([(3.0, 21.0), (3.1, 818.0)]):
+        for att, lat in (("none", lat_none), ("cbam", lat_cbam)):
+            rid = s.job(
+                "t6",
+                seed,
+                {
+                    "model/params_total": 11e6,
+                    "model/gflops": 1.8,
+                    latency.LATENCY_KEY: lat,
+                    latency.LATENCY_IQR_KEY: 0.01 * lat,
+                    latency.LATENCY_BATCH_KEY: 1,
+                    latency.MEM_RSS_KEY: 900,
+                },
+                attention=att,
+            )
+            s.client.set_tag(rid, latency.DEVICE_TAG, "cpu (2 threads)")
+    frame = runs.load_runs(s.uri, "t6")
+    t6 = tables.build_tables(frame, tables.Context(), [6])[6]
+    md = t6.to_markdown()
+    assert "CPU max RSS (MB)" in t6.columns and "Peak mem (MB)" not in t6.columns
+    assert "419.50 ± 563.56 (n=2) (!)" in md  # cbam: flagged, the none row is not
+    assert "3.05 ± 0.07 (n=2) |" in md or "**3.05 ± 0.07 (n=2)**" in md
+    assert "measure on an idle machine or a GPU" in md
+    assert "batch 1, device cpu (2 threads)" in t6.caption
+    assert pd.notna(t6.to_frame()["n"]).any()
