@@ -1,6 +1,7 @@
 """How one job runs its tensors: the `Runtime` (device, autocast dtype, GradScaler, memory
 format, clipping, device augmentation), built from ``cfg.trainer`` by `make_runtime`, plus
-seeding and the global RNG state a checkpoint carries for an exact resume.
+seeding, the global RNG state a checkpoint carries for an exact resume, and the number of
+intra-op threads (`choose_threads`).
 
 Mixed precision follows the PyTorch AMP recipe (https://pytorch.org/docs/stable/amp.html):
 bf16 autocast needs no loss scaling; fp16 on CUDA uses a ``torch.amp.GradScaler``.
@@ -8,6 +9,7 @@ bf16 autocast needs no loss scaling; fp16 on CUDA uses a ``torch.amp.GradScaler`
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sys
@@ -18,6 +20,8 @@ import torch
 from omegaconf import DictConfig
 
 from glattn.data.transforms import normalize
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,8 +79,42 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def choose_threads(
+    jobs: int = 1, cores: int | None = None, load: float | None = None, env=None
+) -> tuple[int, str]:
+    """Intra-op threads for one of ``jobs`` processes running at once, and why.
+
+    ``OMP_NUM_THREADS`` when set (the user's, or a launcher's: local_gpus sets it per job).
+    Else the cores this process may use (``os.sched_getaffinity``: a SLURM allocation, a
+    taskset) shared among the jobs, and no more than the cores the others leave free (the
+    1-minute load average): on a busy machine OpenMP threads that outnumber the free cores
+    spin against each other (measured on 2 cores at load 4-7: ~10x slower per step with two
+    threads than with one; benchmarks/threads.py)."""
+    env = os.environ if env is None else env
+    given = str(env.get("OMP_NUM_THREADS", "")).strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given), "OMP_NUM_THREADS"
+    cores = cores or len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0] if load is None else load
+    share = max(1, cores // max(jobs, 1))
+    free = max(cores - load, 0.0) / max(jobs, 1)
+    threads = max(1, min(share, round(free)))
+    return threads, f"{cores} cores allowed, {jobs} job(s) at once, load average {load:.1f}"
+
+
+def set_threads(jobs: int = 1) -> int:
+    """Apply `choose_threads` to torch (``torch.set_num_threads``) and log the choice."""
+    threads, why = choose_threads(jobs)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    log.info("intra-op threads: %d (%s)", threads, why)
+    return threads
+
+
 def make_runtime(trainer: DictConfig) -> Runtime:
-    """Device, AMP dtype (+GradScaler for fp16 on CUDA), channels_last, clipping."""
+    """Device, AMP dtype (+GradScaler for fp16 on CUDA), channels_last, clipping; sets the
+    process's intra-op threads (`set_threads`)."""
+    set_threads()
     device = resolve_device(str(trainer.device))
     amp = str(trainer.amp).lower()
     dtype = None
