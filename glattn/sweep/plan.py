@@ -36,6 +36,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import filter_overrides
 from omegaconf import OmegaConf, open_dict
 
+from glattn.groups import MODEL_GROUPS
 from glattn.sweep.schedule import makespan_line  # costliest first vs the given order
 from glattn.sweep.units import fmt_bytes as _fmt_bytes
 from glattn.sweep.units import fmt_pflop as _fmt_pflop
@@ -141,9 +142,7 @@ def _compute_cost(cfg, cache: dict[str, tuple]) -> tuple[float | None, float | N
 
     d = cfg.dataset
     task = str(cfg.get("task", "train"))
-    model_cfg = OmegaConf.masked_copy(
-        cfg, ["backbone", "glsa", "attention", "fusion", "residual", "dataset", "paths"]
-    )
+    model_cfg = OmegaConf.masked_copy(cfg, [*MODEL_GROUPS, "dataset", "paths"])
     key = OmegaConf.to_yaml(model_cfg, resolve=True)
     if key not in cache:
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
