@@ -56,8 +56,8 @@ def output_dir_error(folder: str | Path) -> str | None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return (
-            f"paths.output_dir={str(folder)!r}: cannot create or write {path} ({reason}); "
-            "give paths.output_dir=<a folder you can write>"
+            f"paths.output_dir={str(folder)!r}: cannot create or write {path} ({reason}): "
+            "not a writable folder; give paths.output_dir=<a folder you can write>"
         )
     return None
 

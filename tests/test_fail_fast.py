@@ -305,7 +305,8 @@ def test_a_run_folder_hydra_cannot_create_is_one_line_without_traceback(tmp_path
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [
         "Error: paths.output_dir='/proc/glattn_x': cannot create or write /proc/glattn_x "
-        "(No such file or directory); give paths.output_dir=<a folder you can write>"
+        "(No such file or directory): not a writable folder; give paths.output_dir=<a folder "
+        "you can write>"
     ], res.stderr[-3000:]
 
 

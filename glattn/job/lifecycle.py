@@ -35,6 +35,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from glattn import optim
+from glattn import preflight as machine
 from glattn.checkpoint import CheckpointLock, remove_stale_tmp
 from glattn.config import (
     ConfigError,
@@ -53,6 +54,8 @@ from glattn.secrets import install_log_filter, mask_text, secret_values
 from glattn.tracking import Tracker, job_runs, make_tracker
 
 log = logging.getLogger(__name__)
+#: the device a FINISHED run ran on (``cpu``, ``cuda``, ``cuda:1``)
+DEVICE_TAG = "glattn.device"
 
 
 class JobInterrupted(KeyboardInterrupt):
@@ -74,6 +77,7 @@ class Job:
     tracker: Tracker
     previous: object | None = None  # the job's unfinished MLflow run to continue, if any
     context: dict = field(default_factory=dict)  # what the task's pre-flight found
+    secrets: set = field(default_factory=set)  # masked in every message the job records
 
     def start_run(self, extra_tags: dict | None = None, continue_run: bool = True) -> bool:
         """Create the run, or continue the job's unfinished one; log the missing params.
@@ -100,11 +104,10 @@ def check_config(cfg: DictConfig) -> None:
     errors += _loss_errors(cfg)
     if not errors:
         try:
-            from glattn.data.options import check_options
+            from glattn.data.options import check_options, root_error
 
             options = check_options(cfg)
-            if options.name != "synthetic" and not Path(str(options.root)).is_dir():
-                errors.append(f"dataset.root={options.root!r}: no such folder")
+            errors += [root_error(options)] if root_error(options) else []
         except DataError as exc:
             errors.append(str(exc))
     raise_config_errors(errors)
@@ -122,17 +125,19 @@ def _loss_errors(cfg: DictConfig) -> list[str]:
     return [error] if error else []
 
 
-def check_writable(folder: Path) -> None:
-    """The output folder (or the nearest existing parent that would hold it) is writable."""
-    folder = Path(folder).absolute()
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"paths.output_dir={str(folder)!r}: {probe} is not a writable folder; "
-            "give paths.output_dir=<a folder you can write>"
-        )
+def check_machine(cfg: DictConfig) -> None:
+    """What the machine must provide before any run exists (glattn.preflight): the output
+    folder can be created and written, and the tracking store answers (an http server
+    within 10 s, one try; a database's driver installed). The device is checked once the
+    job knows it has something to do (`run_job`): a FINISHED job needs none."""
+    for error in (
+        machine.output_dir_error(cfg.paths.output_dir),
+        machine.tracking_error(OmegaConf.select(cfg, "tracking.uri"))
+        if OmegaConf.select(cfg, "tracking.enabled", default=False)
+        else None,
+    ):
+        if error:
+            raise ConfigError(error)
 
 
 # ----------------------------------------------------------------------------- secrets
@@ -207,8 +212,10 @@ def run_job(
             if done is not None:
                 status.update(status="skipped", run_id=done.info.run_id)
                 return dict(done.data.metrics)
+            device = _checked_device(cfg)  # something to do: the device must exist
             metrics = body(job)
             status["status"] = "finished"
+            _record_device(job, device)
             return metrics
     except BaseException as exc:
         _record_failure(job, exc, status)
@@ -223,16 +230,18 @@ def _checked_job(cfg: DictConfig, task: str, preflight) -> Job:
     """Mask, check (once), compute the spec, open the logs: the job before any work."""
     secrets = mask_hydra_output()
     try:
+        check_machine(cfg)  # the folder first: the SQLite store and every check's files
         check_config(cfg)
         context = preflight(cfg) if preflight else {}
-        check_writable(Path(cfg.paths.output_dir))
         spec = make_spec(cfg, task, context)
     except UserError as exc:  # before any work: one message (and status.json in a sweep)
-        log.error("%s: %s", task, mask_text(str(exc), secrets))
+        message = mask_text(str(exc), secrets)
+        log.error("%s: %s", task, message)
         exc.mark_reported()
         hc = hydra_config()
         if hc is not None and is_multirun():
-            protocol.write_status(hc.runtime.output_dir, "failed", f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {message}"
+            protocol.write_status(hc.runtime.output_dir, "failed", error)
         raise
     setup_logging(spec.run_dir)
     resolved = secret_values(resolved_config(cfg)) - secrets
@@ -240,7 +249,49 @@ def _checked_job(cfg: DictConfig, task: str, preflight) -> Job:
         mask_run_folder(spec.run_dir, resolved)
     install_log_filter(secrets | resolved)
     log.info("run dir %s, fingerprint %s", spec.run_dir, spec.fingerprint)
-    return Job(cfg, spec, make_tracker(cfg.tracking), context=context)
+    tracker = make_tracker(cfg.tracking)
+    return Job(cfg, spec, tracker, context=context, secrets=secrets | resolved)
+
+
+def _checked_device(cfg: DictConfig) -> str:
+    """The device the job will run on (``cpu``, ``cuda``, ``cuda:1``); a ConfigError listing
+    the devices there are when ``trainer.device`` names one this machine lacks."""
+    from glattn.runtime import resolve_device
+
+    name = str(OmegaConf.select(cfg, "trainer.device", default="auto"))
+    error = machine.device_error(name)
+    if error:
+        raise ConfigError(error)
+    return str(resolve_device(name))
+
+
+def _record_device(job: Job, device: str) -> None:
+    """Tag the run with the device it ran on: a later request for another device (which
+    does not change the fingerprint) is told where the FINISHED run ran."""
+    if job.tracker.enabled and job.tracker.run_id:
+        try:
+            job.tracker.client.set_tag(job.tracker.run_id, DEVICE_TAG, device)
+        except Exception as exc:  # noqa: BLE001 - the run itself is recorded
+            log.warning("could not tag the run with its device: %s", exc)
+
+
+def _ran_on(run) -> str:
+    return run.data.tags.get(DEVICE_TAG) or run.data.params.get("trainer.device") or "?"
+
+
+def _say_finished(job: Job, finished) -> None:
+    """Nothing to do: say where it ran; louder when another device was asked for."""
+    ran_on = _ran_on(finished)
+    asked = str(OmegaConf.select(job.cfg, "trainer.device", default="auto"))
+    line = (
+        f"already FINISHED on {ran_on} ({finished.info.run_name}, MLflow run "
+        f"{finished.info.run_id}, fingerprint {job.spec.fingerprint}, task="
+        f"{job.spec.task}); sweep.rerun=true trains again"
+    )
+    if asked not in ("auto", ran_on) and not ran_on.startswith(f"{asked}:"):
+        log.warning("trainer.device=%s does not change the result: %s", asked, line)
+    else:
+        log.info("nothing to do: %s", line)
 
 
 def _finished_run(job: Job, look_only: bool = False):
@@ -253,14 +304,7 @@ def _finished_run(job: Job, look_only: bool = False):
     runs = job_runs(job.tracker.client, exp, spec.fingerprint, spec.task)
     finished = next((r for r in runs if r.info.status == "FINISHED"), None)
     if finished is not None and not spec.fresh:
-        log.info(
-            "nothing to do: this job (fingerprint %s, task=%s) already FINISHED as MLflow "
-            "run %s (%s); sweep.rerun=true runs it again",
-            spec.fingerprint,
-            spec.task,
-            finished.info.run_id,
-            finished.info.run_name,
-        )
+        _say_finished(job, finished)
         return finished
     if look_only:
         return None
@@ -282,7 +326,7 @@ def _retire(tracker: Tracker, run) -> None:
 def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
     """Log the error once, end the run FAILED/KILLED with it, fill status.json's record."""
     interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-    message = f"{type(exc).__name__}: {exc}"
+    message = mask_text(f"{type(exc).__name__}: {exc}", job.secrets)
     status.update(status="killed" if interrupted else "failed", error=message)
     task = job.spec.task
     log.debug("%s failed:\n%s", task, traceback.format_exc())  # debug.log only
