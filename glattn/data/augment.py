@@ -32,6 +32,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -53,6 +54,11 @@ def _const(values, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     if key not in _CONSTANTS:
         _CONSTANTS[key] = torch.tensor(values, dtype=dtype, device=device)
     return _CONSTANTS[key]
+
+
+def _float64(t) -> np.ndarray:
+    """A CPU float64 NumPy view (or copy) of a parameter tensor."""
+    return torch.as_tensor(t, dtype=torch.float64).detach().cpu().numpy()
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -149,47 +155,63 @@ class DeviceAugment:
         self.scale, self.ratio = tuple(scale), tuple(ratio)
         self.jitter = (brightness, contrast, saturation, hue)
         self.generator = torch.Generator().manual_seed(stream_seed(int(seed)))
+        self._range_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ random parameters
-    def _uniform(self, shape, low: float, high: float) -> torch.Tensor:
-        return (
-            torch.rand(shape, generator=self.generator, dtype=torch.float64) * (high - low) + low
-        )
+    def _ranges(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(high - low, low) of every uniform number one batch of n draws, in draw order:
+        angle (n), crop area (n, 10) and log-ratio (n, 10) attempts, crop top and left (n
+        each), flips (n, 2), brightness, contrast, saturation, hue (n each). Made once per n."""
+        if n not in self._range_cache:
+            b, c, s, hu = self.jitter
+            ranges = [(n, -self.degrees, self.degrees), (n * _ATTEMPTS, *self.scale)]
+            log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+            ranges += [(n * _ATTEMPTS, *log_ratio), (n, 0.0, 1.0), (n, 0.0, 1.0)]
+            ranges += [(2 * n, 0.0, 1.0), (n, max(0.0, 1 - b), 1 + b)]
+            ranges += [(n, max(0.0, 1 - c), 1 + c), (n, max(0.0, 1 - s), 1 + s), (n, -hu, hu)]
+            width = np.concatenate([np.full(k, hi - lo) for k, lo, hi in ranges])
+            low = np.concatenate([np.full(k, lo) for k, lo, _ in ranges])
+            self._range_cache[n] = (width, low)
+        return self._range_cache[n]
 
     def sample(self, n: int, side: int) -> dict[str, torch.Tensor]:
         """Parameters for n samples of side x side inputs (CPU tensors), as torchvision draws
         them: angle (deg), crop box (top i, left j, height h, width w, in pixels), flips
-        (+1 keep, -1 flip), colour factors (n, 4) and the order of the colour operations."""
-        angle = self._uniform(n, -self.degrees, self.degrees)
-        area = float(side * side)
-        target = area * self._uniform((n, _ATTEMPTS), *self.scale)
-        aspect = torch.exp(
-            self._uniform((n, _ATTEMPTS), math.log(self.ratio[0]), math.log(self.ratio[1]))
-        )
-        w = torch.round(torch.sqrt(target * aspect))
-        h = torch.round(torch.sqrt(target / aspect))
+        (+1 keep, -1 flip), colour factors (n, 4) and the order of the colour operations.
+        Every uniform number of the batch comes from ONE draw of the generator (the same
+        numbers, in the same order, as one draw per parameter: the CPU generator fills a
+        tensor element by element) and the arithmetic runs in NumPy (float64, the same
+        operations): tens of microseconds a batch instead of ~40 small tensor ops of
+        several microseconds each (issue 16: host-side work per step; benchmarks/host_step.py)."""
+        width, low = self._ranges(n)
+        u = torch.rand(len(width), generator=self.generator, dtype=torch.float64).numpy()
+        u = u * width + low
+        k = n * _ATTEMPTS
+        angle, target = u[:n], float(side * side) * u[n : n + k].reshape(n, _ATTEMPTS)
+        # exp by torch, as before: NumPy's exp may differ in the last bit, and a crop side is
+        # a rounded value
+        aspect = torch.from_numpy(u[n + k : n + 2 * k]).exp().numpy().reshape(n, _ATTEMPTS)
+        rest = u[n + 2 * k :]
+        w = np.round(np.sqrt(target * aspect))
+        h = np.round(np.sqrt(target / aspect))
         ok = (w > 0) & (w <= side) & (h > 0) & (h <= side)
-        first = ok.to(torch.int8).argmax(1, keepdim=True)  # the first attempt that fits
-        found = ok.any(1)
+        first = ok.argmax(1)  # the first attempt that fits
+        found, rows = ok.any(1), np.arange(n)
         # fallback (no attempt fits): the whole image, since a square's ratio 1 is allowed
-        w = torch.where(found, w.gather(1, first).squeeze(1), float(side))
-        h = torch.where(found, h.gather(1, first).squeeze(1), float(side))
-        i = torch.floor(self._uniform(n, 0, 1) * (side - h + 1))
-        j = torch.floor(self._uniform(n, 0, 1) * (side - w + 1))
-        flips = torch.where(self._uniform((n, 2), 0, 1) < self.flip_p, -1.0, 1.0)
-        b, c, s, hu = self.jitter
-        colour = torch.stack(
-            [
-                self._uniform(n, max(0.0, 1 - b), 1 + b),
-                self._uniform(n, max(0.0, 1 - c), 1 + c),
-                self._uniform(n, max(0.0, 1 - s), 1 + s),
-                self._uniform(n, -hu, hu),
-            ],
-            dim=1,
-        )
+        w = np.where(found, w[rows, first], float(side))
+        h = np.where(found, h[rows, first], float(side))
+        i = np.floor(rest[:n] * (side - h + 1))
+        j = np.floor(rest[n : 2 * n] * (side - w + 1))
+        flips = np.where(rest[2 * n : 4 * n].reshape(n, 2) < self.flip_p, -1.0, 1.0)
+        flips = flips.astype(np.float32)  # the dtype torch.where(..., -1.0, 1.0) gave
+        colour = np.ascontiguousarray(rest[4 * n :].reshape(4, n).T)  # b, c, s, hue factors
         order = torch.randperm(4, generator=self.generator)
         return dict(
-            angle=angle, crop=torch.stack([i, j, h, w], 1), flips=flips, colour=colour, order=order
+            angle=torch.from_numpy(angle.copy()),
+            crop=torch.from_numpy(np.stack([i, j, h, w], 1)),
+            flips=torch.from_numpy(flips),
+            colour=torch.from_numpy(colour),
+            order=order,
         )
 
     @staticmethod
@@ -197,18 +219,18 @@ class DeviceAugment:
         """(n, 2, 3) affine_grid matrices, output -> input in normalised coordinates
         (align_corners=False: -1 and 1 are the image's outer edges): flip, then map into the
         crop box of the rotated image, then undo the rotation about the image centre."""
-        i, j, h, w = params["crop"].unbind(1)
-        crop = torch.zeros(len(i), 2, 3, dtype=torch.float64)
-        crop[:, 0, 0] = params["flips"][:, 0] * w / side
-        crop[:, 1, 1] = params["flips"][:, 1] * h / side
-        crop[:, 0, 2] = (2 * j + w) / side - 1
-        crop[:, 1, 2] = (2 * i + h) / side - 1
+        i, j, h, w = _float64(params["crop"]).T
+        flips = _float64(params["flips"])
+        # the crop (flip, scale, shift): [[sx, 0, tx], [0, sy, ty]]
+        sx, sy = flips[:, 0] * w / side, flips[:, 1] * h / side
+        tx, ty = (2 * j + w) / side - 1, (2 * i + h) / side - 1
         # torchvision rotates counter-clockwise for positive angles (y points down), so an
-        # output point p of the rotated image comes from [[cos, -sin], [sin, cos]] p.
-        a = torch.deg2rad(params["angle"])
-        cos, sin = torch.cos(a), torch.sin(a)
-        unrotate = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
-        return unrotate @ crop
+        # output point p of the rotated image comes from [[cos, -sin], [sin, cos]] p; the
+        # product [[cos, -sin], [sin, cos]] @ crop written out (NumPy: a few microseconds)
+        a = np.deg2rad(_float64(params["angle"]))
+        cos, sin = np.cos(a), np.sin(a)
+        rows = [cos * sx, -sin * sy, cos * tx - sin * ty, sin * sx, cos * sy, sin * tx + cos * ty]
+        return torch.from_numpy(np.stack(rows, 1).reshape(-1, 2, 3))
 
     # ------------------------------------------------------------------ applying them
     def apply(
