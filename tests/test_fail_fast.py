@@ -334,3 +334,63 @@ def test_a_scheduler_gets_only_contiguous_runs_of_unfinished_jobs(monkeypatch):
     assert sweeper.launcher.calls == [(["seed=1", "seed=2"], 11), (["seed=4"], 14)]
     assert results[0] == "skipped seed=0" and results[3] == "skipped seed=3"
     assert results[1:3] == ["ran seed=1", "ran seed=2"] and results[4] == "ran seed=4"
+
+
+# ---------------------------------------------------------------- the job's lifecycle (2)
+FAST = ["trainer.gradcam_per_class=0", "tracking.log_checkpoint=false"]
+
+
+def _runs(out: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    if not (out / "mlflow.db").exists():
+        return []
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_creates_no_run_then_a_finished_cpu_run_is_named(tmp_path, caplog):
+    from conftest import smoke_cfg
+
+    from glattn.job import main
+
+    with pytest.raises(ConfigError, match=r"trainer.device='cuda': .*available: cpu"):
+        main(smoke_cfg(tmp_path, *FAST, "trainer.device=cuda", hydra=True))
+    assert _runs(tmp_path) == []  # refused before any MLflow run
+    main(smoke_cfg(tmp_path, *FAST, "trainer.device=cpu", hydra=True))
+    (run,) = _runs(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["glattn.device"] == "cpu"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="glattn"):
+        main(smoke_cfg(tmp_path, *FAST, "trainer.device=cuda", hydra=True))  # nothing to do
+    said = [r.getMessage() for r in caplog.records if "already FINISHED on cpu" in r.getMessage()]
+    assert len(said) == 1 and f"({run.info.run_name}, MLflow run" in said[0]
+    assert "trainer.device=cuda does not change the result" in said[0]
+    assert said[0].endswith("sweep.rerun=true trains again")
+    assert len(_runs(tmp_path)) == 1  # no run added
+
+
+def test_a_refused_job_writes_a_masked_status_and_no_run(tmp_path, monkeypatch):
+    """status.json of a job refused before its run (a sweep's): the URI's password masked."""
+    from conftest import smoke_cfg
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from glattn.job import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"tracking.uri=http://bob:JobUrlPw77@127.0.0.1:{port}"
+    cfg = smoke_cfg(tmp_path, *FAST, uri, hydra=True)
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.runtime.output_dir = str(tmp_path / "job0")
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(ConfigError, match="refuses the connection"):
+        main(cfg)
+    status = (tmp_path / "job0" / "status.json").read_text()
+    assert '"failed"' in status and "refuses the connection" in status
+    assert "JobUrlPw77" not in status and f"bob:{MASK}@" in status
