@@ -136,7 +136,7 @@ def load_checkpoint(path: str | Path, fix: str | None = None) -> dict:
             f"torch.save zip archive nor torch's legacy format; {fix}"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # a readable pickle, with an object refused
         if kind == "zip" and not zipfile.is_zipfile(path):
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated; {fix}") from None
@@ -151,6 +151,25 @@ def load_checkpoint(path: str | Path, fix: str | None = None) -> dict:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {first}); {fix}"
         ) from None
+    return _with_weights(ckpt, path, fix)
+
+
+def _with_weights(ckpt, path: Path, fix: str):
+    """A finished run's best.pt whose weights are its MLflow model (``weights``, written by
+    glattn.tracking.models.slim_record: the one copy) gets them back as ``model``."""
+    if not isinstance(ckpt, dict) or "model" in ckpt or not isinstance(ckpt.get("weights"), dict):
+        return ckpt
+    from glattn.tracking.models import load_weights
+
+    try:
+        ckpt["model"] = load_weights(ckpt["weights"])
+    except Exception as exc:  # a missing store, a deleted model, a refused archive
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path}: its weights are the MLflow model "
+            f"{ckpt['weights'].get('model_uri')}, which cannot be read ({first}); {fix}"
+        ) from None
+    return ckpt
 
 
 def slim(ckpt: dict) -> dict:

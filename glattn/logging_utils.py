@@ -128,8 +128,9 @@ class Progress:
         self.close()
 
 
-def _clock(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
+def clock(seconds: float) -> str:
+    """``H:MM:SS`` of a duration (ETAs)."""
+    seconds = max(int(round(seconds)), 0)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -187,7 +188,7 @@ class StepProgress:
             self.total or "?",
             pct,
             self.fields(loss, lr),
-            _clock(left),
+            clock(left),
         )
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ class TrainerSchema:
     device: str = MISSING
     amp: str = MISSING
     channels_last: Any = MISSING  # auto | true | false
-    compile: bool = MISSING
+    compile: Any = MISSING  # auto | block | model | none (true/false: model/none)
     grad_clip: float | None = MISSING
     deterministic: bool = MISSING
     num_workers: int = MISSING
@@ -84,6 +84,8 @@ class TrackingSchema:
     experiment: str = MISSING
     artifact_location: str | None = MISSING
     log_checkpoint: bool = MISSING
+    log_model: bool = MISSING  # best weights as the run's MLflow model (glattn.tracking.models)
+    register_model: str | None = MISSING  # a Model Registry name: each run adds a version
 
 
 @dataclass

@@ -145,3 +145,87 @@ def test_tracking_uri_and_environment_put_back(monkeypatch, env):
     with use_tracking_uri("sqlite:////tmp/glattn-test.db"):
         assert mlflow.get_tracking_uri() == "sqlite:////tmp/glattn-test.db"
     assert os.environ.get("MLFLOW_TRACKING_URI") == env and utils._tracking_uri == before
+
+
+# ----------------------------------------------------------------------- a wired run
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One real debug=smoke training run with tracking.register_model set."""
+    import logging
+
+    from glattn.job import main
+
+    out = tmp_path_factory.mktemp("run")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("glattn").addHandler(handler)
+    try:
+        metrics = main(smoke_cfg(out, "tracking.register_model=glattn-smoke"))
+    finally:
+        logging.getLogger("glattn").removeHandler(handler)
+    client = store_client(out)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return out, metrics, run, [r.getMessage() for r in records]
+
+
+def test_run_logs_its_model_dataset_and_one_copy(trained):
+    import glattn
+    from glattn.checkpoint import load_checkpoint
+
+    out, metrics, run, _ = trained
+    client = store_client(out)
+    (output,) = run.outputs.model_outputs
+    (version,) = client.search_model_versions("name='glattn-smoke'")
+    assert version.run_id == run.info.run_id and output.model_id in version.source
+    (entry,) = run.inputs.dataset_inputs
+    assert entry.dataset.name == "synthetic"
+    profile = json.loads(entry.dataset.profile)
+    assert profile["train_images"] + profile["val_images"] + profile["test_images"] == 210
+    split = (out / "runs").rglob("split.csv")
+    assert profile["split_sha256"] == hashlib.sha256(next(split).read_bytes()).hexdigest()
+    # the artifact best.pt is the record; its weights are the model's (one copy)
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    best = artifacts / "checkpoints" / "best.pt"
+    assert best.stat().st_size < 1 * MB
+    assert "model" not in torch.load(best, weights_only=True)
+    assert load_checkpoint(best)["model"]  # filled from the MLflow model
+    fp32 = 4 * metrics["model/params_total"]
+    experiment = artifacts.parents[1]  # <artifact_location>/<experiment>/: runs and models
+    on_disk = sum(p.stat().st_size for p in experiment.rglob("*") if p.is_file())
+    on_disk += sum(p.stat().st_size for p in (out / "runs").rglob("*") if p.is_file())
+    on_disk += sum(p.stat().st_size for p in (out / "checkpoints").rglob("*") if p.is_file())
+    assert on_disk <= 1.2 * fp32 + 5 * MB, (on_disk / MB, fp32 / MB)
+    # both loaders, same outputs
+    x = torch.randn(2, 3, 32, 32)
+    mine = glattn.load_model(run.info.run_id, tracking_uri=f"sqlite:///{out}/mlflow.db")
+    with use_tracking_uri(f"sqlite:///{out}/mlflow.db"):
+        theirs = mlflow.pytorch.load_model(f"models:/{output.model_id}")
+    with torch.no_grad():
+        assert torch.allclose(mine(x), theirs(x), atol=1e-5)
+
+
+def test_run_ends_with_one_summary_line(trained):
+    out, metrics, run, messages = trained
+    (line,) = [m for m in messages if m.startswith("done: ")]
+    assert f"best val (epoch {metrics['best_epoch']})" in line
+    assert f"balanced_acc {metrics['best/val/balanced_acc']:.3f}" in line
+    assert f"test balanced_acc {metrics['test/balanced_acc']:.3f}" in line
+    assert line.endswith(f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db")
+
+
+def test_a_finished_config_elsewhere_is_reused_from_its_model(trained):
+    """Another experiment of the same store reuses the finished run: its best.pt record gets
+    the weights from the first run's MLflow model; the new run logs its own model."""
+    from glattn.job import main
+
+    out, metrics, run, _ = trained
+    again = main(smoke_cfg(out, "tracking.experiment=again"))
+    assert again["time/train_total_s"] == metrics["time/train_total_s"]  # no epoch re-ran
+    assert again["test/balanced_acc"] == metrics["test/balanced_acc"]  # the same weights
+    client = store_client(out)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (new,) = [r for r in runs if r.info.run_id != run.info.run_id]
+    assert new.info.status == "FINISHED"
+    (mine,), (first,) = new.outputs.model_outputs, run.outputs.model_outputs
+    assert mine.model_id != first.model_id

@@ -121,3 +121,16 @@ def test_plain_lines_carry_loss_lr_speed_and_eta(caplog):
     with caplog.at_level(logging.INFO, logger="glattn.test.progress"):
         unknown.report()
     assert caplog.records[-1].getMessage().startswith("eval step 1/?  ")
+
+
+def test_run_eta_after_each_epoch():
+    from glattn.job.trainer import run_eta
+
+    # epoch 1 warms up (20 s); later epochs take 10 s: 8 epochs left -> 80 s
+    text = run_eta([20.0, 10.0], 2, 10, bad_epochs=0, patience=None)
+    assert text == "run ETA 0:01:20 (8 of 10 epochs left, 10.0 s an epoch)"
+    text = run_eta([20.0, 10.0], 2, 10, bad_epochs=1, patience=3)
+    assert text.startswith("run ETA 0:01:20 (8 of 10 epochs left, 10.0 s an epoch; ")
+    assert "early stopping would end it after epoch 4, in 0:00:20" in text
+    assert "early" not in run_eta([5.0], 1, 3, bad_epochs=0, patience=10)  # patience > left
+    assert run_eta([5.0, 5.0, 5.0], 3, 3, bad_epochs=0, patience=None) is None  # the last

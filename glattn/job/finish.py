@@ -7,12 +7,13 @@ deleted)."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 
 import torch
 from omegaconf import OmegaConf
 
-from glattn.checkpoint import BEST_ARTIFACT, atomic_save, load_checkpoint, slim
+from glattn.checkpoint import BEST_ARTIFACT, atomic_save, load_checkpoint, load_trained_model, slim
 from glattn.engine import evaluate
 from glattn.job import outputs
 from glattn.job.build import Components
@@ -20,6 +21,7 @@ from glattn.job.callbacks import write_history
 from glattn.job.lifecycle import Job
 from glattn.job.trainer import FitState, Trainer
 from glattn.metrics import SCALAR_METRICS
+from glattn.tracking.models import WEIGHTS_KEY, LoggedWeights, log_model, slim_record
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,9 @@ def final_evaluation(job: Job, trainer: Trainer, parts: Components, best: dict) 
     files += [run_dir / "training_log.csv", run_dir / "split.csv"]
     files.append(outputs.write_resolved_config(run_dir, cfg))
     if cfg.trainer.gradcam_per_class > 0:
+        start = time.perf_counter()
         files.append(_gradcam(job, trainer, data))
+        metrics["time/gradcam_s"] = time.perf_counter() - start  # issue 16: <= one epoch
     tracker.log_metrics(metrics, step=state.epoch)
     tracker.log_artifacts(files)
     tracker.log_artifacts(sorted((run_dir / ".hydra").glob("*.yaml")), "hydra")
@@ -87,7 +91,9 @@ def keep_one_copy(job: Job, state: FitState, best: dict, metrics: dict) -> None:
     """Write the final best.pt (weights, config, loop state, metrics; no optimizer), upload
     it as the run's artifact ``checkpoints/best.pt``, end the run FINISHED, then delete what
     a finished run does not need: last.pt (unless trainer.keep_last) and the local best.pt
-    when the artifact store is a local folder (the artifact is the one copy)."""
+    when the artifact store is a local folder (the artifact is the one copy). With
+    ``tracking.log_model`` the weights go into the run's MLflow model and the uploaded
+    best.pt is the rest of the record, naming that model (glattn.tracking.models)."""
     cfg, tracker, ckpt_dir = job.cfg, job.tracker, job.spec.ckpt_dir
     final_state = asdict(state)
     final_state["finished"] = True
@@ -98,9 +104,13 @@ def keep_one_copy(job: Job, state: FitState, best: dict, metrics: dict) -> None:
         "mlflow_run_id": tracker.run_id,
         "fingerprint": job.spec.fingerprint,
     }
+    final.pop(WEIGHTS_KEY, None)  # a reused run's record named that run's model: this has its own
     atomic_save(final, ckpt_dir / "best.pt")
     uploaded = bool(cfg.tracking.get("log_checkpoint")) and tracker.enabled
+    logged = _log_model(job, final) if uploaded else None
     if uploaded:
+        if logged is not None:  # the MLflow model holds the weights; best.pt the rest
+            atomic_save(slim_record(final, logged), ckpt_dir / "best.pt")
         tracker.log_artifact(ckpt_dir / "best.pt", BEST_ARTIFACT.rsplit("/", 1)[0])
     keep_last = bool(OmegaConf.select(cfg, "trainer.keep_last", default=False))
     if keep_last and (ckpt_dir / "last.pt").is_file():
@@ -114,6 +124,39 @@ def keep_one_copy(job: Job, state: FitState, best: dict, metrics: dict) -> None:
     artifacts = tracker.artifact_uri() if uploaded else None
     if artifacts and artifacts.startswith("file:"):
         (ckpt_dir / "best.pt").unlink(missing_ok=True)
-        log.info("weights: MLflow artifact %s/%s (the one copy)", artifacts, BEST_ARTIFACT)
+        if logged is not None:
+            log.info("weights: MLflow model %s (the one copy)", logged.model_uri)
+        else:
+            log.info("weights: MLflow artifact %s/%s (the one copy)", artifacts, BEST_ARTIFACT)
     else:
         log.info("weights: %s", ckpt_dir / "best.pt")
+
+
+def _log_model(job: Job, final: dict) -> LoggedWeights | None:
+    """The best weights as the run's MLflow model (``tracking.log_model``; registered as
+    ``tracking.register_model`` when set), rebuilt on the CPU from the record's own config.
+    None when off or when the export fails: then best.pt keeps the weights (a warning)."""
+    cfg = job.cfg
+    if not OmegaConf.select(cfg, "tracking.log_model", default=True):
+        return None
+    try:
+        model, train_cfg = load_trained_model(final)
+        name = OmegaConf.select(cfg, "tracking.register_model", default=None)
+        return log_model(job.tracker, model, int(train_cfg.dataset.image_size), name)
+    except Exception as exc:  # e.g. torch.export cannot trace a new component
+        log.warning("MLflow model not logged (%s): best.pt keeps the weights", exc, exc_info=True)
+        return None
+
+
+def summary_line(metrics: dict, ui: str | None = None) -> str:
+    """The run's last line: ``done: best val (epoch 3) balanced_acc 0.913 acc 0.900 ... |
+    test balanced_acc 0.859 ... | mlflow ui --backend-store-uri ...``."""
+    names = [m for m in SCALAR_METRICS if f"best/val/{m}" in metrics]
+    val = " ".join(f"{m} {metrics[f'best/val/{m}']:.3f}" for m in names)
+    parts = [f"done: best val (epoch {int(metrics.get('best_epoch', 0))}) {val}"]
+    test = [m for m in names if f"test/{m}" in metrics]
+    if test:
+        parts.append("test " + " ".join(f"{m} {metrics[f'test/{m}']:.3f}" for m in test))
+    if ui:
+        parts.append(ui)
+    return " | ".join(parts)

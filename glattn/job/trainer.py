@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from glattn.engine import evaluate, train_one_epoch
+from glattn.logging_utils import clock
 from glattn.optim import monitor_mode
 from glattn.runtime import Runtime, rng_state, set_rng_state
 
@@ -210,6 +211,15 @@ class Trainer:
             row["time/epoch_s"],
             "  *best*" if self.state.best_epoch == row["epoch"] else "",
         )
+        eta = run_eta(
+            [r["time/epoch_s"] for r in self.state.history],
+            row["epoch"],
+            max_epochs,
+            self.state.bad_epochs,
+            self.settings.early_stopping_patience,
+        )
+        if eta and not self.state.stopped_early:
+            log.info(eta)
         if self.state.stopped_early:
             log.info(
                 "early stopping after epoch %d: %s has not improved for %d epochs "
@@ -220,6 +230,28 @@ class Trainer:
                 self.state.best_value or float("nan"),
                 self.state.best_epoch,
             )
+
+
+def run_eta(
+    epoch_s: list[float], epoch: int, max_epochs: int, bad_epochs: int, patience: int | None
+) -> str | None:
+    """``run ETA 0:01:05 (5 of 10 epochs left, 13.0 s an epoch; early stopping would end it
+    after epoch 8, in 0:00:39, if val does not improve)`` after each epoch; None at the end.
+    The epoch time is the mean after the first epoch (which also warms up)."""
+    left = max_epochs - epoch
+    if left <= 0 or not epoch_s:
+        return None
+    recent = epoch_s[1:] if len(epoch_s) > 1 else epoch_s
+    per_epoch = sum(recent) / len(recent)
+    text = f"run ETA {clock(left * per_epoch)} ({left} of {max_epochs} epochs left, "
+    text += f"{per_epoch:.1f} s an epoch"
+    if patience is not None and patience - bad_epochs < left:
+        until = max(patience - bad_epochs, 0)
+        text += (
+            f"; early stopping would end it after epoch {epoch + until}, in "
+            f"{clock(until * per_epoch)}, if the monitored metric does not improve"
+        )
+    return text + ")"
 
 
 def _state_of(obj):

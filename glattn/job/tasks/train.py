@@ -21,11 +21,12 @@ from glattn.checkpoint import CheckpointError, best_path, load_checkpoint
 from glattn.config import resolved_config
 from glattn.job.build import build_components, check_model
 from glattn.job.callbacks import training_callbacks
-from glattn.job.finish import final_evaluation, keep_one_copy
+from glattn.job.finish import final_evaluation, keep_one_copy, summary_line
 from glattn.job.lifecycle import Job, run_job
 from glattn.job.start import has_epochs, starting_point
 from glattn.job.trainer import Trainer
 from glattn.tracking import ui_command
+from glattn.tracking.models import log_dataset
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def _train(job: Job) -> dict:
         continue_run=kind in ("resume", "finished") or not has_epochs(job.previous),
     )
     parts = build_components(cfg, spec.run_dir, init_from=ckpt if kind == "finetune" else None)
+    counts = parts.data.split_frame["split"].value_counts().to_dict()  # the UI's Dataset column
+    log_dataset(tracker, cfg.dataset.name, cfg.dataset.root, spec.run_dir / "split.csv", counts)
     tracker.log_artifact(parts.data.save_preview(spec.run_dir / "augment_preview.png"))
     record = {
         "config": resolved_config(cfg, masked=True),
@@ -82,7 +85,5 @@ def _train(job: Job) -> dict:
         best = load_checkpoint(best_path(spec.ckpt_dir))
     metrics = final_evaluation(job, trainer, parts, best)
     keep_one_copy(job, trainer.state, best, metrics)
-    log.info("done: %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("best/")})
-    if tracker.enabled:
-        log.info("open the runs in the MLflow UI: %s", ui_command(cfg.tracking.uri))
+    log.info(summary_line(metrics, ui_command(cfg.tracking.uri) if tracker.enabled else None))
     return metrics
