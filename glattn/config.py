@@ -105,7 +105,11 @@ SCALAR_CHECKS = (
         "one of ['auto', 'bf16', 'fp16', 'none']",
     ),
     ("trainer.channels_last", lambda v: v in ("auto", True, False), "auto, true or false"),
-    ("trainer.compile", _is_bool, "true or false"),
+    (
+        "trainer.compile",
+        lambda v: isinstance(v, bool) or str(v).lower() in ("auto", "block", "model", "none"),
+        "one of auto, block, model, none (or true/false)",
+    ),
     ("trainer.deterministic", _is_bool, "true or false"),
     ("trainer.resume", _is_bool, "true or false"),
     ("trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
@@ -193,7 +197,8 @@ def config_fingerprint(cfg: DictConfig) -> str:
     Values interpolated from ``paths.output_dir`` (the synthetic set's root, the image
     cache) are resolved against a fixed placeholder, so the same run under another output
     directory has the same fingerprint; settings that cannot change results (workers,
-    cache location, logging cadence, resume) are left out too.
+    cache location, logging cadence, resume) are left out too, and trainer.compile counts
+    as false (its old default: fingerprints from before trainer.compile=auto still hold).
     """
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
@@ -205,6 +210,9 @@ def config_fingerprint(cfg: DictConfig) -> str:
     for group, key in FINGERPRINT_IGNORE:
         if isinstance(resolved.get(group), dict):
             resolved[group].pop(key, None)
+    trainer = resolved.get("trainer")
+    if isinstance(trainer, dict) and "compile" in trainer:  # compiling does not change the
+        trainer["compile"] = False  # results (as the device): fingerprinted as the old default
     blob = json.dumps(resolved, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

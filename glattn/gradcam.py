@@ -23,6 +23,7 @@ import torch.nn.functional as nnF
 from torch import nn
 
 from glattn.data.transforms import normalize
+from glattn.models.compiled import eager
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,14 @@ def gradcam_grid(
     device = torch.device(device)
     # cudnn.benchmark (on for CUDA training) would autotune every conv, forward and backward,
     # for these one-off shapes (batch 1 here, the grid's batch below): seconds on a GPU for
-    # passes that run once; the default heuristics pick a kernel at once
+    # passes that run once; the default heuristics pick a kernel at once. A GLSA block
+    # compiled in place (trainer.compile=auto on CUDA) runs eagerly here: new shapes and
+    # hooks would recompile it
     benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
     try:
-        name, layer, shape = cam_layer(model, int(images.shape[-1]))
-        cams, preds = grad_cam(model, images.to(device), layer=layer)
+        with eager(model):
+            name, layer, shape = cam_layer(model, int(images.shape[-1]))
+            cams, preds = grad_cam(model, images.to(device), layer=layer)
     finally:
         torch.backends.cudnn.benchmark = benchmark
     n = len(images)

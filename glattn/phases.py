@@ -49,6 +49,7 @@ class PhaseTimer:
         self.seconds: dict[str, float] = {}
         self.first_epoch_at: float | None = None
         self.last_epoch_end: float | None = None
+        self._epoch_at: float | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -61,12 +62,30 @@ class PhaseTimer:
 
     def epoch_started(self) -> None:
         """Call at the start of every epoch: the first call ends the start-up phase."""
+        self._epoch_at = self.clock()
         if self.first_epoch_at is None:
-            self.first_epoch_at = self.clock()
+            self.first_epoch_at = self._epoch_at
 
     def epoch_ended(self) -> None:
-        """Call at the end of every epoch: the last call starts the after-training phase."""
+        """Call at the end of every epoch: the last call starts the after-training phase;
+        the epochs' own time adds up as ``time/epochs_s``."""
         self.last_epoch_end = self.clock()
+        if self._epoch_at is not None:
+            elapsed = self.last_epoch_end - self._epoch_at
+            self.seconds["epochs"] = self.seconds.get("epochs", 0.0) + elapsed
+            self._epoch_at = None
+
+    # the trainer's callback protocol (glattn.job.trainer.Callback), duck-typed: this module
+    # imports nothing of glattn; the timer is the last callback, so an epoch's checkpoint
+    # and logging count in the epoch
+    def on_fit_start(self, trainer) -> None:
+        pass
+
+    def on_epoch_start(self, trainer) -> None:
+        self.epoch_started()
+
+    def on_epoch_end(self, trainer, row) -> None:
+        self.epoch_ended()
 
     def metrics(self) -> dict[str, float]:
         """The ``time/*`` metrics so far (see the module docstring)."""

@@ -65,3 +65,16 @@ def test_compiled_block_equals_eager_forward_and_backward(compose):
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-5)
     for (name, p), q in zip(block.named_parameters(), eager.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_eager_runs_blocks_compiled_in_place_eagerly_and_restores_them(compose):
+    model = build_model(compose("debug=smoke"))
+    compile_model(model, "block", CPU)  # compiles lazily: nothing is compiled until a call
+    (block,) = model.glsa.values()
+    compiled = block._compiled_call_impl
+    assert compiled is not None
+    from glattn.models.compiled import eager
+
+    with eager(model):
+        assert block._compiled_call_impl is None
+    assert block._compiled_call_impl is compiled

@@ -20,14 +20,11 @@ def test_phases_startup_after_train_fixed_and_wall_from_a_fake_clock():
     clock = Clock()
     timer = PhaseTimer(clock, age_s=2.0)  # the process started 2 s before the timer
     clock.now += 3.0  # config, data, model
-    timer.epoch_started()
-    with timer.phase("epochs"):
+    timer.on_fit_start(None)
+    for _ in range(2):  # as the trainer calls its callbacks; a later epoch does not move
+        timer.on_epoch_start(None)  # the end of start-up
         clock.now += 10.0
-    timer.epoch_ended()
-    timer.epoch_started()  # a later epoch does not move the end of start-up
-    with timer.phase("epochs"):
-        clock.now += 10.0
-    timer.epoch_ended()
+        timer.on_epoch_end(None, {})
     for name, cost in (("final_eval", 1.0), ("gradcam", 0.5), ("final_eval", 1.0)):
         with timer.phase(name):
             clock.now += cost
@@ -64,3 +61,21 @@ def test_process_age_counts_from_the_process_start():
     )
     assert 1.2 <= age < 30
     assert process_age_s() > 0
+
+
+def test_a_smoke_run_logs_its_phases(tmp_path):
+    """The train task logs time/* (startup, epochs, final evaluation, Grad-CAM, after
+    training, fixed cost) into its MLflow run, consistent with each other."""
+    from conftest import smoke_cfg, store_client
+
+    from glattn.job import main
+
+    main(smoke_cfg(tmp_path, hydra=True))
+    client = store_client(tmp_path)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    m = run.data.metrics
+    for name in ("startup", "epochs", "final", "gradcam", "after_train", "fixed"):
+        assert m[f"time/{name}_s"] >= 0, name
+    assert m["time/gradcam_s"] <= m["time/final_s"] <= m["time/after_train_s"]
+    assert m["time/fixed_s"] == pytest.approx(m["time/startup_s"] + m["time/after_train_s"])
+    assert m["time/epochs_s"] >= m["time/train_total_s"] * 0.99  # + checkpoint, logging

@@ -20,6 +20,9 @@ compiles in place, so parameter names, state dicts and checkpoints do not change
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -51,3 +54,21 @@ def compile_model(model: nn.Module, value, device: torch.device) -> nn.Module:
         for block in getattr(model, "glsa", {}).values():
             block.compile()
     return model
+
+
+@contextmanager
+def eager(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the modules compiled in place (block mode) eagerly inside the block: one-off
+    passes such as the Grad-CAM grid's (new shapes, forward and tensor hooks) would each
+    recompile, seconds on a GPU, for a pass that runs once. ``nn.Module.compile`` keeps the
+    compiled callable in ``_compiled_call_impl``; None means eager."""
+    saved = []
+    for module in model.modules():
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            saved.append((module, module._compiled_call_impl))
+            module._compiled_call_impl = None
+    try:
+        yield model
+    finally:
+        for module, impl in saved:
+            module._compiled_call_impl = impl

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from omegaconf import DictConfig
 
 from glattn.checkpoint import CheckpointError, best_path, load_checkpoint
@@ -25,6 +24,8 @@ from glattn.job.finish import final_evaluation, keep_one_copy, summary_line
 from glattn.job.lifecycle import Job, run_job
 from glattn.job.start import has_epochs, starting_point
 from glattn.job.trainer import Trainer
+from glattn.models.compiled import compile_model
+from glattn.phases import PhaseTimer
 from glattn.tracking import ui_command
 from glattn.tracking.models import log_dataset
 
@@ -38,6 +39,7 @@ def train(cfg: DictConfig) -> dict:
 
 def _train(job: Job) -> dict:
     cfg, spec, tracker = job.cfg, job.spec, job.tracker
+    timer = PhaseTimer()  # time/* metrics: where the job's wall time went (from process start)
     try:
         ckpt, kind = starting_point(job)
     except CheckpointError:  # the run records the failure and its message
@@ -60,7 +62,7 @@ def _train(job: Job) -> dict:
         "train_counts": [int(c) for c in parts.data.train_counts],
     }
     trainer = Trainer(
-        torch.compile(parts.model) if cfg.trainer.compile else parts.model,
+        compile_model(parts.model, cfg.trainer.compile, parts.runtime.device),
         parts.loss,
         parts.optimizer,
         parts.scheduler,
@@ -70,7 +72,8 @@ def _train(job: Job) -> dict:
         cfg.trainer,
         training_callbacks(
             spec.ckpt_dir, spec.run_dir, tracker, record, bool(cfg.trainer.get("profile"))
-        ),
+        )
+        + [timer],
         stateful={"augment": parts.runtime.augment} if parts.runtime.augment is not None else {},
     )
     if kind in ("resume", "finished"):
@@ -83,7 +86,11 @@ def _train(job: Job) -> dict:
         best = ckpt  # a finished run's best.pt (local or its MLflow artifact)
     else:
         best = load_checkpoint(best_path(spec.ckpt_dir))
-    metrics = final_evaluation(job, trainer, parts, best)
+    with timer.phase("final"):  # val + test passes, artifacts, Grad-CAM (time/gradcam_s)
+        metrics = final_evaluation(job, trainer, parts, best)
+    metrics.update(timer.metrics())
+    tracker.log_metrics(timer.metrics(), step=trainer.state.epoch)
     keep_one_copy(job, trainer.state, best, metrics)
+    log.info("phases: %s", timer.summary())
     log.info(summary_line(metrics, ui_command(cfg.tracking.uri) if tracker.enabled else None))
     return metrics
