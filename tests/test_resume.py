@@ -14,6 +14,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from glattn.tracking.names import debug_experiment
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -39,7 +41,9 @@ def env() -> dict:
 
 def only_run(out: Path):
     c = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
-    exp = c.get_experiment_by_name("glattn")
+    # debug=smoke runs are recorded in glattn-debug where the job routes debug presets
+    exp = c.get_experiment_by_name(debug_experiment("glattn"))
+    exp = exp or c.get_experiment_by_name("glattn")
     (run,) = c.search_runs([exp.experiment_id])
     return c, run
 
@@ -57,7 +61,7 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path):
     try:
         while time.time() < deadline and proc.poll() is None:
             logs = list(killed.glob("runs/*/*/debug.log"))
-            if logs and "epoch 2 train step" in logs[0].read_text():
+            if logs and "epoch 2 step" in logs[0].read_text():
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed mid-epoch"

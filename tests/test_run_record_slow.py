@@ -23,6 +23,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_sweep_helpers import PY, ROOT, SWEEP_HOOKS, env
 
+from glattn.tracking.names import debug_experiment
+
 pytestmark = pytest.mark.slow
 SMALL = ["debug=smoke", "trainer.gradcam_per_class=0", "tracking.log_checkpoint=false"]
 
@@ -55,7 +57,9 @@ def text_of(paths) -> str:
 
 def job_runs(out: Path, experiment="glattn"):
     c = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    exp = c.get_experiment_by_name(experiment)
+    # debug=smoke jobs are recorded in <experiment>-debug where the job routes debug presets
+    exp = c.get_experiment_by_name(debug_experiment(experiment))
+    exp = exp or c.get_experiment_by_name(experiment)
     every = c.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in every if r.data.tags.get("glattn.role") == "sweep"]
     return c, [r for r in every if r.data.tags.get("glattn.role") == "job"], parents
@@ -77,7 +81,7 @@ def test_sigkill_before_checkpoint_then_sigterm_then_finish_is_one_run(tmp_path)
 
     # 2. started again: SIGTERM in the middle of epoch 2
     proc = run_py(*args)
-    assert wait_for(lambda: "epoch 2 train step" in text_of(logs()), proc), proc.communicate()[0]
+    assert wait_for(lambda: "epoch 2 step" in text_of(logs()), proc), proc.communicate()[0]
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, output
