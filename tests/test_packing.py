@@ -260,3 +260,41 @@ def test_estimate_auto_packing_from_the_measured_peak_memory():
     assert jobs_per_gpu_for(args, pd.DataFrame()).reason.startswith("no measured peak")
     args.jobs_per_gpu = "3"
     assert jobs_per_gpu_for(args, frame) == P.Decision(3, "as given")
+
+
+# ----------------------------------------------------------------------------- plan mode
+def _timed(num, est_s, done=None):
+    p = _plan(num, "resnet18", 1.0, done=done)
+    p.est_s = est_s
+    return p
+
+
+def _launcher(**kw):
+    node = {"_target_": "x.LocalGpusLauncher", "gpus": ["0", "1"], "jobs_per_gpu": "auto", **kw}
+    return OmegaConf.create({"hydra": {"launcher": node}})
+
+
+def test_plan_line_predicts_the_wall_time_on_the_gpus_with_packing(monkeypatch):
+    from glattn.sweep import store
+
+    monkeypatch.setattr(store, "finished_runs", lambda client: [_finished("resnet18", 4000.0)])
+    plans = [_timed(i, 3600.0) for i in range(8)] + [_timed(8, None, done="run")]
+    probe = {"0": P.GpuMemory(80 * GIB, 80 * GIB), "1": P.GpuMemory(80 * GIB, 80 * GIB)}.get
+    line = P.plan_line(plans, _launcher(), object(), probe, cpu_cores=64)
+    # 4000 MB x 1.25 + 1 GiB a job: 4 per GPU (the cap); 8 slots, 1 h x 4 / 3.73 each
+    assert "jobs_per_gpu=auto: 4 job(s) per GPU" in line
+    assert "predicted wall time on 2 GPU(s): 64.3m" in line  # 3600 x 4 / 3.73 = 3861 s
+    fixed = P.plan_line(plans, _launcher(jobs_per_gpu=1), None, probe)
+    assert "1 job(s) per GPU (as configured)" in fixed and "4.0h" in fixed  # 8 h on 2 GPUs
+    unknown = P.plan_line(plans, _launcher(), None, probe, cpu_cores=64)
+    assert "1 job(s) per GPU" in unknown and "the launch probes the costliest job" in unknown
+
+
+def test_plan_line_only_for_local_gpus_on_gpus():
+    plans = [_timed(0, 10.0)]
+    assert P.plan_line(plans, _launcher(gpus=[])) is None  # CPU: the makespan line covers it
+    slurm = OmegaConf.create({"hydra": {"launcher": {"_target_": "x.Slurm"}}})
+    assert P.plan_line(plans, slurm) is None
+    assert P.plan_line(plans, OmegaConf.create({})) is None
+    line = P.plan_line([_timed(0, None)], _launcher(jobs_per_gpu=2), None, lambda g: None)
+    assert line.endswith("? (not every job has a time)")

@@ -145,6 +145,53 @@ def packed_wall_s(job_seconds, gpus: int, jobs_per_gpu: int, gain: float) -> flo
     return makespan(each, gpus * jobs_per_gpu, lpt_order(each))
 
 
+def plan_line(
+    plans,
+    config,
+    client=None,
+    memory_probe: Callable[[str], GpuMemory | None] | None = None,
+    cpu_cores: int | None = None,
+) -> str | None:
+    """Plan mode's packing line under ``hydra/launcher=local_gpus`` on GPUs (None otherwise):
+    the jobs_per_gpu the launch would take (auto: `decide` on FINISHED runs' peak memory;
+    without one the launch probes, here 1 is shown) and the grid's predicted wall time on
+    those GPUs (`packed_wall_s` of plan mode's time estimates, `speedup`)."""
+    from omegaconf import OmegaConf
+
+    from glattn.sweep.schedule import parse_gpus, visible_gpus
+    from glattn.sweep.units import fmt_seconds
+
+    launcher = OmegaConf.select(config, "hydra.launcher", default=None)
+    if launcher is None or not str(launcher.get("_target_", "")).endswith("LocalGpusLauncher"):
+        return None
+    gpus = parse_gpus(launcher.get("gpus"))
+    gpus = visible_gpus() if gpus is None else gpus
+    if not gpus:
+        return None
+    value = launcher.get("jobs_per_gpu", "auto")
+    if str(value) == "auto":
+        peak = stored_peak(plans, client)
+        cores = cpu_cores or os.cpu_count() or 1
+        source = "FINISHED runs' perf/peak_mem_mb"
+        memory = pool_memory(gpus, memory_probe or query_gpu_memory)
+        d = decide(memory, peak, cores, len(gpus), source)
+        if peak is None:
+            d = Decision(d.jobs_per_gpu, d.reason + "; the launch probes the costliest job")
+    else:
+        d = Decision(int(value), "as configured")
+    todo = [p for p in plans if p.done_run is None and p.error is None]
+    if any(p.est_s is None for p in todo):
+        return f"  {d.line()}; wall time on {len(gpus)} GPU(s): ? (not every job has a time)"
+    k = d.jobs_per_gpu
+    gain = speedup(k)
+    wall = packed_wall_s([p.est_s for p in todo], len(gpus), k, gain) if todo else 0.0
+    return (
+        f"  {d.line()}; predicted wall time on {len(gpus)} GPU(s): {fmt_seconds(wall)} "
+        f"(each job's estimate x {k} / {gain:.2f}, the aggregate of {k} jobs measured in "
+        "glattn.sweep.packing.MEASURED_SPEEDUP; costliest first; early stopping not counted)"
+    )
+
+
 # ----------------------------------------------------------------------------- GPU seam
 def query_gpu_memory(gpu: str) -> GpuMemory | None:
     """Total and free memory of GPU `gpu` from nvidia-smi (no CUDA context in this

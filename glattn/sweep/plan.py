@@ -263,12 +263,24 @@ def format_plan(plans: list[JobPlan], info: dict, name: str) -> str:
     return "\n".join(lines)
 
 
+def _packing_line(plans: list[JobPlan], cfg) -> str | None:
+    """jobs_per_gpu and the predicted wall time on the local_gpus launcher's GPUs
+    (glattn.sweep.packing.plan_line); None on a CPU or another launcher."""
+    from glattn.sweep import packing, store
+
+    client = store.client_for(cfg, create=False) if store.tracking_enabled(cfg) else None
+    return packing.plan_line(plans, cfg, client)
+
+
 def print_plan(sweeper, jobs: list[list[str]]) -> list:
     plans, info = build_plan(sweeper, jobs)
     cfg = sweeper.config
     sweep_name = str(OmegaConf.select(cfg, "tracking.experiment", default="sweep"))
     print(format_plan(plans, info, sweep_name), flush=True)
     print(makespan_line(plans, cfg), flush=True)
+    packed = _packing_line(plans, cfg)
+    if packed:
+        print(packed, flush=True)
     summary = os.environ.get("GLATTN_PLAN_SUMMARY")
     if summary:
         with open(summary, "a") as f:
