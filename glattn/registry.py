@@ -1,7 +1,8 @@
 """Name -> constructor registries; each one is mirrored one-to-one by a Hydra config group.
 
 `conf/fusion/*.yaml` holds exactly the names of `glattn.models.fusion.FUSIONS`, and so on
-for every group (tests/test_registries.py checks them all).
+for every group with a registry; which group has which registry is written once, in
+glattn.groups (`registries()` reads it; tests/test_registries.py checks them all).
 
 Extending glattn without editing it (README "Extending glattn"): a researcher registers a
 component in their own module, `@FUSIONS.register("<name>", reference="...")`, and
