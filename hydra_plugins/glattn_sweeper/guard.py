@@ -1,11 +1,11 @@
 """The glattn sweeper's guards (issue 19): what a sweep checks before its parent run or any
 job exists, what it does not submit, and what it prints when it is interrupted.
 
-- `check_sweep`, `check_scheduler`: the output folder can be created, the tracking store
-  answers (one try, 10 s at most), and for a SLURM launcher with jobs to submit
-  ``sbatch``/``sinfo`` answer; each failure is one line (masked) and exit status 1, before
-  any MLflow run or parent exists.
-- `split_finished`: for launchers that submit to a scheduler (SLURM), the jobs whose config
+- `check_sweep`, `check_device`, `check_scheduler`: the output folder can be created, the
+  tracking store answers (one try, 10 s at most), the device exists, and for a SLURM
+  launcher with jobs to submit ``sbatch``/``sinfo`` answer; each failure is one line
+  (masked) and exit status 1, before any MLflow run or parent exists.
+- `launch_unfinished`: for launchers that submit to a scheduler (SLURM), the jobs whose config
   already has a FINISHED run are not submitted: they are recorded ``skipped`` with that run.
 - `interrupted`: SIGTERM/SIGINT of the launching process (any launcher) ends with the
   sweep's summary (done, skipped, killed, failed, not started) and exit status 143/130,
@@ -49,6 +49,18 @@ def check_sweep(config) -> None:
         raise SystemExit(say(error))
 
 
+def check_device(sweeper, jobs: Sequence[Sequence[str]]) -> None:
+    """``trainer.device`` names a device this machine lacks (cuda without CUDA) and some job
+    has something to do: SystemExit with one line listing the devices there are, before
+    the parent run exists. A grid that is all FINISHED needs no device (each job says
+    where it ran)."""
+    from glattn import preflight
+
+    error = preflight.device_error(OmegaConf.select(sweeper.config, "trainer.device") or "auto")
+    if error and any_unfinished(sweeper, jobs):
+        raise SystemExit(say(error))
+
+
 def check_scheduler(sweeper, jobs: Sequence[Sequence[str]]) -> None:
     """For a SLURM launcher with something to submit: ``sbatch`` present and ``sinfo``
     answering, else SystemExit with one line pointing to local_gpus and the cluster script.
@@ -78,6 +90,7 @@ def finished_run(sweeper, overrides: Sequence[str], num: int):
     from hydra.core.hydra_config import HydraConfig
 
     from glattn.config import config_fingerprint
+    from glattn.job.spec import route_debug
     from glattn.tracking import find_finished_run, sqlite_path
 
     if OmegaConf.select(sweeper.config, "sweep.rerun", default=False):
@@ -90,6 +103,7 @@ def finished_run(sweeper, overrides: Sequence[str], num: int):
         if db is not None and not db.exists():  # no store yet: nothing FINISHED (none made)
             return None
         fingerprint = config_fingerprint(task_cfg)
+        route_debug(task_cfg)  # a debug preset's runs are in <experiment>-debug
         return find_finished_run(task_cfg.tracking, fingerprint, str(task_cfg.task))
     except Exception:  # noqa: BLE001 - cannot tell: the job decides
         return None
