@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glattn.job import protocol
 from glattn.secrets import mask_text
-from glattn.sweep import store
+from glattn.sweep import progress, store
 from glattn.tracking import ui_command
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,16 @@ class SweepCallback(Callback):
 
     # -- job process -------------------------------------------------------------------
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """A failed job's backstop, then ``job k/N`` and the grid's ETA (glattn.sweep.progress)."""
+        self._report_failure(config, job_return)
+        if str(OmegaConf.select(config, "hydra.mode", default="")).endswith("MULTIRUN"):
+            try:
+                print(progress.grid_progress(config).line(config.hydra.job.num), flush=True)
+            except Exception as e:  # noqa: BLE001 - a progress line must not fail a job
+                log.debug(f"[glattn sweep] no progress line: {e}")
+
+    @staticmethod
+    def _report_failure(config: DictConfig, job_return: JobReturn) -> None:
         """Backstop: a job whose task raised before writing status.json still reports.
         A job that reported itself (glattn.job.lifecycle) logged its error once already."""
         if job_return.status != JobStatus.FAILED:
