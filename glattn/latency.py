@@ -117,3 +117,12 @@ def measure_latency(
         torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
     )
     return Latency(med, q1, q3, repeats, warmup, batch, name, memory, kind)
+
+
+def log_latency(tracker, model: nn.Module, image_size: int, device, step: int) -> Latency:
+    """Measure (defaults above: batch 1, 5 warm-up, 30 timed passes) and log the metrics
+    and the device tag into the job's run; returns the measurement."""
+    measured = measure_latency(model, image_size, device)
+    tracker.log_metrics(measured.metrics(), step=step)
+    tracker.set_tags(measured.tags())
+    return measured

@@ -17,7 +17,7 @@ def _runs(out):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("glattn")
+    exp = client.get_experiment_by_name("glattn-debug")  # debug=smoke: <experiment>-debug
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("glattn.role") == "sweep"]
     jobs = [r for r in runs if r.data.tags.get("glattn.role") == "job"]
@@ -39,7 +39,7 @@ def test_sweep_has_one_parent_with_four_finished_children(swept):
     parents, jobs = _runs(out)
     (parent,) = parents
     assert parent.info.status == "FINISHED"
-    assert parent.info.run_name == f"glattn/{sweep.name}"
+    assert parent.info.run_name == f"glattn-debug/{sweep.name}"  # debug=smoke: <exp>-debug
     assert (sweep / "parent_run_id").read_text().strip() == parent.info.run_id
     assert len(jobs) == 4
     for run in jobs:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 client = store_client
 
 
-def runs(out: Path, experiment: str = "glattn"):
+def runs(out: Path, experiment: str = "glattn-debug"):  # debug=smoke: <experiment>-debug
     c = client(out)
     exp = c.get_experiment_by_name(experiment)
     return c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
@@ -53,7 +53,7 @@ def trained(tmp_path_factory):
 def test_run_has_params_tags_and_metrics(trained):
     out, cfg, metrics, run = trained
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "resnet18_cbam_original_original_synthetic_s0"
+    assert run.info.run_name == "resnet18_cbam_original_original_synthetic_s0_smoke"
     tags = run.data.tags
     expected = dict(
         backbone="resnet18",
@@ -168,14 +168,14 @@ def test_eval_task_logs_an_eval_run(trained):
 def test_finished_checkpoint_is_reused_in_another_experiment(trained):
     out, cfg, metrics, run = trained
     again = main(smoke_cfg(out, "tracking.experiment=reuse", hydra=True))
-    (new,) = runs(out, "reuse")
+    (new,) = runs(out, "reuse-debug")
     assert new.info.run_id != run.info.run_id and new.info.status == "FINISHED"
     assert new.data.tags["fingerprint"] == run.data.tags["fingerprint"]
     for key in ("best/val/balanced_acc", "test/balanced_acc", "best_epoch"):
         assert again[key] == metrics[key] == new.data.metrics[key]
     history = client(out).get_metric_history(new.info.run_id, "val/balanced_acc")
     assert [h.step for h in history] == [1]  # the epoch history was logged, not retrained
-    assert {**new.data.params, "tracking.experiment": "glattn"} == run.data.params
+    assert {**new.data.params, "tracking.experiment": "glattn-debug"} == run.data.params
     assert again["time/train_total_s"] == metrics["time/train_total_s"]  # no epoch re-ran
 
 
@@ -204,7 +204,7 @@ def test_non_finite_loss_fails_clearly_and_marks_run_failed(trained):
     cfg = smoke_cfg(out, "loss.alpha=nan", "tracking.experiment=nan_test", hydra=True)
     with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
         main(cfg)
-    (run,) = runs(out, "nan_test")
+    (run,) = runs(out, "nan_test-debug")
     assert run.info.status == "FAILED"
     statuses = [json.loads(p.read_text()) for p in (out / "runs").glob("*/status.json")]
     failed = [s for s in statuses if s["run_id"] == run.info.run_id]
@@ -255,7 +255,7 @@ def _as_multirun_job(cfg, sweep_dir: Path, num: int):
 def test_multirun_job_nests_under_parent_then_is_skipped(trained, tmp_path):
     out = trained[0]
     c = client(out)
-    exp = c.get_experiment_by_name("glattn").experiment_id
+    exp = c.get_experiment_by_name("glattn-debug").experiment_id
     parent = c.create_run(exp, run_name="sweep", tags={"glattn.role": "sweep"}).info.run_id
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()

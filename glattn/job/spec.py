@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glattn.checkpoint import checkpoint_dir
 from glattn.config import (
@@ -33,10 +33,12 @@ from glattn.groups import FACTORS, RUN_NAME_GROUPS
 from glattn.tracking import flatten_config, git_commit
 from glattn.tracking.names import (
     CHOICE_PARAM_PREFIX,
+    DEBUG_TAG,
     JOB_ROLE,
     ROLE_TAG,
     TAGS_TAG,
     USER_TAG_PREFIX,
+    debug_experiment,
 )
 
 
@@ -57,7 +59,9 @@ class JobSpec:
 
 def make_spec(cfg: DictConfig, task: str, context: dict | None = None) -> JobSpec:
     """The `JobSpec` of `cfg` (already checked); ``context``: what the task's pre-flight
-    found (an eval job's checkpoint ``ckpt`` and its training config ``train_cfg``)."""
+    found (an eval job's checkpoint ``ckpt`` and its training config ``train_cfg``).
+    A debug preset's job is routed to its own experiment first (`route_debug`)."""
+    route_debug(cfg)
     try:
         fingerprint = config_fingerprint(cfg)
     except Exception as exc:
@@ -97,10 +101,27 @@ def _eval_record(cfg: DictConfig, fingerprint: str, context: dict) -> tuple[dict
     return choices, f"{name}_eval_{eval_dataset}_{split}", tags
 
 
+def debug_preset(cfg: DictConfig) -> str | None:
+    """The debug preset of the config (conf/debug/<preset>.yaml sets ``debug: <preset>``)."""
+    preset = OmegaConf.select(cfg, "debug", default=None)
+    return str(preset) if preset else None
+
+
+def route_debug(cfg: DictConfig) -> None:
+    """``debug=smoke|overfit|profile``: the run goes to ``<experiment>-debug`` (issue 18), so
+    a paper report never reads it; tracking is outside the fingerprint, which stays."""
+    if debug_preset(cfg) and OmegaConf.select(cfg, "tracking.experiment") is not None:
+        with open_dict(cfg):
+            cfg.tracking.experiment = debug_experiment(str(cfg.tracking.experiment))
+
+
 def run_name(cfg: DictConfig, choices: dict) -> str:
     """``{backbone}_{attention}_{fusion}_{residual}_{dataset}_s{seed}``, after ``name_`` when
-    ``name`` is set: unique within every grid of experiments/ (a test composes them all)."""
+    ``name`` is set, and ``_<preset>`` after it for a debug preset's run: unique within every
+    grid of experiments/ (a test composes them all)."""
     base = "_".join(str(choices.get(k, "?")) for k in RUN_NAME_GROUPS) + f"_s{cfg.seed}"
+    if debug_preset(cfg):
+        base += f"_{debug_preset(cfg)}"
     prefix = OmegaConf.select(cfg, "name", default=None)
     return f"{prefix}_{base}" if prefix else base
 
@@ -129,6 +150,7 @@ def job_tags(cfg: DictConfig, fingerprint: str, task: str, choices: dict) -> dic
         "overrides": " ".join(job_overrides(cfg)),
         "task": task,
         ROLE_TAG: JOB_ROLE,
+        **({DEBUG_TAG: debug_preset(cfg)} if debug_preset(cfg) else {}),
     }
 
 

@@ -74,6 +74,7 @@ def all_finished(sweeper, jobs: Sequence[Sequence[str]]) -> bool:
     from hydra.core.hydra_config import HydraConfig
 
     from glattn.config import config_fingerprint
+    from glattn.job.spec import route_debug
     from glattn.tracking import find_finished_run
 
     if OmegaConf.select(sweeper.config, "sweep.rerun", default=False):
@@ -89,6 +90,7 @@ def all_finished(sweeper, jobs: Sequence[Sequence[str]]) -> bool:
             HydraConfig.instance().set_config(cfg)
             task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             fingerprint = config_fingerprint(task_cfg)
+            route_debug(task_cfg)  # a debug preset's runs are in <experiment>-debug
             if find_finished_run(task_cfg.tracking, fingerprint, str(task_cfg.task)) is None:
                 return False
     except Exception as e:  # noqa: BLE001 - cannot tell: the jobs will find out themselves

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import math
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from glattn.secrets import MASK, is_secret_key, mask_uri
+from glattn.secrets import MASK, is_secret_key, mask_text, mask_uri
 from glattn.tracking.client import get_experiment_id, make_client
 from glattn.tracking.names import ERROR_TAG, PARENT_TAG
 from glattn.tracking.uris import resolve_uri
@@ -185,6 +186,26 @@ class Tracker:
             if path is not None:
                 self.log_artifact(path, artifact_path)
 
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        """Set (or overwrite) tags of the run, e.g. the latency measurement's device."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
+        for i in range(0, len(items), MAX_BATCH):
+            self.client.log_batch(self.run_id, tags=items[i : i + MAX_BATCH])
+
+    def log_masked_files(self, paths: Iterable[Path], artifact_path: str, secrets=()) -> None:
+        """Log text files (the run folder's debug.log, <job>.log, status.json) with every
+        secret value and URI password masked (glattn.secrets.mask_text); missing files are
+        skipped. The copies are written to a temporary folder: the originals stay."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in (Path(p) for p in paths):
+                if not path.is_file():
+                    continue
+                copy = Path(tmp) / path.name
+                copy.write_text(mask_text(path.read_text(errors="replace"), secrets))
+                self.client.log_artifact(self.run_id, str(copy), artifact_path)
+
     def artifact_uri(self) -> str | None:
         """The run's artifact root (``file:///...`` when the artifact store is a folder)."""
         return self.client.get_run(self.run_id).info.artifact_uri if self.run_id else None
@@ -225,6 +246,12 @@ class NullTracker(Tracker):
         pass
 
     def log_artifact(self, path, artifact_path=None) -> None:
+        pass
+
+    def set_tags(self, tags) -> None:
+        pass
+
+    def log_masked_files(self, paths, artifact_path, secrets=()) -> None:
         pass
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:

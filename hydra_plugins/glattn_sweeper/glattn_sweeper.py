@@ -16,6 +16,7 @@ config with ``paper.stages`` (experiments/paper.yaml) runs its stages one after 
 (glattn.sweep.paper).
 """
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class GlattnSweeper(BasicSweeper):
         all_jobs = [job for batch in self.overrides for job in batch]
         secrets = self._mask_logs()
         guard.check_sweep(self.config)  # one line, before any folder or parent run exists
+        guard.check_device(self, all_jobs)
         guard.check_scheduler(self, all_jobs)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -125,17 +127,20 @@ class GlattnSweeper(BasicSweeper):
     def _open_parent(self, sweep_dir: Path) -> None:
         """Find or create the grid's one parent run; its id goes to <sweep dir>/parent_run_id."""
         from glattn.job import protocol
+        from glattn.job.spec import route_debug
         from glattn.sweep import store
         from glattn.sweep.outcomes import all_finished
 
         if not store.tracking_enabled(self.config):
             return
         jobs = [job for batch in self.overrides for job in batch]
-        experiment = str(self.config.tracking.experiment)
+        config = copy.deepcopy(self.config)  # the callback re-reads self.config's sweep dir
+        route_debug(config)  # debug=smoke: the parent goes where its jobs go (<exp>-debug)
+        experiment = str(config.tracking.experiment)
         grid = store.grid_id(experiment, jobs)
         try:
             parent = store.open_parent(
-                self.config,
+                config,
                 grid,
                 sweep_dir,
                 list(self.config.hydra.overrides.task),

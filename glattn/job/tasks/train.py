@@ -24,6 +24,7 @@ from glattn.job.finish import final_evaluation, keep_one_copy, summary_line
 from glattn.job.lifecycle import Job, run_job
 from glattn.job.start import has_epochs, starting_point
 from glattn.job.trainer import Trainer
+from glattn.latency import log_latency
 from glattn.models.compiled import compile_model
 from glattn.phases import PhaseTimer
 from glattn.tracking import ui_command
@@ -88,6 +89,11 @@ def _train(job: Job) -> dict:
         best = load_checkpoint(best_path(spec.ckpt_dir))
     with timer.phase("final"):  # val + test passes, artifacts, Grad-CAM (time/gradcam_s)
         metrics = final_evaluation(job, trainer, parts, best)
+    # Table 6's latency/memory: a dedicated measurement of the best weights (glattn.latency)
+    size, device = int(cfg.dataset.image_size), trainer.rt.device
+    with timer.phase("latency"):
+        latency = log_latency(tracker, parts.model, size, device, trainer.state.epoch)
+    metrics.update(latency.metrics())
     metrics.update(timer.metrics())
     tracker.log_metrics(timer.metrics(), step=trainer.state.epoch)
     keep_one_copy(job, trainer.state, best, metrics)
