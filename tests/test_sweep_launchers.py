@@ -268,3 +268,29 @@ def test_slurm_submits_nothing_for_jobs_already_finished(app, tmp_path):
     assert not marker.exists()  # neither sinfo nor sbatch was needed
     assert res.stdout.count("already FINISHED as MLflow run done") == 2
     assert "2 jobs: 0 done, 2 skipped, 0 failed" in res.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_basic_sweep_prints_the_summary_and_exits_143(app, tmp_path):
+    """The basic launcher runs the job in the launching process: the same summary."""
+    import signal
+    import subprocess
+    import time
+
+    from test_sweep_helpers import PY, SWEEP_HOOKS, env
+
+    out = tmp_path / "out"
+    cmd = [PY, str(app), "-m", *SWEEP_HOOKS, *FAKE_DEFAULTS, "fake.sleep=120"]
+    cmd += [f"paths.output_dir={out}", "seed=0,1"]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("sweeps/glattn/*/0/.hydra")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, output[-3000:]
+    assert "Traceback" not in output
+    summary = "interrupted by SIGTERM: 2 jobs: 0 done, 0 skipped, 1 killed, 0 failed, 1 not"
+    assert summary in output and "ended KILLED" in output
