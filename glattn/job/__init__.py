@@ -8,7 +8,7 @@
 - `lifecycle` (`run_job`): checks and masking once, the lock, the MLflow run,
   ``status.json``, signals, errors and exit codes;
 - `trainer` (`Trainer`): the epoch loop and early stopping; checkpoints, the history CSV,
-  MLflow metrics and the profiler are callbacks;
+  MLflow metrics and the profiler are callbacks (`callbacks`, `trainer.Callback`);
 - `start` (where training starts), `finish` (final evaluation, the one copy of the
   weights), `outputs` (the files of a run folder), `protocol` (the files a sweep and its
   jobs share);
