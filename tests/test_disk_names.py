@@ -26,6 +26,7 @@ from glattn.config import ConfigError, config_fingerprint, group_choices
 from glattn.groups import RECORDED_GROUPS as GROUPS
 from glattn.job import main
 from glattn.job.spec import run_name
+from glattn.tracking.names import debug_experiment
 
 MB = 2**20
 
@@ -40,8 +41,8 @@ store = conftest.store_client
 
 
 def only_run(out: Path, experiment: str = "glattn"):
-    c = store(out)
-    (run,) = c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
+    c = store(out)  # every run here is debug=smoke: in <experiment>-debug
+    (run,) = c.search_runs([c.get_experiment_by_name(debug_experiment(experiment)).experiment_id])
     return run
 
 
@@ -112,7 +113,7 @@ def test_finished_config_in_another_experiment_reuses_the_artifact(trained):
 # ----------------------------------------------------------------------------- names
 def test_run_name_choice_params_and_tags(trained):
     out, cfg, metrics, run, _ = trained
-    assert run.info.run_name == "resnet18_cbam_original_original_synthetic_s0"
+    assert run.info.run_name == "resnet18_cbam_original_original_synthetic_s0_smoke"
     params, tags = run.data.params, run.data.tags
     choices = group_choices(cfg)
     assert {g: params[f"choice.{g}"] for g in GROUPS} == choices
@@ -126,7 +127,7 @@ def test_name_is_a_prefix_and_labels_do_not_change_the_fingerprint(tmp_path):
     labelled = smoke_cfg(tmp_path, "name=pilot", "tags=[a,b]")
     assert config_fingerprint(plain) == config_fingerprint(labelled)
     assert run_name(labelled, group_choices(labelled)) == (
-        "pilot_resnet18_cbam_original_original_synthetic_s0"
+        "pilot_resnet18_cbam_original_original_synthetic_s0_smoke"
     )
     with pytest.raises(ConfigError, match="tags"):
         main(smoke_cfg(tmp_path, "tags=['has space!']"))
@@ -138,7 +139,10 @@ def _grid_names(experiment: str) -> list[str]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    base = smoke_cfg(Path("/tmp"), f"experiment={experiment}")
+    # the grids' own configs (no debug preset: a preset adds its name to the run name)
+    base = conftest.compose_cfg(
+        "paths.output_dir=/tmp", f"experiment={experiment}", return_hydra_config=True
+    )
     params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
     jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)[0]
     names = []
@@ -148,7 +152,9 @@ def _grid_names(experiment: str) -> list[str]:
         seed = OmegaConf.create({"seed": int(overrides.get("seed", base.seed))})
         names.append(run_name(seed, choices))
     for job, name in [(jobs[0], names[0]), (jobs[-1], names[-1])]:
-        cfg = smoke_cfg(Path("/tmp"), f"experiment={experiment}", *job)
+        cfg = conftest.compose_cfg(
+            "paths.output_dir=/tmp", f"experiment={experiment}", *job, return_hydra_config=True
+        )
         assert run_name(cfg, group_choices(cfg)) == name
     return names
 
