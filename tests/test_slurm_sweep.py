@@ -105,7 +105,7 @@ def test_slurm_sweep_requeue_resumes(cluster, tmp_path):
     assert resumed and int(resumed[-1]) >= 1
 
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("glattn")
+    exp = client.get_experiment_by_name("glattn-debug")  # debug=smoke: <experiment>-debug
     runs = client.search_runs([exp.experiment_id], max_results=100)
     (parent,) = [r for r in runs if r.data.tags.get("glattn.role") == "sweep"]
     jobs = [r for r in runs if r.data.tags.get("glattn.role") == "job"]
