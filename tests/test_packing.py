@@ -175,13 +175,29 @@ def test_choose_falls_back_to_one_when_a_probe_fails(tmp_path):
     assert P.choose(owner, [["seed=0"]], [], list).reason.startswith("no GPU")
 
 
-def test_probe_trains_the_config_and_reports_no_gpu_memory_on_a_cpu(compose):
+def test_probe_trains_the_config_in_a_child_and_reports_no_gpu_memory_on_a_cpu(compose, tmp_path):
+    import json
+    import subprocess
+    import sys
+
     import torch
 
-    cfg = compose("debug=smoke", "trainer.batch_size=4")
+    from glattn.sweep.probe import PROBE_KEYS
+
     if torch.cuda.is_available():
         pytest.skip("on a GPU machine the probe measures the GPU")
-    assert P.probe(cfg) == {"reserved": None, "allocated": None, "device": "cpu"}
+    cfg = compose("debug=smoke", "trainer.batch_size=4")
+    path = tmp_path / "probe.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, list(PROBE_KEYS)), resolve=True))
+    res = subprocess.run(
+        [sys.executable, "-m", "glattn.sweep.probe", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    found = json.loads(res.stdout.strip().splitlines()[-1])
+    assert found == {"reserved": None, "allocated": None, "device": "cpu"}
 
 
 def test_launcher_accepts_auto_and_refuses_other_words():

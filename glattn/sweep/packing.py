@@ -16,9 +16,9 @@ allocate). Where no peak can be measured the choice is 1 (the safe one) and says
 
 The per-job peak comes from, in order: the tracking store (FINISHED runs with the same
 backbone, dataset and task as every job still to run: plan mode's references) or a short
-measured probe (``python -m glattn.sweep.packing probe <config.yaml>``: the job's model,
-optimizer and batch size, a few training steps on random device tensors, in a child
-process pinned to the GPU so the launcher itself never holds a CUDA context).
+measured probe (glattn.sweep.probe: the job's model, optimizer and batch size, a few
+training steps on random device tensors, in a child process pinned to the GPU so the
+launcher itself never holds a CUDA context).
 
 `decide` is pure (tests call it with fake memory figures); the GPU queries sit behind the
 `GpuMemory` seam (`query_gpu_memory`, replaceable by any callable gpu id -> GpuMemory).
@@ -50,8 +50,6 @@ RESERVED_FACTOR = 1.25
 CORES_PER_JOB = 3
 #: more jobs than this per GPU did not pay anywhere measured (and each costs a context)
 MAX_JOBS = 4
-PROBE_STEPS = 3
-PROBE_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
@@ -235,20 +233,6 @@ def pool_memory(gpus: Sequence[str], probe: Callable[[str], GpuMemory | None]):
 
 
 # ----------------------------------------------------------------------------- peak memory
-#: the parts of a job's config the probe needs (model, optimizer, batch, precision)
-PROBE_KEYS = (
-    "backbone",
-    "glsa",
-    "attention",
-    "fusion",
-    "residual",
-    "dataset",
-    "paths",
-    "trainer",
-    "optimizer",
-)
-
-
 def stored_peak(plans, client) -> float | None:
     """Bytes: the largest ``perf/peak_mem_mb`` x RESERVED_FACTOR of FINISHED runs whose
     (backbone, dataset, task) is one of the jobs' to run (plan mode's reference key), when
@@ -278,89 +262,13 @@ def probe_target(plans):
     return max(todo, key=lambda p: p.pflop / max(p.max_epochs or 1, 1) * (p.batch_size or 1))
 
 
-def probe_peak(cfg_yaml: Path, gpu: str | None) -> float | None:
-    """Bytes reserved on the GPU by `PROBE_STEPS` training steps of the config in
-    `cfg_yaml`, measured in a child process pinned to `gpu`; None on failure."""
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="" if gpu is None else str(gpu))
-    cmd = [sys.executable, "-m", "glattn.sweep.packing", "probe", str(cfg_yaml)]
-    try:
-        res = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=True
-        )
-        found = json.loads(res.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-        log.warning("jobs_per_gpu=auto: the memory probe failed (%s)", e)
-        return None
-    return found.get("reserved")
-
-
-def probe(cfg) -> dict:
-    """`PROBE_STEPS` training steps of `cfg`'s model at its batch size on random tensors
-    (the device's precision and memory format): {"reserved", "allocated"} bytes (None on a
-    CPU), "device". Weights are not loaded (built on the meta device, then allocated)."""
-    import torch
-
-    from glattn.models import build_model
-    from glattn.optim import build_optimizer
-
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    with torch.device("meta"):
-        model = build_model(cfg)
-    model = model.to_empty(device=device)
-    with torch.no_grad():  # finite values: memory does not depend on them, BatchNorm does
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            t.fill_(1.0 if name.endswith("running_var") else 0.01)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer(cfg, model)
-    size, batch = int(cfg.dataset.image_size), int(cfg.trainer.batch_size)
-    x = torch.randn(batch, 3, size, size, device=device)
-    if cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, int(cfg.dataset.num_classes), (batch,), device=device)
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    for _ in range(PROBE_STEPS):
-        with torch.autocast(device.type, dtype=dtype, enabled=cuda):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if not cuda:
-        return {"reserved": None, "allocated": None, "device": "cpu"}
-    torch.cuda.synchronize()
-    return {
-        "reserved": float(torch.cuda.max_memory_reserved()),
-        "allocated": float(torch.cuda.max_memory_allocated()),
-        "device": torch.cuda.get_device_name(0),
-    }
-
-
-def _write_probe_config(owner, overrides: list[str], folder: Path) -> Path:
-    """The job's config (PROBE_KEYS, resolved as in the job) as YAML under `folder`."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    cfg = owner.hydra_context.config_loader.load_sweep_config(owner.config, overrides)
-    previous = HydraConfig.instance().cfg
-    try:
-        HydraConfig.instance().set_config(cfg)
-        node = OmegaConf.masked_copy(cfg, [k for k in PROBE_KEYS if k in cfg])
-        text = OmegaConf.to_yaml(node, resolve=True)
-    finally:
-        HydraConfig.instance().cfg = previous
-    path = folder / "probe_config.yaml"
-    path.write_text(text)
-    return path
-
-
 def choose(
     owner,
     jobs: Sequence[Sequence[str]],
     gpus: Sequence[str],
     plans: Callable[[], list] | None = None,
     memory_probe: Callable[[str], GpuMemory | None] = query_gpu_memory,
-    peak_probe: Callable[[Path, str | None], float | None] = probe_peak,
+    peak_probe: Callable[[Path, str | None], float | None] | None = None,
     cpu_cores: int | None = None,
 ) -> Decision:
     """jobs_per_gpu for the grid `jobs` on `gpus` (`owner`: the launcher, with
@@ -374,7 +282,7 @@ def choose(
     if memory is None:
         return decide(None, None, cores, len(gpus))
     try:
-        from glattn.sweep import store
+        from glattn.sweep import probe, store
 
         rows = plans() if plans is not None else []
         tracked = store.tracking_enabled(owner.config)
@@ -383,25 +291,10 @@ def choose(
         target = probe_target(rows) if peak is None else None
         if target is not None:
             with tempfile.TemporaryDirectory(prefix="glattn-probe-") as tmp:
-                cfg_yaml = _write_probe_config(owner, list(jobs[target.num]), Path(tmp))
-                peak = peak_probe(cfg_yaml, gpus[0])
-            source = f"probe of job #{target.num}, {PROBE_STEPS} steps"
+                cfg_yaml = probe.write_config(owner, list(jobs[target.num]), Path(tmp))
+                peak = (peak_probe or probe.probe_peak)(cfg_yaml, gpus[0])
+            source = f"probe of job #{target.num}, {probe.PROBE_STEPS} steps"
     except Exception as e:  # noqa: BLE001 - packing is an optimisation: 1 is always safe
         log.warning("jobs_per_gpu=auto: no peak memory (%s: %s)", type(e).__name__, e)
         peak, source = None, "unknown"
     return decide(memory, peak, cores, len(gpus), source)
-
-
-def _main(argv: Sequence[str]) -> int:
-    """``python -m glattn.sweep.packing probe <config.yaml>``: one JSON line (see probe)."""
-    from omegaconf import OmegaConf
-
-    if len(argv) != 2 or argv[0] != "probe":
-        print("usage: python -m glattn.sweep.packing probe <config.yaml>", file=sys.stderr)
-        return 2
-    print(json.dumps(probe(OmegaConf.load(argv[1]))), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
