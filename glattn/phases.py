@@ -14,7 +14,7 @@ artifacts under one epoch. A `PhaseTimer` starts counting at the process's own s
     time/fixed_s        startup + after_train: the per-job cost that is not training
     time/wall_s         process start -> now
 
-Layer L0: the standard library only.
+It imports the standard library only (the trainer calls it as a callback, duck-typed).
 """
 
 from __future__ import annotations
