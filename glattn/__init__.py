@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "latency",
         ),
     ),
-    ("L3", ("job",)),
+    ("L3", ("job", "fused")),  # fused: issue 17, trains members of a job family
     ("L4", ("sweep", "report")),
     ("L5", ("cli", "hydra_plugins")),
 )

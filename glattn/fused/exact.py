@@ -1,0 +1,116 @@
+"""Bit-exact fusion on the CPU: `loop_inexact`, which makes the template's modules whose
+batched (vmapped) form sums in another order than the plain one run member by member.
+
+Why: under `torch.vmap` a convolution with batched weights becomes one grouped convolution
+(the speed of horizontal fusion, arXiv:2102.02344) and a BatchNorm over M members one
+M-times-wider BatchNorm. On this machine's CPU (oneDNN, torch 2.14) those sum in another
+order than the members' own kernels: grouped convolutions differ by ~3e-7 relative for some
+shapes (a ResNet's 3-channel stem, its 1x1 stride-2 shortcut, CBAM's 2-channel 7x7), the
+BatchNorm backward by ~1e-6, CBAM's channel mean by ~1e-8; BatchNorm over a small batch and
+Adam's first, sign-like steps amplify that to 1e-4 of the loss after two steps. Linear
+layers, attention, the loss and the optimizer were bit-identical. So with ``exact``
+(``trainer.deterministic``) every convolution, every BatchNorm and CBAM's spatial gate run
+member by member (each member's own kernels: no fusion gain for those layers); without it
+they run fused and a member matches its unfused job to fp32 rounding (~1e-6 a step).
+
+The loop is a `torch.autograd.Function` with its own vmap rule
+(https://pytorch.org/docs/stable/notes/extending.func.html): the rule calls the module's
+own forward on each member's slice, so autograd differentiates the members' plain ops and
+BatchNorm updates each member's slice of the stacked running statistics in place.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+_CLASSES: dict[type, type] = {}
+
+
+class _MemberLoop(torch.autograd.Function):
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(module, names, x, *tensors):
+        raise RuntimeError("a looped module runs only inside the fused (vmapped) forward")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, *grads):  # never reached: autograd sees the members' own ops
+        raise RuntimeError("a looped module runs only inside the fused (vmapped) forward")
+
+    @staticmethod
+    def vmap(info, in_dims, module, names, x, *tensors):
+        def member(t, dim, i):
+            return t if dim is None else t.select(dim, i)
+
+        outs = []
+        module.in_member_loop = True
+        try:
+            for i in range(info.batch_size):
+                own = {n: member(t, d, i) for n, t, d in zip(names, tensors, in_dims[3:])}
+                outs.append(functional_call(module, own, (member(x, in_dims[2], i),)))
+        finally:
+            module.in_member_loop = False
+        return torch.stack(outs), 0
+
+
+class _Looped:
+    """Mixin: ``forward(x)`` of the module class after it, run member by member."""
+
+    in_member_loop = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_member_loop:
+            return super().forward(x)
+        names = self.state_names
+        return _MemberLoop.apply(self, names, x, *(_get(self, n) for n in names))
+
+
+@contextmanager
+def plain(template: nn.Module):
+    """The looped modules run their plain forward (a meta-device shape probe, no vmap)."""
+    looped = [m for m in template.modules() if isinstance(m, _Looped)]
+    for module in looped:
+        module.in_member_loop = True
+    try:
+        yield template
+    finally:
+        for module in looped:
+            module.in_member_loop = False
+
+
+def _get(module: nn.Module, name: str) -> torch.Tensor:
+    """The tensor ``a.b.weight`` of ``module`` as functional_call has substituted it."""
+    owner, _, leaf = name.rpartition(".")
+    return getattr(module.get_submodule(owner) if owner else module, leaf)
+
+
+def _inexact(module: nn.Module) -> bool:
+    if type(module).__name__ == "SpatialAttention":  # CBAM's channel mean (module docstring)
+        return True
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return True
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def loop_inexact(template: nn.Module) -> list[str]:
+    """Make the template's convolutions, BatchNorms and CBAM spatial gates run member by
+    member (in place: same names, same state_dict); their names."""
+    names = []
+    for name, module in template.named_modules():
+        cls = type(module)
+        if not _inexact(module) or any(name.startswith(f"{n}.") for n in names):
+            continue
+        if cls not in _CLASSES:
+            _CLASSES[cls] = type(f"MemberLooped{cls.__name__}", (_Looped, cls), {})
+        module.__class__ = _CLASSES[cls]
+        module.state_names = [*dict(module.named_parameters()), *dict(module.named_buffers())]
+        names.append(name)
+    return names
