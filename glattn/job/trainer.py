@@ -147,6 +147,11 @@ class Trainer:
             self.model, self.loaders["train"], self.loss_fn, self.optimizer, self.rt, epoch
         )
         val = evaluate(self.model, self.loaders["val"], self.loss_fn, self.rt, self.class_names)
+        return self.end_epoch(epoch, train, val, start)
+
+    def end_epoch(self, epoch: int, train: dict, val: dict, start: float) -> dict:
+        """The epoch's row, scheduler step, best/early-stopping update (split out of
+        `run_epoch` so that glattn.fused can train several members' epochs at once)."""
         lr = self.optimizer.param_groups[0]["lr"]
         row = {
             "epoch": epoch,
