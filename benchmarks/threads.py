@@ -46,7 +46,8 @@ def one_run(threads: int | None, overrides: list[str]) -> float:
         wall = time.perf_counter() - start
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
-    chosen = [line for line in res.stderr.splitlines() if "intra-op threads:" in line]
+    output = (res.stdout + res.stderr).splitlines()  # Hydra's console log is stdout
+    chosen = [line for line in output if "intra-op threads:" in line]
     print(f"    {chosen[-1].split(' - ', 1)[-1] if chosen else '(no thread line)'}")
     return wall
 
