@@ -197,7 +197,8 @@ def phase_rows(c: Check) -> None:
     backbone = "resnet18" if args.tiny else "resnet50"
     cmd = [sys.executable, str(ROOT / "run.py"), f"backbone={backbone}", "dataset=synthetic"]
     cmd += [f"dataset.image_size={args.image_size}", f"dataset.num_images={args.num_images}"]
-    cmd += [f"paths.output_dir={args.work / 'run'}", "trainer.max_epochs=3", "tracking=none"]
+    # the same output folder as this check's data: the synthetic set and its cache are reused
+    cmd += [f"paths.output_dir={args.work}", "trainer.max_epochs=3", "tracking=none"]
     cmd += ["trainer.early_stopping_patience=null", f"trainer.batch_size={args.batch_size}"]
     if args.tiny:
         cmd += ["debug=smoke", "trainer.max_epochs=1"]
