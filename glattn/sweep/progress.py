@@ -48,7 +48,8 @@ class GridProgress:
         mean = sum(self.job_s) / len(self.job_s)
         eta = mean * -(-left // self.slots)  # rounds of `slots` jobs at once
         return (
-            f"{head}; grid ETA {clock(eta)} ({left} jobs left, {mean:.1f} s a job on average, "
+            f"{head}; grid ETA {clock(eta)} ({left} job{'s' * (left != 1)} left, "
+            f"{mean:.1f} s a job on average, "
             f"{self.slots} at once)"
         )
 
