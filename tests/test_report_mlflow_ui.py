@@ -113,7 +113,9 @@ def check_ui_and_report(tmp_path: Path, env: dict) -> None:
             time.sleep(1)
         assert get(base, "/")[0] == 200  # the UI page itself
 
-        _, body = get(base, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="ui_sweep")
+        # debug=smoke: the sweep and its runs are in <experiment>-debug (issue 18)
+        name = "ui_sweep-debug"
+        _, body = get(base, "/api/2.0/mlflow/experiments/get-by-name", experiment_name=name)
         exp_id = json.loads(body)["experiment"]["experiment_id"]
         found = post(
             base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id], "max_results": 100}
@@ -155,7 +157,8 @@ def check_ui_and_report(tmp_path: Path, env: dict) -> None:
 
         # the report reads the same runs through the server and logs to the parent run
         out = tmp_path / "report"
-        assert report_main(["ui_sweep", "--tracking-uri", base, "--out", str(out)]) == 0
+        argv = [name, "--tracking-uri", base, "--out", str(out), "--include-debug"]
+        assert report_main(argv) == 0  # debug runs: only when asked
         table = (out / "table3_fusion.md").read_text()
         assert "| original |" in table and "| cross_attn |" in table
         assert (out / "figures" / "gradcam_fusion.png").is_file()
