@@ -229,3 +229,21 @@ def test_a_finished_config_elsewhere_is_reused_from_its_model(trained):
     assert new.info.status == "FINISHED"
     (mine,), (first,) = new.outputs.model_outputs, run.outputs.model_outputs
     assert mine.model_id != first.model_id
+
+
+def test_an_eval_run_logs_its_data_set_as_evaluation(logged):
+    out, cfg, model, weights, run_id = logged
+    tracker = Tracker(cfg.tracking)
+    tracker.start("resnet18_smoke_eval", {"glattn.role": "job", "task": "eval"})
+    log_dataset(
+        tracker, "isic2018", str(out / "isic"), out / "split.csv", {"test": 3}, "evaluation"
+    )
+    log_dataset(
+        tracker, "isic2018", str(out / "isic"), out / "split.csv", {"test": 3}, "evaluation"
+    )
+    tracker.end()
+    (entry,) = store_client(out).get_run(tracker.run_id).inputs.dataset_inputs  # once
+    assert (
+        entry.dataset.name == "isic2018" and json.loads(entry.dataset.profile)["test_images"] == 3
+    )
+    assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "evaluation"}

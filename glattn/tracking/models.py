@@ -187,10 +187,16 @@ def split_digest(split_csv: str | Path) -> str:
 
 
 def log_dataset(
-    tracker, name: str, source: str, split_csv: str | Path, counts: Mapping[str, int]
+    tracker,
+    name: str,
+    source: str,
+    split_csv: str | Path,
+    counts: Mapping[str, int],
+    context: str = "training",
 ) -> None:
-    """Record the run's data set as an MLflow dataset input (context ``training``): name,
-    source folder, the split file's digest, per-split counts (the dataset's profile)."""
+    """Record the run's data set as an MLflow dataset input (``context``: ``training``, or
+    ``evaluation`` for an eval run): name, source folder, the split file's digest, per-split
+    counts (the dataset's profile)."""
     if not tracker.enabled:
         return
     from mlflow.data.meta_dataset import MetaDataset
@@ -205,5 +211,5 @@ def log_dataset(
     digest = split_digest(split_csv)
     dataset = _SplitDataset(LocalArtifactDatasetSource(str(source)), name=name, digest=digest[:16])
     entity = dataset._to_mlflow_entity()  # the entity mlflow.log_input builds, for the client
-    tags = [InputTag("mlflow.data.context", "training")]
+    tags = [InputTag("mlflow.data.context", context)]
     tracker.client.log_inputs(tracker.run_id, datasets=[DatasetInput(entity, tags=tags)])

@@ -21,6 +21,7 @@ from glattn.job import outputs
 from glattn.job.build import build_eval_components
 from glattn.job.lifecycle import Job, run_job
 from glattn.tracking import ui_command
+from glattn.tracking.models import log_dataset
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ def _evaluate(job: Job) -> dict:
     job.start_run()
     parts = build_eval_components(cfg, run_dir, model, train_cfg, ckpt)
     data = parts.data
+    counts = data.split_frame["split"].value_counts().to_dict()  # the UI's Dataset column
+    log_dataset(
+        tracker, cfg.dataset.name, cfg.dataset.root, run_dir / "split.csv", counts, "evaluation"
+    )
     dataset, split_name = (data.test, "test") if data.test is not None else (data.val, "val")
     log.info(
         "evaluating %s on %s (%s, %d images)", cfg.ckpt_path, cfg.dataset.name, split, len(dataset)
