@@ -224,6 +224,20 @@ def run_job(
         lock.release()
         status["run_id"] = job.tracker.run_id or status["run_id"]
         protocol.write_status(spec.run_dir, fingerprint=spec.fingerprint, **status)
+        _log_run_files(job)
+
+
+def _log_run_files(job: Job) -> None:
+    """The run folder's logs (debug.log, <job>.log) and status.json as the run's artifacts
+    ``logs/``, secrets masked (issue 18); the files on disk stay as they are."""
+    if job.tracker.run_id is None:
+        return
+    folder = job.spec.run_dir
+    files = [*sorted(folder.glob("*.log")), folder / protocol.STATUS_FILE]
+    try:
+        job.tracker.log_masked_files(files, "logs", job.secrets)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome stands; the files are on disk
+        log.warning("the run folder's logs were not logged to MLflow: %s", exc)
 
 
 def _checked_job(cfg: DictConfig, task: str, preflight) -> Job:
