@@ -227,6 +227,8 @@ def hide_override_secret(override: str, environ=None) -> str:
     if is_secret_key(key.lstrip("+~")) and "${" not in value:
         name = _env_name(key)
         environ[name] = _unquote(value)
+        if re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", value):  # keeps int/float
+            return f"{key}='${{oc.decode:${{oc.env:{name}}}}}'"  # nested: quoted for Hydra
         return f"{key}=${{oc.env:{name}}}"
     if "://" in value:
         return f"{key}={_move_uri_credentials(key, value, environ)}"

@@ -138,6 +138,7 @@ SECRET_ARGS = {
     "+tracking.api_key=ApiKey9931": "ApiKey9931",
     "+tracking.token=Tok3n8821": "Tok3n8821",
     "+tracking.db_password=DbPw6601": "DbPw6601",
+    "+tracking.pin_token=20261204": "20261204",  # a number stays a number
 }
 
 
@@ -160,6 +161,9 @@ def test_the_command_line_keeps_no_secret_and_the_config_resolves_the_same(arg, 
             assert pw in (environ.get("MLFLOW_TRACKING_PASSWORD"), environ.get("PGPASSWORD"))
         else:
             assert got == value
+            assert cfg[key.lstrip("+").split(".")[0]][key.split(".", 1)[1]] == (
+                int(value) if value.isdigit() else value
+            )
         assert mask_text(f"error: {got} {value}").count(secret) == 0  # env secrets masked
     finally:
         for k, v in old.items():
