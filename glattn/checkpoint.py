@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glattn.config import ConfigError, config_fingerprint
 from glattn.errors import UserError
+from glattn.tracking.uris import default_tracking_uri  # the one definition (issue 20)
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +182,6 @@ def is_run_ref(ref) -> bool:
     """An MLflow reference rather than a file: a ``runs:/`` URI or a bare 32-hex run id."""
     text = str(ref)
     return text.startswith("runs:/") or bool(_RUN_ID.fullmatch(text))
-
-
-def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else the default config's store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///outputs/mlflow.db"
 
 
 def resolve_checkpoint(ref, tracking_uri: str | None = None) -> Path:
