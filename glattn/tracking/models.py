@@ -170,13 +170,21 @@ def _local_model_dir(artifact_uri: str, tracking_uri: str | None) -> Path:
 def load_weights(weights: Mapping, tracking_uri: str | None = None) -> dict:
     """The state dict held by the MLflow model ``weights`` names (a `slim_record` entry):
     its pt2 archive, checked pickle-free by MLflow's validator, read by torch.export.load."""
+    import mlflow.pytorch
     import torch
-    from mlflow.pytorch import _validate_pt2_archive_is_pickle_free
 
+    # MLflow's own check (private, but the one that decides what mlflow.pytorch.load_model
+    # unpickles); without it glattn refuses rather than trusting the archive
+    validate = getattr(mlflow.pytorch, "_validate_pt2_archive_is_pickle_free", None)
+    if validate is None:
+        raise RuntimeError(
+            f"mlflow {mlflow.__version__} cannot check a pt2 model for pickled records; "
+            "glattn reads MLflow models with mlflow >= 3.17 (setup.cfg)"
+        )
     path = _local_model_dir(str(weights["artifact_uri"]), tracking_uri) / PT2_FILE
     if not path.is_file():
         raise FileNotFoundError(f"MLflow model {weights.get('model_uri')}: no {path}")
-    _validate_pt2_archive_is_pickle_free(str(path))  # raises on any pickled record
+    validate(str(path))  # raises on any pickled record
     program = torch.export.load(str(path))
     return {k: v.detach().clone() for k, v in program.state_dict.items()}
 
