@@ -85,6 +85,11 @@ def test_glattn_loading_path_rebuilds_from_config_and_refuses_pickle(
     out, cfg, model, weights, run_id = logged
     state = load_weights(asdict(weights))
     assert set(state) == set(model.state_dict())
+    # a store that is not a local folder: downloaded through the record's tracking URI
+    remote = {**asdict(weights), "artifact_uri": weights.model_uri}
+    assert weights.tracking_uri == f"sqlite:///{out}/mlflow.db"
+    downloaded = load_weights(remote)
+    assert all(torch.equal(downloaded[k], state[k]) for k in state)
     fresh = build_model(cfg).eval()
     fresh.load_state_dict(state)  # strict: every tensor, the original names
     x = batch(cfg, 2)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ class LoggedWeights:
     artifact_uri: str
     registered_name: str | None = None
     version: int | None = None
+    #: the store that resolves a remote artifact_uri (``mlflow-artifacts:/``); password masked
+    tracking_uri: str | None = None
 
 
 def model_signature(num_classes: int, image_size: int):
@@ -101,6 +104,7 @@ def log_model(
     import mlflow.pytorch
     import torch
 
+    from glattn.secrets import mask_uri
     from glattn.tracking.uris import resolve_uri
 
     model = model.eval()
@@ -131,6 +135,7 @@ def log_model(
         artifact_uri=logged.artifact_location,
         registered_name=register_as or None,
         version=int(version) if version is not None else None,
+        tracking_uri=mask_uri(resolve_uri(tracker.cfg.uri)),
     )
     log.info(
         "MLflow model %s of run %s%s",
@@ -148,23 +153,27 @@ def slim_record(ckpt: Mapping, logged: LoggedWeights) -> dict:
     return record
 
 
-def _local_model_dir(artifact_uri: str, tracking_uri: str | None) -> Path:
-    """The model's folder: itself in a local artifact store, else downloaded (temporary)."""
+def _local_model_dir(artifact_uri: str, tracking_uri: str | None) -> tuple[Path, bool]:
+    """The model's folder: itself in a local artifact store, else downloaded into a
+    temporary folder; True when it was downloaded (the caller removes it)."""
     if artifact_uri.startswith("file:") or artifact_uri.startswith("/"):
         from mlflow.utils.file_utils import local_file_uri_to_path
 
-        return Path(local_file_uri_to_path(artifact_uri))
+        return Path(local_file_uri_to_path(artifact_uri)), False
     import tempfile
 
     import mlflow.artifacts
 
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=artifact_uri,
-            dst_path=tempfile.mkdtemp(prefix="glattn-model-"),
-            tracking_uri=tracking_uri,
-        )
-    )
+    dst = tempfile.mkdtemp(prefix="glattn-model-")
+    try:  # models:/ and runs:/ URIs are resolved through the global tracking URI
+        with use_tracking_uri(tracking_uri) if tracking_uri else contextlib.nullcontext():
+            folder = mlflow.artifacts.download_artifacts(
+                artifact_uri=artifact_uri, dst_path=dst, tracking_uri=tracking_uri
+            )
+    except BaseException:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
+    return Path(folder), True
 
 
 def load_weights(weights: Mapping, tracking_uri: str | None = None) -> dict:
@@ -181,12 +190,18 @@ def load_weights(weights: Mapping, tracking_uri: str | None = None) -> dict:
             f"mlflow {mlflow.__version__} cannot check a pt2 model for pickled records; "
             "glattn reads MLflow models with mlflow >= 3.17 (setup.cfg)"
         )
-    path = _local_model_dir(str(weights["artifact_uri"]), tracking_uri) / PT2_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"MLflow model {weights.get('model_uri')}: no {path}")
-    validate(str(path))  # raises on any pickled record
-    program = torch.export.load(str(path))
-    return {k: v.detach().clone() for k, v in program.state_dict.items()}
+    uri = tracking_uri or weights.get("tracking_uri")
+    folder, downloaded = _local_model_dir(str(weights["artifact_uri"]), uri)
+    try:
+        path = folder / PT2_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"MLflow model {weights.get('model_uri')}: no {path}")
+        validate(str(path))  # raises on any pickled record
+        program = torch.export.load(str(path))
+        return {k: v.detach().clone() for k, v in program.state_dict.items()}
+    finally:
+        if downloaded:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def split_digest(split_csv: str | Path) -> str:
