@@ -109,6 +109,7 @@ class FusedModel:
         self.members = list(members)
         self.generators = list(generators)
         self.active = [True] * len(members)
+        self.range = range(len(members))
         self.training = True
         self.template = copy.deepcopy(members[0]).to("meta")  # stateless: no memory
         noise = _replace_noise(self.template)
@@ -154,9 +155,9 @@ class FusedModel:
             return functional_call(self.template, (params, buffers), (xi,))
 
         out = vmap(one, randomness="error")(self.params, buffers, x)
-        with torch.no_grad():
-            for name, old in saved.items():  # a masked member's statistics do not move
-                self.buffers[name][frozen] = old
+        # a masked member's statistics do not move: put back after backward (BatchNorm's
+        # backward checks that its running statistics were not modified in place)
+        self._frozen = (frozen, saved) if frozen else None
         return out
 
     def _masks(self, shape: torch.Size) -> dict[str, torch.Tensor]:
@@ -195,6 +196,16 @@ class FusedModel:
             for name, param in member.named_parameters():
                 grad = self.params[name].grad
                 param.grad = None if grad is None else grad[i]
+        self.restore_masked()
+
+    def restore_masked(self) -> None:
+        """Put back the BatchNorm statistics of the members masked out of the last step."""
+        if getattr(self, "_frozen", None):
+            frozen, saved = self._frozen
+            with torch.no_grad():
+                for name, old in saved.items():
+                    self.buffers[name][frozen] = old
+        self._frozen = None
 
     def member_state_dict(self, i: int) -> dict[str, torch.Tensor]:
         """Member i's state_dict as its own tensors (a slice would save the whole stack)."""
