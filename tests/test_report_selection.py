@@ -5,6 +5,8 @@ SQLite MLflow store: `python run.py` (64 px, 5 epochs, fusion=original, seed 0),
 `python run.py -m fusion=original,learnable_gate seed=0,1 debug=smoke` (32 px, 1 epoch).
 """
 
+import sys
+
 import pandas as pd
 import pytest
 from test_report_helpers import Store
@@ -121,3 +123,42 @@ def test_report_help_lists_every_subcommand(capsys):
     out = capsys.readouterr().out
     for word in ("claims [EXPERIMENT]", "paper", "estimate", "--where", "--include-debug"):
         assert word in out
+
+
+@pytest.mark.slow
+def test_issue_scenario_end_to_end(tmp_path):
+    """`python run.py`, then `python run.py -m fusion=original,learnable_gate seed=0,1
+    debug=smoke`, then the report: one declared run set, debug runs only when asked."""
+    import subprocess
+
+    from test_sweep_helpers import ROOT, env, run_cli
+
+    out = tmp_path / "out"
+    first = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), f"paths.output_dir={out}", "trainer.max_epochs=2"],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    grid = ["fusion=original,learnable_gate", "seed=0,1", "debug=smoke"]
+    second = run_cli(ROOT / "run.py", *grid, f"paths.output_dir={out}", cwd=ROOT)
+    assert second.returncode == 0, (second.stdout[-3000:], second.stderr[-3000:])
+    uri = f"sqlite:///{out}/mlflow.db"
+    paper, debug = (
+        runs.load_runs(uri, "glattn"),
+        runs.load_runs(uri, "glattn-debug", include_debug=True),
+    )
+    assert paper["run_name"].tolist() == ["resnet18_cbam_original_original_synthetic_s0"]
+    assert len(debug) == 4 and all(n.endswith("_smoke") for n in debug["run_name"])
+    rep = tmp_path / "rep"
+    argv = ["--tracking-uri", uri, "--no-log", "--no-gradcam", "--out"]
+    assert main(["glattn", *argv, str(rep / "paper")]) == 0
+    assert len(pd.read_csv(rep / "paper" / "runs_used.csv")) == 1
+    assert main(["glattn-debug", *argv, str(rep / "debug"), "--include-debug"]) == 0
+    used = pd.read_csv(rep / "debug" / "runs_used.csv")
+    assert len(used) == 4 and used["cell"].nunique() == 2
+    t3 = (rep / "debug" / "table3_fusion.md").read_text()
+    assert t3.count("(n=2)") >= 2 and "(n=3)" not in t3
