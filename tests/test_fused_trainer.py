@@ -8,10 +8,12 @@ import pytest
 import torch
 from conftest import smoke_cfg
 
+from glattn.checkpoint import load_checkpoint
 from glattn.engine import NonFiniteLossError
 from glattn.fused.stack import FusedModel, member_generator
 from glattn.fused.trainer import FusedTrainer, MemberTrainer
 from glattn.job.build import build_components
+from glattn.job.callbacks import Checkpointer
 from glattn.job.trainer import Trainer
 from glattn.runtime import rng_state
 
@@ -26,36 +28,41 @@ def _deterministic():
     torch.use_deterministic_algorithms(False)
 
 
-def _cfg(out, seed):
+def _cfg(out, seed, *extra):
     return smoke_cfg(
         out, f"seed={seed}", "trainer.max_epochs=2", "trainer.deterministic=true",
-        "trainer.batch_size=8", "dataset.image_size=32", "scheduler.patience=0",
+        "trainer.batch_size=8", "dataset.image_size=32", "scheduler.patience=0", *extra,
     )  # fmt: skip
 
 
-def _trainer(cls, parts, cfg):
+def _trainer(cls, parts, cfg, callbacks=()):
     return cls(
         parts.model, parts.loss, parts.optimizer, parts.scheduler, parts.runtime,
-        parts.loaders, tuple(parts.data.class_names), cfg.trainer,
+        parts.loaders, tuple(parts.data.class_names), cfg.trainer, list(callbacks),
         stateful={"augment": parts.runtime.augment},
     )  # fmt: skip
 
 
-def _alone(out, seed):
-    cfg = _cfg(out, seed)
+def _alone(out, seed, *extra):
+    cfg = _cfg(out, seed, *extra)
     parts = build_components(cfg, out / f"alone{seed}")
     trainer = _trainer(Trainer, parts, cfg)
     trainer.fit()
     return trainer
 
 
-def _fused(out, break_member=None):
+def _fused(out, break_member=None, extra=None, ckpt=None, resume=False):
+    """A fused fit of SEEDS; ``extra``: overrides per member; ``ckpt``: a folder where each
+    member keeps its last.pt (``resume``: continue from it first)."""
     members = []
-    for seed in SEEDS:
-        cfg = _cfg(out, seed)
+    for i, seed in enumerate(SEEDS):
+        cfg = _cfg(out, seed, *(extra or {}).get(i, ()))
         parts = build_components(cfg, out / f"fused{seed}")
-        members.append(_trainer(MemberTrainer, parts, cfg))
+        callbacks = [Checkpointer(ckpt / str(seed), {})] if ckpt else []
+        members.append(_trainer(MemberTrainer, parts, cfg, callbacks))
         members[-1].rng = rng_state()  # the global streams as its own build left them
+        if resume:
+            members[-1].restore(load_checkpoint(ckpt / str(seed) / "last.pt"))
     if break_member is not None:  # its loss turns NaN: the unfused job would fail
         real = members[break_member].loss_fn
         members[break_member].loss_fn = lambda logits, y: real(logits, y) * float("nan")
@@ -69,8 +76,9 @@ def _close(a, b, rel=1e-5):
     return abs(a - b) <= rel * max(abs(b), 1e-8)
 
 
-def _assert_same(member, alone):
-    assert member.state.epoch == alone.state.epoch == 2
+def _assert_same(member, alone, epochs=2):
+    assert member.state.epoch == alone.state.epoch == epochs
+    assert len(member.state.history) == epochs
     for mine, ref in zip(member.state.history, alone.state.history):
         for key in METRICS:
             assert _close(mine[key], ref[key]), (key, mine[key], ref[key])
@@ -98,10 +106,28 @@ def test_fused_fit_equals_each_seeds_own_fit(tmp_path):
 
 
 @pytest.mark.slow
-def test_non_finite_member_fails_alone(tmp_path):
-    fused = _fused(tmp_path, break_member=1)
+def test_non_finite_member_fails_alone_and_a_stopped_member_is_masked(tmp_path):
+    """Member 1's loss is NaN; member 2 stops early after epoch 1 (patience 0): masked out
+    of epoch 2, it ends exactly as its unfused job stopped; member 0 trains both epochs."""
+    stop = ("trainer.early_stopping_patience=0",)
+    fused = _fused(tmp_path, break_member=1, extra={2: stop})
     assert list(fused.failed) == [1]
     assert isinstance(fused.failed[1], NonFiniteLossError)
     assert fused.members[1].state.epoch == 0  # its first epoch never ended
-    for i in (0, 2):
-        _assert_same(fused.members[i], _alone(tmp_path, SEEDS[i]))
+    assert fused.members[2].state.stopped_early
+    _assert_same(fused.members[0], _alone(tmp_path, SEEDS[0]))
+    _assert_same(fused.members[2], _alone(tmp_path, SEEDS[2], *stop), epochs=1)
+
+
+@pytest.mark.slow
+def test_resume_of_a_fused_fit_is_exact(tmp_path):
+    """Stopped after epoch 1 (as a kill -9 after that epoch's last.pt), each member resumes
+    from its own last.pt and ends exactly as an uninterrupted fused fit."""
+    whole = _fused(tmp_path / "whole")
+    one = {i: ("trainer.max_epochs=1",) for i in range(len(SEEDS))}
+    _fused(tmp_path / "cut", extra=one, ckpt=tmp_path / "ckpt")
+    resumed = _fused(tmp_path / "cut", ckpt=tmp_path / "ckpt", resume=True)
+    for member, ref in zip(resumed.members, whole.members):
+        _assert_same(member, ref)
+        for mine, theirs in zip(member.state.history, ref.state.history):
+            assert {k: mine[k] for k in METRICS} == {k: theirs[k] for k in METRICS}  # exact
