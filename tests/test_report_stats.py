@@ -81,6 +81,9 @@ def test_zero_spread_gets_p_one_and_stays_in_holm():
     assert t.p_value == 1.0 and "zero spread" in t.reason
     cmp = stats.compare({0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.7})
     assert cmp.p_value == 1.0
+    # equal up to float rounding (0.45 - 0.40 != 0.55 - 0.50 in binary): still no spread,
+    # not a t statistic divided by a rounding error (p ~ 1e-15)
+    assert stats.compare({0: 0.40, 1: 0.50}, {0: 0.45, 1: 0.55}).p_value == 1.0
     adjusted = stats.holm([0.01, 1.0, 0.02])
     assert np.allclose(adjusted, [0.03, 1.0, 0.04])  # three tests in the family, not two
 
