@@ -61,13 +61,13 @@ def _fused(out, break_member=None, extra=None, ckpt=None, resume=False):
         callbacks = [Checkpointer(ckpt / str(seed), {})] if ckpt else []
         members.append(_trainer(MemberTrainer, parts, cfg, callbacks))
         members[-1].rng = rng_state()  # the global streams as its own build left them
-        if resume:
-            members[-1].restore(load_checkpoint(ckpt / str(seed) / "last.pt"))
     if break_member is not None:  # its loss turns NaN: the unfused job would fail
         real = members[break_member].loss_fn
         members[break_member].loss_fn = lambda logits, y: real(logits, y) * float("nan")
     fused = FusedModel([m.model for m in members], [member_generator(s) for s in SEEDS])
     trainer = FusedTrainer(fused, members)
+    for seed, member in zip(SEEDS, members if resume else ()):
+        member.restore(load_checkpoint(ckpt / str(seed) / "last.pt"))
     trainer.fit()
     return trainer
 
@@ -122,11 +122,14 @@ def test_non_finite_member_fails_alone_and_a_stopped_member_is_masked(tmp_path):
 @pytest.mark.slow
 def test_resume_of_a_fused_fit_is_exact(tmp_path):
     """Stopped after epoch 1 (as a kill -9 after that epoch's last.pt), each member resumes
-    from its own last.pt and ends exactly as an uninterrupted fused fit."""
-    whole = _fused(tmp_path / "whole")
-    one = {i: ("trainer.max_epochs=1",) for i in range(len(SEEDS))}
+    from its own last.pt (with its drop_path stream) and ends exactly as an uninterrupted
+    fused fit."""
+    drop = ("residual=drop_path", "residual.p=0.3")  # its draws resume too
+    whole = _fused(tmp_path / "whole", extra={i: drop for i in range(len(SEEDS))})
+    one = {i: ("trainer.max_epochs=1", *drop) for i in range(len(SEEDS))}
     _fused(tmp_path / "cut", extra=one, ckpt=tmp_path / "ckpt")
-    resumed = _fused(tmp_path / "cut", ckpt=tmp_path / "ckpt", resume=True)
+    again = {i: drop for i in range(len(SEEDS))}
+    resumed = _fused(tmp_path / "cut", extra=again, ckpt=tmp_path / "ckpt", resume=True)
     for member, ref in zip(resumed.members, whole.members):
         _assert_same(member, ref)
         for mine, theirs in zip(member.state.history, ref.state.history):

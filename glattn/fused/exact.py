@@ -6,12 +6,14 @@ Why: under `torch.vmap` a convolution with batched weights becomes one grouped c
 M-times-wider BatchNorm. On this machine's CPU (oneDNN, torch 2.14) those sum in another
 order than the members' own kernels: grouped convolutions differ by ~3e-7 relative for some
 shapes (a ResNet's 3-channel stem, its 1x1 stride-2 shortcut, CBAM's 2-channel 7x7), the
-BatchNorm backward by ~1e-6, CBAM's channel mean by ~1e-8; BatchNorm over a small batch and
-Adam's first, sign-like steps amplify that to 1e-4 of the loss after two steps. Linear
-layers, attention, the loss and the optimizer were bit-identical. So with ``exact``
-(``trainer.deterministic``) every convolution, every BatchNorm and CBAM's spatial gate run
-member by member (each member's own kernels: no fusion gain for those layers); without it
-they run fused and a member matches its unfused job to fp32 rounding (~1e-6 a step).
+BatchNorm backward by ~1e-6, a mean over channels (CBAM's spatial gate, the spatial_attn
+fusion) by ~1e-8; BatchNorm over a small batch and Adam's first, sign-like steps amplify
+that to 1e-4 of the loss after two steps. Linear layers, attention, the loss and the
+optimizer were bit-identical. So with ``exact`` (``trainer.deterministic``) every
+convolution, every BatchNorm and those channel-mean modules run member by member (each
+member's own kernels: no fusion gain for those layers); without it they run fused and a
+member matches its unfused job to fp32 rounding (~1e-6 a step). A user's module that
+averages over channels may need adding to ``_CHANNEL_MEANS``.
 
 The loop is a `torch.autograd.Function` with its own vmap rule
 (https://pytorch.org/docs/stable/notes/extending.func.html): the rule calls the module's
@@ -28,13 +30,16 @@ from torch import nn
 from torch.func import functional_call
 
 _CLASSES: dict[type, type] = {}
+#: modules that average over channels (``x.mean(1)``: another summation order under vmap,
+#: found by tests/test_fused_equivalence.py): CBAM's spatial gate, the spatial_attn fusion
+_CHANNEL_MEANS = ("SpatialAttention", "SpatialAttnFusion")
 
 
 class _MemberLoop(torch.autograd.Function):
     generate_vmap_rule = False
 
     @staticmethod
-    def forward(module, names, x, *tensors):
+    def forward(module, names, n_inputs, *tensors):
         raise RuntimeError("a looped module runs only inside the fused (vmapped) forward")
 
     @staticmethod
@@ -46,31 +51,39 @@ class _MemberLoop(torch.autograd.Function):
         raise RuntimeError("a looped module runs only inside the fused (vmapped) forward")
 
     @staticmethod
-    def vmap(info, in_dims, module, names, x, *tensors):
+    def vmap(info, in_dims, module, names, n_inputs, *tensors):
+        """``tensors``: the module's ``n_inputs`` inputs, then its parameters and buffers."""
+
         def member(t, dim, i):
             return t if dim is None else t.select(dim, i)
 
+        dims = in_dims[3:]
         outs = []
         module.in_member_loop = True
         try:
             for i in range(info.batch_size):
-                own = {n: member(t, d, i) for n, t, d in zip(names, tensors, in_dims[3:])}
-                outs.append(functional_call(module, own, (member(x, in_dims[2], i),)))
+                args = [member(t, d, i) for t, d in zip(tensors[:n_inputs], dims[:n_inputs])]
+                own = {
+                    n: member(t, d, i)
+                    for n, t, d in zip(names, tensors[n_inputs:], dims[n_inputs:])
+                }
+                outs.append(functional_call(module, own, tuple(args)))
         finally:
             module.in_member_loop = False
         return torch.stack(outs), 0
 
 
 class _Looped:
-    """Mixin: ``forward(x)`` of the module class after it, run member by member."""
+    """Mixin: ``forward(*inputs)`` of the module class after it, run member by member."""
 
     in_member_loop = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.in_member_loop:
-            return super().forward(x)
+            return super().forward(*inputs)
         names = self.state_names
-        return _MemberLoop.apply(self, names, x, *(_get(self, n) for n in names))
+        tensors = [_get(self, n) for n in names]
+        return _MemberLoop.apply(self, names, len(inputs), *inputs, *tensors)
 
 
 @contextmanager
@@ -93,7 +106,7 @@ def _get(module: nn.Module, name: str) -> torch.Tensor:
 
 
 def _inexact(module: nn.Module) -> bool:
-    if type(module).__name__ == "SpatialAttention":  # CBAM's channel mean (module docstring)
+    if type(module).__name__ in _CHANNEL_MEANS:
         return True
     if isinstance(module, nn.modules.conv._ConvNd):
         return True
@@ -101,7 +114,7 @@ def _inexact(module: nn.Module) -> bool:
 
 
 def loop_inexact(template: nn.Module) -> list[str]:
-    """Make the template's convolutions, BatchNorms and CBAM spatial gates run member by
+    """Make the template's convolutions, BatchNorms and channel-mean modules run member by
     member (in place: same names, same state_dict); their names."""
     names = []
     for name, module in template.named_modules():

@@ -32,6 +32,8 @@ from glattn.metrics import compute_metrics
 from glattn.runtime import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
+#: the name of a member's in-model generator (glattn.fused.stack) in its checkpoint
+NOISE_STATE = "fused_noise"
 
 
 class MemberTrainer(Trainer):
@@ -78,6 +80,9 @@ class FusedTrainer:
             if member.module is not fused.members[i]:
                 raise ValueError(f"member trainer {i} does not train fused member {i}")
             member.rng = member.rng or rng_state()
+            # its drop_path / dropout stream goes into its checkpoints (exact resume); restore
+            # a member's checkpoint after this
+            member.stateful.setdefault(NOISE_STATE, fused.generators[i])
 
     def running(self) -> list[int]:
         return [i for i, m in enumerate(self.members) if i not in self.failed and m.active()]
