@@ -49,6 +49,17 @@ def _title(crit: Criterion, metric: str) -> str:
     return crit.claim.format(m=tables.METRICS[metric].replace(" (%)", "").lower())
 
 
+def units_note(metric: str) -> str:
+    """What the thresholds' units mean, named for the metric (every claims output says it)."""
+    m = tables.METRICS[metric].replace(" (%)", "")
+    return (
+        f"Metric: {m} ({metric}). Thresholds and effects in pp are percentage points of "
+        f"{m}; criterion 3 is in epochs, criterion 5 in % overhead. Intervals: hierarchical "
+        "bootstrap (seed pairs, then test images); supported = the interval clears the "
+        "threshold and the Holm-adjusted p < 0.05."
+    )
+
+
 COLUMNS = [
     "Stratum",
     "Comparison (b − a)",
@@ -168,7 +179,7 @@ def _tex(text: str) -> str:
 
 def to_latex(c: Claims, experiment: str) -> str:
     cols = ["Stratum", "Comparison", "n", "Effect [95\\% CI]", "p", "Holm p", "Verdict"]
-    out = [f"\\section*{{Claims: {_tex(experiment)}}}"]
+    out = [f"\\section*{{Claims: {_tex(experiment)}}}", _tex(units_note(c.metric)) + "\n"]
     out.append("\\begin{tabular}{rlll}\n\\toprule\n\\# & Criterion & Threshold & Verdict \\\\")
     out.append("\\midrule")
     for n, crit in CRITERIA.items():
@@ -215,6 +226,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     )
     frame = c.frame()
     frame.insert(1, "criterion", [_title(CRITERIA[n], c.metric) for n in frame["claim"]])
+    frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
     frame["bootstrap_resamples"] = c.n_resamples
     frame["bootstrap_seed"] = c.seed
     frame.to_csv(csv, index=False)
