@@ -36,11 +36,13 @@ def test_plan_without_store_creates_nothing(tmp_path):
 def test_plan_marks_done_jobs_and_estimates_cost(tmp_path):
     from mlflow.tracking import MlflowClient
 
+    from glattn.job.spec import route_debug
     from glattn.tracking import get_experiment_id, resolve_uri
 
     out = tmp_path / "out"
     common = ["debug=smoke", f"paths.output_dir={out}"]
     done_fp, task = _fingerprint(*common, "fusion=learnable_gate", "seed=1")
+    route_debug(task)  # debug=smoke: the job's run is in glattn-debug
     client = MlflowClient(resolve_uri(task.tracking.uri))
     run = client.create_run(
         get_experiment_id(task.tracking),

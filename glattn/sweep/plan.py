@@ -95,8 +95,10 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
                 plan.batch_size = OmegaConf.select(task_cfg, "trainer.batch_size", default=None)
                 plan.pflop, plan.disk_bytes = _compute_cost(task_cfg, flops_cache)
                 if client is not None and not rerun:
+                    from glattn.job.spec import route_debug
                     from glattn.tracking import find_finished_run
 
+                    route_debug(task_cfg)  # a debug preset's runs are in <experiment>-debug
                     run = find_finished_run(
                         task_cfg.tracking, plan.fingerprint, str(task_cfg.task)
                     )
