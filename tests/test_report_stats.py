@@ -143,3 +143,21 @@ def test_table6_flags_a_noisy_latency_and_labels_memory(tmp_path):
     assert "measure on an idle machine or a GPU" in md
     assert "batch 1, device cpu (2 threads)" in t6.caption
     assert pd.notna(t6.to_frame()["n"]).any()
+
+
+def test_table3_p_vs_original_is_the_paired_t_test(tmp_path):
+    from scipy import stats as sps
+
+    s = Store(tmp_path)
+    orig, gate = [0.70, 0.74, 0.71], [0.75, 0.76, 0.78]
+    for seed, (a, b) in enumerate(zip(orig, gate)):
+        s.job("t3", seed, {"test/balanced_acc": a})
+        s.job("t3", seed, {"test/balanced_acc": b}, fusion="learnable_gate")
+    t3 = tables.build_tables(runs.load_runs(s.uri, "t3"), tables.Context(), [3])[3]
+    col = t3.columns.index("HAM10000 p vs original")
+    cells = {row[0].text: row[col] for row in t3.rows}
+    assert cells["original"].text == "ref"
+    want = sps.ttest_rel(gate, orig).pvalue
+    assert cells["learnable_gate"].p_value == pytest.approx(want)
+    assert "**75.00 ± 1.53 (n=3)**" not in t3.to_markdown()  # mean 76.33: the bold one
+    assert "**76.33 ± 1.53 (n=3)**" in t3.to_markdown()
