@@ -42,7 +42,11 @@ def test_a_smoke_run_is_a_debug_run_with_its_latency_and_logs(tmp_path):
 
 def test_logged_files_are_masked(tmp_path):
     cfg = OmegaConf.create(
-        {"uri": f"sqlite:///{tmp_path}/m.db", "experiment": "e", "artifact_location": None}
+        {
+            "uri": f"sqlite:///{tmp_path}/m.db",
+            "experiment": "e",
+            "artifact_location": str(tmp_path),
+        }
     )
     tracker = Tracker(cfg)
     tracker.start("r", {})
