@@ -15,6 +15,7 @@ says little about a GPU, where fusion's grouped kernels fill an otherwise idle d
 (arXiv:2102.02344); the GPU rows belong to benchmarks/gpu_check.py.
 
     python benchmarks/fused_seeds.py [--size 32] [--batch 8] [--steps 5] [--overrides ...]
+    python benchmarks/fused_seeds.py --device cuda --size 224 --batch 32   # not run here
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from glattn.fused.stack import FusedModel, member_generator  # noqa: E402
 SEEDS = (0, 1, 2)
 
 
-def build(overrides: list[str], size: int) -> list[torch.nn.Module]:
+def _sync(device: torch.device) -> float:
+    """A timestamp after the device's queued work (CUDA kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def build(overrides: list[str], size: int, device: torch.device) -> list[torch.nn.Module]:
     from hydra import compose, initialize_config_dir
 
     from glattn.models import build_model
@@ -46,25 +54,25 @@ def build(overrides: list[str], size: int) -> list[torch.nn.Module]:
     models = []
     for seed in SEEDS:
         torch.manual_seed(seed)
-        models.append(build_model(cfg).train())
+        models.append(build_model(cfg).to(device).train())
     return models
 
 
 def separate(models, x, y, steps: int) -> float:
     opts = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in models]
-    start = time.perf_counter()
+    start = _sync(x.device)
     for step in range(steps):
         for i, (model, opt) in enumerate(zip(models, opts)):
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x[i, step]), y[i, step]).backward()
             opt.step()
-    return time.perf_counter() - start
+    return _sync(x.device) - start
 
 
 def fused(models, x, y, steps: int, exact: bool) -> float:
     model = FusedModel(models, [member_generator(s) for s in SEEDS], exact=exact).train()
     opts = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in models]
-    start = time.perf_counter()
+    start = _sync(x.device)
     for step in range(steps):
         model.zero_grad()
         out = model(x[:, step])
@@ -73,7 +81,7 @@ def fused(models, x, y, steps: int, exact: bool) -> float:
         model.share_grads()
         for opt in opts:
             opt.step()
-    return time.perf_counter() - start
+    return _sync(x.device) - start
 
 
 def main(argv=None) -> None:
@@ -82,26 +90,35 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--overrides", nargs="*", default=[])
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
     total = args.steps + args.warmup
-    x = torch.randn(len(SEEDS), total, args.batch, 3, args.size, args.size)
-    y = torch.randint(0, 7, (len(SEEDS), total, args.batch))
+    x = torch.randn(len(SEEDS), total, args.batch, 3, args.size, args.size, device=device)
+    y = torch.randint(0, 7, (len(SEEDS), total, args.batch), device=device)
     images = len(SEEDS) * args.steps * args.batch
-    print(f"load average before: {os.getloadavg()}; threads {torch.get_num_threads()}")
+    print(f"{device}; load average before: {os.getloadavg()}; threads {torch.get_num_threads()}")
     rows = {}
     for name, run in (
         ("separate", lambda m, a, b, n: separate(m, a, b, n)),
         ("fused", lambda m, a, b, n: fused(m, a, b, n, exact=False)),
         ("fused exact", lambda m, a, b, n: fused(m, a, b, n, exact=True)),
     ):
-        models = build(args.overrides, args.size)
+        models = build(args.overrides, args.size, device)
         run(models, x[:, : args.warmup], y[:, : args.warmup], args.warmup)  # untimed
         # each way gets fresh models: the timed steps start from the same weights
-        models = build(args.overrides, args.size)
+        models = build(args.overrides, args.size, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         seconds = run(models, x[:, args.warmup :], y[:, args.warmup :], args.steps)
         rows[name] = images / seconds
-        print(f"{name:12s} {rows[name]:8.1f} img/s  ({seconds:.2f} s, {images} images)")
+        peak = (
+            f", peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+            if device.type == "cuda"
+            else ""
+        )
+        print(f"{name:12s} {rows[name]:8.1f} img/s  ({seconds:.2f} s, {images} images{peak})")
     print(f"load average after: {os.getloadavg()}")
     print(f"fused 3 seeds vs 3 separate jobs: {rows['fused'] / rows['separate']:.2f} x")
 
