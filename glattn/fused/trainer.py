@@ -199,6 +199,9 @@ class FusedTrainer:
         members, rt = self.members, self.members[idx[0]].rt
         total = {i: torch.zeros((), dtype=torch.float64, device=rt.device) for i in idx}
         probs, labels = {i: [] for i in idx}, {i: [] for i in idx}
+        lengths = {len(members[i].loaders[split]) for i in idx}
+        if len(lengths) != 1:  # zip would cut the longer ones short
+            raise ValueError(f"fused members have {split} loaders of different lengths {lengths}")
         for batches in zip(*(members[i].loaders[split] for i in idx)):
             moved = [members[i].rt.to_device(*b) for i, b in zip(idx, batches)]
             x = [m[0] for m in moved]
