@@ -18,6 +18,7 @@ from test_train import runs, smoke_cfg
 from glattn.checkpoint import CheckpointError, CheckpointLock, RunLockedError, checkpoint_dir
 from glattn.config import ConfigError, config_fingerprint
 from glattn.job import lifecycle, main
+from glattn.job.spec import route_debug
 from glattn.tracking import Tracker
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,6 +41,7 @@ def continued(tmp_path_factory):
     out = tmp_path_factory.mktemp("record")
     cfg = smoke_cfg(out, *FAST, hydra=True)
     fingerprint = config_fingerprint(cfg)
+    route_debug(cfg)  # debug=smoke: the job's runs are in glattn-debug, as the job routes them
     earlier = Tracker(cfg.tracking)
     earlier.start(
         "glattn_original_original_cbam",
@@ -105,7 +107,7 @@ def test_second_process_with_the_same_fingerprint_is_refused(continued, monkeypa
     with CheckpointLock(checkpoint_dir(cfg)):
         with pytest.raises(RunLockedError, match=f"pid {os.getpid()}@"):
             main(cfg)
-    assert runs(out, "locked") == []  # the refused process created no run
+    assert runs(out, "locked-debug") == []  # the refused process created no run
 
 
 def test_truncated_checkpoint_names_the_file_and_what_to_do(tmp_path):
