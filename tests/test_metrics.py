@@ -137,8 +137,8 @@ def _official_run(tmp_path, drop_test_image):
     from omegaconf import OmegaConf
 
     from glattn.data import build_data
-    from glattn.data.testing import data_cfg, make_isic2018
     from glattn.data.isic2018 import official_result
+    from glattn.data.testing import data_cfg, make_isic2018
 
     make_isic2018(tmp_path / "data", drop_test_image=drop_test_image, lesions_per_class=4)
     # The real Test ground truth is sorted by image id (ISIC_0034524 ... ISIC_0036064, with
