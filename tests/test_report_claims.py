@@ -266,10 +266,10 @@ def test_bootstrap_interval_covers_a_known_difference():
         pairs.append(
             tuple(stats.Outcomes(LABELS, m, np.ones(LABELS.size), "k", 7) for m in (a, b))
         )
-    iv = stats.paired_bootstrap(pairs, "balanced_acc", 2000, seed=1)
+    iv = stats.hierarchical_bootstrap(pairs, "balanced_acc", 2000, seed=1)
     assert iv.estimate == pytest.approx(0.08)
     assert iv.low < 0.08 < iv.high and iv.high - iv.low < 0.05
-    assert iv == stats.paired_bootstrap(pairs, "balanced_acc", 2000, seed=1)  # seeded
+    assert iv == stats.hierarchical_bootstrap(pairs, "balanced_acc", 2000, seed=1)  # seeded
 
 
 def test_weights_and_skipped_images_do_not_count(tmp_path):

@@ -175,42 +175,6 @@ class Interval:
     seed: int
 
 
-def paired_bootstrap(
-    pairs: list[tuple[Outcomes, Outcomes]],
-    metric: str = "balanced_acc",
-    n_resamples: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> Interval:
-    """Percentile interval of mean_s [score(b_s) - score(a_s)] over seed pairs s.
-
-    Each resample draws, for every image set (Outcomes.key), n indices with replacement
-    (numpy default_rng(seed)); every arm on that image set uses the same indices, so both
-    arms of a pair (and all seeds, which share one test split) are resampled together,
-    and the score is recomputed on each resample. Arms on different image sets (one data
-    set against another) are resampled independently.
-    """
-    if not pairs:
-        raise ValueError("paired_bootstrap: no pairs")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples={n_resamples}: expected >= 1")
-    rng = np.random.default_rng(seed)
-    sizes = {}
-    for a, b in pairs:
-        for o in (a, b):
-            if sizes.setdefault(o.key, o.labels.size) != o.labels.size:
-                raise ValueError(f"image set {o.key!r} has two different sizes")
-    counts = {k: resample_counts(rng, n, n_resamples) for k, n in sizes.items()}
-    diffs = np.zeros(n_resamples)
-    for a, b in pairs:
-        diffs += score(b, metric, counts[b.key]) - score(a, metric, counts[a.key])
-    diffs /= len(pairs)
-    estimate = float(np.mean([score(b, metric) - score(a, metric) for a, b in pairs]))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.nanpercentile(diffs, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high), n_resamples, seed)
-
-
 def hierarchical_bootstrap(
     pairs: list[tuple[Outcomes, Outcomes]],
     metric: str = "balanced_acc",
