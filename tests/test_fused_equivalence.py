@@ -124,6 +124,7 @@ def test_fused_members_equal_separate_trainings(fusion, residual):
     _assert_equal_training((f"fusion={fusion}", f"residual={residual}"))
 
 
+@pytest.mark.slow
 def test_fused_sgd_equals_separate():
     _assert_equal_training(("fusion=learnable_gate", "residual=progressive"), kind="sgd")
 
@@ -163,6 +164,7 @@ def test_drop_path_draws_are_each_members_own():
     assert out.shape == (3, 16, 7) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_fused_kernels_match_to_fp32_rounding():
     """exact=False (trainer.deterministic=false): grouped convolutions and wide BatchNorms
     really run fused: one step's outputs match to 1e-4 relative, the gradients to 1e-3 (the

@@ -63,6 +63,7 @@ def test_process_age_counts_from_the_process_start():
     assert process_age_s() > 0
 
 
+@pytest.mark.slow  # a real smoke run; the timers themselves are tested on a fake clock above
 def test_a_smoke_run_logs_its_phases(tmp_path):
     """The train task logs time/* (startup, epochs, final evaluation, Grad-CAM, after
     training, fixed cost) into its MLflow run, consistent with each other."""

@@ -3,6 +3,7 @@ dedicated latency measurement, and the run folder's logs as masked artifacts."""
 
 from pathlib import Path
 
+import pytest
 from conftest import smoke_cfg, store_client
 from omegaconf import OmegaConf
 
@@ -19,6 +20,7 @@ def _files(client, run_id, path=None) -> set[str]:
     return out
 
 
+@pytest.mark.slow  # a real smoke run (the routing and names are also checked in test_train)
 def test_a_smoke_run_is_a_debug_run_with_its_latency_and_logs(tmp_path):
     out = tmp_path / "out"
     main(smoke_cfg(out, hydra=True))

@@ -181,6 +181,7 @@ def _no_traceback(res) -> None:
     assert "Traceback" not in res.stdout + res.stderr, (res.stdout[-2000:], res.stderr[-3000:])
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_tracking_server_refuses_is_one_masked_line(app, tmp_path):
     import socket
 
@@ -205,7 +206,9 @@ def test_a_sweep_whose_tracking_server_refuses_is_one_masked_line(app, tmp_path)
     assert not (out / "sweeps").exists()  # no sweep folder, no job, no parent run
 
 
-@pytest.mark.parametrize("cluster", ["no sbatch", "no cluster"])
+@pytest.mark.parametrize(
+    "cluster", ["no sbatch", pytest.param("no cluster", marks=pytest.mark.slow)]
+)
 def test_slurm_without_a_usable_cluster_is_one_line_before_any_run(app, tmp_path, cluster):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -234,6 +237,7 @@ def test_slurm_without_a_usable_cluster_is_one_line_before_any_run(app, tmp_path
     assert not marker.exists() and not (out / "mlflow.db").exists()  # no parent run
 
 
+@pytest.mark.slow
 def test_slurm_submits_nothing_for_jobs_already_finished(app, tmp_path):
     from conftest import compose_cfg
     from mlflow.tracking import MlflowClient
