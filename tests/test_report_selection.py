@@ -53,6 +53,20 @@ def test_debug_runs_stay_out_unless_asked(mixed):
     assert len(both) == 5
 
 
+def test_an_experiment_run_only_with_debug_presets_is_read_with_include_debug(tmp_path):
+    """`run.py -m ... debug=smoke tracking.experiment=my_fusion` records `my_fusion-debug`
+    only: the report on `my_fusion` names --include-debug, and with it reads the twin."""
+    s = Store(tmp_path)
+    for seed in (0, 1):
+        s.job("my_fusion-debug", seed, {"test/balanced_acc": 0.5}, extra_params=SMOKE)
+    with pytest.raises(runs.ReportError, match=r"'my_fusion-debug': add --include-debug"):
+        runs.load_runs(s.uri, "my_fusion")
+    frame = runs.load_runs(s.uri, "my_fusion", include_debug=True)
+    assert sorted(frame["seed"]) == [0, 1]
+    with pytest.raises(runs.ReportError, match=r"'nothing' not found .* experiments there"):
+        runs.load_runs(s.uri, "nothing", include_debug=True)
+
+
 def test_mixed_configurations_split_into_labelled_rows_never_averaged(mixed):
     frame = runs.load_runs(mixed.uri, "glattn", include_debug=True)
     assert frame["cell"].nunique() == 3  # 64 px original, 32 px original, 32 px gate

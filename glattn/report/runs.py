@@ -115,6 +115,25 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
     return jobs
 
 
+def _experiments(uri: str, experiment: str, include_debug: bool) -> list[str]:
+    """The experiments a report reads: `experiment`, and with ``include_debug`` its
+    ``<experiment>-debug`` too; either may be missing, not both. A missing `experiment`
+    whose debug twin exists names --include-debug (debug=smoke runs go there)."""
+    client = client_for(uri)
+    debug_exp = debug_experiment(experiment)
+    names = [experiment] + ([debug_exp] if include_debug and debug_exp != experiment else [])
+    found = [name for name in names if client.get_experiment_by_name(name) is not None]
+    if found:
+        return found
+    if client.get_experiment_by_name(debug_exp) is not None:
+        raise ReportError(
+            f"MLflow experiment {experiment!r} not found at tracking URI {mask_uri(uri)!r}; "
+            f"its debug-preset runs are in {debug_exp!r}: add --include-debug to read them"
+        )
+    get_experiment(uri, experiment)  # raises, listing the experiments there
+    return found
+
+
 def load_runs(
     uri: str,
     experiment: str,
@@ -127,12 +146,7 @@ def load_runs(
     debug presets' runs and the ``<experiment>-debug`` experiment; ``where`` (KEY=VALUE
     strings) keeps the runs whose param or tag has that value."""
     notes = [] if notes is None else notes
-    frames = [load_all_runs(uri, experiment)]
-    debug_exp = debug_experiment(experiment)
-    if include_debug and debug_exp != experiment:
-        client = client_for(uri)
-        if client.get_experiment_by_name(debug_exp) is not None:
-            frames.append(load_all_runs(uri, debug_exp))
+    frames = [load_all_runs(uri, name) for name in _experiments(uri, experiment, include_debug)]
     jobs = _jobs(pd.concat(frames, ignore_index=True), experiment, uri)
     debug = selection.debug_mask(jobs)
     if debug.any() and not include_debug:
