@@ -17,7 +17,7 @@ from test_train import runs, smoke_cfg
 
 from glattn.checkpoint import CheckpointError, CheckpointLock, RunLockedError, checkpoint_dir
 from glattn.config import ConfigError, config_fingerprint
-from glattn.job import lifecycle, main
+from glattn.job import main, record
 from glattn.job.spec import route_debug
 from glattn.tracking import Tracker
 
@@ -102,7 +102,7 @@ def test_finished_job_started_again_adds_no_run(continued):
 
 def test_second_process_with_the_same_fingerprint_is_refused(continued, monkeypatch):
     out, cfg, _, _ = continued
-    monkeypatch.setattr(lifecycle, "LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(record, "LOCK_WAIT_S", 0.3)
     cfg = smoke_cfg(out, *FAST, "seed=5", "tracking.experiment=locked", hydra=True)
     with CheckpointLock(checkpoint_dir(cfg)):
         with pytest.raises(RunLockedError, match=f"pid {os.getpid()}@"):

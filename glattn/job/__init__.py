@@ -5,14 +5,15 @@
   fingerprint, group choices, run name, tags, params, folders, whether it starts over;
 - `build` (`build_components`): the only place a config becomes objects (data, model,
   loss, optimizer, scheduler, runtime); the pre-flight check uses the same model builder;
-- `lifecycle` (`run_job`): checks and masking once, the lock, the MLflow run,
-  ``status.json``, signals, errors and exit codes;
+- `lifecycle` (`run_job`): checks and masking once, signals, errors and exit codes;
+  `record` (`JobRecord`): the lock, the MLflow run found or continued, ``status.json``;
 - `trainer` (`Trainer`): the epoch loop and early stopping; checkpoints, the history CSV,
   MLflow metrics and the profiler are callbacks (`callbacks`, `trainer.Callback`);
 - `start` (where training starts), `finish` (final evaluation, the one copy of the
   weights), `outputs` (the files of a run folder), `protocol` (the files a sweep and its
   jobs share);
-- `tasks.train`, `tasks.eval`: each task top to bottom.
+- `tasks.train`, `tasks.eval`: each task top to bottom; `tasks.fused`: the seeds of one
+  configuration trained as one fused job (``sweep.fuse_seeds``, glattn.fused).
 
 Importing this package is cheap (the sweep imports `protocol`); `main` imports the tasks.
 """

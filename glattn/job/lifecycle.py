@@ -12,7 +12,8 @@
    FINISHED run means nothing to do (``sweep.rerun=true`` or ``trainer.resume=false`` runs
    the job again, as a new run).
 4. The fingerprint's checkpoint folder is locked (`glattn.checkpoint.CheckpointLock`): a
-   second process with the same fingerprint waits, then refuses, naming the holder.
+   second process with the same fingerprint waits, then refuses, naming the holder
+   (3 and 4: `glattn.job.record.JobRecord`, which a fused job opens once per member).
 5. SIGTERM and SIGINT end the run KILLED, write ``status.json`` and exit non-zero; the next
    start continues from the last completed epoch. A user error (`glattn.errors.UserError`:
    bad config, data or checkpoint) is one message, no traceback (``HYDRA_FULL_ERROR=1``
@@ -26,17 +27,14 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from glattn import optim
 from glattn import preflight as machine
-from glattn.checkpoint import CheckpointLock, remove_stale_tmp
 from glattn.config import (
     ConfigError,
     config_errors,
@@ -48,51 +46,19 @@ from glattn.config import (
 from glattn.data.errors import DataError
 from glattn.errors import UserError
 from glattn.job import protocol
-from glattn.job.spec import JobSpec, make_spec
+from glattn.job.record import Job, JobRecord
+from glattn.job.spec import make_spec
 from glattn.logging_utils import setup_logging
 from glattn.secrets import install_log_filter, mask_text, secret_values
-from glattn.tracking import Tracker, job_runs, make_tracker
+from glattn.tracking import make_tracker
 
 log = logging.getLogger(__name__)
-#: the device a FINISHED run ran on (``cpu``, ``cuda``, ``cuda:1``)
-DEVICE_TAG = "glattn.device"
 
 
 class JobInterrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT) arrived: the job stops, its run ends KILLED."""
 
     reported: bool = True  # raised inside the job only, which logs the KILLED line
-
-
-#: Seconds a job waits for another process holding its fingerprint's lock, then refuses.
-LOCK_WAIT_S = 30.0
-
-
-@dataclass
-class Job:
-    """What a task body gets: the config, its `JobSpec`, its tracker and its old run."""
-
-    cfg: DictConfig
-    spec: JobSpec
-    tracker: Tracker
-    previous: object | None = None  # the job's unfinished MLflow run to continue, if any
-    context: dict = field(default_factory=dict)  # what the task's pre-flight found
-    secrets: set = field(default_factory=set)  # masked in every message the job records
-
-    def start_run(self, extra_tags: dict | None = None, continue_run: bool = True) -> bool:
-        """Create the run, or continue the job's unfinished one; log the missing params.
-        Returns True for a new run."""
-        run_id = self.previous.info.run_id if (self.previous and continue_run) else None
-        if self.previous is not None and run_id is None:
-            _retire(self.tracker, self.previous)
-        new = self.tracker.start(
-            self.spec.run_name,
-            {**self.spec.tags, **(extra_tags or {})},
-            run_id=run_id,
-            parent_run_id=protocol.read_parent_run_id(),
-        )
-        self.tracker.log_params(dict(self.spec.params))
-        return new
 
 
 # ----------------------------------------------------------------------------- checks
@@ -199,50 +165,35 @@ def run_job(
 ) -> dict:
     """Check, lock, find or create the run, run ``body(job)``, record the outcome."""
     job = _checked_job(cfg, task, preflight)
-    spec = job.spec
-    status = {"status": "failed", "error": None, "run_id": None}
-    lock = CheckpointLock(spec.ckpt_dir, wait_s=LOCK_WAIT_S)
+    record = JobRecord(job)
     try:
         with interrupt_on_signals():
-            done = _finished_run(job, look_only=True)
-            if done is None:
-                lock.acquire()
-                remove_stale_tmp(spec.ckpt_dir)
-                done = _finished_run(job)  # it may have finished while we waited
+            done = record.open()
             if done is not None:
-                status.update(status="skipped", run_id=done.info.run_id)
                 return dict(done.data.metrics)
-            device = _checked_device(cfg)  # something to do: the device must exist
             metrics = body(job)
-            status["status"] = "finished"
-            _record_device(job, device)
+            record.succeed()
             return metrics
     except BaseException as exc:
-        _record_failure(job, exc, status)
+        record.fail(exc)
         raise
     finally:
-        lock.release()
-        status["run_id"] = job.tracker.run_id or status["run_id"]
-        protocol.write_status(spec.run_dir, fingerprint=spec.fingerprint, **status)
-        _log_run_files(job)
-
-
-def _log_run_files(job: Job) -> None:
-    """The run folder's logs (debug.log, <job>.log) and status.json as the run's artifacts
-    ``logs/``, secrets masked (issue 18); the files on disk stay as they are."""
-    if job.tracker.run_id is None:
-        return
-    folder = job.spec.run_dir
-    files = [*sorted(folder.glob("*.log")), folder / protocol.STATUS_FILE]
-    try:
-        job.tracker.log_masked_files(files, "logs", job.secrets)
-    except Exception as exc:  # noqa: BLE001 - the job's outcome stands; the files are on disk
-        log.warning("the run folder's logs were not logged to MLflow: %s", exc)
+        record.close()
 
 
 def _checked_job(cfg: DictConfig, task: str, preflight) -> Job:
     """Mask, check (once), compute the spec, open the logs: the job before any work."""
-    secrets = mask_hydra_output()
+    job = check_job(cfg, task, preflight, mask_hydra_output())
+    setup_logging(job.spec.run_dir)
+    install_log_filter(job.secrets)
+    log.info("run dir %s, fingerprint %s", job.spec.run_dir, job.spec.fingerprint)
+    return job
+
+
+def check_job(cfg: DictConfig, task: str, preflight, secrets: set[str]) -> Job:
+    """Check the config (values, machine, the task's pre-flight) and compute its `JobSpec`
+    and tracker; ``secrets``: the command line's, already masked in Hydra's files. A user
+    error is logged once (and written to status.json in a sweep) and raised."""
     try:
         check_machine(cfg)  # the folder first: the SQLite store and every check's files
         check_config(cfg)
@@ -257,110 +208,11 @@ def _checked_job(cfg: DictConfig, task: str, preflight) -> Job:
             error = f"{type(exc).__name__}: {message}"
             protocol.write_status(hc.runtime.output_dir, "failed", error)
         raise
-    setup_logging(spec.run_dir)
     resolved = secret_values(resolved_config(cfg)) - secrets
     if resolved:  # secrets only the resolved config shows (interpolated values)
         mask_run_folder(spec.run_dir, resolved)
-    install_log_filter(secrets | resolved)
-    log.info("run dir %s, fingerprint %s", spec.run_dir, spec.fingerprint)
     tracker = make_tracker(cfg.tracking)
     return Job(cfg, spec, tracker, context=context, secrets=secrets | resolved)
-
-
-def _checked_device(cfg: DictConfig) -> str:
-    """The device the job will run on (``cpu``, ``cuda``, ``cuda:1``); a ConfigError listing
-    the devices there are when ``trainer.device`` names one this machine lacks."""
-    from glattn.runtime import resolve_device
-
-    name = str(OmegaConf.select(cfg, "trainer.device", default="auto"))
-    error = machine.device_error(name)
-    if error:
-        raise ConfigError(error)
-    return str(resolve_device(name))
-
-
-def _record_device(job: Job, device: str) -> None:
-    """Tag the run with the device it ran on: a later request for another device (which
-    does not change the fingerprint) is told where the FINISHED run ran."""
-    if job.tracker.enabled and job.tracker.run_id:
-        try:
-            job.tracker.client.set_tag(job.tracker.run_id, DEVICE_TAG, device)
-        except Exception as exc:  # noqa: BLE001 - the run itself is recorded
-            log.warning("could not tag the run with its device: %s", exc)
-
-
-def _ran_on(run) -> str:
-    return run.data.tags.get(DEVICE_TAG) or run.data.params.get("trainer.device") or "?"
-
-
-def _say_finished(job: Job, finished) -> None:
-    """Nothing to do: say where it ran; louder when another device was asked for."""
-    ran_on = _ran_on(finished)
-    asked = str(OmegaConf.select(job.cfg, "trainer.device", default="auto"))
-    line = (
-        f"already FINISHED on {ran_on} ({finished.info.run_name}, MLflow run "
-        f"{finished.info.run_id}, fingerprint {job.spec.fingerprint}, task="
-        f"{job.spec.task}); sweep.rerun=true trains again"
-    )
-    if asked not in ("auto", ran_on) and not ran_on.startswith(f"{asked}:"):
-        log.warning("trainer.device=%s does not change the result: %s", asked, line)
-    else:
-        log.info("nothing to do: %s", line)
-
-
-def _finished_run(job: Job, look_only: bool = False):
-    """The job's FINISHED run (nothing to do), or None. Holding the lock (not
-    ``look_only``), it also remembers the unfinished run to continue, or retires it."""
-    if not job.tracker.enabled:
-        return None
-    spec = job.spec
-    exp = job.tracker.ensure_experiment()
-    runs = job_runs(job.tracker.client, exp, spec.fingerprint, spec.task)
-    finished = next((r for r in runs if r.info.status == "FINISHED"), None)
-    if finished is not None and not spec.fresh:
-        _say_finished(job, finished)
-        return finished
-    if look_only:
-        return None
-    job.previous = next((r for r in runs if r.info.status != "FINISHED"), None)
-    if spec.fresh and job.previous is not None:
-        job.previous, stale = None, job.previous
-        _retire(job.tracker, stale)
-    return None
-
-
-def _retire(tracker: Tracker, run) -> None:
-    """An unfinished run this job does not continue: a RUNNING one is stale (we hold the
-    lock), so it ends KILLED; FAILED and KILLED runs stay as they are."""
-    if run.info.status == "RUNNING":
-        tracker.client.set_terminated(run.info.run_id, "KILLED")
-        log.info("MLflow run %s was left RUNNING: marked KILLED", run.info.run_id)
-
-
-def _record_failure(job: Job, exc: BaseException, status: dict) -> None:
-    """Log the error once, end the run FAILED/KILLED with it, fill status.json's record."""
-    interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-    message = mask_text(f"{type(exc).__name__}: {exc}", job.secrets)
-    status.update(status="killed" if interrupted else "failed", error=message)
-    task = job.spec.task
-    log.debug("%s failed:\n%s", task, traceback.format_exc())  # debug.log only
-    if interrupted:
-        log.warning(
-            "%s %s: MLflow run %s ends KILLED; the same command continues it from the last "
-            "checkpoint",
-            task,
-            exc or type(exc).__name__,
-            job.tracker.run_id,
-        )
-    elif isinstance(exc, UserError):
-        log.error("%s failed: %s", task, message)
-        exc.mark_reported()  # logged: the CLI adds nothing
-    else:
-        log.error("%s failed:\n%s", task, traceback.format_exc())
-    try:
-        job.tracker.end("KILLED" if interrupted else "FAILED", error=message)
-    except Exception as end_exc:  # never hide the original error
-        log.error("could not end the MLflow run: %s", end_exc)
 
 
 def cli_exit(exc: BaseException) -> None:
