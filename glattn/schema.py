@@ -94,6 +94,8 @@ class SweepSchema:
 
     plan: bool = MISSING
     rerun: bool = MISSING
+    fuse_seeds: bool = MISSING  # jobs that differ only in seed run as one fused job
+    fused_seeds: list[int] | None = MISSING  # a fused job's members (set by the sweeper)
 
 
 @dataclass

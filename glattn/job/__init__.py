@@ -27,11 +27,18 @@ if TYPE_CHECKING:
 
 
 def main(cfg: DictConfig) -> dict:
-    """run.py's task: ``task=train`` trains, ``task=eval`` evaluates ``ckpt_path``."""
+    """run.py's task: ``task=train`` trains (``sweep.fused_seeds``: its seeds as one fused
+    job), ``task=eval`` evaluates ``ckpt_path``."""
+    from omegaconf import OmegaConf
+
     if cfg.task == "eval":
         from glattn.job.tasks.eval import evaluate_checkpoint
 
         return evaluate_checkpoint(cfg)
+    if OmegaConf.select(cfg, "sweep.fused_seeds", default=None):
+        from glattn.job.tasks.fused import train_fused
+
+        return train_fused(cfg)  # the seeds of one config as one fused job (issue 17)
     from glattn.job.tasks.train import train
 
     return train(cfg)

@@ -12,6 +12,10 @@
 ``<sweep dir>/jobs.json``       written by the glattn sweeper: one entry per launched job
                                  (number, overrides, job dir, Hydra's status and error).
 
+A fused job (``sweep.fuse_seeds=true``, glattn.job.tasks.fused) is member 0's overrides plus
+``sweep.fused_seeds=[s0,s1,...]``; `member_overrides` gives each member's own (the unfused
+job's), and its status.json lists the members' outcomes under ``members``.
+
 Files go through a temporary file and `os.replace`, so a reader never sees half a file.
 """
 
@@ -27,6 +31,26 @@ STATUS_FILE = "status.json"
 JOBS_FILE = "jobs.json"
 PARENT_RUN_ENV = "GLATTN_PARENT_RUN_ID"
 STATUSES = ("finished", "skipped", "failed", "killed")
+#: the key a fused job's overrides set: the seeds of its members (glattn.job.tasks.fused)
+FUSED_SEEDS_KEY = "sweep.fused_seeds"
+
+
+def fused_job_overrides(members: list[list[str]], seeds: list[int]) -> list[str]:
+    """One fused job's overrides for ``members`` (job override lists that differ only in
+    their ``seed=`` item): member 0's, plus ``sweep.fused_seeds=[...]``."""
+    return [*members[0], f"{FUSED_SEEDS_KEY}=[{','.join(str(s) for s in seeds)}]"]
+
+
+def member_overrides(overrides: list[str], seed: int) -> list[str]:
+    """A fused job's member ``seed`` as its unfused job: the same overrides in the same
+    order, ``seed=<seed>``, without ``sweep.fused_seeds``."""
+    out = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key == FUSED_SEEDS_KEY:
+            continue
+        out.append(f"seed={seed}" if key == "seed" else item)
+    return out
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -80,6 +104,7 @@ def write_status(
     error: str | None = None,
     run_id: str | None = None,
     fingerprint: str | None = None,
+    members: list[dict] | None = None,
 ) -> Path:
     if status not in STATUSES:
         raise ValueError(f"status.json: status={status!r}; expected one of {STATUSES}")
@@ -87,6 +112,8 @@ def write_status(
     record = {"status": status, "error": error, "run_id": run_id}
     if fingerprint is not None:
         record["fingerprint"] = fingerprint
+    if members is not None:
+        record["members"] = members
     atomic_write_text(path, json.dumps(record, indent=2))
     return path
 

@@ -36,6 +36,8 @@ UNFINISHED = ("RUNNING", "FAILED", "KILLED", "SCHEDULED")
 #: key, hence param ``debug``), the preset in the run name, and their own experiment
 #: ``<experiment>-debug``; the report leaves them out unless ``--include-debug``.
 DEBUG_TAG = "debug"
+#: a fused job's member run (glattn.job.tasks.fused): the seeds it trained with, "0,1,2"
+FUSED_TAG = "fused_with"
 DEBUG_EXPERIMENT_SUFFIX = "-debug"
 
 

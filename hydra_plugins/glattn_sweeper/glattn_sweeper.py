@@ -11,9 +11,10 @@ the same grid launched again continues it), writes its id to ``<sweep dir>/paren
 turns SIGTERM into an interrupt so the parent ends KILLED, and masks secrets in
 ``multirun.yaml`` and in this process's log lines.
 
-With ``sweep.plan=true`` it prints the grid (glattn.sweep.plan) and launches nothing. A
-config with ``paper.stages`` (experiments/paper.yaml) runs its stages one after another
-(glattn.sweep.paper).
+With ``sweep.fuse_seeds=true`` the jobs that differ only in ``seed`` run as one fused job
+each (glattn.sweep.fuse). With ``sweep.plan=true`` it prints the grid (glattn.sweep.plan)
+and launches nothing. A config with ``paper.stages`` (experiments/paper.yaml) runs its
+stages one after another (glattn.sweep.paper).
 """
 
 import copy
@@ -77,6 +78,13 @@ class GlattnSweeper(BasicSweeper):
         from glattn.sweep.outcomes import JobLedger, abort_parent
 
         self.overrides = self.job_lists(arguments)
+        self.grid_jobs = [job for batch in self.overrides for job in batch]  # unfused
+        if OmegaConf.select(self.config, "sweep.fuse_seeds", default=False):
+            from glattn.sweep.fuse import fuse_seed_jobs, rebatch
+
+            fused = fuse_seed_jobs(self.grid_jobs)  # one job per configuration (issue 17)
+            log.info(f"[glattn sweep] fuse_seeds: {len(self.grid_jobs)} jobs as {len(fused)}")
+            self.overrides = rebatch(fused, self.max_batch_size)
         # costliest jobs first on a pool of slots (glattn.sweep.lpt)
         self.overrides = lpt_batches(self, self.overrides, self.max_batch_size)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -133,7 +141,7 @@ class GlattnSweeper(BasicSweeper):
 
         if not store.tracking_enabled(self.config):
             return
-        jobs = [job for batch in self.overrides for job in batch]
+        jobs = self.grid_jobs  # the unfused grid: fused or not, the same parent run
         config = copy.deepcopy(self.config)  # the callback re-reads self.config's sweep dir
         route_debug(config)  # debug=smoke: the parent goes where its jobs go (<exp>-debug)
         experiment = str(config.tracking.experiment)

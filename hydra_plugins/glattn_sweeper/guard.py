@@ -86,7 +86,15 @@ def _job_cfg(sweeper, overrides: Sequence[str], num: int):
 
 def finished_run(sweeper, overrides: Sequence[str], num: int):
     """The FINISHED MLflow run of job ``num`` (its fingerprint and task), or None; None
-    also when sweep.rerun=true or when it cannot tell (the job finds out itself)."""
+    also when sweep.rerun=true or when it cannot tell (the job finds out itself). A fused
+    job (glattn.sweep.fuse) is FINISHED when each of its members is (its last one's run)."""
+    from glattn.sweep.fuse import members
+
+    runs = [_finished_run(sweeper, member, num) for member in members(overrides)]
+    return runs[-1] if all(run is not None for run in runs) else None
+
+
+def _finished_run(sweeper, overrides: Sequence[str], num: int):
     from hydra.core.hydra_config import HydraConfig
 
     from glattn.config import config_fingerprint

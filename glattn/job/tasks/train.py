@@ -13,12 +13,13 @@ sweep's parent run.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
 from glattn.checkpoint import CheckpointError, best_path, load_checkpoint
 from glattn.config import resolved_config
-from glattn.job.build import build_components, check_model
+from glattn.job.build import Components, build_components, check_model
 from glattn.job.callbacks import training_callbacks
 from glattn.job.finish import final_evaluation, keep_one_copy, summary_line
 from glattn.job.lifecycle import Job, run_job
@@ -38,7 +39,33 @@ def train(cfg: DictConfig) -> dict:
     return run_job(cfg, "train", _train, preflight=check_model)
 
 
+@dataclass
+class Training:
+    """One job's training as `prepare` leaves it: its trainer (not yet restored), its
+    objects, where it starts (`glattn.job.start`) and its phase timer."""
+
+    job: Job
+    trainer: Trainer
+    parts: Components
+    ckpt: dict | None
+    kind: str | None
+    timer: PhaseTimer
+
+
 def _train(job: Job) -> dict:
+    training = prepare(job)
+    training.trainer.model = compile_model(
+        training.parts.model, job.cfg.trainer.compile, training.parts.runtime.device
+    )
+    restore(training)
+    training.trainer.fit()
+    return conclude(training)
+
+
+def prepare(job: Job, trainer_cls: type[Trainer] = Trainer) -> Training:
+    """Where training starts, the run started or continued, the job's objects built and
+    its trainer (``trainer_cls``: a fused member's `glattn.fused.trainer.MemberTrainer`)
+    made with its callbacks; the checkpoint is not restored yet (`restore`)."""
     cfg, spec, tracker = job.cfg, job.spec, job.tracker
     timer = PhaseTimer()  # time/* metrics: where the job's wall time went (from process start)
     try:
@@ -62,8 +89,8 @@ def _train(job: Job) -> dict:
         "choices": dict(spec.choices),
         "train_counts": [int(c) for c in parts.data.train_counts],
     }
-    trainer = Trainer(
-        compile_model(parts.model, cfg.trainer.compile, parts.runtime.device),
+    trainer = trainer_cls(
+        parts.model,
         parts.loss,
         parts.optimizer,
         parts.scheduler,
@@ -77,16 +104,27 @@ def _train(job: Job) -> dict:
         + [timer],
         stateful={"augment": parts.runtime.augment} if parts.runtime.augment is not None else {},
     )
-    if kind in ("resume", "finished"):
-        trainer.restore(ckpt)
-        trainer.state.finished = False  # until this run's final evaluation is logged
-        if kind == "resume":
-            log.info("resuming after epoch %d", trainer.state.epoch)
-    trainer.fit()
-    if kind == "finished" and "optimizer" not in ckpt:
+    return Training(job, trainer, parts, ckpt, kind, timer)
+
+
+def restore(training: Training) -> None:
+    """A resumed or finished training continues from its checkpoint."""
+    if training.kind in ("resume", "finished"):
+        training.trainer.restore(training.ckpt)
+        training.trainer.state.finished = False  # until this run's final evaluation is logged
+        if training.kind == "resume":
+            log.info("resuming after epoch %d", training.trainer.state.epoch)
+
+
+def conclude(training: Training) -> dict:
+    """After the fit: the best weights on val and test, Table 6's latency, the phases, the
+    one copy of the weights (the run ends FINISHED) and the summary line."""
+    job, trainer, parts, timer = training.job, training.trainer, training.parts, training.timer
+    cfg, tracker, ckpt = job.cfg, job.tracker, training.ckpt
+    if training.kind == "finished" and "optimizer" not in ckpt:
         best = ckpt  # a finished run's best.pt (local or its MLflow artifact)
     else:
-        best = load_checkpoint(best_path(spec.ckpt_dir))
+        best = load_checkpoint(best_path(job.spec.ckpt_dir))
     with timer.phase("final"):  # val + test passes, artifacts, Grad-CAM (time/gradcam_s)
         metrics = final_evaluation(job, trainer, parts, best)
     # Table 6's latency/memory: a dedicated measurement of the best weights (glattn.latency)

@@ -1,0 +1,65 @@
+"""``sweep.fuse_seeds=true``: the jobs of a grid that differ only in ``seed`` become one fused
+job (issue 17; the job side is glattn.job.tasks.fused).
+
+`fuse_seed_jobs` groups the grid's override lists by everything but their ``seed=`` item:
+a group with two seeds or more becomes one job, member 0's overrides plus
+``sweep.fused_seeds=[...]`` (glattn.job.protocol), at the place of its first member; a job
+alone in its group stays as it is. `members` gives a job's member override lists back (the
+unfused jobs), so that "is this job FINISHED?" asks it of every member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from glattn.job.protocol import FUSED_SEEDS_KEY, fused_job_overrides, member_overrides
+
+
+def _key(item: str) -> str:
+    return item.split("=", 1)[0].lstrip("+~")
+
+
+def _seed(job: Sequence[str]) -> int | None:
+    values = [item.split("=", 1)[1] for item in job if _key(item) == "seed" and "=" in item]
+    try:
+        return int(values[-1]) if values else None
+    except ValueError:
+        return None
+
+
+def fuse_seed_jobs(jobs: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The grid's jobs with each group of seeds of one configuration fused into one job."""
+    groups: dict[tuple[str, ...], list[list[str]]] = {}
+    for job in jobs:
+        rest = tuple(item for item in job if _key(item) != "seed")
+        groups.setdefault(rest, []).append(list(job))
+    out = []
+    for members in groups.values():
+        seeds = [_seed(m) for m in members]
+        if len(members) < 2 or None in seeds or len(set(seeds)) != len(seeds):
+            out.extend(members)  # one seed, or seeds it cannot tell apart: unfused
+        else:
+            out.append(fused_job_overrides(members, seeds))
+    return out
+
+
+def fused_seeds(job: Sequence[str]) -> list[int] | None:
+    """The seeds of a fused job (its ``sweep.fused_seeds=[...]``), else None."""
+    for item in job:
+        if _key(item) == FUSED_SEEDS_KEY and "=" in item:
+            return [int(s) for s in item.split("=", 1)[1].strip("[]").split(",") if s.strip()]
+    return None
+
+
+def members(job: Sequence[str]) -> list[list[str]]:
+    """A job's unfused jobs: a fused job's members, else the job itself."""
+    seeds = fused_seeds(job)
+    if seeds is None:
+        return [list(job)]
+    return [member_overrides(list(job), seed) for seed in seeds]
+
+
+def rebatch(jobs: list[list[str]], max_batch_size: int | None) -> list[list[list[str]]]:
+    """Batches as Hydra's BasicSweeper splits them (all in one when no size is set)."""
+    size = max_batch_size or max(len(jobs), 1)
+    return [jobs[k : k + size] for k in range(0, len(jobs), size)]
