@@ -12,7 +12,8 @@ untimed steps:
 Prints aggregate img/s of each and the load average, and as its last line
 ``fused 3 seeds vs 3 separate jobs: R x`` (fused img/s over separate img/s). A CPU figure
 says little about a GPU, where fusion's grouped kernels fill an otherwise idle device
-(arXiv:2102.02344); the GPU rows belong to benchmarks/gpu_check.py.
+(arXiv:2102.02344); the GPU rows belong to benchmarks/gpu_check.py, whose fused rows
+train the members through this module's `members`, `fuse` and `fused_steps`.
 
     python benchmarks/fused_seeds.py [--size 32] [--batch 8] [--steps 5] [--overrides ...]
     python benchmarks/fused_seeds.py --device cuda --size 224 --batch 32   # not run here
@@ -24,6 +25,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -47,10 +49,15 @@ def _sync(device: torch.device) -> float:
 def build(overrides: list[str], size: int, device: torch.device) -> list[torch.nn.Module]:
     from hydra import compose, initialize_config_dir
 
-    from glattn.models import build_model
-
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         cfg = compose("config", overrides=[f"dataset.image_size={size}", *overrides])
+    return members(cfg, device)
+
+
+def members(cfg, device: torch.device) -> list[torch.nn.Module]:
+    """One model of the composed `cfg` per seed of SEEDS (the members' initial weights)."""
+    from glattn.models import build_model
+
     models = []
     for seed in SEEDS:
         torch.manual_seed(seed)
@@ -69,18 +76,37 @@ def separate(models, x, y, steps: int) -> float:
     return _sync(x.device) - start
 
 
-def fused(models, x, y, steps: int, exact: bool) -> float:
+def fuse(models, exact: bool = False) -> tuple[FusedModel, list[torch.optim.Optimizer]]:
+    """The members as one `FusedModel` (in-model draws from each seed's generator) and each
+    member's own AdamW, which updates its slice of the stack."""
     model = FusedModel(models, [member_generator(s) for s in SEEDS], exact=exact).train()
-    opts = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in models]
-    start = _sync(x.device)
-    for step in range(steps):
+    return model, [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in models]
+
+
+def fused_steps(model, opts, batches, device, loss_fn=F.cross_entropy, autocast=None) -> int:
+    """Train the fused `model` one step per ((M, B, C, H, W) images, (M, B) labels) of
+    `batches` (drawn inside the loop: a loader's time counts); `autocast`: a context
+    factory (e.g. glattn.runtime.Runtime.autocast). Returns the images trained, all members
+    together, after the device's queued work."""
+    images = 0
+    for x, y in batches:
         model.zero_grad()
-        out = model(x[:, step])
-        losses = [F.cross_entropy(out[i], y[i, step]) for i in range(len(models))]
+        with autocast() if autocast else nullcontext():
+            out = model(x)  # (M, B, num_classes)
+            losses = [loss_fn(out[i], y[i]) for i in range(len(opts))]
         torch.stack(losses).sum().backward()
         model.share_grads()
         for opt in opts:
             opt.step()
+        images += y.numel()
+    _sync(device)
+    return images
+
+
+def fused(models, x, y, steps: int, exact: bool) -> float:
+    model, opts = fuse(models, exact)
+    start = _sync(x.device)
+    fused_steps(model, opts, ((x[:, step], y[:, step]) for step in range(steps)), x.device)
     return _sync(x.device) - start
 
 

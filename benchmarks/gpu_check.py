@@ -13,9 +13,13 @@ figures README.md asks for (issue 16, item 5):
   3. jobs sharing the GPU (jobs_per_gpu): 1, 2, 4 processes released together, and the
      ``jobs_per_gpu=auto`` choice (glattn.sweep.packing) for the measured peak memory with
      its aggregate;
-  4. the phase times (time/*) of one real ``python run.py`` (--phases; on by default on a GPU);
-  5. torch.compile rows in steady state, the compile time in its own column;
-  6. last line: the paper's hours on one GPU from these figures (glattn.report.estimate
+  4. fused seeds vs jobs sharing (issue 17, item 6), per model + GLSA: 3 members (seeds 0, 1,
+     2) trained as one glattn.fused.stack.FusedModel (benchmarks/fused_seeds.py's functions),
+     3 jobs sharing the GPU and one job alone (the worker processes of 3.), their aggregate
+     img/s and peak memory, and the line "fused / best of jobs sharing";
+  5. the phase times (time/*) of one real ``python run.py`` (--phases; on by default on a GPU);
+  6. torch.compile rows in steady state, the compile time in its own column;
+  7. last line: the paper's hours on one GPU from these figures (glattn.report.estimate
      with the auto packing).
 
 Every figure goes through the real code (glattn.build_model, glattn.data.build_data and its
@@ -31,6 +35,7 @@ measured no GPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import subprocess
@@ -42,13 +47,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gpu_measure as M  # noqa: E402 - the benchmarks folder is not a package
+import fused_seeds as FS  # noqa: E402 - the benchmarks folder is not a package
+import gpu_measure as M  # noqa: E402
 
 ROOT = M.ROOT
 MODELS = ("resnet18", "resnet50", "vgg16")
 HEADER = (
     "| model | GLSA | mode | input | batch | train img/s | vs plain loop | compile s | peak MiB |"
     "\n|---|---|---|---|---|---|---|---|---|"
+)
+FUSED_HEADER = (
+    "| model | GLSA | way | members at once | aggregate img/s | img/s per member "
+    "| peak MiB, all members |\n|---|---|---|---|---|---|---|"
 )
 
 
@@ -66,6 +76,7 @@ class Check:
         self.plain: dict[str, float] = {}  # backbone -> plain loop img/s
         self.loader_rows: dict[tuple[str, bool], dict] = {}  # (backbone, glsa) -> result
         self.shared: dict[int, float] = {}  # jobs -> aggregate img/s
+        self.share_results: dict[int, list[dict]] = {}  # jobs -> each job's figures
         self.data = None
 
     def over(self, fraction: float) -> bool:
@@ -167,6 +178,7 @@ def share_rows(c: Check) -> None:
             continue
         total = sum(r["img_s"] for r in results)
         c.shared[jobs] = total
+        c.share_results[jobs] = results
         base = c.shared.get(1, total)
         peaks = [r["peak"] for r in results if r["peak"] is not None]
         print(
@@ -179,6 +191,113 @@ def share_rows(c: Check) -> None:
     got = c.shared.get(k)
     agg = f"aggregate {got:,.0f} img/s" if got else "aggregate not measured"
     print(f"\n{decision.line()}; {agg}")
+
+
+def fused_measure(c: Check, backbone: str) -> tuple[float, float | None]:
+    """(aggregate img/s, peak MiB) of the members of fused_seeds.SEEDS of `backbone` + GLSA
+    trained as one FusedModel, eager, each member its own loader (the workers split as the
+    jobs split them) and device augmentation, as glattn.fused.trainer draws them; steady
+    state as every row. The (M, B, C, H, W) stack stays contiguous (no channels_last)."""
+    from glattn.losses import build_loss
+
+    args, device, data = c.args, c.device, c.data
+    cfg = M.job_config(args, backbone, True)
+    model, opts = FS.fuse(FS.members(cfg, device))
+    loss_fn = build_loss(cfg.loss, list(data.train_counts)).to(device)
+    rt = dataclasses.replace(M.runtime(device), channels_last=False)
+    workers = max(1, args.workers // len(FS.SEEDS)) if args.workers else 0
+    loaders = [
+        data.loaders(args.batch_size, workers, seed=s, augment="device")["train"] for s in FS.SEEDS
+    ]
+    augments = [data.augmenter(seed=s) for s in FS.SEEDS]
+
+    def batches():
+        for draws in zip(*loaders):
+            pairs = [rt.to_device(x, y, a) for (x, y), a in zip(draws, augments)]
+            yield torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
+
+    def run_pass() -> int:
+        return FS.fused_steps(model, opts, batches(), device, loss_fn, rt.autocast)
+
+    if c.gpu:
+        torch.cuda.reset_peak_memory_stats(device)
+    threads = torch.get_num_threads()
+    if args.tiny:  # the jobs it is compared with run one thread each (gpu_measure.share)
+        torch.set_num_threads(1)
+    try:
+        return M._steady(run_pass, device, args.passes)[1], M.peak(device)[0]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def jobs_measure(c: Check, backbone: str, jobs: int) -> tuple[float, float | None]:
+    """(aggregate img/s, summed peak MiB) of `jobs` worker processes of `backbone` + GLSA
+    released together (share_rows' mechanism; its figures reused where it ran them)."""
+    if backbone == c.args.share_model and jobs in c.share_results:
+        results = c.share_results[jobs]
+    else:
+        results = M.share(
+            argparse.Namespace(**{**vars(c.args), "share_model": backbone}), jobs, __file__
+        )
+    peaks = [r["peak"] for r in results]
+    return sum(r["img_s"] for r in results), None if None in peaks else sum(peaks)
+
+
+def _fused_row(c: Check, backbone: str, way: str, members: int, measure) -> float | None:
+    label = f"| {backbone} | yes | {way} | {members} |"
+    if c.over(0.75):
+        print(f"{label} skipped (time budget) | - | - |", flush=True)
+        return None
+    try:
+        img_s, peak_mib = measure()
+    except Exception as e:  # noqa: BLE001 - one failing row (e.g. out of memory) is reported
+        print(f"{label} error: {type(e).__name__}: {str(e)[:120]} | - | - |", flush=True)
+        return None
+    finally:
+        if c.gpu:
+            torch.cuda.empty_cache()
+    print(f"{label} {img_s:,.0f} | {img_s / members:,.0f} | {_n(peak_mib)} |", flush=True)
+    return img_s
+
+
+def fused_rows(c: Check) -> None:
+    """Per model + GLSA: the seeds fused, as jobs sharing the device, one job alone."""
+    args, n = c.args, len(FS.SEEDS)
+    if not args.fused:
+        print("\nfused seeds: not run (--no-fused)")
+        return
+    seeds = ", ".join(map(str, FS.SEEDS))
+    print(
+        f"\nfused seeds vs jobs sharing one {'GPU' if c.gpu else 'CPU'}: {n} members (seeds "
+        f"{seeds}) of each model + GLSA, eager, batch {args.batch_size} a member, real loader + "
+        "device augmentation, each member its own loader, loader workers split between them; "
+        f"fused: one glattn.fused.stack.FusedModel in this process "
+        f"({'bf16 autocast, contiguous' if c.gpu else 'fp32'}); {n} jobs sharing / one job "
+        "alone: worker processes as above; best of jobs sharing: the better aggregate of "
+        f"{n} jobs sharing and one job alone (the seeds one after another); peak MiB: "
+        "torch.cuda.max_memory_allocated, summed over the jobs ('-' on a CPU: no per-row "
+        "figure)\n"
+    )
+    print(FUSED_HEADER)
+    ratios = []
+    for backbone in args.models:
+        fused = _fused_row(c, backbone, "fused", n, lambda b=backbone: fused_measure(c, b))
+        jobs = {
+            way: _fused_row(c, backbone, way, k, lambda b=backbone, k=k: jobs_measure(c, b, k))
+            for way, k in ((f"{n} jobs sharing", n), ("one job alone", 1))
+        }
+        ratios.append((backbone, fused, {w: v for w, v in jobs.items() if v is not None}))
+    print()
+    for backbone, fused, jobs in ratios:
+        head = f"fused / best of jobs sharing, {backbone} + GLSA:"
+        if fused is None or not jobs:
+            print(f"{head} ? (not measured)")
+            continue
+        way = max(jobs, key=jobs.get)
+        print(
+            f"{head} {fused / jobs[way]:.2f}x "
+            f"(fused {fused:,.0f} img/s; best: {way}, {jobs[way]:,.0f} img/s)"
+        )
 
 
 PHASE_LINE = re.compile(r"time/\w+_s")
@@ -279,6 +398,9 @@ def parse(argv=None):
         "--jobs", type=int, nargs="*", default=None, help="jobs sharing the GPU (none: skip)"
     )
     ap.add_argument("--phases", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument(
+        "--fused", action=argparse.BooleanOptionalAction, default=True, help="fused-seed rows"
+    )
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--work-dir", default=None, help="default: a temporary folder")
     # worker mode (jobs sharing the GPU)
@@ -341,6 +463,7 @@ def run(args, gpu: bool) -> None:
     )
     single_rows(c)
     share_rows(c)
+    fused_rows(c)
     phase_rows(c)
     if args.no_compile:
         print("\ntorch.compile rows: not run (--no-compile)")

@@ -52,6 +52,29 @@ def test_gpu_check_runs_tiny_on_cpu_and_says_no_gpu(tmp_path, monkeypatch, capsy
         assert re.search(rf"\| 1 \| {num} \| {num} \| 1\.00x \| - \|", out), out
     else:
         assert "| - | not run (--jobs) |" in out
+    # fused seeds vs jobs sharing (issue 17 item 6): run whatever --jobs says; no peak on a CPU
+    for way, members in (("fused", 3), ("3 jobs sharing", 3), ("one job alone", 1)):
+        row = rf"\| resnet18 \| yes \| {way} \| {members} \| {num} \| {num} \| - \|"
+        assert re.search(row, out), (row, out)
+    ratio = (
+        r"^fused / best of jobs sharing, resnet18 \+ GLSA: \d+\.\d\dx \(fused [\d,]+ img/s; "
+        r"best: (3 jobs sharing|one job alone), [\d,]+ img/s\)$"
+    )
+    assert re.search(ratio, out, re.MULTILINE), out
+
+
+def test_fused_rows_out_of_budget_are_skipped(capsys):
+    """Past the time budget every fused-seed row says so and its ratio is not made up."""
+    from types import SimpleNamespace
+
+    gpu_check = _load()
+    args = SimpleNamespace(fused=True, models=["resnet18", "vgg16"], batch_size=16)
+    gpu_check.fused_rows(SimpleNamespace(args=args, gpu=False, over=lambda fraction: True))
+    out = capsys.readouterr().out
+    for model in ("resnet18", "vgg16"):
+        for way, members in (("fused", 3), ("3 jobs sharing", 3), ("one job alone", 1)):
+            assert f"| {model} | yes | {way} | {members} | skipped (time budget) |" in out
+        assert f"fused / best of jobs sharing, {model} + GLSA: ? (not measured)" in out
 
 
 def test_paper_hours_from_the_loader_rows():
