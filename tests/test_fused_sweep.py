@@ -1,0 +1,65 @@
+"""``sweep.fuse_seeds=true`` on the sweep side (issue 17 item 1): which jobs fuse, the fused
+job's overrides, its members back as the unfused jobs, and the sweep's count of jobs."""
+
+from omegaconf import OmegaConf
+
+from glattn.job.protocol import member_overrides
+from glattn.sweep.fuse import fuse_seed_jobs, fused_seeds, members, rebatch
+from glattn.sweep.progress import grid_size
+
+GRID = [
+    ["fusion=original", "seed=0"],
+    ["fusion=original", "seed=1"],
+    ["fusion=gated", "seed=0"],
+    ["fusion=original", "seed=2"],
+    ["fusion=gated", "seed=1"],
+    ["fusion=alone", "seed=0"],
+]
+
+
+def test_jobs_that_differ_only_in_seed_fuse_at_their_first_place():
+    fused = fuse_seed_jobs(GRID)
+    assert fused == [
+        ["fusion=original", "seed=0", "sweep.fused_seeds=[0,1,2]"],
+        ["fusion=gated", "seed=0", "sweep.fused_seeds=[0,1]"],
+        ["fusion=alone", "seed=0"],  # one seed: an ordinary job
+    ]
+    assert fused_seeds(fused[0]) == [0, 1, 2] and fused_seeds(fused[2]) is None
+
+
+def test_members_are_the_unfused_jobs_in_their_order():
+    fused = fuse_seed_jobs(GRID)
+    back = [m for job in fused for m in members(job)]
+    assert sorted(map(tuple, back)) == sorted(map(tuple, GRID))
+    assert members(fused[0]) == [["fusion=original", f"seed={s}"] for s in (0, 1, 2)]
+
+
+def test_seed_item_keeps_its_place_and_prefix_forms_are_seen():
+    job = ["seed=0", "+tags=[a]", "sweep.fused_seeds=[0,4]", "lr=1"]
+    assert member_overrides(job, 4) == ["seed=4", "+tags=[a]", "lr=1"]
+    assert fused_seeds(["+sweep.fused_seeds=[3, 5]"]) == [3, 5]
+
+
+def test_repeated_or_missing_seeds_stay_unfused():
+    same = [["a=1", "seed=0"], ["a=1", "seed=0"]]
+    assert fuse_seed_jobs(same) == same
+    none = [["a=1"], ["a=2"]]
+    assert fuse_seed_jobs(none) == none
+
+
+def test_rebatch_as_basic_sweeper():
+    jobs = [[str(i)] for i in range(5)]
+    assert rebatch(jobs, 2) == [jobs[0:2], jobs[2:4], jobs[4:5]]
+    assert rebatch(jobs, None) == [jobs]
+
+
+def test_grid_size_counts_fused_jobs(tmp_path):
+    cfg = {
+        "sweep": {"fuse_seeds": True},
+        "hydra": {"overrides": {"task": ["fusion=original,gated", "seed=0,1,2"]}},
+    }
+    OmegaConf.save(OmegaConf.create(cfg), tmp_path / "multirun.yaml")
+    assert grid_size(tmp_path) == 2
+    cfg["sweep"]["fuse_seeds"] = False
+    OmegaConf.save(OmegaConf.create(cfg), tmp_path / "multirun.yaml")
+    assert grid_size(tmp_path) == 6
