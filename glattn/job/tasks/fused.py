@@ -113,6 +113,8 @@ def member_job(job: Job, seed: int, seeds: list[int], base: Path) -> None:
     tags = {**job.spec.tags, "overrides": " ".join(overrides), FUSED_TAG: _seeds(seeds)}
     run_dir = base / f"seed_{seed}"
     job.spec = dataclasses.replace(job.spec, run_dir=run_dir, tags=MappingProxyType(tags))
+    if not (base / ".hydra").is_dir():  # no Hydra (the compose API): no .hydra/ either
+        return
     hydra = run_dir / ".hydra"
     hydra.mkdir(parents=True, exist_ok=True)
     task_cfg = OmegaConf.masked_copy(job.cfg, [k for k in job.cfg if k != "hydra"])
