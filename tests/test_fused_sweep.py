@@ -63,3 +63,15 @@ def test_grid_size_counts_fused_jobs(tmp_path):
     cfg["sweep"]["fuse_seeds"] = False
     OmegaConf.save(OmegaConf.create(cfg), tmp_path / "multirun.yaml")
     assert grid_size(tmp_path) == 6
+
+
+def test_plan_mode_says_how_many_jobs_run_fused(tmp_path):
+    from test_sweep_helpers import ROOT, run_cli
+
+    grid = ["fusion=original,learnable_gate", "seed=0,1,2", "residual=original,drop_path"]
+    done = run_cli(
+        ROOT / "run.py", *grid, "sweep.plan=true", "sweep.fuse_seeds=true",
+        f"paths.output_dir={tmp_path}", cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sweep.fuse_seeds: the 12 jobs run as 4 (seeds fused)" in done.stdout

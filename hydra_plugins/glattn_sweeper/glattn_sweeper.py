@@ -71,7 +71,13 @@ class GlattnSweeper(BasicSweeper):
             from glattn.sweep.plan import print_plan
 
             jobs = [job for batch in self.job_lists(arguments) for job in batch]
-            return print_plan(self, jobs)
+            returns = print_plan(self, jobs)
+            if OmegaConf.select(self.config, "sweep.fuse_seeds", default=False):
+                from glattn.sweep.fuse import fuse_seed_jobs
+
+                fused = len(fuse_seed_jobs(jobs))
+                print(f"  sweep.fuse_seeds: the {len(jobs)} jobs run as {fused} (seeds fused)")
+            return returns
 
         from glattn.job.lifecycle import interrupt_on_signals
         from glattn.sweep.lpt import lpt_batches
