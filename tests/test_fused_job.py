@@ -66,36 +66,53 @@ def _close(a: dict, b: dict, rel: float = 1e-5) -> None:
             assert same, (key, x, y)
 
 
-@pytest.mark.slow  # ~2 min on 2 cores: 2 fused jobs of 2 members, 4 unfused jobs, 2 reports
-def test_fused_members_are_their_unfused_jobs_and_the_report_agrees(tmp_path):
+@pytest.mark.slow  # ~2 min on 2 cores: a fused smoke sweep (2 jobs), the unfused one (4)
+def test_fused_sweep_records_its_members_as_the_unfused_sweep_and_the_report_agrees(tmp_path):
+    from test_sweep_helpers import run_cli
+
     fused, alone = tmp_path / "fused", tmp_path / "alone"
-    small = ["trainer.max_epochs=1", *SMALL]
-    for fusion in ("original", "learnable_gate"):
-        results = main(smoke_cfg(fused, "sweep.fused_seeds=[0,1]", f"fusion={fusion}", *small))
-        assert sorted(results) == [0, 1]
-        for seed in (0, 1):
-            main(smoke_cfg(alone, f"seed={seed}", f"fusion={fusion}", *small))
+    grid = ["fusion=original,learnable_gate", "seed=0,1", "debug=smoke", "trainer.max_epochs=1"]
+    grid += [*SMALL, "trainer.gradcam_per_class=1"]
+    logs = {}
+    for out, extra in ((fused, ["sweep.fuse_seeds=true"]), (alone, [])):
+        done = run_cli(ROOT / "run.py", *grid, *extra, f"paths.output_dir={out}", cwd=ROOT)
+        assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+        logs[out] = done.stdout + done.stderr
+    assert "fuse_seeds: 4 jobs as 2" in logs[fused]
+    assert "2 jobs: 2 done" in logs[fused] and "4 jobs: 4 done" in logs[alone]
+    again = run_cli(ROOT / "run.py", *grid, f"paths.output_dir={fused}", cwd=ROOT)
+    assert "4 jobs: 0 done, 4 skipped" in again.stdout + again.stderr  # unfused: all FINISHED
     mine, ref = _runs(fused), _runs(alone)
+    mine = {k: v for k, v in mine.items() if v.data.tags.get("glattn.role") == "job"}
+    ref = {k: v for k, v in ref.items() if v.data.tags.get("glattn.role") == "job"}
     assert sorted(mine) == sorted(ref) and len(mine) == 4
     for name, run in mine.items():
         other = ref[name]
         assert run.info.status == other.info.status == "FINISHED"
         assert run.data.tags.pop(FUSED_TAG) == "0,1" and FUSED_TAG not in other.data.tags
-        drop = {"mlflow.source.name", "mlflow.log-model.history"}
-        tags = {k: v for k, v in run.data.tags.items() if k not in drop}
+        drop = {"mlflow.source.name", "mlflow.log-model.history", "mlflow.parentRunId"}
+        tags = {
+            k: v.replace(str(fused), str(alone)) for k, v in run.data.tags.items() if k not in drop
+        }
         assert tags == {k: v for k, v in other.data.tags.items() if k not in drop}
         params = {k: v.replace(str(fused), str(alone)) for k, v in run.data.params.items()}
         assert params == other.data.params  # the same config but for the output folder
         _close(_history(fused, run), _history(alone, other))
         assert _artifacts(fused, run.info.run_id) == _artifacts(alone, other.info.run_id)
-    status = json.loads(next(fused.glob("runs/*/status.json")).read_text())
-    assert status["status"] == "finished"
-    assert [m["status"] for m in status["members"]] == ["finished", "finished"]
+    jobs = [p for p in fused.glob("sweeps/*/*/*/status.json") if (p.parent / "seed_0").is_dir()]
+    assert len(jobs) == 2
+    for path in jobs:  # the 2 fused jobs
+        status = json.loads(path.read_text())
+        assert status["status"] == "finished"
+        assert [m["status"] for m in status["members"]] == ["finished", "finished"]
+        assert all(
+            (path.parent / f"seed_{s}" / ".hydra" / "config.yaml").is_file() for s in (0, 1)
+        )
     # the report of the fused runs equals the unfused runs' (same tolerance)
     tables = {}
     for out in (fused, alone):
         args = ["--tracking-uri", f"sqlite:///{out}/mlflow.db", "--out", str(out / "rep")]
-        assert report_main([EXP, *args, "--no-gradcam", "--no-log", "--include-debug"]) == 0
+        assert report_main(["glattn", *args, "--no-gradcam", "--no-log", "--include-debug"]) == 0
         found = sorted((out / "rep").glob("*.csv"))  # table6_efficiency: timings, not results
         tables[out] = {p.name: pd.read_csv(p) for p in found if "efficiency" not in p.name}
     assert tables[fused].keys() == tables[alone].keys()

@@ -35,7 +35,7 @@ def test_members_are_the_unfused_jobs_in_their_order():
 
 
 def test_seed_item_keeps_its_place_and_prefix_forms_are_seen():
-    job = ["seed=0", "+tags=[a]", "sweep.fused_seeds=[0,4]", "lr=1"]
+    job = ["seed=0", "+tags=[a]", "sweep.fused_seeds=[0,4]", "lr=1", "sweep.fuse_seeds=true"]
     assert member_overrides(job, 4) == ["seed=4", "+tags=[a]", "lr=1"]
     assert fused_seeds(["+sweep.fused_seeds=[3, 5]"]) == [3, 5]
 

@@ -33,6 +33,8 @@ PARENT_RUN_ENV = "GLATTN_PARENT_RUN_ID"
 STATUSES = ("finished", "skipped", "failed", "killed")
 #: the key a fused job's overrides set: the seeds of its members (glattn.job.tasks.fused)
 FUSED_SEEDS_KEY = "sweep.fused_seeds"
+#: the sweep's switch (a member's record is its unfused job's: without it)
+FUSE_SEEDS_KEY = "sweep.fuse_seeds"
 
 
 def fused_job_overrides(members: list[list[str]], seeds: list[int]) -> list[str]:
@@ -43,11 +45,11 @@ def fused_job_overrides(members: list[list[str]], seeds: list[int]) -> list[str]
 
 def member_overrides(overrides: list[str], seed: int) -> list[str]:
     """A fused job's member ``seed`` as its unfused job: the same overrides in the same
-    order, ``seed=<seed>``, without ``sweep.fused_seeds``."""
+    order, ``seed=<seed>``, without ``sweep.fused_seeds`` and ``sweep.fuse_seeds``."""
     out = []
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+~")
-        if key == FUSED_SEEDS_KEY:
+        if key in (FUSED_SEEDS_KEY, FUSE_SEEDS_KEY):
             continue
         out.append(f"seed={seed}" if key == "seed" else item)
     return out

@@ -97,11 +97,14 @@ def train_fused(cfg: DictConfig) -> dict:
 
 # ----------------------------------------------------------------------------- members
 def member_config(cfg: DictConfig, seed: int) -> DictConfig:
-    """The unfused job's config of member ``seed``: ``seed=<seed>``, no fused_seeds."""
+    """The unfused job's config of member ``seed``: ``seed=<seed>``, and the sweep's
+    ``fuse_seeds``/``fused_seeds`` at their defaults (the params are the unfused job's:
+    the tag ``fused_with`` is the one mark of fusion)."""
     member = copy.deepcopy(cfg)
     with open_dict(member):
         member.seed = seed
         member.sweep.fused_seeds = None
+        member.sweep.fuse_seeds = False
     return member
 
 
