@@ -314,3 +314,27 @@ def test_plan_line_only_for_local_gpus_on_gpus():
     assert P.plan_line(plans, OmegaConf.create({})) is None
     line = P.plan_line([_timed(0, None)], _launcher(jobs_per_gpu=2), None, lambda g: None)
     assert line.endswith("? (not every job has a time)")
+
+
+def test_a_fused_job_counts_the_memory_of_all_its_members(tmp_path):
+    """sweep.fuse_seeds: one job holds 3 members' models and activations at once."""
+    owner = _owner(tmp_path)
+    plain = [["backbone=resnet18", "seed=0"]]
+    fused = [["backbone=resnet18", "seed=0", "sweep.fused_seeds=[0,1,2]"]]
+    decisions = {}
+    try:
+        for name, jobs in (("plain", plain), ("fused", fused)):
+            decisions[name] = P.choose(
+                owner,
+                jobs,
+                ["0"],
+                _plans(owner, jobs),
+                memory_probe=lambda gpu: P.GpuMemory(139 * GIB, 139 * GIB),
+                peak_probe=lambda cfg_yaml, gpu: 30 * GIB,
+                cpu_cores=64,
+            )
+    finally:
+        GlobalHydra.instance().clear()
+    assert P.fused_members(fused) == 3 and P.fused_members(plain) == 1
+    assert "x 3 fused members" in decisions["fused"].reason
+    assert decisions["fused"].jobs_per_gpu < decisions["plain"].jobs_per_gpu

@@ -297,4 +297,14 @@ def choose(
     except Exception as e:  # noqa: BLE001 - packing is an optimisation: 1 is always safe
         log.warning("jobs_per_gpu=auto: no peak memory (%s: %s)", type(e).__name__, e)
         peak, source = None, "unknown"
+    members = fused_members(jobs)
+    if peak is not None and members > 1:  # a fused job holds its members' models at once
+        peak, source = peak * members, f"{source}, x {members} fused members"
     return decide(memory, peak, cores, len(gpus), source)
+
+
+def fused_members(jobs: Sequence[Sequence[str]]) -> int:
+    """The most members of any fused job of the grid (glattn.sweep.fuse; 1: none fused)."""
+    from glattn.sweep.fuse import fused_seeds
+
+    return max((len(fused_seeds(job) or ()) for job in jobs), default=0) or 1
