@@ -3,8 +3,8 @@
 resnet18 + GLSA + CBAM at 32 px, batch 4, fp32, deterministic algorithms on the CPU: each
 member's parameters, BatchNorm running statistics and per-step losses after k optimizer
 steps equal the same model trained alone within 1e-5 relative (norm of the difference over
-the norm of the reference, per tensor). The fast tier covers four fusions and every
-deterministic residual; the slow tier the whole cross product. For drop_path / dropout the
+the norm of the reference, per tensor), for every fusion and every deterministic residual
+(the fast tier: the whole cross product, 18 pairs). For drop_path / dropout the
 draws come from each member's own generator: they differ between members and repeat for a
 seed.
 """
@@ -129,8 +129,7 @@ def test_fused_sgd_equals_separate():
     _assert_equal_training(("fusion=learnable_gate", "residual=progressive"), kind="sgd")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("fusion,residual", SLOW)
+@pytest.mark.parametrize("fusion,residual", SLOW)  # ~36 s for the 15 pairs on 2 cores
 def test_fused_every_combination(fusion, residual):
     _assert_equal_training((f"fusion={fusion}", f"residual={residual}"))
 
