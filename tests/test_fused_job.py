@@ -168,6 +168,11 @@ def test_finished_member_skipped_failing_member_fails_alone(tmp_path, monkeypatc
 def test_a_component_that_cannot_fuse_trains_unfused_with_one_line(tmp_path, monkeypatch, caplog):
     reason = "component glsa.layer2.fusion (Counter) keeps Python state across calls"
     monkeypatch.setattr(fused_task, "fusion_problem", lambda *a, **k: reason)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a member that cannot fuse must not train fused")
+
+    monkeypatch.setattr(fused_task, "FusedTrainer", never)
     one = ["trainer.max_epochs=1", "trainer.gradcam_per_class=0", *SMALL]
     with caplog.at_level("WARNING", logger="glattn"):
         main(smoke_cfg(tmp_path, "sweep.fused_seeds=[0,1]", *one))

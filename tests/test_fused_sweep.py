@@ -3,8 +3,9 @@ job's overrides, its members back as the unfused jobs, and the sweep's count of 
 
 from omegaconf import OmegaConf
 
-from glattn.job.protocol import member_overrides
-from glattn.sweep.fuse import fuse_seed_jobs, fused_seeds, members, rebatch
+from glattn.job.protocol import fused_seeds, member_overrides
+from glattn.sweep.fuse import fuse_seed_jobs, members
+from glattn.sweep.lpt import rebatch
 from glattn.sweep.progress import grid_size
 
 GRID = [

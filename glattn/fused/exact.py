@@ -12,9 +12,9 @@ that to 1e-4 of the loss after two steps. A Linear layer's weight gradient diffe
 some shapes (the ResNet head: 512 -> 7 at batch 8, 1.5e-8, a batched matmul against the
 plain one); attention, the loss and the optimizer were bit-identical. So with ``exact``
 (``trainer.deterministic``) every convolution, Linear, BatchNorm and those channel-mean
-modules run member by member (each
-member's own kernels: no fusion gain for those layers); without it they run fused and a
-member matches its unfused job to fp32 rounding (~1e-6 a step). A user's module that
+modules run member by member (each member's own kernels: no fusion gain for those layers);
+without it they run fused and a member matches its unfused job to fp32 rounding (~1e-6 a
+step). A user's module that
 averages over channels may need adding to ``_CHANNEL_MEANS``.
 
 The loop is a `torch.autograd.Function` with its own vmap rule
@@ -116,8 +116,8 @@ def _inexact(module: nn.Module) -> bool:
 
 
 def loop_inexact(template: nn.Module) -> list[str]:
-    """Make the template's convolutions, Linears, BatchNorms and channel-mean modules run member by
-    member (in place: same names, same state_dict); their names."""
+    """Make the template's convolutions, Linears, BatchNorms and channel-mean modules run
+    member by member (in place: same names, same state_dict); their names."""
     names = []
     for name, module in template.named_modules():
         cls = type(module)

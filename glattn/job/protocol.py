@@ -43,12 +43,27 @@ def fused_job_overrides(members: list[list[str]], seeds: list[int]) -> list[str]
     return [*members[0], f"{FUSED_SEEDS_KEY}=[{','.join(str(s) for s in seeds)}]"]
 
 
+def override_key(item: str) -> str:
+    """The key of a command-line override: ``+seed=1`` -> ``seed``."""
+    return item.split("=", 1)[0].lstrip("+~")
+
+
+def fused_seeds(overrides: list[str]) -> list[int] | None:
+    """The seeds of a fused job (its ``sweep.fused_seeds=[...]``, as `fused_job_overrides`
+    writes it), else None."""
+    for item in overrides:
+        if override_key(item) == FUSED_SEEDS_KEY and "=" in item:
+            values = item.split("=", 1)[1].strip("[]").split(",")
+            return [int(s) for s in values if s.strip()]
+    return None
+
+
 def member_overrides(overrides: list[str], seed: int) -> list[str]:
     """A fused job's member ``seed`` as its unfused job: the same overrides in the same
     order, ``seed=<seed>``, without ``sweep.fused_seeds`` and ``sweep.fuse_seeds``."""
     out = []
     for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+~")
+        key = override_key(item)
         if key in (FUSED_SEEDS_KEY, FUSE_SEEDS_KEY):
             continue
         out.append(f"seed={seed}" if key == "seed" else item)

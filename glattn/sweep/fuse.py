@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from glattn.job.protocol import FUSED_SEEDS_KEY, fused_job_overrides, member_overrides
+from glattn.job.protocol import (
+    fused_job_overrides,
+    fused_seeds,
+    member_overrides,
+    override_key,
+)
 
-
-def _key(item: str) -> str:
-    return item.split("=", 1)[0].lstrip("+~")
+__all__ = ["fuse_seed_jobs", "fused_seeds", "members"]
 
 
 def _seed(job: Sequence[str]) -> int | None:
-    values = [item.split("=", 1)[1] for item in job if _key(item) == "seed" and "=" in item]
+    values = [i.split("=", 1)[1] for i in job if override_key(i) == "seed" and "=" in i]
     try:
         return int(values[-1]) if values else None
     except ValueError:
@@ -31,7 +34,7 @@ def fuse_seed_jobs(jobs: Sequence[Sequence[str]]) -> list[list[str]]:
     """The grid's jobs with each group of seeds of one configuration fused into one job."""
     groups: dict[tuple[str, ...], list[list[str]]] = {}
     for job in jobs:
-        rest = tuple(item for item in job if _key(item) != "seed")
+        rest = tuple(item for item in job if override_key(item) != "seed")
         groups.setdefault(rest, []).append(list(job))
     out = []
     for members in groups.values():
@@ -43,23 +46,9 @@ def fuse_seed_jobs(jobs: Sequence[Sequence[str]]) -> list[list[str]]:
     return out
 
 
-def fused_seeds(job: Sequence[str]) -> list[int] | None:
-    """The seeds of a fused job (its ``sweep.fused_seeds=[...]``), else None."""
-    for item in job:
-        if _key(item) == FUSED_SEEDS_KEY and "=" in item:
-            return [int(s) for s in item.split("=", 1)[1].strip("[]").split(",") if s.strip()]
-    return None
-
-
 def members(job: Sequence[str]) -> list[list[str]]:
     """A job's unfused jobs: a fused job's members, else the job itself."""
     seeds = fused_seeds(job)
     if seeds is None:
         return [list(job)]
     return [member_overrides(list(job), seed) for seed in seeds]
-
-
-def rebatch(jobs: list[list[str]], max_batch_size: int | None) -> list[list[list[str]]]:
-    """Batches as Hydra's BasicSweeper splits them (all in one when no size is set)."""
-    size = max_batch_size or max(len(jobs), 1)
-    return [jobs[k : k + size] for k in range(0, len(jobs), size)]

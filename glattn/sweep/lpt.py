@@ -37,6 +37,10 @@ def lpt_batches(sweeper, batches: list[list[list[str]]], max_batch_size: int | N
     launcher = getattr(sweeper, "launcher", None)
     if len(jobs) < 2 or hasattr(launcher, "order") or configured_slots(sweeper.config) < 2:
         return batches
-    ordered = [jobs[i] for i in lpt_jobs(sweeper, jobs)]
-    size = max_batch_size or len(ordered)
-    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
+    return rebatch([jobs[i] for i in lpt_jobs(sweeper, jobs)], max_batch_size)
+
+
+def rebatch(jobs: list[list[str]], max_batch_size: int | None) -> list[list[list[str]]]:
+    """Batches as Hydra's BasicSweeper splits them (all in one when no size is set)."""
+    size = max_batch_size or max(len(jobs), 1)
+    return [jobs[k : k + size] for k in range(0, len(jobs), size)]

@@ -305,6 +305,6 @@ def choose(
 
 def fused_members(jobs: Sequence[Sequence[str]]) -> int:
     """The most members of any fused job of the grid (glattn.sweep.fuse; 1: none fused)."""
-    from glattn.sweep.fuse import fused_seeds
+    from glattn.job.protocol import fused_seeds
 
     return max((len(fused_seeds(job) or ()) for job in jobs), default=0) or 1

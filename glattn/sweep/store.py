@@ -21,6 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from glattn.job.protocol import override_key
 from glattn.secrets import mask_override
 from glattn.tracking import finished_runs, get_experiment_id, make_client, sqlite_path
 from glattn.tracking.names import (
@@ -75,10 +76,6 @@ def ensure_experiment(cfg: DictConfig) -> str:
     return get_experiment_id(cfg.tracking)
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def grid_id(experiment: str, jobs: Iterable[Sequence[str]]) -> str:
     """sha256[:16] of the experiment and the sorted set of the jobs' sorted overrides."""
     identities = set()
@@ -86,7 +83,8 @@ def grid_id(experiment: str, jobs: Iterable[Sequence[str]]) -> str:
         kept = sorted(
             o
             for o in overrides
-            if not _key(o).startswith(NEUTRAL_PREFIXES) and _key(o) not in NEUTRAL_KEYS
+            if not override_key(o).startswith(NEUTRAL_PREFIXES)
+            and override_key(o) not in NEUTRAL_KEYS
         )
         identities.add("\x1f".join(kept))
     blob = "\x1e".join([experiment, *sorted(identities)])

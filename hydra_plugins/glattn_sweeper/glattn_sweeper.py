@@ -86,7 +86,8 @@ class GlattnSweeper(BasicSweeper):
         self.overrides = self.job_lists(arguments)
         self.grid_jobs = [job for batch in self.overrides for job in batch]  # unfused
         if OmegaConf.select(self.config, "sweep.fuse_seeds", default=False):
-            from glattn.sweep.fuse import fuse_seed_jobs, rebatch
+            from glattn.sweep.fuse import fuse_seed_jobs
+            from glattn.sweep.lpt import rebatch
 
             fused = fuse_seed_jobs(self.grid_jobs)  # one job per configuration (issue 17)
             log.info(f"[glattn sweep] fuse_seeds: {len(self.grid_jobs)} jobs as {len(fused)}")
