@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from test_sweep_helpers import PY, ROOT, SWEEP_HOOKS, env
+from test_sweep_helpers import PY, ROOT, SWEEP_HOOKS, env, explain
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_no_secret_form_in_clear_after_a_run_or_a_sweep(tmp_path, multirun):
         *(sweep if multirun else []),
         multirun=multirun,
     )
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-3000:])
+    assert res.returncode == 0, explain(res, out)
     assert leaks(out, res) == []
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     exp = client.get_experiment_by_name("glattn-debug") or client.get_experiment_by_name("glattn")

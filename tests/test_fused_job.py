@@ -68,7 +68,7 @@ def _close(a: dict, b: dict, rel: float = 1e-5) -> None:
 
 @pytest.mark.slow  # ~2 min on 2 cores: a fused smoke sweep (2 jobs), the unfused one (4)
 def test_fused_sweep_records_its_members_as_the_unfused_sweep_and_the_report_agrees(tmp_path):
-    from test_sweep_helpers import run_cli
+    from test_sweep_helpers import explain, run_cli
 
     fused, alone = tmp_path / "fused", tmp_path / "alone"
     grid = ["fusion=original,learnable_gate", "seed=0,1", "debug=smoke", "trainer.max_epochs=1"]
@@ -76,7 +76,7 @@ def test_fused_sweep_records_its_members_as_the_unfused_sweep_and_the_report_agr
     logs = {}
     for out, extra in ((fused, ["sweep.fuse_seeds=true"]), (alone, [])):
         done = run_cli(ROOT / "run.py", *grid, *extra, f"paths.output_dir={out}", cwd=ROOT)
-        assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+        assert done.returncode == 0, explain(done, out)
         logs[out] = done.stdout + done.stderr
     assert "fuse_seeds: 4 jobs as 2" in logs[fused]
     assert "2 jobs: 2 done" in logs[fused] and "4 jobs: 4 done" in logs[alone]

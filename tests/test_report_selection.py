@@ -145,7 +145,7 @@ def test_issue_scenario_end_to_end(tmp_path):
     debug=smoke`, then the report: one declared run set, debug runs only when asked."""
     import subprocess
 
-    from test_sweep_helpers import ROOT, env, run_cli
+    from test_sweep_helpers import ROOT, env, explain, run_cli
 
     out = tmp_path / "out"
     first = subprocess.run(
@@ -156,10 +156,10 @@ def test_issue_scenario_end_to_end(tmp_path):
         text=True,
         timeout=900,
     )
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, explain(first, out)
     grid = ["fusion=original,learnable_gate", "seed=0,1", "debug=smoke"]
     second = run_cli(ROOT / "run.py", *grid, f"paths.output_dir={out}", cwd=ROOT)
-    assert second.returncode == 0, (second.stdout[-3000:], second.stderr[-3000:])
+    assert second.returncode == 0, explain(second, out)
     uri = f"sqlite:///{out}/mlflow.db"
     paper, debug = (
         runs.load_runs(uri, "glattn"),

@@ -38,24 +38,40 @@ def main(cfg):
     rec = {"num": hc.job.num, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
            "omp": os.environ.get("OMP_NUM_THREADS"), "pid": os.getpid(), "start": time.time()}
     run_id = None
-    if int(fake.get("barrier", 0)):  # wait until that many jobs are here: all log at once
-        arrived = Path(hc.sweep.dir) / "barrier"
+
+    def barrier(name):  # wait until fake.barrier jobs are here: all go on at once
+        arrived = Path(hc.sweep.dir) / name
         arrived.mkdir(exist_ok=True)
         (arrived / str(hc.job.num)).touch()
         deadline = time.time() + 300
         while len(list(arrived.iterdir())) < int(fake.barrier) and time.time() < deadline:
-            time.sleep(0.05)
-        rec["barrier"] = time.time()
+            time.sleep(0.005)
+        return time.time()
+
+    if int(fake.get("barrier", 0)):  # all log at once
+        rec["barrier"] = barrier("barrier")
     if fake.get("mlflow", False):
         from mlflow.tracking import MlflowClient
         from mlflow.entities import Metric, Param
         from glattn.tracking import get_experiment_id, resolve_uri
+        from glattn.tracking.models import log_dataset
+        from glattn.tracking.tracker import Tracker
         client = MlflowClient(resolve_uri(cfg.tracking.uri))
         parent = protocol.read_parent_run_id()
         run = client.create_run(get_experiment_id(cfg.tracking), run_name=f"job{hc.job.num}",
                                 tags={"glattn.role": "job", "mlflow.parentRunId": parent,
                                       "job_num": str(hc.job.num)})
         run_id = run.info.run_id
+        # as a training job does, the (shared) data set as the run's input; all jobs at
+        # the same moment (MLflow checks for the row, then inserts it)
+        tracker = Tracker(cfg.tracking)
+        tracker.run_id = run_id
+        split, mine = Path(hc.sweep.dir) / "split.csv", job_dir / "split.csv"
+        mine.write_text("image_id,split\\n")
+        os.replace(mine, split)  # the same bytes from every job, never half written
+        if int(fake.get("barrier", 0)):
+            barrier("barrier_dataset")
+        log_dataset(tracker, "shared", str(hc.sweep.dir), split, {"train": 1})
         params = [Param(f"p{i}", f"{hc.job.num}-{i}") for i in range(int(fake.n_params))]
         for i in range(0, len(params), 100):
             client.log_batch(run_id, params=params[i:i + 100])
@@ -116,3 +132,18 @@ def sweep_dirs(out: Path, experiment: str = "glattn") -> list[Path]:
 
 def fake_records(sweep_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/fake.json"))]
+
+
+def explain(res: subprocess.CompletedProcess, out: Path | None = None, tail: int = 4000) -> str:
+    """Why a CLI call failed, as one string (pytest prints a string message whole, where it
+    shortens a tuple's repr to its ends): the exit code, the whole stdout and stderr, and
+    the end of every job log (worker.log, glattn.log, debug.log) and status.json below
+    `out`."""
+    parts = [f"exit code {res.returncode}"]
+    parts += [f"--- stdout\n{res.stdout}", f"--- stderr\n{res.stderr}"]
+    if out is not None and Path(out).is_dir():
+        names = ("worker.log", "glattn.log", "debug.log", "status.json")
+        for log in sorted(p for p in Path(out).rglob("*") if p.name in names and p.is_file()):
+            text = log.read_text(errors="replace")
+            parts.append(f"--- {log} (last {tail} characters)\n{text[-tail:]}")
+    return "\n".join(parts)

@@ -9,7 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
-from test_sweep_helpers import FAKE_DEFAULTS, fake_records, run_cli, sweep_dirs, write_fake_app
+from test_sweep_helpers import (
+    FAKE_DEFAULTS,
+    explain,
+    fake_records,
+    run_cli,
+    sweep_dirs,
+    write_fake_app,
+)
 
 
 def _overlaps(records, key=None):
@@ -268,7 +275,7 @@ def test_slurm_submits_nothing_for_jobs_already_finished(app, tmp_path):
         cwd=tmp_path,
         PATH=f"{bin_dir}:{os.environ['PATH']}",
     )
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-3000:])
+    assert res.returncode == 0, explain(res, out)
     assert not marker.exists()  # neither sinfo nor sbatch was needed
     assert res.stdout.count("already FINISHED as MLflow run done") == 2
     assert "2 jobs: 0 done, 2 skipped, 0 failed" in res.stdout

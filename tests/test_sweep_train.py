@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_sweep_helpers import ROOT, run_cli, sweep_dirs
+from test_sweep_helpers import ROOT, explain, run_cli, sweep_dirs
 
 GRID = ["debug=smoke", "fusion=original,learnable_gate", "seed=0,1"]
 PARALLEL = ["hydra/launcher=local_gpus", "hydra.launcher.gpus=[]", "hydra.launcher.n_jobs=2"]
@@ -29,7 +29,7 @@ def swept(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep") / "out"
     # local_gpus without GPUs: 2 jobs at once, one core each (the CI machine has 2)
     first = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", *PARALLEL, cwd=ROOT)
-    assert first.returncode == 0, (first.stdout[-3000:], first.stderr[-5000:])
+    assert first.returncode == 0, explain(first, out)
     return out, first
 
 
@@ -59,7 +59,7 @@ def test_same_sweep_again_skips_every_job(swept):
     out, _ = swept
     _, before = _runs(out)
     again = run_cli(ROOT / "run.py", *GRID, f"paths.output_dir={out}", cwd=ROOT)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0, explain(again, out)
     assert "4 jobs: 0 done, 4 skipped, 0 failed" in again.stdout
     parents, jobs = _runs(out)
     (parent,) = parents  # the same grid: the same parent, continued, no new run

@@ -190,6 +190,45 @@ def test_locked_database_is_retried_then_succeeds():
         retry_locked(lambda: (_ for _ in ()).throw(ValueError("other")))
 
 
+def test_a_concurrent_insert_of_the_same_data_set_is_retried_and_nothing_else_is():
+    """Two jobs logging one data set at once: MLflow checks for the row, then inserts it,
+    so one of them hits the unique key (SQLite and PostgreSQL wordings). log_inputs inserts
+    only what is missing, so it is retried; another call with that error is not."""
+    from glattn.tracking.client import RetryingClient
+
+    class Store:
+        def __init__(self, error):
+            self.error, self.calls = error, []
+
+        def log_inputs(self, run_id, datasets=None):
+            self.calls.append(run_id)
+            if len(self.calls) == 1:
+                raise RuntimeError(self.error)
+            return "logged"
+
+        def create_registered_model(self, name):
+            self.calls.append(name)
+            raise RuntimeError(self.error)
+
+    for error in (
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+        "datasets.name, datasets.digest",
+        "BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key value violates unique "
+        'constraint "dataset_pk"',
+    ):
+        store = Store(error)
+        assert RetryingClient(store).log_inputs("run1", datasets=[]) == "logged"
+        assert store.calls == ["run1", "run1"]
+        store = Store(error)
+        with pytest.raises(RuntimeError, match="(?i)unique"):
+            RetryingClient(store).create_registered_model("m")
+        assert store.calls == ["m"]  # not an idempotent insert: raised at once
+    store = Store("some other error")
+    with pytest.raises(RuntimeError, match="other"):
+        RetryingClient(store).log_inputs("run1")
+    assert store.calls == ["run1"]
+
+
 def test_grid_id_ignores_order_and_neutral_overrides():
     from glattn.sweep.store import grid_id
 

@@ -4,13 +4,15 @@ with its artifact location.
 
 Field notes (DESIGN.md section 4): many processes opening a SQLite file that does not exist
 yet race on MLflow's schema migration (16 of 16 failed, the file left unusable); with the
-schema in place, concurrent writers still see an occasional ``database is locked``.
+schema in place, concurrent writers still see an occasional ``database is locked``. And
+MLflow's ``log_inputs`` checks for the data set, then inserts it: a sweep's jobs that log
+one data set at the same moment fail on its unique key (3 of 8 at once; one of 2 in a CI
+smoke sweep). It is idempotent, so that error is retried too: the retry finds the row.
 """
 
 from __future__ import annotations
 
 import fcntl
-import functools
 import logging
 import os
 import random
@@ -30,22 +32,48 @@ def is_locked_error(exc: BaseException) -> bool:
     return "database is locked" in text or "database table is locked" in text
 
 
+# the unique-key violation of a concurrent insert, as SQLite, PostgreSQL and MySQL word it
+DUPLICATE_KEY = (
+    "UNIQUE constraint failed",
+    "duplicate key value violates unique constraint",
+    "Duplicate entry",
+)
+# client calls that insert only what is missing, so that a retry after a concurrent insert
+# of the same row finds it and succeeds (MLflow's SqlAlchemyStore._log_inputs_impl)
+IDEMPOTENT_INSERTS = frozenset({"log_inputs"})
+
+
+def is_duplicate_error(exc: BaseException) -> bool:
+    return any(text in str(exc) for text in DUPLICATE_KEY)
+
+
 def retry_locked(func, *args, **kwargs):
     """Call ``func``; on SQLite's ``database is locked`` wait (exponential, jittered) and
     call again, up to ~45 s in all, then raise the last error."""
+    return _retry(func, is_locked_error, args, kwargs)
+
+
+def _retry(func, transient, args, kwargs):
     for delay in (*RETRY_DELAYS, None):
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            if delay is None or not is_locked_error(exc):
+            if delay is None or not transient(exc):
                 raise
-            log.debug("%s: database is locked, retrying in %.2fs", func.__name__, delay)
+            what = "database is locked" if is_locked_error(exc) else "concurrent insert"
+            log.debug("%s: %s, retrying in %.2fs", func.__name__, what, delay)
             time.sleep(delay * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
 
+def _locked_or_duplicate(exc: BaseException) -> bool:
+    return is_locked_error(exc) or is_duplicate_error(exc)
+
+
 class RetryingClient:
-    """An ``MlflowClient`` whose every call is retried on ``database is locked``."""
+    """An ``MlflowClient`` whose every call is retried on ``database is locked``, and the
+    idempotent inserts (``IDEMPOTENT_INSERTS``) also on a concurrent insert's duplicate key.
+    """
 
     def __init__(self, client) -> None:
         self._client = client
@@ -58,7 +86,8 @@ class RetryingClient:
         attr = getattr(self._client, name)
         if not callable(attr):
             return attr
-        return functools.partial(retry_locked, attr)
+        transient = _locked_or_duplicate if name in IDEMPOTENT_INSERTS else is_locked_error
+        return lambda *args, **kwargs: _retry(attr, transient, args, kwargs)
 
 
 def _schema_lock(db: Path):
