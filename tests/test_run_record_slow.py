@@ -221,3 +221,6 @@ def test_concurrent_single_runs_on_a_fresh_sqlite_file(tmp_path):
     metrics = {frozenset(r.data.metrics) for r in jobs}
     assert len(params) == 1 and len(metrics) == 1  # every param and metric in every run
     assert "best/val/balanced_acc" in next(iter(metrics))
+    # all logged the one data set as their input (MLflow's check-then-insert, retried)
+    assert {len(r.inputs.dataset_inputs) for r in jobs} == {1}
+    assert len({r.inputs.dataset_inputs[0].dataset.digest for r in jobs}) == 1
