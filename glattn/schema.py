@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainerSchema:
-    """conf/trainer/*.yaml (glattn/fit.py reads it)."""
+    """conf/trainer/*.yaml (glattn/job/trainer.py reads it)."""
 
     max_epochs: int = MISSING
     batch_size: int = MISSING
