@@ -6,8 +6,8 @@ Field notes (DESIGN.md section 4): many processes opening a SQLite file that doe
 yet race on MLflow's schema migration (16 of 16 failed, the file left unusable); with the
 schema in place, concurrent writers still see an occasional ``database is locked``. And
 MLflow's ``log_inputs`` checks for the data set, then inserts it: a sweep's jobs that log
-one data set at the same moment fail on its unique key (3 of 8 at once; one of 2 in a CI
-smoke sweep). It is idempotent, so that error is retried too: the retry finds the row.
+one data set at the same moment fail on its unique key (2-3 of 8 jobs at once, SQLite and
+PostgreSQL). It is idempotent, so that error is retried too: the retry finds the row.
 """
 
 from __future__ import annotations
