@@ -398,3 +398,35 @@ def test_a_refused_job_writes_a_masked_status_and_no_run(tmp_path, monkeypatch):
     status = (tmp_path / "job0" / "status.json").read_text()
     assert '"failed"' in status and "refuses the connection" in status
     assert "JobUrlPw77" not in status and f"bob:{MASK}@" in status
+
+
+@pytest.mark.parametrize("signame,status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_stop_signal_interrupts_the_job_and_gives_the_shells_exit_status(signame, status):
+    """SIGHUP (the closed ssh terminal of a weekend sweep) stops a job as SIGTERM does: its
+    run ends KILLED and the command exits 128 + the signal, not by the default action
+    (which leaves the run RUNNING and writes no status.json); the handlers are restored."""
+    import signal
+
+    from glattn.job.lifecycle import JobInterrupted, cli_exit, interrupt_on_signals
+
+    signum = getattr(signal, signame)
+    calls = []
+
+    def mine(*args):
+        calls.append(args)
+
+    original = signal.signal(signum, mine)  # whatever happens, never pytest's death
+    try:
+        with pytest.raises(JobInterrupted) as caught, interrupt_on_signals():
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler raises here, at once
+        assert len(calls) == 1 and signal.getsignal(signum) is mine  # chained, put back
+    finally:
+        signal.signal(signum, original)
+    assert caught.value.signal_name == signame and str(caught.value) == f"interrupted by {signame}"
+    with pytest.raises(SystemExit) as ended:
+        cli_exit(caught.value)
+    assert ended.value.code == status
+    with pytest.raises(SystemExit) as ctrl_c:
+        cli_exit(KeyboardInterrupt())
+    assert ctrl_c.value.code == 130

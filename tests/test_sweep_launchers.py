@@ -126,7 +126,7 @@ def test_failed_and_killed_jobs_are_reported_others_finish(app, tmp_path, launch
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, signame):
     import signal
     import subprocess
@@ -157,7 +157,8 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, 
     proc.send_signal(getattr(signal, signame))
     output, _ = proc.communicate(timeout=60)
     # the sweep's summary and the shell's exit status for the signal, no traceback (issue 19)
-    assert proc.returncode == (143 if signame == "SIGTERM" else 130), output[-3000:]
+    status = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}[signame]  # 128 + the signal
+    assert proc.returncode == status, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert f"interrupted by {signame}: 2 jobs: 0 done, 0 skipped, 1 killed" in output
     assert "1 not started" in output

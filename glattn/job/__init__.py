@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> dict:
 
 def run_task(cfg: DictConfig) -> dict:
     """`main` as the command line runs it: a user error is one message and exit status 1
-    (130 Ctrl-C, 143 SIGTERM); see glattn.job.lifecycle.cli_exit."""
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP); see glattn.job.lifecycle.cli_exit."""
     from glattn.job.lifecycle import cli_exit
 
     try:

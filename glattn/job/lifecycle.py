@@ -14,7 +14,7 @@
 4. The fingerprint's checkpoint folder is locked (`glattn.checkpoint.CheckpointLock`): a
    second process with the same fingerprint waits, then refuses, naming the holder
    (3 and 4: `glattn.job.record.JobRecord`, which a fused job opens once per member).
-5. SIGTERM and SIGINT end the run KILLED, write ``status.json`` and exit non-zero; the next
+5. SIGTERM, SIGHUP and SIGINT end the run KILLED, write ``status.json`` and exit non-zero; the next
    start continues from the last completed epoch. A user error (`glattn.errors.UserError`:
    bad config, data or checkpoint) is one message, no traceback (``HYDRA_FULL_ERROR=1``
    re-raises it; the traceback is always in ``debug.log``); the run ends FAILED with it.
@@ -55,10 +55,27 @@ from glattn.tracking import make_tracker
 log = logging.getLogger(__name__)
 
 
+#: the signals that stop a job or a sweep as Ctrl-C does (SIGINT raises KeyboardInterrupt
+#: itself): `kill` and schedulers send SIGTERM; SIGHUP is the closed terminal of a sweep
+#: started over ssh without tmux, screen or nohup
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class JobInterrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) arrived: the job stops, its run ends KILLED."""
+    """A stop signal arrived (STOP_SIGNALS): the job stops, its run ends KILLED."""
 
     reported: bool = True  # raised inside the job only, which logs the KILLED line
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.exit_status = 128 + int(signum)  # as a shell reports a process it ended
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+def interrupt_exit_status(exc: BaseException) -> int:
+    """The exit status after interrupt `exc`: 128 + the signal (143 SIGTERM, 129 SIGHUP),
+    130 for Ctrl-C."""
+    return exc.exit_status if isinstance(exc, JobInterrupted) else 128 + int(signal.SIGINT)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -136,24 +153,28 @@ def _raw_overrides() -> list[str]:
 # ----------------------------------------------------------------------------- signals
 @contextmanager
 def interrupt_on_signals():
-    """SIGTERM raises JobInterrupted (SIGINT already raises KeyboardInterrupt), so the job
-    ends its run KILLED and writes status.json; a previous handler (submitit logs the
-    signal) is called first. Main thread only; restored afterwards."""
+    """SIGTERM and SIGHUP (STOP_SIGNALS) raise JobInterrupted (SIGINT already raises
+    KeyboardInterrupt), so the job ends its run KILLED and writes status.json; a previous
+    handler (submitit logs the signal) is called first. Main thread only; restored
+    afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
     def handler(signum, frame):
-        if callable(previous):
-            previous(signum, frame)
-        raise JobInterrupted(f"interrupted by {signal.Signals(signum).name}")
+        before = previous[signum]
+        if callable(before):
+            before(signum, frame)
+        raise JobInterrupted(signum)
 
-    signal.signal(signal.SIGTERM, handler)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 # ----------------------------------------------------------------------------- the job
@@ -217,7 +238,7 @@ def check_job(cfg: DictConfig, task: str, preflight, secrets: set[str]) -> Job:
 
 def cli_exit(exc: BaseException) -> None:
     """The command line's side of an error in a single run: a user error (or an interrupt)
-    becomes one message and exit status 1 (130 for Ctrl-C, 143 for SIGTERM), without
+    becomes one message and exit status 1 (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), without
     Hydra's traceback; anything else, a multirun job (Hydra records it) and
     ``HYDRA_FULL_ERROR=1`` re-raise."""
     interrupted = isinstance(exc, KeyboardInterrupt)
@@ -229,5 +250,5 @@ def cli_exit(exc: BaseException) -> None:
         print(f"Error: {exc}", file=sys.stderr, flush=True)
     code = 1
     if interrupted:
-        code = 143 if isinstance(exc, JobInterrupted) and "SIGTERM" in str(exc) else 130
+        code = interrupt_exit_status(exc)
     raise SystemExit(code) from None

@@ -119,7 +119,7 @@ class GlattnSweeper(BasicSweeper):
                     returns.append(results)
         except BaseException as e:  # Ctrl-C, SIGTERM, a crashed launcher: the parent run
             abort_parent(self.config, sweep_dir, e)  # must not stay RUNNING forever
-            if isinstance(e, KeyboardInterrupt):  # the summary and 143/130, no traceback
+            if isinstance(e, KeyboardInterrupt):  # the summary and 143/129/130, no traceback
                 raise SystemExit(guard.interrupted(self, all_jobs, ledger, e)) from None
             raise
         return returns

@@ -7,9 +7,9 @@ job exists, what it does not submit, and what it prints when it is interrupted.
   (masked) and exit status 1, before any MLflow run or parent exists.
 - `launch_unfinished`: for launchers that submit to a scheduler (SLURM), the jobs whose config
   already has a FINISHED run are not submitted: they are recorded ``skipped`` with that run.
-- `interrupted`: SIGTERM/SIGINT of the launching process (any launcher) ends with the
-  sweep's summary (done, skipped, killed, failed, not started) and exit status 143/130,
-  without a traceback.
+- `interrupted`: SIGTERM/SIGHUP/SIGINT of the launching process (any launcher) ends with
+  the sweep's summary (done, skipped, killed, failed, not started) and exit status
+  143/129/130, without a traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
-
-#: exit statuses of a process ended by a signal, as a shell reports them
-EXIT_SIGTERM, EXIT_SIGINT = 143, 130
 
 
 def say(message: str) -> str:
@@ -186,10 +183,12 @@ def _outcome(job_dir: str | None, hydra_status: str | None) -> tuple[str, str | 
 
 
 def interrupted(sweeper, jobs: Sequence[Sequence[str]], ledger, exc: BaseException) -> int:
-    """Print the sweep's summary after SIGTERM/SIGINT; returns the exit status (143/130)."""
+    """Print the sweep's summary after a stop signal or Ctrl-C; returns the exit status
+    (143 SIGTERM, 129 SIGHUP, 130 SIGINT)."""
+    from glattn.job.lifecycle import JobInterrupted, interrupt_exit_status
     from glattn.sweep.outcomes import job_dir_for
 
-    signal_name = "SIGTERM" if "SIGTERM" in str(exc) else "SIGINT"
+    signal_name = exc.signal_name if isinstance(exc, JobInterrupted) else "SIGINT"
     recorded = {job["num"]: job for job in ledger.jobs}
     counts = {"finished": 0, "skipped": 0, "killed": 0, "failed": 0, "not started": 0}
     lines = []
@@ -214,6 +213,9 @@ def interrupted(sweeper, jobs: Sequence[Sequence[str]], ledger, exc: BaseExcepti
         f"{counts['not started']} not started. The same command continues the sweep "
         "(FINISHED jobs are skipped, killed ones resume from their last checkpoint)"
     )
-    print("\n".join([say(head), *lines]), flush=True)
-    sys.stderr.flush()
-    return EXIT_SIGTERM if signal_name == "SIGTERM" else EXIT_SIGINT
+    try:
+        print("\n".join([say(head), *lines]), flush=True)
+        sys.stderr.flush()
+    except OSError:  # SIGHUP: the terminal is gone; the records are written already
+        pass
+    return interrupt_exit_status(exc)
