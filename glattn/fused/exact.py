@@ -14,8 +14,7 @@ plain one); attention, the loss and the optimizer were bit-identical. So with ``
 (``trainer.deterministic``) every convolution, Linear, BatchNorm and those channel-mean
 modules run member by member (each member's own kernels: no fusion gain for those layers);
 without it they run fused and a member matches its unfused job to fp32 rounding (~1e-6 a
-step). A user's module that
-averages over channels may need adding to ``_CHANNEL_MEANS``.
+step). A user's module that averages over channels may need adding to ``_CHANNEL_MEANS``.
 
 The loop is a `torch.autograd.Function` with its own vmap rule
 (https://pytorch.org/docs/stable/notes/extending.func.html): the rule calls the module's

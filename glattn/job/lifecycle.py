@@ -14,10 +14,11 @@
 4. The fingerprint's checkpoint folder is locked (`glattn.checkpoint.CheckpointLock`): a
    second process with the same fingerprint waits, then refuses, naming the holder
    (3 and 4: `glattn.job.record.JobRecord`, which a fused job opens once per member).
-5. SIGTERM, SIGHUP and SIGINT end the run KILLED, write ``status.json`` and exit non-zero; the next
-   start continues from the last completed epoch. A user error (`glattn.errors.UserError`:
-   bad config, data or checkpoint) is one message, no traceback (``HYDRA_FULL_ERROR=1``
-   re-raises it; the traceback is always in ``debug.log``); the run ends FAILED with it.
+5. SIGTERM, SIGHUP and SIGINT end the run KILLED, write ``status.json`` and exit
+   128 + the signal; the next start continues from the last completed epoch. A user
+   error (`glattn.errors.UserError`: bad config, data or checkpoint) is one message, no
+   traceback (``HYDRA_FULL_ERROR=1`` re-raises it; the traceback is always in
+   ``debug.log``); the run ends FAILED with it.
 """
 
 from __future__ import annotations

@@ -12,14 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from omegaconf import DictConfig, OmegaConf
+
 from glattn.job.protocol import (
+    FUSE_SEEDS_KEY,
     fused_job_overrides,
     fused_seeds,
     member_overrides,
     override_key,
 )
 
-__all__ = ["fuse_seed_jobs", "fused_seeds", "members"]
+
+def enabled(cfg: DictConfig) -> bool:
+    """Whether the sweep's config asks for fused seeds (``sweep.fuse_seeds``)."""
+    return bool(OmegaConf.select(cfg, FUSE_SEEDS_KEY, default=False))
+
+
+def launched_jobs(cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The jobs a sweep of `cfg` launches: the grid's, seeds fused when `enabled`."""
+    return fuse_seed_jobs(jobs) if enabled(cfg) else [list(job) for job in jobs]
 
 
 def _seed(job: Sequence[str]) -> int | None:

@@ -69,11 +69,9 @@ def grid_size(sweep_dir: Path) -> int | None:
         args += list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
         overrides = OverridesParser.create().parse_overrides(args)
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-        if OmegaConf.select(cfg, "sweep.fuse_seeds", default=False):
-            from glattn.sweep.fuse import fuse_seed_jobs
+        from glattn.sweep.fuse import launched_jobs
 
-            jobs = fuse_seed_jobs(jobs)  # one fused job per configuration
-        return len(jobs)
+        return len(launched_jobs(cfg, jobs))  # one fused job per configuration when fused
     except Exception as exc:  # noqa: BLE001 - a glob sweep needs the config loader
         log.debug("grid size of %s unknown: %s", sweep_dir, exc)
         return None

@@ -60,6 +60,7 @@ class GlattnSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
         from glattn.resolvers import register
+        from glattn.sweep import fuse
 
         register()  # plan mode and the parent run resolve the jobs' configs here
         if OmegaConf.select(self.config, "paper.stages", default=None):
@@ -72,10 +73,8 @@ class GlattnSweeper(BasicSweeper):
 
             jobs = [job for batch in self.job_lists(arguments) for job in batch]
             returns = print_plan(self, jobs)
-            if OmegaConf.select(self.config, "sweep.fuse_seeds", default=False):
-                from glattn.sweep.fuse import fuse_seed_jobs
-
-                fused = len(fuse_seed_jobs(jobs))
+            if fuse.enabled(self.config):
+                fused = len(fuse.launched_jobs(self.config, jobs))
                 print(f"  sweep.fuse_seeds: the {len(jobs)} jobs run as {fused} (seeds fused)")
             return returns
 
@@ -85,11 +84,10 @@ class GlattnSweeper(BasicSweeper):
 
         self.overrides = self.job_lists(arguments)
         self.grid_jobs = [job for batch in self.overrides for job in batch]  # unfused
-        if OmegaConf.select(self.config, "sweep.fuse_seeds", default=False):
-            from glattn.sweep.fuse import fuse_seed_jobs
+        if fuse.enabled(self.config):
             from glattn.sweep.lpt import rebatch
 
-            fused = fuse_seed_jobs(self.grid_jobs)  # one job per configuration (issue 17)
+            fused = fuse.launched_jobs(self.config, self.grid_jobs)  # one job a configuration
             log.info(f"[glattn sweep] fuse_seeds: {len(self.grid_jobs)} jobs as {len(fused)}")
             self.overrides = rebatch(fused, self.max_batch_size)
         # costliest jobs first on a pool of slots (glattn.sweep.lpt)
