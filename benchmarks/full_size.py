@@ -25,7 +25,7 @@ torch import included):
                model): cached + augment=device (the default: the loader slices the cache,
                DeviceAugment runs on the training device, here the CPU), cached +
                augment=cpu (per-image torchvision transforms in the loader, the pipeline
-               before issue 11), and cache=false + augment=cpu (no cache at all)
+               the former default), and cache=false + augment=cpu (no cache at all)
 
 One torch thread, --workers DataLoader workers (default 0), batch 32. The machine's load
 average is printed at the start and the end. --tiny runs the same code on 70 images at
@@ -274,7 +274,7 @@ def epoch_phase(root, cache_dir, size, cache, augment, workers, fraction, batch=
 # ----------------------------------------------------------------------------- driver
 PIPELINES = [  # (label, cache, augment)
     ("cached, augment=device (default)", True, "device"),
-    ("cached, augment=cpu (before issue 11)", True, "cpu"),
+    ("cached, augment=cpu (former default)", True, "cpu"),
     ("cache=false, augment=cpu (no cache)", False, "cpu"),
 ]
 

@@ -1,4 +1,4 @@
-"""Fused seeds vs separate jobs on the CPU at small sizes (issue 17 item 6).
+"""Fused seeds vs separate jobs on the CPU at small sizes.
 
 Three members (seeds 0, 1, 2) of one config (``--overrides``, default resnet18 + GLSA +
 CBAM) train ``--steps`` AdamW steps on random batches three ways, each after ``--warmup``

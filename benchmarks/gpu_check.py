@@ -1,7 +1,7 @@
 """GPU check: training images/s of the grid's models on one GPU, side by side in one run.
 
 Prepared so that one call on a GPU machine (at most ~5 minutes, --budget-s) gives the
-figures README.md asks for (issue 16, item 5):
+figures docs/benchmarks.md reports:
 
   1. one job, resnet18 / resnet50 / vgg16 at 224 px, bf16 autocast + channels_last: a plain
      PyTorch loop of the same torchvision model on device tensors (the reference row; every
@@ -13,7 +13,7 @@ figures README.md asks for (issue 16, item 5):
   3. jobs sharing the GPU (jobs_per_gpu): 1, 2, 4 processes released together, and the
      ``jobs_per_gpu=auto`` choice (glattn.sweep.packing) for the measured peak memory with
      its aggregate;
-  4. fused seeds vs jobs sharing (issue 17, item 6), per model + GLSA: 3 members (seeds 0, 1,
+  4. fused seeds vs jobs sharing , per model + GLSA: 3 members (seeds 0, 1,
      2) trained as one glattn.fused.stack.FusedModel (benchmarks/fused_seeds.py's functions),
      3 jobs sharing the GPU and one job alone (the worker processes of 3.), their aggregate
      img/s and peak memory, and the line "fused / best of jobs sharing";

@@ -1,6 +1,6 @@
 """Host-side work per training step of one job, old vs new, side by side in one run.
 
-Issue 16, item 1: one job with the real loader stopped near 1,500-1,800 img/s on an H200
+One job with the real loader stopped near 1,500-1,800 img/s on an H200
 whatever the model, so the cap is per job and on the host. Without a GPU this measures what
 the host does per batch besides the model (tiny sizes, the CPU):
 
@@ -40,7 +40,7 @@ import gpu_measure as M  # noqa: E402 - the benchmarks folder is not a package
 
 # ----------------------------------------------------------------------------- the old code
 def old_sample(aug, n: int, side: int) -> dict:
-    """DeviceAugment.sample before issue 16 (one draw per parameter), kept as the reference."""
+    """The former DeviceAugment.sample (one draw per parameter), kept as the reference."""
 
     def uniform(shape, low, high):
         return torch.rand(shape, generator=aug.generator, dtype=torch.float64) * (high - low) + low

@@ -6,10 +6,11 @@ never upward, not even inside a function; imports within a layer form no cycle
 `LAYERS`, the same list as data).
 
 - L0 foundations: ``errors`` (the UserError base), ``secrets`` (masking), ``logging_utils``,
-  ``registry`` (name -> constructor registries), ``groups`` (the one table of config
-  groups) and ``resolvers`` (OmegaConf resolvers, registered explicitly). A registry or a
-  resolver is named by an import path string and imported on first use, as Hydra's
-  ``_target_`` is: that is how L0 names code of higher layers without importing it.
+  ``locks`` (file locks between processes), ``groups`` (the one table of config groups),
+  ``contract`` (components' contracts and references: `_target_` is the extension point)
+  and ``resolvers`` (OmegaConf resolvers, registered explicitly). A resolver or a component
+  is named by an import path string and imported on first use, as Hydra's ``_target_`` is:
+  that is how L0 names code of higher layers without importing it.
 - L1 the config: ``config`` (validation before any work, the fingerprint, group choices)
   and ``schema`` (structured-config schemas).
 - L2 the domain: ``models``, ``data``, ``losses``, ``optim``, ``metrics``, ``runtime``,
@@ -18,19 +19,22 @@ never upward, not even inside a function; imports within a layer form no cycle
   goes) and ``latency`` (Table 6's inference measurement).
 - L3 one job: ``job`` (JobSpec, build_components, lifecycle, trainer, the tasks).
 - L4 many jobs and their results: ``sweep`` and ``report``.
-- L5 entry points: ``cli`` (the ``glattn`` console script) and the Hydra plugins
+- L5 entry points: ``cli`` (the ``glattn`` console script), ``config_reference`` (the
+  generated configuration reference) and the Hydra plugins
   (``hydra_plugins/``: the glattn sweeper, the local_gpus and slurm launchers).
 
 This package's ``__init__`` is the public facade (`build_model`, `load_model`): it may
 import any layer, lazily, and no glattn module imports it.
 """
 
+import glattn.phases  # noqa: F401  (first: a job's time/* may count from glattn's import)
+
 __version__ = "0.1.0"
 
 #: The layers of the docstring as data: (layer, top-level names of modules and packages
 #: below glattn/ or hydra_plugins/), lowest first.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("L0", ("errors", "secrets", "logging_utils", "registry", "groups", "resolvers")),
+    ("L0", ("errors", "secrets", "logging_utils", "locks", "groups", "contract", "resolvers")),
     ("L1", ("config", "schema")),
     (
         "L2",
@@ -50,9 +54,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "latency",
         ),
     ),
-    ("L3", ("job", "fused")),  # fused: issue 17, trains members of a job family
+    ("L3", ("job", "fused")),  # fused: trains the members of a fused job
     ("L4", ("sweep", "report")),
-    ("L5", ("cli", "hydra_plugins")),
+    ("L5", ("cli", "config_reference", "hydra_plugins")),
 )
 
 import glattn.schema  # noqa: E402,F401  (registers the config schemas before any compose)

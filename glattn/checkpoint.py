@@ -15,21 +15,20 @@ generator), the loop ``state`` (epoch, best, history), and the record ``config``
 secrets masked), ``fingerprint``, ``mlflow_run_id``, ``choices``, ``train_counts``.
 ``TRAINING_STATE`` names what only resuming needs: ``best.pt`` never holds it (`slim`).
 
-A FINISHED run keeps one copy of its weights (README, "Disk use"): ``best.pt`` (weights, the
-resolved config, the loop state and the final ``metrics``) becomes the run's MLflow artifact
-``checkpoints/best.pt``; the local ``best.pt`` is then deleted when the artifact store is a
-local folder, and ``last.pt`` (the resumable state) unless ``trainer.keep_last=true``.
+A FINISHED run keeps one copy of its weights (docs/training.md, "Disk use"): ``best.pt``
+(weights, the resolved config, the loop state and the final ``metrics``) becomes the run's
+MLflow artifact ``checkpoints/best.pt``; the local ``best.pt`` is then deleted when the
+artifact store is a local folder, and ``last.pt`` (the resumable state) unless
+``trainer.keep_last=true``.
 `load_model` loads a trained model from a file, an MLflow run id or a ``runs:/`` URI.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import pickle
 import re
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -39,7 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from glattn.config import ConfigError, config_fingerprint
 from glattn.errors import UserError
-from glattn.tracking.uris import default_tracking_uri  # the one definition (issue 20)
+from glattn.locks import Timeout, file_lock, holder
+from glattn.tracking.uris import default_tracking_uri  # the one definition
 
 log = logging.getLogger(__name__)
 
@@ -275,61 +275,46 @@ def load_trained_model(ckpt: dict, num_classes: int | None = None):
 
 
 class CheckpointLock:
-    """An exclusive ``fcntl.flock`` on ``<folder>/.lock``: one process per fingerprint.
+    """An exclusive lock on ``<folder>/.lock`` (`glattn.locks.file_lock`): one process per
+    fingerprint.
 
-    The holder writes ``pid@host since <time>`` into the file, so a second process can say
-    who it waits for. The kernel drops the lock when the holder dies (SIGKILL included).
-    ``wait_s``: how long to wait for the holder before raising RunLockedError. flock is
-    local to one machine (and NFS >= 4 on Linux); across nodes the tracking store's run
-    lookup still finds the same run.
+    A second process says who it waits for (the holder's ``pid N@host since <time>``) and
+    waits ``wait_s`` seconds for the holder before raising RunLockedError. The kernel drops
+    the lock when the holder dies (SIGKILL included). flock is local to one machine (and
+    NFS >= 4 on Linux); across nodes the tracking store's run lookup still finds the same run.
     """
 
     def __init__(self, folder: Path, wait_s: float = 30.0, poll_s: float = 0.5) -> None:
         self.path = Path(folder) / LOCK_FILE
         self.wait_s, self.poll_s = wait_s, poll_s
-        self._fd: int | None = None
+        self._lock = None
 
     def holder(self) -> str:
-        try:
-            return self.path.read_text().strip() or "unknown process"
-        except OSError:
-            return "unknown process"
+        return holder(self.path)
 
     def acquire(self) -> CheckpointLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = file_lock(self.path)
         deadline = time.monotonic() + self.wait_s
-        told = False
-        while True:
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            log.warning("waiting for %s (held by %s)", self.path, self.holder())
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise RunLockedError(
-                        f"{self.path.parent} is in use by {self.holder()}: the same config "
-                        "(fingerprint) is running there. Wait for it to end, or stop that "
-                        "process; two processes never train one fingerprint at once"
-                    ) from None
-                if not told:
-                    log.warning("waiting for %s (held by %s)", self.path, self.holder())
-                    told = True
-                time.sleep(self.poll_s)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}@{socket.gethostname()} since {time.ctime()}\n".encode())
-        os.fsync(fd)
-        self._fd = fd
+                left = max(0.0, deadline - time.monotonic())
+                lock.acquire(timeout=left, poll_interval=self.poll_s)
+            except Timeout:
+                raise RunLockedError(
+                    f"{self.path.parent} is in use by {self.holder()}: the same config "
+                    "(fingerprint) is running there. Wait for it to end, or stop that "
+                    "process; two processes never train one fingerprint at once"
+                ) from None
+        self._lock = lock
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            try:
-                os.ftruncate(self._fd, 0)
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self._fd)
-                self._fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> CheckpointLock:
         return self.acquire()

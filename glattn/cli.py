@@ -1,10 +1,15 @@
-"""The ``glattn`` console script: Hydra's interface over ``conf/`` plus three tools.
+"""The ``glattn`` console script: one grammar, Hydra's overrides or a subcommand.
 
 ::
 
     glattn [overrides]                 # one run (python run.py is an alias)
     glattn -m [sweep overrides]        # a multirun (a grid, a paper table)
-    glattn report|gradcam|estimate ... # glattn.report, glattn.gradcam, glattn.report.estimate
+    glattn <subcommand> [options]      # report, claims, estimate, gradcam, plan; each --help
+
+A first word that is a subcommand (`SUBCOMMANDS`) is parsed by argparse's subparsers; any
+other command line is Hydra's. Experiment names are arguments of a subcommand (``glattn
+report claims`` reports an experiment named ``claims``), so they never collide with one.
+`glattn plan <overrides>` is plan mode: ``glattn -m <overrides> sweep.plan=true``.
 
 The config folder is found from the package, never from the working directory
 (`config_dir`): ``GLATTN_CONFIG_DIR`` when set, else ``conf/`` next to the package (a clone
@@ -17,6 +22,7 @@ Hydra's config loader finds), so internal groups stay hidden.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
@@ -27,11 +33,23 @@ from pathlib import Path
 from glattn.resolvers import register
 from glattn.secrets import hide_argv_secrets
 
-#: ``glattn <name> ...`` -> "module:function" called with the remaining arguments.
-SUBCOMMANDS: dict[str, str] = {
-    "report": "glattn.report.__main__:main",
-    "gradcam": "glattn.gradcam:main",
-    "estimate": "glattn.report.estimate:main",
+#: ``glattn <name> ...`` -> ("module:function" that adds the subcommand's arguments to its
+#: parser and sets its ``run(args) -> exit status``, one line of what it does).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "report": (
+        "glattn.report.__main__:configure_report",
+        "the paper's tables and figures from one MLflow experiment's runs",
+    ),
+    "claims": (
+        "glattn.report.__main__:configure_claims",
+        "the seed's six success criteria, checked from the runs",
+    ),
+    "estimate": (
+        "glattn.report.estimate:configure",
+        "GPU-hours of the paper's grids from measured throughput",
+    ),
+    "gradcam": ("glattn.gradcam:configure", "Grad-CAM overlays of a trained model on images"),
+    "plan": ("glattn.cli:configure_plan", "plan mode: a sweep's jobs, what is done, its cost"),
 }
 CONFIG_NAME = "config"
 _PACKAGE = Path(__file__).resolve().parent
@@ -41,7 +59,8 @@ def config_dir() -> Path:
     """The folder holding ``config.yaml``; one error naming every place that was tried."""
     env = os.environ.get("GLATTN_CONFIG_DIR")
     tried = [Path(env)] if env else []
-    tried += [_PACKAGE.parent / "conf", Path(sys.prefix) / "share" / "glattn" / "conf"]
+    tried += [_PACKAGE.parent / "conf"]  # a clone; then a wheel's copy (--target, a prefix)
+    tried += [base / "share" / "glattn" / "conf" for base in (_PACKAGE.parent, Path(sys.prefix))]
     for folder in tried:
         if (folder / f"{CONFIG_NAME}.yaml").is_file():
             return folder.resolve()
@@ -97,25 +116,64 @@ def hydra_main(argv: Sequence[str] | None = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     # credentials leave the overrides for env vars before Hydra reads them, so no secret is
-    # in Hydra's "Error executing job with overrides" line or .hydra/ (issue 19, FAILFAST)
+    # in Hydra's "Error executing job with overrides" line or .hydra/
     hide_argv_secrets()
     entry(_task)()  # Hydra returns nothing (a user error already exited through cli_exit)
 
 
+def configure_plan(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Print a sweep's jobs without running them: each job's overrides, whether it is done "
+        "(a FINISHED run with its fingerprint), its compute, disk and time estimate "
+        "(glattn.sweep.plan). Same as: glattn -m OVERRIDES sweep.plan=true"
+    )
+    p.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        help="Hydra overrides of the sweep, e.g. experiment=table3_fusion or fusion=a,b seed=0,1",
+    )
+    p.set_defaults(run=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    hydra_main(["-m", *args.overrides, "sweep.plan=true"])
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The subcommands' parser (``glattn <subcommand> --help``)."""
+    p = argparse.ArgumentParser(
+        prog="glattn",
+        description="glattn's tools; `glattn [overrides]` (no subcommand) runs and sweeps, "
+        "`glattn --help` lists the config groups",
+    )
+    sub = p.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+    for name, (where, summary) in SUBCOMMANDS.items():
+        module, _, func = where.partition(":")
+        tool = sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        tool.prog = f"glattn {name}"
+        getattr(importlib.import_module(module), func)(tool)
+    return p
+
+
+def run_subcommand(args: Sequence[str]) -> int:
+    """``glattn <subcommand> [options]``: its exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # as python -m does
+    parsed = parser().parse_args(list(args))
+    return int(parsed.run(parsed) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``glattn [report|gradcam|estimate] ...``: a tool's ``main(argv)``, else Hydra.
-    Returns the exit status (the console script exits with it)."""
+    """``glattn <subcommand> ...`` (`SUBCOMMANDS`), else Hydra's command line. Returns the
+    exit status (the console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")  # as python -m does
-        module, _, func = SUBCOMMANDS[args[0]].partition(":")
-        sys.argv = [f"glattn {args[0]}", *args[1:]]
-        result = getattr(importlib.import_module(module), func)(args[1:])
-        if isinstance(result, int):
-            return result
-        if result is not None:
-            print(result)  # gradcam: the figure's path, as python -m glattn.gradcam prints
-        return 0
+        return run_subcommand(args)
     hydra_main(args if argv is not None else None)
     return 0
 

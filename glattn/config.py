@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import re
 from pathlib import Path
 
@@ -20,14 +19,25 @@ from glattn.errors import UserError
 from glattn.groups import RECORDED_GROUPS
 from glattn.secrets import mask_container, mask_override
 
-EPOCH_METRICS = ("val/loss", "val/acc", "val/balanced_acc", "val/macro_f1", "val/auc")
-TASKS = ("train", "eval")
 # the config-group choices that identify a run (choice.<group> params): a view of the table
 GROUPS = RECORDED_GROUPS
 
 # name (a run-name prefix) and tags (MLflow tags) are labels: they never change results
 # transfer: where an eval job finds its training (Table 5), not what a training is
-FINGERPRINT_EXCLUDE = ("paths", "tracking", "hydra", "sweep", "name", "tags", "transfer")
+# report: how an experiment's runs are tabulated (glattn.report.declared), not a setting
+FINGERPRINT_EXCLUDE = (
+    "paths",
+    "tracking",
+    "hydra",
+    "sweep",
+    "name",
+    "tags",
+    "transfer",
+    "report",
+)
+#: nodes of the composed config that are no setting of the run: neither params nor class
+#: tags nor the run's config.yaml (the report block is the experiment file's, for the report)
+NOT_SETTINGS = ("hydra", "report")
 FINGERPRINT_IGNORE = (
     ("trainer", "device"),
     ("trainer", "num_workers"),
@@ -38,6 +48,7 @@ FINGERPRINT_IGNORE = (
     ("dataset", "num_workers"),
     ("dataset", "cache"),
     ("dataset", "cache_dir"),
+    ("dataset", "_target_"),  # the reader: the data set is `dataset.name` and its settings
 )
 
 
@@ -46,119 +57,35 @@ class ConfigError(UserError, ValueError):
 
 
 # ----------------------------------------------------------------------------- validation
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _at_least(n: int):
-    return lambda v: _is_int(v) and v >= n
-
-
-def _is_bool(v) -> bool:
-    return isinstance(v, bool)
-
-
-def _is_text(v) -> bool:
-    return isinstance(v, str) and bool(v.strip())
-
-
-def _is_tag_list(v) -> bool:
-    return v is None or (
-        isinstance(v, (list, ListConfig)) and all(_TAG.fullmatch(str(t)) for t in v)
-    )
-
-
-_TAG = re.compile(r"[\w\-./]{1,200}")
-
-#: (key, check, what is expected) for every scalar glattn reads, in the order errors are
-#: listed; a check that raises counts as failed.
-SCALAR_CHECKS = (
-    ("task", lambda v: v in TASKS, f"one of {list(TASKS)}"),
-    ("seed", _is_int, "an integer"),
-    ("optimizer.lr", lambda v: _is_num(v) and v > 0, "a number > 0"),
-    ("optimizer.weight_decay", lambda v: v is None or (_is_num(v) and v >= 0), "a number >= 0"),
-    ("trainer.max_epochs", _at_least(1), "an integer >= 1"),
-    ("trainer.batch_size", _at_least(1), "an integer >= 1"),
-    (
-        "trainer.early_stopping_patience",
-        lambda v: v is None or (_is_int(v) and v >= 1),
-        "null or an integer >= 1",
-    ),
-    ("trainer.monitor", lambda v: v in EPOCH_METRICS, f"one of {list(EPOCH_METRICS)}"),
-    (
-        "trainer.monitor_mode",
-        lambda v: v in ("auto", "max", "min"),
-        "one of ['auto', 'max', 'min']",
-    ),
-    (
-        "trainer.device",
-        lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(v)),
-        "one of auto, cpu, cuda, cuda:<N>, mps",
-    ),
-    (
-        "trainer.amp",
-        lambda v: str(v).lower() in ("auto", "bf16", "fp16", "none"),
-        "one of ['auto', 'bf16', 'fp16', 'none']",
-    ),
-    ("trainer.channels_last", lambda v: v in ("auto", True, False), "auto, true or false"),
-    (
-        "trainer.compile",
-        lambda v: isinstance(v, bool) or str(v).lower() in ("auto", "block", "model", "none"),
-        "one of auto, block, model, none (or true/false)",
-    ),
-    ("trainer.deterministic", _is_bool, "true or false"),
-    ("trainer.resume", _is_bool, "true or false"),
-    ("trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
-    ("trainer.num_workers", _at_least(0), "an integer >= 0"),
-    ("trainer.gradcam_per_class", _at_least(0), "an integer >= 0"),
-    ("trainer.log_every_n_steps", _at_least(1), "an integer >= 1"),
-    ("tracking.experiment", _is_text, "a non-empty string"),
-    ("dataset.num_classes", _at_least(2), "an integer >= 2"),
-    ("paths.output_dir", _is_text, "a directory path"),
-)
-_CKPT_EVAL = (
-    "ckpt_path",
-    lambda v: v is not None and (Path(str(v)).is_file() or _is_run_ref(v)),
-    "an existing checkpoint file, an MLflow run id or runs:/<id> (task=eval)",
-)
+_CKPT_EVAL = "an existing checkpoint file, an MLflow run id or runs:/<id> (task=eval)"
 _CKPT_TRAIN = (
-    "ckpt_path",
-    lambda v: v is None or Path(str(v)).is_file() or _is_run_ref(v),
     "null, an existing checkpoint file, an MLflow run id or runs:/<id> (task=train "
-    "resumes from its own checkpoint, fine-tunes from any other)",
-)
-_TAGS = (
-    "tags",
-    _is_tag_list,
-    "a list of names (letters, digits, _ - . /), e.g. tags=[baseline,v2]",
+    "resumes from its own checkpoint, fine-tunes from any other)"
 )
 
 
-def _check(cfg: DictConfig, key: str, ok, expected: str) -> str | None:
-    """``key=value: expected ...`` when `ok(value)` fails (or raises), else None."""
+def _ckpt_error(cfg: DictConfig) -> str | None:
+    """ckpt_path must name a checkpoint that exists (task=eval: one is required)."""
     try:
-        value = OmegaConf.select(cfg, key, throw_on_missing=False)
-    except Exception as exc:  # an interpolation that does not resolve
-        return f"{key}: {exc}"
-    try:
-        good = ok(value)
-    except Exception:
-        good = False
-    return None if good else f"{key}={mask_container(value, key)!r}: expected {expected}"
+        value = OmegaConf.select(cfg, "ckpt_path", default=None)
+    except Exception as exc:  # e.g. ${glattn.source_ckpt:} finds no training checkpoint
+        return f"ckpt_path: {exc}"
+    eval_task = OmegaConf.select(cfg, "task", throw_on_missing=False) == "eval"
+    if value is None and not eval_task:
+        return None
+    if value is not None and (Path(str(value)).is_file() or _is_run_ref(value)):
+        return None
+    shown = mask_container(value, "ckpt_path")
+    return f"ckpt_path={shown!r}: expected {_CKPT_EVAL if eval_task else _CKPT_TRAIN}"
 
 
 def config_errors(cfg: DictConfig) -> list[str]:
-    """Every bad scalar value, as ``key=value: expected ...`` lines (empty: all good)."""
-    from glattn.schema import unknown_keys  # e.g. +trainer.epochs=3, which Hydra lets through
+    """Every bad value, as ``key=value: expected ...`` lines (empty: all good): keys no
+    schema has, values their declaration (glattn.schema) does not accept, ckpt_path."""
+    from glattn.schema import unknown_keys, value_errors
 
-    eval_task = OmegaConf.select(cfg, "task", throw_on_missing=False) == "eval"
-    checks = (*SCALAR_CHECKS, _CKPT_EVAL if eval_task else _CKPT_TRAIN, _TAGS)
-    problems = (_check(cfg, key, ok, expected) for key, ok, expected in checks)
-    return unknown_keys(cfg) + [p for p in problems if p is not None]
+    ckpt = _ckpt_error(cfg)
+    return unknown_keys(cfg) + value_errors(cfg) + ([ckpt] if ckpt else [])
 
 
 def _is_run_ref(value) -> bool:
@@ -177,10 +104,11 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- resolved
-def resolved_config(cfg: DictConfig, exclude: tuple = ("hydra",), masked: bool = False) -> dict:
+def resolved_config(cfg: DictConfig, exclude: tuple = NOT_SETTINGS, masked: bool = False) -> dict:
     """The resolved config as plain containers, without the ``hydra`` node (composed with
     ``return_hydra_config=True`` it holds values such as hydra.job.num that only exist in
-    a running job); ``masked``: secret values replaced (what glattn writes anywhere)."""
+    a running job) and the experiment's ``report`` block; ``masked``: secret values
+    replaced (what glattn writes anywhere)."""
     out = {
         key: OmegaConf.to_container(cfg[key], resolve=True)
         if isinstance(cfg[key], (DictConfig, ListConfig))
@@ -200,6 +128,29 @@ def config_fingerprint(cfg: DictConfig) -> str:
     cache location, logging cadence, resume) are left out too, and trainer.compile counts
     as false (its old default: fingerprints from before trainer.compile=auto still hold).
     """
+    return _digest(_fingerprinted(cfg))
+
+
+def cell_fingerprint(cfg: DictConfig) -> str:
+    """The seedless, path-free identity of a cell of a grid: config_fingerprint's content
+    without ``seed`` and without the built-in synthetic set's ``dataset.root`` (where it is
+    generated, not what it is), so the seeds of one configuration, wherever they wrote,
+    share it."""
+    resolved = _fingerprinted(cfg)
+    resolved.pop("seed", None)
+    dataset = resolved.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("name") == "synthetic":
+        dataset.pop("root", None)
+    return _digest(resolved)
+
+
+def _digest(resolved: dict) -> str:
+    blob = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _fingerprinted(cfg: DictConfig) -> dict:
+    """The resolved config as config_fingerprint hashes it."""
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         own_ckpt = _own_checkpoint(cfg)
@@ -213,8 +164,7 @@ def config_fingerprint(cfg: DictConfig) -> str:
     trainer = resolved.get("trainer")
     if isinstance(trainer, dict) and "compile" in trainer:  # compiling does not change the
         trainer["compile"] = False  # results (as the device): fingerprinted as the old default
-    blob = json.dumps(resolved, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return resolved
 
 
 def _own_checkpoint(cfg: DictConfig) -> bool:

@@ -6,12 +6,14 @@ layer `cam_layer` picks: the last trunk stage whose map is at least 7x7 at the i
 ``layer2``, 8x8, rather than a blocky 2x2 ``layer4``), or its GLSA block when it has one. The
 figure title names the layer and its map size.
 
-CLI: ``python -m glattn.gradcam ckpt_path=<run id | runs:/<id> | best.pt file>
-images=[a.jpg,b.jpg] out=gradcam.png [tracking_uri=sqlite:///outputs/mlflow.db]``.
+CLI: ``glattn gradcam CKPT IMAGE [IMAGE ...] [--out gradcam.png] [--device cpu]
+[--tracking-uri sqlite:///outputs/mlflow.db]``; CKPT: a run id, ``runs:/<id>`` or a best.pt
+file (``python -m glattn.gradcam`` takes the same arguments).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -208,37 +210,53 @@ def load_images(paths: Sequence[str], image_size: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """``python -m glattn.gradcam ckpt_path=... images=[...] [out=...] [device=cpu]
-    [tracking_uri=...]``; ``ckpt_path``: a run id, ``runs:/`` URI or file (`load_model`)."""
-    from omegaconf import OmegaConf
+def configure(p: argparse.ArgumentParser) -> None:
+    """`glattn gradcam`'s arguments."""
+    p.description = "Grad-CAM overlays of a trained model on image files, as one figure."
+    p.add_argument("ckpt", help="the trained model: an MLflow run id, runs:/<id> or a best.pt")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", type=Path, default=Path("gradcam.png"), help="the figure (PNG)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:<N>, auto (default cpu)")
+    p.add_argument("--tracking-uri", default=None, help="the store of a run id / runs:/ CKPT")
+    p.set_defaults(run=run)
 
+
+def run(args: argparse.Namespace) -> int:
+    """Write the figure; prints its path."""
     from glattn.checkpoint import load_model
+    from glattn.data.readers import class_names_of
     from glattn.runtime import resolve_device
 
-    args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
-    usage = (
-        "usage: python -m glattn.gradcam ckpt_path=<run id | runs:/<id> | best.pt> "
-        "images=[a.jpg,b.jpg] [out=gradcam.png] [device=cpu] [tracking_uri=<store>]"
-    )
-    unknown = set(args) - {"ckpt_path", "images", "out", "device", "tracking_uri"}
-    if unknown or "ckpt_path" not in args or not args.get("images"):
-        raise SystemExit(f"{usage}\n(got {OmegaConf.to_container(args)})")
-    images_arg = args.images
-    paths = [images_arg] if isinstance(images_arg, str) else list(images_arg)
-    model = load_model(str(args.ckpt_path), args.get("tracking_uri"))
+    model = load_model(str(args.ckpt), args.tracking_uri)
     train_cfg = model.config
-    device = resolve_device(str(args.get("device", "cpu")))
+    device = resolve_device(str(args.device))
     model.to(device)
-    images = load_images(paths, int(train_cfg.dataset.image_size))
-    from glattn.data.readers import class_names_of
-
+    images = load_images(args.images, int(train_cfg.dataset.image_size))
     names = list(class_names_of(train_cfg.dataset))  # the training data set's own classes
-    out = Path(args.get("out", "gradcam.png"))
-    titles = [Path(p).name for p in paths]
-    return gradcam_grid(model, images, [None] * len(paths), names, out, device, titles)
+    titles = [Path(p).name for p in args.images]
+    print(gradcam_grid(model, images, [None] * len(args.images), names, args.out, device, titles))
+    return 0
+
+
+#: the dotlist keys of the older command form, for the message that gives the new one
+_DOTLIST = ("ckpt_path=", "images=", "out=", "device=", "tracking_uri=")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m glattn.gradcam ...`` = ``glattn gradcam ...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a.startswith(_DOTLIST) for a in args):
+        raise SystemExit(
+            "glattn gradcam takes options now: glattn gradcam CKPT IMAGE [IMAGE ...] "
+            "[--out gradcam.png] [--device cpu] [--tracking-uri URI] (was: ckpt_path=... "
+            "images=[...] out=... device=... tracking_uri=...)"
+        )
+    p = argparse.ArgumentParser(prog="glattn gradcam")
+    configure(p)
+    parsed = p.parse_args(args)
+    return parsed.run(parsed)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(main())
+    sys.exit(main())

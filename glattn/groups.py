@@ -1,21 +1,18 @@
-"""The one table of config groups: for each `conf/<group>/` folder, its registry, its schema,
-whether it is part of the run name, a report factor, the display order of its options in
-reports, and whether it is internal (hidden from ``--help``).
+"""The one table of config groups: for each `conf/<group>/` folder, whether its options are
+`_target_`s (an extension point), its schema, whether it is part of the run name, a report
+factor, the display order of its options in reports, and whether it is internal (hidden from
+``--help``).
 
 Every other list of groups is a view of `GROUPS` (config.group_choices, the run name, the
-MLflow factor tags, registry.registries(), the report's row order, the tests). Adding a group
-touches this table plus its YAML folder; adding an option touches its YAML plus, for a group
-with a registry, one ``@REG.register("<name>")`` (tests/test_registries.py checks that every
-registry's names equal its ``conf/<group>/*.yaml`` stems and that every folder is here).
+MLflow factor tags, the report's row order, the tests). Adding a group touches this table
+plus its YAML folder; adding an option touches only its YAML (``_target_`` + settings, under
+any file name on Hydra's search path): nothing is registered (glattn.contract).
 
-A registry is named by an import path string, ``"module:ATTR"``, and imported only when
-`load_registry` is called (the idiom of timm's ``_registry.py`` and of Hydra's ``_target_``):
-this module is layer L0 and imports nothing of glattn, so any module can read the table.
+This module is layer L0 and imports nothing of glattn, so any module can read the table.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 
@@ -24,8 +21,9 @@ class Group:
     """One config group (``conf/<name>/``); see the module docstring for the fields."""
 
     name: str
-    #: "module:ATTR" of the group's name -> constructor registry (None: options are plain YAML)
-    registry: str | None = None
+    #: options are `_target_` + settings (a class or function, glattn's or one's own), built
+    #: and checked against the family's contract (glattn.contract); False: plain YAML
+    target: bool = False
     #: the ConfigStore name (below ``schema/``, glattn.schema.SCHEMAS) its options extend
     schema: str | None = None
     #: part of the run name ``[name_]{backbone}_{attention}_{fusion}_{residual}_{dataset}_s{seed}``
@@ -38,7 +36,7 @@ class Group:
     order: tuple[str, ...] = ()
     #: hidden from ``--help``: selected by glattn itself, not by the user
     internal: bool = False
-    #: what the group selects, in words (``--help``, README)
+    #: what the group selects, in words (``--help``, the docs)
     doc: str = ""
     #: the object its options configure: model, data, loss, optimizer, scheduler (the parts
     #: glattn.job.build makes; "" for groups that configure no object)
@@ -50,7 +48,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "backbone",
         builds="model",
-        registry="glattn.models.backbones:BACKBONES",
+        target=True,
         in_run_name=True,
         factor=True,
         recorded=True,
@@ -73,7 +71,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "attention",
         builds="model",
-        registry="glattn.models.cbam:LOCAL_ATTENTION",
+        target=True,
         in_run_name=True,
         factor=True,
         recorded=True,
@@ -83,7 +81,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "fusion",
         builds="model",
-        registry="glattn.models.fusion:FUSIONS",
+        target=True,
         in_run_name=True,
         factor=True,
         recorded=True,
@@ -100,7 +98,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "residual",
         builds="model",
-        registry="glattn.models.residual:RESIDUALS",
+        target=True,
         in_run_name=True,
         factor=True,
         recorded=True,
@@ -110,7 +108,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "loss",
         builds="loss",
-        registry="glattn.losses:LOSSES",
+        target=True,
         factor=True,
         recorded=True,
         order=("focal", "ce", "class_balanced"),
@@ -119,7 +117,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "dataset",
         builds="data",
-        registry="glattn.data.readers:READERS",
+        target=True,
         schema="dataset/base",
         in_run_name=True,
         factor=True,
@@ -130,14 +128,14 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "optimizer",
         builds="optimizer",
-        registry="glattn.optim:OPTIMIZERS",
+        target=True,
         recorded=True,
         doc="optimizer",
     ),
     Group(
         "scheduler",
         builds="scheduler",
-        registry="glattn.optim:SCHEDULERS",
+        target=True,
         recorded=True,
         doc="LR schedule",
     ),
@@ -159,8 +157,8 @@ RUN_NAME_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.in_run_name
 FACTORS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.factor)
 #: Groups whose choice identifies a run (``choice.<group>`` params, config.group_choices).
 RECORDED_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.recorded)
-#: Groups with a registry (one registry per group, its names = conf/<group>/*.yaml stems).
-REGISTRY_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.registry)
+#: Groups whose options are `_target_`s (the extension points).
+TARGET_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.target)
 #: Shown in ``--help`` / hidden from it.
 USER_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if not g.internal)
 INTERNAL_GROUPS: tuple[str, ...] = tuple(g.name for g in GROUPS if g.internal)
@@ -178,16 +176,6 @@ def group(name: str) -> Group:
         raise KeyError(
             f"unknown config group {name!r}; glattn.groups.GROUPS has: {', '.join(BY_NAME)}"
         ) from None
-
-
-def load_registry(name: str):
-    """The registry of group `name` (a glattn.registry.Registry), imported on first use;
-    None for a group without one (e.g. trainer)."""
-    path = group(name).registry
-    if path is None:
-        return None
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def display_order(name: str, options) -> list[str]:

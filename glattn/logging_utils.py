@@ -4,6 +4,10 @@ Under Hydra, its job_logging already writes INFO to the console and ``<job>.log`
 adds ``debug.log`` (DEBUG, the ``glattn`` loggers) in the run directory and, when no
 handler is configured at all (plain Python, tests), a console handler.
 
+Details (``extra=DETAIL``: the class balance, the model table) go to every job's log files
+but to the console of one job of a sweep only (`OncePerSweep`): the jobs of a sweep share
+them, and the basic launcher prints every job's console in one terminal.
+
 Progress: a tqdm bar only on a terminal at least ``MIN_BAR_COLUMNS`` wide (`bar_columns`);
 SLURM logs, files and a narrow or size-less terminal (a pseudo-terminal nobody sized, where
 a bar prints nothing) get the same information as plain INFO lines. `StepProgress` is the
@@ -42,8 +46,51 @@ def bar_columns(stream=None) -> int:
     return columns if columns >= MIN_BAR_COLUMNS else 0
 
 
-def setup_logging(run_dir: Path | None) -> logging.Logger:
-    """Idempotent: a second call (resume, tests) replaces glattn's own handlers."""
+#: ``log.info(..., extra=DETAIL)``: a line the console shows once per sweep (OncePerSweep)
+DETAIL = {"glattn_detail": True}
+#: the file in a sweep folder that the job showing the details creates
+DETAILS_SHOWN = ".details_shown"
+
+
+class OncePerSweep(logging.Filter):
+    """A console's filter: detail records (``extra=DETAIL``) pass in a single run, and in a
+    sweep for the first job that logs one (it creates `DETAILS_SHOWN` in the sweep folder;
+    jobs in other processes find it there); every other record passes."""
+
+    def __init__(self, sweep_dir: Path | None) -> None:
+        super().__init__()
+        self.sweep_dir = sweep_dir
+        self._shows: bool | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "glattn_detail", False):
+            return True
+        if self._shows is None:
+            self._shows = self.sweep_dir is None or _claim(Path(self.sweep_dir) / DETAILS_SHOWN)
+        return self._shows
+
+
+def _claim(path: Path) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    except OSError:  # an unwritable folder: better every job's details than none
+        return True
+    return True
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and not isinstance(
+        handler, logging.FileHandler
+    )
+
+
+def setup_logging(run_dir: Path | None, sweep_dir: Path | None = None) -> logging.Logger:
+    """Idempotent: a second call (resume, tests) replaces glattn's own handlers and
+    filters. ``sweep_dir``: the job's sweep folder, where one job claims the console's
+    details (`OncePerSweep`); None in a single run."""
     logger = logging.getLogger("glattn")
     logger.setLevel(logging.DEBUG)
     for handler in list(logger.handlers):
@@ -69,6 +116,12 @@ def setup_logging(run_dir: Path | None) -> logging.Logger:
         debug_file.setFormatter(logging.Formatter(FORMAT))
         setattr(debug_file, _MARK, True)
         logger.addHandler(debug_file)
+    details = OncePerSweep(sweep_dir)
+    for handler in list(root.handlers) + list(logger.handlers):
+        for old in [f for f in handler.filters if isinstance(f, OncePerSweep)]:
+            handler.removeFilter(old)
+        if _is_console(handler):
+            handler.addFilter(details)
     return logger
 
 

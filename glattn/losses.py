@@ -6,7 +6,8 @@
   Samples", CVPR 2019, https://arxiv.org/abs/1901.05555 -- w_c ~ (1 - beta) / (1 - beta^n_c),
   normalised to sum to the number of classes.
 
-Constructor contract: every loss in ``LOSSES`` is ``__init__(self, class_counts, **settings)``
+Constructor contract (``CONTRACT``, checked for every loss, whoever wrote it, as it is built):
+``__init__(self, class_counts, **settings)``
 (``class_counts``: the training split's per-class counts, supplied at build time through
 ``_partial_: true`` in ``conf/loss/*.yaml``) and ``forward(logits (B, C), target (B,))``
 returns a scalar.
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glattn.registry import Registry
+from glattn.contract import Contract
 
 
 def _probe(loss: nn.Module, num_classes: int) -> str | None:
@@ -39,13 +40,11 @@ def _probe(loss: nn.Module, num_classes: int) -> str | None:
     return None
 
 
-# conf/loss/<name>.yaml <-> LOSSES (tests/test_registries.py checks the two sets match)
-LOSSES = Registry(
+CONTRACT = Contract(
     "loss",
-    contract="`__init__(self, class_counts, **settings)` (the training split's per-class "
-    "counts); `forward(logits (B, C), target (B,))` returns a scalar",
-    probe=_probe,
-    where=("glattn.losses", "LOSSES"),
+    "`__init__(self, class_counts, **settings)` (the training split's per-class counts); "
+    "`forward(logits (B, C), target (B,))` returns a scalar",
+    _probe,
 )
 
 
@@ -81,7 +80,6 @@ def _alpha_tensor(alpha, num_classes: int) -> torch.Tensor | None:
     return torch.tensor(values)
 
 
-@LOSSES.register("focal", reference="Focal loss, Lin et al. ICCV 2017 (arXiv:1708.02002)")
 class FocalLoss(nn.Module):
     """Multi-class focal loss, mean over the batch; gamma=0 and alpha=None is cross-entropy.
 
@@ -89,6 +87,8 @@ class FocalLoss(nn.Module):
     value per class. ``class_balanced_beta``: if set, the per-class alpha is multiplied by
     the Cui et al. weights of ``class_counts``.
     """
+
+    reference = "Focal loss, Lin et al. ICCV 2017 (arXiv:1708.02002)"
 
     def __init__(
         self,
@@ -117,7 +117,6 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
-@LOSSES.register("ce")
 class CrossEntropyLoss(nn.Module):
     """``F.cross_entropy`` with label smoothing and optional class-balanced weights."""
 
@@ -143,10 +142,6 @@ class CrossEntropyLoss(nn.Module):
         )
 
 
-@LOSSES.register(
-    "class_balanced",
-    reference="Class-balanced loss, Cui et al. CVPR 2019 (arXiv:1901.05555)",
-)
 def ClassBalancedLoss(
     class_counts: Sequence[int],
     beta: float = 0.9999,
@@ -164,8 +159,11 @@ def ClassBalancedLoss(
     raise ValueError(f"loss.base={base!r}: expected one of ['ce', 'focal']")
 
 
+ClassBalancedLoss.reference = "Class-balanced loss, Cui et al. CVPR 2019 (arXiv:1901.05555)"
+
+
 def build_loss(loss_cfg, class_counts: Sequence[int]) -> nn.Module:
-    """Instantiate ``cfg.loss`` (a ``_partial_`` config of a registered loss) with the
+    """Instantiate ``cfg.loss`` (``_target_`` + settings, ``_partial_: true``) with the
     training split's counts, checked against the loss contract."""
     from hydra.utils import instantiate
 
@@ -173,6 +171,5 @@ def build_loss(loss_cfg, class_counts: Sequence[int]) -> nn.Module:
     func = getattr(factory, "func", None)
     if func is None:
         raise ValueError("cfg.loss must set `_partial_: true` (class counts arrive at build time)")
-    LOSSES.require(func, "loss", loss_cfg.get("_target_"))
     counts = [int(c) for c in class_counts]
-    return LOSSES.build(factory, class_counts=counts, probe_args=(len(counts),))
+    return CONTRACT.build(factory, class_counts=counts, probe_args=(len(counts),))

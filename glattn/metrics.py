@@ -128,3 +128,38 @@ def per_class_report(metrics: dict, class_names: Sequence[str]) -> pd.DataFrame:
             "support": support.astype(int),
         }
     )
+
+
+def confusion_figure(
+    confusion: np.ndarray, class_names: Sequence[str], title: str, *, percent: bool = False
+):
+    """The confusion matrix (rows true, columns predicted) as a matplotlib figure, drawn by
+    scikit-learn's ``ConfusionMatrixDisplay``: the counts, or with ``percent`` each true
+    class's row in % of its images (the count under it; colour scale 0-100%). The job's
+    run folder and the report draw it here; the caller saves and closes the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    counts = np.asarray(confusion)
+    shown = counts
+    if percent:
+        shown = 100 * counts / np.clip(counts.sum(axis=1, keepdims=True), 1e-12, None)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    display = ConfusionMatrixDisplay(shown, display_labels=list(class_names)).plot(
+        ax=ax,
+        colorbar=percent,
+        cmap="Blues",
+        xticks_rotation=45,
+        values_format=".1f" if percent else "d",
+        text_kw={"fontsize": 7} if percent else None,
+    )
+    if percent:
+        display.im_.set_clim(0, 100)
+        display.im_.colorbar.set_label("% of the true class (count in brackets)")
+        for (i, j), text in np.ndenumerate(display.text_):
+            text.set_text(f"{shown[i, j]:.1f}%\n({counts[i, j]:.0f})")
+    ax.set_title(title)
+    return fig

@@ -1,51 +1,65 @@
 """Phase timers: where one job's wall time goes, logged as ``time/*`` metrics.
 
-Issue 16 item 4: on a GPU a job's fixed cost (process start to the first training step,
-plus the last epoch to exit) should stay under 10 s and the Grad-CAM grid and final
-artifacts under one epoch. A `PhaseTimer` starts counting at the process's own start
-(``/proc/self/stat``, so interpreter start-up and imports are included), times named phases
+On a GPU a job's fixed cost (its start to the first training step, plus the last epoch to
+exit) should stay under 10 s and the Grad-CAM grid and final artifacts under one epoch. A
+`PhaseTimer` counts from the job's own start (`job_started`), times named phases
 (``with timer.phase("final_eval"): ...``) and turns them into metrics:
 
-    time/startup_s      process start -> the first epoch begins (imports, config, data,
-                        model, MLflow run; loader workers start inside epoch 1)
+    time/startup_s      the job's start -> the first epoch begins (config, data, model,
+                        MLflow run; loader workers start inside epoch 1)
     time/<phase>_s      each timed phase (epochs, final_eval, gradcam, artifacts, ...)
     time/after_train_s  the end of the last epoch -> now (final evaluation, Grad-CAM,
                         artifacts: everything after training that the job waits for)
     time/fixed_s        startup + after_train: the per-job cost that is not training
-    time/wall_s         process start -> now
+    time/wall_s         the job's start -> now
+
+The job's start is where its task begins (glattn.job.lifecycle, the fused task). A process
+started for the job (a single run, a local_gpus worker, a SLURM job) counts from glattn's
+import instead, so the interpreter's imports are the job's; whatever ran before that in a
+shell chain (``pip install ... && glattn``) is not. The package imports this module first
+(`IMPORTED_AT`), never reading the process's start from ``/proc``: in a container that
+clock may count from elsewhere. A job that shares its process with the sweep that launched
+it (Hydra's basic launcher) or with earlier jobs counts from its own start.
 
 It imports the standard library only (the trainer calls it as a callback, duck-typed).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+#: `time.perf_counter` when glattn was imported (glattn/__init__ imports this module first)
+IMPORTED_AT = time.perf_counter()
+_origin: float | None = None  # the current job's start, on time.perf_counter
+_jobs = 0  # jobs started in this process
 
-def process_age_s() -> float | None:
-    """Seconds since this process started (Linux ``/proc``), or None where unknown."""
-    try:
-        with open("/proc/self/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        start_ticks = int(fields[19])  # field 22 of proc(5), counted after the comm field
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return None
+
+def job_started(owns_process: bool) -> float:
+    """Mark the start of a job; returns its origin on `time.perf_counter`. `owns_process`:
+    the process was started for this job (see the module docstring); only its first job
+    counts from glattn's import."""
+    global _origin, _jobs
+    _origin = IMPORTED_AT if (owns_process and _jobs == 0) else time.perf_counter()
+    _jobs += 1
+    return _origin
+
+
+def job_origin() -> float:
+    """The current job's start (`job_started`), else glattn's import."""
+    return IMPORTED_AT if _origin is None else _origin
 
 
 class PhaseTimer:
-    """Named phase durations of one job (seconds, on `clock`). `age_s`: how long the
-    process had run when the timer was made (default `process_age_s`, else 0)."""
+    """Named phase durations of one job (seconds, on `clock`). `age_s`: how long the job
+    had run when the timer was made (default: since `job_origin`, on `time.perf_counter`)."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter, age_s: float | None = None):
         self.clock = clock
-        age = process_age_s() if age_s is None else age_s
-        self.origin = clock() - (age or 0.0)  # the process start, on `clock`
+        if age_s is None:
+            age_s = max(time.perf_counter() - job_origin(), 0.0)
+        self.origin = clock() - age_s  # the job's start, on `clock`
         self.seconds: dict[str, float] = {}
         self.first_epoch_at: float | None = None
         self.last_epoch_end: float | None = None

@@ -1,12 +1,14 @@
 """What a job (or a sweep) needs from the machine, checked before any MLflow run or parent
 exists, in seconds: the output folder can be created and written, the device exists, the
-tracking store answers (an http server within ``TIMEOUT_S``, a database's driver is
-installed and its port answers), and SLURM is usable for ``hydra/launcher=slurm``.
+tracking store answers (an http server answers a REST call and accepts the login within
+``TIMEOUT_S``; a database's driver is installed and it answers a login within ``TIMEOUT_S``;
+no form MLflow refuses later, such as its file store), and SLURM is usable for
+``hydra/launcher=slurm``.
 
 Each check returns one line that says what is wrong and what to do (the ``*_error``
 functions), or None; ``check_*`` raise it as a ConfigError (one message, no traceback).
 A URI is always shown masked (glattn.secrets). Nothing here retries: an unreachable server
-fails once, in ``TIMEOUT_S`` at most, instead of MLflow's minutes of retries (issue 19).
+fails once, in ``TIMEOUT_S`` at most, instead of MLflow's minutes of retries.
 """
 
 from __future__ import annotations
@@ -101,15 +103,26 @@ def device_error(name: str) -> str | None:
 
 
 def _http_error(uri: str, timeout_s: float) -> str | None:
+    """One REST call (search one experiment) with the run's credentials: no answer within
+    ``timeout_s``, no connection, or a refused login is the error; any other answer is for
+    MLflow to judge."""
+    from glattn.tracking.uris import resolve_uri
+
     shown = mask_uri(uri)
-    parts = urlsplit(uri)
-    netloc = parts.netloc.rsplit("@", 1)[-1]  # no user:password (MLflow sends it as auth)
-    health = parts._replace(netloc=netloc, path=parts.path.rstrip("/") + "/health").geturl()
+    url = resolve_uri(uri)  # credentials moved into MLflow's environment variables
+    api = url.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    request = urllib.request.Request(api, headers=_auth_headers())
     try:
-        urllib.request.urlopen(health, timeout=timeout_s).close()
+        urllib.request.urlopen(request, timeout=timeout_s).close()
         return None
-    except urllib.error.HTTPError:  # it answered (401, 404, ...): MLflow takes it from here
-        return None
+    except urllib.error.HTTPError as exc:  # it answered
+        if exc.code in (401, 403):
+            return (
+                f"tracking.uri={shown}: the MLflow tracking server refused the login (HTTP "
+                f"{exc.code}); give the right user and password in MLFLOW_TRACKING_USERNAME / "
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+            )
+        return None  # 404 (an older server, a proxy's path), 5xx: MLflow takes it from here
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if "ssl" in type(reason).__module__.lower():  # TLS trouble is for MLflow to report
@@ -127,16 +140,73 @@ def _http_error(uri: str, timeout_s: float) -> str | None:
     )
 
 
+def _auth_headers() -> dict[str, str]:
+    """The Authorization header MLflow's REST client sends for this environment (a user
+    and password first, else a token, as mlflow.utils.rest_utils does)."""
+    import base64
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        basic = base64.standard_b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {basic}"}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _connect_args(backend: str, timeout_s: float) -> dict:
+    """The driver's own connect (and first-answer) timeout for a login attempt."""
+    seconds = max(1, int(timeout_s))
+    if backend == "postgresql":
+        return {"connect_timeout": seconds}
+    if backend in ("mysql", "mariadb"):
+        return {"connect_timeout": seconds, "read_timeout": seconds}
+    return {}
+
+
+def _login(url, timeout_s: float) -> BaseException | None:
+    """Log in to the database once (in a thread, so that a driver without a timeout cannot
+    hold the preflight): None when it worked, the driver's error, or TimeoutError."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            engine = create_engine(
+                url,
+                connect_args=_connect_args(url.get_backend_name(), timeout_s),
+                poolclass=NullPool,
+            )
+            try:
+                engine.connect().close()
+            finally:
+                engine.dispose()
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - reported as one line by the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt, name="glattn-preflight-login", daemon=True)
+    thread.start()
+    thread.join(timeout_s + 1.0)
+    return outcome[0] if outcome else TimeoutError()
+
+
 def _database_error(uri: str, timeout_s: float) -> str | None:
     from sqlalchemy.engine.url import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    from glattn.tracking.uris import resolve_uri
+
     shown = mask_uri(uri)
     try:
-        url = make_url(uri)
+        url = make_url(resolve_uri(uri))  # a PostgreSQL password moved to PGPASSWORD
         dialect = url.get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        return f"tracking.uri={shown}: not a database URL SQLAlchemy knows ({exc})"
+        return f"tracking.uri={shown}: not a database URL SQLAlchemy knows ({mask_text(str(exc))})"
     try:
         dialect.import_dbapi()
     except ImportError as exc:
@@ -148,26 +218,71 @@ def _database_error(uri: str, timeout_s: float) -> str | None:
             f"{url.get_backend_name()}+<driver>://)"
         )
     port = url.port or DEFAULT_PORTS.get(url.get_backend_name())
-    if url.host and port and url.get_backend_name() != "sqlite":
-        try:
-            socket.create_connection((url.host, port), timeout=timeout_s).close()
-        except OSError as exc:
-            return (
-                f"tracking.uri={shown}: the database at {url.host}:{port} does not answer "
-                f"({exc.strerror or type(exc).__name__}); check that it runs and the host and "
-                "port are right"
-            )
+    if not (url.host and port):
+        return None
+    where = f"the database at {url.host}:{port}"
+    try:
+        socket.create_connection((url.host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return (
+            f"tracking.uri={shown}: {where} does not answer "
+            f"({exc.strerror or type(exc).__name__}); check that it runs and the host and "
+            "port are right"
+        )
+    error = _login(url, timeout_s)
+    if error is None:
+        return None
+    if isinstance(error, TimeoutError) or "timeout" in str(error).lower():
+        return (
+            f"tracking.uri={shown}: {where} accepts the connection but does not answer the "
+            f"login within {timeout_s:g} s; check that a {url.get_backend_name()} server (not "
+            "another program) listens there"
+        )
+    said = mask_text(str(getattr(error, "orig", None) or error)).strip().splitlines()
+    return (
+        f"tracking.uri={shown}: {where} refused the login "
+        f"({said[0] if said else type(error).__name__}); check the user, the password "
+        "(PGPASSWORD, or the URI) and the database name"
+    )
+
+
+def _store_form_error(uri: str, scheme: str) -> str | None:
+    """URI forms MLflow refuses only later, with a traceback: its file store (``file:`` or a
+    bare path) and a ``sqlite:`` URI that is not ``sqlite:///`` + a path (a user, a
+    password or a host, or an in-memory store)."""
+    if scheme in ("", "file") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in (
+        "true",
+        "1",
+    ):
+        folder = urlsplit(uri).path if scheme == "file" else uri
+        folder = str(Path(folder or ".").expanduser().absolute())
+        return (
+            f"tracking.uri={mask_uri(uri)}: MLflow's file store is not supported; give a "
+            f"SQLite file instead: tracking.uri=sqlite:///{folder}/mlflow.db (or a tracking "
+            "server, tracking.uri=http://host:port)"
+        )
+    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+        return (
+            f"tracking.uri={mask_uri(uri)}: a SQLite store is a file, with no user, password "
+            "or host: give tracking.uri=sqlite:///<path> (sqlite:////abs/path/mlflow.db for an "
+            "absolute path)"
+        )
     return None
 
 
 def tracking_error(uri: str | None, timeout_s: float = TIMEOUT_S) -> str | None:
-    """The tracking store cannot be used: an http(s) server that does not answer (one try,
-    ``timeout_s``), a database URL whose driver is missing or whose port does not answer,
-    or a SQLite file whose folder cannot be created. None for a usable store."""
+    """The tracking store cannot be used: an http(s) server that does not answer a REST call
+    or refuses the login (one try, ``timeout_s``), a database URL whose driver is missing,
+    whose port does not answer or that refuses (or never answers) a login, a SQLite file
+    whose folder cannot be created, or a URI form MLflow would refuse (`_store_form_error`).
+    None for a usable store."""
     if not uri:
         return None
     uri = str(uri)
     scheme = urlsplit(uri).scheme.lower()
+    form = _store_form_error(uri, scheme)
+    if form:
+        return form
     if scheme in ("http", "https"):
         return _http_error(uri, timeout_s)
     if scheme == "sqlite":

@@ -12,7 +12,11 @@ composes. Importing a module never registers a resolver as a side effect.
 ``${glattn.help_groups:}``   ``--help``'s list of user-facing config groups (glattn.cli)
 =========================  =============================================================
 
-Like a registry in glattn.groups, a resolver's implementation is named by an import path
+A user error raised by an implementation (a data-set error while the class list is read)
+leaves the resolver as itself (glattn.errors.in_resolution): the command line prints its
+one message, naming the file, row and column, without OmegaConf's traceback.
+
+Like a `_target_`, a resolver's implementation is named by an import path
 string (``"module:function"``) and imported when the resolver is first called, so this
 module is layer L0: the modules that implement them are free to import what they need.
 """
@@ -24,6 +28,8 @@ import inspect
 from collections.abc import Callable
 
 from omegaconf import OmegaConf
+
+from glattn.errors import UserError, in_resolution
 
 #: Resolver name -> "module:function" implementing it.
 RESOLVERS: dict[str, str] = {
@@ -62,7 +68,10 @@ class _Lazy:
             params = inspect.signature(self._func).parameters
             self._special = tuple(k for k in _SPECIAL if k in params)
         given = {"_parent_": _parent_, "_root_": _root_, "_node_": _node_}
-        return self._func(*args, **{k: given[k] for k in self._special})
+        try:
+            return self._func(*args, **{k: given[k] for k in self._special})
+        except UserError as exc:  # one message, not OmegaConf's wrapped traceback
+            raise in_resolution(exc) from exc
 
 
 def register() -> list[str]:

@@ -1,11 +1,15 @@
 """The one place that hides secrets: every file, tag, param and log line glattn writes goes
-through these functions.
+through these functions, and so does every line printed to the console (`mask_streams`,
+MLflow's own ``View run ... at:`` lines included).
 
-A value is secret when its key looks like one (``token``, ``key``, ``password``, ``passwd``,
-``secret``, ``credential``, any case, anywhere in the last key part) or when it is the
-password of a ``scheme://user:password@host`` URI. Credentials never need to be in the
-config: MLflow reads ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` /
-``MLFLOW_TRACKING_TOKEN`` from the environment (README, "MLflow").
+A value is secret when its key looks like one (`is_secret_key`: ``token``, ``key``,
+``password``, ``passwd``, ``passphrase``, ``secret``, ``credential``, ``private_key``,
+``cookie``, ``session``, ``pwd`` anywhere in the last key part, any case, but not a list of
+key names such as Hydra's ``exclude_keys``; ``pass`` and ``auth`` as a word of it:
+``db_pass``, ``dbPass``, ``auth_header``, not ``bypass`` or ``author``) or when it is the
+password of a ``scheme://user:password@host`` URI.
+Credentials never need to be in the config: MLflow reads ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN`` from the environment.
 
 This module imports nothing from glattn, so every layer (config, checkpoints, tracking,
 sweeps) can use it.
@@ -19,7 +23,13 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 
-SECRET_KEY = re.compile(r"token|key|password|passwd|secret|credential", re.IGNORECASE)
+#: found anywhere in a key's last part (any case); ``*keys`` names keys (Hydra's exclude_keys)
+SECRET_KEY = re.compile(
+    r"token|key(?!s$)|passw|passphrase|secret|credential|cookie|session|pwd", re.IGNORECASE
+)
+#: secret as a whole word of a key's last part (snake_case, kebab-case or camelCase words)
+SECRET_WORDS = frozenset({"pass", "auth", "oauth", "authorization", "authentication"})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 SECRET_URI = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")  # user:password@host in URLs
 MASK = "****"
 MIN_SECRET_LEN = 3  # shorter values are not searched for in free text (they would mangle it)
@@ -27,7 +37,10 @@ MIN_SECRET_LEN = 3  # shorter values are not searched for in free text (they wou
 
 def is_secret_key(key: object) -> bool:
     """True for a (dotted) key whose last part looks like a credential."""
-    return bool(SECRET_KEY.search(str(key).rsplit(".", 1)[-1]))
+    last = str(key).rsplit(".", 1)[-1]
+    if SECRET_KEY.search(last):
+        return True
+    return any(word.lower() in SECRET_WORDS for word in _WORD.findall(last))
 
 
 def mask_uri(text: str | None) -> str | None:
@@ -138,11 +151,12 @@ def _install_record_factory() -> None:
 
 def install_log_filter(values: Iterable[str]) -> SecretFilter:
     """Mask ``values`` (and URI passwords) in every log line of this process from now on:
-    a record factory for every record, and a SecretFilter on the current handlers of the
-    root and glattn loggers (it also masks formatted tracebacks)."""
+    a record factory for every record, a SecretFilter on the current handlers of the root
+    and glattn loggers (it also masks formatted tracebacks), and the console streams."""
     values = set(values)
     _FACTORY_VALUES.update(values)
     _install_record_factory()
+    mask_streams()
     handlers = list(logging.getLogger().handlers) + list(logging.getLogger("glattn").handlers)
     for handler in handlers:
         existing = [f for f in handler.filters if isinstance(f, SecretFilter)]
@@ -194,27 +208,72 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _move_uri_credentials(key: str, value: str, environ) -> str:
+def _move_uri_credentials(key: str, value: str, environ, suffix: str = "") -> str:
     """``scheme://user:pw@host``: the password moves to an environment variable its client
-    reads (MLflow's for http(s) ``tracking.uri``, libpq's PGPASSWORD for PostgreSQL), or to
-    ``GLATTN_SECRET_*`` referenced as ``${oc.env:...}``; the override keeps no password."""
+    reads (MLflow's for an http(s) ``tracking.uri``: the URI's value wins over one already
+    set; libpq's PGPASSWORD for PostgreSQL), or to ``GLATTN_SECRET_*`` referenced as
+    ``${oc.env:...}``; the override keeps no password. ``suffix`` (an element of a sweep):
+    always ``GLATTN_SECRET_*``, one variable per element (glattn.tracking.uris moves it to
+    the client's variables in each job)."""
     match = _URI_CREDENTIALS.match(_unquote(value))
     if match is None or "${" in match.group("pw"):
         return value
     scheme, user, pw = match.group("scheme").lower(), match.group("user"), match.group("pw")
     rest = _unquote(value)[match.end() :]
-    if key.lstrip("+~") == "tracking.uri" and scheme in ("http", "https"):
-        if environ.get("MLFLOW_TRACKING_PASSWORD", pw) == pw and environ.get(
-            "MLFLOW_TRACKING_USERNAME", user
-        ) in (user, ""):
-            environ["MLFLOW_TRACKING_USERNAME"], environ["MLFLOW_TRACKING_PASSWORD"] = user, pw
-            return f"{scheme}://{rest}"
-    if scheme.startswith("postgres") and environ.get("PGPASSWORD", pw) == pw:
+    if not suffix and key.lstrip("+~") == "tracking.uri" and scheme in ("http", "https"):
+        environ["MLFLOW_TRACKING_USERNAME"], environ["MLFLOW_TRACKING_PASSWORD"] = user, pw
+        return f"{scheme}://{rest}"
+    if not suffix and scheme.startswith("postgres") and environ.get("PGPASSWORD", pw) == pw:
         environ["PGPASSWORD"] = pw
         return f"{match.group('scheme')}://{user}@{rest}"
-    name = _env_name(key, "_PASSWORD")
+    name = _env_name(key, f"{suffix}_PASSWORD")
     environ[name] = pw
     return f"{match.group('scheme')}://{user}:${{oc.env:{name}}}@{rest}"
+
+
+def _env_reference(key: str, value: str, environ, suffix: str = "") -> str:
+    """A secret value moved to ``GLATTN_SECRET_<KEY><suffix>``, as the override's text."""
+    name = _env_name(key, suffix)
+    environ[name] = _unquote(value)
+    if re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", value):  # keeps int/float
+        return f"'${{oc.decode:${{oc.env:{name}}}}}'"  # nested: quoted for Hydra
+    return f"${{oc.env:{name}}}"
+
+
+def _hide_sweep_secrets(key: str, value: str, environ) -> str | None:
+    """``key=a,b`` / ``key=choice(a,b)`` whose values are secrets (a secret key, or URIs with
+    a password): each value moves to its own ``GLATTN_SECRET_<KEY>_<i>`` (one job each), so
+    no secret reaches the sweeper's job lists, the launchers' job files or ``.hydra/``.
+    None when there is nothing to hide or the sweep is not a plain list of values."""
+    secret_key = is_secret_key(key.lstrip("+~"))
+    if not secret_key and "://" not in value:
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"{key}={value}")
+    except Exception:  # noqa: BLE001 - Hydra reports a malformed override itself
+        return None
+    if parsed.value_type not in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+        return None
+    values, texts = list(parsed.sweep_iterator()), list(parsed.sweep_string_iterator())
+    if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    out = []
+    for i, (item, text) in enumerate(zip(values, texts)):
+        item = str(item)
+        if secret_key and "${" not in item:
+            out.append(_env_reference(key, item, environ, f"_{i}"))
+        elif "://" in item:
+            moved = _move_uri_credentials(key, item, environ, f"_{i}")
+            out.append(moved if moved != item else text)
+        else:
+            out.append(text)
+    if out == texts:
+        return None
+    joined = ",".join(out)
+    return f"choice({joined})" if parsed.value_type == ValueType.CHOICE_SWEEP else joined
 
 
 def hide_override_secret(override: str, environ=None) -> str:
@@ -222,14 +281,13 @@ def hide_override_secret(override: str, environ=None) -> str:
     `hide_argv_secrets`); anything else is returned unchanged."""
     environ = os.environ if environ is None else environ
     key, sep, value = override.partition("=")
-    if not sep or not value or override.startswith("-") or _is_sweep_value(value):
+    if not sep or not value or override.startswith("-"):
         return override
+    if _is_sweep_value(value):
+        hidden = _hide_sweep_secrets(key, value, environ)
+        return override if hidden is None else f"{key}={hidden}"
     if is_secret_key(key.lstrip("+~")) and "${" not in value:
-        name = _env_name(key)
-        environ[name] = _unquote(value)
-        if re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", value):  # keeps int/float
-            return f"{key}='${{oc.decode:${{oc.env:{name}}}}}'"  # nested: quoted for Hydra
-        return f"{key}=${{oc.env:{name}}}"
+        return f"{key}={_env_reference(key, value, environ)}"
     if "://" in value:
         return f"{key}={_move_uri_credentials(key, value, environ)}"
     return override
@@ -244,8 +302,46 @@ def hide_argv_secrets(argv: list[str] | None = None, environ=None) -> list[str]:
     ``MLFLOW_TRACKING_PASSWORD`` (MLflow reads them); ``postgresql://user:pw@host`` ->
     ``PGPASSWORD`` (libpq reads it); any other URI password and any ``+x.api_key=`` /
     ``*token=`` / ``*password=`` value -> ``GLATTN_SECRET_<KEY>``, referenced as
-    ``${oc.env:GLATTN_SECRET_<KEY>}``. Child processes (local_gpus, SLURM) inherit the
-    environment. A sweep over secret values (``a,b``) is left as it is."""
+    ``${oc.env:GLATTN_SECRET_<KEY>}``. A sweep over secret values (``a,b``) gets one
+    variable per value (``GLATTN_SECRET_<KEY>_<i>``). Child processes (local_gpus, SLURM)
+    inherit the environment. Also masks this process's console (`mask_streams`)."""
     argv = sys.argv if argv is None else argv
     argv[1:] = [hide_override_secret(arg, environ) for arg in argv[1:]]
+    if environ is None:
+        mask_streams()
     return argv
+
+
+# ------------------------------------------------------------------- the console streams
+class MaskedStream:
+    """A text stream whose every ``write`` passes `mask_text` (the known values, the
+    environment's secrets, URI passwords); everything else is the wrapped stream's."""
+
+    _glattn_masking = True
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if isinstance(text, str) and text:
+            self._stream.write(mask_text(text, _FACTORY_VALUES))
+        else:
+            self._stream.write(text)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def mask_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in `MaskedStream` (once): what a library
+    prints (MLflow's ``View run ... at: <tracking URI>``, a driver's warning) is masked as
+    glattn's own log lines are."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not getattr(stream, "_glattn_masking", False):
+            setattr(sys, name, MaskedStream(stream))

@@ -12,7 +12,7 @@ Debian 12 packages (.ci/run installs them):
 Everything lives in DIR (a fresh one each time: a reused state dir leaves the node `unk`
 for a while and job ids restart at 1): munge with its own key and socket, MariaDB on
 127.0.0.1 and a free port, slurmdbd, slurmctld and slurmd on free ports. No systemd, no
-cgroups (the settings verified in DESIGN.md section 4). Accounting is real (slurmdbd +
+cgroups (the settings verified on Debian 12). Accounting is real (slurmdbd +
 MariaDB) because submitit polls job states with `sacct`: without it a job killed hard is
 never seen as finished. Daemons run in the foreground in their own sessions; their PIDs
 are kept in DIR/cluster.json and `stop` signals exactly those PIDs (SIGTERM, then SIGKILL).

@@ -11,7 +11,7 @@ and a free port; run as the `postgres` user when started by root, because Postgr
 refuses to run as root), a database `mlflow`, and ``mlflow server`` serving artifacts from
 DIR/artifacts. PIDs are kept in DIR/server.json. On a real cluster, run the same two
 commands (initdb/pg_ctl or your site's PostgreSQL, then mlflow server) on a login or
-service node; README.md (sweeps) shows them.
+service node; docs/sweeps.md shows them.
 """
 
 from __future__ import annotations

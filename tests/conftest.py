@@ -22,6 +22,11 @@ register_resolvers()  # as every entry point does (glattn.resolvers)
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
+def options(group: str) -> list[str]:
+    """The options of config group `group`: its ``conf/<group>/*.yaml`` stems, sorted."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if p.stem != "README")
+
+
 def compose_cfg(*overrides: str, return_hydra_config: bool = False):
     """Compose conf/config.yaml with `overrides`, exactly as run.py would."""
     GlobalHydra.instance().clear()

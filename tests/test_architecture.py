@@ -1,7 +1,7 @@
 """The architecture as a test: glattn's import graph (glattn/ and hydra_plugins/, built with
 `ast` from every import statement, those inside functions included) has no cycle and no
 edge from a lower layer to a higher one (`glattn.LAYERS`, written out in glattn/__init__.py's
-docstring); no module is over 400 lines and no function over 80 (DESIGN.md section 3).
+docstring); no module is over 400 lines and no function over 80 (docs/design.md).
 
 ``from x import y`` counts as an import of the submodule ``x.y`` when there is one, else of
 ``x``; ``import a.b.c`` of the longest prefix that is a module here. Registries and
@@ -130,10 +130,10 @@ def _back_edges(graph: dict[str, dict[str, int]]) -> list[tuple[str, str]]:
 
 
 def test_the_graph_sees_imports_inside_functions_and_resolves_submodules():
-    """The builder itself: glattn.registry imports glattn.groups as `from glattn import
+    """The builder itself: glattn.contract imports glattn.groups as `from glattn import
     groups` (a submodule), and the local_gpus launcher imports glattn.sweep.lpt inside
     `launch`."""
-    assert "glattn.groups" in GRAPH["glattn.registry"]
+    assert "glattn.groups" in GRAPH["glattn.contract"]
     launcher = "hydra_plugins.glattn_local_gpus.local_gpus_launcher"
     assert "glattn.sweep.lpt" in GRAPH[launcher]
     assert _known("glattn.sweep.lpt.lpt_jobs") == "glattn.sweep.lpt"

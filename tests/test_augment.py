@@ -227,8 +227,9 @@ def test_own_stream_differs_from_the_run_seed_stream():
 
 @pytest.mark.parametrize("mode", ["device", "cpu"])
 def test_loaders_and_preview_grid(tmp_path, mode):
+    from fake_datasets import data_cfg, make_ham10000
+
     from glattn.data import build_data
-    from glattn.data.testing import data_cfg, make_ham10000
 
     make_ham10000(tmp_path / "data")
     cfg = data_cfg(tmp_path, image_size=16, augment=mode)
@@ -260,8 +261,9 @@ def test_loaders_and_preview_grid(tmp_path, mode):
 
 def test_augment_none_trains_on_the_evaluation_view(tmp_path):
     """dataset.augment=none (debug=overfit): every epoch sees the same fixed images."""
+    from fake_datasets import data_cfg, make_ham10000
+
     from glattn.data import build_data
-    from glattn.data.testing import data_cfg, make_ham10000
 
     make_ham10000(tmp_path / "data")
     data = build_data(data_cfg(tmp_path, image_size=16, augment="none", sampler="none"))

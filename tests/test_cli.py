@@ -71,19 +71,57 @@ def test_a_bad_override_is_one_error(tmp_path):
 
 @pytest.mark.parametrize(
     "tool, words",
-    [("report", ["experiment", "--tables"]), ("estimate", ["usage: "])],
+    [
+        ("report", ["usage: glattn report", "experiment", "--tables", "--include-debug"]),
+        ("claims", ["usage: glattn claims", "--resamples"]),
+        ("estimate", ["usage: glattn estimate", "--jobs-per-gpu"]),
+        ("gradcam", ["usage: glattn gradcam", "ckpt", "images", "--out"]),
+        ("plan", ["usage: glattn plan", "sweep.plan=true"]),
+    ],
 )
-def test_tools_are_subcommands(tmp_path, tool, words):
-    res = glattn(tool, "--help", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+def test_every_subcommand_has_its_help(tool, words, capsys):
+    """One grammar: `glattn <subcommand> --help` is argparse's, for every subcommand."""
+    with pytest.raises(SystemExit) as done:
+        cli.main([tool, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
     for word in words:
-        assert word in res.stdout
+        assert word in out
 
 
-def test_gradcam_subcommand_usage(tmp_path):
-    res = glattn("gradcam", cwd=tmp_path)
-    assert res.returncode != 0
-    assert "ckpt_path=" in res.stderr and "images=" in res.stderr
+def test_a_subcommand_with_bad_options_is_argparses_usage(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["gradcam"])
+    assert done.value.code == 2
+    assert "usage: glattn gradcam" in capsys.readouterr().err
+
+
+def test_an_experiment_named_like_a_subcommand_is_reported(monkeypatch):
+    """`glattn report claims` reports the experiment `claims`, not the claims subcommand."""
+    from glattn.report import __main__ as report_cli
+
+    seen = {}
+    monkeypatch.setattr(report_cli, "run_report", lambda args: seen.setdefault("x", args) and 0)
+    p = cli.parser()
+    args = p.parse_args(["report", "claims", "--tables", "3"])
+    assert args.run is report_cli.run_report and args.experiment == "claims"
+    args = p.parse_args(["claims", "table3_fusion"])
+    assert args.run is report_cli.run_claims and args.experiment == "table3_fusion"
+
+
+def test_the_older_report_forms_say_the_new_one(capsys, monkeypatch):
+    from glattn.report import __main__ as report_cli
+
+    monkeypatch.setattr(report_cli, "run_claims", lambda args: 7)
+    assert report_cli.main(["claims", "c1"]) == 7  # configure_claims bound run_claims late
+    assert "`glattn claims ...`" in capsys.readouterr().err
+
+
+def test_plan_subcommand_is_plan_mode(monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "hydra_main", lambda argv: seen.append(argv))
+    assert cli.main(["plan", "experiment=table3_fusion", "seed=0,1"]) == 0
+    assert seen == [["-m", "experiment=table3_fusion", "seed=0,1", "sweep.plan=true"]]
 
 
 def test_config_dir_order(tmp_path, monkeypatch):
@@ -101,6 +139,26 @@ def test_config_dir_missing_names_every_place(tmp_path, monkeypatch):
         cli.config_dir()
     text = str(err.value)
     assert str(tmp_path) in text and "share/glattn/conf" in text and "GLATTN_CONFIG_DIR" in text
+
+
+def test_shipped_folders_are_found_in_a_clone_a_target_install_and_a_prefix(tmp_path, monkeypatch):
+    """experiments/ (and conf/) of a clone; of ``pip install --target DIR`` (share/glattn/
+    beside the package); of a virtual environment (<prefix>/share/glattn)."""
+    from glattn.report import grid
+
+    site, prefix = tmp_path / "site", tmp_path / "prefix"
+    monkeypatch.setattr(grid, "__file__", str(site / "glattn" / "report" / "grid.py"))
+    monkeypatch.setattr(cli, "_PACKAGE", site / "glattn")
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    monkeypatch.delenv("GLATTN_CONFIG_DIR", raising=False)
+    for base in (prefix, site):  # the prefix's copy, then one beside the package, wins
+        copy = base / "share" / "glattn" / "conf"
+        (copy / "experiment").mkdir(parents=True)
+        (copy / "config.yaml").write_text("a: 1\n")
+        assert grid.shipped_dir("experiments", "conf/experiment") == copy / "experiment"
+        assert cli.config_dir() == copy.resolve()
+    (site / "experiments").mkdir()  # a clone's own folder comes first
+    assert grid.shipped_dir("experiments", "conf/experiment") == site / "experiments"
 
 
 def test_wheel_data_files_cover_every_conf_folder():

@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from fake_datasets import make_ham10000, write_jpeg
 from omegaconf import OmegaConf
 
 from glattn.data import build_data
 from glattn.data import cache as cache_mod
 from glattn.data.cache import CachedImages, DiskImages, build_cache, decode
-from glattn.data.testing import make_ham10000, write_jpeg
 
 
 @pytest.fixture

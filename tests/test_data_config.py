@@ -1,15 +1,15 @@
 """Every conf/dataset option has the contract's keys and composes (that conf/dataset mirrors
-glattn.data.READERS: tests/test_registries.py); transforms (torchvision v2) give
+each names its reader with `_target_`: tests/test_registries.py); transforms (torchvision v2) give
 normalised tensors of the configured size."""
 
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import options
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from glattn.data import READERS
 from glattn.data.options import check_options
 from glattn.data.transforms import (
     IMAGENET_MEAN,
@@ -46,7 +46,7 @@ def _compose(*overrides):
         return compose("config", overrides=list(overrides))
 
 
-@pytest.mark.parametrize("name", sorted(READERS))
+@pytest.mark.parametrize("name", options("dataset"))
 def test_each_option_composes_with_contract_keys(name):
     cfg = _compose(f"dataset={name}", "paths.output_dir=/tmp/x")
     assert CONTRACT_KEYS <= set(cfg.dataset)

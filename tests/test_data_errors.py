@@ -5,10 +5,10 @@ import os
 
 import pandas as pd
 import pytest
+from fake_datasets import data_cfg as cfg_for
+from fake_datasets import make_ham10000, make_isic2018
 
 from glattn.data import DataError, build_data
-from glattn.data.testing import data_cfg as cfg_for
-from glattn.data.testing import make_ham10000, make_isic2018
 
 
 def fails(cfg, *fragments, run_dir=None):
@@ -177,7 +177,7 @@ def test_blank_lesion_id(tmp_path, ham):
 @pytest.mark.parametrize(
     "key,value,expected",
     [
-        ("name", "cifar", "expected one of synthetic, ham10000, isic2018"),
+        ("name", "cifar", "dataset 'cifar' has no `_target_`; expected its reader"),
         ("sampler", "balanced", "expected one of weighted, none"),
         ("eval_split", "official_val", "needs dataset=isic2018"),
         ("eval_split", "val", "expected one of holdout, official_val, official_test"),

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fake_datasets import data_cfg, make_ham10000, make_isic2018, write_jpeg
 
 from glattn.data import CLASS_NAMES, build_data
 from glattn.data.classes import ISIC_COLUMNS, ISIC_TO_DX
 from glattn.data.ham10000 import read_ham10000
 from glattn.data.isic2018 import read_isic2018
-from glattn.data.testing import data_cfg, make_ham10000, make_isic2018, write_jpeg
 
 
 def test_class_order_is_the_contract_and_isic_maps_onto_it():

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fake_datasets import make_ham10000, write_jpeg
 from omegaconf import OmegaConf
 
 from glattn.data import build_data
-from glattn.data.testing import make_ham10000, write_jpeg
 
 
 @pytest.fixture(scope="module")

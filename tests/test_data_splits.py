@@ -6,12 +6,12 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from fake_datasets import make_ham10000
 from omegaconf import OmegaConf
 
 from glattn.data import build_data
 from glattn.data.classes import CLASS_NAMES, HAM10000_DX_COUNTS
 from glattn.data.splits import assign_splits
-from glattn.data.testing import make_ham10000
 
 
 def ham_like(n_lesions=400, seed=0):

@@ -1,11 +1,13 @@
-"""Issue 10 part B on one smoke run (debug=smoke, compose API, temporary dirs):
+"""Disk names and one copy of the weights on one smoke run (debug=smoke, compose API,
+temporary dirs):
 
 - disk: a FINISHED run keeps one copy of its best weights (the MLflow artifact), no last.pt,
   no local best.pt; bytes on disk <= 1.2 x fp32 weights + 5 MB; ``glattn.load_model`` loads
   it from a run id, a ``runs:/`` URI or a file;
-- names: ``{backbone}_{attention}_{fusion}_{residual}_{dataset}_s{seed}`` (``name`` a prefix),
-  unique within every grid of the experiments; ``choice.<group>`` params; ``tags=[...]`` as
-  MLflow tags, outside the fingerprint;
+- names: what differs within the grid, then ``s{seed}``, then the other run-name groups
+  (``{backbone}_{attention}_{fusion}_{residual}_{dataset}_s{seed}`` when nothing differs;
+  ``name`` a prefix), unique within every grid of the experiments; ``choice.<group>``
+  params; ``tags=[...]`` as MLflow tags, outside the fingerprint;
 - ``ckpt_path=...`` with ``task=train``: fine-tunes from another run's weights, resumes from
   the config's own checkpoint;
 - console: the ``mlflow ui`` command, INFO progress lines when stderr is not a terminal;
@@ -18,7 +20,7 @@ from pathlib import Path
 import conftest
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 import glattn
 from glattn.checkpoint import TRAINING_STATE, checkpoint_dir, load_checkpoint
@@ -106,7 +108,7 @@ def test_finished_config_in_another_experiment_reuses_the_artifact(trained):
     new = only_run(out, "again")
     assert new.info.status == "FINISHED" and new.info.run_id != run.info.run_id
     assert again["best/val/balanced_acc"] == metrics["best/val/balanced_acc"]
-    assert again["time/train_total_s"] == metrics["time/train_total_s"]  # no epoch re-ran
+    assert "time/train_total_s" not in again  # reused: the source run measured the training
     assert not (checkpoint_dir(cfg) / "last.pt").exists()
 
 
@@ -134,10 +136,13 @@ def test_name_is_a_prefix_and_labels_do_not_change_the_fingerprint(tmp_path):
 
 
 def _grid_names(experiment: str) -> list[str]:
-    """Every job's run name: the experiment composed once, each job's group choices and seed
-    applied to its choices (two jobs are composed in full and must agree)."""
+    """Every job's run name as a multirun job names itself: the experiment composed once,
+    its swept keys leading, each job's group choices and seed applied to its choices (two
+    jobs are composed in full and must agree)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from glattn.tracking import names
 
     # the grids' own configs (no debug preset: a preset adds its name to the run name)
     base = conftest.compose_cfg(
@@ -145,18 +150,18 @@ def _grid_names(experiment: str) -> list[str]:
     )
     params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
     jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)[0]
-    names = []
+    lead = names.lead_order(names.swept_keys(params))
+    out = []
     for job in jobs:
         overrides = dict(o.split("=", 1) for o in job)
         choices = {**group_choices(base), **{k: v for k, v in overrides.items() if k in GROUPS}}
-        seed = OmegaConf.create({"seed": int(overrides.get("seed", base.seed))})
-        names.append(run_name(seed, choices))
-    for job, name in [(jobs[0], names[0]), (jobs[-1], names[-1])]:
+        out.append(names.run_name(choices, int(overrides.get("seed", base.seed)), lead))
+    for job, name in [(jobs[0], out[0]), (jobs[-1], out[-1])]:
         cfg = conftest.compose_cfg(
             "paths.output_dir=/tmp", f"experiment={experiment}", *job, return_hydra_config=True
         )
         assert run_name(cfg, group_choices(cfg)) == name
-    return names
+    return out
 
 
 @pytest.mark.parametrize(
@@ -173,10 +178,52 @@ def _grid_names(experiment: str) -> list[str]:
 def test_run_names_are_unique_within_every_grid(experiment):
     names = _grid_names(experiment)
     assert len(names) == len(set(names)) > 1, sorted(n for n in names if names.count(n) > 1)
-    assert all(n.endswith(("_s0", "_s1", "_s2")) for n in names)
+    # what differs first, then the seed, then the rest of the seed's name content
+    assert all(any(f"_s{s}_" in n for s in (0, 1, 2)) for n in names), names[:3]
 
 
-# ----------------------------------------------------------------------------- ckpt_path
+def test_run_names_lead_with_what_differs_then_the_seed(tmp_path):
+    """A sweep's run name shows its choice and seed within the runs table's default name
+    width (~22 characters); the seed README's name content follows."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from glattn.tracking import names
+
+    choices = dict(backbone="resnet18", attention="cbam", fusion="learnable_gate")
+    choices.update(residual="original", dataset="synthetic", loss="focal")
+    name = names.run_name(choices, 1, ["fusion"])
+    assert name == "learnable_gate_s1_resnet18_cbam_original_synthetic" and "_s1" in name[:22]
+    classic = "resnet18_cbam_learnable_gate_original_synthetic_s1"
+    assert names.run_name(choices, 1, ["seed"]) == names.run_name(choices, 1) == classic
+    lr = names.run_name({**choices, "optimizer.lr": 0.01}, 0, ["optimizer.lr"])
+    assert lr.startswith("lr0.01_s0_resnet18_cbam_learnable_gate")
+    assert names.lead_order(["seed", "optimizer.lr", "loss", "fusion"]) == [
+        "fusion",
+        "loss",
+        "optimizer.lr",
+        "seed",
+    ]
+    swept = names.swept_keys(["fusion=a,b", "seed=0", "+trainer.x=1,2", "dataset=isic2018"])
+    assert swept == ["fusion", "trainer.x"]
+    # a multirun job reads what its launch sweeps from the sweep folder's multirun.yaml
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    job = ["fusion=learnable_gate", "seed=1", "+trainer.hf_token=abc"]
+    cfg = conftest.compose_cfg(
+        "debug=smoke", f"paths.output_dir={tmp_path}", *job, return_hydra_config=True
+    )
+    task = ["fusion=original,learnable_gate", "seed=0,1", "+trainer.hf_token=a,b", "debug=smoke"]
+    launch = {"hydra": {"overrides": {"task": task}, "sweeper": {"params": None}}}
+    OmegaConf.save(OmegaConf.create(launch), sweep / "multirun.yaml")
+    with open_dict(cfg.hydra):
+        cfg.hydra.mode = "MULTIRUN"
+        cfg.hydra.sweep.dir = str(sweep)
+    HydraConfig.instance().set_config(cfg)
+    # a swept secret never leads a name
+    expected = "learnable_gate_s1_resnet18_cbam_original_synthetic_smoke"
+    assert run_name(cfg, group_choices(cfg)) == expected
+
+
 def test_ckpt_path_with_task_train_fine_tunes_from_another_run(trained):
     out, cfg, metrics, run, _ = trained
     ref = f"runs:/{run.info.run_id}/checkpoints/best.pt"
@@ -294,6 +341,9 @@ def test_one_epoch_training_curves_show_markers(tmp_path, monkeypatch):
     lines = [line for ax in fig.axes for line in ax.get_lines()]
     assert len(lines) == 7 and all(line.get_marker() not in (None, "", "None") for line in lines)
     assert all(line.get_marker() == "o" for line in lines)  # a point, not a dot
+    for ax in fig.axes:  # whole epochs only, though the view spans less than one
+        lo, hi = ax.get_xlim()
+        assert [t for t in ax.get_xticks() if lo <= t <= hi] == [1.0]
 
 
 @pytest.mark.parametrize("total, level", [(2000, logging.INFO), (50, logging.DEBUG)])

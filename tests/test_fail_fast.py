@@ -1,4 +1,4 @@
-"""Fail fast, leak nothing (issue 19): each bad input or missing piece of the machine ends in
+"""Fail fast, leak nothing: each bad input or missing piece of the machine ends in
 one line that says what is true and what to do, before any run exists; secrets leave the
 command line for the environment before Hydra sees it.
 

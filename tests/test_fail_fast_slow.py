@@ -1,4 +1,4 @@
-"""Slow: no secret in clear on any path, and each failing case is one line (issue 19).
+"""Slow: no secret in clear on any path, and each failing case is one line.
 
 Every secret form at once - URI ``user:password@`` for http, https, postgresql and mysql,
 ``+*.api_key``, ``+*token``, ``+*password``, and ``MLFLOW_TRACKING_PASSWORD`` /

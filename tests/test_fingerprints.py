@@ -1,4 +1,4 @@
-"""Pinned fingerprints (issue 20 item 5): restructuring the job code must not change which
+"""Pinned fingerprints: restructuring the job code must not change which
 checkpoint folder, MLflow run and skip decision a config maps to. The literals below were
 computed on the tree before the job package existed; a change here orphans every finished
 run of every sweep, so update them only for a deliberate, documented fingerprint change."""

@@ -1,4 +1,4 @@
-"""benchmarks/fused_seeds.py runs at a tiny size and ends with its ratio line (issue 17
+"""benchmarks/fused_seeds.py runs at a tiny size and ends with its ratio line (
 item 6); the ratio itself is a measurement, never asserted."""
 
 import importlib.util

@@ -1,4 +1,4 @@
-"""Issue 17 item 3: M members fused for k steps equal M separate trainings.
+"""M members fused for k steps equal M separate trainings.
 
 resnet18 + GLSA + CBAM at 32 px, batch 4, fp32, deterministic algorithms on the CPU: each
 member's parameters, BatchNorm running statistics and per-step losses after k optimizer
@@ -14,24 +14,24 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_cfg
+from conftest import compose_cfg, options
 
 from glattn.fused.stack import FusedModel, MemberNoise, member_generator
-from glattn.models import FUSIONS, RESIDUALS, build_model
+from glattn.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEEDS = (0, 1, 2)
 STEPS = 2
 BATCH = 4
-DETERMINISTIC_RESIDUALS = [r for r in RESIDUALS.names() if r != "drop_path"]
+DETERMINISTIC_RESIDUALS = [r for r in options("residual") if r != "drop_path"]
 # the fast tier: three fusions, each deterministic residual once (SGD adds a fourth pair)
 FAST = [
     ("original", "original"),
     ("cross_attn", "learnable_gate"),
     ("weighted_add", "progressive"),
 ]
-SLOW = [c for c in itertools.product(FUSIONS.names(), DETERMINISTIC_RESIDUALS) if c not in FAST]
+SLOW = [c for c in itertools.product(options("fusion"), DETERMINISTIC_RESIDUALS) if c not in FAST]
 
 
 @pytest.fixture(autouse=True)

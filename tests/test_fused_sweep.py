@@ -1,4 +1,4 @@
-"""``sweep.fuse_seeds=true`` on the sweep side (issue 17 item 1): which jobs fuse, the fused
+"""``sweep.fuse_seeds=true`` on the sweep side: which jobs fuse, the fused
 job's overrides, its members back as the unfused jobs, and the sweep's count of jobs."""
 
 from omegaconf import OmegaConf

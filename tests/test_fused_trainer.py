@@ -1,4 +1,4 @@
-"""Issue 17 items 2-4 at the trainer level: a fused fit of three seeds is each seed's own
+"""At the trainer level: a fused fit of three seeds is each seed's own
 unfused fit (glattn.job.trainer.Trainer on glattn.job.build's objects): the same per-epoch
 metrics, the same weights, BatchNorm statistics and optimizer state, with each member's own
 sampler order, augmentation stream and ReduceLROnPlateau; a member whose loss turns
@@ -9,6 +9,7 @@ import torch
 from conftest import smoke_cfg
 
 from glattn.checkpoint import load_checkpoint
+from glattn.data.options import SAMPLERS
 from glattn.engine import NonFiniteLossError
 from glattn.fused.stack import FusedModel, member_generator
 from glattn.fused.trainer import FusedTrainer, MemberTrainer
@@ -51,11 +52,11 @@ def _alone(out, seed, *extra):
     return trainer
 
 
-def _fused(out, break_member=None, extra=None, ckpt=None, resume=False):
-    """A fused fit of SEEDS; ``extra``: overrides per member; ``ckpt``: a folder where each
+def _fused(out, break_member=None, extra=None, ckpt=None, resume=False, seeds=SEEDS):
+    """A fused fit of `seeds`; ``extra``: overrides per member; ``ckpt``: a folder where each
     member keeps its last.pt (``resume``: continue from it first)."""
     members = []
-    for i, seed in enumerate(SEEDS):
+    for i, seed in enumerate(seeds):
         cfg = _cfg(out, seed, *(extra or {}).get(i, ()))
         parts = build_components(cfg, out / f"fused{seed}")
         callbacks = [Checkpointer(ckpt / str(seed), {})] if ckpt else []
@@ -64,9 +65,9 @@ def _fused(out, break_member=None, extra=None, ckpt=None, resume=False):
     if break_member is not None:  # its loss turns NaN: the unfused job would fail
         real = members[break_member].loss_fn
         members[break_member].loss_fn = lambda logits, y: real(logits, y) * float("nan")
-    fused = FusedModel([m.model for m in members], [member_generator(s) for s in SEEDS])
+    fused = FusedModel([m.model for m in members], [member_generator(s) for s in seeds])
     trainer = FusedTrainer(fused, members)
-    for seed, member in zip(SEEDS, members if resume else ()):
+    for seed, member in zip(seeds, members if resume else ()):
         member.restore(load_checkpoint(ckpt / str(seed) / "last.pt"))
     trainer.fit()
     return trainer
@@ -134,3 +135,36 @@ def test_resume_of_a_fused_fit_is_exact(tmp_path):
         _assert_same(member, ref)
         for mine, theirs in zip(member.state.history, ref.state.history):
             assert {k: mine[k] for k in METRICS} == {k: theirs[k] for k in METRICS}  # exact
+
+
+#: the epoch's numbers that do not depend on the wall clock
+EXACT = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "val/balanced_acc",
+         "val/macro_f1", "val/auc", "lr")  # fmt: skip
+
+
+# ~50 s each at load 10 on 2 cores: the shuffled loader (the one that draws again at
+# StopIteration) in the fast tier, the others in the slow tier
+@pytest.mark.parametrize(
+    "sampler", [pytest.param(s, marks=() if s == "none" else pytest.mark.slow) for s in SAMPLERS]
+)
+def test_fused_members_are_bit_identical_with_every_sampler(tmp_path, sampler):
+    """Two epochs, two seeds, a tiny set and model (70 images, no test split, no GLSA block,
+    batch 16: 3 steps an epoch, drop_last): each member's history equals its unfused fit's
+    bit for bit. With the shuffled loader
+    (sampler=none) the unfused ``for`` loop runs to StopIteration, which draws the next
+    ``randperm`` from the loader's generator; a fused loop that stopped at len(loader)
+    batches would train epoch 2 on another order."""
+    small = (f"dataset.sampler={sampler}", "dataset.num_images=70", "dataset.test_fraction=0",
+             "trainer.batch_size=16", "attention=none")  # fmt: skip
+    seeds = (0, 1)
+    fused = _fused(tmp_path, extra={i: small for i in range(len(seeds))}, seeds=seeds)
+    assert not fused.failed
+    for member, seed in zip(fused.members, seeds):
+        alone = _alone(tmp_path, seed, *small)
+        assert len(member.state.history) == len(alone.state.history) == 2
+        assert len(alone.loaders["train"]) == 3
+        for mine, ref in zip(member.state.history, alone.state.history):
+            assert {k: mine[k] for k in EXACT} == {k: ref[k] for k in EXACT}, (sampler, seed)
+        gen = alone.loaders["train"].generator or alone.loaders["train"].sampler.generator
+        mine = member.loaders["train"].generator or member.loaders["train"].sampler.generator
+        assert torch.equal(mine.get_state(), gen.get_state())  # the same draws, and no more

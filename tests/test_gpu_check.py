@@ -52,7 +52,7 @@ def test_gpu_check_runs_tiny_on_cpu_and_says_no_gpu(tmp_path, monkeypatch, capsy
         assert re.search(rf"\| 1 \| {num} \| {num} \| 1\.00x \| - \|", out), out
     else:
         assert "| - | not run (--jobs) |" in out
-    # fused seeds vs jobs sharing (issue 17 item 6): run whatever --jobs says; no peak on a CPU
+    # fused seeds vs jobs sharing: run whatever --jobs says; no peak on a CPU
     for way, members in (("fused", 3), ("3 jobs sharing", 3), ("one job alone", 1)):
         row = rf"\| resnet18 \| yes \| {way} \| {members} \| {num} \| {num} \| - \|"
         assert re.search(row, out), (row, out)

@@ -52,7 +52,7 @@ def test_pick_per_class_and_grid(tmp_path):
 
 def test_grid_passes_do_not_autotune_and_restore_the_setting(tmp_path, monkeypatch):
     """cudnn.benchmark autotunes every conv for each new shape: the grid's one-off passes run
-    without it (issue 16: a 17 s grid on a GPU), and the training setting comes back."""
+    without it (a 17 s grid on an H200), and the training setting comes back."""
     import glattn.gradcam as G
 
     seen = []

@@ -1,7 +1,8 @@
 """glattn.groups is the one table of config groups: every conf/ folder is a row, every row's
-facts hold (registry names = option files, schema stored, display order = real options),
+facts hold (`_target_` groups' option files name a target, schema stored, display order =
+real options),
 and the other lists of groups are views of it. Adding a group or an option therefore
-touches the table (or a registry) plus its YAML, and these tests say which is missing."""
+touches the table plus its YAML, and these tests say which is missing."""
 
 import pytest
 from conftest import CONF_DIR
@@ -27,10 +28,14 @@ def test_every_conf_folder_is_a_row_of_the_table_and_every_row_a_folder():
     assert set(groups.BY_NAME) - conf_folders() == {"schema"}
 
 
-@pytest.mark.parametrize("row", [g for g in GROUPS if g.registry], ids=lambda g: g.name)
-def test_a_registry_holds_exactly_the_option_files(row: Group):
-    registry = groups.load_registry(row.name)
-    assert set(registry.names()) == stems(row.name)
+@pytest.mark.parametrize("row", [g for g in GROUPS if g.target], ids=lambda g: g.name)
+def test_every_option_of_a_target_group_names_an_importable_target(row: Group):
+    from hydra.utils import get_object
+    from omegaconf import OmegaConf
+
+    for stem in sorted(stems(row.name)):
+        target = OmegaConf.load(CONF_DIR / row.name / f"{stem}.yaml").get("_target_")
+        assert target is not None and callable(get_object(target)), (row.name, stem)
 
 
 @pytest.mark.parametrize("row", [g for g in GROUPS if g.order], ids=lambda g: g.name)
@@ -51,21 +56,17 @@ def test_flags_are_consistent():
     assert not set(groups.USER_GROUPS) & set(groups.INTERNAL_GROUPS)
     assert set(groups.USER_GROUPS) | set(groups.INTERNAL_GROUPS) == set(groups.BY_NAME)
     assert not any(groups.group(g).internal for g in groups.RECORDED_GROUPS)
-    assert groups.load_registry("trainer") is None
+    assert not groups.group("trainer").target and groups.group("fusion").target
     with pytest.raises(KeyError, match="unknown config group 'fusions'; .* has: backbone"):
         groups.group("fusions")
 
 
 def test_the_other_lists_are_views_of_the_table():
     from glattn.config import GROUPS as CONFIG_GROUPS
-    from glattn.models import REGISTRIES
-    from glattn.registry import registries
     from glattn.tracking.names import FACTORS
 
     assert CONFIG_GROUPS == groups.RECORDED_GROUPS
     assert FACTORS == groups.FACTORS
-    assert set(registries()) == set(groups.REGISTRY_GROUPS)
-    assert list(REGISTRIES) == [g for g in groups.MODEL_GROUPS if groups.group(g).registry]
     assert groups.RUN_NAME_GROUPS == ("backbone", "attention", "fusion", "residual", "dataset")
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import options
 from omegaconf import OmegaConf
 
 from glattn.losses import (
-    LOSSES,
     ClassBalancedLoss,
     CrossEntropyLoss,
     FocalLoss,
@@ -100,7 +100,7 @@ def test_bad_settings_raise_clear_errors(make, match):
 
 
 def test_every_loss_option_builds():
-    names = LOSSES.names()  # == conf/loss/*.yaml (tests/test_registries.py)
+    names = options("loss")
     logits, target = _batch(4)
     for name in sorted(names):
         loss = build_loss(OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml"), COUNTS)

@@ -134,11 +134,11 @@ def _scorer_rule(truth_csv, prediction_csv) -> dict:
 
 def _official_run(tmp_path, drop_test_image):
     """build_data on the official test set, predictions for its images, official_result."""
+    from fake_datasets import data_cfg, make_isic2018
     from omegaconf import OmegaConf
 
     from glattn.data import build_data
     from glattn.data.isic2018 import official_result
-    from glattn.data.testing import data_cfg, make_isic2018
 
     make_isic2018(tmp_path / "data", drop_test_image=drop_test_image, lesions_per_class=4)
     # The real Test ground truth is sorted by image id (ISIC_0034524 ... ISIC_0036064, with
@@ -229,8 +229,8 @@ def test_a_run_on_the_official_test_set_scores_as_the_official_scorer(tmp_path, 
     """End to end: a training run whose test split is ISIC 2018's official test set writes
     every ground-truth row and logs the scorer's balanced accuracy and AUC."""
     from conftest import compose_cfg
+    from fake_datasets import make_isic2018
 
-    from glattn.data.testing import make_isic2018
     from glattn.job import main
 
     make_isic2018(tmp_path / "data", drop_test_image=drop_test_image, lesions_per_class=4)

@@ -216,7 +216,9 @@ def test_run_ends_with_one_summary_line(trained):
     assert f"best val (epoch {metrics['best_epoch']})" in line
     assert f"balanced_acc {metrics['best/val/balanced_acc']:.3f}" in line
     assert f"test balanced_acc {metrics['test/balanced_acc']:.3f}" in line
-    assert line.endswith(f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db")
+    command = f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db, then open "
+    assert command in line and line.split(command)[1].startswith("http://127.0.0.1:5000/#/")
+    assert "?workflowType=machine_learning&viewStateShareKey=glattn-" in line  # the comparison
 
 
 def test_a_finished_config_elsewhere_is_reused_from_its_model(trained):
@@ -226,7 +228,7 @@ def test_a_finished_config_elsewhere_is_reused_from_its_model(trained):
 
     out, metrics, run, _ = trained
     again = main(smoke_cfg(out, "tracking.experiment=again"))
-    assert again["time/train_total_s"] == metrics["time/train_total_s"]  # no epoch re-ran
+    assert "time/train_total_s" not in again  # reused: the source run measured the training
     assert again["test/balanced_acc"] == metrics["test/balanced_acc"]  # the same weights
     client = store_client(out)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -252,3 +254,57 @@ def test_an_eval_run_logs_its_data_set_as_evaluation(logged):
         entry.dataset.name == "isic2018" and json.loads(entry.dataset.profile)["test_images"] == 3
     )
     assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "evaluation"}
+
+
+@pytest.fixture(scope="module")
+def described(tmp_path_factory):
+    """A run as a job leaves it before its model: params, data set, best and test metrics;
+    then a partial model (a kill while logging), then the model logged twice (a retry)."""
+    out = tmp_path_factory.mktemp("described")
+    cfg = smoke_cfg(out)
+    tracker = Tracker(cfg.tracking)
+    tracker.start("learnable_gate_s1_resnet18", {"glattn.role": "job", "fusion": "x", "seed": 1})
+    tracker.log_params({"optimizer.lr": "0.001", "choice.fusion": "x"})
+    (out / "split.csv").write_text(SPLIT)
+    log_dataset(tracker, "synthetic", str(out / "data"), out / "split.csv", {"train": 3})
+    tracker.log_metrics({"val/balanced_acc": 0.4, "train/loss": 1.0}, step=1)
+    tracker.log_metrics({"val/balanced_acc": 0.3, "best/val/balanced_acc": 0.4}, step=2)
+    tracker.log_metrics({"test/balanced_acc": 0.35, "test/auc": 0.7}, step=2)
+    partial = tracker.client.create_logged_model(
+        tracker.ensure_experiment(), name="partial", source_run_id=tracker.run_id
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    size = int(cfg.dataset.image_size)
+    first = log_model(tracker, model, size, register_as="glattn-retry")
+    again = log_model(tracker, model, size, register_as="glattn-retry")  # a retry: same weights
+    tracker.end()
+    return out, tracker.run_id, partial.model_id, first, again
+
+
+def test_a_retried_job_finds_its_model_and_logs_no_second_copy(described):
+    out, run_id, partial, first, again = described
+    client = store_client(out)
+    exp = client.get_run(run_id).info.experiment_id
+    models = client.search_logged_models([exp], filter_string=f"source_run_id = '{run_id}'")
+    assert [m.model_id for m in models] == [first.model_id] == [again.model_id]
+    assert again == first and first.version == 1  # one registry version too
+    assert partial not in {m.model_id for m in models}  # the partial one is gone
+
+
+def test_the_model_is_named_after_its_run_and_carries_params_and_metrics(described):
+    out, run_id, _, first, _ = described
+    client = store_client(out)
+    model = client.get_logged_model(first.model_id)
+    assert model.name == "learnable_gate_s1_resnet18"  # the Models tab tells models apart
+    assert model.params == {"optimizer.lr": "0.001", "choice.fusion": "x"}
+    assert model.tags["fusion"] == "x" and model.tags["seed"] == "1"
+    metrics = {m.key: m for m in model.metrics}
+    assert set(metrics) == {"best/val/balanced_acc", "test/balanced_acc", "test/auc"}
+    assert metrics["test/auc"].value == 0.7 and metrics["test/auc"].step == 2
+    (entry,) = client.get_run(run_id).inputs.dataset_inputs  # the model's data set
+    assert {(m.dataset_name, m.dataset_digest) for m in metrics.values()} == {
+        (entry.dataset.name, entry.dataset.digest)
+    }
+    # linking the metrics to the model did not add points to the run's history
+    assert len(client.get_metric_history(run_id, "test/auc")) == 1

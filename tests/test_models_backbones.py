@@ -5,13 +5,13 @@ import urllib.error
 import pytest
 import torch
 import torchvision
-from conftest import compose_cfg
+from conftest import compose_cfg, options
 
 from glattn.models import build_model, count_flops, describe_model
-from glattn.models.backbones import BACKBONES, weights_file
+from glattn.models.backbones import weights_file
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+@pytest.mark.parametrize("name", options("backbone"))
 def test_every_backbone_builds_with_seven_classes(name):
     model = build_model(compose_cfg(f"backbone={name}")).eval()
     with torch.no_grad():

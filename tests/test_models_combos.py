@@ -11,13 +11,13 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_cfg
+from conftest import compose_cfg, options
 
-from glattn.models import FUSIONS, LOCAL_ATTENTION, RESIDUALS, backbones, build_model
+from glattn.models import backbones, build_model
 
-# the option lists come from the registries (attention=none has no block to combine)
-ATTENTIONS = [a for a in LOCAL_ATTENTION.names() if a != "none"]
-COMBOS = list(itertools.product(ATTENTIONS, FUSIONS.names(), RESIDUALS.names()))
+# the option lists are the option files (attention=none has no block to combine)
+ATTENTIONS = [a for a in options("attention") if a != "none"]
+COMBOS = list(itertools.product(ATTENTIONS, options("fusion"), options("residual")))
 _TRUNKS: dict[str, torch.nn.Module] = {}
 
 

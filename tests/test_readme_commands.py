@@ -1,8 +1,10 @@
-"""Every `python run.py ...` command of README.md and experiments/README.md composes as
-written (compose only: nothing runs). A `-m` command composes its jobs as the glattn
-sweeper expands them (experiment=paper: each stage's): the fast tier the first and the
-last job of each sweep, the slow tier every job. Every composed config also passes
-glattn.schema.check_keys.
+"""Every run or sweep command of README.md, experiments/README.md and docs/ composes as
+written (compose only: nothing runs). Commands are written `glattn ...` (or `python run.py
+...`, the same command); a `-m` command composes its jobs as the glattn sweeper expands them
+(experiment=paper: each stage's): the fast tier the first and the last job of each sweep, the
+slow tier every configuration (one job for all seeds of one). Every composed config also
+passes glattn.schema.check_keys. Subcommands (`glattn report ...`) are not compositions:
+each must parse with the command line's own argparse parser (glattn.cli.parser).
 The few commands that cannot be composed here are skipped with their reason (SKIP)."""
 
 import functools
@@ -20,38 +22,65 @@ from omegaconf import OmegaConf
 from glattn.schema import check_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "experiments" / "README.md"]
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "experiments" / "README.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+]
 #: Substrings that make a command unrunnable as written, and why (keep this list minimal).
 SKIP = {
     "<": "a placeholder to fill in (<fingerprint>, <name>, <stage>, ...)",
     "[overrides...]": "a placeholder for the user's overrides",
     "...": "an elided command",
+    "file://my_conf": "the reader's own files (docs/extending.md); its examples/ copy is run",
 }
 #: The commands the docs are expected to skip (a test keeps the list from growing).
-MAX_SKIPPED = 5
+MAX_SKIPPED = 8
+
+
+#: A command line: `glattn ...` or `python run.py ...`, after an optional VAR=value prefix.
+_COMMAND = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:glattn|python run\.py)(?=\s|$)")
+
+
+def _as_run_py(line: str) -> str | None:
+    """`line` as `python run.py <overrides>` when it is a run or sweep command, else None
+    (a subcommand, a flag such as --help, or not a command)."""
+    line = line.strip()
+    match = _COMMAND.match(line)
+    if not match:
+        return None
+    rest = line[match.end() :].strip()
+    first = rest.split(maxsplit=1)[0] if rest else ""
+    if first.startswith("--") or (first.isidentifier() and "=" not in first):
+        return None  # glattn --help, glattn report ...: not a composition
+    return f"python run.py {rest}".strip()
 
 
 def _code_lines(text: str) -> list[str]:
-    """`python run.py` commands: whole lines of fenced blocks (continuation lines joined)
-    and inline code spans outside them (which may wrap across lines)."""
+    """Run commands (`python run.py ...` form): whole lines of fenced blocks (continuation
+    lines joined) and inline code spans outside them (which may wrap across lines)."""
     out = []
-    parts = re.split(r"^[ \t]*```.*$", text, flags=re.M)  # fences may be indented (lists)
+    # fences may be indented (lists); a ```text fence is a synopsis, not commands
+    pieces = re.split(r"^[ \t]*```(.*)$", text, flags=re.M)
+    parts, infos = pieces[::2], [""] + pieces[1::2]
     for i, part in enumerate(parts):
+        if i % 2 and infos[i].strip() == "text":
+            continue
         if i % 2:  # inside a fence
             joined = re.sub(r"\s*\\\n\s*", " ", part)
-            out += [line for line in joined.splitlines() if "python run.py" in line]
+            candidates = joined.splitlines()
         else:
-            spans = re.findall(r"`([^`]*python run\.py[^`]*)`", part)
-            out += [" ".join(s.split()) for s in spans]
+            spans = re.findall(r"`([^`]*(?:glattn|python run\.py)[^`]*)`", part)
+            candidates = [" ".join(s.split()) for s in spans]
+        out += [cmd for cmd in map(_as_run_py, candidates) if cmd]
     return out
 
 
 def commands() -> list[tuple[str, str]]:
     found = []
     for doc in DOCS:
-        for line in _code_lines(doc.read_text()):
-            cmd = line[line.index("python run.py") :]
-            found.append((doc.relative_to(ROOT).as_posix(), cmd.strip()))
+        for cmd in _code_lines(doc.read_text()):
+            found.append((doc.relative_to(ROOT).as_posix(), cmd))
     return list(dict.fromkeys(found))
 
 
@@ -104,8 +133,17 @@ def jobs_of(overrides: list[str]) -> list[list[list[str]]]:
 
 
 def ends(jobs: list[list[str]]) -> list[list[str]]:
-    """The first and the last job (the fast tier; the slow tier composes every job)."""
+    """The first and the last job (the fast tier; the slow tier composes every configuration)."""
     return jobs[:1] + jobs[-1:] if len(jobs) > 1 else jobs
+
+
+def every_seedless(jobs: list[list[str]]) -> list[list[str]]:
+    """One job of each configuration: jobs that differ only in their ``seed=`` value (an
+    int of one sweep list, typed by the schema) compose alike, so one of them stands for all."""
+    kept: dict[tuple[str, ...], list[str]] = {}
+    for job in jobs:
+        kept.setdefault(tuple(o for o in job if not o.startswith("seed=")), job)
+    return list(kept.values())
 
 
 CMDS = commands()
@@ -128,7 +166,7 @@ def _check(cmd, monkeypatch, every_job: bool):
         return
     for jobs in jobs_of(overrides):
         assert jobs, cmd
-        for job in jobs if every_job else ends(jobs):
+        for job in every_seedless(jobs) if every_job else ends(jobs):
             _compose_cached(tuple(job))
 
 
@@ -156,7 +194,64 @@ def test_extraction_joins_continuations_and_wrapped_spans():
         "python run.py -m a=1 b=2",
         "python run.py task=eval c=3   # a comment",
     ]
+    glattn = "```\nglattn -m a=1,2\nglattn report x\nglattn --help\nglattn\n```\n`glattn b=2`"
+    glattn += "\n```text\nglattn [group=option ...]\n```\n"
+    assert _code_lines(glattn) == [
+        "python run.py -m a=1,2",
+        "python run.py",
+        "python run.py b=2",
+    ]
     assert parse("python run.py task=eval c=3   # a comment") == (False, ["task=eval", "c=3"])
     assert ends([["a=1"], ["a=2"], ["a=3"]]) == [["a=1"], ["a=3"]]
     paper = jobs_of(["experiment=paper", "seed=0"])
     assert [len(s) for s in paper] == [18, 18, 12, 8, 3, 3, 9]  # seed=0 of each stage
+
+
+def _fenced_lines(text: str) -> list[str]:
+    """The lines of fenced blocks (continuations joined), ```text synopses left out."""
+    pieces = re.split(r"^[ \t]*```(.*)$", text, flags=re.M)
+    out = []
+    for i in range(2, len(pieces), 4):  # block contents: pieces[2], pieces[6], ...
+        if pieces[i - 1].strip() != "text":
+            out += re.sub(r"\s*\\\n\s*", " ", pieces[i]).splitlines()
+    return out
+
+
+def subcommands() -> list[tuple[str, list[str]]]:
+    """Every `glattn <subcommand> ...` line of the docs' code blocks, as (doc, argv after
+    `glattn`)."""
+    from glattn.cli import SUBCOMMANDS
+
+    found = []
+    for doc in DOCS:
+        for line in _fenced_lines(doc.read_text()):
+            if not re.match(r"^(?:\S+=\S+\s+)*glattn\s", line.strip()):
+                continue  # not a glattn command (python code, other tools)
+            words = shlex.split(line, comments=True)
+            while words and "=" in words[0] and not words[0].startswith("-"):
+                words = words[1:]  # an environment prefix (PYTHONPATH=...)
+            if words[:1] == ["glattn"] and words[1:2] and words[1] in SUBCOMMANDS:
+                found.append((doc.relative_to(ROOT).as_posix(), words[1:]))
+    return found
+
+
+SUBS = subcommands()
+
+
+def test_the_docs_show_every_subcommand():
+    from glattn.cli import SUBCOMMANDS
+
+    assert {argv[0] for _, argv in SUBS} == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("doc, argv", SUBS, ids=[f"{d}:{' '.join(a)[:50]}" for d, a in SUBS])
+def test_docs_subcommand_parses(doc, argv):
+    from glattn.cli import parser
+
+    if "--help" in argv or "-h" in argv:
+        with pytest.raises(SystemExit) as done:
+            parser().parse_args(argv)
+        assert done.value.code == 0
+        return
+    args = parser().parse_args(argv)  # argparse exits (SystemExit 2) on what it cannot parse
+    assert args.subcommand == argv[0]

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats as sps
 from test_report_helpers import CLASSES, Store
 
-from glattn.report import runs, stats, tables
+from glattn.report import declared, runs, stats, tables
 from glattn.report.__main__ import main
 from glattn.report.grid import expected_levels, parse_values
 from glattn.report.table_format import DASH
@@ -244,12 +244,13 @@ def test_table3_params_reference_and_expected_levels(store):
     gate = row_of(t, "learnable_gate")
     assert_summary(gate["HAM10000 Balanced acc. (%)"], [0.77, 0.79, 0.81])
     assert gate["Params vs original"].text == "+65,536"
-    assert "Highway" in gate["Reference"].text
-    assert "Vaswani" in row_of(t, "cross_attn")["Reference"].text
-    # asked for by the sweep but never run: a dash and a footnote, not a dropped row
+    assert "Highway" in gate["Reference"].text  # the runs' reference.fusion tag
+    # asked for by the sweep but never run: a dash and a footnote, not a dropped row; the
+    # report knows only what runs logged, so no reference either
     cross = row_of(t, "cross_attn")
     assert cross["HAM10000 Balanced acc. (%)"].text == DASH
     assert cross["Params vs original"].text == DASH
+    assert cross["Reference"].text == DASH
 
 
 def test_table4_convergence_epoch_from_history(store):
@@ -337,6 +338,29 @@ def test_cli_writes_tables_figures_and_logs_to_parent(store, tmp_path, capsys):
     logged = {a.path for a in client.list_artifacts(parent, "report")}
     assert "report/table6_efficiency.tex" in logged and "report/figures" in logged
     assert "Table 6" in capsys.readouterr().out
+
+
+def test_cli_prints_its_own_lines_not_the_data_loading_ones(monkeypatch, caplog):
+    """The Grad-CAM grid loads a data set, whose INFO lines are for a job's log: the report's
+    console keeps its own lines and everyone's warnings, and leaves the levels as it found
+    them."""
+    import logging
+
+    from glattn.report import report
+
+    def fake_report(*args, **kwargs):
+        logging.getLogger("glattn.data.splits").info("images per class and split")
+        logging.getLogger("glattn.data.splits").warning("a data warning")
+        logging.getLogger("glattn.report.figures").info("the report's own line")
+        raise runs.ReportError("stop here")
+
+    monkeypatch.setattr(report, "make_report", fake_report)
+    caplog.set_level(logging.INFO)
+    before = logging.getLogger("glattn").level
+    assert main(["anything"]) == 2
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["a data warning", "the report's own line"], said
+    assert logging.getLogger("glattn").level == before
 
 
 def test_cli_table_choice_by_name_and_all(store, tmp_path):
@@ -440,7 +464,7 @@ def test_paper_reads_each_table_from_its_stage_experiment(store, tmp_path):
         main(["paper", "--tracking-uri", store.uri, "--out", str(out), "--no-figures", "--no-log"])
         == 0
     )
-    for key in tables.TABLES.values():
+    for key in declared.load().tables:  # each declared table's files
         assert (out / f"{key}.md").is_file(), key
     # Table 1 from table1_backbones (not the attention=none runs of table2_cbam)
     t1 = (out / "table1_backbones.md").read_text()
@@ -497,6 +521,75 @@ def test_one_epoch_curves_show_markers(tmp_path, monkeypatch):
     (fig,) = figs
     lines = [line for ax in fig.axes for line in ax.get_lines()]
     assert len(lines) == 4 and all(line.get_marker() == "o" for line in lines)
+    for ax in fig.axes:  # whole epochs only, though the view spans less than one
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks == [1.0], ticks
+    # one legend for the figure, none inside a panel, in a readable size
+    assert [ax.get_legend() for ax in fig.axes] == [None, None]
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["none (n=1)", "cbam (n=1)"]
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 9
+
+
+def test_a_validation_band_past_100_is_clipped_and_noted(tmp_path, monkeypatch):
+    from glattn.report import figures
+
+    figs = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: figs.append(fig) or [])
+    frame = _frame([{"run_id": r, "attention": "cbam"} for r in "abc"])
+    history = {"a": {1: 0.9, 2: 1.0}, "b": {1: 0.8, 2: 1.0}, "c": {1: 0.7, 2: 0.8}}
+    figures.training_curves(frame, lambda ids, k: history, "balanced_acc", tmp_path, [])
+    (fig,) = figs
+    band = fig.axes[1].collections[0].get_paths()[0].vertices
+    assert band[:, 1].max() == pytest.approx(100.0)  # 93.3 + 11.5 would pass 100
+    assert "± std bands clipped to 0-100 %: cbam" in [t.get_text() for t in fig.texts]
+
+
+def _recall_figure(monkeypatch, tmp_path, rows):
+    from glattn.report import figures
+
+    figs = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: figs.append(fig) or [])
+    figures.per_class_recall(_frame(rows), tmp_path, [])
+    (fig,) = figs
+    return fig
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.texts + fig.axes[0].texts]
+
+
+def test_a_zero_recall_is_marked_and_a_missing_one_says_n_a(tmp_path, monkeypatch):
+    from matplotlib.collections import LineCollection
+
+    rows = [
+        {"run_id": "a", "attention": "cbam", "metrics.test/recall_mel": 0.0},
+        {"run_id": "b", "attention": "none", "metrics.test/recall_mel": float("nan")},
+        {"run_id": "c", "attention": "none", "metrics.test/recall_nv": 0.5},
+    ]
+    fig = _recall_figure(monkeypatch, tmp_path, rows)
+    (ax,) = fig.axes
+    zero_bar = next(p for p in ax.patches if p.get_height() == 0 and p.get_x() < 0)
+    marks = [
+        c
+        for c in ax.collections
+        if isinstance(c, LineCollection)
+        and any(len(seg) and np.allclose(seg[:, 1], 0) for seg in c.get_segments())
+        and max(c.get_linewidths()) >= 2
+    ]
+    assert marks, "a recall of 0 draws no visible mark"
+    (seg,) = marks[0].get_segments()
+    assert seg[0, 0] == pytest.approx(zero_bar.get_x())  # under the zero bar, as wide
+    texts = _texts(fig)
+    assert texts.count("0") == 1 and texts.count("n/a") == 2  # none/mel, cbam/nv
+    assert any("recall of zero" in t for t in texts) and any("n/a:" in t for t in texts)
+
+
+def test_recall_figure_without_zeros_or_gaps_has_no_such_notes(tmp_path, monkeypatch):
+    rows = [{"run_id": str(i), "seed": i, "metrics.test/recall_mel": 0.5} for i in range(2)]
+    texts = _texts(_recall_figure(monkeypatch, tmp_path, rows))
+    assert not any(t in ("0", "n/a") or "clipped" in t or "zero" in t for t in texts), texts
 
 
 def test_recall_error_bars_stay_within_0_and_100(tmp_path, monkeypatch):
@@ -515,3 +608,16 @@ def test_recall_error_bars_stay_within_0_and_100(tmp_path, monkeypatch):
     (ax,) = fig.axes
     tops = [seg[:, 1].max() for c in ax.collections for seg in c.get_segments()]
     assert tops and max(tops) == pytest.approx(100.0)
+    notes = [t.get_text() for t in fig.texts]  # and the figure says so
+    assert any("clipped" in t and "mel (x)" in t for t in notes), notes
+
+
+def test_confusion_matrix_is_in_percent():
+    from glattn.metrics import confusion_figure
+
+    fig = confusion_figure(np.array([[3, 1], [0, 2]]), ["mel", "nv"], "t", percent=True)
+    ax, bar = fig.axes
+    assert ax.images[0].get_clim() == (0, 100)
+    assert bar.get_ylim() == (0, 100) and "%" in bar.get_ylabel()
+    cells = ["75.0%\n(3)", "25.0%\n(1)", "0.0%\n(0)", "100.0%\n(2)"]
+    assert [t.get_text() for t in ax.texts] == cells

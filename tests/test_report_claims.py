@@ -12,7 +12,7 @@ from scipy import stats as sps
 from sklearn.metrics import balanced_accuracy_score
 from test_report_helpers import CLASSES, Store
 
-from glattn.report import claims, runs, stats
+from glattn.report import claims, declared, runs, stats
 from glattn.report.__main__ import main
 from glattn.report.predictions import Predictions, read_predictions
 
@@ -211,7 +211,7 @@ def test_same_model_false_positive_rate_below_5_percent():
             )
             for seed in range(3)
         ]
-        for crit in (claims.CRITERIA[1], zero):
+        for crit in (claims.criteria_of(declared.load(), "paper")[1], zero):
             row = claims.Row(crit.number, "s", "b − a", threshold=crit.threshold, unit="pp")
             claims.fill_accuracy(row, crit, got, "balanced_acc", 2000, rep)
             claims.adjust_and_judge([row])
@@ -266,10 +266,10 @@ def test_bootstrap_interval_covers_a_known_difference():
         pairs.append(
             tuple(stats.Outcomes(LABELS, m, np.ones(LABELS.size), "k", 7) for m in (a, b))
         )
-    iv = stats.hierarchical_bootstrap(pairs, "balanced_acc", 2000, seed=1)
+    iv = stats.crossed_bootstrap(pairs, "balanced_acc", 2000, seed=1)
     assert iv.estimate == pytest.approx(0.08)
     assert iv.low < 0.08 < iv.high and iv.high - iv.low < 0.05
-    assert iv == stats.hierarchical_bootstrap(pairs, "balanced_acc", 2000, seed=1)  # seeded
+    assert iv == stats.crossed_bootstrap(pairs, "balanced_acc", 2000, seed=1)  # seeded
 
 
 def test_weights_and_skipped_images_do_not_count(tmp_path):
@@ -442,7 +442,7 @@ def test_paper_reads_each_criterion_from_its_stage(store):
     c = claims.check_claims(store.uri, "paper")
     assert c.sources == {5: "table6_efficiency"}
     assert c.verdict(5) == claims.SUPPORTED
-    assert any("no experiment table2_*" in n for n in c.notes)
+    assert any("no experiment 'table2_cbam'" in n for n in c.notes)
     assert c.verdict(1) == claims.INCONCLUSIVE and c.verdict(6) == claims.INCONCLUSIVE
 
 

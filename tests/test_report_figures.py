@@ -5,19 +5,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import CONF_DIR
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from sklearn.metrics import confusion_matrix
 from test_report_helpers import CLASSES, Store
 
+from glattn.metrics import confusion_figure
 from glattn.report import artifacts, figures, gradcam_grid, runs
-from glattn.report.runs import REPO_ROOT
 
 
 def cfg_for(*overrides):
     GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose("config", overrides=list(overrides))
 
 
@@ -55,7 +56,7 @@ def test_confusion_rebuilt_from_probabilities_and_split(s, tmp_path):
     want = confusion_matrix(truth, probs.argmax(1), labels=range(7))
     assert names == list(CLASSES) and n == 2 and png is None
     np.testing.assert_array_equal(m, 2 * want)
-    paths = figures.plot_confusion(m, names, "t", tmp_path / "fig", "cm")
+    paths = figures.save(confusion_figure(m, names, "t", percent=True), tmp_path / "fig", "cm")
     assert all(p.stat().st_size > 1000 for p in paths)
 
 

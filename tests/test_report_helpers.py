@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from glattn.contract import reference_of
 from glattn.data import CLASS_NAMES
 
 CLASSES = CLASS_NAMES
@@ -18,6 +20,22 @@ DEFAULTS = dict(
     loss="focal",
     dataset="ham10000",
 )
+
+
+def reference_tags(tags: dict) -> list[RunTag]:
+    """``reference.<group>`` of the built-in fusion and residual options, as a job logs them
+    (glattn.contract.references)."""
+    from hydra.utils import get_object
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    out = []
+    for group in ("fusion", "residual"):
+        path = conf / group / f"{tags[group]}.yaml"
+        if path.is_file():
+            ref = reference_of(get_object(OmegaConf.load(path)._target_))
+            out += [RunTag(f"reference.{group}", ref)] if ref else []
+    return out
 
 
 class Store:
@@ -87,6 +105,7 @@ class Store:
         params += [Param(k, str(v)) for k, v in (extra_params or {}).items()]
         for i in range(0, len(batch), 500):
             self.client.log_batch(rid, metrics=batch[i : i + 500])
-        self.client.log_batch(rid, params=params, tags=[RunTag("mlflow.note.content", "")])
+        run_tags = [RunTag("mlflow.note.content", ""), *reference_tags(tags)]
+        self.client.log_batch(rid, params=params, tags=run_tags)
         self.client.set_terminated(rid, status)
         return rid

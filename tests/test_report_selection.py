@@ -1,4 +1,4 @@
-"""The report's run set (issue 18): cells, variants, debug runs, --where, runs_used.csv.
+"""The report's run set: cells, variants, debug runs, --where, runs_used.csv.
 
 The fixture is the issue's mixed-configuration scenario, written straight into a temporary
 SQLite MLflow store: `python run.py` (64 px, 5 epochs, fusion=original, seed 0), then
@@ -65,6 +65,26 @@ def test_an_experiment_run_only_with_debug_presets_is_read_with_include_debug(tm
     assert sorted(frame["seed"]) == [0, 1]
     with pytest.raises(runs.ReportError, match=r"'nothing' not found .* experiments there"):
         runs.load_runs(s.uri, "nothing", include_debug=True)
+
+
+def test_a_debug_sweep_report_names_and_is_logged_to_its_debug_experiment(tmp_path, capsys):
+    """`run.py -m ... debug=smoke tracking.experiment=my_fusion`: the parent and the jobs are
+    in `my_fusion-debug`; the report of `my_fusion --include-debug` says so and goes there."""
+    s = Store(tmp_path)
+    parent = s.sweep("my_fusion-debug")
+    for fusion in ("original", "learnable_gate"):
+        s.job("my_fusion-debug", 0, {"test/balanced_acc": 0.5}, extra_params=SMOKE,
+              parent=parent, fusion=fusion, debug="smoke")  # fmt: skip
+    out = tmp_path / "r"
+    argv = ["my_fusion", "--tracking-uri", s.uri, "--out", str(out), "--no-figures"]
+    assert main([*argv, "--include-debug", "--tables", "2,3"]) == 0
+    notes = (out / "NOTES.md").read_text()
+    assert f"parent sweep run {parent} in 'my_fusion-debug'" in notes, notes
+    assert "Table 2: no runs with the data it needs in 'my_fusion-debug'" in notes, notes
+    assert "'my_fusion'" not in notes and "not logged" not in notes, notes
+    logged = {a.path for a in s.client.list_artifacts(parent, "report")}
+    assert "report/NOTES.md" in logged and "report/table3_fusion.md" in logged
+    assert "MLflow UI, my_fusion-debug:" in capsys.readouterr().out
 
 
 def test_mixed_configurations_split_into_labelled_rows_never_averaged(mixed):
@@ -135,7 +155,7 @@ def test_report_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for word in ("claims [EXPERIMENT]", "paper", "estimate", "--where", "--include-debug"):
+    for word in ("glattn claims", "paper", "glattn estimate", "--where", "--include-debug"):
         assert word in out
 
 
@@ -176,3 +196,114 @@ def test_issue_scenario_end_to_end(tmp_path):
     assert len(used) == 4 and used["cell"].nunique() == 2
     t3 = (rep / "debug" / "table3_fusion.md").read_text()
     assert t3.count("(n=2)") >= 2 and "(n=3)" not in t3
+
+
+def _with_data(s: Store, rid: str, name: str, root: str, digest: str) -> str:
+    """Log the run's data set input as the training job does (name, folder, digest)."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    entity = MetaDataset(LocalArtifactDatasetSource(root), name=name, digest=digest)
+    tags = [InputTag("mlflow.data.context", "training")]
+    s.client.log_inputs(rid, datasets=[DatasetInput(entity._to_mlflow_entity(), tags=tags)])
+    return rid
+
+
+def _located(out: str, root: str | None = None) -> dict:
+    """The params of one run that say where its files went (`python run.py
+    paths.output_dir=OUT`): the synthetic set's root, the cache, the tracking store."""
+    return {
+        "paths.output_dir": out,
+        "dataset.root": root or f"{out}/data",
+        "dataset.cache_dir": f"{out}/cache",
+        "tracking.uri": "sqlite:////shared/mlflow.db",
+        "tracking.artifact_location": f"{out}/mlartifacts",
+    }
+
+
+def test_one_configuration_run_from_two_output_folders_is_one_row(tmp_path):
+    """`python run.py -m fusion=original,learnable_gate seed=0,1 paths.output_dir=OUT` for
+    two OUTs into one store: two configurations, each one row of its latest two runs."""
+    s = Store(tmp_path)
+    first = []
+    for out in ("/work/outA", "/work/outB"):
+        for fusion in ("original", "learnable_gate"):
+            for seed in (0, 1):
+                rid = s.job(
+                    "g",
+                    seed,
+                    {"test/balanced_acc": 0.5 + 0.1 * seed + 0.05 * out.endswith("B")},
+                    extra_params={**FULL, **_located(out)},
+                    dataset="synthetic",
+                    fusion=fusion,
+                )
+                first += [rid] if out.endswith("A") else []
+                _with_data(s, rid, "synthetic", f"{out}/data", "0123456789abcdef")
+    notes = []
+    frame = runs.load_runs(s.uri, "g", notes=notes)
+    assert len(frame) == 4 and frame["cell"].nunique() == 2
+    assert set(frame["variant"]) == {""}  # no folder in any label
+    assert set(frame["params.paths.output_dir"]) == {"/work/outB"}  # the latest runs
+    rerun = next(n for n in notes if "4 FINISHED run(s) repeat a seed" in n)
+    assert all(rid in rerun for rid in first)
+    out = tmp_path / "report"
+    argv = ["g", "--tracking-uri", s.uri, "--out", str(out), "--no-log", "--no-figures"]
+    assert main([*argv, "--tables", "3"]) == 0
+    used = pd.read_csv(out / "runs_used.csv")
+    assert len(used) == 4 and used["cell"].nunique() == 2
+    assert "repeat a seed of the same configuration" in (out / "NOTES.md").read_text()
+    table = (out / "table3_fusion.md").read_text()
+    assert "outA" not in table and "outB" not in table and "Variant" not in table
+    assert table.count("(n=2)") == 2 and "(n=4)" not in table
+
+
+def test_real_data_set_roots_split_cells_only_when_their_data_differ(tmp_path):
+    """Two folders holding the same HAM10000 (one digest) are one cell; a folder with
+    other data (another digest) is another, labelled by its digest, never by its path."""
+    s = Store(tmp_path)
+    for root, digest in (("/data/HAM", "aaaa"), ("/mnt/copy/HAM", "aaaa"), ("/data/HAM2", "bbbb")):
+        for seed in (0, 1):
+            rid = s.job("h", seed, {"test/balanced_acc": 0.5}, extra_params=_located("/o", root))
+            _with_data(s, rid, "ham10000", root, digest)
+    frame = runs.load_runs(s.uri, "h")
+    assert frame["cell"].nunique() == 2 and len(frame) == 4
+    assert set(frame["variant"]) == {"data=aaaa", "data=bbbb"}
+    # runs that logged no data set input (older runs): the real data set's folder tells
+    s2 = Store(tmp_path / "old")
+    for root in ("/data/HAM", "/data/HAM2"):
+        s2.job("h", 0, {"test/balanced_acc": 0.5}, extra_params=_located("/o", root))
+    old = runs.load_runs(s2.uri, "h")
+    assert old["cell"].nunique() == 2
+    assert set(old["variant"]) == {"data=root /data/HAM", "data=root /data/HAM2"}
+
+
+def test_an_eval_runs_checkpoint_path_does_not_split_its_cell(tmp_path):
+    """Each seed's eval run reads its own training run's checkpoint: one cell, no label."""
+    s = Store(tmp_path)
+    for seed in (0, 1, 2):
+        ckpt = {"ckpt_path": f"/o/checkpoints/fp{seed}/best.pt"}
+        s.job("t", seed, {"eval/balanced_acc": 0.5}, task="eval", extra_params=ckpt,
+              eval_dataset="isic2018", eval_split="official_test")  # fmt: skip
+    frame = runs.load_runs(s.uri, "t")
+    assert len(frame) == 3 and frame["cell"].nunique() == 1 and set(frame["variant"]) == {""}
+
+
+def test_notes_name_the_debug_runs_and_every_experiment_read(mixed, tmp_path):
+    smoke = runs.load_runs(mixed.uri, "glattn", include_debug=True)
+    smoke = smoke[smoke["params.debug"].astype(str) == "smoke"]
+    assert len(smoke) == 4
+    out = tmp_path / "r"
+    argv = ["glattn", "--tracking-uri", mixed.uri, "--out", str(out), "--no-log", "--no-figures"]
+    assert main(argv) == 0
+    notes = (out / "NOTES.md").read_text()
+    left = next(line for line in notes.splitlines() if "debug-preset runs left out" in line)
+    assert all(rid in left for rid in smoke["run_id"]) and "4 in 'glattn" in left
+    assert "Experiments the runs come from: glattn (1 runs);" in notes
+    assert main([*argv, "--include-debug"]) == 0
+    notes = (out / "NOTES.md").read_text()
+    used = set(smoke["experiment"]) | {"glattn"}
+    line = next(line for line in notes.splitlines() if line.startswith("Experiments the"))
+    assert all(f"{name} (" in line for name in used), (line, used)
+    included = next(line for line in notes.splitlines() if "debug-preset runs included" in line)
+    assert all(rid in included for rid in smoke["run_id"])

@@ -1,4 +1,5 @@
-"""Issue 18's statistics and paper details: the hierarchical interval's known answers,
+"""Statistics and paper details: the crossed interval's known answers (independent image
+noise per seed; tests/test_bootstrap_known_answer.py shares the test set across seeds),
 p = 1 for zero spread, bold best values, captions, integer n, Table 6's latency."""
 
 import numpy as np
@@ -30,11 +31,11 @@ def test_no_effect_with_seed_noise_gets_a_wide_interval():
     rng = np.random.default_rng(0)
     shifts = [-0.25, 0.20, -0.10, 0.15, 0.0]
     pairs = [pair(rng, 0.5, 0.5 + d) for d in shifts]
-    iv = stats.hierarchical_bootstrap(pairs, "acc", 1000, seed=1)
+    iv = stats.crossed_bootstrap(pairs, "acc", 1000, seed=1)
     assert iv.low < 0 < iv.high
     assert iv.high - iv.low > 0.15  # seed-to-seed spread counted
     # one pair: the image-level paired bootstrap, the same draws for both arms
-    (a, b), one = pairs[1], stats.hierarchical_bootstrap(pairs[1:2], "acc", 1000, seed=1)
+    (a, b), one = pairs[1], stats.crossed_bootstrap(pairs[1:2], "acc", 1000, seed=1)
     assert one.estimate == pytest.approx(stats.score(b, "acc") - stats.score(a, "acc"))
     assert one.low > 0.1  # b is never wrong where a is right: a tight positive interval
 
@@ -42,7 +43,7 @@ def test_no_effect_with_seed_noise_gets_a_wide_interval():
 def test_identical_arms_still_give_zero_width():
     rng = np.random.default_rng(0)
     same = [(o, o) for o in (outcomes(rng.random(N_IMAGES) < 0.6) for _ in range(4))]
-    iv = stats.hierarchical_bootstrap(same, "balanced_acc", 200, seed=0)
+    iv = stats.crossed_bootstrap(same, "balanced_acc", 200, seed=0)
     assert iv.low == iv.high == iv.estimate == 0.0
 
 
@@ -105,15 +106,40 @@ def test_bold_best_and_captions_numbered_once():
 def test_measure_latency_names_its_setting():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
     model.train()
-    m = latency.measure_latency(model, 16, "cpu", batch=2, warmup=2, repeats=9)
+    m = latency.measure_latency(model, 16, "cpu", batch=2, warmup=2, min_run_time_s=0.05)
     assert model.training  # mode restored
-    assert 0 < m.q1_ms <= m.median_ms <= m.q3_ms and m.batch == 2 and m.repeats == 9
+    assert m.batch == 2 and m.warmup == 2 and m.repeats >= latency.MIN_BLOCKS
+    # ms per forward pass of a tiny model: well above a nanosecond, well below a second
+    assert 1e-6 < m.median_ms < 1000 and 0 <= m.iqr_ms < 1000
     assert m.memory_kind == "rss" and m.memory_mb > 10 and m.device.startswith("cpu")
+    assert m.device == f"cpu ({torch.get_num_threads()} threads)"
     keys = m.metrics()
     assert {latency.LATENCY_KEY, latency.LATENCY_IQR_KEY, latency.MEM_RSS_KEY} <= set(keys)
+    assert keys[latency.INFER_LATENCY_KEY] == keys[latency.LATENCY_KEY] == m.median_ms
+    assert keys[latency.LATENCY_IQR_KEY] == m.iqr_ms
     assert latency.MEM_GPU_KEY not in keys
-    with pytest.raises(ValueError, match="repeats=1"):
-        latency.measure_latency(model, 16, repeats=1)
+    with pytest.raises(ValueError, match="min_run_time_s=0"):
+        latency.measure_latency(model, 16, min_run_time_s=0)
+
+
+def test_latency_is_the_timers_median_and_iqr_in_ms(monkeypatch):
+    """The numbers are torch.utils.benchmark's blocked_autorange, converted to ms, however
+    many blocks it took to reach MIN_BLOCKS."""
+    from torch.utils.benchmark import Measurement, Timer
+
+    blocks = iter([[0.002, 0.004], [0.003], [0.001, 0.005]])  # seconds per block, 1 pass each
+    calls = []
+
+    def fake(self, min_run_time):
+        calls.append(min_run_time)
+        return Measurement(1, next(blocks), self._task_spec)
+
+    monkeypatch.setattr(Timer, "blocked_autorange", fake)
+    model = torch.nn.Conv2d(3, 4, 3)
+    m = latency.measure_latency(model, 8, "cpu", min_run_time_s=0.3)
+    want = Measurement(1, [0.002, 0.004, 0.003, 0.001, 0.005], None)
+    assert calls == [0.3, 0.3, 0.3] and m.repeats == 5  # until MIN_BLOCKS (4) blocks
+    assert m.median_ms == pytest.approx(3.0) and m.iqr_ms == pytest.approx(want.iqr * 1000)
 
 
 def test_table6_flags_a_noisy_latency_and_labels_memory(tmp_path):

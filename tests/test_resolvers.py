@@ -14,7 +14,7 @@ from glattn import resolvers
 
 def test_importing_glattn_registers_nothing_and_register_is_idempotent():
     code = (
-        "import glattn.registry, glattn.data, glattn.sweep, glattn.sweep.transfer, glattn.cli\n"
+        "import glattn.contract, glattn.data, glattn.sweep, glattn.sweep.transfer, glattn.cli\n"
         "from omegaconf import OmegaConf\n"
         "from glattn import resolvers\n"
         "print([OmegaConf.has_resolver(n) for n in resolvers.RESOLVERS])\n"

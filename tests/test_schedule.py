@@ -1,9 +1,11 @@
 """Costliest jobs first (glattn.sweep.schedule): LPT order and makespan arithmetic on fake
 costs, plan-mode costs, the configured slots, and the local_gpus launcher's start order."""
 
+import io
 import itertools
 import random
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -98,6 +100,7 @@ def test_lpt_jobs_falls_back_to_the_given_order(caplog):
 class _Proc:
     def __init__(self, args, **kw):
         self.returncode = 0
+        self.stdin = io.BytesIO()  # the launcher writes the job's pickle here
 
     def poll(self):
         return 0
@@ -113,7 +116,7 @@ def test_local_gpus_starts_costliest_first_and_keeps_job_numbers(tmp_path, monke
     started = []
 
     def popen(args, **kw):
-        started.append(int(str(args[-1]).rsplit("/", 1)[-1]))
+        started.append(int(Path(args[-2]).name))  # [..., "_worker", job_dir, result_fd]
         return _Proc(args)
 
     monkeypatch.setattr(subprocess, "Popen", popen)

@@ -1,4 +1,4 @@
-"""Structured-config schemas (glattn/schema.py): every trainer, dataset, glsa, tracking and
+"""Structured-config schemas (glattn/schema/nodes.py): every trainer, dataset, glsa, tracking and
 sweep node composes onto its schema, an unknown key fails naming the closest valid one
 (`+key=...` included, which Hydra lets through struct mode), and registration needs no
 import of glattn before composing."""
@@ -65,7 +65,7 @@ def test_an_added_unknown_key_is_an_error_naming_the_closest_valid_key(overrides
 
 
 def test_an_added_credential_key_is_not_a_typo_but_a_warning(caplog):
-    """`+tracking.api_key=...` (issue 9): masked wherever glattn writes it, and the warning
+    """`+tracking.api_key=...` : masked wherever glattn writes it, and the warning
     says where credentials belong; a non-credential key stays an error."""
     cfg = compose_cfg("+tracking.api_key=abc123", "+dataset.access_token=xyz789")
     with caplog.at_level("WARNING", logger="glattn.schema"):

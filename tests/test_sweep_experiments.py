@@ -141,7 +141,7 @@ def test_table5_transfer_source_on_the_command_line_finds_the_same_training(tmp_
     assert config_fingerprint(plain) == config_fingerprint(routed)
 
 
-#: The seed's paper protocol (its COMMON_ARGS, quoted in issue 10 and experiments/README.md).
+#: The seed's paper protocol (its COMMON_ARGS, quoted in experiments/README.md).
 PROTOCOL = {
     "trainer.batch_size": 32,
     "optimizer._target_": "torch.optim.AdamW",

@@ -156,7 +156,7 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, 
         time.sleep(0.2)  # job 0 is running (its Hydra job dir exists)
     proc.send_signal(getattr(signal, signame))
     output, _ = proc.communicate(timeout=60)
-    # the sweep's summary and the shell's exit status for the signal, no traceback (issue 19)
+    # the sweep's summary and the shell's exit status for the signal, no traceback
     status = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}[signame]  # 128 + the signal
     assert proc.returncode == status, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
@@ -178,7 +178,7 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, 
     assert parent.info.status == "KILLED"
 
 
-# ------------------------------------------------------------- fail fast (issue 19)
+# ------------------------------------------------------------- fail fast
 def _fake_bin(folder: Path, name: str, body: str) -> None:
     folder.mkdir(exist_ok=True)
     (folder / name).write_text(f"#!/bin/sh\n{body}\n")

@@ -84,7 +84,7 @@ def test_plan_marks_done_jobs_and_estimates_cost(tmp_path):
     pflop = 3 * flops * train_images * task.trainer.max_epochs / 1e15
     assert all(f" {_fmt_pflop(pflop)} " in r for r in rows if "learnable_gate" in r)
     assert f"compute: {_fmt_pflop(3 * pflop)} PFLOP for 3 of 3 jobs" in res.stdout
-    # disk per finished run: ~1.2 x fp32 weights + 5 MB (issue 10's target), from the same model
+    # disk per finished run: ~1.2 x fp32 weights + 5 MB, from the same model
     from glattn.sweep.plan import _fmt_bytes
 
     with torch.device("meta"):

@@ -79,7 +79,7 @@ def test_failing_job_is_reported_and_the_other_finishes(swept):
         ROOT / "run.py",
         "debug=smoke",
         "seed=2",
-        "optimizer.lr=0.001,-1",
+        "optimizer.lr=0.001,1e30",  # diverges while training (a config error: no launch)
         f"paths.output_dir={out}",
         cwd=ROOT,  # basic launcher: in-process, one after another
     )
@@ -96,7 +96,7 @@ def test_failing_job_is_reported_and_the_other_finishes(swept):
 
 
 def test_finished_sweep_runs_meet_the_disk_target_and_print_the_ui_command(swept):
-    """Issue 10: a finished job keeps one copy of its best weights (the MLflow artifact) and
+    """A finished job keeps one copy of its best weights (the MLflow artifact) and
     nothing else of size: run folder + checkpoint folder + artifacts <= 1.2 x fp32 + 5 MB."""
     out, first = swept
     sweep = sweep_dirs(out)[0]  # the fixture's sweep (other tests of this module add more)

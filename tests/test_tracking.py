@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from glattn.checkpoint import checkpoint_dir
 from glattn.config import config_fingerprint
@@ -63,7 +63,24 @@ def test_flatten_real_config_has_dotted_keys():
     cfg = cfg_with("trainer.max_epochs=7")
     flat = flatten_config(cfg)
     assert flat["optimizer.lr"] == "0.001" and flat["trainer.max_epochs"] == "7"
-    assert flat["fusion._target_"].startswith("glattn.") and flat["paths.output_dir"]
+    assert flat["paths.output_dir"]
+
+
+def test_params_are_settings_once_grouped_and_the_class_is_a_tag():
+    """Params a researcher reads: no Hydra instantiate keys, ``seed`` once (a tag), no launch
+    controls; sorted, so a group's settings sit together; the class each option builds is
+    the ``class.<group>`` tag. The fingerprint is the config's (tests/test_fingerprints.py)."""
+    from glattn.tracking import class_tags
+
+    cfg = cfg_with("fusion=learnable_gate")
+    flat = flatten_config(cfg)
+    assert not [k for k in flat if k.rsplit(".", 1)[-1] in ("_target_", "_partial_")]
+    assert "seed" not in flat and not [k for k in flat if k.startswith(("sweep.", "hydra"))]
+    assert list(flat) == sorted(flat) and flat["fusion.init_logit"] == "0.0"
+    tags = class_tags(cfg)
+    assert tags["class.fusion"] == cfg.fusion._target_ and tags["class.loss"] == cfg.loss._target_
+    owners = {k for k in cfg if isinstance(cfg[k], DictConfig) and "_target_" in cfg[k]}
+    assert set(tags) == {f"class.{k}" for k in owners} and "class.glsa" in tags
 
 
 def test_sqlite_uri_made_absolute(tmp_path, monkeypatch):

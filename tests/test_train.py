@@ -70,7 +70,7 @@ def test_run_has_params_tags_and_metrics(trained):
     assert tags["git_commit"] and "mlflow.parentRunId" not in tags
     params = run.data.params
     assert params["optimizer.lr"] == "0.001" and params["trainer.batch_size"] == "16"
-    assert params["fusion._target_"] == cfg.fusion._target_
+    assert run.data.tags["class.fusion"] == cfg.fusion._target_ and "seed" not in params
     assert params["loss.gamma"] == "2.0" and not any(k.startswith("hydra") for k in params)
     m = run.data.metrics
     for key in (
@@ -176,7 +176,7 @@ def test_finished_checkpoint_is_reused_in_another_experiment(trained):
     history = client(out).get_metric_history(new.info.run_id, "val/balanced_acc")
     assert [h.step for h in history] == [1]  # the epoch history was logged, not retrained
     assert {**new.data.params, "tracking.experiment": "glattn-debug"} == run.data.params
-    assert again["time/train_total_s"] == metrics["time/train_total_s"]  # no epoch re-ran
+    assert "time/train_total_s" not in again  # reused: the source run measured the training
 
 
 def test_gradcam_cli_on_given_images(trained, tmp_path):
@@ -186,16 +186,11 @@ def test_gradcam_cli_on_given_images(trained, tmp_path):
     ckpt = run.info.run_id  # glattn.load_model: a run id in the store of tracking_uri
     images = sorted((out / "data").rglob("*.jpg"))[:3]
     target = tmp_path / "cam.png"
-    path = gradcam_main(
-        [
-            f"ckpt_path={ckpt}",
-            f"images=[{','.join(map(str, images))}]",
-            f"out={target}",
-            f"tracking_uri=sqlite:///{out}/mlflow.db",
-        ]
-    )
-    assert path == target and target.stat().st_size > 1000
-    with pytest.raises(SystemExit, match="usage"):
+    uri = f"sqlite:///{out}/mlflow.db"
+    args = [ckpt, *map(str, images), "--out", str(target), "--tracking-uri", uri]
+    assert gradcam_main(args) == 0
+    assert target.stat().st_size > 1000
+    with pytest.raises(SystemExit, match="glattn gradcam CKPT IMAGE"):  # the older form
         gradcam_main([f"ckpt_path={ckpt}"])
 
 
@@ -218,7 +213,7 @@ def test_non_finite_loss_fails_clearly_and_marks_run_failed(trained):
         ("trainer.batch_size=0", "trainer.batch_size=0: expected an integer >= 1"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0"),
         ("scheduler._target_=torch.optim.lr_scheduler.Bogus", "scheduler._target_="),
-        ("trainer.monitor=val/bogus", "'val/balanced_acc'"),
+        ("trainer.monitor=val/bogus", "expected one of val/loss, val/acc, val/balanced_acc"),
         ("trainer.amp=fp8", "trainer.amp='fp8': expected one of"),
         ("trainer.device=gpu", "trainer.device='gpu'"),
         ("task=predict", "task='predict'"),

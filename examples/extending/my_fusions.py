@@ -4,12 +4,11 @@ per-position, per-channel gate computed from both branches."""
 import torch
 from torch import nn
 
-from glattn.models.fusion import FUSIONS
 
-
-@FUSIONS.register("gated_conv", reference="Gated convolutional fusion (my paper, 2026)")
 class GatedConvFusion(nn.Module):
     # the fusion contract: __init__(self, channels, **settings); forward(A, L, x) -> x's shape
+    reference = "Gated convolutional fusion (my paper, 2026)"  # the report's reference column
+
     def __init__(self, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.gate = nn.Conv2d(2 * channels, channels, kernel_size, padding=kernel_size // 2)

@@ -4,14 +4,11 @@ starts small (LayerScale, Touvron et al. 2021, arXiv:2103.17239)."""
 import torch
 from torch import nn
 
-from glattn.models.residual import RESIDUALS
 
-
-@RESIDUALS.register(
-    "layer_scale", reference="LayerScale, Touvron et al. ICCV 2021 (arXiv:2103.17239)"
-)
 class LayerScaleResidual(nn.Module):
     # the residual contract: __init__(self, channels, **settings); forward(x, R) -> x's shape
+    reference = "LayerScale, Touvron et al. ICCV 2021 (arXiv:2103.17239)"
+
     def __init__(self, channels: int, init: float = 1e-4) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.full((1, channels, 1, 1), float(init)))

@@ -5,14 +5,14 @@ synthetic dermoscopy set, lesion-grouped splits, a decode-once image cache, tran
 from glattn.data.bundle import DataBundle, build_data
 from glattn.data.classes import CLASS_NAMES, ISIC_COLUMNS
 from glattn.data.errors import DataError
-from glattn.data.readers import READERS, class_names_of
+from glattn.data.readers import class_names_of, reader_of
 
 __all__ = [
     "CLASS_NAMES",
     "ISIC_COLUMNS",
     "DataBundle",
     "DataError",
-    "READERS",
     "build_data",
     "class_names_of",
+    "reader_of",
 ]

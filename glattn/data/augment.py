@@ -182,7 +182,7 @@ class DeviceAugment:
         numbers, in the same order, as one draw per parameter: the CPU generator fills a
         tensor element by element) and the arithmetic runs in NumPy (float64, the same
         operations): tens of microseconds a batch instead of ~40 small tensor ops of
-        several microseconds each (issue 16: host-side work per step; benchmarks/host_step.py)."""
+        several microseconds each (host-side work per step; benchmarks/host_step.py)."""
         width, low = self._ranges(n)
         u = torch.rand(len(width), generator=self.generator, dtype=torch.float64).numpy()
         u = u * width + low

@@ -1,10 +1,11 @@
 """`build_data(cfg, run_dir)`: config -> validated images -> lesion-grouped splits ->
-datasets and loaders (the data half of the pipeline in DESIGN.md section 2).
+datasets and loaders (the data half of the pipeline in docs/design.md).
 
 Order of work, so that bad input fails before training: check options -> read metadata
 (root, files, columns, labels, duplicates, missing images) -> decode every image once
 (cache build, or a fast 1/8-scale check without cache; corrupt files fail or are skipped
-with dataset.skip_bad_images=true) -> split -> check every class is in every split ->
+with dataset.skip_bad_images=true) -> split -> check every class is in every split (and
+warn about byte-identical copies of one image in two splits, glattn.data.identity) ->
 write split.csv (and skipped_images.csv) into run_dir.
 """
 
@@ -23,15 +24,17 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from glattn.data.cache import DiskImages, build_cache
 from glattn.data.datasets import LesionDataset, collate_batch
 from glattn.data.errors import DataError
-from glattn.data.options import AUGMENTS, DataOptions, check_options
-from glattn.data.readers import READERS, read
+from glattn.data.identity import identical_across_splits
+from glattn.data.options import AUGMENTS, SAMPLERS, DataOptions, check_options
+from glattn.data.readers import read, reader_of
 from glattn.data.splits import assign_splits, check_splits
 from glattn.data.transforms import eval_transform, resize_side, train_transform
+from glattn.logging_utils import DETAIL
 
 log = logging.getLogger(__name__)
 
 
-__all__ = ["READERS", "DataBundle", "build_data"]  # conf/dataset/<name>.yaml <-> READERS
+__all__ = ["DataBundle", "build_data"]
 
 
 @dataclass
@@ -76,8 +79,8 @@ class DataBundle:
         sampler = self.options.sampler if sampler is None else sampler
         if augment is None:
             augment = self.options.augment if self.augmenter_taken else "cpu"
-        if sampler not in ("weighted", "none"):
-            raise DataError(f"sampler={sampler!r}: expected 'weighted' or 'none'")
+        if sampler not in SAMPLERS:
+            raise DataError(f"sampler={sampler!r}: expected one of {', '.join(SAMPLERS)}")
         if augment not in AUGMENTS:
             raise DataError(f"augment={augment!r}: expected one of {', '.join(AUGMENTS)}")
         gen = torch.Generator().manual_seed(self.options.seed if seed is None else seed)
@@ -167,7 +170,7 @@ def _split(frame: pd.DataFrame, o: DataOptions) -> np.ndarray:
 def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
     """Validated data for `cfg` (reads cfg.dataset, cfg.paths.output_dir, cfg.seed)."""
     o = check_options(cfg)
-    frame, class_names = read(o)
+    frame, class_names = read(o, reader_of(cfg["dataset"]))
     skipped = list(frame.attrs.get("skipped", []))
     frame = frame.reset_index(drop=True)
     side = resize_side(o.image_size)
@@ -189,6 +192,9 @@ def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
         }
     )
     check_splits(split_frame, how, class_names=class_names)
+    identical_across_splits(
+        frame["path"].tolist(), frame["split"].tolist(), split_frame["image_id"].tolist()
+    )
     skipped_frame = pd.DataFrame(skipped, columns=["image_id", "reason"])
     if run_dir is not None:
         run_dir = Path(run_dir)
@@ -208,7 +214,7 @@ def build_data(cfg: Mapping, run_dir: str | Path | None = None) -> DataBundle:
     if "train" not in sets:
         raise DataError(f"no training images left ({how})")
     counts = np.bincount(sets["train"].labels, minlength=len(class_names))
-    log.info("training class counts: %s", dict(zip(class_names, counts.tolist())))
+    log.info("training class counts: %s", dict(zip(class_names, counts.tolist())), extra=DETAIL)
     return DataBundle(
         sets.get("train"),
         sets.get("val"),

@@ -25,7 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from glattn.data.errors import DataError
+from glattn.data.identity import check_one_row_per_file
 from glattn.data.table import check_not_blank, check_unique, line_of, read_table
+from glattn.schema import CsvDatasetSchema, defaults_of
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,9 @@ def csv_path(d: Mapping) -> Path:
 
 
 def _columns(d: Mapping) -> tuple[str, str, str | None]:
-    image = str(_key(d, "image_column", "image"))
-    label = str(_key(d, "label_column", "label"))
+    declared = defaults_of(CsvDatasetSchema)
+    image = str(_key(d, "image_column", declared["image_column"]))
+    label = str(_key(d, "label_column", declared["label_column"]))
     group = d.get("group_column") if hasattr(d, "get") else None
     if group is None or str(group).lower() == NO_GROUP:
         return image, label, None
@@ -141,7 +144,7 @@ def csv_class_names(d: Mapping) -> tuple[str, ...]:
         return names
     path = csv_path(d)
     _, label, _ = _columns(d)
-    _read(path, d)  # names the missing column, if any
+    check_not_blank(_read(path, d), [label], path)  # a missing column, a short row
     stat = os.stat(path)
     names = _labels_in(str(path), stat.st_mtime_ns, stat.st_size, label)
     if len(names) < 2:
@@ -188,6 +191,10 @@ def read_csv_folder(o) -> pd.DataFrame:
             f"under dataset.root={str(root)!r}: {shown}{more}; expected paths relative to "
             "the root"
         )
+    # the image's identity is its file: images/x.png and ./images/x.png are one image
+    check_one_row_per_file(
+        paths, str(path), lambda i: f"{frame[image].iloc[i]!r} (line {line_of(i)})"
+    )
     out = pd.DataFrame(
         {
             "image_id": frame[image].to_numpy(),

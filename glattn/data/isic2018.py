@@ -189,7 +189,7 @@ def official_rows(dataset_cfg, image_ids: Sequence[str], probs: np.ndarray, clas
     predicted image must be in the ground truth; a ground-truth image without a prediction
     (absent on disk, or skipped as unreadable) gets uniform probabilities 1/7."""
     name = str(dataset_cfg.get("name"))
-    eval_split = str(dataset_cfg.get("eval_split", "holdout"))
+    eval_split = str(dataset_cfg.get("eval_split"))
     if name != "isic2018" or eval_split not in ("official_val", "official_test"):
         return None
     truth = official_ground_truth(dataset_cfg.get("root"), eval_split)

@@ -1,91 +1,56 @@
-"""cfg.dataset -> checked, typed options. Each bad value fails with the key, the value and
-what is allowed (conf/dataset/*.yaml documents every key)."""
+"""cfg.dataset -> checked, typed options. Each key's type, default and range are declared
+once, in glattn.schema (DatasetSchema and its per-data-set subclasses); a bad value fails
+with the key, the value and what is allowed. Checks across keys (fold < folds, the class
+count, the fractions' sum, the official splits) live here."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
 
-from glattn.data.classes import CLASS_NAMES
-from glattn.data.errors import DataError
+from omegaconf import OmegaConf
 
-SAMPLERS = ("weighted", "none")
-EVAL_SPLITS = ("holdout", "official_val", "official_test")
+from glattn.data.errors import DataError
+from glattn.schema import (
+    CsvDatasetSchema,
+    DatasetSchema,
+    PathsSchema,
+    SyntheticDatasetSchema,
+    choices_of,
+    declared_type,
+    defaults_of,
+    value_error,
+)
+
 # training augmentation: batched on the device | per image (workers) | none (the eval
 # transform, e.g. debug=overfit: can the model fit a few fixed images at all?)
-AUGMENTS = ("device", "cpu", "none")
+AUGMENTS = choices_of(DatasetSchema, "augment")
+SAMPLERS = choices_of(DatasetSchema, "sampler")
+#: the keys of every data set's declaration, the union (synthetic and csv keys included)
+_DECLARED = {
+    f.name: (schema, f)
+    for schema in (DatasetSchema, SyntheticDatasetSchema, CsvDatasetSchema)
+    for f in dataclasses.fields(schema)
+}
 
-
-@dataclass(frozen=True)
-class DataOptions:
-    name: str
-    root: str | None
-    image_size: int = 224
-    num_classes: int = 7
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    folds: int = 1
-    fold: int = 0
-    split_seed: int = 0
-    sampler: str = "weighted"
-    eval_split: str = "holdout"
-    skip_bad_images: bool = False
-    cache: bool = True
-    cache_dir: str = "outputs/cache"
-    num_workers: int = 0
-    augment: str = "device"
-    # synthetic only
-    num_images: int = 2000
-    source_width: int = 200
-    source_height: int = 150
-    generator_seed: int = 0
-    # the class list (CLASS_NAMES, or the csv data set's / an extension reader's own)
-    classes: tuple[str, ...] = CLASS_NAMES
-    # csv only (glattn.data.csvfolder)
-    csv: str | None = None
-    image_column: str = "image"
-    label_column: str = "label"
-    group_column: str | None = None
-    # from the top level of the config
-    seed: int = 0
-
-
-def _get(d: Mapping, key: str, default):
-    value = d.get(key, default) if hasattr(d, "get") else default
-    return default if value is None and default is not None else value
-
-
-def _int(d, key, default, low, high=None) -> int:
-    v = _get(d, key, default)
-    ok = isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v < high)
-    if not ok:
-        bound = f">= {low}" + ("" if high is None else f" and < {high}")
-        raise DataError(f"dataset.{key}={v!r}: expected an integer {bound}")
-    return v
-
-
-def _fraction(d, key, default) -> float:
-    v = _get(d, key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise DataError(f"dataset.{key}={v!r}: expected a number in [0, 1)")
-    return float(v)
-
-
-def _choice(d, key, default, allowed) -> str:
-    v = _get(d, key, default)
-    v = "none" if v is None else v
-    if v not in allowed:
-        raise DataError(f"dataset.{key}={v!r}: expected one of {', '.join(allowed)}")
-    return v
-
-
-def _bool(d, key, default) -> bool:
-    v = _get(d, key, default)
-    if not isinstance(v, bool):
-        raise DataError(f"dataset.{key}={v!r}: expected true or false")
-    return v
+#: declared keys that are not options of the data: its name, folder and class list (set
+#: below) and the reader (`_target_`, glattn.data.readers.reader_of)
+_NOT_OPTIONS = ("name", "root", "classes", "_target_")
+#: The checked options: every declared key (defaults from the declaration), the resolved
+#: class list and the top-level seed.
+DataOptions = dataclasses.make_dataclass(
+    "DataOptions",
+    [("name", str), ("root", "str | None"), ("classes", "tuple[str, ...]"), ("seed", int)]
+    + [
+        (name, f.type, dataclasses.field(default=defaults_of(schema)[name]))
+        for name, (schema, f) in _DECLARED.items()
+        if name not in _NOT_OPTIONS
+    ],
+    frozen=True,
+)
+DataOptions.__module__ = __name__  # pickled into DataLoader workers by name
 
 
 def _plain(d) -> dict:
@@ -97,6 +62,24 @@ def _plain(d) -> dict:
         v = d.get(k)
         out[k] = list(v) if hasattr(v, "__iter__") and not isinstance(v, (str, Mapping)) else v
     return out
+
+
+def _value(d, key: str, out_dir: Path):
+    """dataset.<key>, checked against its declaration; absent or null: its default (a
+    ``${paths.output_dir}`` default resolved against `out_dir`)."""
+    schema, f = _DECLARED[key]
+    node = OmegaConf.create({key: d.get(key) if hasattr(d, "get") else None})
+    if node[key] is None:
+        default = defaults_of(schema)[key]
+        if default is None:
+            return None
+        paths = OmegaConf.create({"paths": {"output_dir": str(out_dir)}, key: default})
+        node[key] = paths[key]
+    error = value_error(schema, node, "dataset.", key)
+    if error:
+        raise DataError(error)
+    value = node[key]
+    return float(value) if declared_type(schema, key)[0] is float and value is not None else value
 
 
 #: the environment variable conf/dataset/<name>.yaml reads the root from
@@ -123,55 +106,36 @@ def check_options(cfg: Mapping) -> DataOptions:
     d = cfg.get("dataset") if hasattr(cfg, "get") else None
     if d is None:
         raise DataError("cfg.dataset is missing; expected a dataset config (dataset=synthetic)")
-    from glattn.data.readers import READERS, class_names_of
+    from glattn.data.readers import class_names_of
 
-    name = _choice(d, "name", None, tuple(READERS.names()))
-    skip = ("name", "root", "classes")
-    defaults = {f.name: f.default for f in fields(DataOptions) if f.name not in skip}
-    out_dir = Path(str(cfg.get("paths", {}).get("output_dir", "outputs")))
-    root = _get(d, "root", None)
+    name = str(d.get("name") or "").strip()
+    if not name:
+        raise DataError(f"dataset.name={d.get('name')!r}: expected the data set's name")
+    out_dir = Path(
+        str(cfg.get("paths", {}).get("output_dir", defaults_of(PathsSchema)["output_dir"]))
+    )
+    root = d.get("root")
     if name == "synthetic" and not root:
         root = str(out_dir / "data")
     root = None if root is None else str(root)
-    extra = {}
-    if name == "csv":
-        for key in ("csv", "image_column", "label_column", "group_column"):
-            v = _get(d, key, None)
-            if v is not None and (not isinstance(v, str) or not v.strip()):
-                raise DataError(f"dataset.{key}={v!r}: expected a non-empty string")
-            if v is not None:
-                extra[key] = v
+    own = {"synthetic": SyntheticDatasetSchema, "csv": CsvDatasetSchema}.get(name, DatasetSchema)
+    keys = [f.name for f in dataclasses.fields(own) if f.name not in _NOT_OPTIONS]
     # before num_classes, which may be derived from it (${glattn.num_classes:})
+    o = {k: _value(d, k, out_dir) for k in keys if k != "num_classes"}
     classes = class_names_of({**_plain(d), "name": name, "root": root})
     if name == "csv":  # a patient-like column and group_column null: refused here, early
         from glattn.data.csvfolder import check_group_column
 
         check_group_column({**_plain(d), "root": root})
-    o = dict(
+    o.update(
         name=name,
         root=root,
         classes=classes,
-        **extra,
-        image_size=_int(d, "image_size", defaults["image_size"], 8),
-        num_classes=_int(d, "num_classes", 7, 1),
-        val_fraction=_fraction(d, "val_fraction", defaults["val_fraction"]),
-        test_fraction=_fraction(d, "test_fraction", defaults["test_fraction"]),
-        folds=_int(d, "folds", 1, 1),
-        split_seed=_int(d, "split_seed", 0, 0),
-        sampler=_choice(d, "sampler", "weighted", SAMPLERS),
-        eval_split=_choice(d, "eval_split", "holdout", EVAL_SPLITS),
-        skip_bad_images=_bool(d, "skip_bad_images", False),
-        cache=_bool(d, "cache", True),
-        cache_dir=str(_get(d, "cache_dir", None) or out_dir / "cache"),
-        num_workers=_int(d, "num_workers", 0, 0),
-        augment=_choice(d, "augment", "device", AUGMENTS),
-        num_images=_int(d, "num_images", defaults["num_images"], 28),
-        source_width=_int(d, "source_width", defaults["source_width"], 16),
-        source_height=_int(d, "source_height", defaults["source_height"], 16),
-        generator_seed=_int(d, "generator_seed", 0, 0),
+        num_classes=_value(d, "num_classes", out_dir),
         seed=int(cfg.get("seed", 0) or 0),
     )
-    o["fold"] = _int(d, "fold", 0, 0, o["folds"])
+    if o["fold"] >= o["folds"]:
+        raise DataError(f"dataset.fold={o['fold']}: expected an integer >= 0 and < {o['folds']}")
     if o["num_classes"] != len(classes):
         raise DataError(
             f"dataset.num_classes={o['num_classes']}: expected {len(classes)} "

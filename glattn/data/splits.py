@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from glattn.data.classes import CLASS_NAMES
 from glattn.data.errors import DataError
+from glattn.logging_utils import DETAIL
 
 log = logging.getLogger(__name__)
 
@@ -138,5 +139,5 @@ def check_splits(
                 f"{_empty_class_advice(str(split), eval_split)}. "
                 f"Counts per split:\n{table.to_string()}"
             )
-    log.info("images per class and split (%s):\n%s", how, table.to_string())
+    log.info("images per class and split (%s):\n%s", how, table.to_string(), extra=DETAIL)
     return table

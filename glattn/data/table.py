@@ -19,14 +19,17 @@ def read_table(path: Path, required: list[str], lower_columns: bool = True) -> p
     except OSError as e:
         raise DataError(f"{path}: cannot read metadata file ({e})") from e
     if not header.strip():
-        raise DataError(f"{path}: metadata file is empty; expected a header line with {required}")
+        raise DataError(
+            f"{path}: the file is empty; expected a header line naming the columns"
+            + (f" (at least {required})" if required else "")
+        )
     sep = "\t" if "\t" in header else ","
     try:
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(
             f"{path}: cannot parse as a {'tab' if sep == chr(9) else 'comma'}"
-            f"-separated table ({e})"
+            f"-separated table ({str(e).strip()})"
         ) from e
     frame.columns = [c.strip().lower() if lower_columns else c.strip() for c in frame.columns]
     missing = [c for c in required if c not in frame.columns]

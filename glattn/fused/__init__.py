@@ -1,4 +1,4 @@
-"""Fused seeds (issue 17): the jobs of a sweep that differ only in ``seed`` trained as one
+"""Fused seeds: the jobs of a sweep that differ only in ``seed`` trained as one
 stacked model, one member per seed (Wang et al., "Horizontally Fused Training Array", MLSys
 2021, arXiv:2102.02344).
 

@@ -4,14 +4,15 @@ runtime, callbacks and state) through one `FusedModel` (Wang et al., "Horizontal
 Training Array", MLSys 2021, arXiv:2102.02344).
 
 Each step takes one batch from every active member's own train loader (its sampler order,
-its augmentation generator, its global RNG stream swapped in around the draw), runs the
-members as one vmapped forward, sums their losses (the members share no parameter, so each
-gets exactly its own gradient), and steps each member's own optimizer (its clipping, its
-GradScaler). Each epoch ends per member through `Trainer.end_epoch` (its scheduler, its
-ReduceLROnPlateau decision, its early stopping) and its callbacks (its last.pt/best.pt,
-history CSV, MLflow metrics). A stopped member is masked out of the step (no draws, no
-update, BatchNorm statistics put back); a member whose loss turns non-finite ends with its
-`NonFiniteLossError` in ``failed`` while the others go on.
+its augmentation generator, its global RNG stream swapped in around the draw; after the last
+step each loader runs on to StopIteration, as the unfused loop's ``for``, so the sampler's
+generator makes the same draws), runs the members as one vmapped forward, sums their losses
+(the members share no parameter, so each gets exactly its own gradient), and steps each
+member's own optimizer (its clipping, its GradScaler). Each epoch ends per member through
+`Trainer.end_epoch` (its scheduler, its ReduceLROnPlateau decision, its early stopping) and
+its callbacks (its last.pt/best.pt, history CSV, MLflow metrics). A stopped member is masked
+out of the step (no draws, no update, BatchNorm statistics put back); a member whose loss
+turns non-finite ends with its `NonFiniteLossError` in ``failed`` while the others go on.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class FusedTrainer:
                 idx = self._check(idx, guards)
                 if not idx:
                     return {}
+        for i in idx:
+            self._drain(i, iters[i])
         idx = self._check(idx, guards)
         elapsed = time.perf_counter() - start
         return {
@@ -162,6 +165,18 @@ class FusedTrainer:
             for i, (s, c, n) in sums.items()
             if i in idx
         }
+
+    def _drain(self, i: int, it) -> None:
+        """Run member i's train loader on to StopIteration, as the unfused ``for`` loop
+        does. Without it a shuffled loader (``dataset.sampler=none``) with ``drop_last``
+        never asks its sampler for the partial last batch, the draw that makes
+        `torch.utils.data.RandomSampler` take its next ``randperm`` from the loader's
+        generator, and the member's data order would lag its unfused job's from epoch 2."""
+        with member_rng(self.members[i]):
+            extra = next(it, None)
+        if extra is not None:
+            n = len(self.members[i].loaders["train"])
+            raise RuntimeError(f"fused member {i}: its train loader gave more than {n} batches")
 
     def _step(self, member: MemberTrainer) -> None:
         """The member's optimizer step exactly as glattn.engine.train_one_epoch takes it."""

@@ -4,7 +4,7 @@
 - `spec` (`JobSpec`): what the validated config says the job is, computed once:
   fingerprint, group choices, run name, tags, params, folders, whether it starts over;
 - `build` (`build_components`): the only place a config becomes objects (data, model,
-  loss, optimizer, scheduler, runtime); the pre-flight check uses the same model builder;
+  loss, optimizer, scheduler, runtime); the pre-flight builds the model, its one build;
 - `lifecycle` (`run_job`): checks and masking once, signals, errors and exit codes;
   `record` (`JobRecord`): the lock, the MLflow run found or continued, ``status.json``;
 - `trainer` (`Trainer`): the epoch loop and early stopping; checkpoints, the history CSV,
@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> dict:
     if OmegaConf.select(cfg, "sweep.fused_seeds", default=None):
         from glattn.job.tasks.fused import train_fused
 
-        return train_fused(cfg)  # the seeds of one config as one fused job (issue 17)
+        return train_fused(cfg)  # the seeds of one config as one fused job
     from glattn.job.tasks.train import train
 
     return train(cfg)

@@ -19,6 +19,7 @@ from glattn.job import outputs
 from glattn.job.build import Components
 from glattn.job.callbacks import write_history
 from glattn.job.lifecycle import Job
+from glattn.job.reuse import without_measurements
 from glattn.job.trainer import FitState, Trainer
 from glattn.metrics import SCALAR_METRICS
 from glattn.tracking.models import WEIGHTS_KEY, LoggedWeights, log_model, slim_record
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def final_evaluation(job: Job, trainer: Trainer, parts: Components, best: dict) -> dict:
-    """Best checkpoint -> val (+ holdout test) metrics, model info, artifacts."""
+    """Best checkpoint -> val (+ holdout test) metrics, model info, artifacts; a reused
+    training (``job.reused_from``) logs no timing, throughput or memory: its source's."""
     cfg, state, names, run_dir, tracker = (
         job.cfg,
         trainer.state,
@@ -41,7 +43,9 @@ def final_evaluation(job: Job, trainer: Trainer, parts: Components, best: dict) 
     row = state.history[best_epoch - 1]
     metrics = {f"best/val/{m}": row[f"val/{m}"] for m in SCALAR_METRICS}
     metrics["best_epoch"] = best_epoch
-    metrics["time/train_total_s"] = float(sum(r["time/epoch_s"] for r in state.history))
+    reused = job.reused_from is not None
+    if not reused:
+        metrics["time/train_total_s"] = float(sum(r["time/epoch_s"] for r in state.history))
     val = evaluate(trainer.model, trainer.loaders["val"], trainer.loss_fn, trainer.rt, names)
     metrics.update({f"val/recall_{c}": val[f"recall_{c}"] for c in names})
     files = outputs.split_report(run_dir, "val", val, data.val.image_ids, names)
@@ -59,7 +63,9 @@ def final_evaluation(job: Job, trainer: Trainer, parts: Components, best: dict) 
     if cfg.trainer.gradcam_per_class > 0:
         start = time.perf_counter()
         files.append(_gradcam(job, trainer, data))
-        metrics["time/gradcam_s"] = time.perf_counter() - start  # issue 16: <= one epoch
+        metrics["time/gradcam_s"] = time.perf_counter() - start  # at most one epoch's time
+    if reused:
+        metrics = without_measurements(metrics)
     tracker.log_metrics(metrics, step=state.epoch)
     tracker.log_artifacts(files)
     tracker.log_artifacts(sorted((run_dir / ".hydra").glob("*.yaml")), "hydra")
@@ -148,12 +154,14 @@ def _log_model(job: Job, final: dict) -> LoggedWeights | None:
         return None
 
 
-def summary_line(metrics: dict, ui: str | None = None) -> str:
+def summary_line(metrics: dict, ui: str | None = None, reused_from: str | None = None) -> str:
     """The run's last line: ``done: best val (epoch 3) balanced_acc 0.913 acc 0.900 ... |
-    test balanced_acc 0.859 ... | mlflow ui --backend-store-uri ...``."""
+    test balanced_acc 0.859 ... | mlflow ui --backend-store-uri ...``; ``reused (not
+    trained) from <source>: best val ...`` for a reused training."""
     names = [m for m in SCALAR_METRICS if f"best/val/{m}" in metrics]
     val = " ".join(f"{m} {metrics[f'best/val/{m}']:.3f}" for m in names)
-    parts = [f"done: best val (epoch {int(metrics.get('best_epoch', 0))}) {val}"]
+    head = f"reused (not trained) from {reused_from}" if reused_from else "done"
+    parts = [f"{head}: best val (epoch {int(metrics.get('best_epoch', 0))}) {val}"]
     test = [m for m in names if f"test/{m}" in metrics]
     if test:
         parts.append("test " + " ".join(f"{m} {metrics[f'test/{m}']:.3f}" for m in test))

@@ -4,8 +4,9 @@
    must not leave a secret either), and a log filter masks them in every log line (console,
    ``<job>.log``, ``debug.log``).
 2. Everything the config alone can tell is checked once, before any data work: values, the
-   registries' targets, the data options, the task's pre-flight (training: the whole model
-   built on the meta device and run forward once; eval: the checkpoint and its model), and
+   `_target_`s, the data options, the task's pre-flight (training: the model's one build,
+   each component's contract checked, run forward once on the meta device; eval: the
+   checkpoint and its model), and
    that the output folder can be written. A bad config writes nothing. Then the `JobSpec`.
 3. The job = task + config fingerprint. Its MLflow run is found by tags in the experiment
    whatever state an earlier attempt left it in, and continued: one run per job, ever. A
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from glattn import optim
+from glattn import optim, phases
 from glattn import preflight as machine
 from glattn.config import (
     ConfigError,
@@ -44,6 +45,7 @@ from glattn.config import (
     raise_config_errors,
     resolved_config,
 )
+from glattn.contract import target_error
 from glattn.data.errors import DataError
 from glattn.errors import UserError
 from glattn.job import protocol
@@ -81,7 +83,7 @@ def interrupt_exit_status(exc: BaseException) -> int:
 
 # ----------------------------------------------------------------------------- checks
 def check_config(cfg: DictConfig) -> None:
-    """Values, registry targets and data options: one ConfigError naming every bad key."""
+    """Values, `_target_`s and data options: one ConfigError naming every bad key."""
     errors = config_errors(cfg)
     errors += [f"{key}: missing value (set {key}=...)" for key in _missing_keys(cfg)]
     errors += optim.config_errors(cfg)
@@ -103,9 +105,7 @@ def _missing_keys(cfg: DictConfig) -> list[str]:
 
 
 def _loss_errors(cfg: DictConfig) -> list[str]:
-    from glattn.losses import LOSSES
-
-    error = LOSSES.target_error(OmegaConf.select(cfg, "loss._target_", default=None), "loss")
+    error = target_error(OmegaConf.select(cfg, "loss._target_", default=None), "loss")
     return [error] if error else []
 
 
@@ -186,6 +186,7 @@ def run_job(
     preflight: Callable[[DictConfig], dict] | None = None,
 ) -> dict:
     """Check, lock, find or create the run, run ``body(job)``, record the outcome."""
+    start_clock()
     job = _checked_job(cfg, task, preflight)
     record = JobRecord(job)
     try:
@@ -203,10 +204,21 @@ def run_job(
         record.close()
 
 
+def start_clock() -> None:
+    """The job's own start for its ``time/*`` (glattn.phases): a process started for it (a
+    single run; a multirun job that its launcher started in a process of its own) counts
+    from glattn's import, a job in the sweep's process (Hydra's basic launcher) or in any
+    other process (the compose API) from now."""
+    hc = hydra_config()
+    launcher = str(OmegaConf.select(hc, "launcher._target_", default="")) if hc else ""
+    owns = hc is not None and (not is_multirun() or not launcher.endswith(".BasicLauncher"))
+    phases.job_started(owns_process=owns)
+
+
 def _checked_job(cfg: DictConfig, task: str, preflight) -> Job:
     """Mask, check (once), compute the spec, open the logs: the job before any work."""
     job = check_job(cfg, task, preflight, mask_hydra_output())
-    setup_logging(job.spec.run_dir)
+    setup_logging(job.spec.run_dir, protocol.current_sweep_dir())
     install_log_filter(job.secrets)
     log.info("run dir %s, fingerprint %s", job.spec.run_dir, job.spec.fingerprint)
     return job

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from glattn.config import resolved_config
-from glattn.metrics import SCALAR_METRICS, per_class_report
+from glattn.logging_utils import DETAIL
+from glattn.metrics import SCALAR_METRICS, confusion_figure, per_class_report
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,10 @@ def save_probabilities(path: Path, image_ids, probs: np.ndarray, class_names) ->
 
 
 def plot_confusion(path: Path, confusion: np.ndarray, class_names, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """The counts (`glattn.metrics.confusion_figure`, the report's percentages' twin) as PNG."""
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    ConfusionMatrixDisplay(confusion, display_labels=list(class_names)).plot(
-        ax=ax, colorbar=False, cmap="Blues", values_format="d"
-    )
-    ax.set_title(title)
+    fig = confusion_figure(confusion, class_names, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -51,6 +44,7 @@ def plot_curves(path: Path, history: list[dict]) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     frame = pd.DataFrame(history)
     marker = "o" if len(frame) < 3 else "."  # one epoch is a point, not a line: show it
@@ -64,6 +58,10 @@ def plot_curves(path: Path, history: list[dict]) -> Path:
         title="accuracy",
     )
     frame.plot(x="epoch", y="lr", ax=axes[2], marker=marker, logy=True, title="learning rate")
+    for ax in axes:  # whole epochs, also for one epoch (its view would span 0.945-1.055)
+        if frame["epoch"].nunique() < 2:
+            ax.set_xlim(frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -122,30 +120,12 @@ def _peak_mem_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-@torch.no_grad()
-def _latency_ms(model, image_size: int, device: torch.device, repeats: int = 5) -> float:
-    model.eval()
-    x = torch.zeros(1, 3, image_size, image_size, device=device)
-    model(x)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
-
-
 def model_info(model, cfg: DictConfig, device: torch.device) -> dict:
     from glattn.models import count_flops
 
     info = {f"model/params_{k}": v for k, v in model.count_parameters().items()}
     size = int(cfg.dataset.image_size)
     info["model/gflops"] = count_flops(model, size) / 1e9
-    info["perf/infer_latency_ms"] = _latency_ms(model, size, device)
     info["perf/peak_mem_mb"] = _peak_mem_mb(device)
     return info
 
@@ -157,4 +137,4 @@ def log_class_balance(data) -> None:
             continue
         counts = np.bincount(np.asarray(ds.labels), minlength=len(data.class_names))
         text = ", ".join(f"{c} {n}" for c, n in zip(data.class_names, counts))
-        log.info("class balance %s (%d images): %s", split, int(counts.sum()), text)
+        log.info("class balance %s (%d images): %s", split, int(counts.sum()), text, extra=DETAIL)

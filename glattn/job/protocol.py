@@ -6,9 +6,11 @@
                                  ``GLATTN_PARENT_RUN_ID``; never ``MLFLOW_RUN_ID``, which
                                  would make every job log into one run.
 ``<job dir>/status.json``       written by each job (`glattn.job.lifecycle`), also when it fails or
-                                 is interrupted: {"status": "finished"|"skipped"|"failed"|
-                                 "killed", "error": str|None, "run_id": str|None,
-                                 "fingerprint": str|None}.
+                                 is interrupted: {"status": "finished"|"reused"|"skipped"|
+                                 "failed"|"killed", "error": str|None, "run_id": str|None,
+                                 "fingerprint": str|None}; a reused job (a training FINISHED
+                                 in another experiment, glattn.job.reuse) adds "source":
+                                 {"run_id", "experiment", "run_name"}.
 ``<sweep dir>/jobs.json``       written by the glattn sweeper: one entry per launched job
                                  (number, overrides, job dir, Hydra's status and error).
 
@@ -30,7 +32,7 @@ PARENT_RUN_FILE = "parent_run_id"
 STATUS_FILE = "status.json"
 JOBS_FILE = "jobs.json"
 PARENT_RUN_ENV = "GLATTN_PARENT_RUN_ID"
-STATUSES = ("finished", "skipped", "failed", "killed")
+STATUSES = ("finished", "reused", "skipped", "failed", "killed")
 #: the key a fused job's overrides set: the seeds of its members (glattn.job.tasks.fused)
 FUSED_SEEDS_KEY = "sweep.fused_seeds"
 #: the sweep's switch (a member's record is its unfused job's: without it)
@@ -122,6 +124,7 @@ def write_status(
     run_id: str | None = None,
     fingerprint: str | None = None,
     members: list[dict] | None = None,
+    source: dict | None = None,
 ) -> Path:
     if status not in STATUSES:
         raise ValueError(f"status.json: status={status!r}; expected one of {STATUSES}")
@@ -131,6 +134,8 @@ def write_status(
         record["fingerprint"] = fingerprint
     if members is not None:
         record["members"] = members
+    if source is not None:
+        record["source"] = source
     atomic_write_text(path, json.dumps(record, indent=2))
     return path
 

@@ -1,13 +1,19 @@
 """One job's MLflow run record around its work: `JobRecord` (glattn.job.lifecycle runs one;
 glattn.job.tasks.fused one per member of a fused job).
 
-`JobRecord.open` looks for the job's FINISHED run (nothing to do) without the lock, then
-takes the fingerprint's checkpoint lock (`glattn.checkpoint.CheckpointLock`: a second
-process with the same fingerprint waits, then refuses, naming the holder), looks again,
-remembers the unfinished run to continue (a stale RUNNING one it does not continue ends
-KILLED) and checks the device. `succeed` tags the device the run ran on, `fail` ends the run
-FAILED or KILLED with its one-line error, and `close` releases the lock, writes
-``status.json`` and logs the run folder's logs as the run's artifacts.
+`JobRecord.open` looks for the job's FINISHED run (nothing to do; one more line when other
+code made it) without the lock, then takes the fingerprint's checkpoint lock
+(`glattn.checkpoint.CheckpointLock`: a second process with the same fingerprint waits, then
+refuses, naming the holder), looks again, remembers the unfinished run to continue (a stale
+RUNNING one it does not continue ends KILLED) and checks the device. `succeed` tags the
+device the run ran on (status ``finished``, or ``reused`` when the job took a training
+FINISHED elsewhere, glattn.job.reuse), `fail` ends the run FAILED or KILLED with its
+one-line error, and `close` releases the lock, writes ``status.json`` and logs the run
+folder's logs as the run's artifacts.
+
+Every run carries the code that made it and, in a sweep, the sweep's membership tag
+(glattn.tracking.provenance); a skipped FINISHED run gets the membership tag too, so it
+shows in the view of every sweep whose grid holds it.
 """
 
 from __future__ import annotations
@@ -24,9 +30,16 @@ from glattn.checkpoint import CheckpointLock, remove_stale_tmp
 from glattn.config import ConfigError
 from glattn.errors import UserError
 from glattn.job import protocol
+from glattn.job.reuse import Source, say_code_difference
 from glattn.job.spec import JobSpec
 from glattn.secrets import mask_text
 from glattn.tracking import Tracker, job_runs
+from glattn.tracking.provenance import (
+    COMMIT_TAG,
+    SWEEP_MEMBER_VALUE,
+    code_tags,
+    sweep_member_tag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +61,16 @@ class Job:
     previous: object | None = None  # the job's unfinished MLflow run to continue, if any
     context: dict = field(default_factory=dict)  # what the task's pre-flight found
     secrets: set = field(default_factory=set)  # masked in every message the job records
+    reused_from: Source | None = None  # the FINISHED training this job reuses (glattn.job.reuse)
+    _code: dict | None = field(default=None, repr=False)
+
+    @property
+    def code(self) -> dict[str, str]:
+        """The code identity of this process for this config (glattn.tracking.provenance)."""
+        if self._code is None:
+            commit = str(self.spec.tags.get(COMMIT_TAG, "unknown"))
+            self._code = {**code_tags(self.cfg), COMMIT_TAG: commit}
+        return self._code
 
     def start_run(self, extra_tags: dict | None = None, continue_run: bool = True) -> bool:
         """Create the run, or continue the job's unfinished one; log the missing params.
@@ -55,11 +78,13 @@ class Job:
         run_id = self.previous.info.run_id if (self.previous and continue_run) else None
         if self.previous is not None and run_id is None:
             _retire(self.tracker, self.previous)
+        parent = protocol.read_parent_run_id()
+        member = {sweep_member_tag(parent): SWEEP_MEMBER_VALUE} if parent else {}
         new = self.tracker.start(
             self.spec.run_name,
-            {**self.spec.tags, **(extra_tags or {})},
+            {**self.spec.tags, **self.code, **member, **(extra_tags or {})},
             run_id=run_id,
-            parent_run_id=protocol.read_parent_run_id(),
+            parent_run_id=parent,
         )
         self.tracker.log_params(dict(self.spec.params))
         return new
@@ -97,12 +122,16 @@ class JobRecord:
             done = _finished_run(job)  # it may have finished while we waited
         if done is not None:
             self.status.update(status="skipped", run_id=done.info.run_id)
+            _join_sweep(job, done)
             return done
         self.device = _checked_device(job.cfg)  # something to do: the device must exist
         return None
 
     def succeed(self) -> None:
-        self.status["status"] = "finished"
+        source = self.job.reused_from
+        self.status["status"] = "reused" if source is not None else "finished"
+        if source is not None:
+            self.status["source"] = source.status()
         _record_device(self.job, self.device)
 
     def fail(self, exc: BaseException) -> None:
@@ -119,7 +148,7 @@ class JobRecord:
 
 def _log_run_files(job: Job, log_dir: Path | None = None) -> None:
     """The run folder's logs (debug.log, <job>.log; ``log_dir``'s when given) and
-    status.json as the run's artifacts ``logs/``, secrets masked (issue 18); the files on
+    status.json as the run's artifacts ``logs/``, secrets masked; the files on
     disk stay as they are."""
     if job.tracker.run_id is None:
         return
@@ -154,6 +183,17 @@ def _record_device(job: Job, device: str) -> None:
             log.warning("could not tag the run with its device: %s", exc)
 
 
+def _join_sweep(job: Job, run) -> None:
+    """A FINISHED run the sweep skips still belongs to it: the sweep's membership tag."""
+    parent = protocol.read_parent_run_id()
+    if parent is None or run.data.tags.get(sweep_member_tag(parent)) == SWEEP_MEMBER_VALUE:
+        return
+    try:
+        job.tracker.client.set_tag(run.info.run_id, sweep_member_tag(parent), SWEEP_MEMBER_VALUE)
+    except Exception as exc:  # noqa: BLE001 - the run itself stays as it is
+        log.warning("could not tag run %s with its sweep: %s", run.info.run_id, exc)
+
+
 def _ran_on(run) -> str:
     return run.data.tags.get(DEVICE_TAG) or run.data.params.get("trainer.device") or "?"
 
@@ -171,6 +211,7 @@ def _say_finished(job: Job, finished) -> None:
         log.warning("trainer.device=%s does not change the result: %s", asked, line)
     else:
         log.info("nothing to do: %s", line)
+    say_code_difference(job.code, finished.data.tags, f"the FINISHED {finished.info.run_name}")
 
 
 def _finished_run(job: Job, look_only: bool = False):

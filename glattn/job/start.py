@@ -1,7 +1,8 @@
 """Where a training job starts: `starting_point` -> ``(checkpoint, kind)``.
 
 - ``"finished"``: this config already finished (in another experiment of the store, or with
-  tracking off): its best weights and loop state, no epochs to run;
+  tracking off): its best weights and loop state, no epochs to run; the job is a reused
+  one (``job.reused_from``, glattn.job.reuse) unless the checkpoint is its own run's;
 - ``"resume"``: the fingerprint's ``last.pt``, or ``ckpt_path`` when that is this config's
   own resumable checkpoint;
 - ``"finetune"``: ``ckpt_path`` is any other checkpoint: its weights, trained anew;
@@ -19,7 +20,9 @@ from omegaconf import OmegaConf
 
 from glattn.checkpoint import BEST_ARTIFACT, CheckpointError, load_checkpoint, resolve_checkpoint
 from glattn.job.lifecycle import Job
+from glattn.job.reuse import Source, announce
 from glattn.tracking import finished_job_run
+from glattn.tracking.provenance import REUSED_FROM_TAG
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def starting_point(job: Job) -> tuple[dict | None, str | None]:
         if last.is_file():
             ckpt = load_checkpoint(last)
             if ckpt["state"]["finished"]:  # trainer.keep_last=true, no best.pt left
-                log.info("%s is a finished training: reusing it, no epochs to run", last)
+                _reuse_local(job, ckpt, last)
                 return ckpt, "finished"
             log.info("resuming from %s", last)
             return ckpt, "resume"
@@ -77,7 +80,7 @@ def _finished_best(job: Job) -> dict | None:
     if local.is_file():
         ckpt = load_checkpoint(local)
         if ckpt.get("metrics") and ckpt["state"]["finished"]:
-            log.info("%s is a finished training: reusing it, no epochs to run", local)
+            _reuse_local(job, ckpt, local)
             return ckpt
     if not job.tracker.enabled:
         return None
@@ -90,9 +93,40 @@ def _finished_best(job: Job) -> dict | None:
     except CheckpointError as exc:
         log.warning("finished run %s has no usable weights (%s): training anew", ref, exc)
         return None
-    log.info(
-        "this config finished as MLflow run %s (%s): reusing its weights, no epochs to run",
-        run.info.run_id,
-        run.info.run_name,
-    )
+    job.reused_from = _source(job, run)
+    announce(job.reused_from, job.code)
     return ckpt
+
+
+def _source(job: Job, run) -> Source:
+    """The run that trained: `run`, or the run that `run` itself reused."""
+    client = job.tracker.client
+    original = run.data.tags.get(REUSED_FROM_TAG)
+    if original:
+        try:
+            run = client.get_run(original)
+        except Exception:  # noqa: BLE001 - deleted: the reusing run is the one left
+            pass
+    try:
+        experiment = client.get_experiment(run.info.experiment_id).name
+    except Exception:  # noqa: BLE001 - the run id names it all the same
+        experiment = None
+    return Source(run.info.run_id, experiment, run.info.run_name, tags=dict(run.data.tags))
+
+
+def _reuse_local(job: Job, ckpt: dict, path: Path) -> None:
+    """A finished training in the fingerprint's folder: this job's own run finishing (a kill
+    between its last checkpoint and FINISHED), else a reused one, named by its run."""
+    run_id = ckpt.get("mlflow_run_id")
+    if job.previous is not None and run_id == job.previous.info.run_id:
+        log.info("%s is this run's finished training: no epochs to run", path)
+        return
+    run = None
+    if run_id and job.tracker.enabled:
+        try:
+            run = job.tracker.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - deleted, or another store: the file still names it
+            run = None
+    source = _source(job, run) if run is not None else Source(run_id, path=str(path))
+    job.reused_from = source
+    announce(source, job.code)

@@ -9,8 +9,9 @@ when they are neither there nor downloadable, one error names the file and how t
 `stages(model)` splits the trunk into named stages with their output strides, which is
 where GLSA blocks can be inserted (see glattn.models.net).
 
-Extension backbones (README "Extending glattn"): a builder registered in BACKBONES under
-its own name, `builder(num_classes, **settings) -> (model, stage)`, where `model` is a
+Extension backbones (docs/extending.md): any builder named by a `_target_` (no registration),
+`builder(num_classes, **settings) -> (model, stage)`, checked against `CONTRACT` as the
+model is built, where `model` is a
 torchvision-style classifier, ResNet-style (conv1, bn1, relu, maxpool, layer1..layer4,
 avgpool, fc) or VGG-style (features, avgpool, classifier, features cut into blocks at its
 max-pools), its head already giving `num_classes` outputs, and `stage` the stage after
@@ -31,7 +32,7 @@ import torch
 import torchvision
 from torch import nn
 
-from glattn.registry import Registry
+from glattn.contract import Contract
 
 RESNET_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "fc")
 VGG_PARTS = ("features", "avgpool", "classifier")
@@ -65,13 +66,7 @@ def _probe(built, num_classes: int) -> str | None:
     return None
 
 
-BACKBONES = Registry(
-    "backbone", contract=CONTRACT, probe=_probe, where=("glattn.models.backbones", "BACKBONES")
-)
-for _name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
-    BACKBONES.register(_name)(getattr(torchvision.models, _name))
-for _name in ("vgg11", "vgg13", "vgg16", "vgg19"):
-    BACKBONES.register(_name)(getattr(torchvision.models, _name))
+BACKBONE_CONTRACT = Contract("backbone", CONTRACT, _probe)
 
 DOWNLOAD_TIMEOUT_S = 20.0
 
@@ -143,8 +138,9 @@ def resolve_weights(name: str, weights: str | None, download: bool = True):
 def build_backbone(
     name: str, num_classes: int, weights: str | None = None, download: bool = True
 ) -> nn.Module:
-    """A torchvision classifier with its last layer replaced for `num_classes`."""
-    builder = BACKBONES.get(name)
+    """A torchvision classifier (`name`: one of torchvision's ResNet or VGG builders) with its
+    last layer replaced for `num_classes`."""
+    builder = torchvision_builder(name)
     if int(num_classes) < 1:
         raise ValueError(f"dataset.num_classes must be >= 1, got {num_classes}")
     model = builder(weights=resolve_weights(name, weights, download))
@@ -153,6 +149,20 @@ def build_backbone(
     else:
         model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
     return model
+
+
+def torchvision_builder(name: str):
+    """torchvision's builder of model `name`, from torchvision's own registry: the builders of
+    its ResNet and VGG modules (the families `stages` knows)."""
+    tv = torchvision.models
+    families = {tv.resnet.__name__, tv.vgg.__name__}
+    allowed = [m for m in tv.list_models(tv) if tv.get_model_builder(m).__module__ in families]
+    if name not in allowed:
+        raise ValueError(
+            f"backbone.name={name!r} is not a torchvision ResNet or VGG builder; allowed: "
+            f"{', '.join(allowed)}"
+        )
+    return tv.get_model_builder(name)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Local attention for the GLSA block: CBAM (Woo et al., ECCV 2018, arXiv:1807.06521).
 
-Constructor contract (every entry of LOCAL_ATTENTION): `__init__(self, channels, **settings)`,
+Constructor contract (`CONTRACT`, checked for every local attention, whoever wrote it, as the
+model is built): `__init__(self, channels, **settings)`,
 `forward(x)` returns a tensor of the shape of `x` (B, C, H, W).
 
 Options (conf/attention/*.yaml):
@@ -18,15 +19,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from glattn.contract import Contract
 from glattn.models.contract import same_shape_probe
-from glattn.registry import Registry
 
-LOCAL_ATTENTION = Registry(
+CONTRACT = Contract(
     "attention",
-    contract="`__init__(self, channels, **settings)`; `forward(x)` returns a tensor of the "
+    "`__init__(self, channels, **settings)`; `forward(x)` returns a tensor of the "
     "shape of x (B, C, H, W)",
-    probe=same_shape_probe("forward(x)", 1),
-    where=("glattn.models.cbam", "LOCAL_ATTENTION"),
+    same_shape_probe("forward(x)", 1),
 )
 
 
@@ -59,9 +59,10 @@ class SpatialAttention(nn.Module):
         return x * torch.sigmoid(self.bn(self.conv(pooled)))  # (B, 1, H, W) map
 
 
-@LOCAL_ATTENTION.register("cbam", reference="CBAM, Woo et al. ECCV 2018 (arXiv:1807.06521)")
 class CBAM(nn.Module):
     """Channel attention, then spatial attention (the paper's sequential order)."""
+
+    reference = "CBAM, Woo et al. ECCV 2018 (arXiv:1807.06521)"
 
     def __init__(
         self, channels: int, reduction: int = 16, kernel_size: int = 7, mlp_bias: bool = False
@@ -76,7 +77,6 @@ class CBAM(nn.Module):
         return self.spatial(self.channel(x))
 
 
-@LOCAL_ATTENTION.register("global_only")
 class NoLocalAttention(nn.Identity):
     """Identity in place of CBAM: the GLSA block with global attention only."""
 
@@ -84,7 +84,6 @@ class NoLocalAttention(nn.Identity):
         super().__init__()
 
 
-@LOCAL_ATTENTION.register("none")
 class NoGLSABlock(nn.Identity):
     """Marker for `attention=none`: the model is the plain backbone, with no GLSA block."""
 

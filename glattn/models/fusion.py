@@ -1,6 +1,7 @@
 """Fusion of the GLSA block's global (A) and local (L) branches.
 
-Constructor contract (every entry of FUSIONS): `__init__(self, channels, **settings)`;
+Constructor contract (`CONTRACT`, checked for every fusion, whoever wrote it, as the
+model is built): `__init__(self, channels, **settings)`;
 `forward(A, L, x)` takes three (B, C, H, W) tensors (global attention output, local
 attention output, block input) and returns R of the same shape.
 
@@ -23,15 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glattn.contract import Contract
 from glattn.models.contract import same_shape_probe
-from glattn.registry import Registry
 
-FUSIONS = Registry(
+CONTRACT = Contract(
     "fusion",
-    contract="`__init__(self, channels, **settings)`; `forward(A, L, x)` takes three "
+    "`__init__(self, channels, **settings)`; `forward(A, L, x)` takes three "
     "(B, C, H, W) tensors and returns R of the same shape",
-    probe=same_shape_probe("forward(A, L, x)", 3),
-    where=("glattn.models.fusion", "FUSIONS"),
+    same_shape_probe("forward(A, L, x)", 3),
 )
 
 
@@ -45,11 +45,9 @@ def _check_width(name: str, channels: int, reduction: int, heads: int) -> int:
     return width
 
 
-@FUSIONS.register(
-    "original",
-    reference="GLSA baseline: A ⊙ L (element-wise product)",
-)
 class ProductFusion(nn.Module):
+    reference = "GLSA baseline: A ⊙ L (element-wise product)"
+
     def __init__(self, channels: int) -> None:
         super().__init__()
 
@@ -57,11 +55,9 @@ class ProductFusion(nn.Module):
         return A * L
 
 
-@FUSIONS.register(
-    "learnable_gate",
-    reference="Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)",
-)
 class GatedFusion(nn.Module):
+    reference = "Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)"
+
     def __init__(self, channels: int, init_logit: float = 0.0) -> None:
         super().__init__()
         self.logit = nn.Parameter(torch.full((1, channels, 1, 1), float(init_logit)))
@@ -74,11 +70,9 @@ class GatedFusion(nn.Module):
         return g * A + (1 - g) * L
 
 
-@FUSIONS.register(
-    "weighted_add",
-    reference="EfficientDet fast normalised fusion, Tan et al. CVPR 2020 (arXiv:1911.09070)",
-)
 class WeightedAddFusion(nn.Module):
+    reference = "EfficientDet fast normalised fusion, Tan et al. CVPR 2020 (arXiv:1911.09070)"
+
     def __init__(self, channels: int, eps: float = 1e-4) -> None:
         super().__init__()
         self.weights = nn.Parameter(torch.ones(3))
@@ -93,11 +87,9 @@ class WeightedAddFusion(nn.Module):
         return w[0] * A + w[1] * L + w[2] * (A * L)
 
 
-@FUSIONS.register(
-    "channel_attn",
-    reference="Squeeze-and-Excitation, Hu et al. CVPR 2018 (arXiv:1709.01507)",
-)
 class ChannelAttnFusion(nn.Module):
+    reference = "Squeeze-and-Excitation, Hu et al. CVPR 2018 (arXiv:1709.01507)"
+
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)
@@ -113,11 +105,9 @@ class ChannelAttnFusion(nn.Module):
         return s * A + (1 - s) * L
 
 
-@FUSIONS.register(
-    "spatial_attn",
-    reference="CBAM spatial attention, Woo et al. ECCV 2018 (arXiv:1807.06521)",
-)
 class SpatialAttnFusion(nn.Module):
+    reference = "CBAM spatial attention, Woo et al. ECCV 2018 (arXiv:1807.06521)"
+
     def __init__(self, channels: int, kernel_size: int = 7) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
@@ -134,11 +124,9 @@ class SpatialAttnFusion(nn.Module):
         return m * A + (1 - m) * L
 
 
-@FUSIONS.register(
-    "cross_attn",
-    reference="Cross attention (Transformer), Vaswani et al. NeurIPS 2017 (arXiv:1706.03762)",
-)
 class CrossAttnFusion(nn.Module):
+    reference = "Cross attention (Transformer), Vaswani et al. NeurIPS 2017 (arXiv:1706.03762)"
+
     def __init__(self, channels: int, num_heads: int = 8, reduction: int = 4) -> None:
         super().__init__()
         width = _check_width("fusion=cross_attn", channels, reduction, num_heads)

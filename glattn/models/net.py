@@ -3,8 +3,9 @@
 `build_model(cfg)` reads cfg.backbone, cfg.glsa, cfg.attention, cfg.fusion, cfg.residual
 (each `_target_` + settings, `_partial_: true`, completed here with channel counts) and
 cfg.dataset.num_classes. `attention=none` gives the plain backbone (no GLSA parameters).
-Every component is checked against its family's contract as it is built (its constructor
-signature, then a probe forward on a small input): a breach fails here, before data work.
+Every component, glattn's or a user's (any `_target_`, no registration), is checked against
+its family's contract as it is built (its constructor signature, then a probe forward and
+backward on a small input): a breach fails here, before data work.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from glattn.contract import Contract
 from glattn.groups import MODEL_GROUPS
 from glattn.models import backbones as bb
-from glattn.models.cbam import LOCAL_ATTENTION, NoGLSABlock
-from glattn.models.fusion import FUSIONS
+from glattn.models import cbam, fusion, residual
+from glattn.models.cbam import NoGLSABlock
 from glattn.models.glsa import GLSABlock
-from glattn.models.residual import RESIDUALS
-from glattn.registry import Registry
 
 DEFAULT_POSITION = ("stride16",)  # the seed's place: the 14x14 map of a 224 input
 
@@ -80,8 +80,8 @@ class GLSANet(nn.Module):
         }
 
 
-def _partial(node: DictConfig, key: str, registry: Registry | None) -> functools.partial:
-    """Instantiate option `cfg.<key>` as a partial whose target is in `registry`."""
+def _partial(node: DictConfig, key: str) -> functools.partial:
+    """Instantiate option `cfg.<key>` (`_target_` + settings) as a partial."""
     if node.get("_partial_") is not True:
         raise ValueError(f"cfg.{key} must set `_partial_: true` (channels arrive at build time)")
     target = node.get("_target_")
@@ -94,26 +94,34 @@ def _partial(node: DictConfig, key: str, registry: Registry | None) -> functools
             f"cfg.{key}._target_={target}: cannot import it ({err.__cause__ or err}); a "
             "module of your own must be on the import path (e.g. PYTHONPATH=<its folder>)"
         ) from err
-    if registry is not None:
-        registry.require(made.func, key, target)
     return made
 
 
-def _component(registry: Registry, factory: functools.partial, channels: int) -> nn.Module:
+def _component(contract: Contract, factory: functools.partial, channels: int) -> nn.Module:
     """`factory(channels)` checked against its family's contract (signature, then a probe)."""
-    return registry.build(factory, channels)
+    return contract.build(factory, channels)
 
 
 def _backbone(cfg: DictConfig) -> tuple[nn.Module, str, str | None]:
-    """(model, name, default stage): built-ins through build_backbone, extensions through
-    their registered builder (see glattn.models.backbones)."""
-    made = _partial(cfg.backbone, "backbone", None)
+    """(model, name, default stage): torchvision's through build_backbone, any other
+    `_target_` as a builder checked against the backbone contract (glattn.models.backbones)."""
+    made = _partial(cfg.backbone, "backbone")
     num_classes = cfg.dataset.num_classes
     if made.func is bb.build_backbone:
         return made(num_classes=num_classes), cfg.backbone.name, None
-    name = bb.BACKBONES.require(made.func, "backbone", cfg.backbone.get("_target_"))
-    built = bb.BACKBONES.build(made, num_classes=num_classes, probe_args=(num_classes,))
-    return built[0], name, built[1]
+    built = bb.BACKBONE_CONTRACT.build(made, num_classes=num_classes, probe_args=(num_classes,))
+    return built[0], _backbone_name(cfg), built[1]
+
+
+def _backbone_name(cfg: DictConfig) -> str:
+    """The backbone's option name (hydra.runtime.choices) or its builder's name."""
+    choice = OmegaConf.select(cfg, "hydra.runtime.choices.backbone", default=None)
+    if choice is None:
+        from glattn.config import hydra_config
+
+        hc = hydra_config()
+        choice = hc.runtime.choices.get("backbone") if hc is not None else None
+    return str(choice or str(cfg.backbone._target_).rsplit(".", 1)[-1])
 
 
 def resolve_positions(backbone: nn.Module, position, default: str | None = None) -> list[str]:
@@ -144,24 +152,24 @@ def build_model(cfg: DictConfig) -> GLSANet:
         if key not in cfg:
             raise KeyError(f"config has no `{key}` group; compose conf/config.yaml")
     backbone, backbone_name, default_stage = _backbone(cfg)
-    attention = _partial(cfg.attention, "attention", LOCAL_ATTENTION)
+    attention = _partial(cfg.attention, "attention")
     if attention.func is NoGLSABlock:
         return GLSANet(backbone, name=backbone_name)
     glsa_node = OmegaConf.to_container(cfg.glsa, resolve=True)
     position = glsa_node.pop("position", None)
-    block = _partial(OmegaConf.create(glsa_node), "glsa", None)
+    block = _partial(OmegaConf.create(glsa_node), "glsa")
     if not (isinstance(block.func, type) and issubclass(block.func, GLSABlock)):
         raise ValueError(f"cfg.glsa._target_ must be {GLSABlock.__module__}.GLSABlock")
-    fusion = _partial(cfg.fusion, "fusion", FUSIONS)
-    residual = _partial(cfg.residual, "residual", RESIDUALS)
+    fuse = _partial(cfg.fusion, "fusion")
+    add = _partial(cfg.residual, "residual")
     stages = {s.name: s for s in bb.stages(backbone)}
     blocks = {}
     for name in resolve_positions(backbone, position, default_stage):
         c = stages[name].out_channels
         blocks[name] = block(
             channels=c,
-            local_attention=_component(LOCAL_ATTENTION, attention, c),
-            fusion=_component(FUSIONS, fusion, c),
-            residual=_component(RESIDUALS, residual, c),
+            local_attention=_component(cbam.CONTRACT, attention, c),
+            fusion=_component(fusion.CONTRACT, fuse, c),
+            residual=_component(residual.CONTRACT, add, c),
         )
     return GLSANet(backbone, blocks, name=backbone_name)

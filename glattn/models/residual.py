@@ -1,6 +1,7 @@
 """Residual connection around the GLSA block: out = Residual(x, R).
 
-Constructor contract (every entry of RESIDUALS): `__init__(self, channels, **settings)`;
+Constructor contract (`CONTRACT`, checked for every residual, whoever wrote it, as the
+model is built): `__init__(self, channels, **settings)`;
 `forward(x, R)` takes two (B, C, H, W) tensors and returns one of the same shape.
 
 - `original`       x + R (He et al. 2016, arXiv:1512.03385).
@@ -19,23 +20,20 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from glattn.contract import Contract
 from glattn.models.contract import same_shape_probe
-from glattn.registry import Registry
 
-RESIDUALS = Registry(
+CONTRACT = Contract(
     "residual",
-    contract="`__init__(self, channels, **settings)`; `forward(x, R)` takes two (B, C, H, W) "
+    "`__init__(self, channels, **settings)`; `forward(x, R)` takes two (B, C, H, W) "
     "tensors and returns one of the same shape",
-    probe=same_shape_probe("forward(x, R)", 2),
-    where=("glattn.models.residual", "RESIDUALS"),
+    same_shape_probe("forward(x, R)", 2),
 )
 
 
-@RESIDUALS.register(
-    "original",
-    reference="ResNet identity shortcut, He et al. CVPR 2016 (arXiv:1512.03385)",
-)
 class AddResidual(nn.Module):
+    reference = "ResNet identity shortcut, He et al. CVPR 2016 (arXiv:1512.03385)"
+
     def __init__(self, channels: int) -> None:
         super().__init__()
 
@@ -43,11 +41,9 @@ class AddResidual(nn.Module):
         return x + R
 
 
-@RESIDUALS.register(
-    "learnable_gate",
-    reference="Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)",
-)
 class GatedResidual(nn.Module):
+    reference = "Highway Networks, Srivastava et al. 2015 (arXiv:1505.00387)"
+
     def __init__(self, channels: int, init_logit: float = 0.0) -> None:
         super().__init__()
         self.logit = nn.Parameter(torch.full((1, channels, 1, 1), float(init_logit)))
@@ -60,11 +56,9 @@ class GatedResidual(nn.Module):
         return g * x + (1 - g) * R
 
 
-@RESIDUALS.register(
-    "progressive",
-    reference="ReZero, Bachlechner et al. UAI 2021 (arXiv:2003.04887)",
-)
 class ProgressiveResidual(nn.Module):
+    reference = "ReZero, Bachlechner et al. UAI 2021 (arXiv:2003.04887)"
+
     def __init__(self, channels: int, init: float = 0.0) -> None:
         super().__init__()
         self.alpha = nn.Parameter(torch.tensor(float(init)))
@@ -73,11 +67,9 @@ class ProgressiveResidual(nn.Module):
         return x * (1 - self.alpha) + R * self.alpha
 
 
-@RESIDUALS.register(
-    "drop_path",
-    reference="Stochastic Depth, Huang et al. ECCV 2016 (arXiv:1603.09382)",
-)
 class DropPathResidual(nn.Module):
+    reference = "Stochastic Depth, Huang et al. ECCV 2016 (arXiv:1603.09382)"
+
     def __init__(self, channels: int, p: float = 0.1) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:

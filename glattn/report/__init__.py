@@ -1,5 +1,5 @@
 """MLflow runs -> the paper's Tables 1-6 (Markdown, LaTeX, CSV), statistics over seeds and
-figures. Entry point: `python -m glattn.report EXPERIMENT` (see README.md, "Report")."""
+figures. Entry point: `glattn report EXPERIMENT` (docs/report.md)."""
 
 from glattn.report.runs import ReportError, load_runs
 from glattn.report.stats import compare, convergence_epoch, summarize

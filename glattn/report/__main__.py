@@ -1,7 +1,11 @@
-"""`python -m glattn.report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR]
-[--where KEY=VALUE] [--include-debug]`, `python -m glattn.report claims [EXPERIMENT]` (the six
-success criteria, glattn.report.claims) and `python -m glattn.report estimate ...` (GPU-hours,
-glattn.report.estimate)."""
+"""`glattn report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR] [--where KEY=VALUE]
+[--include-debug]` (the tables and figures) and `glattn claims [EXPERIMENT]` (the six success
+criteria, glattn.report.claims): their arguments (`configure_report`, `configure_claims`, the
+subcommands of glattn.cli) and what they run.
+
+`python -m glattn.report EXPERIMENT ...` is `glattn report EXPERIMENT ...`; the forms
+`python -m glattn.report claims|estimate ...` still run `glattn claims|estimate ...` and say
+so (an experiment named claims or estimate: `glattn report claims`)."""
 
 from __future__ import annotations
 
@@ -9,19 +13,31 @@ import argparse
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from glattn.report import runs, tables
 
-SUBCOMMANDS = """subcommands (the first argument):
-  EXPERIMENT             the tables and figures of one MLflow experiment (table3_fusion, ...)
-  paper                  every table from its table<N>_* stage experiment, plus the claims
-  claims [EXPERIMENT]    the seed's six success criteria (claims.md/.tex/.csv, forest plot)
-  estimate ...           GPU-hours of the paper's grid (python -m glattn.report estimate -h)
+EPILOG = """EXPERIMENT is an MLflow experiment (table3_fusion, my_fusion, ...); `paper` reads every
+table from its table<N>_* stage experiment, plus the claims. Related: glattn claims (the
+seed's six success criteria), glattn estimate (GPU-hours of the paper's grid).
 
 Every report reads one declared run set, written to runs_used.csv: one configuration (cell)
 = the fingerprint params minus the seed; debug-preset runs are left out unless
 --include-debug; --where KEY=VALUE (repeatable) keeps the runs whose param or tag matches."""
+
+
+def add_experiments_dir_arg(p: argparse.ArgumentParser) -> None:
+    """--experiments-dir: where the experiment files' ``report:`` blocks are read."""
+    p.add_argument(
+        "--experiments-dir",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="also read experiment files (their report: blocks) from DIR, before the shipped "
+        "experiments/, e.g. my_conf/experiment of a hydra.searchpath folder (repeatable)",
+    )
 
 
 def add_selection_args(p: argparse.ArgumentParser) -> None:
@@ -41,17 +57,15 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m glattn.report",
-        description="Write the paper's tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) "
-        "from the FINISHED job runs of one MLflow experiment.",
-        epilog=SUBCOMMANDS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def configure_report(p: argparse.ArgumentParser) -> None:
+    """`glattn report`'s arguments."""
+    p.description = (
+        "Write the paper's tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) from the "
+        "FINISHED job runs of one MLflow experiment, from what the runs logged."
     )
-    p.add_argument(
-        "experiment", help="MLflow experiment name (table3_fusion, paper), or claims / estimate"
-    )
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("experiment", help="MLflow experiment name (table3_fusion, ..., or paper)")
     p.add_argument(
         "--tracking-uri",
         default=None,
@@ -68,8 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--tables",
         default=None,
-        help="comma-separated table numbers (default: by experiment name: "
-        "tableN_* -> N, paper -> 1-6, else every table whose data exist)",
+        help="comma-separated table numbers (default: the table the experiment file "
+        "declares, every table of paper's stages, else every declared table whose data exist)",
     )
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM grid")
@@ -77,6 +91,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-log", action="store_true", help="do not log the report to the parent sweep run"
     )
     add_selection_args(p)
+    add_experiments_dir_arg(p)
+    p.set_defaults(run=run_report)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="glattn report")
+    configure_report(p)
     return p.parse_args(argv)
 
 
@@ -87,16 +108,16 @@ def parse_tables(text: str | None) -> list[int] | None:
         numbers = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         numbers = []
-    if not numbers or any(n not in tables.BUILDERS for n in numbers):
-        raise runs.ReportError(f"--tables {text!r}: expected comma-separated numbers 1-6")
+    if not numbers:
+        raise runs.ReportError(f"--tables {text!r}: expected comma-separated table numbers")
     return numbers
 
 
-def parse_claims_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m glattn.report claims",
-        description="Check the seed's six success criteria from the FINISHED job runs: "
-        "claims.md, claims.tex, claims.csv and figures/claims_forest.{png,pdf}.",
+def configure_claims(p: argparse.ArgumentParser) -> None:
+    """`glattn claims`'s arguments."""
+    p.description = (
+        "Check the seed's six success criteria from the FINISHED job runs: claims.md, "
+        "claims.tex, claims.csv and figures/claims_forest.{png,pdf}."
     )
     p.add_argument(
         "experiment",
@@ -117,29 +138,42 @@ def parse_claims_args(argv=None) -> argparse.Namespace:
         "--no-log", action="store_true", help="do not log the claims to the parent sweep run"
     )
     add_selection_args(p)
+    add_experiments_dir_arg(p)
+    p.set_defaults(run=run_claims)
+
+
+def parse_claims_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="glattn claims")
+    configure_claims(p)
     return p.parse_args(argv)
 
 
 def claims_main(argv=None) -> int:
-    args = parse_claims_args(argv)
+    return run_claims(parse_claims_args(argv))
+
+
+def run_claims(args: argparse.Namespace) -> int:
     from glattn.report.claims_report import make_claims
 
+    _quiet_downloads()
     try:
-        claims = make_claims(
-            args.experiment,
-            uri=args.tracking_uri,
-            metric=args.metric,
-            out_dir=args.out,
-            n_resamples=args.resamples,
-            seed=args.bootstrap_seed,
-            make_figures=not args.no_figures,
-            log_artifacts=not args.no_log,
-            select={"where": tuple(args.where), "include_debug": args.include_debug},
-        )
+        with own_lines_only():
+            claims = make_claims(
+                args.experiment,
+                uri=args.tracking_uri,
+                metric=args.metric,
+                out_dir=args.out,
+                n_resamples=args.resamples,
+                seed=args.bootstrap_seed,
+                make_figures=not args.no_figures,
+                log_artifacts=not args.no_log,
+                select={"where": tuple(args.where), "include_debug": args.include_debug},
+                experiments_dirs=args.experiments_dir,
+            )
     except runs.ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for n in range(1, 7):
+    for n in claims.criteria:
         print(f"criterion {n}: {claims.verdict(n)}")
     print(f"wrote {len(claims.files)} files: {', '.join(str(f) for f in claims.files)}")
     for note in claims.notes:
@@ -147,33 +181,70 @@ def claims_main(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def _quiet_downloads() -> None:
     # MLflow's per-download progress bars (hundreds of small CSVs) would bury the report
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "claims":
-        return claims_main(argv[1:])
-    if argv and argv[0] == "estimate":
-        from glattn.report import estimate
 
-        return estimate.main(argv[1:])
-    args = parse_args(argv)
+
+@contextmanager
+def own_lines_only():
+    """The report's console: its own lines, and warnings from anywhere (MLflow's included).
+    The data and model code it calls (the Grad-CAM grid loads a data set) logs at INFO for a
+    job's log, not for a report's reader."""
+    quiet, own = logging.getLogger("glattn"), logging.getLogger("glattn.report")
+    levels = quiet.level, own.level
+    quiet.setLevel(logging.WARNING)
+    own.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        quiet.setLevel(levels[0])
+        own.setLevel(levels[1])
+
+
+def main(argv=None) -> int:
+    """``python -m glattn.report ...``: `glattn report`'s arguments (see the module docstring
+    for the forms that name another subcommand)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("claims", "estimate"):
+        name = argv[0]
+        print(
+            f"note: `python -m glattn.report {name} ...` runs `glattn {name} ...` (use that "
+            f"form; a report of an experiment named {name!r} is `glattn report {name}`)",
+            file=sys.stderr,
+        )
+        p = argparse.ArgumentParser(prog=f"glattn {name}")
+        if name == "claims":
+            configure_claims(p)
+        else:
+            from glattn.report import estimate
+
+            estimate.configure(p)
+        args = p.parse_args(argv[1:])
+        return args.run(args)
+    return run_report(parse_args(argv))
+
+
+def run_report(args: argparse.Namespace) -> int:
+    _quiet_downloads()
     from glattn.report.report import make_report
 
     try:
-        report = make_report(
-            args.experiment,
-            uri=args.tracking_uri,
-            metric=args.metric,
-            out_dir=args.out,
-            which=parse_tables(args.tables),
-            make_figures=not args.no_figures,
-            gradcam=not args.no_gradcam,
-            log_artifacts=not args.no_log,
-            where=args.where,
-            include_debug=args.include_debug,
-        )
+        with own_lines_only():
+            report = make_report(
+                args.experiment,
+                uri=args.tracking_uri,
+                metric=args.metric,
+                out_dir=args.out,
+                which=parse_tables(args.tables),
+                make_figures=not args.no_figures,
+                gradcam=not args.no_gradcam,
+                log_artifacts=not args.no_log,
+                where=args.where,
+                include_debug=args.include_debug,
+                experiments_dirs=args.experiments_dir,
+            )
     except runs.ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -183,9 +254,21 @@ def main(argv=None) -> int:
     print(f"wrote {len(report.files)} files to {report.out_dir}")
     for note in report.notes:
         print(f"note: {note}")
-    if report.parent_run_id:
-        print(f"logged as artifacts 'report/' of parent sweep run {report.parent_run_id}")
+    for experiment in report.experiments_read():
+        print(f"MLflow UI, {experiment}: {_ui_hint(args, experiment)}")
     return 0
+
+
+def _ui_hint(args, experiment: str) -> str:
+    """The MLflow UI link of an experiment the report read (glattn.tracking.ui)."""
+    from glattn.tracking import ui
+    from glattn.tracking.uris import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    try:
+        return ui.experiment_hint(uri, experiment)
+    except Exception as err:  # noqa: BLE001 - a link must not fail a written report
+        return f"{ui.ui_command(uri)} ({type(err).__name__}: no view written)"
 
 
 if __name__ == "__main__":

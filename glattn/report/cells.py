@@ -15,20 +15,13 @@ import pandas as pd
 
 from glattn.report import frames, stats
 from glattn.report.table_format import Cell
+from glattn.tracking.names import CHOICE_PARAM_PREFIX, REFERENCE_TAG_PREFIX
 
 METRICS = {
     "balanced_acc": "Balanced acc. (%)",
     "acc": "Accuracy (%)",
     "macro_f1": "Macro-F1 (%)",
     "auc": "AUC (%)",
-}
-TABLES = {
-    1: "table1_backbones",
-    2: "table2_cbam",
-    3: "table3_fusion",
-    4: "table4_residual",
-    5: "table5_transfer",
-    6: "table6_efficiency",
 }
 NO_RUNS = "no FINISHED run of this configuration in the experiment"
 VAL_NOTE = "includes best-epoch validation values (these runs logged no test/{m})"
@@ -159,11 +152,13 @@ def caption_stats(ctx: Context) -> str:
 
 
 def references(group: str, runs: pd.DataFrame) -> dict[str, str]:
-    """Tables 3/4's reference column from the registries (glattn.models.references):
-    built-ins and registered extensions alike; an extension's module is imported from its
-    runs' `<group>._target_` param, so it must be importable here (PYTHONPATH) too."""
-    from glattn.models import references as registered
-
-    col = f"params.{group}._target_"
-    targets = runs[col].dropna().unique().tolist() if col in runs else []
-    return registered(group, targets)
+    """Tables 3/4's reference column: {option: reference} from what the runs logged, their
+    option (``choice.<group>``, glattn.report.runs.option_names) and ``reference.<group>``
+    tag (glattn.contract.references), for built-ins and extensions alike; nothing is
+    imported."""
+    ref = f"tags.{REFERENCE_TAG_PREFIX}{group}"
+    option = group if group in runs else f"params.{CHOICE_PARAM_PREFIX}{group}"
+    if option not in runs or ref not in runs:
+        return {}
+    logged = runs[[option, ref]].dropna()
+    return {str(o): str(r) for o, r in zip(logged[option], logged[ref]) if str(r).strip()}

@@ -13,7 +13,6 @@ import pandas as pd
 
 from glattn.report import runs, selection, tables
 from glattn.report.claims import (
-    CRITERIA,
     MIN_PAIRS,
     Claims,
     Criterion,
@@ -22,6 +21,7 @@ from glattn.report.claims import (
     headline,
     join_notes,
 )
+from glattn.report.claims.verdict import _span
 from glattn.report.table_format import latex_escape
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def units_note(metric: str) -> str:
     m = tables.METRICS[metric].replace(" (%)", "")
     return (
         f"Metric: {m} ({metric}). Thresholds and effects in pp are percentage points of "
-        f"{m}; criterion 3 is in epochs, criterion 5 in % overhead. Intervals: hierarchical "
-        "bootstrap (seed pairs, then test images); supported = the interval clears the "
+        f"{m}; criterion 3 is in epochs, criterion 5 in % overhead. Intervals: bootstrap "
+        "crossed over seed pairs and test images; supported = the interval clears the "
         "threshold and the Holm-adjusted p < 0.05."
     )
 
@@ -97,11 +97,13 @@ def to_markdown(c: Claims, experiment: str) -> str:
         f"Metric: {m}, recomputed per image from each run's `test_probabilities.csv` and "
         f"`split.csv` (row argmax, a tied maximum counts as wrong). Thresholds in pp are "
         f"percentage points of {m}. Effects are b − a, averaged over seed pairs. 95% "
-        "intervals: hierarchical bootstrap — each resample draws the seed pairs with "
-        "replacement, then the test images within each drawn pair with the same draws for "
-        f"both arms ({c.n_resamples} resamples, numpy default_rng seeded by "
+        "intervals: bootstrap crossed over seeds and test images — each resample draws the "
+        "seed pairs with replacement and, independently, one resample of the test images "
+        "shared by every seed and both arms, as the seeds share the test set "
+        f"({c.n_resamples} resamples, numpy default_rng seeded by "
         f"--bootstrap-seed={c.seed} and the row's label), so the interval counts seed-to-seed "
-        "and test-set variation. p: one-sided paired t-test over seeds against the threshold "
+        "and test-set variation without dividing the test set's share by the number of "
+        "seeds. p: one-sided paired t-test over seeds against the threshold "
         "(`scipy.stats.ttest_rel(b, a + threshold, alternative=...)`; p = 1 when all paired "
         "differences are equal), Holm-adjusted within each criterion's rows "
         "(`statsmodels multipletests(method='holm')`). Supported: the interval clears the "
@@ -117,14 +119,14 @@ def to_markdown(c: Claims, experiment: str) -> str:
         "| # | Criterion | Threshold | Source | Verdict |",
         "|---|---|---|---|---|",
     ]
-    for n, crit in CRITERIA.items():
+    for n, crit in c.criteria.items():
         thr = f"{crit.direction} {crit.threshold:g} {crit.unit}"
         lines.append(
             f"| {n} | {_title(crit, c.metric)} | {thr} | {c.sources.get(n, '–')} | "
             f"**{c.verdict(n)}** |"
         )
-    for n, crit in CRITERIA.items():
-        lines += ["", f"### Criterion {n}: {_title(crit, c.metric)}", "", DESCRIPTIONS[n], ""]
+    for n, crit in c.criteria.items():
+        lines += ["", f"### Criterion {n}: {_title(crit, c.metric)}", "", _description(c, n), ""]
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append("|" + "---|" * len(COLUMNS))
         head = headline(c.rows, n)
@@ -137,25 +139,49 @@ def to_markdown(c: Claims, experiment: str) -> str:
     return "\n".join(lines)
 
 
+#: how each of the paper's criteria (glattn.report.claims.criteria) is computed; a builder
+#: of one's own is described by its docstring's first paragraph
 DESCRIPTIONS = {
-    1: "attention=cbam (fusion=original, residual=original) against attention=none, per "
-    "data set and backbone, paired by seed; effect in percentage points.",
-    2: "Every fusion against fusion=original (attention=cbam, residual=original). The best "
-    "fusion is chosen on the validation metric (best/val/<metric>, mean over seeds) and "
-    "judged on the test split; all five comparisons form Holm's family.",
-    3: "Convergence epoch: the first epoch whose val/<metric> reaches 95% of the run's own "
-    "best. Effect = epochs(other residual) − epochs(progressive): positive means progressive "
-    "converges faster. One number per run, so the interval is the paired t interval.",
-    4: "Drop = holdout test score of the training run − score of its task=eval run on the "
-    "other data set, paired by the source run's seed. The two arms are scored on different "
-    "images, so the bootstrap resamples each arm's images independently.",
-    5: "Overhead of attention=cbam over attention=none of the same backbone: FLOPs "
-    "(model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms, "
-    "paired by seed, tested on the log ratio against log 1.2).",
-    6: "The conjunction of criteria 1-5 after Holm's adjustment: supported only when each of "
-    "their deciding rows is supported; its p is the largest of their Holm-adjusted p-values "
-    "(an intersection-union test).",
+    "criterion1": (
+        "attention=cbam (fusion=original, residual=original) against attention=none, per "
+        "data set and backbone, paired by seed; effect in percentage points."
+    ),
+    "criterion2": (
+        "Every fusion against fusion=original (attention=cbam, residual=original). The best "
+        "fusion is chosen on the validation metric (best/val/<metric>, mean over seeds) and "
+        "judged on the test split; all five comparisons form Holm's family."
+    ),
+    "criterion3": (
+        "Convergence epoch: the first epoch whose val/<metric> reaches 95% of the run's own "
+        "best. Effect = epochs(other residual) − epochs(progressive): positive means progressive "
+        "converges faster. One number per run, so the interval is the paired t interval."
+    ),
+    "criterion4": (
+        "Drop = holdout test score of the training run − score of its task=eval run on the "
+        "other data set, paired by the source run's seed. The two arms are scored on different "
+        "images, so the bootstrap resamples each arm's image set on its own (one draw per set, "
+        "shared by every seed)."
+    ),
+    "criterion5": (
+        "Overhead of attention=cbam over attention=none of the same backbone: FLOPs "
+        "(model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms, "
+        "paired by seed, tested on the log ratio against log 1.2)."
+    ),
 }
+CONJUNCTION = (
+    "The conjunction of criteria {span} after Holm's adjustment: supported only when each of "
+    "their deciding rows is supported; its p is the largest of their Holm-adjusted p-values "
+    "(an intersection-union test)."
+)
+
+
+def _description(c: Claims, n: int) -> str:
+    build = c.criteria[n].build
+    if build is None:
+        return CONJUNCTION.format(span=_span([m for m in c.criteria if m != n]))
+    name = getattr(build, "__name__", "")
+    return DESCRIPTIONS.get(name) or (build.__doc__ or "").strip().split("\n\n")[0]
+
 
 REPRODUCE = (
     "To reproduce a row from the runs' CSVs (claims.csv lists each row's run ids in "
@@ -166,9 +192,9 @@ REPRODUCE = (
     "or `alternative='less'` (criterion 4) over the seed pairs gives `p`; `effect` is "
     "100 × mean(b − a). Criterion 5 latency: `ttest_rel(log b, log a + log 1.2, "
     "alternative='less')`; criterion 3: the convergence epochs with threshold 0. The "
-    "interval is a two-level percentile bootstrap ({R} resamples) of the same mean: seed "
-    "pairs resampled, then images within each pair (glattn.report.stats."
-    "hierarchical_bootstrap)."
+    "interval is a percentile bootstrap ({R} resamples) of the same mean, crossed: seed "
+    "pairs resampled, and one image resample shared by every seed and both arms "
+    "(glattn.report.stats.crossed_bootstrap)."
 )
 
 
@@ -182,13 +208,13 @@ def to_latex(c: Claims, experiment: str) -> str:
     out = [f"\\section*{{Claims: {_tex(experiment)}}}", _tex(units_note(c.metric)) + "\n"]
     out.append("\\begin{tabular}{rlll}\n\\toprule\n\\# & Criterion & Threshold & Verdict \\\\")
     out.append("\\midrule")
-    for n, crit in CRITERIA.items():
+    for n, crit in c.criteria.items():
         thr = _tex(f"{crit.direction} {crit.threshold:g} {crit.unit}")
         out.append(f"{n} & {_tex(_title(crit, c.metric))} & {thr} & {_tex(c.verdict(n))} \\\\")
     out.append("\\bottomrule\n\\end{tabular}\n")
-    for n, crit in CRITERIA.items():
+    for n, crit in c.criteria.items():
         out.append(f"\\subsection*{{Criterion {n}: {_tex(_title(crit, c.metric))}}}")
-        out.append(_tex(DESCRIPTIONS[n]) + "\n")
+        out.append(_tex(_description(c, n)) + "\n")
         out.append("{\\small\\begin{tabular}{llrllll}\n\\toprule")
         out.append(" & ".join(cols) + " \\\\\n\\midrule")
         for r in (r for r in c.rows if r.claim == n):
@@ -225,7 +251,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
         "\\begin{document}\n" + to_latex(c, experiment) + "\\end{document}\n"
     )
     frame = c.frame()
-    frame.insert(1, "criterion", [_title(CRITERIA[n], c.metric) for n in frame["claim"]])
+    frame.insert(1, "criterion", [_title(c.criteria[n], c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
     frame["bootstrap_resamples"] = c.n_resamples
     frame["bootstrap_seed"] = c.seed
@@ -238,7 +264,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     if figures_too:
         from glattn.report import figures
 
-        files += figures.forest_plot(c.rows, c.metric, out_dir / "figures")
+        files += figures.forest_plot(c.rows, c.metric, out_dir / "figures", c.criteria)
     c.files = files
     return files
 
@@ -254,26 +280,35 @@ def make_claims(
     log_artifacts: bool = True,
     frames: dict | None = None,
     select: dict | None = None,
+    experiments_dirs=(),
 ) -> Claims:
     """`python -m glattn.report claims`: check, write, log to the newest sweep run."""
     uri = uri or runs.default_tracking_uri()
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
-    c = check_claims(uri, experiment, metric, n_resamples, seed, frames, select)
+    c = check_claims(
+        uri,
+        experiment,
+        metric,
+        n_resamples,
+        seed,
+        frames,
+        select,
+        experiments_dirs=experiments_dirs,
+    )
     write(c, experiment, out_dir, make_figures)
     if log_artifacts:
-        c.notes.append(log_to_sweep(uri, experiment, c.files, "the claims"))
+        home = runs.report_home(experiment, c.frames)
+        c.notes.append(log_to_sweep(uri, home, c.files, "the claims"))
     return c
 
 
-def log_to_sweep(uri: str, experiment: str, files: list[Path], what: str) -> str:
-    """Log `files` under ``report/`` of the experiment's newest sweep run; says what it did."""
-    try:
-        sweeps = runs.sweep_runs(uri, experiment)
-    except runs.ReportError:  # `paper` need not exist as an experiment itself
-        sweeps = None
-    if sweeps is None or sweeps.empty:
-        return f"no parent sweep run (tag glattn.role=sweep) in {experiment!r}: {what} not logged"
-    run_id = str(sweeps.iloc[0]["run_id"])
+def log_to_sweep(uri: str, experiments: list[str], files: list[Path], what: str) -> str:
+    """Log `files` under ``report/`` of the newest sweep run of the experiments the runs came
+    from (a ``<name>-debug`` twin included); says what it did."""
+    run_id, _ = runs.newest_sweep(uri, experiments)
+    if run_id is None:
+        where = " or ".join(repr(e) for e in experiments)
+        return f"no parent sweep run (tag glattn.role=sweep) in {where}: {what} not logged"
     client = runs.client_for(uri)
     for path in files:
         sub = "report/figures" if path.parent.name == "figures" else "report"

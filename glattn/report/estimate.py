@@ -1,9 +1,10 @@
 """Expected compute of the paper's sweeps: measured training throughput x the grid.
 
-`python -m glattn.report.estimate MEASURED [--tracking-uri URI]` reads the FINISHED train
+`glattn estimate MEASURED [--tracking-uri URI]` reads the FINISHED train
 runs of experiment MEASURED (e.g. table6_efficiency run on the target GPUs), takes each
 (backbone, attention)'s training throughput perf/train_img_s (mean over epochs after the
-first, which includes warm-up), and multiplies out every experiments/table<N>_*.yaml grid:
+first, which includes warm-up), and multiplies out every grid of experiments/*.yaml
+(its hydra.sweeper.params):
 
     hours = sum over jobs of  max_epochs * n_train(dataset) / img_s(backbone, attention)
 
@@ -35,20 +36,17 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from glattn.report import runs
-from glattn.report.grid import EXPERIMENTS_DIR, parse_values
-from glattn.report.tables import tables_for
-from glattn.sweep import packing
+from glattn.report.grid import EXPERIMENTS_DIR, parse_values, shipped_dir
+from glattn.sweep import cost, packing
 
-#: Images per data set before the split (HAM10000 = ISIC 2018 Task 3 training set).
-DATASET_IMAGES = {"ham10000": 10015, "isic2018": 10015}
-CONF = runs.REPO_ROOT / "conf"
+CONF = shipped_dir("conf", "conf")
 
 
 def train_images(dataset: str, conf: Path = CONF) -> float:
-    """Training images of one epoch: the data set minus its val and test fractions."""
-    node = OmegaConf.load(conf / "dataset" / f"{dataset}.yaml")
-    total = DATASET_IMAGES.get(dataset) or int(node.get("num_images", 0))
-    return total * (1 - float(node.get("val_fraction", 0)) - float(node.get("test_fraction", 0)))
+    """Training images of one epoch of option `dataset` (glattn.sweep.cost, the cost model
+    plan mode uses too)."""
+    node = OmegaConf.to_container(OmegaConf.load(conf / "dataset" / f"{dataset}.yaml"))
+    return cost.train_images({**node, "name": dataset}) or 0.0
 
 
 def job_grid(path: Path, conf: Path = CONF) -> tuple[list[dict], int]:
@@ -113,7 +111,7 @@ def estimate(
         for job in jobs:
             rate = by_pair.get((job.get("backbone"), job.get("attention")))
             rate = rate or by_backbone.get(job.get("backbone"))
-            if not rate or str(job.get("dataset")) not in DATASET_IMAGES:
+            if not rate or str(job.get("dataset")) not in cost.DATASET_IMAGES:
                 missing += 1
                 continue
             job_seconds.append(epochs * train_images(str(job["dataset"])) / rate)
@@ -159,12 +157,10 @@ def _print_packed(table: pd.DataFrame, args, decision: packing.Decision, gain: f
     )
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m glattn.report.estimate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure(p: argparse.ArgumentParser) -> None:
+    """`glattn estimate`'s arguments."""
+    p.description = __doc__
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("measured", help="experiment whose runs measured perf/train_img_s")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--experiments-dir", type=Path, default=EXPERIMENTS_DIR)
@@ -175,7 +171,30 @@ def main(argv=None) -> int:
     p.add_argument(
         "--speedup", type=float, default=None, help="aggregate of K jobs / one job (measured)"
     )
-    args = p.parse_args(argv)
+    p.set_defaults(run=run)
+
+
+def sweep_files(folder: Path) -> list[Path]:
+    """The experiment files of `folder` that declare a grid (hydra.sweeper.params)."""
+    out = []
+    for path in sorted(Path(folder).glob("*.yaml")):
+        try:
+            node = OmegaConf.load(path)
+        except Exception:  # noqa: BLE001 - not an experiment file
+            continue
+        if OmegaConf.select(node, "hydra.sweeper.params", default=None) is not None:
+            out.append(path)
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m glattn.report.estimate ...`` = ``glattn estimate ...``."""
+    p = argparse.ArgumentParser(prog="glattn estimate")
+    configure(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or runs.default_tracking_uri()
     try:
         frame = runs.load_runs(uri, args.measured)
@@ -186,7 +205,7 @@ def main(argv=None) -> int:
     if measured.empty:
         print(f"error: no run of {args.measured!r} logged perf/train_img_s", file=sys.stderr)
         return 2
-    files = sorted(f for f in args.experiments_dir.glob("table*.yaml") if tables_for(f.stem))
+    files = sweep_files(args.experiments_dir)
     try:
         decision = jobs_per_gpu_for(args, frame)
         gain = args.speedup or packing.speedup(decision.jobs_per_gpu)

@@ -22,21 +22,67 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from glattn.report import stats  # noqa: E402
 from glattn.report.cells import METRICS, score  # noqa: E402
-from glattn.report.claims.rows import CRITERIA  # noqa: E402
 from glattn.report.frames import ROW_KEYS, dataset_label, ordered, trained  # noqa: E402
 
 CLASS_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+#: one font size for every legend and footnote: readable at the page width of a paper
+LEGEND_FONTSIZE = 9
 
 
 def save(fig, out_dir: Path, stem: str) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf; close the figure."""
+    """Write `stem`.png and `stem`.pdf; close the figure. The saved area grows to hold what
+    lies outside the axes (the shared legend and the footnotes below them)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     fig.tight_layout()
     for p in paths:
-        fig.savefig(p, dpi=150)
+        fig.savefig(p, dpi=150, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return paths
+
+
+def shared_legend(fig, axes, footnotes=(), ncol: int | None = None):
+    """One legend for the whole figure, below its axes, and the footnotes below it (figure
+    coordinates: `save` keeps both in the picture). Returns the legend (None when nothing is
+    labelled)."""
+    fig.tight_layout()  # the axes' final place, so that nothing below them moves later
+    seen = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    legend, bottom = None, 0.0
+    if seen:
+        legend = fig.legend(
+            list(seen.values()),
+            list(seen),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=ncol or min(len(seen), 4),
+            fontsize=LEGEND_FONTSIZE,
+            frameon=False,
+        )
+        fig.canvas.draw()
+        bottom = legend.get_window_extent().transformed(fig.transFigure.inverted()).y0
+    if footnotes:
+        fig.text(
+            0.01,
+            bottom - 0.01,
+            "\n".join(footnotes),
+            ha="left",
+            va="top",
+            fontsize=LEGEND_FONTSIZE,
+            color="0.25",
+        )
+    return legend
+
+
+def epoch_axis(ax) -> None:
+    """Whole epochs on the x axis, even for a one-epoch run (whose view would otherwise span
+    0.945-1.055 and get fractional ticks)."""
+    lo, hi = ax.dataLim.intervalx
+    if np.isfinite([lo, hi]).all() and hi - lo < 1:
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def strategy_keys(frame: pd.DataFrame) -> list[str]:
@@ -87,6 +133,7 @@ def training_curves(
             notes.append(f"training curves ({ds}): the runs logged no per-epoch {keys}")
             continue
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        clipped = []
         for label, s in strategies(sub):
             for ax, k in zip(axes, keys):
                 curve = mean_std_curve([hist[k].get(r, {}) for r in s["run_id"]])
@@ -101,13 +148,19 @@ def training_curves(
                     marker="o" if len(x) < 3 else None,  # one epoch is a point, not a line
                     label=f"{label} (n={int(curve['n'].max())})",
                 )
-                ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.2)
+                low, high = m - sd, m + sd
+                if scale == 100.0:  # a percentage's band stops at 0 and 100
+                    if ((high > 100) | (low < 0)).any():
+                        clipped.append(label)
+                    low, high = low.clip(lower=0), high.clip(upper=100)
+                ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
         for ax in axes:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            epoch_axis(ax)
         axes[0].set(xlabel="epoch", ylabel="training loss")
         axes[1].set(xlabel="epoch", ylabel=f"validation {METRICS[metric]}")
-        axes[1].legend(fontsize=7)
         fig.suptitle(f"{dataset_label(ds)}: mean ± std over seeds")
+        notes_below = [f"± std bands clipped to 0-100 %: {', '.join(clipped)}"] if clipped else []
+        shared_legend(fig, axes, notes_below)
         paths += save(fig, out_dir, f"curves_{ds}")
     return paths
 
@@ -132,6 +185,33 @@ def clipped_yerr(means, stds, low: float = 0.0, high: float = 100.0) -> np.ndarr
     return np.vstack([np.minimum(stds, means - low), np.minimum(stds, high - means)]).clip(0)
 
 
+def clipped_at(means, stds, low: float = 0.0, high: float = 100.0) -> np.ndarray:
+    """Which of the bars `clipped_yerr` cut (mean ± std beyond [low, high])."""
+    means = np.asarray(means, dtype=float)
+    stds = np.nan_to_num(np.asarray(stds, dtype=float), nan=0.0)
+    return (means + stds > high) | (means - stds < low)
+
+
+MARK_NOTES = {
+    "0": "0: a recall of zero (the bar has no height)",
+    "n/a": "n/a: no run of that strategy logged this class's recall",
+}
+
+
+def mark_zero_and_missing(ax, xs, heights, width: float, colour) -> set[str]:
+    """A bar of height 0 draws nothing: mark it with a thick line on the axis and a '0'; a
+    value that was never logged gets a grey 'n/a' instead, so the two cannot be confused.
+    Returns the marks it drew ({'0', 'n/a'}, for the footnote)."""
+    heights = np.asarray(heights, dtype=float)
+    for x, h in zip(xs, heights):
+        if h == 0:
+            ax.hlines(0, x - width / 2, x + width / 2, colors=colour, lw=4, clip_on=False)
+            ax.text(x, 1, "0", ha="center", va="bottom", fontsize=LEGEND_FONTSIZE, color=colour)
+        elif np.isnan(h):
+            ax.text(x, 1, "n/a", ha="center", va="bottom", rotation=90, fontsize=8, color="0.4")
+    return {m for m, hit in (("0", heights == 0), ("n/a", np.isnan(heights))) if hit.any()}
+
+
 def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> list[Path]:
     """Grouped bars: per-class recall (mean ± std over seeds) for each strategy."""
     frame = trained(runs)
@@ -148,26 +228,35 @@ def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> lis
         width = 0.8 / max(1, len(groups))
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(classes) + 2), 3.8))
         x = np.arange(len(classes))
+        clipped, marks = [], set()
         for i, (label, s) in enumerate(groups):
             summ = [
                 stats.summarize(s[f"metrics.{split}/recall_{c}"].dropna().tolist())
                 for c in classes
             ]
-            ax.bar(
-                x + (i - (len(groups) - 1) / 2) * width,
-                [100 * t.mean for t in summ],
+            means = np.array([100 * t.mean for t in summ])
+            sds = np.array([100 * t.std for t in summ])
+            xs = x + (i - (len(groups) - 1) / 2) * width
+            bars = ax.bar(
+                xs,
+                means,
                 width,
-                yerr=clipped_yerr([100 * t.mean for t in summ], [100 * t.std for t in summ]),
+                yerr=clipped_yerr(means, sds),
                 capsize=2,
                 label=f"{label} (n={max(t.n for t in summ)})",
             )
+            marks |= mark_zero_and_missing(ax, xs, means, width, bars.patches[0].get_facecolor())
+            clipped += [f"{c} ({label})" for c, cut in zip(classes, clipped_at(means, sds)) if cut]
         ax.set_xticks(x, classes)
         ax.set(
             ylabel=f"{split} recall (%)",
             ylim=(0, 105),
             title=f"{dataset_label(ds)}: per-class recall, mean ± std over seeds",
         )
-        ax.legend(fontsize=7, ncol=2)
+        notes_below = [MARK_NOTES[m] for m in sorted(marks)]
+        if clipped:
+            notes_below.append(f"error bars clipped to 0-100 %: {', '.join(clipped)}")
+        shared_legend(fig, ax, notes_below)
         paths += save(fig, out_dir, f"recall_{ds}")
     return paths
 
@@ -185,40 +274,17 @@ def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
     return (best[1], best[2]) if best else (None, frame.iloc[:0])
 
 
-def plot_confusion(
-    matrix: np.ndarray, classes: list[str], title: str, out_dir: Path, stem: str
-) -> list[Path]:
-    """Row-normalised confusion matrix (rows true, columns predicted) with counts."""
-    matrix = np.asarray(matrix, float)
-    norm = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1e-12, None)
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    im = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-    for i in range(norm.shape[0]):
-        for j in range(norm.shape[1]):
-            ax.text(
-                j,
-                i,
-                f"{norm[i, j]:.2f}\n({matrix[i, j]:.0f})",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="white" if norm[i, j] > 0.5 else "black",
-            )
-    ax.set_xticks(range(len(classes)), classes, rotation=45)
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    return save(fig, out_dir, stem)
-
-
 VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red", "inconclusive": "0.55"}
 
 
-def forest_plot(rows, metric: str, out_dir: Path, stem: str = "claims_forest") -> list[Path]:
-    """The claims (claims.Row): one panel per criterion 1-5, one line per comparison with
-    its effect and 95% interval, the threshold as a dashed line, coloured by verdict."""
+def forest_plot(
+    rows, metric: str, out_dir: Path, criteria: dict, stem: str = "claims_forest"
+) -> list[Path]:
+    """The claims (claims.Row): one panel per criterion (`criteria`: {number: Criterion})
+    but the conjunction, one line per comparison with its effect and 95% interval, the
+    threshold as a dashed line, coloured by verdict."""
     panels = []
-    for n in range(1, 6):
+    for n in (n for n, crit in criteria.items() if crit.build is not None):
         mine = [r for r in rows if r.claim == n and not math.isnan(r.effect)]
         if mine:
             panels.append((n, mine))
@@ -233,7 +299,7 @@ def forest_plot(rows, metric: str, out_dir: Path, stem: str = "claims_forest") -
         squeeze=False,
     )
     for ax, (n, mine) in zip(axes[:, 0], panels):
-        crit = CRITERIA[n]
+        crit = criteria[n]
         y = np.arange(len(mine))[::-1]
         for yi, r in zip(y, mine):
             colour = VERDICT_COLOURS.get(r.verdict, "black")
@@ -248,19 +314,7 @@ def forest_plot(rows, metric: str, out_dir: Path, stem: str = "claims_forest") -
         ax.set_title(f"{n}: {title} ({crit.direction} {crit.threshold:g} {crit.unit})", fontsize=8)
         ax.set_xlabel(f"effect ({crit.unit})", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
-    handles = [
-        plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOURS.items()
-    ]
-    from matplotlib.transforms import offset_copy
-
-    last = axes[-1, 0]  # the legend below the last panel's x label (30 pt down)
-    below = offset_copy(last.transAxes, fig=fig, y=-30, units="points")
-    last.legend(
-        handles=handles,
-        fontsize=7,
-        ncol=3,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0),
-        bbox_transform=below,
-    )
+    for v, c in VERDICT_COLOURS.items():  # legend entries only: every verdict, seen or not
+        axes[-1, 0].plot([], [], marker="o", ls="", color=c, label=v)
+    shared_legend(fig, axes, ncol=3)
     return save(fig, out_dir, stem)

@@ -58,7 +58,13 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
             if path is None:
                 missing.append(fusion)
                 continue
-            models[fusion] = load_trained_model(load_checkpoint(path))
+            try:  # rebuilding a model imports its components: one's own may not import here
+                models[fusion] = load_trained_model(load_checkpoint(path))
+            except (ImportError, ValueError) as err:
+                notes.append(
+                    f"Grad-CAM grid: fusion {fusion}'s model cannot be rebuilt in this "
+                    f"process ({err}); its row is left out"
+                )
     if missing:
         notes.append(
             f"Grad-CAM grid: no best.pt checkpoint (artifact or local) for fusion "

@@ -1,20 +1,33 @@
 """The grid an experiment file asks for: `experiments/<name>.yaml` hydra.sweeper.params.
 
 Levels listed there but absent from the tracked runs become dashes with a footnote in the
-tables, instead of silently disappearing.
+tables, instead of silently disappearing. The experiment files are the clone's
+`experiments/`, or an installed wheel's copy (setup.cfg's data_files,
+`<prefix>/share/glattn/conf/experiment`); a run set without an experiment file (a sweep of
+command-line overrides) has no expected grid: its tables show what ran.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from glattn.groups import FACTORS
-from glattn.report.runs import REPO_ROOT
 
-EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+def shipped_dir(in_clone: str, installed: str) -> Path:
+    """A folder setup.cfg ships as data_files: the clone's `in_clone`, else the installed
+    copy `share/glattn/<installed>` beside the package (``pip install --target``), else
+    under `<prefix>` (a virtual environment); the clone's path when none exists."""
+    top = Path(__file__).resolve().parents[2]
+    copies = [base / "share" / "glattn" / installed for base in (top, Path(sys.prefix))]
+    return next((d for d in [top / in_clone, *copies] if d.is_dir()), top / in_clone)
+
+
+EXPERIMENTS_DIR = shipped_dir("experiments", "conf/experiment")
 
 
 def parse_values(spec) -> list[str]:

@@ -16,9 +16,10 @@ import pandas as pd
 from glattn.report import (
     artifacts,
     claims_report,
+    declared,
     figures,
     gradcam_grid,
-    grid,
+    provenance,
     runs,
     selection,
     tables,
@@ -38,20 +39,30 @@ class Report:
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # what was skipped, and why
     parent_run_id: str | None = None
+    parent_experiment: str | None = None  # the experiment of that parent run
     claims: object = None  # claims.Claims (paper mode)
     frames: dict = field(default_factory=dict)  # {experiment: the run set read}
+    catalog: declared.Catalog | None = None  # the experiment files' report declarations
+
+    def experiments_read(self, *names: str) -> list[str]:
+        """The experiments the runs of `names` (default: all) came from: with
+        --include-debug, ``<experiment>-debug`` where its runs are."""
+        return runs.source_experiments(
+            {n: f for n, f in self.frames.items() if not names or n in names}
+        )
 
 
-def _sources(uri, experiment, which, notes) -> dict[int, str]:
-    """{table number: experiment}: `paper` reads each table from its stage experiment."""
-    if experiment != "paper":
-        return {n: experiment for n in (which or sorted(tables.BUILDERS))}
+def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
+    """{table number: experiment}: a stages file (`paper`) reads each table from its stage
+    experiment."""
+    numbers = which or sorted(catalog.by_number())
+    if experiment not in catalog.stages:
+        return {n: experiment for n in numbers}
     runs.client_for(uri)
-    sources = runs.stage_experiments(
-        uri, which or sorted(tables.BUILDERS), notes, tables.tables_for
-    )
+    sources = runs.stage_experiments(uri, numbers, notes, catalog.tables_for)
     if not sources:
-        raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
+        names = ", ".join(catalog.stages[experiment])
+        raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
     return sources
 
 
@@ -68,30 +79,34 @@ def make_report(
     n_resamples: int = 2000,
     where=(),
     include_debug: bool = False,
+    experiments_dirs=(),
 ) -> Report:
-    """Write the tables (and figures) of `experiment`; see README.md "Report".
+    """Write the tables (and figures) of `experiment`; see docs/report.md.
 
     `paper` reads each table from its own stage experiment (`table<N>_*`, as
     experiments/paper.yaml runs them); any other name reads that one experiment. The run
     set is chosen once (runs.load_runs: `where`, `include_debug`) and every table, figure,
     Grad-CAM grid and claim reads it; it is written to runs_used.csv.
-    `claims` (default: only for `paper`) adds the six success criteria (glattn.report.claims).
+    `claims` (default: only for `paper`) adds the declared claims (glattn.report.claims).
+    The tables are the experiment files' ``report:`` blocks (glattn.report.declared), read
+    from `experiments_dirs` and then the shipped experiments/, all checked before any work.
     """
-    if metric not in tables.METRICS:
-        raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(tables.METRICS)}")
+    catalog = _checked_catalog(experiments_dirs, metric, which)
     uri = uri or runs.default_tracking_uri()
     report = Report(Path(out_dir or Path("outputs") / "reports" / experiment))
-    which = which or tables.tables_for(experiment)
-    sources = _sources(uri, experiment, which, report.notes)
+    report.catalog = catalog
+    which = which or catalog.tables_for(experiment)
+    sources = _sources(uri, experiment, which, report.notes, catalog)
     select = {"where": tuple(where or ()), "include_debug": include_debug}
     report.frames = {
         exp: runs.load_runs(uri, exp, notes=report.notes, **select)
         for exp in dict.fromkeys(sources.values())
     }
+    report.notes += provenance.notes(report.frames)  # reused runs, cells made by other code
     with tempfile.TemporaryDirectory() as tmp:  # training_log.csv downloads (history)
         history = history_with_fallback(uri, Path(tmp))
         _write_tables(report, experiment, sources, metric, history, which)
-        if claims if claims is not None else experiment == "paper":
+        if claims if claims is not None else experiment in catalog.stages:
             report.claims = check_claims(
                 uri,
                 experiment,
@@ -99,6 +114,7 @@ def make_report(
                 n_resamples,
                 frames=report.frames,
                 select=select,
+                catalog=catalog,
             )
             report.files += claims_report.write(
                 report.claims, experiment, report.out_dir, make_figures
@@ -108,33 +124,51 @@ def make_report(
         report.files += _combined(experiment, built, report.out_dir, report.claims)
         if make_figures:
             _write_figures(report, experiment, uri, metric, history, gradcam)
-    report.files += _write_run_set(report, experiment, uri)
-    if log_artifacts:
-        report.parent_run_id = _newest_sweep(uri, experiment)
+    if log_artifacts:  # found before NOTES.md is written: it says where the report went
+        home = runs.report_home(experiment, report.frames)
+        report.parent_run_id, report.parent_experiment = runs.newest_sweep(uri, home)
         if report.parent_run_id:
-            artifacts.log_report(uri, report.parent_run_id, report.out_dir)
+            report.notes.append(
+                f"logged as artifacts 'report/' of parent sweep run {report.parent_run_id} "
+                f"in {report.parent_experiment!r}"
+            )
         else:
             report.notes.append(
-                f"no parent sweep run (tag glattn.role=sweep) in {experiment!r}: the report "
+                f"no parent sweep run (tag glattn.role=sweep) in {_names(home)}: the report "
                 "was not logged"
             )
+    report.files += _write_run_set(report, experiment, uri)
+    if report.parent_run_id:
+        artifacts.log_report(uri, report.parent_run_id, report.out_dir)
     return report
 
 
-def _newest_sweep(uri: str, experiment: str) -> str | None:
-    try:
-        sweeps = runs.sweep_runs(uri, experiment)
-    except runs.ReportError:  # `paper` need not exist as an experiment itself
-        return None
-    return None if sweeps.empty else str(sweeps.iloc[0]["run_id"])
+def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
+    """The declared tables, after the checks that need no run: every ``report:`` block, the
+    metric and the table numbers asked for (one ReportError naming the bad value)."""
+    catalog = declared.load(experiments_dirs)
+    if metric not in tables.METRICS:
+        raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(tables.METRICS)}")
+    unknown = sorted(set(which or ()) - set(catalog.by_number()))
+    if unknown:
+        raise runs.ReportError(
+            f"--tables {','.join(map(str, unknown))!r}: no experiment file declares it (declared: "
+            f"{', '.join(map(str, sorted(catalog.by_number())))})"
+        )
+    return catalog
+
+
+def _names(experiments) -> str:
+    return " or ".join(repr(e) for e in experiments)
 
 
 def _write_tables(report, experiment, sources, metric, history, which) -> None:
     for n, exp in sources.items():
-        ctx = tables.Context(metric, grid.expected_levels(exp), history)
-        report.tables[n] = tables.BUILDERS[n](report.frames[exp], ctx)
+        ctx = tables.Context(metric, report.catalog.expected(exp), history)
+        report.tables[n] = report.catalog.by_number()[n].build(report.frames[exp], ctx)
         if report.tables[n] is None:
-            report.notes.append(f"Table {n}: no runs with the data it needs in {exp!r}")
+            where = _names(report.experiments_read(exp))
+            report.notes.append(f"Table {n}: no runs with the data it needs in {where}")
     built = {n: t for n, t in report.tables.items() if t is not None}
     if which and not built:
         raise runs.ReportError(
@@ -158,15 +192,20 @@ def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
 
 
 def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
-    """runs_used.csv (the declared run set: run id, name, cell, variant, seed) and NOTES.md."""
+    """runs_used.csv (the declared run set: run id, name, cell, variant, seed) and NOTES.md:
+    every experiment the runs came from (with its count; a ``<name>-debug`` twin read with
+    --include-debug is one of them), then the notes (the debug-preset runs left out or
+    included, by name, the reruns, what was skipped)."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
     used = pd.concat([selection.runs_used(f) for f in report.frames.values()])
     used_path = report.out_dir / "runs_used.csv"
     used.to_csv(used_path, index=False)
+    counts = used["experiment"].value_counts(sort=False)
+    sources = ", ".join(f"{name} ({n} runs)" for name, n in counts.items())
     notes_path = report.out_dir / "NOTES.md"
     notes_path.write_text(
         f"# Report notes: {experiment}\n\nTracking URI: {runs.mask(uri)}\n"
-        f"Experiments: {', '.join(report.frames)}; {len(used)} FINISHED job runs in "
+        f"Experiments the runs come from: {sources}; {len(used)} FINISHED job runs in "
         f"{used['cell'].nunique()} configurations (runs_used.csv)\n\n"
         + "".join(f"- {n}\n" for n in report.notes)
     )
@@ -207,7 +246,10 @@ def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[
 
 def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Path]:
     """Confusion matrix of the best configuration per training data set (summed over its
-    seeds' confusion-matrix artifacts; the image artifact is copied when no numbers exist)."""
+    seeds' confusion-matrix artifacts; the image artifact is copied when no numbers exist),
+    in % of each true class, drawn as the job draws its counts."""
+    from glattn.metrics import confusion_figure  # scikit-learn: only when there is one to draw
+
     paths = []
     train = tables.trained(frame)
     for ds in tables.ordered("dataset", train["dataset"].dropna().unique()):
@@ -221,7 +263,8 @@ def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Pa
                 names = names or list(figures.CLASS_ORDER[: m.shape[0]])
                 seeds = f"{n} seed{'s' if n != 1 else ''} summed"
                 title = f"{tables.dataset_label(ds)}: {label} ({seeds})"
-                paths += figures.plot_confusion(m, names, title, fig_dir, f"confusion_{ds}")
+                figure = confusion_figure(m, names, title, percent=True)
+                paths += figures.save(figure, fig_dir, f"confusion_{ds}")
             elif png is not None:
                 fig_dir.mkdir(parents=True, exist_ok=True)
                 dst = fig_dir / f"confusion_{ds}.png"

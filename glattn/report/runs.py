@@ -10,7 +10,6 @@ one cell per configuration, debug runs left out unless asked, ``--where`` filter
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
@@ -18,9 +17,16 @@ from glattn.errors import UserError
 from glattn.groups import FACTORS
 from glattn.report import selection
 from glattn.report.frames import col
-from glattn.tracking import queries
+from glattn.tracking import names, queries
 from glattn.tracking.client import make_client
-from glattn.tracking.names import JOB_ROLE, PARENT_TAG, ROLE_TAG, SWEEP_ROLE, debug_experiment
+from glattn.tracking.names import (
+    CHOICE_PARAM_PREFIX,
+    JOB_ROLE,
+    PARENT_TAG,
+    ROLE_TAG,
+    SWEEP_ROLE,
+    debug_experiment,
+)
 from glattn.tracking.uris import default_tracking_uri, mask_uri, sqlite_path
 
 __all__ = [
@@ -29,14 +35,15 @@ __all__ = [
     "load_runs",
     "mask",
     "metric_history",
+    "newest_sweep",
+    "report_home",
+    "source_experiments",
     "stage_experiments",
     "sweep_runs",
 ]
 
 #: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ReportError(UserError, ValueError):
@@ -79,12 +86,25 @@ def _frame(runs: list, experiment: str) -> pd.DataFrame:
             "status": r.info.status,
             "start_time": r.info.start_time,
             "artifact_uri": r.info.artifact_uri,
+            selection.DIGEST: selection.dataset_digest(r),
         }
         row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update(_class_params(r.data.tags, r.data.params))
         row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
         row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _class_params(tags: dict, params: dict) -> dict:
+    """``params.<group>._target_`` from the ``class.<group>`` tag of a run that logs the
+    class as a tag (older runs logged it as that param): one column for both."""
+    prefix = names.CLASS_TAG_PREFIX
+    return {
+        f"params.{k[len(prefix) :]}._target_": v
+        for k, v in tags.items()
+        if k.startswith(prefix) and f"{k[len(prefix) :]}._target_" not in params
+    }
 
 
 def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
@@ -134,6 +154,18 @@ def _experiments(uri: str, experiment: str, include_debug: bool) -> list[str]:
     return found
 
 
+def _twin_jobs(uri: str, experiment: str) -> pd.DataFrame:
+    """The FINISHED job runs of ``<experiment>-debug``, which a report without
+    --include-debug does not read (empty when there is no such experiment)."""
+    twin = debug_experiment(experiment)
+    if twin == experiment or client_for(uri).get_experiment_by_name(twin) is None:
+        return pd.DataFrame()
+    frame = load_all_runs(uri, twin)
+    if frame.empty:
+        return frame
+    return frame[(frame["status"] == "FINISHED") & (col(frame, f"tags.{ROLE_TAG}") == JOB_ROLE)]
+
+
 def load_runs(
     uri: str,
     experiment: str,
@@ -148,9 +180,13 @@ def load_runs(
     notes = [] if notes is None else notes
     frames = [load_all_runs(uri, name) for name in _experiments(uri, experiment, include_debug)]
     jobs = _jobs(pd.concat(frames, ignore_index=True), experiment, uri)
-    debug = selection.debug_mask(jobs)
-    if debug.any() and not include_debug:
-        notes.append(f"{int(debug.sum())} debug-preset run(s) left out (--include-debug)")
+    debug = selection.debug_mask(jobs) | (jobs["experiment"] != experiment)
+    if include_debug and debug.any():
+        notes.append(selection.debug_note(jobs[debug], "included (--include-debug)"))
+    elif not include_debug:
+        left = pd.concat([jobs[debug], _twin_jobs(uri, experiment)], ignore_index=True)
+        if not left.empty:
+            notes.append(selection.debug_note(left, "left out (--include-debug reads them)"))
         jobs = jobs[~debug]
     try:
         jobs = selection.apply_where(jobs, where)
@@ -167,46 +203,11 @@ def load_runs(
 
 
 def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
-    """The group's tag as a conf/<group>/ option name. run.py tags runs with Hydra's
-    choices; a run composed without Hydra's runtime may carry the class name instead, which
-    is mapped back through the option's `_target_` (or `name`) param when that is unique."""
-    tags = frame[group]
-    options = _options(group)
-    if not options:
-        return tags
-    out = tags.copy()
-    for idx in tags.index[~tags.isin(list(options["names"]))]:
-        for key, table in (("_target_", options["targets"]), ("name", options["by_name"])):
-            col = f"params.{group}.{key}"
-            value = frame.at[idx, col] if col in frame else None
-            if isinstance(value, str) and value in table:
-                out[idx] = table[value]
-                break
-    return out
-
-
-def _options(group: str) -> dict:
-    folder = REPO_ROOT / "conf" / group
-    if not folder.is_dir():
-        return {}
-    from omegaconf import OmegaConf
-
-    names, targets, by_name = set(), {}, {}
-    for path in sorted(folder.glob("*.yaml")):
-        names.add(path.stem)
-        try:
-            node = OmegaConf.load(path)
-        except Exception:  # an unreadable option file only disables the mapping for it
-            continue
-        for key, table in (("_target_", targets), ("name", by_name)):
-            value = node.get(key) if hasattr(node, "get") else None
-            if isinstance(value, str):
-                table[value] = None if value in table else path.stem  # None: ambiguous
-    return {
-        "names": names,
-        "targets": {k: v for k, v in targets.items() if v},
-        "by_name": {k: v for k, v in by_name.items() if v},
-    }
+    """The group's option of each run, as the job logged it: its ``choice.<group>`` param
+    (Hydra's choice, glattn.job.spec), else its factor tag; nothing is read from conf/ or
+    imported."""
+    choice = col(frame, f"params.{CHOICE_PARAM_PREFIX}{group}")
+    return choice.where(choice.notna(), frame[group])
 
 
 def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
@@ -218,8 +219,37 @@ def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
     return sweeps.sort_values("start_time", ascending=False).reset_index(drop=True)
 
 
+def source_experiments(frames) -> list[str]:
+    """The experiments the runs of `frames` ({name asked for: run set}) came from, in order:
+    a ``<name>-debug`` twin read with --include-debug is named as itself."""
+    found = [e for f in frames.values() if "experiment" in f for e in f["experiment"].dropna()]
+    return list(dict.fromkeys(found)) or list(frames)
+
+
+def report_home(experiment: str, frames) -> list[str]:
+    """Where a report of `experiment` may be logged: the experiments its runs came from
+    that are `experiment` or its ``-debug`` twin (`paper` reads other experiments' runs and
+    is logged to none of them)."""
+    own = (experiment, debug_experiment(experiment))
+    return [e for e in source_experiments(frames) if e in own] or [experiment]
+
+
+def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
+    """(run id, experiment) of the newest parent sweep run in any of `experiments`; (None,
+    None) when none has one (or none exists: `paper` is no experiment itself)."""
+    best = None
+    for name in experiments:
+        try:
+            sweeps = sweep_runs(uri, name)
+        except ReportError:
+            continue
+        if not sweeps.empty and (best is None or sweeps.iloc[0]["start_time"] > best[0]):
+            best = (sweeps.iloc[0]["start_time"], str(sweeps.iloc[0]["run_id"]), name)
+    return (best[1], best[2]) if best else (None, None)
+
+
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
-    """{table number: experiment name} of the `table<N>_*` experiments in the store
+    """{table number: experiment name} of the experiments in the store that declare them
     (`tables_for(name)` gives the numbers an experiment name stands for)."""
     names = queries.experiment_names(client_for(uri))
     out = {}
@@ -230,7 +260,7 @@ def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> 
             if len(hits) > 1:
                 notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
         else:
-            notes.append(f"Table {n}: no experiment named table{n}_* in the store")
+            notes.append(f"Table {n}: no experiment in the store declares it")
     return out
 
 

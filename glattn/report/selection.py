@@ -1,15 +1,23 @@
 """Which runs a report reads: chosen once per report, written to ``runs_used.csv``.
 
-A cell is one configuration: the runs whose fingerprint params are equal except ``seed``
-(every param of the resolved config except those glattn.config leaves out of the
-fingerprint: paths, tracking, sweep, name, tags, transfer, device, workers, ...). Runs that
-share their group choices (one table row) but not their cell are split into labelled rows:
-the ``variant`` column names the differing params (``dataset.image_size=32,
-trainer.max_epochs=1``); when a differing param is not set in every run of the data set
-(an option's own setting), the report refuses and says how to select (``--where``,
-``--experiment``). A seed run twice in one cell (the same config rerun) keeps its latest
-FINISHED run, and says so in the notes. Debug presets' runs (``debug`` tag or param) are left
-out unless ``include_debug``.
+A cell is one configuration, wherever its files live: the runs whose fingerprint params are
+equal except ``seed`` (every param of the resolved config except those glattn.config leaves
+out of the fingerprint: paths, tracking, sweep, name, tags, transfer, device, workers, cache
+folder, ...) and except the params that only say where files go or come from (`LOCATIONS`:
+the data set's folder; `EVAL_LOCATIONS`: an eval run's checkpoint path). What the data set's
+folder held counts instead: the digest of the run's data set input (sha256 of its
+``split.csv``, glattn.tracking.models.log_dataset), so two folders with the same data are
+one cell and two with different data are two (a run that logged no data set input falls back
+on the folder of a real data set; the built-in synthetic set is defined by its params
+alone). So the same configuration run from two output folders is one cell, and its seed run
+twice is a rerun. Runs that share their group choices (one table row) but not their cell are
+split into labelled rows: the ``variant`` column names the differing params
+(``dataset.image_size=32, trainer.max_epochs=1``); when a differing param is not set in
+every run of the data set (an option's own setting), the report refuses and says how to
+select (``--where``, ``--experiment``). A seed run twice in one cell (the same config rerun)
+keeps its latest FINISHED run, and says so in the notes. Debug presets' runs (``debug`` tag
+or param, or the ``<experiment>-debug`` experiment) are left out unless ``include_debug``;
+the notes name them either way.
 """
 
 from __future__ import annotations
@@ -26,6 +34,17 @@ from glattn.tracking.names import CHOICE_PARAM_PREFIX, DEBUG_TAG
 #: The identity of a cell's target besides its params (eval runs: the data set scored).
 TARGET = ("task", "eval_dataset", "eval_split")
 _IGNORED = {f"{group}.{key}" for group, key in FINGERPRINT_IGNORE}
+#: params that only say where files come from: never part of a cell or a variant label
+#: (the data set's contents count through DATA; what an eval run scores, through its
+#: source run's configuration, which its own params repeat, and ``source_run_id``)
+LOCATIONS = ("dataset.root",)
+EVAL_LOCATIONS = ("ckpt_path",)
+#: the column of the run's data set digest (runs.load_runs, from its MLflow dataset input)
+DIGEST = "dataset_digest"
+#: the derived column that stands for the data set's contents in a cell's identity
+DATA = "data"
+#: data sets whose files glattn generates from their params (the root is only a folder)
+GENERATED = ("synthetic",)
 USED_COLUMNS = ["run_id", "run_name", "experiment", "cell", "variant", "seed", "task"]
 
 
@@ -34,7 +53,8 @@ class SelectionError(ValueError):
 
 
 def cell_params(frame: pd.DataFrame) -> list[str]:
-    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed``."""
+    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed`` and
+    the `LOCATIONS`."""
     out = []
     for name in frame.columns:
         if not name.startswith("params."):
@@ -43,10 +63,50 @@ def cell_params(frame: pd.DataFrame) -> list[str]:
         top = key.split(".", 1)[0]
         if key == "seed" or key.startswith(CHOICE_PARAM_PREFIX) or key in _IGNORED:
             continue
-        if top in FINGERPRINT_EXCLUDE:
+        if key.endswith("._partial_"):  # older runs only; the class (_target_) tells options apart
+            continue
+        if top in FINGERPRINT_EXCLUDE or key in LOCATIONS:
             continue
         out.append(name)
     return sorted(out)
+
+
+def dataset_digest(run) -> str | None:
+    """The digest of an MLflow run's data set input (its split file's sha256[:16]), or None
+    for a run that logged none."""
+    inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or ()
+    return next((str(i.dataset.digest) for i in inputs if i.dataset.digest), None)
+
+
+def data_identity(frame: pd.DataFrame) -> pd.Series:
+    """What a real data set's folder held: the run's digest, else the folder itself; None
+    for a generated set (its params say what it holds) and when neither tells."""
+    digest = col(frame, DIGEST)
+    root = col(frame, "params.dataset.root")
+    name = col(frame, "params.dataset.name").fillna(col(frame, "dataset"))
+    real = root.where(~root.astype(str).isin(["None", "nan"]))
+    out = digest.where(digest.notna(), real.map(lambda r: None if pd.isna(r) else f"root {r}"))
+    return out.where(~name.isin(GENERATED), None)
+
+
+def _identity(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The columns that define each run's cell: cell params (an eval run's checkpoint path
+    blanked) and DATA when any run has it."""
+    params = cell_params(frame)
+    ident = frame[params].copy()
+    evals = col(frame, "task").fillna("train") == "eval"
+    for key in EVAL_LOCATIONS:
+        if f"params.{key}" in ident:
+            ident.loc[evals, f"params.{key}"] = None
+    data = data_identity(frame)
+    if data.notna().any():
+        ident[DATA] = data
+        params = [*params, DATA]
+    return ident, params
+
+
+def _label(name: str) -> str:
+    return name[len("params.") :] if name.startswith("params.") else name
 
 
 def _cell_id(values: tuple) -> str:
@@ -55,16 +115,17 @@ def _cell_id(values: tuple) -> str:
 
 
 def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``cell`` (hash of the cell params, or the fingerprint tag when a run logged no
-    params) and ``variant`` (see the module docstring); SelectionError when a row would
-    pool two cells that no shared param tells apart."""
+    """Adds ``cell`` (hash of the cell's identity columns, or the fingerprint tag when a run
+    logged no params) and ``variant`` (see the module docstring); SelectionError when a row
+    would pool two cells that no shared param tells apart."""
     frame = frame.copy()
-    params = cell_params(frame)
-    ids = [_cell_id(tuple(r)) for r in frame[params].itertuples(index=False)] if params else []
+    ident, params = _identity(frame)
+    ids = [_cell_id(tuple(r)) for r in ident[params].itertuples(index=False)] if params else []
     frame["cell"] = ids or list(col(frame, "fingerprint"))
     frame["variant"] = ""
     keys = [k for k in (*FACTORS, *TARGET) if k in frame]
-    for _, sub in frame.groupby(col(frame, "dataset").fillna("?"), sort=False):
+    work = pd.concat([frame[[*keys, "cell"]], ident[params]], axis=1)  # identity columns
+    for _, sub in work.groupby(col(frame, "dataset").fillna("?"), sort=False):
         shared = [p for p in params if sub[p].notna().all()]
         label_keys = set()
         for _, combo in sub.groupby(keys, dropna=False, sort=False):
@@ -73,10 +134,11 @@ def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
         if label_keys:
             names = sorted(label_keys)
             frame.loc[sub.index, "variant"] = [
-                ", ".join(f"{p[len('params.') :]}={v}" for p, v in zip(names, r))
+                ", ".join(f"{_label(p)}={v}" for p, v in zip(names, r))
                 for r in sub[names].itertuples(index=False)
             ]
-    _refuse_pooled(frame, keys, params)
+    work["variant"] = frame["variant"]
+    _refuse_pooled(work, keys, params)
     return frame
 
 
@@ -86,11 +148,12 @@ def _refuse_pooled(frame: pd.DataFrame, keys: list[str], params: list[str]) -> N
             continue
         diff = [p for p in params if combo[p].nunique(dropna=False) > 1]
         shown = "; ".join(
-            f"{p[len('params.') :]} in {sorted(map(str, combo[p].unique()))}" for p in diff[:8]
+            f"{_label(p)} in {sorted(map(str, combo[p].unique()))}" for p in diff[:8]
         )
         row = ", ".join(f"{k}={v}" for k, v in zip(keys, levels))
-        example = diff[0][len("params.") :] if diff else "KEY"
-        value = combo[diff[0]].dropna().iloc[0] if diff else "VALUE"
+        params_only = [p for p in diff if p != DATA]  # --where reads params, not DATA
+        example = _label(params_only[0]) if params_only else "KEY"
+        value = combo[params_only[0]].dropna().iloc[0] if params_only else "VALUE"
         raise SelectionError(
             f"runs of {combo['cell'].nunique()} configurations share one row ({row}); "
             f"they differ in {shown or 'their fingerprint tag'}. Select one: "
@@ -108,6 +171,16 @@ def debug_mask(frame: pd.DataFrame) -> pd.Series:
         | (~param.astype(str).isin(["None", "null", ""]))
         | overrides.str.contains(r"(?:^|[\s,\[])debug=", regex=True)
     )
+
+
+def debug_note(frame: pd.DataFrame, what: str, shown: int = 20) -> str:
+    """One line naming debug-preset runs per experiment: ``run name (run id)``."""
+    parts = []
+    for exp, sub in frame.groupby("experiment", sort=False):
+        runs = [f"{n} ({r})" for n, r in zip(col(sub, "run_name"), sub["run_id"])]
+        more = f", and {len(runs) - shown} more" if len(runs) > shown else ""
+        parts.append(f"{len(runs)} in {exp!r}: " + ", ".join(runs[:shown]) + more)
+    return f"debug-preset runs {what}: " + "; ".join(parts)
 
 
 def parse_where(text: str) -> tuple[str, str]:

@@ -1,9 +1,30 @@
-"""Statistics over seeds: mean +- sample std, n, and two-sample tests (scipy.stats).
+"""Statistics over seeds and test images: summaries, two-sample tests, and the claims'
+interval, test and adjustment.
 
 Student (1908) paired t-test when the two arms were run on the same seeds (each seed fixes
-the split, the initialisation and the data order, so runs pair up by seed); Welch (1947)
+the initialisation and the data order, so runs pair up by seed); Welch (1947)
 unequal-variance t-test otherwise. Both two-sided, via `scipy.stats.ttest_rel` and
 `scipy.stats.ttest_ind(equal_var=False)`.
+
+The claims' interval is a bootstrap crossed over seeds and test images
+(`crossed_bootstrap`). A run's score varies with two things drawn independently of each
+other: the seed (the training) and the test images (a sample of the population the claim is
+about). The seeds of an experiment share its test images (``dataset.split_seed``, not
+``seed``, fixes the split), so seeds x images is a crossed design, not a nested one: an
+image that is hard for one seed is hard for the others, and an image where one arm does
+better tends to favour it on every seed. The test set's share of the uncertainty is
+therefore shared by all seeds and does not shrink with their number. Each resample draws the
+seed pairs with replacement and, independently, one resample of the test images, shared by
+every seed of that resample and by both arms (the pigeonhole bootstrap of Owen 2007, Ann.
+Appl. Stat. 1(2) 386-411, for a seeds x images array; McCullagh 2000, Bernoulli 6 285-301,
+shows no bootstrap is exact for crossed designs and this one errs on the wide side, Owen &
+Eckles 2012). A nested, two-stage resample (fresh images for every seed slot) would average
+k independent image draws and shrink the test set's share by about k: with seeds that agree
+on most images the interval would be about sqrt(k) too narrow. Arms scored on different
+image sets (a transfer drop: the holdout test set against another data set's) get one
+independent draw per set, as do seeds whose test images differ (told apart by
+`Outcomes.key`). The p-value is the seed-level paired t-test against the threshold; Holm
+(1979) adjusts within a claim's family.
 """
 
 from __future__ import annotations
@@ -114,20 +135,21 @@ def _isnan(v) -> bool:
 
 
 # ---------------------------------------------------------------------------- per image
-# The claims (claims.py) compare arms evaluated on the same test images and paired by seed:
-# a paired bootstrap over test images (Efron & Tibshirani 1993) for the effect's interval,
-# a paired t-test over seeds for its p-value, McNemar's (1947) exact test on the per-image
-# correct/incorrect pairs as a second view (Dietterich 1998), Holm's (1979) step-down
-# adjustment within a claim's family, and the t-test's power (statsmodels) for what the
-# current seeds could detect.
+# The claims (glattn.report.claims) compare arms evaluated on the same test images and
+# paired by seed: the crossed bootstrap over seeds and test images (module docstring) for the
+# effect's interval, a paired t-test over seeds for its p-value, McNemar's (1947) exact test
+# on the per-image correct/incorrect pairs as a second view (Dietterich 1998), Holm's (1979)
+# step-down adjustment within a claim's family, and the t-test's power (statsmodels) for
+# what the current seeds could detect.
 
 
 @dataclass(frozen=True)
 class Outcomes:
     """One run on one split, per image: class index, correct or not, score weight.
 
-    `key` names the image set (same key: the same images in the same order), so that the
-    bootstrap resamples shared images jointly and different image sets independently.
+    `key` names the image set (same key: the same images in the same order): the bootstrap
+    draws one resample per image set, shared by every run scored on it, and independent
+    resamples for different image sets.
     """
 
     labels: np.ndarray  # (n,) int class index
@@ -175,42 +197,39 @@ class Interval:
     seed: int
 
 
-def hierarchical_bootstrap(
+def crossed_bootstrap(
     pairs: list[tuple[Outcomes, Outcomes]],
     metric: str = "balanced_acc",
     n_resamples: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> Interval:
-    """Two-level percentile interval of mean_s [score(b_s) - score(a_s)] over seed pairs s.
+    """Percentile interval of mean_s [score(b_s) - score(a_s)] over seed pairs s, from a
+    bootstrap crossed over seeds and test images (see the module docstring).
 
-    Each resample draws k seed pairs with replacement from the k pairs (the seed-to-seed
-    variation), then, for every drawn slot, each image set's images with replacement (the
-    test-set variation), the same image draws for both arms of the pair (Davison & Hinkley
-    1997, section 3.8, two-stage sampling; Field & Welsh 2007). With one pair this is the
+    Each resample draws k seed pairs with replacement from the k pairs and, independently,
+    one resample of each image set (`Outcomes.key`): every seed of the resample, and both
+    arms, are scored on that one image draw. Arms scored on different image sets (a
+    transfer drop) get independent draws, one per set. With one pair this is the
     image-level paired bootstrap.
     """
     if not pairs:
-        raise ValueError("hierarchical_bootstrap: no pairs")
+        raise ValueError("crossed_bootstrap: no pairs")
     if n_resamples < 1:
         raise ValueError(f"n_resamples={n_resamples}: expected >= 1")
     rng = np.random.default_rng(seed)
-    sizes = {}
+    sizes: dict[str, int] = {}
     for a, b in pairs:
         for o in (a, b):
             if sizes.setdefault(o.key, o.labels.size) != o.labels.size:
                 raise ValueError(f"image set {o.key!r} has two different sizes")
     k = len(pairs)
-    drawn = rng.integers(0, k, size=(n_resamples, k))  # (R, k) seed pair of each slot
-    rows = np.arange(n_resamples)
-    total = np.zeros(n_resamples)
-    for slot in range(k):
-        counts = {key: resample_counts(rng, n, n_resamples) for key, n in sizes.items()}
-        diffs = np.stack(  # (k, R): every pair scored on this slot's image draws
-            [score(b, metric, counts[b.key]) - score(a, metric, counts[a.key]) for a, b in pairs]
-        )
-        total += diffs[drawn[:, slot], rows]
-    total /= k
+    drawn = rng.integers(0, k, size=(n_resamples, k))  # (R, k) the seed pair of each slot
+    counts = {key: resample_counts(rng, n, n_resamples) for key, n in sizes.items()}
+    diffs = np.stack(  # (k, R): each pair on the resample's one draw of its image set(s)
+        [score(b, metric, counts[b.key]) - score(a, metric, counts[a.key]) for a, b in pairs]
+    )
+    total = diffs[drawn, np.arange(n_resamples)[:, None]].mean(axis=1)  # (R,)
     estimate = float(np.mean([score(b, metric) - score(a, metric) for a, b in pairs]))
     tail = 100 * (1 - confidence) / 2
     low, high = np.nanpercentile(total, [tail, 100 - tail])

@@ -1,25 +1,28 @@
-"""The paper's Tables 1-4 from the declared run set of one experiment (see runs.load_runs);
-Tables 5 and 6 are in tables_eval.py.
+"""Table builders: the generic `subject_table` (one row per option of the declared group) and
+the layouts of the paper's Tables 1-4, from the declared run set of one experiment (see
+runs.load_runs); Tables 5 and 6 are in tables_eval.py. Which builder makes which table, its
+number, title, group, baseline, pinned groups and metric columns are the experiment file's
+``report:`` block (glattn.report.declared); a builder is ``(runs, ctx, decl) -> Table | None``.
 
 Every metric cell is mean ± sample std (ddof=1) over seeds with n, from one run per seed and
 configuration (glattn.report.selection). Runs are grouped by their row keys (the factors of
 glattn.groups plus ``variant``); a factor that is not the table's subject is pinned to its
-baseline value when it varies (e.g. Table 3 uses residual=original), and any row key still
-varying after that becomes an extra row key, so runs of different configurations are never
-pooled. Tables 3 and 4 carry the paired t-test by seed against ``original``.
+declared value when it varies (``pinned``: Table 3 uses residual=original), and any row key
+still varying after that becomes an extra row key, so runs of different configurations are
+never pooled. Subject tables carry the paired t-test by seed against the declared baseline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
 
-from glattn.report import stats
+from glattn.report import declared, stats
 from glattn.report.cells import (
     METRICS,
     NO_RUNS,
-    TABLES,
     VAL_NOTE,
     Context,
     by_seed,
@@ -56,27 +59,31 @@ def _extra_keys(frame, subject, baseline):
     return varying(frame, exclude=set(subject) | {"dataset"} | set(baseline))
 
 
-def table1(runs: pd.DataFrame, ctx: Context) -> Table | None:
-    """Backbones without attention: parameters, metric per data set, training time."""
+def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
+    """One row per option of the group (backbones) with the pinned groups held (attention
+    none): parameters, metric per data set, training time."""
+    spec = decl.spec
     frame = trained(runs)
-    frame = frame[frame["attention"] == "none"]
+    for key, value in spec.pinned.items():
+        frame = frame[frame[key] == value]
     if frame.empty:
         return None
-    extra = _extra_keys(frame, ["backbone", "attention"], {})
+    extra = _extra_keys(frame, [spec.group, *spec.pinned], {})
     datasets = levels_of(frame, "dataset", ctx)
-    cols = ["Backbone"] + [k.capitalize() for k in extra] + ["Params (M)"]
+    cols = [spec.group.capitalize()] + [k.capitalize() for k in extra] + ["Params (M)"]
     cols += [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
     cols += [f"{dataset_label(d)} train time (min)" for d in datasets]
+    pinned = ", ".join(f"{k}={v}" for k, v in spec.pinned.items())
     table = Table(
-        TABLES[1],
-        "Table 1: Backbones without attention",
-        f"attention=none (plain backbone). {caption_stats(ctx)}; training time "
+        decl.experiment,
+        decl.title,
+        f"{pinned} (plain backbone). {caption_stats(ctx)}; training time "
         "time/train_total_s in minutes.",
         cols,
         label_columns=1 + len(extra),
         best={c: "max" for c in cols if c.endswith(METRICS[ctx.metric])},
     )
-    for levels, sub in grid(frame, ["backbone"] + extra, ctx):
+    for levels, sub in grid(frame, [spec.group] + extra, ctx):
         row = [Cell(str(v)) for v in levels]
         row.append(constant_cell(sub, "model/params_total", millions))
         per_ds = [sub[sub["dataset"] == d] for d in datasets]
@@ -89,32 +96,34 @@ def table1(runs: pd.DataFrame, ctx: Context) -> Table | None:
     return table
 
 
-def table2(runs: pd.DataFrame, ctx: Context) -> Table | None:
-    """CBAM vs none per backbone: both arms, the difference and a p-value."""
+def table2(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
+    """CBAM against the baseline option of the group (attention none) per backbone: both
+    arms, the difference and a p-value; the CBAM arm with the pinned groups held."""
+    spec = decl.spec
+    group, base = spec.group, spec.baseline
     frame = trained(runs)
-    frame = frame[frame["attention"].isin(["none", "cbam"])]
-    if frame.empty or frame["attention"].nunique() < 2:
+    frame = frame[frame[group].isin([base, "cbam"])]
+    if frame.empty or frame[group].nunique() < 2:
         return None
-    cbam = restrict(
-        frame[frame["attention"] == "cbam"], {"fusion": "original", "residual": "original"}
-    )
-    frame = pd.concat([frame[frame["attention"] == "none"], cbam])
-    extra = [k for k in _extra_keys(frame, ["backbone", "attention"], {"fusion", "residual"})]
+    cbam = restrict(frame[frame[group] == "cbam"], dict(spec.pinned))
+    frame = pd.concat([frame[frame[group] == base], cbam])
+    extra = [k for k in _extra_keys(frame, ["backbone", group], set(spec.pinned))]
     cols = ["Data set", "Backbone"] + [k.capitalize() for k in extra]
-    cols += ["none", "CBAM", "Δ (CBAM − none)", "p", "Test"]
+    cols += [base, "CBAM", f"Δ (CBAM − {base})", "p", "Test"]
+    pinned = ", ".join(f"{k}={v}" for k, v in spec.pinned.items())
     table = Table(
-        TABLES[2],
-        "Table 2: CBAM vs no attention",
-        f"{caption_stats(ctx)}. CBAM runs use fusion=original, residual=original. "
+        decl.experiment,
+        decl.title,
+        f"{caption_stats(ctx)}. CBAM runs use {pinned}. "
         "Δ in percentage points. p: two-sided paired t-test by seed (scipy.stats.ttest_rel) "
         "when both arms ran the same seeds, Welch's unequal-variance t-test "
         "(scipy.stats.ttest_ind, equal_var=False) otherwise; the Test column names it.",
         cols,
         label_columns=2 + len(extra),
-        best={"none": "max", "CBAM": "max"},
+        best={base: "max", "CBAM": "max"},
     )
     for levels, sub in grid(frame, ["dataset", "backbone"] + extra, ctx):
-        none, att = sub[sub["attention"] == "none"], sub[sub["attention"] == "cbam"]
+        none, att = sub[sub[group] == base], sub[sub[group] == "cbam"]
         a, _ = by_seed(none, score(none, ctx.metric)[0])
         b, _ = by_seed(att, score(att, ctx.metric)[0])
         cmp = stats.compare(a, b)
@@ -125,8 +134,21 @@ def table2(runs: pd.DataFrame, ctx: Context) -> Table | None:
     return table
 
 
-def _subject_table(runs, ctx, subject, baseline, number, title, refs, extra_cols):
-    """Tables 3 and 4: rows = levels of `subject`, metric per data set, plus extra columns."""
+def subject_table(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
+    """One row per option of the declared group: the metric columns per data set, p against
+    the baseline option, the option's reference (any experiment's ``report:`` block)."""
+    return _subject_table(runs, ctx, decl, references(decl.spec.group, runs), lambda ds: [])
+
+
+def _metrics(spec, ctx: Context) -> list[str]:
+    """The declared metric columns; --metric, when not among them, replaces them."""
+    return list(spec.metrics) if ctx.metric in spec.metrics else [ctx.metric]
+
+
+def _subject_table(runs, ctx, decl, refs, extra_cols):
+    """Rows = options of the group, metric per data set, p vs baseline, extra columns."""
+    spec = decl.spec
+    subject, baseline, base = spec.group, dict(spec.pinned), spec.baseline
     frame = trained(runs)
     frame = restrict(frame, baseline)
     # One strategy with finished runs is still this table when the experiment's sweep asks
@@ -145,14 +167,17 @@ def _subject_table(runs, ctx, subject, baseline, number, title, refs, extra_cols
         return None
     datasets = levels_of(frame, "dataset", ctx)
     cols = [k.capitalize() for k in extra] + [subject.capitalize()]
-    metric_cols = [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
-    cols += metric_cols + [f"{dataset_label(d)} p vs original" for d in datasets]
+    metrics = _metrics(spec, ctx)
+    metric_cols = [f"{dataset_label(d)} {METRICS[m]}" for m in metrics for d in datasets]
+    p_cols = [f"{dataset_label(d)} p vs {base}" for d in datasets] if base else []
+    cols += metric_cols + p_cols
     cols += [name for name, _ in extra_cols(datasets)] + ["Reference"]
-    pinned = ", ".join(f"{k}={v}" for k, v in baseline.items())
+    pinned = "".join(f"{k}={v}, " for k, v in baseline.items())[:-2]
+    tested = f" p vs {base}: {PAIRED_NOTE.format(base=base)}" if base else ""
     table = Table(
-        TABLES[number],
-        title,
-        f"{pinned}. {caption_stats(ctx)}. p vs original: {PAIRED_NOTE}",
+        decl.experiment,
+        decl.title,
+        f"{pinned}{'. ' if pinned else ''}{caption_stats(ctx)}.{tested}",
         cols,
         label_columns=len(extra) + 1,
         best={c: "max" for c in metric_cols},
@@ -161,8 +186,11 @@ def _subject_table(runs, ctx, subject, baseline, number, title, refs, extra_cols
     for glevels, gframe in grouped:
         for (level,), sub in grid(gframe, [subject], ctx):
             row = [Cell(str(v)) for v in glevels] + [Cell(level)]
-            row += [metric_cell(sub[sub["dataset"] == d], ctx) for d in datasets]
-            row += [_vs_original(sub, gframe, subject, d, ctx) for d in datasets]
+            for m in metrics:
+                mctx = dataclasses.replace(ctx, metric=m)
+                row += [metric_cell(sub[sub["dataset"] == d], mctx) for d in datasets]
+            if base:
+                row += [_vs_baseline(sub, gframe, subject, base, d, ctx) for d in datasets]
             row += [fn(sub, gframe) for _, fn in extra_cols(datasets)]
             row.append(
                 Cell(refs.get(level, ""))
@@ -174,55 +202,55 @@ def _subject_table(runs, ctx, subject, baseline, number, title, refs, extra_cols
 
 
 PAIRED_NOTE = (
-    "two-sided paired t-test by seed against the original row of the same data set "
+    "two-sided paired t-test by seed against the {base} row of the same data set "
     "(scipy.stats.ttest_rel; Welch's t-test when the seeds differ), the claims' test; "
     "p = 1 when the paired differences are all equal"
 )
 
 
-def _vs_original(sub, gframe, subject, dataset, ctx) -> Cell:
-    """p of this row's seeds against `original`'s (the claims' paired t-test by seed)."""
+def _vs_baseline(sub, gframe, subject, baseline, dataset, ctx) -> Cell:
+    """p of this row's seeds against the baseline's (the claims' paired t-test by seed)."""
     mine = sub[sub["dataset"] == dataset]
     if mine.empty:
         return Cell.missing(NO_RUNS)
-    if (mine[subject] == "original").all():
+    if (mine[subject] == baseline).all():
         return Cell("ref")
-    base = gframe[(gframe[subject] == "original") & (gframe["dataset"] == dataset)]
+    base = gframe[(gframe[subject] == baseline) & (gframe["dataset"] == dataset)]
     if base.empty:
-        return Cell.missing(f"no {subject}=original run to compare with")
+        return Cell.missing(f"no {subject}={baseline} run to compare with")
     a, _ = by_seed(base, score(base, ctx.metric)[0])
     b, _ = by_seed(mine, score(mine, ctx.metric)[0])
     return p_cell(stats.compare(a, b))
 
 
-def table3(runs: pd.DataFrame, ctx: Context) -> Table | None:
-    """Fusion strategies: metric per data set, extra parameters vs `original`, reference."""
+def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
+    """A subject table (fusion strategies) with each option's extra parameters over the
+    baseline's."""
+    subject, baseline = decl.spec.group, decl.spec.baseline
 
     def extra_params(sub, group):
-        base = group[group["fusion"] == "original"]
+        base = group[group[subject] == baseline]
         mine = constant_cell(sub, "model/params_total", str)
         ref = constant_cell(base, "model/params_total", str)
         if mine.n is None or math.isnan(mine.mean):
             return mine
         if ref.n is None or math.isnan(ref.mean):
-            return Cell.missing("no fusion=original run to compare parameters with")
+            return Cell.missing(f"no {subject}={baseline} run to compare parameters with")
         d = mine.mean - ref.mean
         return Cell(f"{d:+,.0f}", d, n=mine.n)
 
     return _subject_table(
         runs,
         ctx,
-        "fusion",
-        {"attention": "cbam", "residual": "original"},
-        3,
-        "Table 3: Fusion strategies",
-        references("fusion", runs),
-        lambda datasets: [("Params vs original", extra_params)],
+        decl,
+        references(subject, runs),
+        lambda datasets: [(f"Params vs {baseline}", extra_params)],
     )
 
 
-def table4(runs: pd.DataFrame, ctx: Context) -> Table | None:
-    """Residual strategies: metric and convergence epoch per data set."""
+def table4(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
+    """A subject table (residual strategies) with each option's convergence epoch per data
+    set."""
     frac = ctx.convergence_fraction
 
     def conv(dataset):
@@ -251,11 +279,8 @@ def table4(runs: pd.DataFrame, ctx: Context) -> Table | None:
     t = _subject_table(
         runs,
         ctx,
-        "residual",
-        {"attention": "cbam", "fusion": "original"},
-        4,
-        "Table 4: Residual strategies",
-        references("residual", runs),
+        decl,
+        references(decl.spec.group, runs),
         lambda datasets: [(f"{dataset_label(d)} conv. epoch", conv(d)) for d in datasets],
     )
     if t is not None:
@@ -266,26 +291,22 @@ def table4(runs: pd.DataFrame, ctx: Context) -> Table | None:
     return t
 
 
-BUILDERS = {1: table1, 2: table2, 3: table3, 4: table4, 5: table5, 6: table6}
+def tables_for(experiment: str, catalog: declared.Catalog | None = None) -> list[int] | None:
+    """Which tables an experiment name asks for (glattn.report.declared.Catalog.tables_for):
+    its declared table, every table of a stages file (paper), else None (all declared)."""
+    return (catalog or declared.load()).tables_for(experiment)
 
 
-def tables_for(experiment: str) -> list[int] | None:
-    """Which tables an experiment name asks for: tableN_* -> [N], paper -> all 1-6,
-    anything else -> None (all tables whose data exist)."""
-    import re
-
-    m = re.match(r"table(\d)(?:_|$)", experiment)
-    if m and int(m.group(1)) in BUILDERS:
-        return [int(m.group(1))]
-    if experiment == "paper":
-        return sorted(BUILDERS)
-    return None
-
-
-def build_tables(runs: pd.DataFrame, ctx: Context, which: list[int] | None) -> dict:
-    """{number: Table or None}; None where a table has no data in these runs."""
-    numbers = which or sorted(BUILDERS)
-    return {n: BUILDERS[n](runs, ctx) for n in numbers}
+def build_tables(
+    runs: pd.DataFrame,
+    ctx: Context,
+    which: list[int] | None,
+    catalog: declared.Catalog | None = None,
+) -> dict:
+    """{number: Table or None} of the declared tables `which` (default: all); None where a
+    table has no data in these runs."""
+    by_number = (catalog or declared.load()).by_number()
+    return {n: by_number[n].build(runs, ctx) for n in which or sorted(by_number)}
 
 
 __all__ = [
@@ -293,7 +314,6 @@ __all__ = [
     "METRICS",
     "NO_RUNS",
     "SPLIT_NAMES",
-    "TABLES",
     "VAL_NOTE",
     "Context",
     "build_tables",
@@ -306,6 +326,9 @@ __all__ = [
     "restrict",
     "score",
     "source_runs",
+    "subject_table",
+    "table5",
+    "table6",
     "summary_cell",
     "tables_for",
     "trained",

@@ -3,6 +3,8 @@
 Table 6 reads the dedicated latency/memory measurement of each run (glattn.latency: warm-up,
 repeats, median and interquartile range at a named batch and device; CPU memory as max RSS,
 GPU memory as peak allocated); a cell whose spread is above 10% of its median is flagged.
+A reused run (glattn.report.provenance) measured nothing: its throughput, latency and
+memory are read from the run that trained it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import pandas as pd
 from glattn.report import stats
 from glattn.report.cells import (
     NO_RUNS,
-    TABLES,
     Context,
     by_seed,
     caption_stats,
@@ -34,10 +35,11 @@ from glattn.report.frames import (
     trained,
     varying,
 )
+from glattn.report.provenance import measured_by_source, reused
 from glattn.report.table_format import Cell, Table
 
 
-def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
+def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """Cross-data-set: trained on HAM10000, holdout test vs ISIC 2018 official test."""
     evals = runs[runs["task"] == "eval"].copy()
     train = trained(runs)
@@ -56,8 +58,8 @@ def table5(runs: pd.DataFrame, ctx: Context) -> Table | None:
         target = f"{dataset_label(d)} {SPLIT_NAMES.get(s, s)}"
         cols += [target, f"Drop to {target}", f"p ({target})"]
     table = Table(
-        TABLES[5],
-        "Table 5: Cross-data-set evaluation",
+        decl.experiment,
+        decl.title,
         f"{caption_stats(ctx)}. Holdout test: the training set's lesion-grouped holdout; "
         f"other columns: eval runs (task=eval, eval/{ctx.metric}) of the same checkpoints. "
         "Drop = holdout − target in percentage points, mean ± std over the paired runs; "
@@ -126,6 +128,9 @@ LATENCY_IQR = "perf/latency_iqr_ms"
 OLD_LATENCY = "perf/infer_latency_ms"  # runs from before the dedicated measurement
 MEMORY = {"perf/mem_peak_alloc_mb": "GPU peak alloc. (MB)", "perf/mem_rss_mb": "CPU max RSS (MB)"}
 OLD_MEMORY = "perf/peak_mem_mb"
+#: what a run measured of its training process (a reused run's come from its source)
+MEASURED = ("perf/train_img_s", LATENCY, LATENCY_IQR, OLD_LATENCY, "perf/latency_batch")
+MEASURED += (*MEMORY, OLD_MEMORY)
 SPREAD_LIMIT = 0.10
 SPREAD_NOTE = (
     "spread above 10% of the median (seeds' std or a run's interquartile range): the "
@@ -191,11 +196,14 @@ def _overheads(frame, keys, levels, params, flops, lat) -> list[Cell]:
     return out
 
 
-def table6(runs: pd.DataFrame, ctx: Context) -> Table | None:
-    """Efficiency: params, FLOPs, throughput, latency, memory; overhead vs attention=none."""
+def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
+    """Efficiency: params, FLOPs, throughput, latency, memory; overhead vs attention=none.
+    A reused run's measurements are its source run's (`measured_by_source`)."""
     frame = trained(runs)
     if frame.empty or metric(frame, "model/gflops").isna().all():
         return None
+    frame = measured_by_source(frame, MEASURED, ctx.history)
+    n_reused = int(reused(frame).sum())
     keys = ["backbone"] + varying(frame, exclude={"backbone", "dataset", "loss"})
     if "attention" not in keys:
         keys.append("attention")
@@ -207,13 +215,19 @@ def table6(runs: pd.DataFrame, ctx: Context) -> Table | None:
     cols += [name for _, name in memory]
     cols += ["Params overhead", "FLOPs overhead", "Latency overhead"]
     table = Table(
-        TABLES[6],
-        "Table 6: Efficiency",
+        decl.experiment,
+        decl.title,
         "Parameters and forward GFLOPs (batch 1, at the data set's image size); training "
         f"throughput perf/train_img_s (last epoch); {_setting(frame)}; memory: CPU max RSS "
         "of the process, GPU peak allocated; mean ± std over seeds. Overheads are relative "
         "to the attention=none run of the same backbone (and data set). (!): spread above "
-        "10% of the median.",
+        "10% of the median."
+        + (
+            f" {n_reused} reused run(s): throughput, latency and memory of the runs that "
+            "trained them (NOTES.md)."
+            if n_reused
+            else ""
+        ),
         cols,
         label_columns=len(keys),
         best={"Params (M)": "min", "GFLOPs": "min", "Latency (ms)": "min", "Train img/s": "max"},

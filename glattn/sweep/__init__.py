@@ -3,12 +3,15 @@
 Hydra runs one sweep per command (https://hydra.cc/docs/tutorials/basic/running_your_app/
 multi-run/). glattn adds, around Hydra's basic sweep:
 
-- `callbacks.SweepCallback` (``hydra.callbacks``): in the launching process, before any job,
-  it creates the SQLite database, the MLflow experiment and ONE parent run and writes the
-  parent's id to ``<sweep dir>/parent_run_id``; at the end it reads every job's
+- the ``glattn`` sweeper (hydra_plugins/glattn_sweeper), in the launching process: checks
+  the whole grid before anything is written, creates the SQLite database, the MLflow
+  experiment and ONE parent run before any job (`store`) and writes the parent's id to
+  ``<sweep dir>/parent_run_id``; plan mode (``sweep.plan=true``); fused seeds (`fuse`); the
+  paper's stages (`paper`); a sweep that does not stop at the first failed job.
+- `callbacks.SweepCallback` (``hydra.callbacks``): in each job's process, ``on_job_end``
+  records a failure its job did not report and prints the grid's progress; in the
+  launching process after the last job, ``on_multirun_end`` reads every job's
   ``status.json``, prints the summary, ends the parent run and exits non-zero on failures.
-- the ``glattn`` sweeper (hydra_plugins/glattn_sweeper): plan mode (``sweep.plan=true``) and a
-  sweep that does not stop at the first failed job.
 - the ``local_gpus`` launcher (hydra_plugins/glattn_local_gpus) and the ``slurm`` launcher
   (submitit) in conf/hydra/launcher/.
 

@@ -1,5 +1,5 @@
 """``sweep.fuse_seeds=true``: the jobs of a grid that differ only in ``seed`` become one fused
-job (issue 17; the job side is glattn.job.tasks.fused).
+job (the job side is glattn.job.tasks.fused).
 
 `fuse_seed_jobs` groups the grid's override lists by everything but their ``seed=`` item:
 a group with two seeds or more becomes one job, member 0's overrides plus

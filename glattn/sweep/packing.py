@@ -1,6 +1,6 @@
 """``hydra.launcher.jobs_per_gpu=auto``: how many jobs share each GPU.
 
-One job of this grid cannot keep a large GPU busy on its own (issue 16: on an H200 one
+One job of this grid cannot keep a large GPU busy on its own (measured on an H200: one
 resnet18 + GLSA job with the real loader trained 1,469 img/s, two jobs 4,614 in all, four
 5,477), so the local_gpus launcher packs several jobs per GPU. The choice is the largest
 number that fits both limits:
@@ -108,7 +108,7 @@ def decide(
 
 # ----------------------------------------------------------------------------- time
 #: aggregate training throughput of k jobs sharing one GPU over one job alone, the only
-#: measurement so far (issue 16: one H200, resnet18 + GLSA, real loader, 2026-12-04, with
+#: measurement so far (one H200, resnet18 + GLSA, real loader, 2026-12-04, with
 #: the per-job ceiling of that day); `speedup` interpolates between these, and holds the
 #: last value beyond them. Pass a measured figure (benchmarks/gpu_check.py) where there is one.
 MEASURED_SPEEDUP = {1: 1.0, 2: 3.14, 4: 3.73}

@@ -5,7 +5,8 @@ is already done (a FINISHED run with the job's config fingerprint in the experim
 same test the job itself makes before training: glattn.tracking.find_finished_run) and an
 estimated cost. Creates nothing: no database, no experiment, no run.
 
-Cost heuristic (documented in README.md): for each job still to run, the median
+Cost heuristic (documented in docs/sweeps.md; images and compute: glattn.sweep.cost, the one
+cost model, shared with glattn.report.estimate): for each job still to run, the median
 ``time/epoch_s`` of FINISHED job runs in the tracking store with the same backbone,
 dataset and task, times the job's ``trainer.max_epochs`` (an upper bound: early stopping
 may end it sooner); for a reference run without that metric, its wall time. Jobs without
@@ -15,7 +16,7 @@ training images x max_epochs (task=eval: forward FLOPs x its evaluation images),
 store still shows what a grid costs relative to its parts.
 
 Disk: a finished run is expected to keep about 1.2 x its fp32 weights + 5 MB (one copy of
-the best weights plus logs and figures: the target of issue 10, item 1), from the parameter
+the best weights plus logs and figures), from the parameter
 count of the same meta-device model; an evaluation run keeps no weights (5 MB).
 
 A job whose config cannot be composed or resolved is an error: it is listed with its
@@ -37,6 +38,7 @@ from hydra.core.utils import filter_overrides
 from omegaconf import OmegaConf, open_dict
 
 from glattn.groups import MODEL_GROUPS
+from glattn.sweep import cost
 from glattn.sweep.schedule import makespan_line  # costliest first vs the given order
 from glattn.sweep.units import fmt_bytes as _fmt_bytes
 from glattn.sweep.units import fmt_pflop as _fmt_pflop
@@ -115,13 +117,7 @@ def build_plan(sweeper, jobs: list[list[str]]) -> tuple[list[JobPlan], dict]:
     return plans, {"rerun": rerun, "tracked": tracked, "store_exists": client is not None}
 
 
-#: Images a data set has as distributed (DESIGN.md section 4); synthetic: dataset.num_images.
-DATASET_IMAGES = {"ham10000": 10015, "isic2018": 10015}
-#: ISIC 2018's official evaluation sets (task=eval with dataset.eval_split=official_*).
-OFFICIAL_EVAL_IMAGES = {"official_val": 193, "official_test": 1512}
-
-
-#: Expected bytes of a finished run (issue 10, item 1's target): 1.2 x fp32 weights + 5 MB.
+#: Expected bytes of a finished run : 1.2 x fp32 weights + 5 MB.
 WEIGHTS_FACTOR = 1.2
 RUN_OVERHEAD_BYTES = 5e6
 
@@ -153,14 +149,7 @@ def _compute_cost(cfg, cache: dict[str, tuple]) -> tuple[float | None, float | N
             cache[key] = (flops, sum(p.numel() for p in model.parameters()))
     flops, num_params = cache[key]
     disk = run_disk_bytes(num_params, task)
-    total = DATASET_IMAGES.get(str(d.name), OmegaConf.select(d, "num_images", default=None))
-    if total is None:
-        return None, disk
-    if task == "eval":
-        images = OFFICIAL_EVAL_IMAGES.get(str(d.eval_split), total * float(d.test_fraction))
-        return flops * images / 1e15, disk
-    train_images = total * (1.0 - float(d.val_fraction) - float(d.test_fraction))
-    return 3.0 * flops * train_images * int(cfg.trainer.max_epochs) / 1e15, disk
+    return cost.job_pflop(flops, d, task, int(cfg.trainer.max_epochs)), disk
 
 
 def _references(client) -> dict[tuple, list[tuple[float | None, float | None]]]:

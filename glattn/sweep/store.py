@@ -12,16 +12,15 @@ lock, so two launches of one grid at once share one parent.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from glattn.job.protocol import override_key
+from glattn.locks import file_lock
 from glattn.secrets import mask_override
 from glattn.tracking import finished_runs, get_experiment_id, make_client, sqlite_path
 from glattn.tracking.names import (
@@ -91,12 +90,9 @@ def grid_id(experiment: str, jobs: Iterable[Sequence[str]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _grid_lock(cfg: DictConfig, grid: str) -> int:
-    folder = Path(str(cfg.paths.output_dir)).absolute() / "sweeps"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f".grid-{grid}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+def _grid_lock(cfg: DictConfig, grid: str):
+    """The grid's lock, ``<output_dir>/sweeps/.grid-<grid>.lock`` (blocking)."""
+    return file_lock(Path(str(cfg.paths.output_dir)).absolute() / "sweeps" / f".grid-{grid}.lock")
 
 
 def open_parent(
@@ -122,8 +118,7 @@ def open_parent(
             OmegaConf.select(cfg, "hydra.runtime.choices.experiment", default="null")
         ),
     }
-    fd = _grid_lock(cfg, grid)
-    try:
+    with _grid_lock(cfg, grid):
         parent = find_parent(client, exp_id, grid)
         if parent is not None:
             run_id = parent.info.run_id
@@ -150,9 +145,6 @@ def open_parent(
         )
         log.info("[glattn sweep] parent run %s (%s)", name, run.info.run_id)
         return run.info.run_id
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def end_parent(cfg: DictConfig, run_id: str, status: str, error: str | None = None) -> None:

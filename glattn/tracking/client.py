@@ -2,7 +2,7 @@
 lock, transient ``database is locked`` errors retried with backoff, the experiment created
 with its artifact location.
 
-Field notes (DESIGN.md section 4): many processes opening a SQLite file that does not exist
+Measured: many processes opening a SQLite file that does not exist
 yet race on MLflow's schema migration (16 of 16 failed, the file left unusable); with the
 schema in place, concurrent writers still see an occasional ``database is locked``. And
 MLflow's ``log_inputs`` checks for the data set, then inserts it: a sweep's jobs that log
@@ -12,13 +12,12 @@ PostgreSQL). It is idempotent, so that error is retried too: the retry finds the
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import random
 import time
 from pathlib import Path
 
+from glattn.locks import file_lock
 from glattn.tracking.uris import resolve_uri, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -91,11 +90,8 @@ class RetryingClient:
 
 
 def _schema_lock(db: Path):
-    """Open and flock ``<db>.lock`` (the lock file beside the database)."""
-    db.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(db.with_name(db.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+    """The lock ``<db>.lock`` beside the database (blocking)."""
+    return file_lock(db.with_name(db.name + ".lock"))
 
 
 def make_client(uri: str | None) -> RetryingClient:
@@ -108,13 +104,9 @@ def make_client(uri: str | None) -> RetryingClient:
     db = sqlite_path(uri)
     if db is None or uri in _READY:
         return RetryingClient(MlflowClient(tracking_uri=uri))
-    fd = _schema_lock(db)
-    try:  # MlflowClient opens the store (creating or upgrading the schema) when built
+    with _schema_lock(db):  # MlflowClient opens the store (creating or upgrading the schema)
         client = RetryingClient(MlflowClient(tracking_uri=uri))
         client.search_experiments(max_results=1)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
     _READY.add(uri)
     return client
 

@@ -7,7 +7,7 @@ loads it without unpickling and refuses pickled models by default), with a tenso
 (https://mlflow.org/docs/latest/ml/deep-learning/pytorch/). ``tracking.register_model=NAME``
 registers it in the Model Registry as a new version of NAME.
 
-One copy of the weights (README, "Disk use"): the MLflow model holds them, and the run's
+One copy of the weights (docs/training.md, "Disk use"): the MLflow model holds them, and the run's
 ``checkpoints/best.pt`` becomes the record without its ``model`` tensors, plus ``weights``
 naming the model (`slim_record`). glattn's loading path (`load_weights`, called by
 glattn.checkpoint.load_checkpoint for such a record) checks the archive with MLflow's own
@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Name of the logged model of a run (``models:/<model id>``; MLflow 3 LoggedModel).
 MODEL_NAME = "model"
+#: The model's tag holding `weights_digest`: a retried job finds the model it logged.
+WEIGHTS_TAG = "glattn.weights_sha256"
+#: The run's metrics a logged model carries (linked to it with ``model_id``).
+MODEL_METRIC_PREFIXES = ("best/", "test/")
 #: Key of a slim best.pt record naming the MLflow model that holds its weights.
 WEIGHTS_KEY = "weights"
 PT2_FILE = "data/model.pt2"
@@ -98,7 +102,13 @@ def log_model(
 ) -> LoggedWeights | None:
     """Log ``model`` (eval mode, CPU) as the run's MLflow model; register it as
     ``register_as`` when given. ``tracker``: a glattn.tracking.Tracker with a started run
-    (None for ``tracking=none``: nothing is logged)."""
+    (None for ``tracking=none``: nothing is logged).
+
+    The model is named after the run (`model_name`) and carries the run's params, its
+    validation and test metrics (linked to the model and to the run's data set) and the
+    run's factor tags (`describe_model`), so the experiment's Models tab compares models.
+    Idempotent: a retried or resumed run finds the model it logged already (same weights,
+    `weights_digest`) and logs no second copy; a partial or stale one is deleted first."""
     if not tracker.enabled:
         return None
     import mlflow.pytorch
@@ -108,42 +118,150 @@ def log_model(
     from glattn.tracking.uris import resolve_uri
 
     model = model.eval()
-    num_classes = int(model(torch.zeros(1, 3, image_size, image_size)).shape[1])
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-    # created here, in the run's experiment (MLflow's fluent API would use its active one)
-    created = tracker.client.create_logged_model(
-        tracker.ensure_experiment(), name=MODEL_NAME, source_run_id=tracker.run_id
-    )
-    with use_tracking_uri(resolve_uri(tracker.cfg.uri)), torch.no_grad():
-        info = mlflow.pytorch.log_model(
-            model,
-            name=MODEL_NAME,
-            signature=model_signature(num_classes, image_size),
-            input_example=input_example(image_size),
-            serialization_format="pt2",
-            run_id=tracker.run_id,
-            model_id=created.model_id,
-            registered_model_name=register_as or None,
-            pip_requirements=requirements,  # not inferred: that would load the model again
-            validate_serving_input=False,  # pyfunc serving of a tensor input is not glattn's
+    digest = weights_digest(model)
+    run = tracker.client.get_run(tracker.run_id)
+    name = model_name(run.info.run_name)
+    found = _logged_before(tracker, digest)
+    if found is not None:
+        with use_tracking_uri(resolve_uri(tracker.cfg.uri)):  # the registry reads it
+            version = _registered_version(tracker.client, found, register_as)
+        info_id = found.model_id
+        log.info(
+            "MLflow model %s of run %s: logged already", f"models:/{info_id}", run.info.run_id
         )
-    logged = tracker.client.get_logged_model(info.model_id)
-    version = getattr(info, "registered_model_version", None)
+    else:
+        num_classes = int(model(torch.zeros(1, 3, image_size, image_size)).shape[1])
+        requirements = [
+            f"torch=={torch.__version__.split('+')[0]}",
+            f"mlflow=={mlflow.__version__}",
+        ]
+        # created here, in the run's experiment (MLflow's fluent API would use its active one)
+        created = tracker.client.create_logged_model(
+            tracker.ensure_experiment(),
+            name=name,
+            source_run_id=tracker.run_id,
+            tags={WEIGHTS_TAG: digest},
+        )
+        with use_tracking_uri(resolve_uri(tracker.cfg.uri)), torch.no_grad():
+            info = mlflow.pytorch.log_model(
+                model,
+                name=name,
+                signature=model_signature(num_classes, image_size),
+                input_example=input_example(image_size),
+                serialization_format="pt2",
+                run_id=tracker.run_id,
+                model_id=created.model_id,
+                registered_model_name=register_as or None,
+                pip_requirements=requirements,  # not inferred: that would load the model again
+                validate_serving_input=False,  # pyfunc serving of a tensor input is not glattn's
+            )
+        info_id = info.model_id
+        version = getattr(info, "registered_model_version", None)
+    describe_model(tracker.client, run, info_id)
+    logged = tracker.client.get_logged_model(info_id)
     out = LoggedWeights(
-        model_id=info.model_id,
-        model_uri=f"models:/{info.model_id}",
+        model_id=info_id,
+        model_uri=f"models:/{info_id}",
         artifact_uri=logged.artifact_location,
         registered_name=register_as or None,
         version=int(version) if version is not None else None,
         tracking_uri=mask_uri(resolve_uri(tracker.cfg.uri)),
     )
     log.info(
-        "MLflow model %s of run %s%s",
+        "MLflow model %s (%s) of run %s%s",
         out.model_uri,
+        name,
         tracker.run_id,
         f", registered as {register_as} version {out.version}" if register_as else "",
     )
     return out
+
+
+def model_name(run_name: str | None) -> str:
+    """The logged model's name: its run's name, with the characters MLflow refuses in a
+    model name (``/ : . % " '``) as ``-``."""
+    name = "".join("-" if c in "/:.%\"'" else c for c in str(run_name or "")).strip()
+    return name or MODEL_NAME
+
+
+def weights_digest(model) -> str:
+    """sha256 of the model's state dict (names, shapes, dtypes, bytes): the same weights,
+    the same digest, so a retried job recognises the model it logged."""
+    import torch
+
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}{tuple(data.shape)}{data.dtype}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _logged_before(tracker, digest: str):
+    """The READY model of this run with these weights, or None; the run's other models (a
+    partial one from a kill while logging, a stale one) are deleted, so one remains."""
+    models = tracker.client.search_logged_models(
+        [tracker.ensure_experiment()], filter_string=f"source_run_id = '{tracker.run_id}'"
+    )
+    keep = None
+    for found in models:
+        ready = str(found.status).upper().endswith("READY")
+        if keep is None and ready and found.tags.get(WEIGHTS_TAG) == digest:
+            keep = found
+            continue
+        log.info(
+            "MLflow model %s of run %s: not this run's weights, deleted",
+            found.model_id,
+            tracker.run_id,
+        )
+        tracker.client.delete_logged_model(found.model_id)
+    return keep
+
+
+def _registered_version(client, found, register_as: str | None) -> int | None:
+    """The registry version of a model logged before (registered now if it was not)."""
+    if not register_as:
+        return None
+    for version in client.search_model_versions(f"name = '{register_as}'"):
+        if found.model_id in str(version.source):  # models:/<model id>
+            return int(version.version)
+    if not client.search_registered_models(f"name = '{register_as}'"):
+        client.create_registered_model(register_as)  # a kill before the registry's first write
+    made = client.create_model_version(
+        register_as,
+        f"models:/{found.model_id}",
+        run_id=found.source_run_id,
+        model_id=found.model_id,
+    )
+    return int(made.version)
+
+
+def describe_model(client, run, model_id: str) -> None:
+    """Give the model its run's params, factor tags and metrics: the best checkpoint's
+    validation (``best/val/*``) and test (``test/*``) metrics, logged again with ``model_id``
+    and the run's data set (at their own step and time: the run's history does not change)."""
+    from mlflow.entities import Metric
+
+    from glattn.tracking.names import FACTORS
+
+    model = client.get_logged_model(model_id)
+    params = {k: v for k, v in run.data.params.items() if k not in model.params}
+    if params:
+        client.log_model_params(model_id, params)
+    tags = {k: run.data.tags[k] for k in (*FACTORS, "seed", "fingerprint") if k in run.data.tags}
+    client.set_logged_model_tags(model_id, tags)
+    dataset = next(iter(run.inputs.dataset_inputs), None) if run.inputs else None
+    name, digest = (dataset.dataset.name, dataset.dataset.digest) if dataset else (None, None)
+    metrics, have = [], {m.key for m in model.metrics or ()}
+    for key in sorted(run.data.metrics):
+        if not key.startswith(MODEL_METRIC_PREFIXES) or key in have:
+            continue
+        last = max(
+            client.get_metric_history(run.info.run_id, key), key=lambda m: (m.step, m.timestamp)
+        )
+        metrics.append(Metric(key, last.value, last.timestamp, last.step, model_id, name, digest))
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run.info.run_id, metrics=metrics[i : i + 1000])
 
 
 def slim_record(ckpt: Mapping, logged: LoggedWeights) -> dict:

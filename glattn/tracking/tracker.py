@@ -21,7 +21,13 @@ from omegaconf import DictConfig
 
 from glattn.secrets import MASK, is_secret_key, mask_text, mask_uri
 from glattn.tracking.client import get_experiment_id, make_client
-from glattn.tracking.names import ERROR_TAG, PARENT_TAG
+from glattn.tracking.names import (
+    CLASS_TAG_PREFIX,
+    ERROR_TAG,
+    INSTANTIATE_KEYS,
+    NOT_PARAMS,
+    PARENT_TAG,
+)
 from glattn.tracking.uris import resolve_uri
 
 log = logging.getLogger(__name__)
@@ -34,11 +40,15 @@ MAX_METRICS_BATCH = 1000
 
 
 def flatten_config(cfg: DictConfig | Mapping) -> dict[str, str]:
-    """Resolved config as {dotted.key: str(value)}; secret-looking keys masked; no hydra."""
+    """The settings of the resolved config as {dotted.key: str(value)}, sorted by key (so a
+    config group's settings sit together: ``fusion.init_logit`` after ``dataset.*``); secret
+    looking keys masked. Not params: Hydra's ``_target_``/``_partial_`` keys (the class is the
+    ``class.<group>`` tag, `class_tags`), ``seed`` (a tag), the launch controls ``sweep.*``
+    and ``hydra``; the whole resolved config is the run's ``config.yaml`` artifact."""
     from glattn.config import resolved_config
 
     container = resolved_config(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
-    container = {k: v for k, v in container.items() if k != "hydra"}
+    container = {k: v for k, v in container.items() if k not in NOT_PARAMS}
     flat: dict[str, str] = {}
 
     def walk(node, prefix):
@@ -46,7 +56,8 @@ def flatten_config(cfg: DictConfig | Mapping) -> dict[str, str]:
             if not node and prefix:
                 flat[prefix] = "{}"
             for key, value in node.items():
-                walk(value, f"{prefix}.{key}" if prefix else str(key))
+                if key not in INSTANTIATE_KEYS:
+                    walk(value, f"{prefix}.{key}" if prefix else str(key))
             return
         if is_secret_key(prefix) and node not in (None, ""):
             value = MASK
@@ -57,7 +68,27 @@ def flatten_config(cfg: DictConfig | Mapping) -> dict[str, str]:
         flat[prefix[:MAX_KEY]] = value[:MAX_PARAM_VALUE]
 
     walk(container, "")
-    return flat
+    return dict(sorted(flat.items()))
+
+
+def class_tags(cfg: DictConfig | Mapping) -> dict[str, str]:
+    """``class.<key>``: the ``_target_`` of each config node that has one (``class.fusion``
+    = ``glattn.models.fusion.GatedFusion``): which class an option builds, as a tag."""
+    from glattn.config import resolved_config
+
+    container = resolved_config(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    out: dict[str, str] = {}
+
+    def walk(node, prefix):
+        if not isinstance(node, Mapping):
+            return
+        if prefix and isinstance(node.get("_target_"), str):
+            out[f"{CLASS_TAG_PREFIX}{prefix}"[:MAX_KEY]] = node["_target_"][:MAX_TAG_VALUE]
+        for key, value in node.items():
+            walk(value, f"{prefix}.{key}" if prefix else str(key))
+
+    walk({k: v for k, v in container.items() if k != "hydra"}, "")
+    return out
 
 
 def git_commit() -> str:

@@ -1,7 +1,7 @@
 """``hydra/launcher=local_gpus``: a GPU-pool launcher for one workstation.
 
 ``submitit_local`` is not a scheduler: it gives every job CUDA_VISIBLE_DEVICES=0..n-1 and
-starts all jobs at once (DESIGN.md section 4). This launcher keeps a pool of slots,
+starts all jobs at once (docs/sweeps.md). This launcher keeps a pool of slots,
 ``jobs_per_gpu`` per GPU (``auto``, the default: as many as fit the GPU's free memory and
 the CPU cores, glattn.sweep.packing; printed with its reason), starts each job as a
 subprocess pinned to its GPU through CUDA_VISIBLE_DEVICES (so the pinning is real: the job
@@ -10,9 +10,12 @@ GPUs it runs ``n_jobs`` CPU jobs at once and splits the cores between them
 (OMP_NUM_THREADS / MKL_NUM_THREADS).
 
 Each job is pickled (cloudpickle, as submitit does) with Hydra's context and singleton state
-into ``<sweep dir>/.local_gpus/<num>/job.pkl`` and run by ``_worker.py`` through Hydra's own
-``run_job``; its stdout/stderr go to ``.../<num>/worker.log``. A job that dies without
-reporting (killed, segfault) becomes a FAILED JobReturn; the others go on.
+and handed to ``_worker.py`` through a pipe (its stdin), never a file: the job's config may
+hold secrets. The worker runs it through Hydra's own ``run_job`` and sends the JobReturn
+back through a second pipe; its stdout/stderr go to ``<sweep dir>/.local_gpus/<num>/
+worker.log`` (mode 0600, the folder 0700). A job that dies without reporting (killed,
+segfault) becomes a FAILED JobReturn; the others go on. A worker ends with its launcher,
+whatever ended the launcher (SIGKILL included): `_worker.follow_launcher`.
 
 ``order: lpt`` (default) starts the jobs with the largest plan-mode cost first (longest
 processing time first, glattn.sweep.schedule): a long job started last would otherwise run
@@ -24,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +45,39 @@ from glattn.sweep.schedule import local_slots, parse_gpus, visible_gpus
 
 log = logging.getLogger(__name__)
 KILL_WAIT_S = 30  # seconds an interrupted job gets between SIGTERM and SIGKILL
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # job folders and files: the owner's only
+
+
+class WorkerPipes:
+    """The two pipes of one worker: the job's pickle written to its stdin, its JobReturn
+    read from ``result_fd``; each in a thread, so neither end waits on the launcher's loop."""
+
+    def __init__(self, proc: subprocess.Popen, blob: bytes, result_fd: int) -> None:
+        self.result = b""
+        self._reader = threading.Thread(target=self._read, args=(result_fd,), daemon=True)
+        self._writer = threading.Thread(target=self._write, args=(proc, blob), daemon=True)
+        self._reader.start()
+        self._writer.start()
+
+    @staticmethod
+    def _write(proc: subprocess.Popen, blob: bytes) -> None:
+        try:
+            proc.stdin.write(blob)
+            proc.stdin.close()
+        except OSError:  # the worker died before reading it: its exit status tells
+            pass
+
+    def _read(self, fd: int) -> None:
+        """A length (8 bytes, big-endian), then that many bytes: no wait for the pipe's end,
+        which a process the job forked (a data loader's worker) may still hold."""
+        with os.fdopen(fd, "rb") as pipe:
+            size = int.from_bytes(pipe.read(8) or b"\0", "big")
+            blob = pipe.read(size) if size else b""
+            self.result = blob if len(blob) == size else b""
+
+    def collect(self, timeout: float = 10.0) -> bytes:
+        self._reader.join(timeout)
+        return self.result
 
 
 @dataclass
@@ -127,6 +164,7 @@ class LocalGpusLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         work = sweep_dir / ".local_gpus"
         work.mkdir(parents=True, exist_ok=True)
+        work.chmod(PRIVATE_DIR)
         self._decide_jobs_per_gpu(job_overrides)
         slots = self.slots()
         kind = "GPU " + ",".join(sorted(set(map(str, slots)))) if slots[0] is not None else "CPU"
@@ -139,21 +177,23 @@ class LocalGpusLauncher(Launcher):
 
             pending = [pending[i] for i in lpt_jobs(self, job_overrides)]
         free = list(range(len(slots)))
-        running: dict[int, tuple[subprocess.Popen, int, Sequence[str], float]] = {}
+        running: dict[int, tuple[subprocess.Popen, int, Sequence[str], float, WorkerPipes]] = {}
         results: dict[int, JobReturn] = {}
         try:
             while pending or running:
                 while pending and free:
                     slot = free.pop(0)
                     num, overrides = pending.pop(0)
-                    proc = self._start(work / str(num), num, overrides, state, slots[slot], slots)
-                    running[slot] = (proc, num, overrides, time.monotonic())
-                for slot, (proc, num, overrides, t0) in list(running.items()):
+                    proc, pipes = self._start(
+                        work / str(num), num, overrides, state, slots[slot], slots
+                    )
+                    running[slot] = (proc, num, overrides, time.monotonic(), pipes)
+                for slot, (proc, num, overrides, t0, pipes) in list(running.items()):
                     if proc.poll() is None:
                         continue
                     del running[slot]
                     free.append(slot)
-                    ret = self._collect(work / str(num), proc.returncode, overrides)
+                    ret = self._collect(work / str(num), proc.returncode, overrides, pipes)
                     results[num] = ret
                     log.info(f"\t#{num} {ret.status.name} in {time.monotonic() - t0:.1f}s")
                 if running:
@@ -162,16 +202,15 @@ class LocalGpusLauncher(Launcher):
             # interrupted (SIGINT, or SIGTERM turned into an interrupt by the glattn sweeper):
             # SIGTERM our own children (each ends its MLflow run KILLED and writes
             # status.json), give them KILL_WAIT_S, then SIGKILL what is left
-            for proc, _, _, _ in running.values():
+            for proc, *_ in running.values():
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
-            for proc, num, _, _ in running.values():
+            for proc, *_ in running.values():
                 try:
                     proc.wait(timeout=KILL_WAIT_S)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-                (work / str(num) / "job.pkl").unlink(missing_ok=True)
         return [results[initial_job_idx + i] for i in range(len(job_overrides))]
 
     def _decide_jobs_per_gpu(self, job_overrides: Sequence[Sequence[str]]) -> None:
@@ -195,36 +234,51 @@ class LocalGpusLauncher(Launcher):
 
     def _start(
         self, job_dir: Path, num: int, overrides: Sequence[str], state, gpu, slots: list
-    ) -> subprocess.Popen:
-        """Job `num` as a worker process on `gpu` (None: CPU): its pickled spec in `job_dir`."""
+    ) -> tuple[subprocess.Popen, WorkerPipes]:
+        """Job `num` as a worker process on `gpu` (None: CPU): its pickled spec goes through
+        the worker's stdin, its result comes back through a pipe; nothing on disk."""
         import cloudpickle
 
         job_dir.mkdir(parents=True, exist_ok=True)
+        job_dir.chmod(PRIVATE_DIR)
         spec = (self.hydra_context, self.task_function, self.config, list(overrides), num, state)
-        (job_dir / "job.pkl").write_bytes(cloudpickle.dumps(spec))
-        (job_dir / "result.pkl").unlink(missing_ok=True)
-        with open(job_dir / "worker.log", "ab") as out:
+        blob = cloudpickle.dumps(spec)
+        log_fd = os.open(job_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(log_fd, PRIVATE_FILE)  # also a log left by an older launcher
+        result_fd, result_w = os.pipe()
+        env = self.job_env(gpu, len(slots))
+        env["GLATTN_LAUNCHER_PID"] = str(os.getpid())  # the worker ends when it is gone
+        try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hydra_plugins.glattn_local_gpus._worker", str(job_dir)],
-                env=self.job_env(gpu, len(slots)),
-                stdout=out,
+                [
+                    sys.executable,
+                    "-m",
+                    "hydra_plugins.glattn_local_gpus._worker",
+                    str(job_dir),
+                    str(result_w),
+                ],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=log_fd,
                 stderr=subprocess.STDOUT,
+                pass_fds=(result_w,),
             )
+        finally:
+            os.close(log_fd)
+            os.close(result_w)
         where = "CPU" if gpu is None else f"GPU {gpu}"
         log.info(f"\t#{num} on {where}: {' '.join(filter_overrides(overrides))}")
-        return proc
+        return proc, WorkerPipes(proc, blob, result_fd)
 
     @staticmethod
-    def _collect(job_dir: Path, returncode: int, overrides: Sequence[str]) -> JobReturn:
+    def _collect(
+        job_dir: Path, returncode: int, overrides: Sequence[str], pipes: WorkerPipes
+    ) -> JobReturn:
         import cloudpickle
 
-        result = job_dir / "result.pkl"
-        try:
-            if returncode == 0 and result.is_file():
-                return cloudpickle.loads(result.read_bytes())
-        finally:  # both hold the job's whole config, secrets included: gone once collected
-            for name in ("job.pkl", "result.pkl"):
-                (job_dir / name).unlink(missing_ok=True)
+        blob = pipes.collect()
+        if returncode == 0 and blob:
+            return cloudpickle.loads(blob)
         ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
         ret.return_value = RuntimeError(
             f"job process exited with code {returncode} before reporting a result; "

@@ -6,6 +6,9 @@ sweeper launches the same grid (same parsing, batching and job numbering) but re
 job's outcome in ``<sweep dir>/jobs.json`` instead of raising: every job runs, and
 glattn.sweep.callbacks.SweepCallback prints the summary and sets the exit status.
 
+Before anything is written it checks the whole grid as single runs check their configs
+(glattn_sweeper.grid: a refused grid leaves no folder and no run) and refuses
+``hydra.job.chdir=true``; a sweep folder takes one launch at a time (guard.hold_sweep_dir).
 It also opens the grid's ONE MLflow parent run before any job starts (glattn.sweep.store:
 the same grid launched again continues it), writes its id to ``<sweep dir>/parent_run_id``,
 turns SIGTERM into an interrupt so the parent ends KILLED, and masks secrets in
@@ -28,7 +31,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from hydra_plugins.glattn_sweeper import guard
+from hydra_plugins.glattn_sweeper import grid, guard
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,10 @@ ConfigStore.instance().store(
 class GlattnSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None):
         super().__init__(max_batch_size=max_batch_size, params=params)
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.task_function = task_function  # glattn's own task gets its grid checked
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def job_lists(self, arguments: list[str]) -> list[list[list[str]]]:
         """The sweep's jobs, batched exactly as BasicSweeper batches them."""
@@ -78,12 +85,15 @@ class GlattnSweeper(BasicSweeper):
                 print(f"  sweep.fuse_seeds: the {len(jobs)} jobs run as {fused} (seeds fused)")
             return returns
 
-        from glattn.job.lifecycle import interrupt_on_signals
         from glattn.sweep.lpt import lpt_batches
-        from glattn.sweep.outcomes import JobLedger, abort_parent
 
         self.overrides = self.job_lists(arguments)
         self.grid_jobs = [job for batch in self.overrides for job in batch]  # unfused
+        secrets = self._mask_logs()
+        in_glattn = grid.glattn_app(self.config)
+        if grid.glattn_task(self):
+            guard.check_chdir(self.config)
+        grid.check_grid(self, self.grid_jobs, secrets)  # every job, before any trace
         if fuse.enabled(self.config):
             from glattn.sweep.lpt import rebatch
 
@@ -94,11 +104,21 @@ class GlattnSweeper(BasicSweeper):
         self.overrides = lpt_batches(self, self.overrides, self.max_batch_size)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         all_jobs = [job for batch in self.overrides for job in batch]
-        secrets = self._mask_logs()
         guard.check_sweep(self.config)  # one line, before any folder or parent run exists
         guard.check_device(self, all_jobs)
         guard.check_scheduler(self, all_jobs)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock = guard.hold_sweep_dir(sweep_dir)  # one launch at a time in a sweep folder
+        try:
+            return self._launch(sweep_dir, all_jobs, secrets, in_glattn)
+        finally:
+            lock.release()
+
+    def _launch(self, sweep_dir: Path, all_jobs: list, secrets: set, in_glattn: bool) -> list:
+        """Write multirun.yaml, open the parent run, launch every batch, record each job."""
+        from glattn.job.lifecycle import interrupt_on_signals
+        from glattn.sweep.outcomes import JobLedger, abort_parent
+
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         _mask_file(sweep_dir / "multirun.yaml", secrets)
         ledger = JobLedger(self, sweep_dir)
@@ -120,6 +140,8 @@ class GlattnSweeper(BasicSweeper):
             if isinstance(e, KeyboardInterrupt):  # the summary and 143/129/130, no traceback
                 raise SystemExit(guard.interrupted(self, all_jobs, ledger, e)) from None
             raise
+        if not in_glattn:  # no sweep callback: the failed jobs' errors and exit status here
+            guard.report_failures(ledger)
         return returns
 
     def _mask_logs(self) -> set:

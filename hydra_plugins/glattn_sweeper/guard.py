@@ -1,6 +1,9 @@
-"""The glattn sweeper's guards (issue 19): what a sweep checks before its parent run or any
+"""The glattn sweeper's guards: what a sweep checks before its parent run or any
 job exists, what it does not submit, and what it prints when it is interrupted.
 
+- `check_chdir`: ``hydra.job.chdir=true`` is refused in glattn's app (one store per sweep).
+- `hold_sweep_dir`: one launch at a time in a sweep folder; a second is refused.
+- `report_failures`: another Hydra app's sweep ends non-zero with its failed jobs' errors.
 - `check_sweep`, `check_device`, `check_scheduler`: the output folder can be created, the
   tracking store answers (one try, 10 s at most), the device exists, and for a SLURM
   launcher with jobs to submit ``sbatch``/``sinfo`` answer; each failure is one line
@@ -21,6 +24,9 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
+#: the lock a launch holds on its sweep folder (`hold_sweep_dir`)
+SWEEP_LOCK = ".glattn-sweep.lock"
+
 
 def say(message: str) -> str:
     from glattn.secrets import mask_text
@@ -36,14 +42,71 @@ def is_scheduler(launcher) -> bool:
 
 def check_sweep(config) -> None:
     """Raise SystemExit with one line when the output folder cannot be created or the
-    tracking store does not answer (before the sweep folder or the parent run exist)."""
+    tracking store does not answer (before the sweep folder or the parent run exist).
+    A config without ``paths.output_dir`` (another Hydra app) has no folder to check."""
     from glattn import preflight
 
-    error = preflight.output_dir_error(OmegaConf.select(config, "paths.output_dir"))
+    output_dir = OmegaConf.select(config, "paths.output_dir", default=None)
+    error = None if output_dir is None else preflight.output_dir_error(output_dir)
     if error is None and OmegaConf.select(config, "tracking.enabled", default=False):
         error = preflight.tracking_error(OmegaConf.select(config, "tracking.uri"))
     if error:
         raise SystemExit(say(error))
+
+
+def check_chdir(config) -> None:
+    """``hydra.job.chdir=true`` in glattn's app: SystemExit with one line. glattn resolves
+    its relative paths (``paths.output_dir``, the SQLite store, ``dataset.root``) in the
+    folder it was started from; run inside its own job folder, each job would open a store
+    of its own there, and the parent run would have no children."""
+    if OmegaConf.select(config, "hydra.job.chdir", default=False):
+        raise SystemExit(
+            say(
+                "hydra.job.chdir=true: glattn runs every job in the folder it was started "
+                "from (relative paths such as paths.output_dir and the tracking store resolve "
+                "there; each job already has its own folder, hydra.runtime.output_dir); with "
+                "chdir each job would keep a store of its own. Leave hydra.job.chdir=false"
+            )
+        )
+
+
+def hold_sweep_dir(sweep_dir: Path):
+    """An exclusive lock (`glattn.locks.file_lock`) on ``<sweep dir>/.glattn-sweep.lock``
+    while the launch's jobs run: the sweeper releases it when they have ended; the end of
+    the process, however it ends, releases it too. A second launch into the same folder
+    while the first runs would overwrite the jobs' status files and under-count both
+    summaries: it gets SystemExit with one line naming the holder (a single try, no wait)."""
+    from glattn.locks import Timeout, file_lock, holder
+
+    path = Path(sweep_dir) / SWEEP_LOCK
+    lock = file_lock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        raise SystemExit(
+            say(
+                f"hydra.sweep.dir={str(sweep_dir)!r} is in use by another launch "
+                f"({holder(path)}) that is still running: wait for it (the same command then "
+                "continues the grid: FINISHED jobs are skipped), or give another "
+                "hydra.sweep.dir"
+            )
+        ) from None
+    return lock
+
+
+def report_failures(ledger) -> None:
+    """Outside glattn's app no sweep callback prints a summary or sets the exit status: each
+    failed job's error, one line each, and SystemExit(1) (Hydra's basic sweeper would raise
+    the first job's error)."""
+    failed = [job for job in ledger.jobs if job["hydra_status"] == "FAILED"]
+    if not failed:
+        return
+    lines = [f"{len(failed)} of {len(ledger.jobs)} job(s) failed:"]
+    for job in failed:
+        lines.append(f"  #{job['num']:<3} {' '.join(job['overrides'])}")
+        lines.append(f"        error: {job['error']}\n        log:   {job['job_dir']}")
+    print(say("\n".join(lines)), file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 def check_device(sweeper, jobs: Sequence[Sequence[str]]) -> None:

@@ -20,8 +20,8 @@ from glattn.engine import evaluate
 from glattn.job import outputs
 from glattn.job.build import build_eval_components
 from glattn.job.lifecycle import Job, run_job
-from glattn.tracking import ui_command
 from glattn.tracking.models import log_dataset
+from glattn.tracking.ui import run_hint
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _evaluate(job: Job) -> dict:
     tracker.log_artifacts(sorted((run_dir / ".hydra").glob("*.yaml")), "hydra")
     tracker.end("FINISHED")
     if tracker.enabled:
-        log.info("open the runs in the MLflow UI: %s", ui_command(cfg.tracking.uri))
+        log.info("open the runs in the MLflow UI: %s", run_hint(tracker, ()))
     log.info(
         "eval on %s/%s: balanced_acc %.4f, acc %.4f, auc %.4f",
         cfg.dataset.name,

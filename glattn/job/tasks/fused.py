@@ -1,11 +1,13 @@
 """``task=train`` with ``sweep.fused_seeds=[s0,s1,...]`` (the sweeper's ``sweep.fuse_seeds``):
-the seeds of one configuration trained as one fused job (issue 17, glattn.fused), each
-member recorded exactly as its unfused job.
+the seeds of one configuration trained as one fused job (glattn.fused), each member
+recorded exactly as its unfused job.
 
 Read top to bottom: each member is the unfused job of its seed (`member_job`: the config
 with ``seed=<s>``, the same checks, fingerprint, run name, params and tags, plus the tag
 ``fused_with``; its run folder ``<job dir>/seed_<s>``). Each opens its own record
-(glattn.job.record): a FINISHED member is skipped, the others are locked and continued.
+(glattn.job.record): a FINISHED member is skipped, the others are locked and continued; a
+member whose training FINISHED in another experiment is reused (glattn.job.reuse), not
+fitted, and a job whose members are all reused or skipped trains nothing and says so.
 The members to train are prepared exactly as glattn.job.tasks.train prepares a job, in seed
 order, each keeping its own global RNG stream. `glattn.fused.check.fusion_problem` decides
 whether they fuse; if not, one line says which component and why and each member trains
@@ -32,7 +34,7 @@ from glattn.fused.stack import FusedModel, member_generator
 from glattn.fused.trainer import FusedTrainer, MemberTrainer
 from glattn.job import protocol
 from glattn.job.build import check_model
-from glattn.job.lifecycle import check_job, interrupt_on_signals, mask_hydra_output
+from glattn.job.lifecycle import check_job, interrupt_on_signals, mask_hydra_output, start_clock
 from glattn.job.record import Job, JobRecord
 from glattn.job.tasks.train import Training, conclude, prepare, restore
 from glattn.logging_utils import setup_logging
@@ -50,12 +52,13 @@ class FusedMemberFailed(UserError):
 def train_fused(cfg: DictConfig) -> dict:
     """Train the members of ``sweep.fused_seeds``; returns {seed: final metrics}."""
     seeds = [int(s) for s in cfg.sweep.fused_seeds]
+    start_clock()
     secrets = mask_hydra_output()
     jobs = [check_job(member_config(cfg, s), "train", check_model, secrets) for s in seeds]
     base = jobs[0].spec.run_dir  # Hydra's job folder (runs/<fingerprint> without Hydra)
     for job, seed in zip(jobs, seeds):
         member_job(job, seed, seeds, base)
-    setup_logging(base)
+    setup_logging(base, protocol.current_sweep_dir())
     install_log_filter(set().union(*(job.secrets for job in jobs)))
     log.info(
         "fused job %s: seeds %s, fingerprints %s",
@@ -145,7 +148,24 @@ def fit_members(records: list[JobRecord]) -> dict[int, dict]:
         trainings[i].trainer.rng = rng_state()  # the global streams its own build left
     if not trainings:
         return {}
-    failed = _fit(list(trainings.values()))
+    failed: dict[int, BaseException] = {}
+    for i, training in trainings.items():
+        if training.job.reused_from is not None:
+            try:
+                restore(training)
+                training.trainer.fit()  # no epoch to run: the callbacks log the source's epochs
+            except Exception as exc:  # noqa: BLE001 - this member fails alone
+                failed[i] = exc
+    fit = [i for i, t in trainings.items() if t.job.reused_from is None]
+    if fit:
+        errors = _fit([trainings[i] for i in fit])
+        failed.update({fit[k]: exc for k, exc in errors.items()})
+    else:
+        log.info(
+            "fused job: its %d members left to do are all reused (trained and FINISHED in "
+            "other experiments): nothing to train",
+            len(trainings),
+        )
     results = {}
     for i, training in trainings.items():
         record = records[i]
@@ -199,10 +219,13 @@ def _fit_alone(trainings: list[Training]) -> dict[int, BaseException]:
 
 def write_job_status(base: Path, seeds: list[int], records: list[JobRecord]) -> None:
     """The fused job's status.json: failed / killed if a member was, skipped if all were,
-    else finished; ``members``: each seed's status, run id and fingerprint."""
+    reused if none trained and one was reused, else finished; ``members``: each seed's
+    status, run id and fingerprint (and a reused member's source)."""
     statuses = [r.status["status"] for r in records]
     status = next((s for s in ("killed", "failed") if s in statuses), None)
-    status = status or ("skipped" if set(statuses) == {"skipped"} else "finished")
+    if status is None and "finished" not in statuses:
+        status = "reused" if "reused" in statuses else "skipped"
+    status = status or "finished"
     pairs = list(zip(seeds, records))
     errors = [f"seed {s}: {r.status['error']}" for s, r in pairs if r.status["error"]]
     members = [

@@ -1,4 +1,6 @@
-"""The seed's six "Success Metrics for Paper", checked from the declared run set.
+"""The claims the experiment files declare (their ``report.claims``: the builder, the
+threshold, the direction), checked from the declared run set; the paper's are the seed's six
+"Success Metrics for Paper":
 
 1. CBAM improves the metric by more than 2 points over the no-attention baseline;
 2. the best fusion strategy beats `original` by more than 1 point;
@@ -8,15 +10,17 @@
 6. every major claim is supported at p < 0.05 (the conjunction of 1-5 after Holm).
 
 "Points" and "%" of an accuracy criterion are percentage points of the named metric. Both
-arms of a comparison are paired by seed; an effect's 95% interval is a two-level
-(hierarchical) bootstrap: seed pairs resampled, then test images within each pair with the
-same draws for both arms (the score recomputed from the runs' `test_probabilities.csv` and
-`split.csv` on every resample); its p-value is a one-sided paired t-test over seeds against
+arms of a comparison are paired by seed; an effect's 95% interval is a bootstrap crossed over
+seeds and test images: each resample draws the seed pairs with replacement and one resample
+of the test images shared by every seed and both arms (the seeds share the test set; see
+glattn.report.stats), the score recomputed from the runs' `test_probabilities.csv` and
+`split.csv` on every resample; its p-value is a one-sided paired t-test over seeds against
 the threshold (p = 1 when all paired differences are equal), Holm (1979) adjusted within each
 criterion's family; McNemar's (1947) exact test on the per-image pairs is a second view
 (Dietterich 1998). A row is supported only when the interval clears the threshold and the
 Holm p < 0.05. "Best fusion" is chosen on validation and judged on test. Modules:
-rows.py (criteria, rows, statistics), criteria.py (the pipeline), verdict.py (verdicts).
+rows.py (criteria, rows, statistics), criteria.py (the pipeline and the paper's criteria),
+verdict.py (verdicts). The last criterion is always the conjunction of the declared ones.
 """
 
 from __future__ import annotations
@@ -28,11 +32,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import runs
-from glattn.report.claims.criteria import BUILDERS
+from glattn.report import declared, runs
 from glattn.report.claims.rows import (
     ALPHA,
-    CRITERIA,
     INCONCLUSIVE,
     METRICS,
     MIN_PAIRS,
@@ -42,6 +44,7 @@ from glattn.report.claims.rows import (
     Criterion,
     Row,
     accuracy_row,
+    conjunction,
     fill_accuracy,
     join_notes,
     no_data,
@@ -50,11 +53,9 @@ from glattn.report.claims.rows import (
 )
 from glattn.report.claims.verdict import adjust_and_judge, claim6, combine, headline, judge
 from glattn.report.predictions import RunFiles
-from glattn.report.tables import tables_for
 
 __all__ = [
     "ALPHA",
-    "CRITERIA",
     "INCONCLUSIVE",
     "METRICS",
     "MIN_PAIRS",
@@ -69,6 +70,7 @@ __all__ = [
     "check_claims",
     "claim6",
     "combine",
+    "criteria_of",
     "fill_accuracy",
     "headline",
     "join_notes",
@@ -84,6 +86,7 @@ log = logging.getLogger(__name__)
 class Claims:
     rows: list[Row]
     sources: dict[int, str]  # criterion -> experiment
+    criteria: dict[int, Criterion]  # the declared ones, then their conjunction
     metric: str
     n_resamples: int
     seed: int
@@ -98,23 +101,48 @@ class Claims:
         return pd.DataFrame([r.record() for r in self.rows])
 
 
-def claim_sources(uri: str, experiment: str, notes: list, tables_for) -> dict[int, str]:
-    """Criterion -> experiment: `paper` reads each from its stage (table<N>_*)."""
+def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criterion]:
+    """{number: Criterion} of the claims `experiment` decides (Catalog.claims), then their
+    conjunction."""
+    out = {
+        c.number: Criterion(
+            c.number,
+            c.claim,
+            c.threshold,
+            c.direction,
+            c.unit,
+            d.number,
+            d.builder_of(c),
+        )
+        for d, c in catalog.claims(experiment)
+    }
+    last = conjunction(sorted(out))
+    return {**out, last.number: last}
+
+
+def claim_sources(
+    uri: str, experiment: str, notes: list, catalog: declared.Catalog, criteria: dict
+) -> dict[int, str]:
+    """Criterion -> experiment: a stages file (`paper`) reads each from the stage experiment
+    that declares it."""
     runs.client_for(uri)  # a missing store is an error before any work
-    if experiment != "paper":
-        return {n: experiment for n in BUILDERS}
-    numbers = sorted({c.table for c in CRITERIA.values() if c.table})
-    stages = runs.stage_experiments(uri, numbers, [], tables_for)
+    checked = {n: c for n, c in criteria.items() if c.build is not None}
+    if experiment not in catalog.stages:
+        return {n: experiment for n in checked}
+    numbers = sorted({c.table for c in checked.values()})
+    stages = runs.stage_experiments(uri, numbers, [], catalog.tables_for)
     out = {}
-    for n, crit in CRITERIA.items():
-        if crit.table is None:
-            continue
+    for n, crit in checked.items():
         if crit.table in stages:
             out[n] = stages[crit.table]
         else:
-            notes.append(f"criterion {n}: no experiment table{crit.table}_* in the store")
+            name = catalog.by_number()[crit.table].experiment
+            notes.append(
+                f"criterion {n}: no experiment {name!r} (Table {crit.table}) in the store"
+            )
     if not out:
-        raise runs.ReportError(f"no table<N>_* experiments at {runs.mask(uri)} for 'paper'")
+        names = ", ".join(catalog.stages[experiment])
+        raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
     return out
 
 
@@ -138,32 +166,40 @@ def check_claims(
     seed: int = 0,
     frames: dict | None = None,
     select: dict | None = None,
+    catalog: declared.Catalog | None = None,
+    experiments_dirs=(),
 ) -> Claims:
-    """Rows for criteria 1-6 from the FINISHED job runs (see the module docstring).
-    `frames` ({experiment: run set}) are the report's own, so tables and claims read the
-    same runs; `select` (runs.load_runs' where / include_debug) chooses the others."""
+    """Rows of the declared criteria and their conjunction from the FINISHED job runs (see
+    the module docstring). `frames` ({experiment: run set}) are the report's own, so tables
+    and claims read the same runs; `select` (runs.load_runs' where / include_debug) chooses
+    the others; `catalog` the declarations (default: declared.load(experiments_dirs))."""
     _check_args(metric, n_resamples)
+    catalog = catalog or declared.load(experiments_dirs)
+    criteria = criteria_of(catalog, experiment)
     notes: list[str] = []
-    sources = claim_sources(uri, experiment, notes, tables_for)
+    sources = claim_sources(uri, experiment, notes, catalog, criteria)
     frames = dict(frames or {})
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Context(uri, metric, RunFiles(uri, Path(tmp)), n_resamples, seed, notes)
-        for n, builder in BUILDERS.items():
+        for n, crit in criteria.items():
+            if crit.build is None:
+                continue
             if n not in sources:
-                rows.append(no_data(CRITERIA[n], f"no experiment for criterion {n}"))
+                rows.append(no_data(crit, f"no experiment for criterion {n}"))
                 continue
             exp = sources[n]
             if exp not in frames:
                 try:
                     frames[exp] = runs.load_runs(uri, exp, notes=notes, **(select or {}))
                 except runs.ReportError as err:
-                    if experiment != "paper":
+                    if experiment not in catalog.stages:
                         raise
                     notes.append(f"criterion {n}: {err}")
-                    rows.append(no_data(CRITERIA[n], str(err)))
+                    rows.append(no_data(crit, str(err)))
                     continue
-            rows += builder(ctx, frames[exp], exp)
+            rows += crit.build(ctx, crit, frames[exp], exp)
     adjust_and_judge(rows)
-    rows.append(claim6(rows))
-    return Claims(rows, sources, metric, n_resamples, seed, notes, frames=frames)
+    last = max(criteria)
+    rows.append(claim6(rows, criteria[last], [n for n in criteria if n != last]))
+    return Claims(rows, sources, criteria, metric, n_resamples, seed, notes, frames=frames)

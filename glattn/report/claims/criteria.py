@@ -1,4 +1,5 @@
-"""The five checkable criteria, each one pass of the same pipeline: stratify the run set
+"""The paper's checkable criteria (an experiment file's ``report.claims`` names one of them
+as its ``_target_``, with its threshold), each one pass of the same pipeline: stratify the run set
 (data set, backbone, and every other row key that varies: `frames.varying`, ``variant``
 included), pair the two arms of each stratum by seed, build one row per comparison, and pool
 the deciding comparisons of all strata into one pooled row when there is more than one.
@@ -18,8 +19,8 @@ import pandas as pd
 
 from glattn.report import frames, stats
 from glattn.report.claims.rows import (
-    CRITERIA,
     Context,
+    Criterion,
     Row,
     accuracy_row,
     argmax,
@@ -93,8 +94,7 @@ def _keys(frame, first, exclude) -> list[str]:
     return list(first) + frames.varying(frame, exclude=set(first) | set(exclude))
 
 
-def criterion1(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
-    crit = CRITERIA[1]
+def criterion1(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     none, cbam = _none_and_cbam(frame)
     if none.empty or cbam.empty:
         return [no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
@@ -120,8 +120,7 @@ def _selection_note(best: str | None, on_test: str | None) -> str:
     return note
 
 
-def criterion2(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
-    crit = CRITERIA[2]
+def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     base = {"attention": "cbam", "residual": "original"}
     train = frames.restrict(frames.trained(frame), base)
     if train.empty or train["fusion"].nunique() < 2 or not (train["fusion"] == "original").any():
@@ -189,8 +188,7 @@ def convergence_epochs(ctx: Context, frame: pd.DataFrame, fraction=0.95) -> dict
     return {r: stats.convergence_epoch(hist.get(r, {}), fraction) for r in frame["run_id"]}
 
 
-def criterion3(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
-    crit = CRITERIA[3]
+def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     base = {"attention": "cbam", "fusion": "original"}
     train = frames.restrict(frames.trained(frame), base)
     if train.empty or not (train["residual"] == "progressive").any():
@@ -239,8 +237,7 @@ def criterion3(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
     )
 
 
-def criterion4(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
-    crit = CRITERIA[4]
+def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     train = frames.trained(frame)
     evals = frame[frame["task"] == "eval"].copy()
     if evals.empty or train.empty:
@@ -287,10 +284,9 @@ def criterion4(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
     )
 
 
-def _flops_row(label, a, b, flops) -> tuple[Row, float]:
-    crit = CRITERIA[5]
+def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
     row = Row(
-        5,
+        crit.number,
         label,
         "FLOPs: cbam / none − 1",
         "none",
@@ -315,8 +311,7 @@ def _flops_row(label, a, b, flops) -> tuple[Row, float]:
     return row, ratio
 
 
-def criterion5(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
-    crit = CRITERIA[5]
+def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     none, cbam = _none_and_cbam(frame)
     if none.empty or cbam.empty:
         return [no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
@@ -347,7 +342,7 @@ def criterion5(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
         a, b = sub[sub["attention"] == "none"], sub[sub["attention"] == "cbam"]
         if a.empty or b.empty:
             return
-        row, ratio = _flops_row(label, a, b, flops)
+        row, ratio = _flops_row(crit, label, a, b, flops)
         flop_rows.append(row)
         ratios.append(ratio)
         yield Arms(a, b, latency, "latency")
@@ -362,7 +357,7 @@ def criterion5(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
         "no backbone has both arms",
     )
     if len(flop_rows) > 1:
-        pooled, _ = _flops_row("pooled", none.iloc[:0], cbam.iloc[:0], flops)
+        pooled, _ = _flops_row(crit, "pooled", none.iloc[:0], cbam.iloc[:0], flops)
         pooled.comparison = "FLOPs: geometric mean over strata"
         ok = [r for r in ratios if not math.isnan(r)]
         if ok:
@@ -371,6 +366,3 @@ def criterion5(ctx: Context, frame: pd.DataFrame, exp: str) -> list[Row]:
     elif flop_rows:
         flop_rows[0].pooled = True
     return flop_rows + [r for r in rows if r.comparison != "-"] or rows
-
-
-BUILDERS = {1: criterion1, 2: criterion2, 3: criterion3, 4: criterion4, 5: criterion5}

@@ -1,10 +1,11 @@
-"""The claims' rows: the criteria (thresholds in display units, the metric named), one
-comparison per `Row`, and how a row's numbers are computed from seed pairs of runs.
+"""The claims' rows: a criterion (an experiment file's ``report.claims`` entry: threshold in
+display units, the metric named), one comparison per `Row`, and how a row's numbers are
+computed from seed pairs of runs.
 
 Accuracy rows: effect = mean over seed pairs of score(b) - score(a), each recomputed from the
-runs' per-image CSVs; the 95% interval is a two-level (hierarchical) bootstrap: resample
-seed pairs, then test images within each pair with the same draws for both arms
-(stats.hierarchical_bootstrap); p is a one-sided paired t-test over seeds against the
+runs' per-image CSVs; the 95% interval is a bootstrap crossed over seeds and test images:
+each resample draws the seed pairs and one resample of each image set, shared by every seed
+and both arms (stats.crossed_bootstrap); p is a one-sided paired t-test over seeds against the
 threshold. Scalar rows (convergence epoch, log latency): the paired t interval and test.
 "%"/"pp" thresholds are percentage points of the metric.
 """
@@ -31,22 +32,28 @@ METRICS = ("balanced_acc", "acc")  # recomputable per image from the probabiliti
 
 @dataclass(frozen=True)
 class Criterion:
+    """One claim, as its experiment file declares it (glattn.schema.ClaimSchema)."""
+
     number: int
     claim: str
     threshold: float  # display units
     direction: str  # ">": the effect must exceed the threshold; "<": stay below it
     unit: str
-    table: int | None  # the paper stage (table<N>_*) whose runs it reads
+    table: int | None  # the table (stage) of the experiment file that declares it
+    #: (ctx, criterion, runs, experiment) -> [Row]; None: the conjunction of the others
+    build: Callable | None = field(default=None, compare=False)
 
 
-CRITERIA = {
-    1: Criterion(1, "CBAM improves {m} by more than 2 points over no attention", 2, ">", "pp", 2),
-    2: Criterion(2, "the best fusion beats `original` by more than 1 point", 1, ">", "pp", 3),
-    3: Criterion(3, "the progressive residual converges faster", 0, ">", "epochs", 4),
-    4: Criterion(4, "the {m} drop between data sets is below 5 points", 5, "<", "pp", 5),
-    5: Criterion(5, "the computational overhead of the block is below 20%", 20, "<", "%", 6),
-    6: Criterion(6, "every major claim is supported at p < 0.05", ALPHA, "<", "p", None),
-}
+def conjunction(numbers: list[int]) -> Criterion:
+    """The last criterion: every declared claim is supported (an intersection-union test)."""
+    return Criterion(
+        max(numbers, default=0) + 1,
+        f"every major claim is supported at p < {ALPHA:g}",
+        ALPHA,
+        "<",
+        "p",
+        None,
+    )
 
 
 # ---------------------------------------------------------------------------- rows
@@ -144,7 +151,7 @@ def accuracy_row(
     n_runs: tuple[int, int] | None = None,
 ) -> Row:
     """Effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
-    per-image CSVs; hierarchical bootstrap interval, paired t-test against the threshold."""
+    per-image CSVs; crossed bootstrap interval, paired t-test against the threshold."""
     row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, pct)
     got, used = [], []
     for seed, ra, rb in pairs:
@@ -189,18 +196,18 @@ def fill_accuracy(
         row.note = join_notes(row.note, f"{dropped} image(s) scored by only one arm left out")
     row.n_pairs = len(outs)
     row.seeds = " ".join(str(s) for s, _, _ in got)
-    iv = stats.hierarchical_bootstrap(outs, metric, n_resamples, seed)
+    iv = stats.crossed_bootstrap(outs, metric, n_resamples, seed)
     a_vals = [stats.score(a, metric) for a, _ in outs]
     b_vals = [stats.score(b, metric) for _, b in outs]
     thr = crit.threshold / 100.0
     t = stats.paired_t(a_vals, b_vals, thr, alternative(crit))
     row.effect, row.low, row.high = pct(iv.estimate), pct(iv.low), pct(iv.high)
     row.interval = (
-        f"hierarchical bootstrap: seed pairs, then test images within each pair (same draws "
-        f"for both arms), {iv.resamples} resamples"
+        "crossed bootstrap: seed pairs x test images (one image draw shared by every seed "
+        f"and both arms), {iv.resamples} resamples"
         if same_images
-        else f"hierarchical bootstrap: seed pairs, then each arm's images, {iv.resamples} "
-        "resamples"
+        else "crossed bootstrap: seed pairs x each arm's images (one draw per image set, "
+        f"shared by every seed), {iv.resamples} resamples"
     )
     row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
     _finish_t(row, t, thr)

@@ -1,6 +1,6 @@
 """The claims' verdicts: Holm (1979) within each criterion's family, then each row judged by
 its interval and its Holm-adjusted p; the power of what stays inconclusive (statsmodels); the
-conjunction (criterion 6, an intersection-union test)."""
+conjunction (the last criterion, an intersection-union test)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import math
 from glattn.report import stats
 from glattn.report.claims.rows import (
     ALPHA,
-    CRITERIA,
     INCONCLUSIVE,
     MIN_PAIRS,
     NOT_SUPPORTED,
     SUPPORTED,
+    Criterion,
     Row,
 )
 
@@ -118,10 +118,18 @@ def headline(rows: list[Row], number: int) -> list[Row]:
     return pooled or mine
 
 
-def claim6(rows: list[Row]) -> Row:
-    crit = CRITERIA[6]
+def _span(numbers: list[int]) -> str:
+    lo, hi = min(numbers), max(numbers)
+    if list(numbers) == list(range(lo, hi + 1)) and hi > lo:
+        return f"{lo}-{hi}"
+    return ", ".join(map(str, numbers))
+
+
+def claim6(rows: list[Row], crit: Criterion, numbers: list[int]) -> Row:
+    """The conjunction `crit` of the criteria `numbers`: supported only when each deciding
+    row is; its p is the largest of their Holm-adjusted p-values."""
     parts, ps = [], []
-    for n in range(1, 6):
+    for n in numbers:
         head = headline(rows, n)
         v = combine([r.verdict for r in head])
         parts.append((n, v))
@@ -130,15 +138,15 @@ def claim6(rows: list[Row]) -> Row:
     p = max(ps) if ps else math.nan
     listing = ", ".join(f"{n}: {v}" for n, v in parts)
     if verdict == SUPPORTED:
-        why = f"criteria 1-5 are all supported after Holm's adjustment ({listing})"
+        why = f"criteria {_span(numbers)} are all supported after Holm's adjustment ({listing})"
     elif verdict == NOT_SUPPORTED:
         why = f"not every criterion holds ({listing})"
     else:
         why = f"not every criterion is decided ({listing})"
     return Row(
-        6,
+        crit.number,
         "all",
-        "criteria 1-5 together",
+        f"criteria {_span(numbers)} together",
         test="intersection-union: the largest Holm-adjusted p of the deciding rows",
         p=p,
         p_holm=p,

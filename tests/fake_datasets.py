@@ -1,6 +1,6 @@
 """Tiny data sets in the real distributed layouts (HAM10000 Kaggle / Harvard Dataverse,
-ISIC 2018 Task 3), for tests and benchmarks. Image content: a flat colour per class plus
-noise, so tests can tell images apart; sizes are arbitrary (600x450 for benchmarks)."""
+ISIC 2018 Task 3), for the tests. Image content: a flat colour per class plus
+noise, so tests can tell images apart; sizes are arbitrary."""
 
 from __future__ import annotations
 
