@@ -139,17 +139,15 @@ def _grid_names(experiment: str) -> list[str]:
     """Every job's run name as a multirun job names itself: the experiment composed once,
     its swept keys leading, each job's group choices and seed applied to its choices (two
     jobs are composed in full and must agree)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    from glattn.sweep import expand
     from glattn.tracking import names
 
     # the grids' own configs (no debug preset: a preset adds its name to the run name)
     base = conftest.compose_cfg(
         "paths.output_dir=/tmp", f"experiment={experiment}", return_hydra_config=True
     )
-    params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
-    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)[0]
+    params = expand.arguments(base.hydra.sweeper.params)
+    jobs = expand.jobs(params)
     lead = names.lead_order(names.swept_keys(params))
     out = []
     for job in jobs:

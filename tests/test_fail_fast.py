@@ -16,10 +16,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import compose_cfg
+from omegaconf import OmegaConf
 
 from glattn import preflight
 from glattn.checkpoint import CheckpointError, load_checkpoint
@@ -317,7 +319,7 @@ def test_a_run_folder_hydra_cannot_create_is_one_line_without_traceback(tmp_path
 def test_a_scheduler_gets_only_contiguous_runs_of_unfinished_jobs(monkeypatch):
     from hydra_plugins.glattn_sweeper import guard
 
-    class FakeSlurmLauncher:  # is_scheduler goes by the class name (hydra-submitit's)
+    class Launcher:
         def __init__(self):
             self.calls = []
 
@@ -325,19 +327,21 @@ def test_a_scheduler_gets_only_contiguous_runs_of_unfinished_jobs(monkeypatch):
             self.calls.append(([j[0] for j in jobs], initial_job_idx))
             return [f"ran {j[0]}" for j in jobs]
 
-    class Sweeper:
-        launcher = FakeSlurmLauncher()
-
+    slurm = {"submitit_folder": "x/%j", "partition": None, "timeout_min": 60}
+    local = {"submitit_folder": "x/%j", "timeout_min": 60}  # submitit_local: no partition
     monkeypatch.setattr(guard, "_skipped", lambda s, o, num, run: f"skipped {o[0]}")
     batch = [[f"seed={i}"] for i in range(5)]
     done = {10, 13}  # FINISHED already (job numbers start at 10)
-    sweeper = Sweeper()
-    sweeper.launcher = FakeSlurmLauncher()
     monkeypatch.setattr(guard, "finished_run", lambda s, o, num: "run" if num in done else None)
+    sweeper = SimpleNamespace(launcher=Launcher(), config=OmegaConf.create({"hydra": {}}))
+    sweeper.config.hydra.launcher = slurm  # recognised by its config, whatever its class
     results = guard.launch_unfinished(sweeper, batch, 10)
     assert sweeper.launcher.calls == [(["seed=1", "seed=2"], 11), (["seed=4"], 14)]
     assert results[0] == "skipped seed=0" and results[3] == "skipped seed=3"
     assert results[1:3] == ["ran seed=1", "ran seed=2"] and results[4] == "ran seed=4"
+    sweeper.launcher, sweeper.config.hydra.launcher = Launcher(), local
+    assert guard.launch_unfinished(sweeper, batch, 10) == [f"ran seed={i}" for i in range(5)]
+    assert sweeper.launcher.calls == [([f"seed={i}" for i in range(5)], 10)]
 
 
 # ---------------------------------------------------------------- the job's lifecycle (2)

@@ -32,11 +32,8 @@ def test_experiment_job_fingerprint_is_unchanged(tmp_path):
 def test_first_job_is_the_sweeps_first_grid_point():
     """TABLE3_FIRST_JOB is what the experiment's grid expands to first (so the pin is a
     real sweep job, not a hand-picked override list)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from glattn.sweep import expand
 
     cfg = compose_cfg("experiment=table3_fusion", return_hydra_config=True)
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    parsed = OverridesParser.create().parse_overrides(params)
-    jobs = BasicSweeper.split_arguments(parsed, None)[0]
+    jobs = expand.jobs(expand.arguments(cfg.hydra.sweeper.params))
     assert tuple(jobs[0]) == TABLE3_FIRST_JOB

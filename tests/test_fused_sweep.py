@@ -1,11 +1,12 @@
 """``sweep.fuse_seeds=true`` on the sweep side: which jobs fuse, the fused
 job's overrides, its members back as the unfused jobs, and the sweep's count of jobs."""
 
+import pytest
 from omegaconf import OmegaConf
 
 from glattn.job.protocol import fused_seeds, member_overrides
+from glattn.sweep.expand import batches
 from glattn.sweep.fuse import fuse_seed_jobs, members
-from glattn.sweep.lpt import rebatch
 from glattn.sweep.progress import grid_size
 
 GRID = [
@@ -48,10 +49,33 @@ def test_repeated_or_missing_seeds_stay_unfused():
     assert fuse_seed_jobs(none) == none
 
 
-def test_rebatch_as_basic_sweeper():
+def test_batches_as_hydra_batches_a_sweep():
     jobs = [[str(i)] for i in range(5)]
-    assert rebatch(jobs, 2) == [jobs[0:2], jobs[2:4], jobs[4:5]]
-    assert rebatch(jobs, None) == [jobs]
+    assert batches(jobs, 2) == [jobs[0:2], jobs[2:4], jobs[4:5]]
+    assert batches(jobs, None) == batches(jobs, -1) == [jobs]
+    with pytest.raises(ValueError, match="max_batch_size=0"):
+        batches(jobs, 0)
+
+
+def test_a_grid_is_hydras_cartesian_product_in_its_order():
+    from hydra.errors import HydraException
+
+    from glattn.sweep import expand
+
+    args = expand.arguments({"fusion": "a,b", "seed": "range(0,2)"}, ["lr=0.1", "seed=5,6"])
+    assert expand.jobs(args) == [
+        ["fusion=a", "seed=5", "lr=0.1"],
+        ["fusion=a", "seed=6", "lr=0.1"],
+        ["fusion=b", "seed=5", "lr=0.1"],
+        ["fusion=b", "seed=6", "lr=0.1"],
+    ]  # the command line's seed replaces the file's, in the file's place
+    assert expand.jobs(["+x=choice(1,2)"]) == [["+x=1"], ["+x=2"]]
+    with pytest.raises(HydraException, match="lr: a grid takes a list"):
+        expand.jobs(["lr=interval(0,1)"])
+    assert expand.values("choice(a, b)") == ["a", "b"]
+    assert expand.values("range(1,7,3)") == ["1", "4"]
+    assert expand.values(["x", 2]) == ["x", "2"]
+    assert expand.values("glob(*)") == []
 
 
 def test_grid_size_counts_fused_jobs(tmp_path):

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from glattn.schema import check_keys
+from glattn.sweep import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [
@@ -128,8 +128,7 @@ def jobs_of(overrides: list[str]) -> list[list[list[str]]]:
     if stages:
         user = [o for o in overrides if o.split("=", 1)[0] != "experiment"]
         return [sweep for stage in stages for sweep in jobs_of([*map(str, stage), *user])]
-    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
-    return [BasicSweeper.split_arguments(parser.parse_overrides(params + overrides), None)[0]]
+    return [expand.jobs(expand.arguments(cfg.hydra.sweeper.params, overrides))]
 
 
 def ends(jobs: list[list[str]]) -> list[list[str]]:

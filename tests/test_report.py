@@ -15,7 +15,7 @@ from test_report_helpers import CLASSES, Store
 
 from glattn.report import declared, runs, stats, tables
 from glattn.report.__main__ import main
-from glattn.report.grid import expected_levels, parse_values
+from glattn.report.grid import expected_levels
 from glattn.report.table_format import DASH
 
 NONE18 = [0.70, 0.72, 0.71]
@@ -415,8 +415,6 @@ def test_expected_levels_from_experiment_file(tmp_path):
         "seed": ["0", "1", "2"],
     }
     assert expected_levels("missing", tmp_path) == {}
-    assert parse_values("choice(a, b)") == ["a", "b"]
-    assert parse_values("glob(*)") == []
 
 
 # ---------------------------------------------------------------------------- estimate

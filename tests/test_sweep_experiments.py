@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+
+from glattn.sweep import expand as sweep_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -32,9 +32,7 @@ def _compose(*overrides):
 
 
 def expand(cfg, extra=()) -> list[list[str]]:
-    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
-    parsed = OverridesParser.create().parse_overrides(params + list(extra))
-    return BasicSweeper.split_arguments(parsed, None)[0]
+    return sweep_grid.jobs(sweep_grid.arguments(cfg.hydra.sweeper.params, extra))
 
 
 def documented_jobs(name: str) -> int:

@@ -26,7 +26,6 @@ table of glattn.sweep.packing.speedup), and the G x K slots take the jobs costli
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import os
 import sys
@@ -36,8 +35,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from glattn.report import runs
-from glattn.report.grid import EXPERIMENTS_DIR, parse_values, shipped_dir
-from glattn.sweep import cost, packing
+from glattn.report.grid import EXPERIMENTS_DIR, shipped_dir
+from glattn.sweep import cost, expand, packing
 
 CONF = shipped_dir("conf", "conf")
 
@@ -63,11 +62,11 @@ def job_grid(path: Path, conf: Path = CONF) -> tuple[list[dict], int]:
                 base[k.split(" ")[-1].lstrip("/")] = v
     params = OmegaConf.select(node, "hydra.sweeper.params", default=None)
     params = OmegaConf.to_container(params) if params is not None else {}
-    axes = {str(k).lstrip("+~"): parse_values(v) for k, v in params.items()}
     epochs = OmegaConf.select(node, "trainer.max_epochs", default=None)
     if epochs is None:
         epochs = OmegaConf.load(conf / "trainer" / "default.yaml").max_epochs
-    jobs = [{**base, **dict(zip(axes, combo))} for combo in itertools.product(*axes.values())]
+    grid = expand.jobs(expand.arguments(params))
+    jobs = [{**base, **{k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in j)}} for j in grid]
     return jobs, int(epochs)
 
 

@@ -9,13 +9,13 @@ command-line overrides) has no expected grid: its tables show what ran.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from glattn.groups import FACTORS
+from glattn.sweep import expand
 
 
 def shipped_dir(in_clone: str, installed: str) -> Path:
@@ -28,25 +28,6 @@ def shipped_dir(in_clone: str, installed: str) -> Path:
 
 
 EXPERIMENTS_DIR = shipped_dir("experiments", "conf/experiment")
-
-
-def parse_values(spec) -> list[str]:
-    """Hydra sweep syntax to a list of strings: `a,b,c`, `choice(a,b)`, `range(0,3)`,
-    YAML lists. Anything else (glob, interval) yields []."""
-    if isinstance(spec, (list, tuple)) or OmegaConf.is_list(spec):
-        return [str(v) for v in spec]
-    text = str(spec).strip()
-    m = re.fullmatch(r"range\(\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?(?:,\s*(-?\d+)\s*)?\)", text)
-    if m:
-        a, b, c = m.groups()
-        start, stop = (0, int(a)) if b is None else (int(a), int(b))
-        return [str(v) for v in range(start, stop, int(c or 1))]
-    m = re.fullmatch(r"choice\((.*)\)", text)
-    if m:
-        text = m.group(1)
-    if re.search(r"[()]", text):
-        return []
-    return [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
 
 
 def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[str, list]:
@@ -65,7 +46,7 @@ def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[
     for key, spec in OmegaConf.to_container(params, resolve=False).items():
         name = str(key).lstrip("+~")
         if name in FACTORS or name == "seed":
-            values = parse_values(spec)
+            values = expand.values(spec)
             if values:
                 out[name] = values
     return out

@@ -3,8 +3,9 @@
 Hydra runs one sweep per command (https://hydra.cc/docs/tutorials/basic/running_your_app/
 multi-run/). glattn adds, around Hydra's basic sweep:
 
-- the ``glattn`` sweeper (hydra_plugins/glattn_sweeper), in the launching process: checks
-  the whole grid before anything is written, creates the SQLite database, the MLflow
+- the ``glattn`` sweeper (hydra_plugins/glattn_sweeper, on Hydra's public ``Sweeper``
+  interface; its grid is `expand`'s), in the launching process: checks the whole grid
+  before anything is written, creates the SQLite database, the MLflow
   experiment and ONE parent run before any job (`store`) and writes the parent's id to
   ``<sweep dir>/parent_run_id``; plan mode (``sweep.plan=true``); fused seeds (`fuse`); the
   paper's stages (`paper`); a sweep that does not stop at the first failed job.

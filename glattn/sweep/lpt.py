@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from glattn.sweep import expand
 from glattn.sweep.plan import build_plan
 from glattn.sweep.schedule import configured_slots, lpt_order, plan_costs
 
@@ -30,17 +31,11 @@ def lpt_jobs(owner, jobs: Sequence[Sequence[str]]) -> list[int]:
 
 def lpt_batches(sweeper, batches: list[list[list[str]]], max_batch_size: int | None):
     """The sweeper's batches with the jobs in LPT order (job numbers follow it: #0 is the
-    costliest), re-split as BasicSweeper splits them. Unchanged when the launcher orders
-    its own jobs (local_gpus: ``hydra.launcher.order``) or runs one job at a time (the
-    order cannot change that makespan)."""
+    costliest), re-split as before (glattn.sweep.expand.batches). Unchanged when the
+    launcher orders its own jobs (local_gpus: ``hydra.launcher.order``) or runs one job at
+    a time (the order cannot change that makespan)."""
     jobs = [job for batch in batches for job in batch]
     launcher = getattr(sweeper, "launcher", None)
     if len(jobs) < 2 or hasattr(launcher, "order") or configured_slots(sweeper.config) < 2:
         return batches
-    return rebatch([jobs[i] for i in lpt_jobs(sweeper, jobs)], max_batch_size)
-
-
-def rebatch(jobs: list[list[str]], max_batch_size: int | None) -> list[list[list[str]]]:
-    """Batches as Hydra's BasicSweeper splits them (all in one when no size is set)."""
-    size = max_batch_size or max(len(jobs), 1)
-    return [jobs[k : k + size] for k in range(0, len(jobs), size)]
+    return expand.batches([jobs[i] for i in lpt_jobs(sweeper, jobs)], max_batch_size)

@@ -1,12 +1,12 @@
 """A sweep's progress as its jobs finish: ``job k/N`` and an ETA for the grid.
 
 Read from the sweep folder, so any process can say it (the job's own, under any launcher):
-N is the grid Hydra launches, parsed from ``multirun.yaml`` the way Hydra's BasicSweeper
-does (``hydra.sweeper.params`` + the command line's sweep overrides); k counts the job
-folders with a ``status.json`` (glattn.job.protocol); a job's time is from its folder's
-``.hydra/config.yaml`` (Hydra writes it as the job starts) to its ``status.json``, whose
-status counts the jobs by outcome (trained, reused, skipped, failed). The ETA is the mean
-trained job's time x the jobs left / the jobs that run at once
+N is the grid Hydra launches, parsed from ``multirun.yaml`` as the sweeper parses it
+(glattn.sweep.expand: ``hydra.sweeper.params`` + the command line's sweep overrides); k
+counts the job folders with a ``status.json`` (glattn.job.protocol); a job's time is from
+its folder's ``.hydra/config.yaml`` (Hydra writes it as the job starts) to its
+``status.json``, whose status counts the jobs by outcome (trained, reused, skipped,
+failed). The ETA is the mean trained job's time x the jobs left / the jobs that run at once
 (glattn.sweep.schedule.configured_slots); a grid of very unequal jobs (plan mode's costs,
 ``sweep.plan=true``) finishes sooner than that when the costliest run first (LPT order).
 """
@@ -76,8 +76,7 @@ _WORD = {"finished": "trained"}
 
 def grid_size(sweep_dir: Path) -> int | None:
     """Jobs of the sweep whose ``multirun.yaml`` is in `sweep_dir` (None if unknown)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from glattn.sweep import expand
 
     path = Path(sweep_dir) / "multirun.yaml"
     if not path.is_file():
@@ -85,10 +84,8 @@ def grid_size(sweep_dir: Path) -> int | None:
     try:
         cfg = OmegaConf.load(path)
         params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-        args = [f"{k}={v}" for k, v in params.items()]
-        args += list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
-        overrides = OverridesParser.create().parse_overrides(args)
-        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        task = OmegaConf.select(cfg, "hydra.overrides.task", default=None) or []
+        jobs = expand.jobs(expand.arguments(params, task))
         from glattn.sweep.fuse import launched_jobs
 
         return len(launched_jobs(cfg, jobs))  # one fused job per configuration when fused

@@ -1,10 +1,13 @@
-"""``hydra/sweeper=glattn``: Hydra's basic grid sweeper, plus plan mode, plus tolerance.
+"""``hydra/sweeper=glattn``: Hydra's grid sweep on Hydra's public Sweeper interface, plus
+plan mode, plus tolerance.
 
-Hydra's BasicSweeper reads every job's return value after each batch, so the first failed
-job raises, the sweep stops, and the callbacks' ``on_multirun_end`` never runs. This
-sweeper launches the same grid (same parsing, batching and job numbering) but records each
-job's outcome in ``<sweep dir>/jobs.json`` instead of raising: every job runs, and
-glattn.sweep.callbacks.SweepCallback prints the summary and sets the exit status.
+The grid is Hydra's basic sweep (glattn.sweep.expand: the same parsing, batching and job
+numbering as ``hydra/sweeper=basic``). Hydra's basic sweeper reads every job's return
+value after each batch, so the first failed job raises, the sweep stops, and the
+callbacks' ``on_multirun_end`` never runs; this sweeper records each job's outcome in
+``<sweep dir>/jobs.json`` instead of raising: every job runs, and
+glattn.sweep.callbacks.SweepCallback prints the summary, ends the parent run and sets the
+exit status.
 
 Before anything is written it checks the whole grid as single runs check their configs
 (glattn_sweeper.grid: a refused grid leaves no folder and no run) and refuses
@@ -26,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
+from glattn.sweep import expand
 from hydra_plugins.glattn_sweeper import grid, guard
 
 log = logging.getLogger(__name__)
@@ -48,21 +52,26 @@ ConfigStore.instance().store(
 )
 
 
-class GlattnSweeper(BasicSweeper):
+class GlattnSweeper(Sweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None):
-        super().__init__(max_batch_size=max_batch_size, params=params)
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.params = params or {}
+        self.overrides: list[list[list[str]]] = []  # the batches to launch
+        self.hydra_context = self.config = self.launcher = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
+        self.hydra_context, self.config = hydra_context, config
         self.task_function = task_function  # glattn's own task gets its grid checked
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def job_lists(self, arguments: list[str]) -> list[list[list[str]]]:
-        """The sweep's jobs, batched exactly as BasicSweeper batches them."""
-        params_conf = self._parse_config()
-        params_conf.extend(arguments)
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(params_conf)
-        return self.split_arguments(overrides, self.max_batch_size)
+        """The sweep's jobs (``params`` then the command line), in Hydra's batches."""
+        args = expand.arguments(self.params, arguments)
+        jobs = expand.jobs(args, config_loader=self.hydra_context.config_loader)
+        return expand.batches(jobs, self.max_batch_size)
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
@@ -95,11 +104,9 @@ class GlattnSweeper(BasicSweeper):
             guard.check_chdir(self.config)
         grid.check_grid(self, self.grid_jobs, secrets)  # every job, before any trace
         if fuse.enabled(self.config):
-            from glattn.sweep.lpt import rebatch
-
             fused = fuse.launched_jobs(self.config, self.grid_jobs)  # one job a configuration
             log.info(f"[glattn sweep] fuse_seeds: {len(self.grid_jobs)} jobs as {len(fused)}")
-            self.overrides = rebatch(fused, self.max_batch_size)
+            self.overrides = expand.batches(fused, self.max_batch_size)
         # costliest jobs first on a pool of slots (glattn.sweep.lpt)
         self.overrides = lpt_batches(self, self.overrides, self.max_batch_size)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -127,8 +134,7 @@ class GlattnSweeper(BasicSweeper):
         try:
             with interrupt_on_signals():  # SIGTERM: the parent ends KILLED, jobs stopped
                 self._open_parent(sweep_dir)
-                while not self.is_done():
-                    batch = self.get_job_batch()
+                for batch in self.overrides:
                     self.validate_batch_is_legal(batch)
                     # a scheduler gets no job that is FINISHED already (guard.launch_unfinished)
                     results = guard.launch_unfinished(self, batch, initial_job_idx)

@@ -34,10 +34,12 @@ def say(message: str) -> str:
     return mask_text(f"[glattn sweep] {message}")
 
 
-def is_scheduler(launcher) -> bool:
-    """A launcher that submits jobs to a cluster scheduler (hydra-submitit's SLURM one and
-    glattn's subclass of it): each submission costs, so nothing FINISHED is submitted."""
-    return any("SlurmLauncher" in cls.__name__ for cls in type(launcher).__mro__)
+def is_scheduler(config) -> bool:
+    """The sweep's launcher submits jobs to a cluster scheduler, by its config: a SLURM
+    queue's (``hydra/launcher=slurm``, hydra-submitit's ``submitit_slurm``: a submitit
+    folder and a partition). Each submission costs, so nothing FINISHED is submitted."""
+    launcher = OmegaConf.select(config, "hydra.launcher", default=None) or {}
+    return "submitit_folder" in launcher and "partition" in launcher
 
 
 def check_sweep(config) -> None:
@@ -127,7 +129,7 @@ def check_scheduler(sweeper, jobs: Sequence[Sequence[str]]) -> None:
     A grid that is all FINISHED submits nothing and needs no cluster."""
     from glattn import preflight
 
-    if not is_scheduler(sweeper.launcher) or not any_unfinished(sweeper, jobs):
+    if not is_scheduler(sweeper.config) or not any_unfinished(sweeper, jobs):
         return
     error = preflight.slurm_error()
     if error:
@@ -202,7 +204,7 @@ def launch_unfinished(sweeper, batch: Sequence[Sequence[str]], start: int) -> li
     """Launch ``batch`` (job numbers from ``start``), leaving out the jobs FINISHED already
     when the launcher submits to a scheduler: contiguous runs of unfinished jobs are
     launched as they are (job numbers and folders unchanged), the rest recorded skipped."""
-    if not is_scheduler(sweeper.launcher):
+    if not is_scheduler(sweeper.config):
         return list(sweeper.launcher.launch(batch, initial_job_idx=start))
     results: list[JobReturn | None] = [None] * len(batch)
     todo: list[int] = []
