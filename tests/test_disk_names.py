@@ -317,7 +317,8 @@ def test_debug_profile_logs_trace_and_top_operators(tmp_path):
 
 
 def test_one_epoch_training_curves_show_markers(tmp_path, monkeypatch):
-    """The run's own training_curves.png: one epoch is a visible point on every curve."""
+    """The run's own training_curves.png: one epoch is a visible point on every curve,
+    accuracies in percent, a legend where a panel has more than one curve."""
     import matplotlib.pyplot as plt
 
     from glattn.job.outputs import plot_curves
@@ -339,6 +340,10 @@ def test_one_epoch_training_curves_show_markers(tmp_path, monkeypatch):
     lines = [line for ax in fig.axes for line in ax.get_lines()]
     assert len(lines) == 7 and all(line.get_marker() not in (None, "", "None") for line in lines)
     assert all(line.get_marker() == "o" for line in lines)  # a point, not a dot
+    loss, accuracy, lr = fig.axes
+    assert [line.get_ydata()[0] for line in accuracy.get_lines()] == [40.0, 30.0, 30.0, 20.0]
+    assert "%" in accuracy.get_title() and lr.get_legend() is None
+    assert loss.get_legend() is not None and accuracy.get_legend() is not None
     for ax in fig.axes:  # whole epochs only, though the view spans less than one
         lo, hi = ax.get_xlim()
         assert [t for t in ax.get_xticks() if lo <= t <= hi] == [1.0]

@@ -47,17 +47,23 @@ def plot_curves(path: Path, history: list[dict]) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     frame = pd.DataFrame(history)
+    accuracy = ["train/acc", "val/acc", "val/balanced_acc", "val/macro_f1"]
+    frame[accuracy] = frame[accuracy] * 100.0  # percent, as the report's figures
     marker = "o" if len(frame) < 3 else "."  # one epoch is a point, not a line: show it
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     frame.plot(x="epoch", y=["train/loss", "val/loss"], ax=axes[0], marker=marker, title="loss")
+    frame.plot(x="epoch", y=accuracy, ax=axes[1], marker=marker, title="accuracy and macro F1 (%)")
     frame.plot(
         x="epoch",
-        y=["train/acc", "val/acc", "val/balanced_acc", "val/macro_f1"],
-        ax=axes[1],
+        y="lr",
+        ax=axes[2],
         marker=marker,
-        title="accuracy",
+        logy=True,
+        legend=False,
+        title="learning rate",
     )
-    frame.plot(x="epoch", y="lr", ax=axes[2], marker=marker, logy=True, title="learning rate")
+    for ax in axes[:2]:
+        ax.legend(fontsize="medium")
     for ax in axes:  # whole epochs, also for one epoch (its view would span 0.945-1.055)
         if frame["epoch"].nunique() < 2:
             ax.set_xlim(frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5)
