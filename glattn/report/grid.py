@@ -9,7 +9,6 @@ command-line overrides) has no expected grid: its tables show what ran.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -31,22 +30,19 @@ EXPERIMENTS_DIR = shipped_dir("experiments", "conf/experiment")
 
 
 def parse_values(spec) -> list[str]:
-    """Hydra sweep syntax to a list of strings: `a,b,c`, `choice(a,b)`, `range(0,3)`,
-    YAML lists. Anything else (glob, interval) yields []."""
+    """A sweeper param's values as strings, parsed by Hydra's override grammar (`a,b,c`,
+    `choice(a,b)`, `range(0,3)`, one value) or a YAML list. What Hydra cannot list (glob,
+    interval) or cannot parse yields []."""
     if isinstance(spec, (list, tuple)) or OmegaConf.is_list(spec):
         return [str(v) for v in spec]
-    text = str(spec).strip()
-    m = re.fullmatch(r"range\(\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?(?:,\s*(-?\d+)\s*)?\)", text)
-    if m:
-        a, b, c = m.groups()
-        start, stop = (0, int(a)) if b is None else (int(a), int(b))
-        return [str(v) for v in range(start, stop, int(c or 1))]
-    m = re.fullmatch(r"choice\((.*)\)", text)
-    if m:
-        text = m.group(1)
-    if re.search(r"[()]", text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        override = OverridesParser.create().parse_override(f"values={spec}")
+        values = override.sweep_iterator() if override.is_sweep_override() else [override.value()]
+        return [str(getattr(v, "text", v)) for v in values]  # a QuotedString's text
+    except Exception:  # noqa: BLE001 - a sweep Hydra's basic sweeper cannot list either
         return []
-    return [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
 
 
 def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[str, list]:
