@@ -11,38 +11,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import runs, selection, tables
+from glattn.report import runs, selection
+from glattn.report.cells import metric_name, p_text
 from glattn.report.claims import (
     MIN_PAIRS,
     Claims,
-    Criterion,
     Row,
     check_claims,
     headline,
     join_notes,
 )
 from glattn.report.claims.verdict import _span
-from glattn.report.table_format import Cell, Table, latex_escape
+from glattn.report.table_format import DASH, Cell, Table, latex_escape
 
 log = logging.getLogger(__name__)
 
 
-def _p(x: float) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
-
-
 def _effect(r: Row) -> str:
     if math.isnan(r.effect):
-        return "–"
+        return DASH
     if r._deterministic or math.isnan(r.low):
         return f"{r.effect:+.2f}"
     return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
-
-
-def _title(crit: Criterion, metric: str) -> str:
-    return crit.claim.format(m=tables.METRICS[metric].replace(" (%)", "").lower())
 
 
 SUMMARY_COLUMNS = ["#", "Criterion", "Threshold", "Source", "Verdict"]
@@ -67,15 +57,15 @@ def _cells(r: Row, deciding: bool) -> list[Cell]:
         f"{r.n_a} / {r.n_b} / {r.n_pairs}",
         _effect(r),
         r.test,
-        _p(r.p),
-        _p(r.p_holm),
-        _p(r.mcnemar_p),
+        p_text(r.p),
+        p_text(r.p_holm),
+        p_text(r.mcnemar_p),
     ]
     return [*map(Cell, texts), Cell(r.verdict, bold=True), Cell(join_notes(r.reason, r.note))]
 
 
 def _intro(c: Claims) -> str:
-    m = tables.METRICS[c.metric].replace(" (%)", "")
+    m = metric_name(c.metric)
     return (
         f"Metric: {m}, recomputed per image from each run's `test_probabilities.csv` and "
         f"`split.csv` (row argmax, a tied maximum counts as wrong). Thresholds in pp are "
@@ -106,12 +96,11 @@ def claim_tables(c: Claims) -> list[Table]:
     one table per criterion (its rows, the deciding ones marked)."""
     summary = Table("claims", "", _intro(c), SUMMARY_COLUMNS)
     for n, crit in c.criteria.items():
-        thr = f"{crit.direction} {crit.threshold:g} {crit.unit}"
-        texts = [str(n), _title(crit, c.metric), thr, c.sources.get(n, "–")]
+        texts = [str(n), crit.title(c.metric), crit.bar(), c.sources.get(n, DASH)]
         summary.add_row([*map(Cell, texts), Cell(c.verdict(n), bold=True)])
     out = [summary]
     for n, crit in c.criteria.items():
-        title = f"Criterion {n}: {_title(crit, c.metric)}"
+        title = f"Criterion {n}: {crit.title(c.metric)}"
         table = Table(f"claims_criterion{n}", title, _description(c, n), COLUMNS, label_columns=2)
         head = headline(c.rows, n)
         for r in (r for r in c.rows if r.claim == n):
@@ -213,7 +202,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
         "\\begin{document}\n" + to_latex(c, experiment) + "\\end{document}\n"
     )
     frame = c.frame()
-    frame.insert(1, "criterion", [_title(c.criteria[n], c.metric) for n in frame["claim"]])
+    frame.insert(1, "criterion", [c.criteria[n].title(c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
     frame["bootstrap_resamples"] = c.n_resamples
     frame["bootstrap_seed"] = c.seed

@@ -310,8 +310,7 @@ def forest_plot(
         labels = [f"{r.stratum}: {r.comparison}"[:60] for r in mine]
         ax.set_yticks(y, labels, fontsize=7)
         ax.set_ylim(-0.7, len(mine) - 0.3)
-        title = crit.claim.format(m=METRICS[metric].replace(" (%)", "").lower())
-        ax.set_title(f"{n}: {title} ({crit.direction} {crit.threshold:g} {crit.unit})", fontsize=8)
+        ax.set_title(f"{n}: {crit.title(metric)} ({crit.bar()})", fontsize=8)
         ax.set_xlabel(f"effect ({crit.unit})", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
     for v, c in VERDICT_COLOURS.items():  # legend entries only: every verdict, seen or not
