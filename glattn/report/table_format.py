@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -156,25 +156,15 @@ class Table:
     def to_frame(self) -> pd.DataFrame:
         """Tidy form: one line per cell with its numbers, text and footnote."""
         nlab = self._label_columns()
-        out = []
-        for row in self.rows:
-            labels = " / ".join(c.text for c in row[:nlab])
-            for name, cell in zip(self.columns[nlab:], row[nlab:]):
-                out.append(
-                    {
-                        "row": labels,
-                        "column": name,
-                        "text": cell.text,
-                        "mean": cell.mean,
-                        "std": cell.std,
-                        "n": cell.n,
-                        "p_value": cell.p_value,
-                        "footnote": cell.note or "",
-                    }
-                )
         frame = pd.DataFrame(
-            out, columns=["row", "column", "text", "mean", "std", "n", "p_value", "footnote"]
-        )
+            [
+                {"row": " / ".join(c.text for c in row[:nlab]), "column": name, **asdict(cell)}
+                for row in self.rows
+                for name, cell in zip(self.columns[nlab:], row[nlab:])
+            ],
+            columns=["row", "column", "text", "mean", "std", "n", "p_value", "note"],
+        ).rename(columns={"note": "footnote"})
+        frame["footnote"] = frame["footnote"].fillna("")
         frame["n"] = frame["n"].astype("Int64")  # an integer (empty where a cell has none)
         return frame
 
