@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from glattn.report import frames, stats
-from glattn.report.table_format import Cell
+from glattn.report.table_format import DASH, Cell
 from glattn.tracking.names import CHOICE_PARAM_PREFIX, REFERENCE_TAG_PREFIX
 
 METRICS = {
@@ -41,6 +41,18 @@ class Context:
     def __post_init__(self):
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} not one of {sorted(METRICS)}")
+
+
+def metric_name(metric: str) -> str:
+    """The metric's name without its unit: 'balanced_acc' -> 'Balanced acc.'."""
+    return METRICS[metric].removesuffix(" (%)")
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as every table prints it: 3 decimals, 1.0e-04 below 0.001, a dash for none."""
+    if p is None or math.isnan(p):
+        return DASH
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def pct(value: float) -> str:
@@ -132,9 +144,8 @@ def constant_cell(frame: pd.DataFrame, key: str, fmt: Callable[[float], str]) ->
 def p_cell(cmp: stats.Comparison) -> Cell:
     if math.isnan(cmp.p_value):
         return Cell.missing(f"no test: {cmp.reason}")
-    text = f"{cmp.p_value:.3f}" if cmp.p_value >= 0.001 else f"{cmp.p_value:.1e}"
     note = f"p = 1: {cmp.reason}" if cmp.reason else None
-    return Cell(text, p_value=cmp.p_value, n=min(cmp.n_a, cmp.n_b), note=note)
+    return Cell(p_text(cmp.p_value), p_value=cmp.p_value, n=min(cmp.n_a, cmp.n_b), note=note)
 
 
 def diff_cell(cmp: stats.Comparison) -> Cell:
@@ -145,7 +156,7 @@ def diff_cell(cmp: stats.Comparison) -> Cell:
 
 def caption_stats(ctx: Context) -> str:
     return (
-        f"{METRICS[ctx.metric].replace(' (%)', '')} in %, mean ± sample std over seeds "
+        f"{metric_name(ctx.metric)} in %, mean ± sample std over seeds "
         f"(n = number of seeds), on the test split (test/{ctx.metric}); differences in "
         "percentage points of the metric"
     )

@@ -11,55 +11,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import runs, selection, tables
+from glattn.report import runs, selection
+from glattn.report.cells import metric_name, p_text
 from glattn.report.claims import (
     MIN_PAIRS,
     Claims,
-    Criterion,
     Row,
     check_claims,
     headline,
     join_notes,
 )
 from glattn.report.claims.verdict import _span
-from glattn.report.table_format import latex_escape
+from glattn.report.table_format import DASH, Cell, Table, latex_escape
 
 log = logging.getLogger(__name__)
 
 
-def _num(x: float, digits: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _p(x: float) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
-
-
 def _effect(r: Row) -> str:
     if math.isnan(r.effect):
-        return "–"
+        return DASH
     if r._deterministic or math.isnan(r.low):
         return f"{r.effect:+.2f}"
     return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
 
 
-def _title(crit: Criterion, metric: str) -> str:
-    return crit.claim.format(m=tables.METRICS[metric].replace(" (%)", "").lower())
-
-
-def units_note(metric: str) -> str:
-    """What the thresholds' units mean, named for the metric (every claims output says it)."""
-    m = tables.METRICS[metric].replace(" (%)", "")
-    return (
-        f"Metric: {m} ({metric}). Thresholds and effects in pp are percentage points of "
-        f"{m}; criterion 3 is in epochs, criterion 5 in % overhead. Intervals: bootstrap "
-        "crossed over seed pairs and test images; supported = the interval clears the "
-        "threshold and the Holm-adjusted p < 0.05."
-    )
-
-
+SUMMARY_COLUMNS = ["#", "Criterion", "Threshold", "Source", "Verdict"]
 COLUMNS = [
     "Stratum",
     "Comparison (b − a)",
@@ -74,26 +50,23 @@ COLUMNS = [
 ]
 
 
-def _cells(r: Row, deciding: bool) -> list[str]:
-    return [
+def _cells(r: Row, deciding: bool) -> list[Cell]:
+    texts = [
         r.stratum + (" (deciding)" if deciding and r.claim != 6 else ""),
         r.comparison,
         f"{r.n_a} / {r.n_b} / {r.n_pairs}",
         _effect(r),
         r.test,
-        _p(r.p),
-        _p(r.p_holm),
-        _p(r.mcnemar_p),
-        f"**{r.verdict}**",
-        join_notes(r.reason, r.note),
+        p_text(r.p),
+        p_text(r.p_holm),
+        p_text(r.mcnemar_p),
     ]
+    return [*map(Cell, texts), Cell(r.verdict, bold=True), Cell(join_notes(r.reason, r.note))]
 
 
-def to_markdown(c: Claims, experiment: str) -> str:
-    m = tables.METRICS[c.metric].replace(" (%)", "")
-    lines = [
-        f"## Claims: the seed's six success criteria ({experiment})",
-        "",
+def _intro(c: Claims) -> str:
+    m = metric_name(c.metric)
+    return (
         f"Metric: {m}, recomputed per image from each run's `test_probabilities.csv` and "
         f"`split.csv` (row argmax, a tied maximum counts as wrong). Thresholds in pp are "
         f"percentage points of {m}. Effects are b − a, averaged over seed pairs. 95% "
@@ -114,29 +87,48 @@ def to_markdown(c: Claims, experiment: str) -> str:
         "threshold, or a Holm p ≥ 0.05; then the reason gives the effect the current seeds "
         "could detect at 80% power (statsmodels TTestPower, from the observed spread) and "
         "the seeds needed to resolve the observed one. 'Deciding' rows decide the criterion "
-        "(the pooled row when there is one).",
-        "",
-        "| # | Criterion | Threshold | Source | Verdict |",
-        "|---|---|---|---|---|",
-    ]
+        "(the pooled row when there is one)."
+    )
+
+
+def claim_tables(c: Claims) -> list[Table]:
+    """The summary (one row per criterion, captioned with how every number is computed) and
+    one table per criterion (its rows, the deciding ones marked)."""
+    summary = Table("claims", "", _intro(c), SUMMARY_COLUMNS)
     for n, crit in c.criteria.items():
-        thr = f"{crit.direction} {crit.threshold:g} {crit.unit}"
-        lines.append(
-            f"| {n} | {_title(crit, c.metric)} | {thr} | {c.sources.get(n, '–')} | "
-            f"**{c.verdict(n)}** |"
-        )
+        texts = [str(n), crit.title(c.metric), crit.bar(), c.sources.get(n, DASH)]
+        summary.add_row([*map(Cell, texts), Cell(c.verdict(n), bold=True)])
+    out = [summary]
     for n, crit in c.criteria.items():
-        lines += ["", f"### Criterion {n}: {_title(crit, c.metric)}", "", _description(c, n), ""]
-        lines.append("| " + " | ".join(COLUMNS) + " |")
-        lines.append("|" + "---|" * len(COLUMNS))
+        title = f"Criterion {n}: {crit.title(c.metric)}"
+        table = Table(f"claims_criterion{n}", title, _description(c, n), COLUMNS, label_columns=2)
         head = headline(c.rows, n)
         for r in (r for r in c.rows if r.claim == n):
-            cells = _cells(r, any(r is h for h in head))
-            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
-    if c.notes:
-        lines += ["", "Notes:", ""] + [f"- {x}" for x in c.notes]
-    lines += ["", REPRODUCE.format(R=c.n_resamples), ""]
-    return "\n".join(lines)
+            table.add_row(_cells(r, any(r is h for h in head)))
+        out.append(table)
+    return out
+
+
+def to_markdown(c: Claims, experiment: str) -> str:
+    """The claims section: its heading, the tables, the notes and how to reproduce a row."""
+    notes = "\nNotes:\n\n" + "".join(f"- {x}\n" for x in c.notes) if c.notes else ""
+    return (
+        f"## Claims: the seed's six success criteria ({experiment})\n\n"
+        + "\n".join(t.to_markdown() for t in claim_tables(c))
+        + notes
+        + f"\n{REPRODUCE.format(R=c.n_resamples)}\n"
+    )
+
+
+def to_latex(c: Claims, experiment: str) -> str:
+    """The claims section in LaTeX: the same tables, notes and reproduction recipe."""
+    notes = "".join(f"\\item {latex_escape(x)}\n" for x in c.notes)
+    return (
+        f"\\section*{{Claims: {latex_escape(experiment)}}}\n"
+        + "\n".join(t.to_latex() for t in claim_tables(c))
+        + (f"\nNotes:\n\\begin{{itemize}}\n{notes}\\end{{itemize}}\n" if notes else "")
+        + f"\n{latex_escape(REPRODUCE.format(R=c.n_resamples))}\n"
+    )
 
 
 #: how each of the paper's criteria (glattn.report.claims.criteria) is computed; a builder
@@ -198,47 +190,6 @@ REPRODUCE = (
 )
 
 
-def _tex(text: str) -> str:
-    """latex_escape plus the arrow of criterion 4's strata and the comparison signs."""
-    return latex_escape(text).replace("→", r"$\to$").replace("<", r"$<$").replace(">", r"$>$")
-
-
-def to_latex(c: Claims, experiment: str) -> str:
-    cols = ["Stratum", "Comparison", "n", "Effect [95\\% CI]", "p", "Holm p", "Verdict"]
-    out = [f"\\section*{{Claims: {_tex(experiment)}}}", _tex(units_note(c.metric)) + "\n"]
-    out.append("\\begin{tabular}{rlll}\n\\toprule\n\\# & Criterion & Threshold & Verdict \\\\")
-    out.append("\\midrule")
-    for n, crit in c.criteria.items():
-        thr = _tex(f"{crit.direction} {crit.threshold:g} {crit.unit}")
-        out.append(f"{n} & {_tex(_title(crit, c.metric))} & {thr} & {_tex(c.verdict(n))} \\\\")
-    out.append("\\bottomrule\n\\end{tabular}\n")
-    for n, crit in c.criteria.items():
-        out.append(f"\\subsection*{{Criterion {n}: {_tex(_title(crit, c.metric))}}}")
-        out.append(_tex(_description(c, n)) + "\n")
-        out.append("{\\small\\begin{tabular}{llrllll}\n\\toprule")
-        out.append(" & ".join(cols) + " \\\\\n\\midrule")
-        for r in (r for r in c.rows if r.claim == n):
-            cells = [
-                r.stratum,
-                r.comparison,
-                f"{r.n_a}/{r.n_b}/{r.n_pairs}",
-                _effect(r),
-                _p(r.p),
-                _p(r.p_holm),
-                r.verdict,
-            ]
-            out.append(" & ".join(_tex(x) for x in cells) + " \\\\")
-        out.append("\\bottomrule\n\\end{tabular}}\n")
-        reasons = [r for r in c.rows if r.claim == n]
-        out.append("\\begin{itemize}")
-        out += [
-            f"\\item {_tex(r.stratum + ', ' + r.comparison)}: {_tex(join_notes(r.reason, r.note))}"
-            for r in reasons
-        ]
-        out.append("\\end{itemize}\n")
-    return "\n".join(out)
-
-
 def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -> list[Path]:
     """claims.md, claims.tex (standalone), claims.csv and figures/claims_forest.{png,pdf}."""
     out_dir = Path(out_dir)
@@ -251,7 +202,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
         "\\begin{document}\n" + to_latex(c, experiment) + "\\end{document}\n"
     )
     frame = c.frame()
-    frame.insert(1, "criterion", [_title(c.criteria[n], c.metric) for n in frame["claim"]])
+    frame.insert(1, "criterion", [c.criteria[n].title(c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
     frame["bootstrap_resamples"] = c.n_resamples
     frame["bootstrap_seed"] = c.seed

@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from glattn.report import stats  # noqa: E402
 from glattn.report.cells import METRICS, score  # noqa: E402
-from glattn.report.frames import ROW_KEYS, dataset_label, ordered, trained  # noqa: E402
+from glattn.report.frames import ROW_KEYS, dataset_label, groups, ordered, trained  # noqa: E402
 
 CLASS_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 #: one font size for every legend and footnote: readable at the page width of a paper
@@ -95,17 +95,9 @@ def strategy_keys(frame: pd.DataFrame) -> list[str]:
 
 
 def strategies(frame: pd.DataFrame):
-    """Yield (label, sub-frame) per strategy, in the tables' level order."""
-    keys = strategy_keys(frame)
-    combos = {tuple(r) for r in frame[keys].itertuples(index=False)}
-    orders = [ordered(k, frame[k].dropna().unique()) for k in keys]
-
-    def rank(t):
-        return tuple(o.index(v) if v in o else len(o) for o, v in zip(orders, t))
-
-    for combo in sorted(combos, key=rank):
-        mask = np.logical_and.reduce([frame[k] == v for k, v in zip(keys, combo)])
-        yield "/".join(str(v) for v in combo), frame[mask]
+    """Yield (label, sub-frame) per strategy that ran, in the tables' level order."""
+    for levels, sub in groups(frame, strategy_keys(frame), full=False):
+        yield "/".join(str(v) for v in levels), sub
 
 
 def mean_std_curve(histories: list[dict[int, float]]) -> pd.DataFrame:
@@ -310,8 +302,7 @@ def forest_plot(
         labels = [f"{r.stratum}: {r.comparison}"[:60] for r in mine]
         ax.set_yticks(y, labels, fontsize=7)
         ax.set_ylim(-0.7, len(mine) - 0.3)
-        title = crit.claim.format(m=METRICS[metric].replace(" (%)", "").lower())
-        ax.set_title(f"{n}: {title} ({crit.direction} {crit.threshold:g} {crit.unit})", fontsize=8)
+        ax.set_title(f"{n}: {crit.title(metric)} ({crit.bar()})", fontsize=8)
         ax.set_xlabel(f"effect ({crit.unit})", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
     for v, c in VERDICT_COLOURS.items():  # legend entries only: every verdict, seen or not

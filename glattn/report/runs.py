@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import mlflow
 import pandas as pd
 
 from glattn.errors import UserError
@@ -18,7 +19,8 @@ from glattn.groups import FACTORS
 from glattn.report import selection
 from glattn.report.frames import col
 from glattn.tracking import names, queries
-from glattn.tracking.client import make_client
+from glattn.tracking.client import make_client, retry_locked
+from glattn.tracking.models import use_tracking_uri
 from glattn.tracking.names import (
     CHOICE_PARAM_PREFIX,
     JOB_ROLE,
@@ -27,7 +29,7 @@ from glattn.tracking.names import (
     SWEEP_ROLE,
     debug_experiment,
 )
-from glattn.tracking.uris import default_tracking_uri, mask_uri, sqlite_path
+from glattn.tracking.uris import default_tracking_uri, mask_uri, resolve_uri, sqlite_path
 
 __all__ = [
     "ReportError",
@@ -75,43 +77,37 @@ def get_experiment(uri: str, name: str):
     return exp
 
 
-def _frame(runs: list, experiment: str) -> pd.DataFrame:
-    rows = []
-    for r in runs:
-        row = {
-            "run_id": r.info.run_id,
-            "run_name": r.info.run_name,
-            "experiment": experiment,
-            "experiment_id": r.info.experiment_id,
-            "status": r.info.status,
-            "start_time": r.info.start_time,
-            "artifact_uri": r.info.artifact_uri,
-            selection.DIGEST: selection.dataset_digest(r),
-        }
-        row.update({f"params.{k}": v for k, v in r.data.params.items()})
-        row.update(_class_params(r.data.tags, r.data.params))
-        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
+def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
+    """Every run of `experiment` (any status, any role), oldest first, one row per run:
+    its info (``run_id``, ``run_name``, ``status``, ``start_time`` ...), ``experiment`` (the
+    name), the data set digest (`selection.dataset_digest`), ``params.*``, ``metrics.*``,
+    ``tags.*`` and the class params (`_class_params`). `mlflow.search_runs` pages; its
+    list, not its frame, as the frame leaves out the runs' data set inputs."""
+    exp = get_experiment(uri, experiment)
+    with use_tracking_uri(resolve_uri(uri)):  # search_runs reads the global tracking URI
+        found = retry_locked(
+            mlflow.search_runs,
+            [exp.experiment_id],
+            order_by=["attributes.start_time ASC"],
+            output_format="list",
+        )
+    records = [
+        {**dict(r.info), selection.DIGEST: selection.dataset_digest(r), **r.data.to_dictionary()}
+        for r in found
+    ]
+    frame = pd.json_normalize(records)  # {"params": {k: v}} -> column params.<k>
+    frame.insert(min(1, frame.shape[1]), "experiment", experiment)
+    return _class_params(frame)
 
 
-def _class_params(tags: dict, params: dict) -> dict:
+def _class_params(frame: pd.DataFrame) -> pd.DataFrame:
     """``params.<group>._target_`` from the ``class.<group>`` tag of a run that logs the
     class as a tag (older runs logged it as that param): one column for both."""
-    prefix = names.CLASS_TAG_PREFIX
-    return {
-        f"params.{k[len(prefix) :]}._target_": v
-        for k, v in tags.items()
-        if k.startswith(prefix) and f"{k[len(prefix) :]}._target_" not in params
-    }
-
-
-def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment` (any status, any role), oldest first."""
-    exp = get_experiment(uri, experiment)
-    client = client_for(uri)
-    return _frame(queries.experiment_runs(client, exp.experiment_id), experiment)
+    prefix = f"tags.{names.CLASS_TAG_PREFIX}"
+    for tag in [c for c in frame.columns if c.startswith(prefix)]:
+        param = f"params.{tag[len(prefix) :]}._target_"
+        frame[param] = col(frame, param).fillna(frame[tag])
+    return frame
 
 
 def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:

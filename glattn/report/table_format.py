@@ -1,8 +1,11 @@
-"""A small table model (cells with footnotes) rendered to Markdown, LaTeX (booktabs) and CSV.
+"""A small table model (cells with footnotes) rendered to Markdown (pandas' ``to_markdown``),
+LaTeX (pandas' ``Styler.to_latex``, booktabs) and CSV; the paper's tables and the claims both
+go through it.
 
 A missing cell is a dash with a footnote saying why; nothing is ever filled in. The best value
-of each column named in `Table.best` is bold (Markdown ``**``, LaTeX ``\\textbf``); the LaTeX
-caption carries the title without its "Table N:" (LaTeX numbers tables itself).
+of each column named in `Table.best`, and any cell marked bold, is bold (Markdown ``**``,
+LaTeX ``\\textbf``); the LaTeX caption carries the title without its "Table N:" (LaTeX
+numbers tables itself).
 """
 
 from __future__ import annotations
@@ -10,13 +13,23 @@ from __future__ import annotations
 import math
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 DASH = "–"  # en dash
-TEXT_COLUMNS = {"Reference", "Test"}  # left-aligned in LaTeX like the label columns
+#: LaTeX column types by column name; other columns: ``l`` for the label columns, else ``r``
+COLUMN_TYPES = {
+    "Reference": "l",
+    "Test": "l",
+    "Source": "l",
+    "Verdict": "l",
+    "Criterion": "p{9cm}",
+    "Reason": "p{8cm}",
+}
+BOLD = "textbf:--rwrap;"  # Styler's CSS-like LaTeX command: \textbf{<cell>}
 
 
 @dataclass
@@ -29,6 +42,7 @@ class Cell:
     n: int | None = None
     p_value: float = math.nan
     note: str | None = None  # footnote text (a dash always has one)
+    bold: bool = False  # bold whatever the column's best value is
 
     @classmethod
     def missing(cls, why: str) -> Cell:
@@ -40,13 +54,14 @@ class Table:
     """A titled table: header, rows of cells, caption; footnotes are collected from cells."""
 
     key: str  # file stem, e.g. "table3_fusion"
-    title: str
+    title: str  # a Markdown heading and the start of the LaTeX caption; "" for none
     caption: str
     columns: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # table-level notes (no marker)
     #: {column name: "max" | "min"}: the columns whose best value is bold
     best: dict = field(default_factory=dict)
+    label_columns: int = 1  # the leading columns that name a row (left-aligned, in the CSV's row)
 
     def __post_init__(self):
         for row in self.rows:
@@ -62,110 +77,94 @@ class Table:
 
     def footnotes(self) -> dict[str, str]:
         """{note text: marker}, markers a, b, c ... in reading order."""
-        marks: dict[str, str] = {}
-        for row in self.rows:
-            for cell in row:
-                if cell.note and cell.note not in marks:
-                    marks[cell.note] = _marker(len(marks))
-        return marks
+        notes = dict.fromkeys(cell.note for row in self.rows for cell in row if cell.note)
+        return {note: _marker(i) for i, note in enumerate(notes)}
 
-    def best_cells(self) -> set[tuple[int, int]]:
-        """(row, column) of the best value of each column in `best` (ties all bold)."""
-        out = set()
+    def bold(self) -> pd.DataFrame:
+        """Which cells are bold, by position: those marked bold and the best finite mean of
+        each column in `best` (ties all bold; none where fewer than two cells have one)."""
+        shape = {"columns": range(len(self.columns))}
+        out = pd.DataFrame([[c.bold for c in r] for r in self.rows], dtype=bool, **shape)
+        means = pd.DataFrame([[c.mean for c in r] for r in self.rows], dtype=float, **shape)
+        means = means.where(np.isfinite(means))
         for name, how in self.best.items():
-            if name not in self.columns:
-                continue
-            j = self.columns.index(name)
-            vals = [(i, r[j].mean) for i, r in enumerate(self.rows) if _finite(r[j].mean)]
-            if len(vals) < 2:
-                continue
-            pick = max if how == "max" else min
-            target = pick(v for _, v in vals)
-            out |= {(i, j) for i, v in vals if v == target}
+            if name in self.columns:
+                col = means[self.columns.index(name)]
+                if col.count() > 1:
+                    out[col.name] |= col == col.agg(how)
         return out
+
+    def _display(self, escape, mark: str, bold: str = "{}") -> pd.DataFrame:
+        """The cells' text escaped, `bold` around bold cells, the footnote `mark` after."""
+        marks, strong = self.footnotes(), self.bold().to_numpy()
+        return pd.DataFrame(
+            [
+                [
+                    (bold if strong[i, j] else "{}").format(escape(c.text))
+                    + (mark.format(marks[c.note]) if c.note else "")
+                    for j, c in enumerate(row)
+                ]
+                for i, row in enumerate(self.rows)
+            ],
+            columns=range(len(self.columns)),
+        )
 
     # -- renderers -------------------------------------------------------------------
     def to_markdown(self) -> str:
-        marks = self.footnotes()
-        bold = self.best_cells()
-
-        def cell_md(i: int, j: int, cell: Cell) -> str:
-            text = cell.text.replace("|", "\\|")
-            text = f"**{text}**" if (i, j) in bold else text
-            return text + (f"<sup>{marks[cell.note]}</sup>" if cell.note else "")
-
-        lines = [f"### {self.title}", "", self.caption, ""]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in self.columns) + " |")
-        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
-        lines += [
-            "| " + " | ".join(cell_md(i, j, c) for j, c in enumerate(row)) + " |"
-            for i, row in enumerate(self.rows)
-        ]
-        if marks or self.notes:
-            lines.append("")
-        lines += [f"<sup>{m}</sup> {note}  " for note, m in marks.items()]
-        lines += [f"{note}  " for note in self.notes]
-        return "\n".join(lines) + "\n"
+        """The title as a heading, the caption, a pipe table and the footnotes."""
+        cells = self._display(_md_escape, "<sup>{}</sup>", "**{}**")
+        cells.columns = [_md_escape(c) for c in self.columns]
+        table = cells.to_markdown(index=False, disable_numparse=True, stralign=None)
+        foot = [f"<sup>{m}</sup> {note}  " for note, m in self.footnotes().items()]
+        foot += [f"{note}  " for note in self.notes]
+        head = f"### {self.title}\n\n" if self.title else ""
+        text = f"{head}{self.caption}\n\n{table}\n"
+        return text + ("\n" + "".join(f"{line}\n" for line in foot) if foot else "")
 
     def to_latex(self) -> str:
-        """A booktabs table (needs \\usepackage{booktabs}); all text LaTeX-escaped."""
-        marks = self.footnotes()
-        bold = self.best_cells()
-
-        def cell_tex(i: int, j: int, cell: Cell) -> str:
-            text = latex_escape(cell.text)
-            text = f"\\textbf{{{text}}}" if (i, j) in bold else text
-            return text + (f"\\textsuperscript{{{marks[cell.note]}}}" if cell.note else "")
-
-        nlab = self._label_columns()
-        align = "".join(
-            "l" if i < nlab or name in TEXT_COLUMNS else "r" for i, name in enumerate(self.columns)
+        """A booktabs table float (needs \\usepackage{booktabs}), all text LaTeX-escaped, the
+        footnotes below the tabular."""
+        styler = (
+            self._display(latex_escape, "\\textsuperscript{{{}}}")
+            .style.hide(axis="index")
+            .relabel_index([latex_escape(c) for c in self.columns], axis=1)
+            .apply(lambda _: np.where(self.bold(), BOLD, ""), axis=None)
+            .set_table_styles([{"selector": "small", "props": ":;"}])
         )
-        lines = [
-            "\\begin{table}[t]",
-            "\\centering",
-            "\\small",
-            f"\\caption{{{latex_escape(_unnumbered(self.title))}. {latex_escape(self.caption)}}}",
-            f"\\label{{tab:{self.key}}}",
-            f"\\begin{{tabular}}{{{align}}}",
-            "\\toprule",
-            " & ".join(latex_escape(c) for c in self.columns) + " \\\\",
-            "\\midrule",
-        ]
-        lines += [
-            " & ".join(cell_tex(i, j, c) for j, c in enumerate(row)) + " \\\\"
-            for i, row in enumerate(self.rows)
-        ]
-        lines += ["\\bottomrule", "\\end{tabular}"]
-        foot = [f"\\textsuperscript{{{m}}}{latex_escape(note)}" for note, m in marks.items()]
+        caption = ". ".join(t for t in (_unnumbered(self.title), self.caption) if t)
+        tex = styler.to_latex(
+            hrules=True,
+            caption=latex_escape(caption),
+            label=f"tab:{self.key}",
+            column_format=self._column_format(),
+            position="t",
+            position_float="centering",
+        )
+        foot = [f"\\textsuperscript{{{m}}}{latex_escape(n)}" for n, m in self.footnotes().items()]
         foot += [latex_escape(note) for note in self.notes]
-        if foot:
-            lines.append("\\par\\vspace{2pt}{\\footnotesize " + " \\\\ ".join(foot) + "}")
-        lines.append("\\end{table}")
-        return "\n".join(lines) + "\n"
+        if not foot:
+            return tex
+        notes = "\\par\\vspace{2pt}{\\footnotesize " + " \\\\ ".join(foot) + "}\n"
+        return tex.replace("\\end{table}", notes + "\\end{table}")
+
+    def _column_format(self) -> str:
+        nlab = self._label_columns()
+        return "".join(
+            COLUMN_TYPES.get(name, "l" if i < nlab else "r") for i, name in enumerate(self.columns)
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy form: one line per cell with its numbers, text and footnote."""
         nlab = self._label_columns()
-        out = []
-        for row in self.rows:
-            labels = " / ".join(c.text for c in row[:nlab])
-            for name, cell in zip(self.columns[nlab:], row[nlab:]):
-                out.append(
-                    {
-                        "row": labels,
-                        "column": name,
-                        "text": cell.text,
-                        "mean": cell.mean,
-                        "std": cell.std,
-                        "n": cell.n,
-                        "p_value": cell.p_value,
-                        "footnote": cell.note or "",
-                    }
-                )
         frame = pd.DataFrame(
-            out, columns=["row", "column", "text", "mean", "std", "n", "p_value", "footnote"]
-        )
+            [
+                {"row": " / ".join(c.text for c in row[:nlab]), "column": name, **asdict(cell)}
+                for row in self.rows
+                for name, cell in zip(self.columns[nlab:], row[nlab:])
+            ],
+            columns=["row", "column", "text", "mean", "std", "n", "p_value", "note"],
+        ).rename(columns={"note": "footnote"})
+        frame["footnote"] = frame["footnote"].fillna("")
         frame["n"] = frame["n"].astype("Int64")  # an integer (empty where a cell has none)
         return frame
 
@@ -178,43 +177,46 @@ class Table:
         self.to_frame().to_csv(paths[2], index=False)
         return paths
 
-    label_columns: int = 1
-
     def _label_columns(self) -> int:
         return max(1, min(self.label_columns, len(self.columns)))
 
 
-_LATEX = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "±": r"$\pm$",
-    "×": r"$\times$",
-    "Δ": r"$\Delta$",
-    "≥": r"$\geq$",
-    "–": "--",
-    "−": "$-$",
-    "α": r"$\alpha$",
-    "σ": r"$\sigma$",
-    "⊙": r"$\odot$",
-}
-_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX))
+_LATEX = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "<": "$<$",
+        ">": "$>$",
+        "±": r"$\pm$",
+        "×": r"$\times$",
+        "Δ": r"$\Delta$",
+        "≥": r"$\geq$",
+        "–": "--",
+        "—": "---",
+        "−": "$-$",
+        "→": r"$\to$",
+        "α": r"$\alpha$",
+        "σ": r"$\sigma$",
+        "⊙": r"$\odot$",
+    }
+)
 
 
 def latex_escape(text: str) -> str:
     """Escape LaTeX specials and map the few Unicode symbols the tables use to math."""
-    return _LATEX_RE.sub(lambda m: _LATEX[m.group(0)], str(text))
+    return str(text).translate(_LATEX)
 
 
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
 
 
 def _unnumbered(title: str) -> str:

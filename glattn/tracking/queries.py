@@ -79,24 +79,6 @@ def finished_job_run(client, fingerprint: str, task: str = "train"):
     return runs[0] if runs else None
 
 
-def experiment_runs(client, experiment_id: str, filter_string: str = "") -> list:
-    """Every run of the experiment (any status, any role), oldest first, read page by page
-    (MLflow returns at most ``max_results`` runs a call)."""
-    out, token = [], None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=filter_string,
-            order_by=["attributes.start_time ASC"],
-            max_results=5000,
-            page_token=token,
-        )
-        out += list(page)
-        token = getattr(page, "token", None)
-        if not token:
-            return out
-
-
 def experiment_names(client) -> list[str]:
     """The names of the store's experiments, sorted."""
     return sorted(e.name for e in client.search_experiments())

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from glattn.report import stats
+from glattn.report.cells import metric_name
 from glattn.report.frames import metric, ordered
 from glattn.report.predictions import RunFiles
 
@@ -42,6 +43,14 @@ class Criterion:
     table: int | None  # the table (stage) of the experiment file that declares it
     #: (ctx, criterion, runs, experiment) -> [Row]; None: the conjunction of the others
     build: Callable | None = field(default=None, compare=False)
+
+    def title(self, metric: str) -> str:
+        """The claim, naming `metric` (its ``{m}``)."""
+        return self.claim.format(m=metric_name(metric).lower())
+
+    def bar(self) -> str:
+        """What the effect must clear: '> 2 pp'."""
+        return f"{self.direction} {self.threshold:g} {self.unit}"
 
 
 def conjunction(numbers: list[int]) -> Criterion:
