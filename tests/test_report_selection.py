@@ -138,7 +138,7 @@ def test_a_difference_no_shared_param_tells_is_refused(tmp_path):
         runs.load_runs(s.uri, "g")
     text = str(err.value)
     assert "2 configurations share one row" in text and "fusion.gate_init" in text
-    assert '--where "fusion.gate_init=' in text and "--experiment" in text
+    assert '--where "fusion.gate_init=' in text and "glattn report NAME" in text
 
 
 def test_a_rerun_of_the_same_configuration_is_noted(tmp_path):

@@ -14,8 +14,8 @@ twice is a rerun. Runs that share their group choices (one table row) but not th
 split into labelled rows: the ``variant`` column names the differing params
 (``dataset.image_size=32, trainer.max_epochs=1``); when a differing param is not set in
 every run of the data set (an option's own setting), the report refuses and says how to
-select (``--where``, ``--experiment``). A seed run twice in one cell (the same config rerun)
-keeps its latest FINISHED run, and says so in the notes. Debug presets' runs (``debug`` tag
+select (``--where``, another experiment, tags). A seed run twice in one cell (the same config
+rerun) keeps its latest FINISHED run, and says so in the notes. Debug presets' runs (``debug`` tag
 or param, or the ``<experiment>-debug`` experiment) are left out unless ``include_debug``;
 the notes name them either way.
 """
@@ -157,7 +157,7 @@ def _refuse_pooled(frame: pd.DataFrame, keys: list[str], params: list[str]) -> N
         raise SelectionError(
             f"runs of {combo['cell'].nunique()} configurations share one row ({row}); "
             f"they differ in {shown or 'their fingerprint tag'}. Select one: "
-            f'--where "{example}={value}", --experiment NAME, or tags'
+            f'--where "{example}={value}", another experiment (glattn report NAME), or tags'
         )
 
 

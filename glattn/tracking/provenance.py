@@ -15,9 +15,10 @@ description) saying it was reused, not trained; when other code made the source,
 ``glattn.source_code_differs`` says what differs.
 
 Sweeps: every job run of a sweep (trained, reused, or skipped because an earlier run had
-FINISHED it) carries ``glattn.sweep.<parent run id>=true``, one tag per sweep whose grid
-holds it, so a sweep's view filters on ``tags.`glattn.sweep.<parent run id>` = 'true'``
-(`sweep_filter`).
+FINISHED it) carries ``glattn.sweep.<parent run id>=true``, one tag per sweep launch that
+counted it (`sweep_filter` finds them). The UI's saved view of a sweep filters on the
+grid's tag instead (glattn.tracking.ui.mark_grid, ``glattn.in_grid.<grid>``), which every
+launch of the same grid shares.
 """
 
 from __future__ import annotations
