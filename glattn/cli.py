@@ -42,7 +42,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "claims": (
         "glattn.report.__main__:configure_claims",
-        "the seed's six success criteria, checked from the runs",
+        "the claims the experiment files declare, checked from the runs",
     ),
     "estimate": (
         "glattn.report.estimate:configure",

@@ -20,7 +20,7 @@ from glattn.report import runs, tables
 
 EPILOG = """EXPERIMENT is an MLflow experiment (table3_fusion, my_fusion, ...); `paper` reads every
 table from its table<N>_* stage experiment, plus the claims. Related: glattn claims (the
-seed's six success criteria), glattn estimate (GPU-hours of the paper's grid).
+claims the experiment files declare), glattn estimate (GPU-hours of the paper's grid).
 
 Every report reads one declared run set, written to runs_used.csv: one configuration (cell)
 = the fingerprint params minus the seed; debug-preset runs are left out unless
@@ -116,7 +116,7 @@ def parse_tables(text: str | None) -> list[int] | None:
 def configure_claims(p: argparse.ArgumentParser) -> None:
     """`glattn claims`'s arguments."""
     p.description = (
-        "Check the seed's six success criteria from the FINISHED job runs: claims.md, "
+        "Check the claims the experiment files declare from the FINISHED job runs: claims.md, "
         "claims.tex, claims.csv and figures/claims_forest.{png,pdf}."
     )
     p.add_argument(

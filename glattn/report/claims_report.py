@@ -113,7 +113,7 @@ def to_markdown(c: Claims, experiment: str) -> str:
     """The claims section: its heading, the tables, the notes and how to reproduce a row."""
     notes = "\nNotes:\n\n" + "".join(f"- {x}\n" for x in c.notes) if c.notes else ""
     return (
-        f"## Claims: the seed's six success criteria ({experiment})\n\n"
+        f"## Claims: {experiment}\n\n"
         + "\n".join(t.to_markdown() for t in claim_tables(c))
         + notes
         + f"\n{REPRODUCE.format(R=c.n_resamples)}\n"
@@ -131,35 +131,6 @@ def to_latex(c: Claims, experiment: str) -> str:
     )
 
 
-#: how each of the paper's criteria (glattn.report.claims.criteria) is computed; a builder
-#: of one's own is described by its docstring's first paragraph
-DESCRIPTIONS = {
-    "criterion1": (
-        "attention=cbam (fusion=original, residual=original) against attention=none, per "
-        "data set and backbone, paired by seed; effect in percentage points."
-    ),
-    "criterion2": (
-        "Every fusion against fusion=original (attention=cbam, residual=original). The best "
-        "fusion is chosen on the validation metric (best/val/<metric>, mean over seeds) and "
-        "judged on the test split; all five comparisons form Holm's family."
-    ),
-    "criterion3": (
-        "Convergence epoch: the first epoch whose val/<metric> reaches 95% of the run's own "
-        "best. Effect = epochs(other residual) − epochs(progressive): positive means progressive "
-        "converges faster. One number per run, so the interval is the paired t interval."
-    ),
-    "criterion4": (
-        "Drop = holdout test score of the training run − score of its task=eval run on the "
-        "other data set, paired by the source run's seed. The two arms are scored on different "
-        "images, so the bootstrap resamples each arm's image set on its own (one draw per set, "
-        "shared by every seed)."
-    ),
-    "criterion5": (
-        "Overhead of attention=cbam over attention=none of the same backbone: FLOPs "
-        "(model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms, "
-        "paired by seed, tested on the log ratio against log 1.2)."
-    ),
-}
 CONJUNCTION = (
     "The conjunction of criteria {span} after Holm's adjustment: supported only when each of "
     "their deciding rows is supported; its p is the largest of their Holm-adjusted p-values "
@@ -171,8 +142,7 @@ def _description(c: Claims, n: int) -> str:
     build = c.criteria[n].build
     if build is None:
         return CONJUNCTION.format(span=_span([m for m in c.criteria if m != n]))
-    name = getattr(build, "__name__", "")
-    return DESCRIPTIONS.get(name) or (build.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join((build.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 REPRODUCE = (
@@ -180,12 +150,12 @@ REPRODUCE = (
     "`runs_a` / `runs_b`, in seed order): read each run's `test_probabilities.csv` and "
     "`split.csv` (`eval_probabilities.csv` for a task=eval run), take "
     "`sklearn.metrics.balanced_accuracy_score` of the row argmax per run, then "
-    "`scipy.stats.ttest_rel(b, a + threshold/100, alternative='greater')` (criteria 1, 2) "
-    "or `alternative='less'` (criterion 4) over the seed pairs gives `p`; `effect` is "
-    "100 × mean(b − a). Criterion 5 latency: `ttest_rel(log b, log a + log 1.2, "
-    "alternative='less')`; criterion 3: the convergence epochs with threshold 0. The "
-    "interval is a percentile bootstrap ({R} resamples) of the same mean, crossed: seed "
-    "pairs resampled, and one image resample shared by every seed and both arms "
+    "`scipy.stats.ttest_rel(b, a + threshold/100, alternative='greater')` (direction >) "
+    "or `alternative='less'` (direction <) over the seed pairs gives `p`; `effect` is "
+    "100 × mean(b − a). A latency claim: `ttest_rel(log b, log a + log ratio, "
+    "alternative='less')`; a convergence claim: the convergence epochs with threshold 0. "
+    "The interval is a percentile bootstrap ({R} resamples) of the same mean, crossed: "
+    "seed pairs resampled, and one image resample shared by every seed and both arms "
     "(glattn.report.stats.crossed_bootstrap)."
 )
 

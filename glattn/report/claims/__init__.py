@@ -1,6 +1,6 @@
 """The claims the experiment files declare (their ``report.claims``: the builder, the
-threshold, the direction), checked from the declared run set; the paper's are the seed's six
-"Success Metrics for Paper":
+threshold, the direction), checked from the declared run set; the paper's are the reference
+code's six "Success Metrics for Paper":
 
 1. CBAM improves the metric by more than 2 points over the no-attention baseline;
 2. the best fusion strategy beats `original` by more than 1 point;

@@ -81,7 +81,7 @@ def run_pipeline(crit, frame, keys, comparisons, pooled_row, why_none) -> list[R
 
 
 def _none_and_cbam(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training runs without attention, and with CBAM and the seed's block."""
+    """The training runs without attention, and with CBAM and the reference code's block."""
     train = frames.trained(frame)
     none = train[train["attention"] == "none"]
     cbam = frames.restrict(
@@ -95,6 +95,8 @@ def _keys(frame, first, exclude) -> list[str]:
 
 
 def criterion1(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
+    """attention=cbam (fusion=original, residual=original) against attention=none, per
+    data set and backbone, paired by seed; effect in percentage points."""
     none, cbam = _none_and_cbam(frame)
     if none.empty or cbam.empty:
         return [no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
@@ -121,6 +123,9 @@ def _selection_note(best: str | None, on_test: str | None) -> str:
 
 
 def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
+    """Every fusion against fusion=original (attention=cbam, residual=original). The
+    best fusion is chosen on the validation metric (best/val/<metric>, mean over seeds)
+    and judged on the test split; all five comparisons form Holm's family."""
     base = {"attention": "cbam", "residual": "original"}
     train = frames.restrict(frames.trained(frame), base)
     if train.empty or train["fusion"].nunique() < 2 or not (train["fusion"] == "original").any():
@@ -189,6 +194,10 @@ def convergence_epochs(ctx: Context, frame: pd.DataFrame, fraction=0.95) -> dict
 
 
 def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
+    """Convergence epoch: the first epoch whose val/<metric> reaches 95% of the run's
+    own best. Effect = epochs(other residual) − epochs(progressive): positive means
+    progressive converges faster. One number per run, so the interval is the paired t
+    interval."""
     base = {"attention": "cbam", "fusion": "original"}
     train = frames.restrict(frames.trained(frame), base)
     if train.empty or not (train["residual"] == "progressive").any():
@@ -238,6 +247,10 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
 
 
 def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
+    """Drop = holdout test score of the training run − score of its task=eval run on the
+    other data set, paired by the source run's seed. The two arms are scored on
+    different images, so the bootstrap resamples each arm's image set on its own (one
+    draw per set, shared by every seed)."""
     train = frames.trained(frame)
     evals = frame[frame["task"] == "eval"].copy()
     if evals.empty or train.empty:
@@ -312,6 +325,9 @@ def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
 
 
 def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
+    """Overhead of attention=cbam over attention=none of the same backbone: FLOPs
+    (model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms,
+    paired by seed, tested on the log ratio against log 1.2)."""
     none, cbam = _none_and_cbam(frame)
     if none.empty or cbam.empty:
         return [no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
