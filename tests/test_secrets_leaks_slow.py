@@ -22,7 +22,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from test_sweep_helpers import FAKE_DEFAULTS, PY, ROOT, SWEEP_HOOKS, env, explain, write_fake_app
+from test_sweep_helpers import (
+    FAKE_DEFAULTS,
+    PY,
+    ROOT,
+    SWEEP_HOOKS,
+    env,
+    explain,
+    processes_with,
+    write_fake_app,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -41,17 +50,6 @@ def leaks(secrets, folder: Path | None = None, *texts: str) -> list[str]:
     for i, text in enumerate(texts):
         hits += [f"text {i}: {s}" for s in secrets for f in forms(s) if f in text.encode()]
     return hits
-
-
-def processes_with(text: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if text in cmdline.read_bytes().decode(errors="replace"):
-                found.append(cmdline.parent.name)
-        except OSError:
-            pass
-    return found
 
 
 def test_local_gpus_keeps_no_secret_on_disk_and_its_workers_die_with_it(tmp_path):

@@ -126,6 +126,18 @@ def run_cli(
     )
 
 
+def processes_with(text: str) -> list[str]:
+    """The pids of the running processes whose command line contains ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return found
+
+
 def sweep_dirs(out: Path, experiment: str = "glattn") -> list[Path]:
     return sorted((out / "sweeps" / experiment).iterdir())
 

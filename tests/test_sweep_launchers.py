@@ -133,7 +133,7 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, 
     import time
 
     from mlflow.tracking import MlflowClient
-    from test_sweep_helpers import PY, SWEEP_HOOKS, env
+    from test_sweep_helpers import PY, SWEEP_HOOKS, env, processes_with
 
     out = tmp_path / "out"
     cmd = [
@@ -169,15 +169,7 @@ def test_interrupted_sweep_stops_its_jobs_and_ends_parent_killed(app, tmp_path, 
     assert "1 not started" in output
     (sweep,) = sweep_dirs(out)
     assert not fake_records(sweep)  # the job was stopped before it could finish
-    work = str(sweep / ".local_gpus")
-    leftovers = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if work in cmdline.read_bytes().decode(errors="replace"):
-                leftovers.append(cmdline.parent.name)
-        except OSError:
-            pass
-    assert not leftovers  # the launcher stopped its job processes
+    assert not processes_with(str(sweep / ".local_gpus"))  # the launcher stopped its jobs
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     parent = client.get_run((sweep / "parent_run_id").read_text().strip())
     assert parent.info.status == "KILLED"
