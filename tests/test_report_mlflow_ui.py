@@ -78,7 +78,7 @@ def swept(tmp_path_factory):
         f"seed={','.join(map(str, SEEDS))}",
         "tracking.experiment=ui_sweep",
         "trainer.gradcam_per_class=0",
-        "++hydra.callbacks.glattn_sweep._target_=glattn.sweep.callbacks.SweepCallback",
+        "++hydra.callbacks.glattn_sweep._target_=hydra_plugins.glattn_sweeper.callback.GlattnSweepCallback",
     ]
     done = subprocess.run(
         sweep, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500

@@ -19,7 +19,7 @@ PY = sys.executable
 # what conf/config.yaml should register (see README, sweeps); harmless when it already does
 SWEEP_HOOKS = [
     "hydra/sweeper=glattn",
-    "++hydra.callbacks.glattn_sweep._target_=glattn.sweep.callbacks.SweepCallback",
+    "++hydra.callbacks.glattn_sweep._target_=hydra_plugins.glattn_sweeper.callback.GlattnSweepCallback",
 ]
 
 FAKE_APP = """

@@ -1,6 +1,6 @@
 """The files through which a sweep and its jobs talk (no shared memory across launchers).
 
-``<sweep dir>/parent_run_id``   written once by the launching process (the glattn sweeper);
+``<sweep dir>/parent_run_id``   written once by the launching process (the sweep callback);
                                  each job nests its MLflow run under it. Without the file
                                  (another sweeper, a launcher's env_set) a job reads
                                  ``GLATTN_PARENT_RUN_ID``; never ``MLFLOW_RUN_ID``, which

@@ -5,10 +5,11 @@ Registered in conf/config.yaml::
     hydra:
       callbacks:
         glattn_sweep:
-          _target_: glattn.sweep.callbacks.SweepCallback
+          _target_: hydra_plugins.glattn_sweeper.callback.GlattnSweepCallback
 
 Hydra calls ``on_multirun_end`` in the launching process (after every job; the parent run
-was opened by the glattn sweeper before the first) and ``on_job_end`` in each job's
+was opened before the first by the subclass hydra_plugins.glattn_sweeper.callback, which
+conf/config.yaml registers) and ``on_job_end`` in each job's
 process (the same process for the basic launcher, a subprocess for local_gpus, the SLURM
 job for submitit). Hydra only *warns* when a callback raises an
 Exception, so the fatal paths here raise SystemExit, which Hydra lets through.
@@ -42,18 +43,22 @@ from glattn.tracking.provenance import SWEEP_MEMBER_VALUE, sweep_member_tag
 log = logging.getLogger(__name__)
 
 
-def _is_plan(config: DictConfig) -> bool:
+#: the sweep folders admitted in this process (hydra_plugins.glattn_sweeper.admission)
+ADMITTED: dict[str, tuple[set, Any]] = {}
+
+
+def is_plan(config: DictConfig) -> bool:
     return bool(OmegaConf.select(config, "sweep.plan", default=False)) or bool(
         OmegaConf.select(config, "paper.stages", default=None)
     )
 
 
 class SweepCallback(Callback):
-    """The sweep's summary and the end of its parent run (which the glattn sweeper opens)."""
+    """The sweep's summary and the end of its parent run (GlattnSweepCallback opens it)."""
 
     # -- launching process -------------------------------------------------------------
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if _is_plan(config):
+        if is_plan(config):
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))
         jobs = collect_jobs(sweep_dir)

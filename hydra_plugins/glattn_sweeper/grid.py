@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 log = logging.getLogger(__name__)
 
 MAX_JOBS_LISTED = 8
-SWEEP_CALLBACK = "glattn.sweep.callbacks.SweepCallback"
+SWEEP_CALLBACK = "hydra_plugins.glattn_sweeper.callback.GlattnSweepCallback"
 #: glattn's Hydra task function (glattn.cli): module and name
 TASK = ("glattn.cli", "_task")
 
