@@ -15,7 +15,7 @@ model is built, where `model` is a
 torchvision-style classifier, ResNet-style (conv1, bn1, relu, maxpool, layer1..layer4,
 avgpool, fc) or VGG-style (features, avgpool, classifier, features cut into blocks at its
 max-pools), its head already giving `num_classes` outputs, and `stage` the stage after
-which the GLSA block goes by default (what `glsa.position=stride16`, the seed's place,
+which the GLSA block goes by default (what `glsa.position=stride16`, the reference code's place,
 means for this backbone).
 """
 

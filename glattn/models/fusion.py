@@ -5,7 +5,7 @@ model is built): `__init__(self, channels, **settings)`;
 `forward(A, L, x)` takes three (B, C, H, W) tensors (global attention output, local
 attention output, block input) and returns R of the same shape.
 
-- `original`      R = A * L (the seed's block).
+- `original`      R = A * L (the reference code's block).
 - `learnable_gate` R = g * A + (1 - g) * L, g = sigmoid(w) per channel (Highway networks,
   Srivastava et al. 2015, arXiv:1505.00387).
 - `weighted_add`  R = (w0 A + w1 L + w2 A*L) / (eps + w0 + w1 + w2), w = relu(weights)

@@ -25,7 +25,7 @@ from glattn.models import cbam, fusion, residual
 from glattn.models.cbam import NoGLSABlock
 from glattn.models.glsa import GLSABlock
 
-DEFAULT_POSITION = ("stride16",)  # the seed's place: the 14x14 map of a 224 input
+DEFAULT_POSITION = ("stride16",)  # the reference code's place: the 14x14 map of a 224 input
 
 
 class GLSANet(nn.Module):

@@ -140,7 +140,7 @@ class GLSASchema:
     _partial_: bool = field(True, "build_model supplies channels and the attention parts")
     num_heads: int = field(8, "attention heads of the global attention", ge=1)
     qkv_reduction: int = field(
-        4, "q/k/v width = channels / qkv_reduction (1: the seed's full width)", ge=1
+        4, "q/k/v width = channels / qkv_reduction (1: the reference code's full width)", ge=1
     )
     qkv_bias: bool = field(True, "bias of the q/k/v 1x1 convolution")
     position: Any = field(
