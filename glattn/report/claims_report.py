@@ -1,7 +1,6 @@
-"""The claims report: claims.md, claims.tex, claims.csv and the forest plot from the rows
-that claims.py evaluates, and `make_claims` (`python -m glattn.report claims`), which also
-logs them to the experiment's newest sweep run.
-"""
+"""The claims report: claims.md, claims.tex, claims.csv and the forest plot of the rows that
+glattn.report.claims checks, and `make_claims` (`glattn claims`), which also logs them to the
+experiment's newest sweep run."""
 
 from __future__ import annotations
 
@@ -13,15 +12,9 @@ import pandas as pd
 
 from glattn.report import runs, selection
 from glattn.report.cells import metric_name, p_text
-from glattn.report.claims import (
-    MIN_PAIRS,
-    Claims,
-    Row,
-    check_claims,
-    headline,
-    join_notes,
-)
-from glattn.report.claims.verdict import _span
+from glattn.report.claims import Claims, check_claims
+from glattn.report.claims.rows import MIN_PAIRS, Row, join_notes
+from glattn.report.claims.verdict import headline, span
 from glattn.report.table_format import DASH, Cell, Table, latex_escape
 
 log = logging.getLogger(__name__)
@@ -141,7 +134,7 @@ CONJUNCTION = (
 def _description(c: Claims, n: int) -> str:
     build = c.criteria[n].build
     if build is None:
-        return CONJUNCTION.format(span=_span([m for m in c.criteria if m != n]))
+        return CONJUNCTION.format(span=span([m for m in c.criteria if m != n]))
     return " ".join((build.__doc__ or "").strip().split("\n\n")[0].split())
 
 
@@ -174,9 +167,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     frame = c.frame()
     frame.insert(1, "criterion", [c.criteria[n].title(c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
-    frame["bootstrap_resamples"] = c.n_resamples
-    frame["bootstrap_seed"] = c.seed
-    frame.to_csv(csv, index=False)
+    frame.assign(bootstrap_resamples=c.n_resamples, bootstrap_seed=c.seed).to_csv(csv, index=False)
     files = [md, tex, csv]
     if c.frames:
         used = out_dir / "runs_used.csv"
@@ -193,29 +184,16 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
 def make_claims(
     experiment: str = "paper",
     uri: str | None = None,
-    metric: str = "balanced_acc",
     out_dir: Path | None = None,
-    n_resamples: int = 2000,
-    seed: int = 0,
     make_figures: bool = True,
     log_artifacts: bool = True,
-    frames: dict | None = None,
-    select: dict | None = None,
-    experiments_dirs=(),
+    **check,
 ) -> Claims:
-    """`python -m glattn.report claims`: check, write, log to the newest sweep run."""
+    """`glattn claims`: check (`check`: check_claims' metric, n_resamples, seed, frames,
+    select, experiments_dirs), write, log to the newest sweep run."""
     uri = uri or runs.default_tracking_uri()
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
-    c = check_claims(
-        uri,
-        experiment,
-        metric,
-        n_resamples,
-        seed,
-        frames,
-        select,
-        experiments_dirs=experiments_dirs,
-    )
+    c = check_claims(uri, experiment, **check)
     write(c, experiment, out_dir, make_figures)
     if log_artifacts:
         home = runs.report_home(experiment, c.frames)
