@@ -4,7 +4,6 @@ experiment's newest sweep run."""
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from glattn.report.claims.rows import MIN_PAIRS, Row, join_notes
 from glattn.report.claims.verdict import headline, span
 from glattn.report.table_format import DASH, Cell, Table, latex_escape
 
-log = logging.getLogger(__name__)
-
 
 def _effect(r: Row) -> str:
     if math.isnan(r.effect):
@@ -29,32 +26,25 @@ def _effect(r: Row) -> str:
 
 
 SUMMARY_COLUMNS = ["#", "Criterion", "Threshold", "Source", "Verdict"]
-COLUMNS = [
-    "Stratum",
-    "Comparison (b − a)",
-    "n a / b / pairs",
-    "Effect [95% CI]",
-    "Test",
-    "p",
-    "Holm p",
-    "McNemar p",
-    "Verdict",
-    "Reason",
-]
 
 
-def _cells(r: Row, deciding: bool) -> list[Cell]:
-    texts = [
-        r.stratum + (" (deciding)" if deciding and r.claim != 6 else ""),
-        r.comparison,
-        f"{r.n_a} / {r.n_b} / {r.n_pairs}",
-        _effect(r),
-        r.test,
-        p_text(r.p),
-        p_text(r.p_holm),
-        p_text(r.mcnemar_p),
-    ]
-    return [*map(Cell, texts), Cell(r.verdict, bold=True), Cell(join_notes(r.reason, r.note))]
+def _cells(r: Row, deciding: bool) -> dict[str, Cell]:
+    """A row's cells by column (the conjunction's row is never marked deciding)."""
+    return {
+        "Stratum": Cell(r.stratum + (" (deciding)" if deciding and r.claim != 6 else "")),
+        "Comparison (b − a)": Cell(r.comparison),
+        "n a / b / pairs": Cell(f"{r.n_a} / {r.n_b} / {r.n_pairs}"),
+        "Effect [95% CI]": Cell(_effect(r)),
+        "Test": Cell(r.test),
+        "p": Cell(p_text(r.p)),
+        "Holm p": Cell(p_text(r.p_holm)),
+        "McNemar p": Cell(p_text(r.mcnemar_p)),
+        "Verdict": Cell(r.verdict, bold=True),
+        "Reason": Cell(join_notes(r.reason, r.note)),
+    }
+
+
+COLUMNS = list(_cells(Row(0, "", ""), False))
 
 
 def _intro(c: Claims) -> str:
@@ -97,7 +87,7 @@ def claim_tables(c: Claims) -> list[Table]:
         table = Table(f"claims_criterion{n}", title, _description(c, n), COLUMNS, label_columns=2)
         head = headline(c.rows, n)
         for r in (r for r in c.rows if r.claim == n):
-            table.add_row(_cells(r, any(r is h for h in head)))
+            table.add_row(list(_cells(r, any(r is h for h in head)).values()))
         out.append(table)
     return out
 

@@ -109,13 +109,6 @@ def criterion1(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     return run_pipeline(crit, both, keys, comparisons, "no seed ran both arms")
 
 
-def _selection_note(best: str | None, on_test: str | None) -> str:
-    note = f"best fusion chosen on validation ({best}), judged on test"
-    if on_test and on_test != best:
-        note += f"; on test {on_test} scores highest (a test-picked best is biased upwards)"
-    return note
-
-
 def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     """Every fusion against fusion=original (attention=cbam, residual=original). The
     best fusion is chosen on the validation metric (best/val/<metric>, mean over seeds)
@@ -139,18 +132,22 @@ def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
         on_test = argmax(means(ctx, others, "fusion", "test"), "fusion")
         if best is None:
             missing.append(label)
+        note = f"best fusion chosen on validation ({best}), judged on test"
+        if on_test and on_test != best:
+            note += f"; on test {on_test} scores highest (a test-picked best is biased upwards)"
         for fusion in frames.ordered("fusion", others["fusion"].unique()):
             is_best = fusion == best
-            note = _selection_note(best, on_test) if is_best else ""
             arm = others[others["fusion"] == fusion]
-            yield Arms(orig, arm, acc(fusion, best), "best" if is_best else None, is_best, note)
+            pool = "best" if is_best else None
+            yield Arms(orig, arm, acc(fusion, best), pool, is_best, note if is_best else "")
 
     def pooled(key, pairs):
         common = set.intersection(*map(set, per_stratum)) if per_stratum else set()
         best = argmax({f: float(np.mean([m[f] for m in per_stratum])) for f in common}, "fusion")
         if best is None:
             return None
-        row = acc(best, best)("pooled", [p for p in pairs if _is_fusion(train, p[2], best)])
+        best_runs = set(train.loc[train["fusion"] == best, "run_id"])
+        row = acc(best, best)("pooled", [p for p in pairs if p[2] in best_runs])
         row.note = "best chosen on the mean over strata of the validation means"
         return row
 
@@ -158,16 +155,6 @@ def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     rows = run_pipeline(crit, train, keys, comparisons, "no seed ran both fusions", pooled)
     why = f"no best/val/{ctx.metric} or val_probabilities.csv to choose the best on"
     return rows + [new_row(crit, label, "-", primary=True, _reason=why) for label in missing]
-
-
-def _is_fusion(frame, run_id, fusion) -> bool:
-    return bool((frame.loc[frame["run_id"] == run_id, "fusion"] == fusion).any())
-
-
-def convergence_epochs(ctx: Context, frame: pd.DataFrame, fraction=0.95) -> dict[str, float]:
-    """{run_id: first epoch whose val/<metric> reaches `fraction` of the run's best}."""
-    hist = ctx.files.history(list(frame["run_id"]), f"val/{ctx.metric}")
-    return {r: stats.convergence_epoch(hist.get(r, {}), fraction) for r in frame["run_id"]}
 
 
 def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
@@ -180,8 +167,9 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
         return [no_data(crit, f"{exp!r} has no residual=progressive runs")]
     if train["residual"].nunique() < 2:
         return [no_data(crit, f"{exp!r} has residual=progressive runs only")]
-    epochs = convergence_epochs(ctx, train)
     what = f"a per-epoch val/{ctx.metric} history"
+    hist = ctx.files.history(list(train["run_id"]), f"val/{ctx.metric}")
+    epochs = {r: stats.convergence_epoch(hist.get(r, {}), 0.95) for r in train["run_id"]}
     has_original = (train["residual"] == "original").any()
 
     def comparisons(label, sub):
@@ -236,15 +224,12 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             src = sub[sub["run_id"].isin(ev["source_run_id"])]
             yield Arms(ev, src, partial(acc, target), "all")
 
+    def pooled(key, pairs):
+        return acc("targets", "pooled", pairs)
+
     keys = _keys(sources, ["dataset"], set())
-    return run_pipeline(
-        crit,
-        sources,
-        keys,
-        comparisons,
-        "no eval run pairs with its training run",
-        lambda key, pairs: acc("targets", "pooled", pairs),
-    )
+    why = "no eval run pairs with its training run"
+    return run_pipeline(crit, sources, keys, comparisons, why, pooled)
 
 
 def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
@@ -267,10 +252,9 @@ def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
     )
     fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
     ratio = math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan
+    row.effect = row.low = row.high = ratio_pct(ratio)
     if math.isnan(ratio):
         row._reason = "the runs logged no model/gflops"
-    else:
-        row.effect = row.low = row.high = ratio_pct(ratio)
     return row, ratio
 
 

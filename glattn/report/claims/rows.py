@@ -147,17 +147,12 @@ def pairs_by_seed(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple]:
 
 
 def accuracy_row(
-    ctx: Context,
-    crit: Criterion,
-    comparison: str,
-    arms: tuple[str, str],
-    stratum: str,
-    pairs: list[tuple],
-    splits: tuple[str, str] = ("test", "test"),
-    same_images: bool = True,
+    ctx, crit, comparison, arms, stratum, pairs, splits=("test", "test"), same_images=True
 ) -> Row:
-    """Effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
-    per-image CSVs; crossed bootstrap interval, paired t-test against the threshold."""
+    """`comparison` of the `arms` (names) in `stratum` over `pairs` ([(seed, run a, run b)]):
+    effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
+    per-image CSVs of `splits`; crossed bootstrap interval, paired t-test against the
+    threshold."""
     row = _base_row(crit, stratum, comparison, arms, pairs, pct)
     got, used = [], []
     for seed, ra, rb in pairs:
@@ -179,16 +174,9 @@ def accuracy_row(
     return row
 
 
-def fill_accuracy(
-    row: Row,
-    crit: Criterion,
-    got: list[tuple],
-    metric: str,
-    n_resamples: int,
-    seed: int,
-    same_images: bool = True,
-) -> Row:
-    """The statistics of an accuracy row from [(seed, Predictions a, Predictions b)]."""
+def fill_accuracy(row, crit, got, metric, n_resamples, seed, same_images=True) -> Row:
+    """The statistics of an accuracy `row` of `crit` from `got`: [(seed, Predictions a,
+    Predictions b)]; `seed` seeds the bootstrap."""
     outs, dropped = [], 0
     for _, pa, pb in got:
         if same_images:
@@ -204,8 +192,7 @@ def fill_accuracy(
     iv = stats.crossed_bootstrap(outs, metric, n_resamples, seed)
     a_vals = [stats.score(a, metric) for a, _ in outs]
     b_vals = [stats.score(b, metric) for _, b in outs]
-    thr = crit.threshold / 100.0
-    t = stats.paired_t(a_vals, b_vals, thr, alternative(crit))
+    _t_test(row, a_vals, b_vals, crit.threshold / 100.0)
     row.effect, row.low, row.high = pct(iv.estimate), pct(iv.low), pct(iv.high)
     images = (
         "test images (one image draw shared by every seed and both arms)"
@@ -214,7 +201,6 @@ def fill_accuracy(
     )
     row.interval = f"crossed bootstrap: seed pairs x {images}, {iv.resamples} resamples"
     row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
-    _finish_t(row, t, thr)
     if same_images:
         mc = stats.mcnemar_exact(outs)
         row.mcnemar_p = mc.p_value
@@ -225,18 +211,11 @@ def fill_accuracy(
 
 
 def paired_values_row(
-    crit: Criterion,
-    comparison: str,
-    arms: tuple[str, str],
-    stratum: str,
-    pairs: list[tuple],
-    values: dict,
-    show: Callable = lambda x: x,
-    thr: float = 0.0,
-    what: str = "",
+    crit, comparison, arms, stratum, pairs, values, show=lambda x: x, thr=0.0, what=""
 ) -> Row:
-    """A per-run scalar (convergence epoch, log latency) per seed pair: effect = mean of
-    b - a, paired t interval and paired t-test against the threshold `thr` (test space)."""
+    """A per-run scalar (`values`: {run: convergence epoch, log latency, ...}) per seed pair:
+    effect = mean of b - a, paired t interval and paired t-test against the threshold `thr`
+    (test space; `show` turns it into display units); `what` names the scalar."""
     row = _base_row(crit, stratum, comparison, arms, pairs, show)
 
     def known(run):
@@ -248,12 +227,11 @@ def paired_values_row(
         row._reason = f"no seed pair where both runs have {what}"
         return row
     a, b = [values[ra] for _, ra, _ in used], [values[rb] for _, _, rb in used]
-    t = stats.paired_t(a, b, thr, alternative(crit))
+    t = _t_test(row, a, b, thr)
     row.effect, row.low, row.high = show(t.mean_diff), show(t.low), show(t.high)
     row.interval = "paired t interval over seeds" if t.n > 1 else ""
     row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g})"
     row.mcnemar = f"n/a: {what} is one number per run"
-    _finish_t(row, t, thr)
     return row
 
 
@@ -272,7 +250,9 @@ def _set_runs(row: Row, used: list[tuple]) -> None:
     row.runs_b = " ".join(rb for _, _, rb in used)
 
 
-def _finish_t(row: Row, t: stats.PairedTest, thr: float) -> None:
+def _t_test(row: Row, a: list, b: list, thr: float) -> stats.PairedTest:
+    """The one-sided paired t-test of b - a against `thr` (test space), kept on the row."""
+    t = stats.paired_t(a, b, thr, "greater" if row.direction == ">" else "less")
     row.p = t.p_value
     row._sd, row._thr = t.sd_diff, thr
     sign = 1 if row.direction == ">" else -1
@@ -281,10 +261,7 @@ def _finish_t(row: Row, t: stats.PairedTest, thr: float) -> None:
         row._reason = f"no t-test: {t.reason}"
     elif t.reason:  # zero spread: p = 1, the row stays in Holm's family (verdict.judge)
         row._reason = t.reason
-
-
-def alternative(crit: Criterion) -> str:
-    return "greater" if crit.direction == ">" else "less"
+    return t
 
 
 def means(ctx: Context, frame: pd.DataFrame, factor: str, split: str) -> dict[str, float]:
