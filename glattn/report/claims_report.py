@@ -95,23 +95,17 @@ def claim_tables(c: Claims) -> list[Table]:
 def to_markdown(c: Claims, experiment: str) -> str:
     """The claims section: its heading, the tables, the notes and how to reproduce a row."""
     notes = "\nNotes:\n\n" + "".join(f"- {x}\n" for x in c.notes) if c.notes else ""
-    return (
-        f"## Claims: {experiment}\n\n"
-        + "\n".join(t.to_markdown() for t in claim_tables(c))
-        + notes
-        + f"\n{REPRODUCE.format(R=c.n_resamples)}\n"
-    )
+    tables = "\n".join(t.to_markdown() for t in claim_tables(c))
+    return f"## Claims: {experiment}\n\n{tables}{notes}\n{REPRODUCE.format(R=c.n_resamples)}\n"
 
 
 def to_latex(c: Claims, experiment: str) -> str:
     """The claims section in LaTeX: the same tables, notes and reproduction recipe."""
-    notes = "".join(f"\\item {latex_escape(x)}\n" for x in c.notes)
-    return (
-        f"\\section*{{Claims: {latex_escape(experiment)}}}\n"
-        + "\n".join(t.to_latex() for t in claim_tables(c))
-        + (f"\nNotes:\n\\begin{{itemize}}\n{notes}\\end{{itemize}}\n" if notes else "")
-        + f"\n{latex_escape(REPRODUCE.format(R=c.n_resamples))}\n"
-    )
+    items = "".join(f"\\item {latex_escape(x)}\n" for x in c.notes)
+    notes = f"\nNotes:\n\\begin{{itemize}}\n{items}\\end{{itemize}}\n" if items else ""
+    tables = "\n".join(t.to_latex() for t in claim_tables(c))
+    reproduce = latex_escape(REPRODUCE.format(R=c.n_resamples))
+    return f"\\section*{{Claims: {latex_escape(experiment)}}}\n{tables}{notes}\n{reproduce}\n"
 
 
 CONJUNCTION = (

@@ -92,11 +92,9 @@ def claim_sources(
         return {n: experiment for n in checked}
     numbers = sorted({c.table for c in checked.values()})
     stages = runs.stage_experiments(uri, numbers, [], catalog.tables_for)
-    out = {}
+    out = {n: stages[c.table] for n, c in checked.items() if c.table in stages}
     for n, crit in checked.items():
-        if crit.table in stages:
-            out[n] = stages[crit.table]
-        else:
+        if n not in out:
             name = catalog.by_number()[crit.table].experiment
             notes.append(
                 f"criterion {n}: no experiment {name!r} (Table {crit.table}) in the store"

@@ -242,8 +242,6 @@ def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
         arm_b="cbam",
         n_a=len(a),
         n_b=len(b),
-        direction="<",
-        unit="%",
         primary=True,
         pooled=label == "pooled",
         interval="none: a FLOP count does not vary between runs",

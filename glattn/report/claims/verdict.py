@@ -21,47 +21,42 @@ from glattn.report.claims.rows import (
 
 def judge(row: Row) -> None:
     """Verdict and reason of a row whose Holm-adjusted p is set."""
-    thr, lo, hi, d = row.threshold, row.low, row.high, row.direction
+    thr, lo, hi, above = row.threshold, row.low, row.high, row.direction == ">"
     unit = ("" if row.unit in ("%", "p") else " ") + row.unit
-    iv = f"[{lo:.2f}, {hi:.2f}]{unit}"
-    side = "above" if d == ">" else "below"
-    if row._deterministic:
-        if math.isnan(row.effect):
-            row.verdict, row.reason = INCONCLUSIVE, row._reason or "no value"
-            return
-        holds = (row.effect > thr) if d == ">" else (row.effect < thr)
+    iv, side = f"[{lo:.2f}, {hi:.2f}]{unit}", "above" if above else "below"
+    row.verdict = INCONCLUSIVE
+    if math.isnan(row.effect) or not (row._deterministic or row.n_pairs):
+        row.reason = row._reason or ("no value" if row._deterministic else "no paired runs")
+    elif row._deterministic:
+        holds = row.effect > thr if above else row.effect < thr
         row.verdict = SUPPORTED if holds else NOT_SUPPORTED
         is_side = f"is {side}" if holds else f"is not {side}"
         row.reason = f"{row.effect:.2f}{unit} {is_side} {thr:g}{unit}; {row.interval}"
-        return
-    if row.n_pairs == 0 or math.isnan(row.effect):
-        row.verdict, row.reason = INCONCLUSIVE, row._reason or "no paired runs"
-        return
-    clears = f"the 95% interval {iv} clears {thr:g}{unit}, but"
-    row.verdict = INCONCLUSIVE
-    if row.n_pairs < MIN_PAIRS:
+    elif row.n_pairs < MIN_PAIRS:
         row.reason = (
             f"too few runs: {row.n_pairs} seed pair(s), the paired t-test needs at least "
             f"{MIN_PAIRS}"
         )
-    elif (hi <= thr) if d == ">" else (lo >= thr):
+    elif hi <= thr if above else lo >= thr:
         row.verdict = NOT_SUPPORTED
         row.reason = f"the whole 95% interval {iv} is on the wrong side of {thr:g}{unit}"
-    elif not ((lo > thr) if d == ">" else (hi < thr)):
+    elif not (lo > thr if above else hi < thr):
         row.reason = f"the 95% interval {iv} contains the threshold {thr:g}{unit}"
     elif math.isnan(row.p_holm):
-        row.reason = f"{clears} {row._reason}"
+        row.reason = f"the 95% interval {iv} clears {thr:g}{unit}, but {row._reason}"
     elif row.p_holm >= ALPHA:
         spread = f" ({row._reason})" if row._reason else ""  # zero spread
-        disagree = f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}{spread}"
-        row.reason = f"{clears} the seeds do not agree: {disagree}"
+        row.reason = (
+            f"the 95% interval {iv} clears {thr:g}{unit}, but the seeds do not agree: "
+            f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}{spread}"
+        )
     else:
         row.verdict = SUPPORTED
         row.reason = (
             f"the 95% interval {iv} is {side} {thr:g}{unit} and the Holm-adjusted "
             f"p = {row.p_holm:.3g} < {ALPHA}"
         )
-    if row.verdict == INCONCLUSIVE:
+    if row.verdict == INCONCLUSIVE and row.n_pairs and not math.isnan(row.effect):
         _power(row)
 
 
