@@ -20,7 +20,6 @@ from glattn.report import declared, runs
 from glattn.report.claims.rows import (
     INCONCLUSIVE,
     METRICS,
-    NOT_SUPPORTED,
     SUPPORTED,
     Context,
     Criterion,
@@ -35,7 +34,6 @@ from glattn.report.predictions import RunFiles
 __all__ = [
     "INCONCLUSIVE",
     "METRICS",
-    "NOT_SUPPORTED",
     "SUPPORTED",
     "Claims",
     "Criterion",

@@ -36,13 +36,13 @@ from glattn.report.tables_eval import LATENCY, OLD_LATENCY, source_runs
 @dataclass
 class Arms:
     """One comparison inside a stratum: arm a, arm b, the row builder, and the pool key
-    (comparisons with the same key are pooled across strata; None: never pooled)."""
+    (comparisons with the same key decide the criterion and are pooled across strata; None:
+    a secondary comparison, never pooled)."""
 
     a: pd.DataFrame
     b: pd.DataFrame
     build: Callable[[str, list], Row]  # (stratum label, pairs) -> Row
     pool: str | None = None
-    primary: bool = True
     note: str = ""
 
 
@@ -58,7 +58,7 @@ def run_pipeline(crit, frame, keys, comparisons, why_none, pooled_row=None) -> l
                 continue
             row = arms.build(label, pairs)
             row.n_a, row.n_b = len(arms.a), len(arms.b)
-            row.primary, row.note = arms.primary, join_notes(row.note, arms.note)
+            row.primary, row.note = arms.pool is not None, join_notes(row.note, arms.note)
             rows.append(row)
             if arms.pool is not None:
                 pools.setdefault(arms.pool, []).append((label, pairs, row, arms.build))
@@ -136,10 +136,9 @@ def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
         if on_test and on_test != best:
             note += f"; on test {on_test} scores highest (a test-picked best is biased upwards)"
         for fusion in frames.ordered("fusion", others["fusion"].unique()):
-            is_best = fusion == best
             arm = others[others["fusion"] == fusion]
-            pool = "best" if is_best else None
-            yield Arms(orig, arm, acc(fusion, best), pool, is_best, note if is_best else "")
+            pool, selection = ("best", note) if fusion == best else (None, "")
+            yield Arms(orig, arm, acc(fusion, best), pool, selection)
 
     def pooled(key, pairs):
         common = set.intersection(*map(set, per_stratum)) if per_stratum else set()
@@ -185,7 +184,7 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             comparison, arms = f"{res} − progressive (epochs)", ("progressive", res)
             build = partial(paired_values_row, crit, comparison, arms, values=epochs, what=what)
             arm = sub[sub["residual"] == res]
-            yield Arms(prog, arm, build, res if deciding else None, deciding, note)
+            yield Arms(prog, arm, build, res if deciding else None, note)
 
     keys = _keys(train, ["dataset"], {"residual", "attention", "fusion"})
     why = "no seed ran residual=progressive and another residual"

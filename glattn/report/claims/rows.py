@@ -153,14 +153,13 @@ def accuracy_row(
     effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
     per-image CSVs of `splits`; crossed bootstrap interval, paired t-test against the
     threshold."""
-    row = _base_row(crit, stratum, comparison, arms, pairs, pct)
     got, used = [], []
     for seed, ra, rb in pairs:
         pa, pb = ctx.files.predictions(ra, splits[0]), ctx.files.predictions(rb, splits[1])
         if pa is not None and pb is not None:
             got.append((seed, pa, pb))
             used.append((seed, ra, rb))
-    _set_runs(row, used)
+    row = _base_row(crit, stratum, comparison, arms, pairs, used, pct)
     if not got:
         row._reason = (
             f"no seed pair with {splits[0]}_probabilities.csv + split.csv artifacts in both "
@@ -216,13 +215,12 @@ def paired_values_row(
     """A per-run scalar (`values`: {run: convergence epoch, log latency, ...}) per seed pair:
     effect = mean of b - a, paired t interval and paired t-test against the threshold `thr`
     (test space; `show` turns it into display units); `what` names the scalar."""
-    row = _base_row(crit, stratum, comparison, arms, pairs, show)
 
     def known(run):
         return not math.isnan(values.get(run, math.nan))
 
     used = [(s, ra, rb) for s, ra, rb in pairs if known(ra) and known(rb)]
-    _set_runs(row, used)
+    row = _base_row(crit, stratum, comparison, arms, pairs, used, show)
     if not used:
         row._reason = f"no seed pair where both runs have {what}"
         return row
@@ -235,19 +233,16 @@ def paired_values_row(
     return row
 
 
-def _base_row(crit, stratum, comparison, arms, pairs, show) -> Row:
+def _base_row(crit, stratum, comparison, arms, pairs, used, show) -> Row:
+    """The row of `pairs` whose numbers come from the pairs `used`: their seeds and run ids,
+    in seed order (to check by hand)."""
     n = len(pairs)
-    return new_row(
-        crit, stratum, comparison, arm_a=arms[0], arm_b=arms[1], n_a=n, n_b=n, _show=show
-    )
-
-
-def _set_runs(row: Row, used: list[tuple]) -> None:
-    """The seeds and run ids the row's numbers come from, in seed order (to check by hand)."""
-    row.n_pairs = len(used)
+    row = new_row(crit, stratum, comparison, arm_a=arms[0], arm_b=arms[1], n_a=n, n_b=n)
+    row._show, row.n_pairs = show, len(used)
     row.seeds = " ".join(str(s) for s, _, _ in used)
     row.runs_a = " ".join(ra for _, ra, _ in used)
     row.runs_b = " ".join(rb for _, _, rb in used)
+    return row
 
 
 def _t_test(row: Row, a: list, b: list, thr: float) -> stats.PairedTest:
