@@ -233,20 +233,12 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
 
 def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
     """A stratum's FLOPs row (deterministic: no interval, no test) and its log ratio."""
-    row = new_row(
-        crit,
-        label,
-        "FLOPs: cbam / none − 1",
-        arm_a="none",
-        arm_b="cbam",
-        n_a=len(a),
-        n_b=len(b),
-        primary=True,
-        pooled=label == "pooled",
-        interval="none: a FLOP count does not vary between runs",
-        test="none (deterministic)",
-        _deterministic=True,
-    )
+    row = new_row(crit, label, "FLOPs: cbam / none − 1", arm_a="none", arm_b="cbam", primary=True)
+    row.n_a, row.n_b = len(a), len(b)
+    row.pooled = label == "pooled"
+    row.interval = "none: a FLOP count does not vary between runs"
+    row.test = "none (deterministic)"
+    row._deterministic = True
     fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
     ratio = math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan
     row.effect = row.low = row.high = ratio_pct(ratio)

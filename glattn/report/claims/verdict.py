@@ -117,21 +117,14 @@ def claim6(rows: list[Row], crit: Criterion, numbers: list[int]) -> Row:
     heads = {n: headline(rows, n) for n in numbers}
     parts = {n: combine([r.verdict for r in head]) for n, head in heads.items()}
     ps = [r.p_holm for head in heads.values() for r in head if not math.isnan(r.p_holm)]
-    verdict, p = combine(list(parts.values())), max(ps, default=math.nan)
-    listing = ", ".join(f"{n}: {v}" for n, v in parts.items())
+    row = new_row(crit, "all", f"criteria {span(numbers)} together", primary=True, pooled=True)
+    row.test = "intersection-union: the largest Holm-adjusted p of the deciding rows"
+    row.p = row.p_holm = max(ps, default=math.nan)
+    row.verdict = combine(list(parts.values()))
     why = {
         SUPPORTED: f"criteria {span(numbers)} are all supported after Holm's adjustment",
         NOT_SUPPORTED: "not every criterion holds",
-    }.get(verdict, "not every criterion is decided")
-    return new_row(
-        crit,
-        "all",
-        f"criteria {span(numbers)} together",
-        test="intersection-union: the largest Holm-adjusted p of the deciding rows",
-        p=p,
-        p_holm=p,
-        verdict=verdict,
-        reason=f"{why} ({listing})",
-        primary=True,
-        pooled=True,
-    )
+    }.get(row.verdict, "not every criterion is decided")
+    listing = ", ".join(f"{n}: {v}" for n, v in parts.items())
+    row.reason = f"{why} ({listing})"
+    return row
