@@ -193,19 +193,16 @@ def fill_accuracy(row, crit, got, metric, n_resamples, seed, same_images=True) -
     b_vals = [stats.score(b, metric) for _, b in outs]
     _t_test(row, a_vals, b_vals, crit.threshold / 100.0)
     row.effect, row.low, row.high = pct(iv.estimate), pct(iv.low), pct(iv.high)
-    images = (
-        "test images (one image draw shared by every seed and both arms)"
-        if same_images
-        else "each arm's images (one draw per image set, shared by every seed)"
-    )
-    row.interval = f"crossed bootstrap: seed pairs x {images}, {iv.resamples} resamples"
     row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
     if same_images:
+        images = "test images (one image draw shared by every seed and both arms)"
         mc = stats.mcnemar_exact(outs)
         row.mcnemar_p = mc.p_value
         row.mcnemar = f"b right/a wrong {mc.b_only}, a right/b wrong {mc.a_only}"
     else:
+        images = "each arm's images (one draw per image set, shared by every seed)"
         row.mcnemar = "n/a: the arms are scored on different images"
+    row.interval = f"crossed bootstrap: seed pairs x {images}, {iv.resamples} resamples"
     return row
 
 
