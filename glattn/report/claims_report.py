@@ -1,11 +1,9 @@
-"""The claims report: claims.md, claims.tex, claims.csv and the forest plot from the rows
-that claims.py evaluates, and `make_claims` (`python -m glattn.report claims`), which also
-logs them to the experiment's newest sweep run.
-"""
+"""The claims report: claims.md, claims.tex, claims.csv and the forest plot of the rows that
+glattn.report.claims checks, and `make_claims` (`glattn claims`), which also logs them to the
+experiment's newest sweep run."""
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -13,18 +11,10 @@ import pandas as pd
 
 from glattn.report import runs, selection
 from glattn.report.cells import metric_name, p_text
-from glattn.report.claims import (
-    MIN_PAIRS,
-    Claims,
-    Row,
-    check_claims,
-    headline,
-    join_notes,
-)
-from glattn.report.claims.verdict import _span
+from glattn.report.claims import Claims, check_claims
+from glattn.report.claims.rows import MIN_PAIRS, Row, join_notes
+from glattn.report.claims.verdict import headline, span
 from glattn.report.table_format import DASH, Cell, Table, latex_escape
-
-log = logging.getLogger(__name__)
 
 
 def _effect(r: Row) -> str:
@@ -36,32 +26,25 @@ def _effect(r: Row) -> str:
 
 
 SUMMARY_COLUMNS = ["#", "Criterion", "Threshold", "Source", "Verdict"]
-COLUMNS = [
-    "Stratum",
-    "Comparison (b − a)",
-    "n a / b / pairs",
-    "Effect [95% CI]",
-    "Test",
-    "p",
-    "Holm p",
-    "McNemar p",
-    "Verdict",
-    "Reason",
-]
 
 
-def _cells(r: Row, deciding: bool) -> list[Cell]:
-    texts = [
-        r.stratum + (" (deciding)" if deciding and r.claim != 6 else ""),
-        r.comparison,
-        f"{r.n_a} / {r.n_b} / {r.n_pairs}",
-        _effect(r),
-        r.test,
-        p_text(r.p),
-        p_text(r.p_holm),
-        p_text(r.mcnemar_p),
-    ]
-    return [*map(Cell, texts), Cell(r.verdict, bold=True), Cell(join_notes(r.reason, r.note))]
+def _cells(r: Row, deciding: bool) -> dict[str, Cell]:
+    """A row's cells by column (the conjunction's row is never marked deciding)."""
+    return {
+        "Stratum": Cell(r.stratum + (" (deciding)" if deciding and r.claim != 6 else "")),
+        "Comparison (b − a)": Cell(r.comparison),
+        "n a / b / pairs": Cell(f"{r.n_a} / {r.n_b} / {r.n_pairs}"),
+        "Effect [95% CI]": Cell(_effect(r)),
+        "Test": Cell(r.test),
+        "p": Cell(p_text(r.p)),
+        "Holm p": Cell(p_text(r.p_holm)),
+        "McNemar p": Cell(p_text(r.mcnemar_p)),
+        "Verdict": Cell(r.verdict, bold=True),
+        "Reason": Cell(join_notes(r.reason, r.note)),
+    }
+
+
+COLUMNS = list(_cells(Row(0, "", ""), False))
 
 
 def _intro(c: Claims) -> str:
@@ -104,7 +87,7 @@ def claim_tables(c: Claims) -> list[Table]:
         table = Table(f"claims_criterion{n}", title, _description(c, n), COLUMNS, label_columns=2)
         head = headline(c.rows, n)
         for r in (r for r in c.rows if r.claim == n):
-            table.add_row(_cells(r, any(r is h for h in head)))
+            table.add_row(list(_cells(r, any(r is h for h in head)).values()))
         out.append(table)
     return out
 
@@ -112,23 +95,17 @@ def claim_tables(c: Claims) -> list[Table]:
 def to_markdown(c: Claims, experiment: str) -> str:
     """The claims section: its heading, the tables, the notes and how to reproduce a row."""
     notes = "\nNotes:\n\n" + "".join(f"- {x}\n" for x in c.notes) if c.notes else ""
-    return (
-        f"## Claims: {experiment}\n\n"
-        + "\n".join(t.to_markdown() for t in claim_tables(c))
-        + notes
-        + f"\n{REPRODUCE.format(R=c.n_resamples)}\n"
-    )
+    tables = "\n".join(t.to_markdown() for t in claim_tables(c))
+    return f"## Claims: {experiment}\n\n{tables}{notes}\n{REPRODUCE.format(R=c.n_resamples)}\n"
 
 
 def to_latex(c: Claims, experiment: str) -> str:
     """The claims section in LaTeX: the same tables, notes and reproduction recipe."""
-    notes = "".join(f"\\item {latex_escape(x)}\n" for x in c.notes)
-    return (
-        f"\\section*{{Claims: {latex_escape(experiment)}}}\n"
-        + "\n".join(t.to_latex() for t in claim_tables(c))
-        + (f"\nNotes:\n\\begin{{itemize}}\n{notes}\\end{{itemize}}\n" if notes else "")
-        + f"\n{latex_escape(REPRODUCE.format(R=c.n_resamples))}\n"
-    )
+    items = "".join(f"\\item {latex_escape(x)}\n" for x in c.notes)
+    notes = f"\nNotes:\n\\begin{{itemize}}\n{items}\\end{{itemize}}\n" if items else ""
+    tables = "\n".join(t.to_latex() for t in claim_tables(c))
+    reproduce = latex_escape(REPRODUCE.format(R=c.n_resamples))
+    return f"\\section*{{Claims: {latex_escape(experiment)}}}\n{tables}{notes}\n{reproduce}\n"
 
 
 CONJUNCTION = (
@@ -141,7 +118,7 @@ CONJUNCTION = (
 def _description(c: Claims, n: int) -> str:
     build = c.criteria[n].build
     if build is None:
-        return CONJUNCTION.format(span=_span([m for m in c.criteria if m != n]))
+        return CONJUNCTION.format(span=span([m for m in c.criteria if m != n]))
     return " ".join((build.__doc__ or "").strip().split("\n\n")[0].split())
 
 
@@ -174,9 +151,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     frame = c.frame()
     frame.insert(1, "criterion", [c.criteria[n].title(c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
-    frame["bootstrap_resamples"] = c.n_resamples
-    frame["bootstrap_seed"] = c.seed
-    frame.to_csv(csv, index=False)
+    frame.assign(bootstrap_resamples=c.n_resamples, bootstrap_seed=c.seed).to_csv(csv, index=False)
     files = [md, tex, csv]
     if c.frames:
         used = out_dir / "runs_used.csv"
@@ -193,29 +168,16 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
 def make_claims(
     experiment: str = "paper",
     uri: str | None = None,
-    metric: str = "balanced_acc",
     out_dir: Path | None = None,
-    n_resamples: int = 2000,
-    seed: int = 0,
     make_figures: bool = True,
     log_artifacts: bool = True,
-    frames: dict | None = None,
-    select: dict | None = None,
-    experiments_dirs=(),
+    **check,
 ) -> Claims:
-    """`python -m glattn.report claims`: check, write, log to the newest sweep run."""
+    """`glattn claims`: check (`check`: check_claims' metric, n_resamples, seed, frames,
+    select, experiments_dirs), write, log to the newest sweep run."""
     uri = uri or runs.default_tracking_uri()
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
-    c = check_claims(
-        uri,
-        experiment,
-        metric,
-        n_resamples,
-        seed,
-        frames,
-        select,
-        experiments_dirs=experiments_dirs,
-    )
+    c = check_claims(uri, experiment, **check)
     write(c, experiment, out_dir, make_figures)
     if log_artifacts:
         home = runs.report_home(experiment, c.frames)

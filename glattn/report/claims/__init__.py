@@ -1,26 +1,10 @@
 """The claims the experiment files declare (their ``report.claims``: the builder, the
 threshold, the direction), checked from the declared run set; the paper's are the reference
-code's six "Success Metrics for Paper":
-
-1. CBAM improves the metric by more than 2 points over the no-attention baseline;
-2. the best fusion strategy beats `original` by more than 1 point;
-3. the progressive residual converges faster;
-4. the accuracy drop between data sets is below 5 points;
-5. the computational overhead of the block is below 20%;
-6. every major claim is supported at p < 0.05 (the conjunction of 1-5 after Holm).
-
-"Points" and "%" of an accuracy criterion are percentage points of the named metric. Both
-arms of a comparison are paired by seed; an effect's 95% interval is a bootstrap crossed over
-seeds and test images: each resample draws the seed pairs with replacement and one resample
-of the test images shared by every seed and both arms (the seeds share the test set; see
-glattn.report.stats), the score recomputed from the runs' `test_probabilities.csv` and
-`split.csv` on every resample; its p-value is a one-sided paired t-test over seeds against
-the threshold (p = 1 when all paired differences are equal), Holm (1979) adjusted within each
-criterion's family; McNemar's (1947) exact test on the per-image pairs is a second view
-(Dietterich 1998). A row is supported only when the interval clears the threshold and the
-Holm p < 0.05. "Best fusion" is chosen on validation and judged on test. Modules:
-rows.py (criteria, rows, statistics), criteria.py (the pipeline and the paper's criteria),
-verdict.py (verdicts). The last criterion is always the conjunction of the declared ones.
+code's six "Success Metrics for Paper" (CBAM > 2 points, best fusion > 1 point over `original`,
+faster progressive convergence, a cross-data-set drop < 5 points, overhead < 20%, and the
+conjunction of the others at p < 0.05). A row is supported only when its 95% interval clears
+the threshold and its Holm-adjusted p < 0.05 (docs/report-statistics.md). Modules: rows.py
+(rows, statistics), criteria.py (the pipeline, the paper's criteria), verdict.py (verdicts).
 """
 
 from __future__ import annotations
@@ -34,49 +18,30 @@ import pandas as pd
 
 from glattn.report import declared, runs
 from glattn.report.claims.rows import (
-    ALPHA,
     INCONCLUSIVE,
     METRICS,
-    MIN_PAIRS,
-    NOT_SUPPORTED,
     SUPPORTED,
     Context,
     Criterion,
     Row,
-    accuracy_row,
     conjunction,
     fill_accuracy,
-    join_notes,
     no_data,
-    paired_values_row,
-    pairs_by_seed,
 )
-from glattn.report.claims.verdict import adjust_and_judge, claim6, combine, headline, judge
+from glattn.report.claims.verdict import adjust_and_judge, claim6, combine, headline
 from glattn.report.predictions import RunFiles
 
 __all__ = [
-    "ALPHA",
     "INCONCLUSIVE",
     "METRICS",
-    "MIN_PAIRS",
-    "NOT_SUPPORTED",
     "SUPPORTED",
     "Claims",
-    "Context",
     "Criterion",
     "Row",
-    "accuracy_row",
     "adjust_and_judge",
     "check_claims",
-    "claim6",
-    "combine",
     "criteria_of",
     "fill_accuracy",
-    "headline",
-    "join_notes",
-    "judge",
-    "paired_values_row",
-    "pairs_by_seed",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,13 +71,7 @@ def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criteri
     conjunction."""
     out = {
         c.number: Criterion(
-            c.number,
-            c.claim,
-            c.threshold,
-            c.direction,
-            c.unit,
-            d.number,
-            d.builder_of(c),
+            c.number, c.claim, c.threshold, c.direction, c.unit, d.number, d.builder_of(c)
         )
         for d, c in catalog.claims(experiment)
     }
@@ -131,11 +90,9 @@ def claim_sources(
         return {n: experiment for n in checked}
     numbers = sorted({c.table for c in checked.values()})
     stages = runs.stage_experiments(uri, numbers, [], catalog.tables_for)
-    out = {}
+    out = {n: stages[c.table] for n, c in checked.items() if c.table in stages}
     for n, crit in checked.items():
-        if crit.table in stages:
-            out[n] = stages[crit.table]
-        else:
+        if n not in out:
             name = catalog.by_number()[crit.table].experiment
             notes.append(
                 f"criterion {n}: no experiment {name!r} (Table {crit.table}) in the store"

@@ -1,11 +1,8 @@
 """The paper's checkable criteria (an experiment file's ``report.claims`` names one of them
-as its ``_target_``, with its threshold), each one pass of the same pipeline: stratify the run set
-(data set, backbone, and every other row key that varies: `frames.varying`, ``variant``
-included), pair the two arms of each stratum by seed, build one row per comparison, and pool
-the deciding comparisons of all strata into one pooled row when there is more than one.
-
-A criterion supplies only its arms and its row builder (`Arms`); `run_pipeline` does the
-rest. The rows' statistics are in rows.py, the verdicts in verdict.py.
+as its ``_target_``, with its threshold), each one pass of `run_pipeline`: stratify the run set
+(data set, backbone, and every other row key that varies: `frames.varying`), pair the two arms
+of each stratum by seed, build one row per comparison (`Arms`), and pool the deciding
+comparisons of all strata into one pooled row when there is more than one.
 """
 
 from __future__ import annotations
@@ -13,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -25,12 +23,12 @@ from glattn.report.claims.rows import (
     accuracy_row,
     argmax,
     join_notes,
+    means,
+    new_row,
     no_data,
     paired_values_row,
     pairs_by_seed,
     ratio_pct,
-    test_means,
-    val_means,
 )
 from glattn.report.tables_eval import LATENCY, OLD_LATENCY, source_runs
 
@@ -38,19 +36,20 @@ from glattn.report.tables_eval import LATENCY, OLD_LATENCY, source_runs
 @dataclass
 class Arms:
     """One comparison inside a stratum: arm a, arm b, the row builder, and the pool key
-    (comparisons with the same key are pooled across strata; None: never pooled)."""
+    (comparisons with the same key decide the criterion and are pooled across strata; None:
+    a secondary comparison, never pooled)."""
 
     a: pd.DataFrame
     b: pd.DataFrame
     build: Callable[[str, list], Row]  # (stratum label, pairs) -> Row
     pool: str | None = None
-    primary: bool = True
     note: str = ""
 
 
-def run_pipeline(crit, frame, keys, comparisons, pooled_row, why_none) -> list[Row]:
+def run_pipeline(crit, frame, keys, comparisons, why_none, pooled_row=None) -> list[Row]:
     """stratify -> pair -> row, then pool: `comparisons(label, sub)` yields `Arms`;
-    `pooled_row(key, pairs)` builds the pooled row of the comparisons sharing `key`."""
+    `pooled_row(key, pairs)` builds the pooled row of the comparisons sharing `key` (default:
+    their builder's, labelled 'pooled')."""
     rows, pools = [], {}
     for label, sub in frames.strata(frame, keys):
         for arms in comparisons(label, sub):
@@ -59,18 +58,18 @@ def run_pipeline(crit, frame, keys, comparisons, pooled_row, why_none) -> list[R
                 continue
             row = arms.build(label, pairs)
             row.n_a, row.n_b = len(arms.a), len(arms.b)
-            row.primary, row.note = arms.primary, join_notes(row.note, arms.note)
+            row.primary, row.note = arms.pool is not None, join_notes(row.note, arms.note)
             rows.append(row)
             if arms.pool is not None:
-                pools.setdefault(arms.pool, []).append((label, pairs, row))
+                pools.setdefault(arms.pool, []).append((label, pairs, row, arms.build))
     if not rows:
         return [no_data(crit, why_none)]
     for key, members in pools.items():
         if len(members) == 1:
             members[0][2].pooled = True
             continue
-        pairs = [(f"{label}/{s}", ra, rb) for label, ps, _ in members for s, ra, rb in ps]
-        row = pooled_row(key, pairs)
+        pairs = [(f"{label}/{s}", ra, rb) for label, ps, _, _ in members for s, ra, rb in ps]
+        row = pooled_row(key, pairs) if pooled_row else members[0][3]("pooled", pairs)
         if row is not None:
             row.primary = row.pooled = True
             rows.append(row)
@@ -80,117 +79,81 @@ def run_pipeline(crit, frame, keys, comparisons, pooled_row, why_none) -> list[R
     return rows
 
 
-def _none_and_cbam(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training runs without attention, and with CBAM and the reference code's block."""
+def _keys(frame, first, exclude) -> list[str]:
+    return list(first) + frames.varying(frame, exclude=set(first) | set(exclude))
+
+
+def _none_and_cbam(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The training runs without attention, and with CBAM and the reference code's block;
+    None when either is missing."""
     train = frames.trained(frame)
     none = train[train["attention"] == "none"]
     cbam = frames.restrict(
         train[train["attention"] == "cbam"], {"fusion": "original", "residual": "original"}
     )
-    return none, cbam
-
-
-def _keys(frame, first, exclude) -> list[str]:
-    return list(first) + frames.varying(frame, exclude=set(first) | set(exclude))
+    return None if none.empty or cbam.empty else pd.concat([none, cbam])
 
 
 def criterion1(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     """attention=cbam (fusion=original, residual=original) against attention=none, per
     data set and backbone, paired by seed; effect in percentage points."""
-    none, cbam = _none_and_cbam(frame)
-    if none.empty or cbam.empty:
+    both = _none_and_cbam(frame)
+    if both is None:
         return [no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
-    both = pd.concat([none, cbam])
-    arms = ("none", "cbam")
-
-    def acc(label, pairs):
-        return accuracy_row(ctx, crit, label, "cbam − none", arms, pairs)
+    acc = partial(accuracy_row, ctx, crit, "cbam − none", ("none", "cbam"))
 
     def comparisons(label, sub):
         yield Arms(sub[sub["attention"] == "none"], sub[sub["attention"] == "cbam"], acc, "all")
 
     keys = _keys(both, ["dataset", "backbone"], {"attention", "fusion", "residual"})
-    return run_pipeline(
-        crit, both, keys, comparisons, lambda k, p: acc("pooled", p), "no seed ran both arms"
-    )
-
-
-def _selection_note(best: str | None, on_test: str | None) -> str:
-    note = f"best fusion chosen on validation ({best}), judged on test"
-    if on_test and on_test != best:
-        note += f"; on test {on_test} scores highest (a test-picked best is biased upwards)"
-    return note
+    return run_pipeline(crit, both, keys, comparisons, "no seed ran both arms")
 
 
 def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
     """Every fusion against fusion=original (attention=cbam, residual=original). The
     best fusion is chosen on the validation metric (best/val/<metric>, mean over seeds)
     and judged on the test split; all five comparisons form Holm's family."""
-    base = {"attention": "cbam", "residual": "original"}
-    train = frames.restrict(frames.trained(frame), base)
+    train = frames.restrict(frames.trained(frame), {"attention": "cbam", "residual": "original"})
     if train.empty or train["fusion"].nunique() < 2 or not (train["fusion"] == "original").any():
         return [no_data(crit, f"{exp!r} has no fusion=original runs and another fusion")]
-    keys = _keys(train, ["dataset"], {"fusion", "attention", "residual"})
     per_stratum, missing = [], []
+
+    def acc(fusion, best):
+        name = f"{fusion} (best on validation)" if fusion == best else fusion
+        return partial(accuracy_row, ctx, crit, f"{fusion} − original", ("original", name))
 
     def comparisons(label, sub):
         orig, others = sub[sub["fusion"] == "original"], sub[sub["fusion"] != "original"]
         if orig.empty or others.empty:
             return
-        val = val_means(ctx, others, "fusion")
+        val = means(ctx, others, "fusion", "val")
         per_stratum.append(val)
-        best, on_test = (
-            argmax(val, "fusion"),
-            argmax(test_means(ctx, others, "fusion"), "fusion"),
-        )
+        best = argmax(val, "fusion")
+        on_test = argmax(means(ctx, others, "fusion", "test"), "fusion")
         if best is None:
             missing.append(label)
+        note = f"best fusion chosen on validation ({best}), judged on test"
+        if on_test and on_test != best:
+            note += f"; on test {on_test} scores highest (a test-picked best is biased upwards)"
         for fusion in frames.ordered("fusion", others["fusion"].unique()):
-            name = f"{fusion} (best on validation)" if fusion == best else fusion
-
-            def acc(lab, pairs, fusion=fusion, name=name):
-                return accuracy_row(
-                    ctx, crit, lab, f"{fusion} − original", ("original", name), pairs
-                )
-
-            is_best = fusion == best
-            note = _selection_note(best, on_test) if is_best else ""
             arm = others[others["fusion"] == fusion]
-            yield Arms(orig, arm, acc, "best" if is_best else None, is_best, note)
+            pool, selection = ("best", note) if fusion == best else (None, "")
+            yield Arms(orig, arm, acc(fusion, best), pool, selection)
 
     def pooled(key, pairs):
-        common = set.intersection(*(set(m) for m in per_stratum)) if per_stratum else set()
+        common = set.intersection(*map(set, per_stratum)) if per_stratum else set()
         best = argmax({f: float(np.mean([m[f] for m in per_stratum])) for f in common}, "fusion")
         if best is None:
             return None
-        mine = [p for p in pairs if _is_fusion(train, p[2], best)]
-        r = accuracy_row(
-            ctx,
-            crit,
-            "pooled",
-            f"{best} − original",
-            ("original", f"{best} (best on validation)"),
-            mine,
-        )
-        r.note = "best chosen on the mean over strata of the validation means"
-        return r
+        best_runs = set(train.loc[train["fusion"] == best, "run_id"])
+        row = acc(best, best)("pooled", [p for p in pairs if p[2] in best_runs])
+        row.note = "best chosen on the mean over strata of the validation means"
+        return row
 
-    rows = run_pipeline(crit, train, keys, comparisons, pooled, "no seed ran both fusions")
-    for label in missing:
-        why = f"no best/val/{ctx.metric} or val_probabilities.csv to choose the best on"
-        rows.append(no_data(crit, why))
-        rows[-1].stratum, rows[-1].pooled = label, False
-    return rows
-
-
-def _is_fusion(frame, run_id, fusion) -> bool:
-    return bool((frame.loc[frame["run_id"] == run_id, "fusion"] == fusion).any())
-
-
-def convergence_epochs(ctx: Context, frame: pd.DataFrame, fraction=0.95) -> dict[str, float]:
-    """{run_id: first epoch whose val/<metric> reaches `fraction` of the run's best}."""
-    hist = ctx.files.history(list(frame["run_id"]), f"val/{ctx.metric}")
-    return {r: stats.convergence_epoch(hist.get(r, {}), fraction) for r in frame["run_id"]}
+    keys = _keys(train, ["dataset"], {"fusion", "attention", "residual"})
+    rows = run_pipeline(crit, train, keys, comparisons, "no seed ran both fusions", pooled)
+    why = f"no best/val/{ctx.metric} or val_probabilities.csv to choose the best on"
+    return rows + [new_row(crit, label, "-", primary=True, _reason=why) for label in missing]
 
 
 def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
@@ -198,52 +161,34 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     own best. Effect = epochs(other residual) − epochs(progressive): positive means
     progressive converges faster. One number per run, so the interval is the paired t
     interval."""
-    base = {"attention": "cbam", "fusion": "original"}
-    train = frames.restrict(frames.trained(frame), base)
+    train = frames.restrict(frames.trained(frame), {"attention": "cbam", "fusion": "original"})
     if train.empty or not (train["residual"] == "progressive").any():
         return [no_data(crit, f"{exp!r} has no residual=progressive runs")]
     if train["residual"].nunique() < 2:
         return [no_data(crit, f"{exp!r} has residual=progressive runs only")]
-    epochs = convergence_epochs(ctx, train)
     what = f"a per-epoch val/{ctx.metric} history"
+    hist = ctx.files.history(list(train["run_id"]), f"val/{ctx.metric}")
+    epochs = {r: stats.convergence_epoch(hist.get(r, {}), 0.95) for r in train["run_id"]}
     has_original = (train["residual"] == "original").any()
-
-    def row_of(res):
-        def build(label, pairs):
-            return paired_values_row(
-                crit,
-                label,
-                f"{res} − progressive (epochs)",
-                ("progressive", res),
-                pairs,
-                epochs,
-                what=what,
-            )
-
-        return build
 
     def comparisons(label, sub):
         prog = sub[sub["residual"] == "progressive"]
         if prog.empty:
             return
-        best = argmax(val_means(ctx, sub, "residual"), "residual")
+        best = argmax(means(ctx, sub, "residual", "val"), "residual")
+        note = f"best residual on validation: {best}" if best else ""
         for res in frames.ordered("residual", sub["residual"].unique()):
             if res == "progressive":
                 continue
             deciding = res == "original" or not has_original
-            note = f"best residual on validation: {best}" if best else ""
+            comparison, arms = f"{res} − progressive (epochs)", ("progressive", res)
+            build = partial(paired_values_row, crit, comparison, arms, values=epochs, what=what)
             arm = sub[sub["residual"] == res]
-            yield Arms(prog, arm, row_of(res), res if deciding else None, deciding, note)
+            yield Arms(prog, arm, build, res if deciding else None, note)
 
     keys = _keys(train, ["dataset"], {"residual", "attention", "fusion"})
-    return run_pipeline(
-        crit,
-        train,
-        keys,
-        comparisons,
-        lambda res, pairs: row_of(res)("pooled", pairs),
-        "no seed ran residual=progressive and another residual",
-    )
+    why = "no seed ran residual=progressive and another residual"
+    return run_pipeline(crit, train, keys, comparisons, why)
 
 
 def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
@@ -263,20 +208,12 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     evals["seed"] = evals["source_run_id"].map(train.set_index("run_id")["seed"])
     sources = train[train["run_id"].isin(evals["source_run_id"])]
 
-    def acc(target):
-        def build(label, pairs):
-            return accuracy_row(
-                ctx,
-                crit,
-                f"{label} → {target}" if target != "targets" else label,
-                "holdout − target",
-                (target, "holdout test"),
-                pairs,
-                ("eval", "test"),
-                same_images=False,
-            )
-
-        return build
+    def acc(target, label, pairs):
+        stratum = f"{label} → {target}" if target != "targets" else label
+        arms = (target, "holdout test")
+        return accuracy_row(
+            ctx, crit, "holdout − target", arms, stratum, pairs, ("eval", "test"), False
+        )
 
     def comparisons(label, sub):
         ev_sub = evals[evals["source_run_id"].isin(sub["run_id"])]
@@ -284,43 +221,29 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             ev = ev.sort_values("start_time").drop_duplicates("source_run_id", keep="last")
             target = f"{frames.dataset_label(eds)} {frames.SPLIT_NAMES.get(esplit, esplit)}"
             src = sub[sub["run_id"].isin(ev["source_run_id"])]
-            yield Arms(ev, src, acc(target), "all")
+            yield Arms(ev, src, partial(acc, target), "all")
+
+    def pooled(key, pairs):
+        return acc("targets", "pooled", pairs)
 
     keys = _keys(sources, ["dataset"], set())
-    return run_pipeline(
-        crit,
-        sources,
-        keys,
-        comparisons,
-        lambda k, pairs: acc("targets")("pooled", pairs),
-        "no eval run pairs with its training run",
-    )
+    why = "no eval run pairs with its training run"
+    return run_pipeline(crit, sources, keys, comparisons, why, pooled)
 
 
 def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
-    row = Row(
-        crit.number,
-        label,
-        "FLOPs: cbam / none − 1",
-        "none",
-        "cbam",
-        len(a),
-        len(b),
-        threshold=crit.threshold,
-        direction="<",
-        unit="%",
-        primary=True,
-        pooled=label == "pooled",
-        interval="none: a FLOP count does not vary between runs",
-        test="none (deterministic)",
-        _deterministic=True,
-    )
+    """A stratum's FLOPs row (deterministic: no interval, no test) and its log ratio."""
+    row = new_row(crit, label, "FLOPs: cbam / none − 1", arm_a="none", arm_b="cbam", primary=True)
+    row.n_a, row.n_b = len(a), len(b)
+    row.pooled = label == "pooled"
+    row.interval = "none: a FLOP count does not vary between runs"
+    row.test = "none (deterministic)"
+    row._deterministic = True
     fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
     ratio = math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan
+    row.effect = row.low = row.high = ratio_pct(ratio)
     if math.isnan(ratio):
         row._reason = "the runs logged no model/gflops"
-    else:
-        row.effect = row.low = row.high = ratio_pct(ratio)
     return row, ratio
 
 
@@ -328,28 +251,19 @@ def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     """Overhead of attention=cbam over attention=none of the same backbone: FLOPs
     (model/gflops, deterministic) and measured inference latency (perf/infer_latency_ms,
     paired by seed, tested on the log ratio against log 1.2)."""
-    none, cbam = _none_and_cbam(frame)
-    if none.empty or cbam.empty:
+    both = _none_and_cbam(frame)
+    if both is None:
         return [no_data(crit, f"{exp!r} has no attention=none and attention=cbam runs")]
-    both = pd.concat([none, cbam])
     key = LATENCY if frames.metric(both, LATENCY).notna().any() else OLD_LATENCY
-    lat = np.log(frames.metric(both, key).where(lambda s: s > 0))
-    log_lat = dict(zip(both["run_id"], lat))
+    log_lat = dict(zip(both["run_id"], np.log(frames.metric(both, key).where(lambda s: s > 0))))
     thr = math.log(1 + crit.threshold / 100)
     flops = frames.metric(both, "model/gflops")
     flop_rows, ratios = [], []
 
     def latency(label, pairs):
+        arms = ("none", "cbam")
         r = paired_values_row(
-            crit,
-            label,
-            "latency: cbam / none − 1",
-            ("none", "cbam"),
-            pairs,
-            log_lat,
-            show=ratio_pct,
-            thr=thr,
-            what=key,
+            crit, "latency: cbam / none − 1", arms, label, pairs, log_lat, ratio_pct, thr, key
         )
         r.interval = f"paired t interval of the mean log latency ratio over seeds ({key})"
         return r
@@ -364,19 +278,11 @@ def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
         yield Arms(a, b, latency, "latency")
 
     keys = _keys(both, ["backbone", "dataset"], {"attention", "fusion", "residual", "loss"})
-    rows = run_pipeline(
-        crit,
-        both,
-        keys,
-        comparisons,
-        lambda k, p: latency("pooled", p),
-        "no backbone has both arms",
-    )
+    rows = run_pipeline(crit, both, keys, comparisons, "no backbone has both arms")
     if len(flop_rows) > 1:
-        pooled, _ = _flops_row(crit, "pooled", none.iloc[:0], cbam.iloc[:0], flops)
+        pooled, _ = _flops_row(crit, "pooled", both.iloc[:0], both.iloc[:0], flops)
         pooled.comparison = "FLOPs: geometric mean over strata"
-        ok = [r for r in ratios if not math.isnan(r)]
-        if ok:
+        if ok := [r for r in ratios if not math.isnan(r)]:
             pooled.effect = pooled.low = pooled.high = ratio_pct(float(np.mean(ok)))
         flop_rows.append(pooled)
     elif flop_rows:

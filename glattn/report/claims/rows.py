@@ -1,13 +1,8 @@
-"""The claims' rows: a criterion (an experiment file's ``report.claims`` entry: threshold in
-display units, the metric named), one comparison per `Row`, and how a row's numbers are
-computed from seed pairs of runs.
-
-Accuracy rows: effect = mean over seed pairs of score(b) - score(a), each recomputed from the
-runs' per-image CSVs; the 95% interval is a bootstrap crossed over seeds and test images:
-each resample draws the seed pairs and one resample of each image set, shared by every seed
-and both arms (stats.crossed_bootstrap); p is a one-sided paired t-test over seeds against the
-threshold. Scalar rows (convergence epoch, log latency): the paired t interval and test.
-"%"/"pp" thresholds are percentage points of the metric.
+"""The claims' rows: a criterion (an experiment file's ``report.claims`` entry), one comparison
+per `Row`, and a row's statistics from seed pairs of runs. Accuracy rows: a crossed bootstrap
+interval over seeds and test images (stats.crossed_bootstrap); per-run scalar rows (convergence
+epoch, log latency): the paired t interval. p: a one-sided paired t-test over seeds against the
+threshold. "%"/"pp" thresholds are percentage points of the metric.
 """
 
 from __future__ import annotations
@@ -55,17 +50,10 @@ class Criterion:
 
 def conjunction(numbers: list[int]) -> Criterion:
     """The last criterion: every declared claim is supported (an intersection-union test)."""
-    return Criterion(
-        max(numbers, default=0) + 1,
-        f"every major claim is supported at p < {ALPHA:g}",
-        ALPHA,
-        "<",
-        "p",
-        None,
-    )
+    claim = f"every major claim is supported at p < {ALPHA:g}"
+    return Criterion(max(numbers, default=0) + 1, claim, ALPHA, "<", "p", None)
 
 
-# ---------------------------------------------------------------------------- rows
 @dataclass
 class Row:
     """One comparison of one criterion, in display units (the criterion's `unit`)."""
@@ -112,6 +100,17 @@ class Row:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
+def new_row(crit: Criterion, stratum: str, comparison: str, **values) -> Row:
+    """A row of `crit`: its threshold, direction and unit unless `values` set them."""
+    own = {"threshold": crit.threshold, "direction": crit.direction, "unit": crit.unit}
+    return Row(crit.number, stratum, comparison, **(own | values))
+
+
+def no_data(crit: Criterion, why: str) -> Row:
+    """The one row of a criterion the runs cannot check, with the reason."""
+    return new_row(crit, "all", "-", primary=True, pooled=True, _reason=why)
+
+
 @dataclass
 class Context:
     uri: str
@@ -138,38 +137,29 @@ def pairs_by_seed(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple]:
     """[(seed, run a, run b)] for the seeds both arms ran (the run set holds one run per seed
     and configuration; were there two, the later would be taken)."""
 
-    def latest(frame):
-        out = {}
-        for _, r in frame.sort_values("start_time").iterrows():
-            out[r["seed"] if r["seed"] is not None else r["run_id"]] = r["run_id"]
-        return out
+    def latest(frame):  # {seed, else the run id: run id}
+        frame = frame.sort_values("start_time")
+        seeds = frame["seed"].where(frame["seed"].notna(), frame["run_id"])
+        return dict(zip(seeds, frame["run_id"]))
 
     ra, rb = latest(a), latest(b)
     return [(s, ra[s], rb[s]) for s in sorted(ra.keys() & rb.keys(), key=str)]
 
 
 def accuracy_row(
-    ctx: Context,
-    crit: Criterion,
-    stratum: str,
-    comparison: str,
-    arms: tuple[str, str],
-    pairs: list[tuple],
-    splits: tuple[str, str] = ("test", "test"),
-    same_images: bool = True,
-    n_runs: tuple[int, int] | None = None,
+    ctx, crit, comparison, arms, stratum, pairs, splits=("test", "test"), same_images=True
 ) -> Row:
-    """Effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
-    per-image CSVs; crossed bootstrap interval, paired t-test against the threshold."""
-    row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, pct)
+    """`comparison` of the `arms` (names) in `stratum` over `pairs` ([(seed, run a, run b)]):
+    effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
+    per-image CSVs of `splits`; crossed bootstrap interval, paired t-test against the
+    threshold."""
     got, used = [], []
     for seed, ra, rb in pairs:
         pa, pb = ctx.files.predictions(ra, splits[0]), ctx.files.predictions(rb, splits[1])
         if pa is not None and pb is not None:
             got.append((seed, pa, pb))
             used.append((seed, ra, rb))
-    _set_runs(row, used)
-    lacking = len(pairs) - len(got)
+    row = _base_row(crit, stratum, comparison, arms, pairs, used, pct)
     if not got:
         row._reason = (
             f"no seed pair with {splits[0]}_probabilities.csv + split.csv artifacts in both "
@@ -178,21 +168,14 @@ def accuracy_row(
         return row
     label = f"{crit.number}|{stratum}|{comparison}"
     fill_accuracy(row, crit, got, ctx.metric, ctx.n_resamples, ctx.rng_seed(label), same_images)
-    if lacking:
+    if lacking := len(pairs) - len(got):
         row.note = join_notes(row.note, f"{lacking} seed pair(s) without per-image CSVs left out")
     return row
 
 
-def fill_accuracy(
-    row: Row,
-    crit: Criterion,
-    got: list[tuple],
-    metric: str,
-    n_resamples: int,
-    seed: int,
-    same_images: bool = True,
-) -> Row:
-    """The statistics of an accuracy row from [(seed, Predictions a, Predictions b)]."""
+def fill_accuracy(row, crit, got, metric, n_resamples, seed, same_images=True) -> Row:
+    """The statistics of an accuracy `row` of `crit` from `got`: [(seed, Predictions a,
+    Predictions b)]; `seed` seeds the bootstrap."""
     outs, dropped = [], 0
     for _, pa, pb in got:
         if same_images:
@@ -208,89 +191,60 @@ def fill_accuracy(
     iv = stats.crossed_bootstrap(outs, metric, n_resamples, seed)
     a_vals = [stats.score(a, metric) for a, _ in outs]
     b_vals = [stats.score(b, metric) for _, b in outs]
-    thr = crit.threshold / 100.0
-    t = stats.paired_t(a_vals, b_vals, thr, alternative(crit))
+    _t_test(row, a_vals, b_vals, crit.threshold / 100.0)
     row.effect, row.low, row.high = pct(iv.estimate), pct(iv.low), pct(iv.high)
-    row.interval = (
-        "crossed bootstrap: seed pairs x test images (one image draw shared by every seed "
-        f"and both arms), {iv.resamples} resamples"
-        if same_images
-        else "crossed bootstrap: seed pairs x each arm's images (one draw per image set, "
-        f"shared by every seed), {iv.resamples} resamples"
-    )
     row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
-    _finish_t(row, t, thr)
     if same_images:
+        images = "test images (one image draw shared by every seed and both arms)"
         mc = stats.mcnemar_exact(outs)
         row.mcnemar_p = mc.p_value
         row.mcnemar = f"b right/a wrong {mc.b_only}, a right/b wrong {mc.a_only}"
     else:
+        images = "each arm's images (one draw per image set, shared by every seed)"
         row.mcnemar = "n/a: the arms are scored on different images"
+    row.interval = f"crossed bootstrap: seed pairs x {images}, {iv.resamples} resamples"
     return row
 
 
 def paired_values_row(
-    crit: Criterion,
-    stratum: str,
-    comparison: str,
-    arms: tuple[str, str],
-    pairs: list[tuple],
-    values: dict,
-    n_runs=None,
-    show: Callable = lambda x: x,
-    thr: float = 0.0,
-    what: str = "",
+    crit, comparison, arms, stratum, pairs, values, show=lambda x: x, thr=0.0, what=""
 ) -> Row:
-    """A per-run scalar (convergence epoch, log latency) per seed pair: effect = mean of
-    b - a, paired t interval and paired t-test against the threshold `thr` (test space)."""
-    row = _base_row(crit, stratum, comparison, arms, pairs, n_runs, show)
-    used = [
-        (s, ra, rb)
-        for s, ra, rb in pairs
-        if not (math.isnan(values.get(ra, math.nan)) or math.isnan(values.get(rb, math.nan)))
-    ]
-    _set_runs(row, used)
-    ok = [(s, values[ra], values[rb]) for s, ra, rb in used]
-    row.n_pairs = len(ok)
-    row.seeds = " ".join(str(s) for s, _, _ in ok)
-    if not ok:
+    """A per-run scalar (`values`: {run: convergence epoch, log latency, ...}) per seed pair:
+    effect = mean of b - a, paired t interval and paired t-test against the threshold `thr`
+    (test space; `show` turns it into display units); `what` names the scalar."""
+
+    def known(run):
+        return not math.isnan(values.get(run, math.nan))
+
+    used = [(s, ra, rb) for s, ra, rb in pairs if known(ra) and known(rb)]
+    row = _base_row(crit, stratum, comparison, arms, pairs, used, show)
+    if not used:
         row._reason = f"no seed pair where both runs have {what}"
         return row
-    a, b = [x for _, x, _ in ok], [y for _, _, y in ok]
-    t = stats.paired_t(a, b, thr, alternative(crit))
-    row.effect = show(t.mean_diff)
-    row.low, row.high = show(t.low), show(t.high)
+    a, b = [values[ra] for _, ra, _ in used], [values[rb] for _, _, rb in used]
+    t = _t_test(row, a, b, thr)
+    row.effect, row.low, row.high = show(t.mean_diff), show(t.low), show(t.high)
     row.interval = "paired t interval over seeds" if t.n > 1 else ""
     row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g})"
     row.mcnemar = f"n/a: {what} is one number per run"
-    _finish_t(row, t, thr)
     return row
 
 
-def _set_runs(row: Row, used: list[tuple]) -> None:
-    """The run ids the row's numbers come from, in seed order (for checking by hand)."""
+def _base_row(crit, stratum, comparison, arms, pairs, used, show) -> Row:
+    """The row of `pairs` whose numbers come from the pairs `used`: their seeds and run ids,
+    in seed order (to check by hand)."""
+    n = len(pairs)
+    row = new_row(crit, stratum, comparison, arm_a=arms[0], arm_b=arms[1], n_a=n, n_b=n)
+    row._show, row.n_pairs = show, len(used)
+    row.seeds = " ".join(str(s) for s, _, _ in used)
     row.runs_a = " ".join(ra for _, ra, _ in used)
     row.runs_b = " ".join(rb for _, _, rb in used)
+    return row
 
 
-def _base_row(crit, stratum, comparison, arms, pairs, n_runs, show) -> Row:
-    n_a, n_b = n_runs or (len(pairs), len(pairs))
-    return Row(
-        crit.number,
-        stratum,
-        comparison,
-        arms[0],
-        arms[1],
-        n_a,
-        n_b,
-        threshold=crit.threshold,
-        direction=crit.direction,
-        unit=crit.unit,
-        _show=show,
-    )
-
-
-def _finish_t(row: Row, t: stats.PairedTest, thr: float) -> None:
+def _t_test(row: Row, a: list, b: list, thr: float) -> stats.PairedTest:
+    """The one-sided paired t-test of b - a against `thr` (test space), kept on the row."""
+    t = stats.paired_t(a, b, thr, "greater" if row.direction == ">" else "less")
     row.p = t.p_value
     row._sd, row._thr = t.sd_diff, thr
     sign = 1 if row.direction == ">" else -1
@@ -299,32 +253,18 @@ def _finish_t(row: Row, t: stats.PairedTest, thr: float) -> None:
         row._reason = f"no t-test: {t.reason}"
     elif t.reason:  # zero spread: p = 1, the row stays in Holm's family (verdict.judge)
         row._reason = t.reason
+    return t
 
 
-def alternative(crit: Criterion) -> str:
-    return "greater" if crit.direction == ">" else "less"
-
-
-def val_means(ctx: Context, frame: pd.DataFrame, factor: str) -> dict[str, float]:
-    """{level: mean over seeds of best/val/<metric>} (else recomputed from the runs'
-    val_probabilities.csv) — what 'best' is chosen on, never the test split."""
-    vals = metric(frame, f"best/val/{ctx.metric}")
+def means(ctx: Context, frame: pd.DataFrame, factor: str, split: str) -> dict[str, float]:
+    """{level: mean over seeds of the `split` score}: best/val/<metric> where logged (val),
+    else recomputed from the runs' <split>_probabilities.csv. 'Best' is chosen on val."""
     out = {}
     for level, sub in frame.groupby(factor):
-        v = vals.loc[sub.index].dropna().tolist()
+        v = metric(sub, f"best/val/{ctx.metric}").dropna().tolist() if split == "val" else []
         if not v:
-            preds = [ctx.files.predictions(r, "val") for r in sub["run_id"]]
+            preds = [ctx.files.predictions(r, split) for r in sub["run_id"]]
             v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
-        if v:
-            out[level] = float(np.mean(v))
-    return out
-
-
-def test_means(ctx: Context, frame: pd.DataFrame, factor: str) -> dict[str, float]:
-    out = {}
-    for level, sub in frame.groupby(factor):
-        preds = [ctx.files.predictions(r, "test") for r in sub["run_id"]]
-        v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
         if v:
             out[level] = float(np.mean(v))
     return out
@@ -339,18 +279,3 @@ def argmax(means: dict, factor: str) -> str | None:
 
 def join_notes(*parts) -> str:
     return "; ".join(p for p in parts if p)
-
-
-def no_data(crit: Criterion, why: str) -> Row:
-    """The one row of a criterion the runs cannot check, with the reason."""
-    return Row(
-        crit.number,
-        "all",
-        "-",
-        threshold=crit.threshold,
-        direction=crit.direction,
-        unit=crit.unit,
-        primary=True,
-        pooled=True,
-        _reason=why,
-    )

@@ -15,61 +15,48 @@ from glattn.report.claims.rows import (
     SUPPORTED,
     Criterion,
     Row,
+    new_row,
 )
 
 
 def judge(row: Row) -> None:
     """Verdict and reason of a row whose Holm-adjusted p is set."""
-    thr, lo, hi, d = row.threshold, row.low, row.high, row.direction
-    u = "" if row.unit in ("%", "p") else " "
-    unit = f"{u}{row.unit}"
-    iv = f"[{lo:.2f}, {hi:.2f}]{unit}"
-    beyond = (lo > thr) if d == ">" else (hi < thr)
-    short = (hi <= thr) if d == ">" else (lo >= thr)
-    side = "above" if d == ">" else "below"
-    if row._deterministic:
-        if math.isnan(row.effect):
-            row.verdict, row.reason = INCONCLUSIVE, row._reason or "no value"
-        elif (row.effect > thr) if d == ">" else (row.effect < thr):
-            row.verdict = SUPPORTED
-            row.reason = f"{row.effect:.2f}{unit} is {side} {thr:g}{unit}; {row.interval}"
-        else:
-            row.verdict = NOT_SUPPORTED
-            row.reason = f"{row.effect:.2f}{unit} is not {side} {thr:g}{unit}; {row.interval}"
-        return
-    if row.n_pairs == 0 or math.isnan(row.effect):
-        row.verdict, row.reason = INCONCLUSIVE, row._reason or "no paired runs"
-        return
-    if row.n_pairs < MIN_PAIRS:
-        row.verdict = INCONCLUSIVE
+    thr, lo, hi, above = row.threshold, row.low, row.high, row.direction == ">"
+    unit = ("" if row.unit in ("%", "p") else " ") + row.unit
+    iv, side = f"[{lo:.2f}, {hi:.2f}]{unit}", "above" if above else "below"
+    row.verdict = INCONCLUSIVE
+    if math.isnan(row.effect) or not (row._deterministic or row.n_pairs):
+        row.reason = row._reason or ("no value" if row._deterministic else "no paired runs")
+    elif row._deterministic:
+        holds = row.effect > thr if above else row.effect < thr
+        row.verdict = SUPPORTED if holds else NOT_SUPPORTED
+        is_side = f"is {side}" if holds else f"is not {side}"
+        row.reason = f"{row.effect:.2f}{unit} {is_side} {thr:g}{unit}; {row.interval}"
+    elif row.n_pairs < MIN_PAIRS:
         row.reason = (
             f"too few runs: {row.n_pairs} seed pair(s), the paired t-test needs at least "
             f"{MIN_PAIRS}"
         )
-    elif short:
+    elif hi <= thr if above else lo >= thr:
         row.verdict = NOT_SUPPORTED
         row.reason = f"the whole 95% interval {iv} is on the wrong side of {thr:g}{unit}"
-    elif not beyond:
-        row.verdict = INCONCLUSIVE
+    elif not (lo > thr if above else hi < thr):
         row.reason = f"the 95% interval {iv} contains the threshold {thr:g}{unit}"
     elif math.isnan(row.p_holm):
-        row.verdict = INCONCLUSIVE
         row.reason = f"the 95% interval {iv} clears {thr:g}{unit}, but {row._reason}"
     elif row.p_holm >= ALPHA:
-        row.verdict = INCONCLUSIVE
+        spread = f" ({row._reason})" if row._reason else ""  # zero spread
         row.reason = (
             f"the 95% interval {iv} clears {thr:g}{unit}, but the seeds do not agree: "
-            f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}"
+            f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}{spread}"
         )
-        if row._reason:  # zero spread
-            row.reason += f" ({row._reason})"
     else:
         row.verdict = SUPPORTED
         row.reason = (
             f"the 95% interval {iv} is {side} {thr:g}{unit} and the Holm-adjusted "
             f"p = {row.p_holm:.3g} < {ALPHA}"
         )
-    if row.verdict == INCONCLUSIVE:
+    if row.verdict == INCONCLUSIVE and row.n_pairs and not math.isnan(row.effect):
         _power(row)
 
 
@@ -104,21 +91,20 @@ def adjust_and_judge(rows: list[Row]) -> None:
 
 
 def combine(verdicts: list[str]) -> str:
-    if not verdicts:
-        return INCONCLUSIVE
+    """Not supported if any is, supported if all are (and there are some), else inconclusive."""
     if NOT_SUPPORTED in verdicts:
         return NOT_SUPPORTED
-    return SUPPORTED if all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
+    return SUPPORTED if verdicts and all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
 
 
 def headline(rows: list[Row], number: int) -> list[Row]:
     """The rows that decide a claim: its primary pooled rows, else its primary rows."""
     mine = [r for r in rows if r.claim == number and r.primary]
-    pooled = [r for r in mine if r.pooled]
-    return pooled or mine
+    return [r for r in mine if r.pooled] or mine
 
 
-def _span(numbers: list[int]) -> str:
+def span(numbers: list[int]) -> str:
+    """'1-5' for a run of consecutive numbers, else '1, 3'."""
     lo, hi = min(numbers), max(numbers)
     if list(numbers) == list(range(lo, hi + 1)) and hi > lo:
         return f"{lo}-{hi}"
@@ -128,33 +114,17 @@ def _span(numbers: list[int]) -> str:
 def claim6(rows: list[Row], crit: Criterion, numbers: list[int]) -> Row:
     """The conjunction `crit` of the criteria `numbers`: supported only when each deciding
     row is; its p is the largest of their Holm-adjusted p-values."""
-    parts, ps = [], []
-    for n in numbers:
-        head = headline(rows, n)
-        v = combine([r.verdict for r in head])
-        parts.append((n, v))
-        ps += [r.p_holm for r in head if not math.isnan(r.p_holm)]
-    verdict = combine([v for _, v in parts])
-    p = max(ps) if ps else math.nan
-    listing = ", ".join(f"{n}: {v}" for n, v in parts)
-    if verdict == SUPPORTED:
-        why = f"criteria {_span(numbers)} are all supported after Holm's adjustment ({listing})"
-    elif verdict == NOT_SUPPORTED:
-        why = f"not every criterion holds ({listing})"
-    else:
-        why = f"not every criterion is decided ({listing})"
-    return Row(
-        crit.number,
-        "all",
-        f"criteria {_span(numbers)} together",
-        test="intersection-union: the largest Holm-adjusted p of the deciding rows",
-        p=p,
-        p_holm=p,
-        threshold=crit.threshold,
-        direction="<",
-        unit="p",
-        verdict=verdict,
-        reason=why,
-        primary=True,
-        pooled=True,
-    )
+    heads = {n: headline(rows, n) for n in numbers}
+    parts = {n: combine([r.verdict for r in head]) for n, head in heads.items()}
+    ps = [r.p_holm for head in heads.values() for r in head if not math.isnan(r.p_holm)]
+    row = new_row(crit, "all", f"criteria {span(numbers)} together", primary=True, pooled=True)
+    row.test = "intersection-union: the largest Holm-adjusted p of the deciding rows"
+    row.p = row.p_holm = max(ps, default=math.nan)
+    row.verdict = combine(list(parts.values()))
+    why = {
+        SUPPORTED: f"criteria {span(numbers)} are all supported after Holm's adjustment",
+        NOT_SUPPORTED: "not every criterion holds",
+    }.get(row.verdict, "not every criterion is decided")
+    listing = ", ".join(f"{n}: {v}" for n, v in parts.items())
+    row.reason = f"{why} ({listing})"
+    return row
