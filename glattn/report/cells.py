@@ -57,6 +57,11 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def points(value: float) -> str:
+    """A difference of two fractions in signed percentage points."""
+    return f"{100 * value:+.2f}"
+
+
 def millions(v: float) -> str:
     return f"{v / 1e6:.2f}"
 
@@ -158,7 +163,7 @@ def p_cell(cmp: stats.Comparison) -> Cell:
 def diff_cell(cmp: stats.Comparison) -> Cell:
     if math.isnan(cmp.diff):
         return Cell.missing(f"no difference: {cmp.reason}")
-    return Cell(f"{100 * cmp.diff:+.2f}", cmp.diff, p_value=cmp.p_value)
+    return Cell(points(cmp.diff), cmp.diff, p_value=cmp.p_value)
 
 
 def caption_stats(ctx: Context) -> str:

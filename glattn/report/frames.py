@@ -62,11 +62,8 @@ def restrict(frame: pd.DataFrame, baseline: dict) -> pd.DataFrame:
 
 def varying(frame: pd.DataFrame, exclude=()) -> list[str]:
     """The row keys (factors, then ``variant``) with more than one value in `frame`."""
-    return [
-        f
-        for f in ROW_KEYS
-        if f not in exclude and f in frame and frame[f].nunique(dropna=True) > 1
-    ]
+    keys = [f for f in ROW_KEYS if f not in exclude and f in frame]
+    return [f for f in keys if frame[f].nunique(dropna=True) > 1]
 
 
 def combos(frame: pd.DataFrame, keys: list[str]) -> list[tuple]:

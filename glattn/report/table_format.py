@@ -122,7 +122,10 @@ class Table:
             hrules=True,
             caption=latex_escape(caption),
             label=f"tab:{self.key}",
-            column_format=self._column_format(),
+            column_format="".join(
+                COLUMN_TYPES.get(name, "l" if i < self.label_columns else "r")
+                for i, name in enumerate(self.columns)
+            ),
             position="t",
             position_float="centering",
         )
@@ -131,12 +134,6 @@ class Table:
             return tex
         notes = "\\par\\vspace{2pt}{\\footnotesize " + " \\\\ ".join(foot) + "}\n"
         return tex.replace("\\end{table}", notes + "\\end{table}")
-
-    def _column_format(self) -> str:
-        return "".join(
-            COLUMN_TYPES.get(name, "l" if i < self.label_columns else "r")
-            for i, name in enumerate(self.columns)
-        )
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy form: one line per cell with its numbers, text and footnote."""

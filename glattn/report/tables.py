@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 
 import pandas as pd
 
@@ -19,12 +20,6 @@ from glattn.report.frames import ordered as ordered
 from glattn.report.table_format import Cell, Table
 from glattn.report.tables_eval import table5 as table5
 from glattn.report.tables_eval import table6 as table6
-
-PAIRED_NOTE = (
-    "two-sided paired t-test by seed against the {base} row of the same data set "
-    "(scipy.stats.ttest_rel; Welch's t-test when the seeds differ), the claims' test; "
-    "p = 1 when the paired differences are all equal"
-)
 
 
 def _extra_keys(frame: pd.DataFrame, spec, *more: str) -> list[str]:
@@ -50,14 +45,11 @@ def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     cols = [spec.group.capitalize()] + [k.capitalize() for k in extra] + ["Params (M)"]
     cols += [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
     cols += [f"{dataset_label(d)} train time (min)" for d in datasets]
+    caption = f"{_pinned(spec)} (plain backbone). {cells.caption_stats(ctx)}; training time "
+    caption += "time/train_total_s in minutes."
+    best = {c: "max" for c in cols if c.endswith(METRICS[ctx.metric])}
     table = Table(
-        decl.experiment,
-        decl.title,
-        f"{_pinned(spec)} (plain backbone). {cells.caption_stats(ctx)}; training time "
-        "time/train_total_s in minutes.",
-        cols,
-        label_columns=1 + len(extra),
-        best={c: "max" for c in cols if c.endswith(METRICS[ctx.metric])},
+        decl.experiment, decl.title, caption, cols, best=best, label_columns=1 + len(extra)
     )
     for levels, sub in grid(frame, [spec.group] + extra, ctx):
         per_ds = [sub[sub["dataset"] == d] for d in datasets]
@@ -135,15 +127,18 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     p_cols = [f"{dataset_label(d)} p vs {base}" for d in datasets] if base else []
     added = extra_cols(datasets)
     cols = [k.capitalize() for k in extra] + [subject.capitalize()] + metric_cols + p_cols
-    pinned = _pinned(spec)
-    tested = f" p vs {base}: {PAIRED_NOTE.format(base=base)}" if base else ""
+    cols += [name for name, _ in added] + ["Reference"]
+    caption = ". ".join(filter(None, [_pinned(spec), cells.caption_stats(ctx)])) + "."
+    caption += (
+        f" p vs {base}: two-sided paired t-test by seed against the {base} row of the same data "
+        "set (scipy.stats.ttest_rel; Welch's t-test when the seeds differ), the claims' test; "
+        "p = 1 when the paired differences are all equal"
+        if base
+        else ""
+    )
+    best = dict.fromkeys(metric_cols, "max")
     table = Table(
-        decl.experiment,
-        decl.title,
-        f"{pinned}{'. ' if pinned else ''}{cells.caption_stats(ctx)}.{tested}",
-        cols + [name for name, _ in added] + ["Reference"],
-        label_columns=len(extra) + 1,
-        best={c: "max" for c in metric_cols},
+        decl.experiment, decl.title, caption, cols, best=best, label_columns=len(extra) + 1
     )
     refs = cells.references(subject, runs)
     for glevels, gframe in grid(frame, extra, ctx, full=False):
@@ -199,52 +194,43 @@ def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
 def table4(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """A subject table (residual strategies) with each option's convergence epoch per data
     set."""
-    frac, key = ctx.convergence_fraction, f"val/{ctx.metric}"
-
-    def conv(dataset):
-        def cell(sub, group):
-            sub = sub[sub["dataset"] == dataset]
-            if sub.empty:
-                return Cell.missing(NO_RUNS)
-            if ctx.history is None:
-                return Cell.missing("metric history not available")
-            hist = ctx.history(list(sub["run_id"]), key)
-            epochs = pd.Series(
-                [stats.convergence_epoch(hist.get(r, {}), frac) for r in sub["run_id"]],
-                index=sub.index,
-                dtype=float,
-            )
-            seeds, note = cells.by_seed(sub, epochs)
-            missing = f"runs logged no per-epoch {key}"
-            return cells.summary_cell(seeds, "{:.1f}".format, note, missing)
-
-        return cell
-
     t = subject_table(
         runs,
         ctx,
         decl,
-        lambda datasets: [(f"{dataset_label(d)} conv. epoch", conv(d)) for d in datasets],
+        lambda ds: [
+            (f"{dataset_label(d)} conv. epoch", partial(_convergence, ctx, d)) for d in ds
+        ],
     )
     if t is not None:
         t.caption += (
-            f" Convergence epoch: the first epoch whose {key} reaches "
-            f"{frac:.0%} of the run's best, mean ± std over seeds."
+            f" Convergence epoch: the first epoch whose val/{ctx.metric} reaches "
+            f"{ctx.convergence_fraction:.0%} of the run's best, mean ± std over seeds."
         )
     return t
 
 
+def _convergence(ctx: Context, dataset: str, sub: pd.DataFrame, group) -> Cell:
+    """Table 4's convergence epoch of one data set's runs, over seeds."""
+    sub = sub[sub["dataset"] == dataset]
+    if sub.empty:
+        return Cell.missing(NO_RUNS)
+    if ctx.history is None:
+        return Cell.missing("metric history not available")
+    key = f"val/{ctx.metric}"
+    hist = ctx.history(list(sub["run_id"]), key)
+    fraction = ctx.convergence_fraction
+    epochs = [stats.convergence_epoch(hist.get(r, {}), fraction) for r in sub["run_id"]]
+    seeds, note = cells.by_seed(sub, pd.Series(epochs, sub.index, float))
+    return cells.summary_cell(seeds, "{:.1f}".format, note, f"runs logged no per-epoch {key}")
+
+
 def tables_for(experiment: str, catalog: declared.Catalog | None = None) -> list[int] | None:
-    """The tables an experiment name asks for (declared.Catalog.tables_for)."""
+    """The tables an experiment name asks for (`declared.Catalog.tables_for`)."""
     return (catalog or declared.load()).tables_for(experiment)
 
 
-def build_tables(
-    runs: pd.DataFrame,
-    ctx: Context,
-    which: list[int] | None,
-    catalog: declared.Catalog | None = None,
-) -> dict:
+def build_tables(runs: pd.DataFrame, ctx: Context, which, catalog=None) -> dict:
     """{number: Table or None} of the declared tables `which` (default: all); None where a
     table has no data in these runs."""
     by_number = (catalog or declared.load()).by_number()

@@ -65,13 +65,9 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
                 else f"eval runs logged no eval/{ctx.metric}"
             )
             paired = {k: hold[k] - ev_vals[k] for k in hold.keys() & ev_vals.keys()}
-            row.append(summary_cell(ev_vals, missing=miss))
-            row.append(
-                summary_cell(
-                    paired, lambda v: f"{100 * v:+.2f}", missing="no paired holdout/target runs"
-                )
-            )
             cmp = stats.compare({k: ev_vals[k] for k in paired}, {k: hold[k] for k in paired})
+            row.append(summary_cell(ev_vals, missing=miss))
+            row.append(summary_cell(paired, cells.points, missing="no paired holdout/target runs"))
             row.append(cells.p_cell(cmp))
         table.add_row(row)
     return table
