@@ -65,12 +65,15 @@ class Table:
         notes = dict.fromkeys(cell.note for row in self.rows for cell in row if cell.note)
         return {note: _marker(i) for i, note in enumerate(notes)}
 
+    def _cells(self, attr: str, dtype=object) -> pd.DataFrame:
+        """One attribute of every cell, by position."""
+        values = [[getattr(c, attr) for c in row] for row in self.rows]
+        return pd.DataFrame(values, columns=range(len(self.columns)), dtype=dtype)
+
     def bold(self) -> pd.DataFrame:
         """Which cells are bold, by position: those marked bold and the best finite mean of
         each column in `best` (ties all bold; none where fewer than two cells have one)."""
-        shape = {"columns": range(len(self.columns))}
-        out = pd.DataFrame([[c.bold for c in r] for r in self.rows], dtype=bool, **shape)
-        means = pd.DataFrame([[c.mean for c in r] for r in self.rows], dtype=float, **shape)
+        out, means = self._cells("bold", bool), self._cells("mean", float)
         means = means.where(np.isfinite(means))
         for name, how in self.best.items():
             if name in self.columns:
@@ -81,18 +84,10 @@ class Table:
 
     def _display(self, escape, mark: str, bold: str = "{}") -> pd.DataFrame:
         """The cells' text escaped, `bold` around bold cells, the footnote `mark` after."""
-        marks, strong = self.footnotes(), self.bold().to_numpy()
-        return pd.DataFrame(
-            [
-                [
-                    (bold if strong[i, j] else "{}").format(escape(c.text))
-                    + (mark.format(marks[c.note]) if c.note else "")
-                    for j, c in enumerate(row)
-                ]
-                for i, row in enumerate(self.rows)
-            ],
-            columns=range(len(self.columns)),
-        )
+        marks = self.footnotes()
+        text = self._cells("text").map(escape)
+        notes = self._cells("note").map(lambda note: mark.format(marks[note]) if note else "")
+        return text.where(~self.bold(), text.map(bold.format)) + notes
 
     # -- renderers -------------------------------------------------------------------
     def to_markdown(self) -> str:

@@ -129,32 +129,27 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     cols = [k.capitalize() for k in extra] + [subject.capitalize()] + metric_cols + p_cols
     cols += [name for name, _ in added] + ["Reference"]
     caption = ". ".join(filter(None, [_pinned(spec), cells.caption_stats(ctx)])) + "."
-    caption += (
-        f" p vs {base}: two-sided paired t-test by seed against the {base} row of the same data "
-        "set (scipy.stats.ttest_rel; Welch's t-test when the seeds differ), the claims' test; "
-        "p = 1 when the paired differences are all equal"
-        if base
-        else ""
-    )
+    if base:
+        caption += (
+            f" p vs {base}: two-sided paired t-test by seed against the {base} row of the same "
+            "data set (scipy.stats.ttest_rel; Welch's t-test when the seeds differ), the claims' "
+            "test; p = 1 when the paired differences are all equal"
+        )
     best = dict.fromkeys(metric_cols, "max")
     table = Table(
         decl.experiment, decl.title, caption, cols, best=best, label_columns=len(extra) + 1
     )
     refs = cells.references(subject, runs)
+    contexts = [dataclasses.replace(ctx, metric=m) for m in metrics]
     for glevels, gframe in grid(frame, extra, ctx, full=False):
         for (level,), sub in grid(gframe, [subject], ctx):
             row = [Cell(str(v)) for v in glevels] + [Cell(level)]
-            for m in metrics:
-                mctx = dataclasses.replace(ctx, metric=m)
-                row += [metric_cell(sub[sub["dataset"] == d], mctx) for d in datasets]
+            row += [metric_cell(sub[sub["dataset"] == d], c) for c in contexts for d in datasets]
             if base:
                 row += [_vs_baseline(sub, gframe, spec, d, ctx) for d in datasets]
             row += [cell(sub, gframe) for _, cell in added]
-            row.append(
-                Cell(refs[level])
-                if level in refs
-                else Cell.missing(f"no reference recorded for {subject}={level}")
-            )
+            no_ref = f"no reference recorded for {subject}={level}"
+            row.append(Cell(refs[level]) if level in refs else Cell.missing(no_ref))
             table.add_row(row)
     return table
 

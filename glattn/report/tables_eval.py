@@ -142,6 +142,15 @@ def _setting(frame: pd.DataFrame) -> str:
     )
 
 
+def _costs(sub: pd.DataFrame) -> list[Cell]:
+    """Parameters, GFLOPs and latency of one configuration's runs."""
+    return [
+        constant_cell(sub, "model/params_total", cells.millions),
+        constant_cell(sub, "model/gflops", "{:.2f}".format),
+        _latency_cell(sub),
+    ]
+
+
 def _overhead(mine: Cell, ref: Cell) -> Cell:
     """`mine` relative to the baseline's `ref`, in percent."""
     if math.isnan(mine.mean) or math.isnan(ref.mean) or ref.mean == 0:
@@ -157,7 +166,6 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     if frame.empty or metric(frame, "model/gflops").isna().all():
         return None
     frame = measured_by_source(frame, MEASURED, ctx.history)
-    n_reused = int(reused(frame).sum())
     keys = ["backbone"] + varying(frame, exclude={"backbone", "dataset", "loss"})
     if "attention" not in keys:
         keys.append("attention")
@@ -165,34 +173,23 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         keys.append("dataset")
     memory = [(k, name) for k, name in MEMORY.items() if metric(frame, k).notna().any()]
     memory = memory or [(OLD_MEMORY, "Peak mem (MB, unlabelled: old runs)")]
-    cols = [k.capitalize() for k in keys]
-    cols += ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)"]
+    cols = [k.capitalize() for k in keys] + ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)"]
     cols += [name for _, name in memory]
     cols += ["Params overhead", "FLOPs overhead", "Latency overhead"]
-    table = Table(
-        decl.experiment,
-        decl.title,
+    caption = (
         "Parameters and forward GFLOPs (batch 1, at the data set's image size); training "
         f"throughput perf/train_img_s (last epoch); {_setting(frame)}; memory: CPU max RSS "
         "of the process, GPU peak allocated; mean ± std over seeds. Overheads are relative "
         "to the attention=none run of the same backbone (and data set). (!): spread above "
         "10% of the median."
-        + (
-            f" {n_reused} reused run(s): throughput, latency and memory of the runs that "
-            "trained them (NOTES.md)."
-            if n_reused
-            else ""
-        ),
-        cols,
-        label_columns=len(keys),
-        best={"Params (M)": "min", "GFLOPs": "min", "Latency (ms)": "min", "Train img/s": "max"},
     )
+    if n_reused := int(reused(frame).sum()):
+        caption += f" {n_reused} reused run(s): throughput, latency and memory of the runs that "
+        caption += "trained them (NOTES.md)."
+    best = {"Params (M)": "min", "GFLOPs": "min", "Latency (ms)": "min", "Train img/s": "max"}
+    table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
     for levels, sub in grid(frame, keys, ctx, full=False):
-        mine = [
-            constant_cell(sub, "model/params_total", cells.millions),
-            constant_cell(sub, "model/gflops", "{:.2f}".format),
-            _latency_cell(sub),
-        ]
+        mine = _costs(sub)
         row = [Cell(str(v)) for v in levels] + mine[:2]
         row += [cells.logged_cell(sub, "perf/train_img_s", "{:.1f}".format, NO_RUNS), mine[2]]
         row += [cells.logged_cell(sub, key, "{:.0f}".format) for key, _ in memory]
@@ -202,14 +199,8 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
             if k in ("backbone", "dataset"):
                 base = base[base[k] == v]
         if base.empty:
-            why = "no attention=none baseline run for this backbone"
-            row += [Cell.missing(why) for _ in mine]
+            row += [Cell.missing("no attention=none baseline run for this backbone") for _ in mine]
         else:
-            refs = [
-                constant_cell(base, "model/params_total", str),
-                constant_cell(base, "model/gflops", str),
-                _latency_cell(base),
-            ]
-            row += [_overhead(m, r) for m, r in zip(mine, refs)]
+            row += [_overhead(m, r) for m, r in zip(mine, _costs(base))]
         table.add_row(row)
     return table
