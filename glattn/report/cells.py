@@ -40,6 +40,15 @@ class Context:
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} not one of {sorted(METRICS)}")
 
+    def levels(self, frame: pd.DataFrame, factor: str) -> list:
+        """Levels present in the runs, plus those the experiment's sweep asked for."""
+        present = list(frame[factor].dropna().unique()) if factor in frame else []
+        return frames.ordered(factor, present + list(self.expected.get(factor, [])))
+
+    def grid(self, frame: pd.DataFrame, keys: list[str], full: bool = True):
+        """frames.groups over the levels present plus those the sweep asked for."""
+        return frames.groups(frame, keys, self.levels, full)
+
 
 def metric_name(metric: str) -> str:
     """The metric's name without its unit: 'balanced_acc' -> 'Balanced acc.'."""
@@ -64,17 +73,6 @@ def points(value: float) -> str:
 
 def millions(v: float) -> str:
     return f"{v / 1e6:.2f}"
-
-
-def levels_of(frame: pd.DataFrame, factor: str, ctx: Context) -> list:
-    """Levels present in the runs, plus those the experiment's sweep asked for."""
-    present = list(frame[factor].dropna().unique()) if factor in frame else []
-    return frames.ordered(factor, present + list(ctx.expected.get(factor, [])))
-
-
-def grid(frame: pd.DataFrame, keys: list[str], ctx: Context, full: bool = True):
-    """frames.groups over the levels present plus those the sweep asked for."""
-    yield from frames.groups(frame, keys, lambda f, k: levels_of(f, k, ctx), full)
 
 
 def summary_cell(

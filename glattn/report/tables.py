@@ -13,7 +13,7 @@ from functools import partial
 import pandas as pd
 
 from glattn.report import cells, declared, stats
-from glattn.report.cells import METRICS, NO_RUNS, Context, grid, levels_of, metric_cell
+from glattn.report.cells import METRICS, NO_RUNS, Context, metric_cell
 from glattn.report.cells import VAL_NOTE as VAL_NOTE  # re-exported, as are ordered, table5/6
 from glattn.report.frames import dataset_label, restrict, trained, varying
 from glattn.report.frames import ordered as ordered
@@ -41,7 +41,7 @@ def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     if frame.empty:
         return None
     extra = _extra_keys(frame, spec)
-    datasets = levels_of(frame, "dataset", ctx)
+    datasets = ctx.levels(frame, "dataset")
     cols = [spec.group.capitalize()] + [k.capitalize() for k in extra] + ["Params (M)"]
     cols += [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
     cols += [f"{dataset_label(d)} train time (min)" for d in datasets]
@@ -51,7 +51,7 @@ def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     table = Table(
         decl.experiment, decl.title, caption, cols, best=best, label_columns=1 + len(extra)
     )
-    for levels, sub in grid(frame, [spec.group] + extra, ctx):
+    for levels, sub in ctx.grid(frame, [spec.group] + extra):
         per_ds = [sub[sub["dataset"] == d] for d in datasets]
         row = [Cell(str(v)) for v in levels]
         row.append(cells.constant_cell(sub, "model/params_total", cells.millions))
@@ -88,7 +88,7 @@ def table2(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         label_columns=2 + len(extra),
         best={base: "max", "CBAM": "max"},
     )
-    for levels, sub in grid(frame, ["dataset", "backbone"] + extra, ctx):
+    for levels, sub in ctx.grid(frame, ["dataset", "backbone"] + extra):
         none, att = sub[sub[group] == base], sub[sub[group] == "cbam"]
         cmp = stats.compare(*(cells.seed_scores(f, ctx.metric) for f in (none, att)))
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
@@ -113,14 +113,12 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
         return None
     extra = _extra_keys(frame, spec)
     keep = [
-        sub
-        for _, sub in grid(frame, extra, ctx, full=False)
-        if asked or sub[subject].nunique() > 1
+        sub for _, sub in ctx.grid(frame, extra, full=False) if asked or sub[subject].nunique() > 1
     ]
     if not keep:
         return None
     frame = pd.concat(keep)
-    datasets = levels_of(frame, "dataset", ctx)
+    datasets = ctx.levels(frame, "dataset")
     # --metric, when not among the declared metric columns, replaces them
     metrics = list(spec.metrics) if ctx.metric in spec.metrics else [ctx.metric]
     metric_cols = [f"{dataset_label(d)} {METRICS[m]}" for m in metrics for d in datasets]
@@ -141,8 +139,8 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     )
     refs = cells.references(subject, runs)
     contexts = [dataclasses.replace(ctx, metric=m) for m in metrics]
-    for glevels, gframe in grid(frame, extra, ctx, full=False):
-        for (level,), sub in grid(gframe, [subject], ctx):
+    for glevels, gframe in ctx.grid(frame, extra, full=False):
+        for (level,), sub in ctx.grid(gframe, [subject]):
             row = [Cell(str(v)) for v in glevels] + [Cell(level)]
             row += [metric_cell(sub[sub["dataset"] == d], c) for c in contexts for d in datasets]
             if base:

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from glattn.report import cells, stats
-from glattn.report.cells import NO_RUNS, Context, constant_cell, grid, metric_cell, summary_cell
+from glattn.report.cells import NO_RUNS, Context, constant_cell, metric_cell, summary_cell
 from glattn.report.frames import SPLIT_NAMES, dataset_label, metric, rank, trained, varying
 from glattn.report.provenance import measured_by_source, reused
 from glattn.report.table_format import Cell, Table
@@ -45,7 +45,7 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         cols,
         label_columns=len(keys),
     )
-    for levels, sub in grid(sources, keys, ctx, full=False):
+    for levels, sub in ctx.grid(sources, keys, full=False):
         # both arms keyed by the source run's seed, so that they pair exactly
         seeds = sub.set_index("run_id")["seed"]
         hold = _by_source(seeds, sub["run_id"], cells.score(sub, ctx.metric)[0])
@@ -188,7 +188,7 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         caption += "trained them (NOTES.md)."
     best = {"Params (M)": "min", "GFLOPs": "min", "Latency (ms)": "min", "Train img/s": "max"}
     table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
-    for levels, sub in grid(frame, keys, ctx, full=False):
+    for levels, sub in ctx.grid(frame, keys, full=False):
         mine = _costs(sub)
         row = [Cell(str(v)) for v in levels] + mine[:2]
         row += [cells.logged_cell(sub, "perf/train_img_s", "{:.1f}".format, NO_RUNS), mine[2]]
