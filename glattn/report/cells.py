@@ -75,12 +75,7 @@ def millions(v: float) -> str:
     return f"{v / 1e6:.2f}"
 
 
-def summary_cell(
-    values: dict,
-    scale: Callable[[float], str] = pct,
-    note: str | None = None,
-    missing: str = NO_RUNS,
-) -> Cell:
+def summary_cell(values: dict, scale=pct, note: str | None = None, missing=NO_RUNS) -> Cell:
     """`{seed: value}` -> 'mean ± std (n=k)' (no ± for n=1), or a dash + footnote."""
     s = stats.summarize(values)
     if s.n == 0:
@@ -107,7 +102,7 @@ def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
         value = values.get(idx, math.nan)
         if key in out:
             dup += 1
-        elif value is not None and not (isinstance(value, float) and math.isnan(value)):
+        elif pd.notna(value):
             out[key] = float(value)
     note = f"{dup} run(s) repeat a seed of this row; only the first run per seed is used"
     return out, (note if dup else None)

@@ -1,7 +1,6 @@
-"""Table builders ``(runs, ctx, decl) -> Table | None`` that an experiment file's ``report:``
-block names (glattn.report.declared): the generic `subject_table` and Tables 1-4 (5 and 6 are
-in tables_eval.py). A factor that is not the table's subject is pinned to its declared value;
-a row key still varying after that becomes an extra row key, so configurations never pool.
+"""Table builders ``(runs, ctx, decl) -> Table | None`` named by the experiment files' ``report:``
+blocks: `subject_table` and Tables 1-4 (5, 6: tables_eval). Factors other than the subject are
+pinned as declared; a row key still varying becomes an extra row key (never pooled).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import pandas as pd
 from glattn.report import cells, declared, stats
 from glattn.report.cells import METRICS, NO_RUNS, Context, metric_cell
 from glattn.report.cells import VAL_NOTE as VAL_NOTE  # re-exported, as are ordered, table5/6
-from glattn.report.frames import dataset_label, restrict, trained, varying
+from glattn.report.frames import dataset_label, restrict, select, trained, varying
 from glattn.report.frames import ordered as ordered
 from glattn.report.table_format import Cell, Table
 from glattn.report.tables_eval import table5 as table5
@@ -35,9 +34,7 @@ def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """One row per option of the group (backbones) with the pinned groups held (attention
     none): parameters, metric per data set, training time."""
     spec = decl.spec
-    frame = trained(runs)
-    for key, value in spec.pinned.items():
-        frame = frame[frame[key] == value]
+    frame = select(trained(runs), list(spec.pinned), list(spec.pinned.values()))
     if frame.empty:
         return None
     extra = _extra_keys(frame, spec)
@@ -74,21 +71,18 @@ def table2(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         return None
     cbam = restrict(frame[frame[group] == "cbam"], dict(spec.pinned))
     frame = pd.concat([frame[frame[group] == base], cbam])
-    extra = _extra_keys(frame, spec, "backbone")
-    cols = ["Data set", "Backbone"] + [k.capitalize() for k in extra]
+    keys = ["dataset", "backbone"] + _extra_keys(frame, spec, "backbone")
+    cols = ["Data set", "Backbone"] + [k.capitalize() for k in keys[2:]]
     cols += [base, "CBAM", f"Δ (CBAM − {base})", "p", "Test"]
-    table = Table(
-        decl.experiment,
-        decl.title,
+    caption = (
         f"{cells.caption_stats(ctx)}. CBAM runs use {_pinned(spec)}. "
         "Δ in percentage points. p: two-sided paired t-test by seed (scipy.stats.ttest_rel) "
         "when both arms ran the same seeds, Welch's unequal-variance t-test "
-        "(scipy.stats.ttest_ind, equal_var=False) otherwise; the Test column names it.",
-        cols,
-        label_columns=2 + len(extra),
-        best={base: "max", "CBAM": "max"},
+        "(scipy.stats.ttest_ind, equal_var=False) otherwise; the Test column names it."
     )
-    for levels, sub in ctx.grid(frame, ["dataset", "backbone"] + extra):
+    best = {base: "max", "CBAM": "max"}
+    table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
+    for levels, sub in ctx.grid(frame, keys):
         none, att = sub[sub[group] == base], sub[sub[group] == "cbam"]
         cmp = stats.compare(*(cells.seed_scores(f, ctx.metric) for f in (none, att)))
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]

@@ -1,8 +1,5 @@
-"""Tables 5 (cross-data-set evaluation) and 6 (efficiency) from the declared run set.
-
-Table 6 reads each run's dedicated latency/memory measurement (glattn.latency); a cell whose
-spread is above 10% of its median is flagged. A reused run (glattn.report.provenance) measured
-nothing: its throughput, latency and memory are those of the run that trained it.
+"""Tables 5 (cross-data-set evaluation) and 6 (efficiency: each run's latency and memory
+measurement, glattn.latency; a reused run's are those of the run that trained it).
 """
 
 from __future__ import annotations
@@ -35,16 +32,13 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     for d, s in targets:
         target = f"{dataset_label(d)} {SPLIT_NAMES.get(s, s)}"
         cols += [target, f"Drop to {target}", f"p ({target})"]
-    table = Table(
-        decl.experiment,
-        decl.title,
+    caption = (
         f"{cells.caption_stats(ctx)}. Holdout test: the training set's lesion-grouped holdout; "
         f"other columns: eval runs (task=eval, eval/{ctx.metric}) of the same checkpoints. "
         "Drop = holdout − target in percentage points, mean ± std over the paired runs; "
-        "p: paired t-test (scipy.stats.ttest_rel) over those pairs.",
-        cols,
-        label_columns=len(keys),
+        "p: paired t-test (scipy.stats.ttest_rel) over those pairs."
     )
+    table = Table(decl.experiment, decl.title, caption, cols, label_columns=len(keys))
     for levels, sub in ctx.grid(sources, keys, full=False):
         # both arms keyed by the source run's seed, so that they pair exactly
         seeds = sub.set_index("run_id")["seed"]
@@ -52,12 +46,9 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row.append(metric_cell(sub, ctx))
         for d, s in targets:
-            ev = evals[
-                (evals["eval_dataset"] == d)
-                & (evals["eval_split"] == s)
-                & evals["source_run_id"].isin(sub["run_id"])
-            ]
-            ev = ev.sort_values("start_time").drop_duplicates("source_run_id", keep="last")
+            ev = evals[(evals["eval_dataset"] == d) & (evals["eval_split"] == s)]
+            ev = ev[ev["source_run_id"].isin(sub["run_id"])].sort_values("start_time")
+            ev = ev.drop_duplicates("source_run_id", keep="last")
             ev_vals = _by_source(seeds, ev["source_run_id"], metric(ev, f"eval/{ctx.metric}"))
             miss = (
                 f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
@@ -89,9 +80,8 @@ def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     out = evals["source_run_id"].where(evals["source_run_id"].fillna("").astype(bool), None)
     for idx in evals.index[out.isna()]:
         ev = evals.loc[idx]
-        cand = train[
-            (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
-        ]
+        same = (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
+        cand = train[same]
         if not cand.empty:
             out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
     return out
