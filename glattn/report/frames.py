@@ -77,9 +77,8 @@ def select(frame: pd.DataFrame, keys, levels) -> pd.DataFrame:
 
 
 def groups(frame: pd.DataFrame, keys: list[str], levels_of=None, full: bool = True):
-    """Yield (levels tuple, sub-frame) over the grid of `keys`: `levels_of(frame, key)` x ...
-    when `full` (levels asked for but absent give empty sub-frames), else only the
-    combinations that occur."""
+    """(levels, sub-frame) over `levels_of(frame, key)` x ... when `full` (levels absent from the
+    runs give empty sub-frames), else over the combinations of `keys` that occur."""
     if full and levels_of is not None:
         grid = itertools.product(*(levels_of(frame, k) for k in keys))
     else:

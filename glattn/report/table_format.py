@@ -101,8 +101,7 @@ class Table:
         return text + ("\n" + "".join(f"{line}\n" for line in foot) if foot else "")
 
     def to_latex(self) -> str:
-        """A booktabs table float (needs \\usepackage{booktabs}), all text LaTeX-escaped, the
-        footnotes below the tabular."""
+        """A booktabs table float (\\usepackage{booktabs}), LaTeX-escaped, footnotes below."""
         styler = (
             self._display(latex_escape, "\\textsuperscript{{{}}}")
             .style.hide(axis="index")

@@ -161,8 +161,7 @@ def _vs_baseline(sub, gframe, spec, dataset, ctx) -> Cell:
 
 
 def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """A subject table (fusion strategies) with each option's extra parameters over the
-    baseline's."""
+    """A subject table (fusion) with each option's parameters over the baseline's."""
     subject, baseline = decl.spec.group, decl.spec.baseline
 
     def extra_params(sub, group):
@@ -179,8 +178,7 @@ def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
 
 
 def table4(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """A subject table (residual strategies) with each option's convergence epoch per data
-    set."""
+    """A subject table (residual) with each option's convergence epoch per data set."""
     t = subject_table(
         runs,
         ctx,
@@ -218,7 +216,6 @@ def tables_for(experiment: str, catalog: declared.Catalog | None = None) -> list
 
 
 def build_tables(runs: pd.DataFrame, ctx: Context, which, catalog=None) -> dict:
-    """{number: Table or None} of the declared tables `which` (default: all); None where a
-    table has no data in these runs."""
+    """{number: Table, or None where these runs lack its data} of `which` (default: all)."""
     by_number = (catalog or declared.load()).by_number()
     return {n: by_number[n].build(runs, ctx) for n in which or sorted(by_number)}

@@ -150,8 +150,7 @@ def _overhead(mine: Cell, ref: Cell) -> Cell:
 
 
 def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """Efficiency: params, FLOPs, throughput, latency, memory; overhead vs attention=none.
-    A reused run's measurements are its source run's (`measured_by_source`)."""
+    """Efficiency: params, FLOPs, throughput, latency, memory; overhead vs attention=none."""
     frame = trained(runs)
     if frame.empty or metric(frame, "model/gflops").isna().all():
         return None
