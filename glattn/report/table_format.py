@@ -89,16 +89,14 @@ class Table:
         notes = self._cells("note").map(lambda note: mark.format(marks[note]) if note else "")
         return text.where(~self.bold(), text.map(bold.format)) + notes
 
-    # -- renderers -------------------------------------------------------------------
     def to_markdown(self) -> str:
         """The title as a heading, the caption, a pipe table and the footnotes."""
         cells = self._display(_md_escape, "<sup>{}</sup>", "**{}**")
         cells.columns = [_md_escape(c) for c in self.columns]
         table = cells.to_markdown(index=False, disable_numparse=True, stralign=None)
-        foot = [f"<sup>{m}</sup> {note}  " for note, m in self.footnotes().items()]
+        foot = "".join(f"<sup>{m}</sup> {note}  \n" for note, m in self.footnotes().items())
         head = f"### {self.title}\n\n" if self.title else ""
-        text = f"{head}{self.caption}\n\n{table}\n"
-        return text + ("\n" + "".join(f"{line}\n" for line in foot) if foot else "")
+        return f"{head}{self.caption}\n\n{table}\n" + (f"\n{foot}" if foot else "")
 
     def to_latex(self) -> str:
         """A booktabs table float (\\usepackage{booktabs}), LaTeX-escaped, footnotes below."""
