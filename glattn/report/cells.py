@@ -1,8 +1,6 @@
-"""Table cells from runs: mean ± sample std (ddof=1) over seeds with an integer n, constants
-(parameters, FLOPs), differences and p-values, each a `table_format.Cell` with its footnote.
-
-A cell reads the runs of one configuration (`glattn.report.selection`: one cell, one run per
-seed), so n is the number of seeds and the same on every row of that configuration.
+"""Table cells from runs: mean ± sample std (ddof=1) over the seeds of one configuration
+(glattn.report.selection: one run per seed) with n, constants, differences and p-values, each
+a `table_format.Cell` with its footnote.
 """
 
 from __future__ import annotations
@@ -42,6 +40,15 @@ class Context:
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} not one of {sorted(METRICS)}")
 
+    def levels(self, frame: pd.DataFrame, factor: str) -> list:
+        """Levels present in the runs, plus those the experiment's sweep asked for."""
+        present = list(frame[factor].dropna().unique()) if factor in frame else []
+        return frames.ordered(factor, present + list(self.expected.get(factor, [])))
+
+    def grid(self, frame: pd.DataFrame, keys: list[str], full: bool = True):
+        """frames.groups over the levels present plus those the sweep asked for."""
+        return frames.groups(frame, keys, self.levels, full)
+
 
 def metric_name(metric: str) -> str:
     """The metric's name without its unit: 'balanced_acc' -> 'Balanced acc.'."""
@@ -59,27 +66,16 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def points(value: float) -> str:
+    """A difference of two fractions in signed percentage points."""
+    return f"{100 * value:+.2f}"
+
+
 def millions(v: float) -> str:
     return f"{v / 1e6:.2f}"
 
 
-def levels_of(frame: pd.DataFrame, factor: str, ctx: Context) -> list:
-    """Levels present in the runs, plus those the experiment's sweep asked for."""
-    present = list(frame[factor].dropna().unique()) if factor in frame else []
-    return frames.ordered(factor, present + list(ctx.expected.get(factor, [])))
-
-
-def grid(frame: pd.DataFrame, keys: list[str], ctx: Context, full: bool = True):
-    """frames.groups over the levels present plus those the sweep asked for."""
-    yield from frames.groups(frame, keys, lambda f, k: levels_of(f, k, ctx), full)
-
-
-def summary_cell(
-    values: dict,
-    scale: Callable[[float], str] = pct,
-    note: str | None = None,
-    missing: str = NO_RUNS,
-) -> Cell:
+def summary_cell(values: dict, scale=pct, note: str | None = None, missing=NO_RUNS) -> Cell:
     """`{seed: value}` -> 'mean ± std (n=k)' (no ± for n=1), or a dash + footnote."""
     s = stats.summarize(values)
     if s.n == 0:
@@ -93,14 +89,12 @@ def score(frame: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series]:
     test = frames.metric(frame, f"test/{metric}")
     val = frames.metric(frame, f"best/val/{metric}")
     source = pd.Series(["test"] * len(frame), index=frame.index).where(test.notna(), "val")
-    source = source.where(test.notna() | val.notna(), None)
-    return test.fillna(val), source
+    return test.fillna(val), source.where(test.notna() | val.notna(), None)
 
 
 def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
-    """{seed: value} of one configuration's runs. The run set has one run per seed and cell
-    (selection.dedupe); a seed seen twice here means two cells met in one row, which the
-    footnote says (their mean is not taken: the first run of the seed is kept)."""
+    """{seed: value} of one configuration's runs, and a footnote when a seed repeats (two
+    cells met in one row): then the first run of the seed is kept, no mean is taken."""
     out, dup = {}, 0
     for idx in frame.sort_values("start_time").index:
         seed = frame.at[idx, "seed"]
@@ -108,14 +102,27 @@ def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
         value = values.get(idx, math.nan)
         if key in out:
             dup += 1
-            continue
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        elif pd.notna(value):
             out[key] = float(value)
     note = f"{dup} run(s) repeat a seed of this row; only the first run per seed is used"
     return out, (note if dup else None)
 
 
+def seed_scores(frame: pd.DataFrame, metric: str) -> dict:
+    """{seed: score} of one configuration's runs (`score`, `by_seed`)."""
+    return by_seed(frame, score(frame, metric)[0])[0]
+
+
+def logged_cell(frame, key: str, scale: Callable[[float], str], missing: str | None = None):
+    """Mean ± std over seeds of the logged metric `key`."""
+    values, note = by_seed(frame, frames.metric(frame, key))
+    missing = missing or (NO_RUNS if frame.empty else f"runs did not log {key}")
+    return summary_cell(values, scale, note, missing)
+
+
 def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
+    """The table's metric (`score`) over seeds, footnoted where validation values or fewer
+    seeds than the sweep asks for went in."""
     values, source = score(frame, ctx.metric)
     seeds, dup_note = by_seed(frame, values)
     notes = [dup_note] if dup_note else []
@@ -124,14 +131,12 @@ def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
     asked = ctx.expected.get("seed") or []
     if seeds and len(asked) > len(seeds):
         notes.append(f"fewer seeds than the {len(asked)} the experiment's sweep asks for")
-    note = "; ".join(notes) or None
     missing = NO_RUNS if frame.empty else f"runs logged neither test/{ctx.metric} nor best/val"
-    return summary_cell(seeds, note=note, missing=missing)
+    return summary_cell(seeds, note="; ".join(notes) or None, missing=missing)
 
 
 def constant_cell(frame: pd.DataFrame, key: str, fmt: Callable[[float], str]) -> Cell:
-    """A per-configuration constant (parameter count, FLOPs): the median over its runs; n is
-    the number of seeds, as in the metric cells of the same row."""
+    """A per-configuration constant (parameters, FLOPs): the median over its seeds' runs."""
     if frame.empty:
         return Cell.missing(NO_RUNS)
     seeds, _ = by_seed(frame, frames.metric(frame, key))
@@ -151,7 +156,7 @@ def p_cell(cmp: stats.Comparison) -> Cell:
 def diff_cell(cmp: stats.Comparison) -> Cell:
     if math.isnan(cmp.diff):
         return Cell.missing(f"no difference: {cmp.reason}")
-    return Cell(f"{100 * cmp.diff:+.2f}", cmp.diff, p_value=cmp.p_value)
+    return Cell(points(cmp.diff), cmp.diff, p_value=cmp.p_value)
 
 
 def caption_stats(ctx: Context) -> str:
@@ -163,10 +168,8 @@ def caption_stats(ctx: Context) -> str:
 
 
 def references(group: str, runs: pd.DataFrame) -> dict[str, str]:
-    """Tables 3/4's reference column: {option: reference} from what the runs logged, their
-    option (``choice.<group>``, glattn.report.runs.option_names) and ``reference.<group>``
-    tag (glattn.contract.references), for built-ins and extensions alike; nothing is
-    imported."""
+    """{option: reference} of `group` from what the runs logged: their option (``choice.<group>``)
+    and ``reference.<group>`` tag (glattn.contract.references), extensions' alike."""
     ref = f"tags.{REFERENCE_TAG_PREFIX}{group}"
     option = group if group in runs else f"params.{CHOICE_PARAM_PREFIX}{group}"
     if option not in runs or ref not in runs:

@@ -1,8 +1,6 @@
-"""Frame helpers every report module shares: columns, metrics, level order, sub-frames.
-
-A runs frame has one row per MLflow run: ``run_id``, ``start_time``, ``params.<key>``,
-``metrics.<key>``, ``tags.<key>``, the plain factor columns (glattn.groups.FACTORS), ``seed``,
-``task``, and the cell columns of `glattn.report.selection` (``cell``, ``variant``).
+"""Frame helpers every report module shares: columns, metrics, level order, sub-frames. A runs
+frame has one row per MLflow run: ``run_id``, ``start_time``, ``params.<key>``, ``metrics.<key>``,
+``tags.<key>``, the factor columns, ``seed``, ``task``, ``cell`` and ``variant`` (selection).
 """
 
 from __future__ import annotations
@@ -14,16 +12,11 @@ import pandas as pd
 
 from glattn.groups import FACTORS, ORDER, display_order
 
-#: The row keys of tables, strata of claims and strategies of figures: the factors plus the
-#: ``variant`` label of runs whose configuration differs in more than its group choices.
+#: The row keys of tables, strata and figures: the factors, then the runs' ``variant`` label.
 ROW_KEYS = (*FACTORS, "variant")
 
 DATASET_NAMES = {"ham10000": "HAM10000", "isic2018": "ISIC 2018", "synthetic": "Synthetic"}
-SPLIT_NAMES = {
-    "official_test": "official test",
-    "official_val": "official val.",
-    "holdout": "holdout",
-}
+SPLIT_NAMES = {"official_test": "official test", "official_val": "official val."}
 
 
 def col(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -69,11 +62,8 @@ def restrict(frame: pd.DataFrame, baseline: dict) -> pd.DataFrame:
 
 def varying(frame: pd.DataFrame, exclude=()) -> list[str]:
     """The row keys (factors, then ``variant``) with more than one value in `frame`."""
-    return [
-        f
-        for f in ROW_KEYS
-        if f not in exclude and f in frame and frame[f].nunique(dropna=True) > 1
-    ]
+    keys = [f for f in ROW_KEYS if f not in exclude and f in frame]
+    return [f for f in keys if frame[f].nunique(dropna=True) > 1]
 
 
 def combos(frame: pd.DataFrame, keys: list[str]) -> list[tuple]:
@@ -83,23 +73,16 @@ def combos(frame: pd.DataFrame, keys: list[str]) -> list[tuple]:
 
 
 def select(frame: pd.DataFrame, keys, levels) -> pd.DataFrame:
-    mask = pd.Series(True, index=frame.index)
-    for k, v in zip(keys, levels):
-        mask &= frame[k] == v
-    return frame[mask]
+    return frame[(frame[list(keys)] == list(levels)).all(axis=1)]
 
 
 def groups(frame: pd.DataFrame, keys: list[str], levels_of=None, full: bool = True):
-    """Yield (levels tuple, sub-frame) over the grid of `keys`: `levels_of(frame, key)` x ...
-    when `full` (levels asked for but absent give empty sub-frames), else only the
-    combinations that occur."""
-    if not keys:
-        yield (), frame
-        return
+    """(levels, sub-frame) over `levels_of(frame, key)` x ... when `full` (levels absent from the
+    runs give empty sub-frames), else over the combinations of `keys` that occur."""
     if full and levels_of is not None:
         grid = itertools.product(*(levels_of(frame, k) for k in keys))
     else:
-        grid = combos(frame, keys)
+        grid = combos(frame, keys) if keys else [()]
     for levels in grid:
         yield tuple(levels), select(frame, keys, levels)
 

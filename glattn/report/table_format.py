@@ -1,11 +1,7 @@
-"""A small table model (cells with footnotes) rendered to Markdown (pandas' ``to_markdown``),
-LaTeX (pandas' ``Styler.to_latex``, booktabs) and CSV; the paper's tables and the claims both
-go through it.
-
-A missing cell is a dash with a footnote saying why; nothing is ever filled in. The best value
-of each column named in `Table.best`, and any cell marked bold, is bold (Markdown ``**``,
-LaTeX ``\\textbf``); the LaTeX caption carries the title without its "Table N:" (LaTeX
-numbers tables itself).
+"""A small table model (cells with footnotes) rendered to Markdown (``to_markdown``), LaTeX
+(``Styler.to_latex``, booktabs) and CSV; the paper's tables and the claims share it. A missing
+cell is a dash with a footnote saying why; the best value of each column in `Table.best`, and
+any cell marked bold, is bold.
 """
 
 from __future__ import annotations
@@ -21,14 +17,8 @@ import pandas as pd
 
 DASH = "–"  # en dash
 #: LaTeX column types by column name; other columns: ``l`` for the label columns, else ``r``
-COLUMN_TYPES = {
-    "Reference": "l",
-    "Test": "l",
-    "Source": "l",
-    "Verdict": "l",
-    "Criterion": "p{9cm}",
-    "Reason": "p{8cm}",
-}
+COLUMN_TYPES = {"Criterion": "p{9cm}", "Reason": "p{8cm}"}
+COLUMN_TYPES |= dict.fromkeys(["Reference", "Test", "Source", "Verdict"], "l")
 BOLD = "textbf:--rwrap;"  # Styler's CSS-like LaTeX command: \textbf{<cell>}
 
 
@@ -58,34 +48,32 @@ class Table:
     caption: str
     columns: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # table-level notes (no marker)
     #: {column name: "max" | "min"}: the columns whose best value is bold
     best: dict = field(default_factory=dict)
     label_columns: int = 1  # the leading columns that name a row (left-aligned, in the CSV's row)
 
     def __post_init__(self):
-        for row in self.rows:
-            self._check_row(row)
+        self.label_columns = max(1, min(self.label_columns, len(self.columns)))
 
     def add_row(self, row: list[Cell]) -> None:
-        self._check_row(row)
-        self.rows.append(row)
-
-    def _check_row(self, row):
         if len(row) != len(self.columns):
             raise ValueError(f"{self.key}: row has {len(row)} cells, header {len(self.columns)}")
+        self.rows.append(row)
 
     def footnotes(self) -> dict[str, str]:
         """{note text: marker}, markers a, b, c ... in reading order."""
         notes = dict.fromkeys(cell.note for row in self.rows for cell in row if cell.note)
         return {note: _marker(i) for i, note in enumerate(notes)}
 
+    def _cells(self, attr: str, dtype=object) -> pd.DataFrame:
+        """One attribute of every cell, by position."""
+        values = [[getattr(c, attr) for c in row] for row in self.rows]
+        return pd.DataFrame(values, columns=range(len(self.columns)), dtype=dtype)
+
     def bold(self) -> pd.DataFrame:
         """Which cells are bold, by position: those marked bold and the best finite mean of
         each column in `best` (ties all bold; none where fewer than two cells have one)."""
-        shape = {"columns": range(len(self.columns))}
-        out = pd.DataFrame([[c.bold for c in r] for r in self.rows], dtype=bool, **shape)
-        means = pd.DataFrame([[c.mean for c in r] for r in self.rows], dtype=float, **shape)
+        out, means = self._cells("bold", bool), self._cells("mean", float)
         means = means.where(np.isfinite(means))
         for name, how in self.best.items():
             if name in self.columns:
@@ -96,34 +84,22 @@ class Table:
 
     def _display(self, escape, mark: str, bold: str = "{}") -> pd.DataFrame:
         """The cells' text escaped, `bold` around bold cells, the footnote `mark` after."""
-        marks, strong = self.footnotes(), self.bold().to_numpy()
-        return pd.DataFrame(
-            [
-                [
-                    (bold if strong[i, j] else "{}").format(escape(c.text))
-                    + (mark.format(marks[c.note]) if c.note else "")
-                    for j, c in enumerate(row)
-                ]
-                for i, row in enumerate(self.rows)
-            ],
-            columns=range(len(self.columns)),
-        )
+        marks = self.footnotes()
+        text = self._cells("text").map(escape)
+        notes = self._cells("note").map(lambda note: mark.format(marks[note]) if note else "")
+        return text.where(~self.bold(), text.map(bold.format)) + notes
 
-    # -- renderers -------------------------------------------------------------------
     def to_markdown(self) -> str:
         """The title as a heading, the caption, a pipe table and the footnotes."""
         cells = self._display(_md_escape, "<sup>{}</sup>", "**{}**")
         cells.columns = [_md_escape(c) for c in self.columns]
         table = cells.to_markdown(index=False, disable_numparse=True, stralign=None)
-        foot = [f"<sup>{m}</sup> {note}  " for note, m in self.footnotes().items()]
-        foot += [f"{note}  " for note in self.notes]
+        foot = "".join(f"<sup>{m}</sup> {note}  \n" for note, m in self.footnotes().items())
         head = f"### {self.title}\n\n" if self.title else ""
-        text = f"{head}{self.caption}\n\n{table}\n"
-        return text + ("\n" + "".join(f"{line}\n" for line in foot) if foot else "")
+        return f"{head}{self.caption}\n\n{table}\n" + (f"\n{foot}" if foot else "")
 
     def to_latex(self) -> str:
-        """A booktabs table float (needs \\usepackage{booktabs}), all text LaTeX-escaped, the
-        footnotes below the tabular."""
+        """A booktabs table float (\\usepackage{booktabs}), LaTeX-escaped, footnotes below."""
         styler = (
             self._display(latex_escape, "\\textsuperscript{{{}}}")
             .style.hide(axis="index")
@@ -131,31 +107,29 @@ class Table:
             .apply(lambda _: np.where(self.bold(), BOLD, ""), axis=None)
             .set_table_styles([{"selector": "small", "props": ":;"}])
         )
-        caption = ". ".join(t for t in (_unnumbered(self.title), self.caption) if t)
+        # the title without its "Table N:" (LaTeX numbers tables itself)
+        title = re.sub(r"^Table\s+\d+\s*:\s*", "", self.title)
+        caption = ". ".join(t for t in (title, self.caption) if t)
         tex = styler.to_latex(
             hrules=True,
             caption=latex_escape(caption),
             label=f"tab:{self.key}",
-            column_format=self._column_format(),
+            column_format="".join(
+                COLUMN_TYPES.get(name, "l" if i < self.label_columns else "r")
+                for i, name in enumerate(self.columns)
+            ),
             position="t",
             position_float="centering",
         )
         foot = [f"\\textsuperscript{{{m}}}{latex_escape(n)}" for n, m in self.footnotes().items()]
-        foot += [latex_escape(note) for note in self.notes]
         if not foot:
             return tex
         notes = "\\par\\vspace{2pt}{\\footnotesize " + " \\\\ ".join(foot) + "}\n"
         return tex.replace("\\end{table}", notes + "\\end{table}")
 
-    def _column_format(self) -> str:
-        nlab = self._label_columns()
-        return "".join(
-            COLUMN_TYPES.get(name, "l" if i < nlab else "r") for i, name in enumerate(self.columns)
-        )
-
     def to_frame(self) -> pd.DataFrame:
         """Tidy form: one line per cell with its numbers, text and footnote."""
-        nlab = self._label_columns()
+        nlab = self.label_columns
         frame = pd.DataFrame(
             [
                 {"row": " / ".join(c.text for c in row[:nlab]), "column": name, **asdict(cell)}
@@ -177,36 +151,14 @@ class Table:
         self.to_frame().to_csv(paths[2], index=False)
         return paths
 
-    def _label_columns(self) -> int:
-        return max(1, min(self.label_columns, len(self.columns)))
 
-
+#: LaTeX's specials escaped, the few Unicode symbols the tables use as math
+_MATH = ["pm", "times", "Delta", "geq", "to", "alpha", "sigma", "odot"]
 _LATEX = str.maketrans(
-    {
-        "\\": r"\textbackslash{}",
-        "&": r"\&",
-        "%": r"\%",
-        "$": r"\$",
-        "#": r"\#",
-        "_": r"\_",
-        "{": r"\{",
-        "}": r"\}",
-        "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}",
-        "<": "$<$",
-        ">": "$>$",
-        "±": r"$\pm$",
-        "×": r"$\times$",
-        "Δ": r"$\Delta$",
-        "≥": r"$\geq$",
-        "–": "--",
-        "—": "---",
-        "−": "$-$",
-        "→": r"$\to$",
-        "α": r"$\alpha$",
-        "σ": r"$\sigma$",
-        "⊙": r"$\odot$",
-    }
+    {c: "\\" + c for c in "&%$#_{}"}
+    | {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    | {"<": "$<$", ">": "$>$", "–": "--", "—": "---", "−": "$-$"}
+    | {c: f"$\\{name}$" for c, name in zip("±×Δ≥→ασ⊙", _MATH)}
 )
 
 
@@ -217,11 +169,6 @@ def latex_escape(text: str) -> str:
 
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
-
-
-def _unnumbered(title: str) -> str:
-    """'Table 3: Fusion strategies' -> 'Fusion strategies' (LaTeX's caption numbers it)."""
-    return re.sub(r"^Table\s+\d+\s*:\s*", "", title)
 
 
 def _marker(i: int) -> str:

@@ -1,10 +1,5 @@
-"""Tables 5 (cross-data-set evaluation) and 6 (efficiency) from the declared run set.
-
-Table 6 reads the dedicated latency/memory measurement of each run (glattn.latency: warm-up,
-repeats, median and interquartile range at a named batch and device; CPU memory as max RSS,
-GPU memory as peak allocated); a cell whose spread is above 10% of its median is flagged.
-A reused run (glattn.report.provenance) measured nothing: its throughput, latency and
-memory are read from the run that trained it.
+"""Tables 5 (cross-data-set evaluation) and 6 (efficiency: each run's latency and memory
+measurement, glattn.latency; a reused run's are those of the run that trained it).
 """
 
 from __future__ import annotations
@@ -13,28 +8,9 @@ import math
 
 import pandas as pd
 
-from glattn.report import stats
-from glattn.report.cells import (
-    NO_RUNS,
-    Context,
-    by_seed,
-    caption_stats,
-    constant_cell,
-    grid,
-    metric_cell,
-    millions,
-    p_cell,
-    score,
-    summary_cell,
-)
-from glattn.report.frames import (
-    SPLIT_NAMES,
-    dataset_label,
-    metric,
-    rank,
-    trained,
-    varying,
-)
+from glattn.report import cells, stats
+from glattn.report.cells import NO_RUNS, Context, constant_cell, metric_cell, summary_cell
+from glattn.report.frames import SPLIT_NAMES, dataset_label, metric, rank, trained, varying
 from glattn.report.provenance import measured_by_source, reused
 from glattn.report.table_format import Cell, Table
 
@@ -48,64 +24,53 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     sources = train[used | (train["dataset"] == "ham10000")]
     if evals.empty or sources.empty:
         return None
-    targets = {("isic2018", "official_test")} | {
-        (d, s) for d, s in evals[["eval_dataset", "eval_split"]].itertuples(index=False)
-    }
+    targets = {("isic2018", "official_test")}
+    targets |= set(evals[["eval_dataset", "eval_split"]].itertuples(index=False, name=None))
     targets = sorted(targets, key=lambda t: (rank("dataset", t[0]), str(t[1])))
     keys = ["dataset"] + varying(sources, exclude={"dataset"})
     cols = ["Trained on"] + [k.capitalize() for k in keys[1:]] + ["Holdout test"]
     for d, s in targets:
         target = f"{dataset_label(d)} {SPLIT_NAMES.get(s, s)}"
         cols += [target, f"Drop to {target}", f"p ({target})"]
-    table = Table(
-        decl.experiment,
-        decl.title,
-        f"{caption_stats(ctx)}. Holdout test: the training set's lesion-grouped holdout; "
+    caption = (
+        f"{cells.caption_stats(ctx)}. Holdout test: the training set's lesion-grouped holdout; "
         f"other columns: eval runs (task=eval, eval/{ctx.metric}) of the same checkpoints. "
         "Drop = holdout − target in percentage points, mean ± std over the paired runs; "
-        "p: paired t-test (scipy.stats.ttest_rel) over those pairs.",
-        cols,
-        label_columns=len(keys),
+        "p: paired t-test (scipy.stats.ttest_rel) over those pairs."
     )
-    for levels, sub in grid(sources, keys, ctx, full=False):
-        hold_vals = score(sub, ctx.metric)[0]
+    table = Table(decl.experiment, decl.title, caption, cols, label_columns=len(keys))
+    for levels, sub in ctx.grid(sources, keys, full=False):
+        # both arms keyed by the source run's seed, so that they pair exactly
+        seeds = sub.set_index("run_id")["seed"]
+        hold = _by_source(seeds, sub["run_id"], cells.score(sub, ctx.metric)[0])
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row.append(metric_cell(sub, ctx))
         for d, s in targets:
-            ev = evals[
-                (evals["eval_dataset"] == d)
-                & (evals["eval_split"] == s)
-                & evals["source_run_id"].isin(sub["run_id"])
-            ]
-            ev = ev.sort_values("start_time").drop_duplicates("source_run_id", keep="last")
-            # key both arms by the source run (its seed) so that they pair exactly
-            src = sub.set_index("run_id")
-            ev_vals = {
-                src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
-                for r, v in zip(ev["source_run_id"], metric(ev, f"eval/{ctx.metric}"))
-                if not math.isnan(v)
-            }
-            hold = {
-                src.at[r, "seed"] if src.at[r, "seed"] is not None else r: v
-                for r, v in zip(sub["run_id"], hold_vals)
-                if not math.isnan(v)
-            }
+            ev = evals[(evals["eval_dataset"] == d) & (evals["eval_split"] == s)]
+            ev = ev[ev["source_run_id"].isin(sub["run_id"])].sort_values("start_time")
+            ev = ev.drop_duplicates("source_run_id", keep="last")
+            ev_vals = _by_source(seeds, ev["source_run_id"], metric(ev, f"eval/{ctx.metric}"))
             miss = (
                 f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
                 if ev.empty
                 else f"eval runs logged no eval/{ctx.metric}"
             )
-            row.append(summary_cell(ev_vals, missing=miss))
             paired = {k: hold[k] - ev_vals[k] for k in hold.keys() & ev_vals.keys()}
-            row.append(
-                summary_cell(
-                    paired, lambda v: f"{100 * v:+.2f}", missing="no paired holdout/target runs"
-                )
-            )
             cmp = stats.compare({k: ev_vals[k] for k in paired}, {k: hold[k] for k in paired})
-            row.append(p_cell(cmp))
+            row.append(summary_cell(ev_vals, missing=miss))
+            row.append(summary_cell(paired, cells.points, missing="no paired holdout/target runs"))
+            row.append(cells.p_cell(cmp))
         table.add_row(row)
     return table
+
+
+def _by_source(seeds: pd.Series, run_ids, values) -> dict:
+    """{seed of the source run (its id when it has none): value}, NaN values left out."""
+    return {
+        seeds.at[r] if seeds.at[r] is not None else r: v
+        for r, v in zip(run_ids, values)
+        if not math.isnan(v)
+    }
 
 
 def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
@@ -115,9 +80,8 @@ def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     out = evals["source_run_id"].where(evals["source_run_id"].fillna("").astype(bool), None)
     for idx in evals.index[out.isna()]:
         ev = evals.loc[idx]
-        cand = train[
-            (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
-        ]
+        same = (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
+        cand = train[same]
         if not cand.empty:
             out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
     return out
@@ -142,8 +106,7 @@ def _latency_cell(sub: pd.DataFrame) -> Cell:
     """Median latency over seeds (each run: the median of its repeats); flagged when the
     spread between seeds or within a run is above 10% of the median."""
     key = LATENCY if metric(sub, LATENCY).notna().any() else OLD_LATENCY
-    vals, note = by_seed(sub, metric(sub, key))
-    cell = summary_cell(vals, "{:.2f}".format, note, f"runs did not log {LATENCY}")
+    cell = cells.logged_cell(sub, key, "{:.2f}".format, f"runs did not log {LATENCY}")
     if cell.n is None:
         return cell
     iqr = (metric(sub, LATENCY_IQR) / metric(sub, LATENCY)).max()
@@ -158,11 +121,6 @@ def _latency_cell(sub: pd.DataFrame) -> Cell:
     return cell
 
 
-def _memory_columns(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    cols = [(k, name) for k, name in MEMORY.items() if metric(frame, k).notna().any()]
-    return cols or [(OLD_MEMORY, "Peak mem (MB, unlabelled: old runs)")]
-
-
 def _setting(frame: pd.DataFrame) -> str:
     batch = metric(frame, "perf/latency_batch").dropna().unique()
     device = frame["tags.perf.device"].dropna().unique() if "tags.perf.device" in frame else []
@@ -174,74 +132,64 @@ def _setting(frame: pd.DataFrame) -> str:
     )
 
 
-def _overheads(frame, keys, levels, params, flops, lat) -> list[Cell]:
-    base = frame[frame["attention"] == "none"]
-    for k, v in zip(keys, levels):
-        if k in ("backbone", "dataset"):
-            base = base[base[k] == v]
-    refs = [
-        constant_cell(base, "model/params_total", str),
-        constant_cell(base, "model/gflops", str),
-        _latency_cell(base) if not base.empty else Cell.missing(NO_RUNS),
+def _costs(sub: pd.DataFrame) -> list[Cell]:
+    """Parameters, GFLOPs and latency of one configuration's runs."""
+    return [
+        constant_cell(sub, "model/params_total", cells.millions),
+        constant_cell(sub, "model/gflops", "{:.2f}".format),
+        _latency_cell(sub),
     ]
-    out = []
-    for mine, ref in zip([params, flops, lat], refs):
-        if base.empty:
-            out.append(Cell.missing("no attention=none baseline run for this backbone"))
-        elif math.isnan(mine.mean) or math.isnan(ref.mean) or ref.mean == 0:
-            out.append(Cell.missing("the metric is missing for this row or its baseline"))
-        else:
-            rel = mine.mean / ref.mean - 1
-            out.append(Cell(f"{100 * rel:+.1f}%", rel))
-    return out
+
+
+def _overhead(mine: Cell, ref: Cell) -> Cell:
+    """`mine` relative to the baseline's `ref`, in percent."""
+    if math.isnan(mine.mean) or math.isnan(ref.mean) or ref.mean == 0:
+        return Cell.missing("the metric is missing for this row or its baseline")
+    rel = mine.mean / ref.mean - 1
+    return Cell(f"{100 * rel:+.1f}%", rel)
 
 
 def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """Efficiency: params, FLOPs, throughput, latency, memory; overhead vs attention=none.
-    A reused run's measurements are its source run's (`measured_by_source`)."""
+    """Efficiency: params, FLOPs, throughput, latency, memory; overhead vs attention=none."""
     frame = trained(runs)
     if frame.empty or metric(frame, "model/gflops").isna().all():
         return None
     frame = measured_by_source(frame, MEASURED, ctx.history)
-    n_reused = int(reused(frame).sum())
     keys = ["backbone"] + varying(frame, exclude={"backbone", "dataset", "loss"})
     if "attention" not in keys:
         keys.append("attention")
     if frame["dataset"].nunique() > 1:
         keys.append("dataset")
-    memory = _memory_columns(frame)
-    cols = [k.capitalize() for k in keys]
-    cols += ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)"]
+    memory = [(k, name) for k, name in MEMORY.items() if metric(frame, k).notna().any()]
+    memory = memory or [(OLD_MEMORY, "Peak mem (MB, unlabelled: old runs)")]
+    cols = [k.capitalize() for k in keys] + ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)"]
     cols += [name for _, name in memory]
     cols += ["Params overhead", "FLOPs overhead", "Latency overhead"]
-    table = Table(
-        decl.experiment,
-        decl.title,
+    caption = (
         "Parameters and forward GFLOPs (batch 1, at the data set's image size); training "
         f"throughput perf/train_img_s (last epoch); {_setting(frame)}; memory: CPU max RSS "
         "of the process, GPU peak allocated; mean ± std over seeds. Overheads are relative "
         "to the attention=none run of the same backbone (and data set). (!): spread above "
         "10% of the median."
-        + (
-            f" {n_reused} reused run(s): throughput, latency and memory of the runs that "
-            "trained them (NOTES.md)."
-            if n_reused
-            else ""
-        ),
-        cols,
-        label_columns=len(keys),
-        best={"Params (M)": "min", "GFLOPs": "min", "Latency (ms)": "min", "Train img/s": "max"},
     )
-    for levels, sub in grid(frame, keys, ctx, full=False):
-        row = [Cell(str(v)) for v in levels]
-        params = constant_cell(sub, "model/params_total", millions)
-        flops = constant_cell(sub, "model/gflops", lambda v: f"{v:.2f}")
-        vals, note = by_seed(sub, metric(sub, "perf/train_img_s"))
-        lat = _latency_cell(sub)
-        row += [params, flops, summary_cell(vals, "{:.1f}".format, note), lat]
-        for key, _ in memory:
-            vals, note = by_seed(sub, metric(sub, key))
-            row.append(summary_cell(vals, "{:.0f}".format, note, f"runs did not log {key}"))
-        row += _overheads(frame, keys, levels, params, flops, lat)
+    if n_reused := int(reused(frame).sum()):
+        caption += f" {n_reused} reused run(s): throughput, latency and memory of the runs that "
+        caption += "trained them (NOTES.md)."
+    best = {"Params (M)": "min", "GFLOPs": "min", "Latency (ms)": "min", "Train img/s": "max"}
+    table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
+    for levels, sub in ctx.grid(frame, keys, full=False):
+        mine = _costs(sub)
+        row = [Cell(str(v)) for v in levels] + mine[:2]
+        row += [cells.logged_cell(sub, "perf/train_img_s", "{:.1f}".format, NO_RUNS), mine[2]]
+        row += [cells.logged_cell(sub, key, "{:.0f}".format) for key, _ in memory]
+        # the overheads: against the attention=none run of the same backbone (and data set)
+        base = frame[frame["attention"] == "none"]
+        for k, v in zip(keys, levels):
+            if k in ("backbone", "dataset"):
+                base = base[base[k] == v]
+        if base.empty:
+            row += [Cell.missing("no attention=none baseline run for this backbone") for _ in mine]
+        else:
+            row += [_overhead(m, r) for m, r in zip(mine, _costs(base))]
         table.add_row(row)
     return table
