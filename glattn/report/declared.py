@@ -1,15 +1,12 @@
 """What the experiment files declare about their report: each file's ``report:`` block
-(glattn.schema.ReportSchema: table number and title, the compared group, its baseline, the
-metric columns, the claims with their thresholds), and a multi-stage file's ``paper.stages``.
+(glattn.schema.ReportSchema: table, title, compared group, baseline, metrics, claims) and a
+multi-stage file's ``paper.stages``.
 
-The report holds no table of its own: ``glattn report <experiment>`` builds the table its
-file declares (the block's ``_target_``, default glattn.report.tables.subject_table), a
-stages file (experiments/paper.yaml) every table of its stages, and a run set without a
-declaration every declared table its runs have data for. Files are read from the folders
-given (``--experiments-dir``, e.g. a ``hydra.searchpath`` folder's ``experiment/``) and then
-the shipped experiments/ (glattn.report.grid.EXPERIMENTS_DIR); the first file of a name wins.
-Every block is checked when the catalog is loaded, before any run is read: a bad block is one
-error naming the file and the key.
+``glattn report <experiment>`` builds the table its file declares (the block's ``_target_``),
+a stages file every table of its stages, and a run set without a declaration every declared
+table its runs have data for. Files are read from the folders given (``--experiments-dir``)
+then the shipped experiments/; the first file of a name wins. Every block is checked when the
+catalog is loaded, before any run is read: a bad block is one error naming file and key.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from glattn.report.grid import EXPERIMENTS_DIR, expected_levels
@@ -46,19 +44,13 @@ class Declared:
     def title(self) -> str:
         return f"Table {self.spec.table}: {self.spec.title}"
 
-    def builder(self):
-        return self.builder_of(self.spec)
-
     def build(self, runs, ctx):
         """The table of these runs (None where they lack the data it needs)."""
-        return self.builder()(runs, ctx, self)
+        return self.builder_of(self.spec)(runs, ctx, self)
 
     @staticmethod
     def builder_of(spec: ReportSchema | ClaimSchema):
-        """The function a declaration's ``_target_`` names: a table's builder or the one that
-        computes a claim's rows."""
-        from hydra.utils import get_object
-
+        """The function a declaration's ``_target_`` names: a table's builder or a claim's."""
         return get_object(spec._target_)
 
 
@@ -73,20 +65,20 @@ class Catalog:
 
     def expected(self, experiment: str) -> dict[str, list]:
         """The grid the experiment's file asks for (glattn.report.grid.expected_levels)."""
-        for folder in self.dirs:
-            if (folder / f"{experiment}.yaml").is_file():
-                return expected_levels(experiment, folder)
-        return {}
+        folder = next((d for d in self.dirs if (d / f"{experiment}.yaml").is_file()), None)
+        return expected_levels(experiment, folder) if folder else {}
 
     def by_number(self) -> dict[int, Declared]:
         return {d.number: d for d in self.tables.values()}
+
+    def _declared(self, experiments: Iterable[str]) -> list[Declared]:
+        return [self.tables[s] for s in experiments if s in self.tables]
 
     def tables_for(self, experiment: str) -> list[int] | None:
         """The tables an experiment name asks for: its own declared table, every table of a
         stages file's stages, else None (every declared table whose data exist)."""
         if experiment in self.stages:
-            mine = [self.tables[s].number for s in self.stages[experiment] if s in self.tables]
-            return sorted(set(mine))
+            return sorted({d.number for d in self._declared(self.stages[experiment])})
         if experiment in self.tables:
             return [self.tables[experiment].number]
         return None
@@ -97,26 +89,25 @@ class Catalog:
         if experiment in self.tables and self.tables[experiment].spec.claims:
             owners = [self.tables[experiment]]
         elif experiment in self.stages:
-            owners = [self.tables[s] for s in self.stages[experiment] if s in self.tables]
+            owners = self._declared(self.stages[experiment])
         else:
-            names = dict.fromkeys(s for stages in self.stages.values() for s in stages)
-            owners = [self.tables[s] for s in names if s in self.tables]
+            owners = self._declared(dict.fromkeys(s for v in self.stages.values() for s in v))
         out = [(d, c) for d in owners for c in d.spec.claims]
         return sorted(out, key=lambda dc: dc[1].number)
 
 
 def _node_errors(schema: type, node: DictConfig, prefix: str) -> list[str]:
     """`key: why` of each declared key of `node` that is not set or not accepted."""
-    errors = []
-    for f in fields(schema):
-        if OmegaConf.is_missing(node, f.name):
-            errors.append(f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}")
-        else:
-            errors.append(value_error(schema, node, prefix, f.name))
+    errors = [
+        f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}"
+        if OmegaConf.is_missing(node, f.name)
+        else value_error(schema, node, prefix, f.name)
+        for f in fields(schema)
+    ]
     return [e for e in errors if e]
 
 
-def _errors(path: Path, block) -> list[str]:
+def _errors(block) -> list[str]:
     """`report.<key>: why` lines of one block (empty when it is valid)."""
     if not isinstance(block, DictConfig):
         return [f"report: expected a mapping of {[f.name for f in fields(ReportSchema)]}"]
@@ -131,12 +122,10 @@ def _errors(path: Path, block) -> list[str]:
         errors += _node_errors(ClaimSchema, claim, f"report.claims[{i}].")
     if errors:
         return errors
-    for key, target in [("_target_", merged._target_)] + [
-        (f"claims[{i}]._target_", c._target_) for i, c in enumerate(merged.claims)
-    ]:
+    targets = {"_target_": merged._target_}
+    targets |= {f"claims[{i}]._target_": c._target_ for i, c in enumerate(merged.claims)}
+    for key, target in targets.items():
         try:
-            from hydra.utils import get_object
-
             get_object(target)
         except Exception as exc:  # noqa: BLE001 - named in the message
             errors.append(f"report.{key}={target!r}: not importable ({exc})")
@@ -144,52 +133,50 @@ def _errors(path: Path, block) -> list[str]:
 
 
 def _stage_names(stages) -> list[str]:
-    """The experiment each stage of ``paper.stages`` runs (its ``experiment=NAME``)."""
+    """The experiment each stage of ``paper.stages`` runs (its first ``experiment=NAME``)."""
     out = []
     for stage in OmegaConf.to_container(stages, resolve=False) or []:
-        for item in stage if isinstance(stage, list) else [stage]:
-            m = re.fullmatch(r"\+?experiment=(\w+)", str(item).strip())
-            if m:
-                out.append(m.group(1))
-                break
+        items = [str(item).strip() for item in (stage if isinstance(stage, list) else [stage])]
+        found = [m.group(1) for m in map(re.compile(r"\+?experiment=(\w+)").fullmatch, items) if m]
+        out += found[:1]
     return list(dict.fromkeys(out))
 
 
 def load(dirs: Iterable[Path | str] = ()) -> Catalog:
     """The catalog of `dirs` then the shipped experiments/; DeclarationError on a bad block."""
-    catalog, seen, problems = Catalog(dirs=[*map(Path, dirs), EXPERIMENTS_DIR]), set(), []
-    found: list[Declared] = []
+    catalog, problems, found = Catalog(dirs=[*map(Path, dirs), EXPERIMENTS_DIR]), [], {}
+    files = {}  # the first file of each name
     for folder in catalog.dirs:
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            if path.stem in seen:
-                continue
-            seen.add(path.stem)
-            try:
-                node = OmegaConf.load(path)
-            except Exception as exc:  # noqa: BLE001 - named in the message
-                if "report:" in path.read_text(errors="replace"):
-                    problems.append(f"{path}: not readable YAML ({exc})")
-                continue
-            if not isinstance(node, DictConfig):
-                continue
-            stages = OmegaConf.select(node, "paper.stages", default=None)
-            if stages is not None:
-                catalog.stages[path.stem] = _stage_names(stages)
-            if "report" not in node:
-                continue
-            errors = _errors(path, node.report)
-            if errors:
-                problems.append(f"{path}:\n  " + "\n  ".join(errors))
-                continue
+            files.setdefault(path.stem, path)
+    for stem, path in files.items():
+        try:
+            node = OmegaConf.load(path)
+        except Exception as exc:  # noqa: BLE001 - named in the message
+            if "report:" in path.read_text(errors="replace"):
+                problems.append(f"{path}: not readable YAML ({exc})")
+            continue
+        if not isinstance(node, DictConfig):
+            continue
+        stages = OmegaConf.select(node, "paper.stages", default=None)
+        if stages is not None:
+            catalog.stages[stem] = _stage_names(stages)
+        if "report" not in node:
+            continue
+        errors = _errors(node.report)
+        if errors:
+            problems.append(f"{path}:\n  " + "\n  ".join(errors))
+        else:
             spec = OmegaConf.to_object(OmegaConf.merge(ReportSchema, node.report))
-            found.append(Declared(path.stem, path, spec))
+            found[stem] = Declared(stem, path, spec)
     numbers: dict[int, Declared] = {}
-    for d in found:
+    for d in found.values():
         if d.number in numbers:
-            other = numbers[d.number]
-            problems.append(f"{d.path}: report.table={d.number} is also {other.path}'s")
+            problems.append(
+                f"{d.path}: report.table={d.number} is also {numbers[d.number].path}'s"
+            )
         numbers[d.number] = d
     if problems:
         raise DeclarationError("invalid report declaration:\n" + "\n".join(problems))
-    catalog.tables = {d.experiment: d for d in sorted(found, key=lambda d: d.number)}
+    catalog.tables = {d.experiment: d for d in sorted(found.values(), key=lambda d: d.number)}
     return catalog

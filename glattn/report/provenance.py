@@ -1,12 +1,8 @@
 """Where a report's results came from: reused runs and cells made by different code.
 
-A reused run (tag ``glattn.reused_from``, glattn.tracking.provenance) took its training
-from a FINISHED run of another experiment: what measured the training process
-(``perf/*``, ``time/*``) is that source run's, so `measured_by_source` reads those figures
-from the source run for the efficiency table, and `notes` lists the reused runs in
-NOTES.md. A cell (one configuration, glattn.report.selection) whose runs were made by
-different code (glattn's version, commit or uncommitted changes, a user's component
-module; or a reused run whose source was) is flagged in NOTES.md.
+A reused run (tag ``glattn.reused_from``) took its training from a run of another
+experiment, so its ``perf/*`` and ``time/*`` figures are read from that source run
+(`measured_by_source`); NOTES.md lists reused runs and flags cells made by different code.
 """
 
 from __future__ import annotations
@@ -17,13 +13,9 @@ import pandas as pd
 
 from glattn.report.frames import col
 from glattn.tracking.provenance import (
-    CODE_TAG_PREFIX,
-    COMMIT_TAG,
-    DIRTY_TAG,
     REUSED_FROM_EXPERIMENT_TAG,
     REUSED_FROM_TAG,
     SOURCE_CODE_DIFFERS_TAG,
-    VERSION_TAG,
     code_difference,
 )
 
@@ -50,10 +42,9 @@ def measured_by_source(frame: pd.DataFrame, keys: Iterable[str], history: Callab
     for key in keys:
         values = history(sorted(set(sources)), key)
         last = {rid: steps[max(steps)] for rid, steps in values.items() if steps}
-        name = f"metrics.{key}"
-        if name not in frame:
-            frame[name] = float("nan")
-        frame.loc[mask, name] = [last.get(rid, float("nan")) for rid in sources]
+        if f"metrics.{key}" not in frame:
+            frame[f"metrics.{key}"] = float("nan")
+        frame.loc[mask, f"metrics.{key}"] = [last.get(rid, float("nan")) for rid in sources]
     return frame
 
 
@@ -63,22 +54,19 @@ def notes(frames: dict[str, pd.DataFrame]) -> list[str]:
     for experiment, frame in frames.items():
         if frame.empty:
             continue
-        mask = reused(frame)
-        for _, row in frame[mask].iterrows():
-            source_exp = row.get(f"tags.{REUSED_FROM_EXPERIMENT_TAG}") or "?"
+        for _, row in frame[reused(frame)].iterrows():
             out.append(
                 f"reused, not trained: {experiment}/{row['run_name']} ({row['run_id']}) took "
                 f"its training from run {row[f'tags.{REUSED_FROM_TAG}']} of experiment "
-                f"{source_exp}; its throughput, latency and memory are that run's"
+                f"{row.get(f'tags.{REUSED_FROM_EXPERIMENT_TAG}') or '?'}; its throughput, "
+                "latency and memory are that run's"
             )
         out += _mixed_code(experiment, frame)
     return out
 
 
-def _code(row: pd.Series) -> dict[str, str]:
-    keys = [VERSION_TAG, COMMIT_TAG, DIRTY_TAG]
-    keys += [c[len("tags.") :] for c in row.index if c.startswith(f"tags.{CODE_TAG_PREFIX}")]
-    return {k: str(row[f"tags.{k}"]) for k in keys if pd.notna(row.get(f"tags.{k}"))}
+def _tags(row: pd.Series) -> dict[str, str]:
+    return {k.removeprefix("tags."): v for k, v in row.dropna().items() if k.startswith("tags.")}
 
 
 def _mixed_code(experiment: str, frame: pd.DataFrame) -> list[str]:
@@ -87,8 +75,8 @@ def _mixed_code(experiment: str, frame: pd.DataFrame) -> list[str]:
     out, tag = [], f"tags.{SOURCE_CODE_DIFFERS_TAG}"
     for cell, sub in frame.groupby("cell", sort=True):
         rows = [row for _, row in sub.iterrows()]
-        first = _code(rows[0])
-        differs = sorted({d for row in rows[1:] for d in code_difference(_code(row), first)})
+        first = _tags(rows[0])
+        differs = sorted({d for row in rows[1:] for d in code_difference(_tags(row), first)})
         differs += sorted(
             f"{row['run_name']} reused a training made by other code ({row[tag]})"
             for row in rows

@@ -1,15 +1,11 @@
-"""The tracked runs a report reads, through glattn.tracking (its retrying client, its queries,
-its one `default_tracking_uri`), as one pandas frame per experiment.
+"""The tracked runs a report reads, as one pandas frame per experiment, through
+glattn.tracking (its retrying client, its queries, its one `default_tracking_uri`).
 
-Tag and role names come from `glattn.tracking.names`: job runs carry ``glattn.role=job`` and
-the group-choice tags (glattn.groups.FACTORS); a sweep's parent run ``glattn.role=sweep``.
-`load_runs` returns the FINISHED job runs of the declared run set (`glattn.report.selection`:
-one cell per configuration, debug runs left out unless asked, ``--where`` filters).
+Job runs carry ``glattn.role=job`` and the group-choice tags; a sweep's parent run
+``glattn.role=sweep``. `load_runs` keeps the FINISHED job runs of the declared run set.
 """
 
 from __future__ import annotations
-
-import math
 
 import mlflow
 import pandas as pd
@@ -18,34 +14,18 @@ from glattn.errors import UserError
 from glattn.groups import FACTORS
 from glattn.report import selection
 from glattn.report.frames import col
-from glattn.tracking import names, queries
+from glattn.tracking import names, queries, uris
 from glattn.tracking.client import make_client, retry_locked
 from glattn.tracking.models import use_tracking_uri
-from glattn.tracking.names import (
-    CHOICE_PARAM_PREFIX,
-    JOB_ROLE,
-    PARENT_TAG,
-    ROLE_TAG,
-    SWEEP_ROLE,
-    debug_experiment,
-)
-from glattn.tracking.uris import default_tracking_uri, mask_uri, resolve_uri, sqlite_path
+from glattn.tracking.names import debug_experiment
 
-__all__ = [
-    "ReportError",
-    "default_tracking_uri",
-    "load_runs",
-    "mask",
-    "metric_history",
-    "newest_sweep",
-    "report_home",
-    "source_experiments",
-    "stage_experiments",
-    "sweep_runs",
-]
-
+ROLE = f"tags.{names.ROLE_TAG}"
 #: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
+
+#: Hide a password in a database/server URI before printing it.
+mask = uris.mask_uri
+default_tracking_uri = uris.default_tracking_uri
 
 
 class ReportError(UserError, ValueError):
@@ -55,13 +35,19 @@ class ReportError(UserError, ValueError):
 def client_for(uri: str):
     """The retrying client of `uri`; a missing SQLite file is an error (a client would
     create an empty store)."""
-    db = sqlite_path(uri)
+    db = uris.sqlite_path(uri)
     if db is not None and not db.is_file():
         raise ReportError(
-            f"no MLflow database at {db} (tracking URI {mask_uri(uri)!r}): train something "
+            f"no MLflow database at {db} (tracking URI {mask(uri)!r}): train something "
             "first, or pass --tracking-uri"
         )
     return make_client(uri)
+
+
+def _not_found(uri: str, name: str, why: str) -> ReportError:
+    return ReportError(
+        f"MLflow experiment {name!r} not found at tracking URI {mask(uri)!r}; {why}"
+    )
 
 
 def get_experiment(uri: str, name: str):
@@ -70,21 +56,16 @@ def get_experiment(uri: str, name: str):
     exp = client.get_experiment_by_name(name)
     if exp is None:
         known = queries.experiment_names(client)
-        raise ReportError(
-            f"MLflow experiment {name!r} not found at tracking URI {mask_uri(uri)!r}; "
-            f"experiments there: {known or 'none'}"
-        )
+        raise _not_found(uri, name, f"experiments there: {known or 'none'}")
     return exp
 
 
 def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment` (any status, any role), oldest first, one row per run:
-    its info (``run_id``, ``run_name``, ``status``, ``start_time`` ...), ``experiment`` (the
-    name), the data set digest (`selection.dataset_digest`), ``params.*``, ``metrics.*``,
-    ``tags.*`` and the class params (`_class_params`). `mlflow.search_runs` pages; its
-    list, not its frame, as the frame leaves out the runs' data set inputs."""
+    """Every run of `experiment` (any status or role), oldest first, one row per run: its
+    info, ``experiment``, the data set digest, ``params.*``, ``metrics.*``, ``tags.*``.
+    `mlflow.search_runs` as a list, as its frame leaves out the runs' data set inputs."""
     exp = get_experiment(uri, experiment)
-    with use_tracking_uri(resolve_uri(uri)):  # search_runs reads the global tracking URI
+    with use_tracking_uri(uris.resolve_uri(uri)):  # search_runs reads the global tracking URI
         found = retry_locked(
             mlflow.search_runs,
             [exp.experiment_id],
@@ -97,69 +78,64 @@ def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
     ]
     frame = pd.json_normalize(records)  # {"params": {k: v}} -> column params.<k>
     frame.insert(min(1, frame.shape[1]), "experiment", experiment)
-    return _class_params(frame)
-
-
-def _class_params(frame: pd.DataFrame) -> pd.DataFrame:
-    """``params.<group>._target_`` from the ``class.<group>`` tag of a run that logs the
-    class as a tag (older runs logged it as that param): one column for both."""
+    # a run's class is its ``class.<group>`` tag (older runs logged it as a _target_ param)
     prefix = f"tags.{names.CLASS_TAG_PREFIX}"
     for tag in [c for c in frame.columns if c.startswith(prefix)]:
-        param = f"params.{tag[len(prefix) :]}._target_"
+        param = f"params.{tag.removeprefix(prefix)}._target_"
         frame[param] = col(frame, param).fillna(frame[tag])
     return frame
 
 
+def _finished_jobs(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame[(frame["status"] == "FINISHED") & (col(frame, ROLE) == names.JOB_ROLE)]
+
+
 def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
     if frame.empty:
-        raise ReportError(f"MLflow experiment {experiment!r} at {mask_uri(uri)!r} has no runs")
-    role = col(frame, f"tags.{ROLE_TAG}")
-    jobs = frame[(frame["status"] == "FINISHED") & (role == JOB_ROLE)].copy()
+        raise ReportError(f"MLflow experiment {experiment!r} at {mask(uri)!r} has no runs")
+    jobs = _finished_jobs(frame).copy()
     if jobs.empty:
-        counts = frame.assign(role=role).groupby(["status", "role"], dropna=False).size()
+        counts = (
+            frame.assign(role=col(frame, ROLE)).groupby(["status", "role"], dropna=False).size()
+        )
         raise ReportError(
             f"MLflow experiment {experiment!r} has no FINISHED runs tagged "
-            f"{ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
+            f"{names.ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
         )
     for tag in TAGS:
         jobs[tag] = col(jobs, f"tags.{tag}")
     for factor in FACTORS:
         jobs[factor] = option_names(jobs, factor)
-    jobs["parent_run_id"] = col(jobs, f"tags.{PARENT_TAG}")
+    jobs["parent_run_id"] = col(jobs, f"tags.{names.PARENT_TAG}")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
     return jobs
 
 
 def _experiments(uri: str, experiment: str, include_debug: bool) -> list[str]:
-    """The experiments a report reads: `experiment`, and with ``include_debug`` its
-    ``<experiment>-debug`` too; either may be missing, not both. A missing `experiment`
-    whose debug twin exists names --include-debug (debug=smoke runs go there)."""
+    """`experiment`, and with ``include_debug`` its ``-debug`` twin; either may be missing,
+    not both. A missing `experiment` whose twin exists names --include-debug."""
     client = client_for(uri)
     debug_exp = debug_experiment(experiment)
-    names = [experiment] + ([debug_exp] if include_debug and debug_exp != experiment else [])
-    found = [name for name in names if client.get_experiment_by_name(name) is not None]
-    if found:
-        return found
-    if client.get_experiment_by_name(debug_exp) is not None:
-        raise ReportError(
-            f"MLflow experiment {experiment!r} not found at tracking URI {mask_uri(uri)!r}; "
-            f"its debug-preset runs are in {debug_exp!r}: add --include-debug to read them"
-        )
-    get_experiment(uri, experiment)  # raises, listing the experiments there
+    wanted = [experiment] + ([debug_exp] if include_debug and debug_exp != experiment else [])
+    found = [name for name in wanted if client.get_experiment_by_name(name) is not None]
+    if not found and client.get_experiment_by_name(debug_exp) is not None:
+        why = f"its debug-preset runs are in {debug_exp!r}: add --include-debug to read them"
+        raise _not_found(uri, experiment, why)
+    if not found:
+        get_experiment(uri, experiment)  # raises, listing the experiments there
     return found
 
 
 def _twin_jobs(uri: str, experiment: str) -> pd.DataFrame:
-    """The FINISHED job runs of ``<experiment>-debug``, which a report without
-    --include-debug does not read (empty when there is no such experiment)."""
+    """The FINISHED job runs of the ``-debug`` twin, which a report without --include-debug
+    leaves out (empty when there is none)."""
     twin = debug_experiment(experiment)
     if twin == experiment or client_for(uri).get_experiment_by_name(twin) is None:
         return pd.DataFrame()
-    frame = load_all_runs(uri, twin)
-    if frame.empty:
-        return frame
-    return frame[(frame["status"] == "FINISHED") & (col(frame, f"tags.{ROLE_TAG}") == JOB_ROLE)]
+    return _finished_jobs(load_all_runs(uri, twin))
 
 
 def load_runs(
@@ -169,10 +145,9 @@ def load_runs(
     include_debug: bool = False,
     notes: list | None = None,
 ) -> pd.DataFrame:
-    """FINISHED job runs (tag glattn.role=job) of `experiment`, one row per run, with the
-    columns of `frames` and `selection` (``cell``, ``variant``). ``include_debug`` adds the
-    debug presets' runs and the ``<experiment>-debug`` experiment; ``where`` (KEY=VALUE
-    strings) keeps the runs whose param or tag has that value."""
+    """FINISHED job runs of `experiment`, one row per run, with the columns of `frames` and
+    `selection` (``cell``, ``variant``). ``include_debug`` adds the debug presets' runs and
+    the ``-debug`` experiment; ``where`` (KEY=VALUE) keeps runs whose param or tag matches."""
     notes = [] if notes is None else notes
     frames = [load_all_runs(uri, name) for name in _experiments(uri, experiment, include_debug)]
     jobs = _jobs(pd.concat(frames, ignore_index=True), experiment, uri)
@@ -199,11 +174,9 @@ def load_runs(
 
 
 def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
-    """The group's option of each run, as the job logged it: its ``choice.<group>`` param
-    (Hydra's choice, glattn.job.spec), else its factor tag; nothing is read from conf/ or
-    imported."""
-    choice = col(frame, f"params.{CHOICE_PARAM_PREFIX}{group}")
-    return choice.where(choice.notna(), frame[group])
+    """The group's option of each run as the job logged it: its ``choice.<group>`` param
+    (Hydra's choice), else its factor tag; nothing is read from conf/."""
+    return col(frame, f"params.{names.CHOICE_PARAM_PREFIX}{group}").fillna(frame[group])
 
 
 def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
@@ -211,21 +184,20 @@ def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
     frame = load_all_runs(uri, experiment)
     if frame.empty:
         return frame
-    sweeps = frame[col(frame, f"tags.{ROLE_TAG}") == SWEEP_ROLE]
+    sweeps = frame[col(frame, ROLE) == names.SWEEP_ROLE]
     return sweeps.sort_values("start_time", ascending=False).reset_index(drop=True)
 
 
 def source_experiments(frames) -> list[str]:
-    """The experiments the runs of `frames` ({name asked for: run set}) came from, in order:
-    a ``<name>-debug`` twin read with --include-debug is named as itself."""
+    """The experiments the runs of `frames` ({name asked for: run set}) came from, in order
+    (a ``-debug`` twin read with --include-debug is named as itself)."""
     found = [e for f in frames.values() if "experiment" in f for e in f["experiment"].dropna()]
     return list(dict.fromkeys(found)) or list(frames)
 
 
 def report_home(experiment: str, frames) -> list[str]:
-    """Where a report of `experiment` may be logged: the experiments its runs came from
-    that are `experiment` or its ``-debug`` twin (`paper` reads other experiments' runs and
-    is logged to none of them)."""
+    """Where a report of `experiment` may be logged: its source experiments that are it or
+    its ``-debug`` twin (`paper` reads other experiments and is logged to none of them)."""
     own = (experiment, debug_experiment(experiment))
     return [e for e in source_experiments(frames) if e in own] or [experiment]
 
@@ -247,16 +219,16 @@ def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
     """{table number: experiment name} of the experiments in the store that declare them
     (`tables_for(name)` gives the numbers an experiment name stands for)."""
-    names = queries.experiment_names(client_for(uri))
+    known = queries.experiment_names(client_for(uri))
     out = {}
     for n in numbers:
-        hits = [x for x in names if tables_for(x) == [n]]
-        if hits:
-            out[n] = hits[0]
-            if len(hits) > 1:
-                notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
-        else:
+        hits = [x for x in known if tables_for(x) == [n]]
+        if not hits:
             notes.append(f"Table {n}: no experiment in the store declares it")
+            continue
+        out[n] = hits[0]
+        if len(hits) > 1:
+            notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
     return out
 
 
@@ -266,14 +238,7 @@ def metric_history(uri: str, run_ids, key: str) -> dict[str, dict[int, float]]:
 
 
 def _seed(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
     try:
         return int(value)
     except (TypeError, ValueError):
-        return value
-
-
-def mask(uri: str) -> str:
-    """Hide a password in a database/server URI before printing it."""
-    return mask_uri(uri)
+        return None if pd.isna(value) else value
