@@ -1,12 +1,8 @@
 """What the experiment files declare about their report: each file's ``report:`` block
-(glattn.schema.ReportSchema: table, title, compared group, baseline, metrics, claims) and a
-multi-stage file's ``paper.stages``.
-
-``glattn report <experiment>`` builds the table its file declares (the block's ``_target_``),
-a stages file every table of its stages, and a run set without a declaration every declared
-table its runs have data for. Files are read from the folders given (``--experiments-dir``)
-then the shipped experiments/; the first file of a name wins. Every block is checked when the
-catalog is loaded, before any run is read: a bad block is one error naming file and key.
+(glattn.schema.ReportSchema: table, title, group, baseline, metrics, claims) and a stages
+file's ``paper.stages``, read from the ``--experiments-dir`` folders then the shipped
+experiments/ (the first file of a name wins). Every block is checked before any run is
+read: a bad block is one error naming the file and the key.
 """
 
 from __future__ import annotations
@@ -23,9 +19,7 @@ from glattn.report.grid import EXPERIMENTS_DIR, expected_levels
 from glattn.report.runs import ReportError
 from glattn.schema import ClaimSchema, ReportSchema, expected, value_error
 
-
-class DeclarationError(ReportError):
-    """An experiment file's ``report:`` block does not match glattn.schema.ReportSchema."""
+STAGE = re.compile(r"\+?experiment=(\w+)")
 
 
 @dataclass(frozen=True)
@@ -79,9 +73,7 @@ class Catalog:
         stages file's stages, else None (every declared table whose data exist)."""
         if experiment in self.stages:
             return sorted({d.number for d in self._declared(self.stages[experiment])})
-        if experiment in self.tables:
-            return [self.tables[experiment].number]
-        return None
+        return [self.tables[experiment].number] if experiment in self.tables else None
 
     def claims(self, experiment: str) -> list[tuple[Declared, ClaimSchema]]:
         """The claims a claims check of `experiment` decides: those its own file declares,
@@ -92,19 +84,7 @@ class Catalog:
             owners = self._declared(self.stages[experiment])
         else:
             owners = self._declared(dict.fromkeys(s for v in self.stages.values() for s in v))
-        out = [(d, c) for d in owners for c in d.spec.claims]
-        return sorted(out, key=lambda dc: dc[1].number)
-
-
-def _node_errors(schema: type, node: DictConfig, prefix: str) -> list[str]:
-    """`key: why` of each declared key of `node` that is not set or not accepted."""
-    errors = [
-        f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}"
-        if OmegaConf.is_missing(node, f.name)
-        else value_error(schema, node, prefix, f.name)
-        for f in fields(schema)
-    ]
-    return [e for e in errors if e]
+        return sorted([(d, c) for d in owners for c in d.spec.claims], key=lambda dc: dc[1].number)
 
 
 def _errors(block) -> list[str]:
@@ -117,19 +97,23 @@ def _errors(block) -> list[str]:
         key = getattr(exc, "full_key", "") or ""
         why = str(exc).splitlines()[0]
         return [f"report.{key}: {why}" if key else f"report: {why}"]
-    errors = _node_errors(ReportSchema, merged, "report.")
-    for i, claim in enumerate(merged.claims):
-        errors += _node_errors(ClaimSchema, claim, f"report.claims[{i}].")
-    if errors:
-        return errors
-    targets = {"_target_": merged._target_}
-    targets |= {f"claims[{i}]._target_": c._target_ for i, c in enumerate(merged.claims)}
-    for key, target in targets.items():
+    nodes = [(ReportSchema, merged, "report.")]
+    nodes += [(ClaimSchema, c, f"report.claims[{i}].") for i, c in enumerate(merged.claims)]
+    errors = [
+        f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}"
+        if OmegaConf.is_missing(node, f.name)
+        else value_error(schema, node, prefix, f.name)
+        for schema, node, prefix in nodes
+        for f in fields(schema)
+    ]
+    if any(errors):
+        return [e for e in errors if e]
+    for _, node, prefix in nodes:
         try:
-            get_object(target)
+            get_object(node._target_)
         except Exception as exc:  # noqa: BLE001 - named in the message
-            errors.append(f"report.{key}={target!r}: not importable ({exc})")
-    return errors
+            errors.append(f"{prefix}_target_={node._target_!r}: not importable ({exc})")
+    return [e for e in errors if e]
 
 
 def _stage_names(stages) -> list[str]:
@@ -137,17 +121,16 @@ def _stage_names(stages) -> list[str]:
     out = []
     for stage in OmegaConf.to_container(stages, resolve=False) or []:
         items = [str(item).strip() for item in (stage if isinstance(stage, list) else [stage])]
-        found = [m.group(1) for m in map(re.compile(r"\+?experiment=(\w+)").fullmatch, items) if m]
-        out += found[:1]
+        out += [m.group(1) for m in map(STAGE.fullmatch, items) if m][:1]
     return list(dict.fromkeys(out))
 
 
 def load(dirs: Iterable[Path | str] = ()) -> Catalog:
-    """The catalog of `dirs` then the shipped experiments/; DeclarationError on a bad block."""
+    """The catalog of `dirs` then the shipped experiments/; ReportError on a bad block."""
     catalog, problems, found = Catalog(dirs=[*map(Path, dirs), EXPERIMENTS_DIR]), [], {}
     files = {}  # the first file of each name
-    for folder in catalog.dirs:
-        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+    for folder in [d for d in catalog.dirs if d.is_dir()]:
+        for path in sorted(folder.glob("*.yaml")):
             files.setdefault(path.stem, path)
     for stem, path in files.items():
         try:
@@ -161,12 +144,10 @@ def load(dirs: Iterable[Path | str] = ()) -> Catalog:
         stages = OmegaConf.select(node, "paper.stages", default=None)
         if stages is not None:
             catalog.stages[stem] = _stage_names(stages)
-        if "report" not in node:
-            continue
-        errors = _errors(node.report)
+        errors = _errors(node.report) if "report" in node else []
         if errors:
             problems.append(f"{path}:\n  " + "\n  ".join(errors))
-        else:
+        elif "report" in node:
             spec = OmegaConf.to_object(OmegaConf.merge(ReportSchema, node.report))
             found[stem] = Declared(stem, path, spec)
     numbers: dict[int, Declared] = {}
@@ -177,6 +158,6 @@ def load(dirs: Iterable[Path | str] = ()) -> Catalog:
             )
         numbers[d.number] = d
     if problems:
-        raise DeclarationError("invalid report declaration:\n" + "\n".join(problems))
+        raise ReportError("invalid report declaration:\n" + "\n".join(problems))
     catalog.tables = {d.experiment: d for d in sorted(found.values(), key=lambda d: d.number)}
     return catalog

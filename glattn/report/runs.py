@@ -114,48 +114,35 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
     return jobs
 
 
-def _experiments(uri: str, experiment: str, include_debug: bool) -> list[str]:
-    """`experiment`, and with ``include_debug`` its ``-debug`` twin; either may be missing,
-    not both. A missing `experiment` whose twin exists names --include-debug."""
+def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
+    """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both
+    (a missing `experiment` whose twin exists names --include-debug)."""
     client = client_for(uri)
-    debug_exp = debug_experiment(experiment)
-    wanted = [experiment] + ([debug_exp] if include_debug and debug_exp != experiment else [])
-    found = [name for name in wanted if client.get_experiment_by_name(name) is not None]
-    if not found and client.get_experiment_by_name(debug_exp) is not None:
-        why = f"its debug-preset runs are in {debug_exp!r}: add --include-debug to read them"
-        raise _not_found(uri, experiment, why)
-    if not found:
-        get_experiment(uri, experiment)  # raises, listing the experiments there
-    return found
-
-
-def _twin_jobs(uri: str, experiment: str) -> pd.DataFrame:
-    """The FINISHED job runs of the ``-debug`` twin, which a report without --include-debug
-    leaves out (empty when there is none)."""
     twin = debug_experiment(experiment)
-    if twin == experiment or client_for(uri).get_experiment_by_name(twin) is None:
-        return pd.DataFrame()
-    return _finished_jobs(load_all_runs(uri, twin))
+    there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
+    if experiment not in there and not (include_debug and there):
+        if twin in there:
+            why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
+            raise _not_found(uri, experiment, why)
+        get_experiment(uri, experiment)  # raises, listing the experiments there
+    return pd.concat([load_all_runs(uri, name) for name in there], ignore_index=True)
 
 
 def load_runs(
-    uri: str,
-    experiment: str,
-    where=(),
-    include_debug: bool = False,
-    notes: list | None = None,
+    uri: str, experiment: str, where=(), include_debug: bool = False, notes: list | None = None
 ) -> pd.DataFrame:
     """FINISHED job runs of `experiment`, one row per run, with the columns of `frames` and
     `selection` (``cell``, ``variant``). ``include_debug`` adds the debug presets' runs and
     the ``-debug`` experiment; ``where`` (KEY=VALUE) keeps runs whose param or tag matches."""
     notes = [] if notes is None else notes
-    frames = [load_all_runs(uri, name) for name in _experiments(uri, experiment, include_debug)]
-    jobs = _jobs(pd.concat(frames, ignore_index=True), experiment, uri)
+    read = _read(uri, experiment, include_debug)
+    mine = read["experiment"] == experiment
+    jobs = _jobs(read if include_debug else read[mine], experiment, uri)
     debug = selection.debug_mask(jobs) | (jobs["experiment"] != experiment)
     if include_debug and debug.any():
         notes.append(selection.debug_note(jobs[debug], "included (--include-debug)"))
     elif not include_debug:
-        left = pd.concat([jobs[debug], _twin_jobs(uri, experiment)], ignore_index=True)
+        left = pd.concat([jobs[debug], _finished_jobs(read[~mine])], ignore_index=True)
         if not left.empty:
             notes.append(selection.debug_note(left, "left out (--include-debug reads them)"))
         jobs = jobs[~debug]

@@ -23,10 +23,11 @@ from glattn.tracking.names import CHOICE_PARAM_PREFIX, DEBUG_TAG
 
 #: The identity of a cell's target besides its params (eval runs: the data set scored).
 TARGET = ("task", "eval_dataset", "eval_split")
-_IGNORED = {f"{group}.{key}" for group, key in FINGERPRINT_IGNORE}
 #: params that only say where files come from: the data set's folder, an eval's checkpoint
 LOCATIONS = ("dataset.root",)
 EVAL_LOCATIONS = ("ckpt_path",)
+#: params no cell is told apart by (besides the fingerprint's excluded groups)
+_IGNORED = {"seed", *LOCATIONS, *(f"{group}.{key}" for group, key in FINGERPRINT_IGNORE)}
 #: the column of the run's data set digest (from its MLflow dataset input)
 DIGEST = "dataset_digest"
 #: the derived column that stands for the data set's contents in a cell's identity
@@ -41,20 +42,17 @@ class SelectionError(ValueError):
 
 
 def cell_params(frame: pd.DataFrame) -> list[str]:
-    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed``,
-    Hydra's choices, ``._partial_`` (older runs; ``_target_`` tells options apart) and
-    the `LOCATIONS`."""
+    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed``, the
+    `LOCATIONS`, Hydra's choices and ``._partial_`` (older runs; ``_target_`` tells apart)."""
     keys = [c.removeprefix("params.") for c in frame.columns if c.startswith("params.")]
-    return sorted(
-        f"params.{key}"
-        for key in keys
-        if key != "seed"
-        and not key.startswith(CHOICE_PARAM_PREFIX)
-        and not key.endswith("._partial_")
-        and key not in _IGNORED
-        and key not in LOCATIONS
-        and key.split(".", 1)[0] not in FINGERPRINT_EXCLUDE
-    )
+    return [
+        f"params.{k}"
+        for k in sorted(keys)
+        if k not in _IGNORED
+        and k.split(".")[0] not in FINGERPRINT_EXCLUDE
+        and not k.startswith(CHOICE_PARAM_PREFIX)
+        and not k.endswith("._partial_")
+    ]
 
 
 def dataset_digest(run) -> str | None:
@@ -79,9 +77,7 @@ def _identity(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     params = cell_params(frame)
     ident = frame[params].copy()
     evals = col(frame, "task").fillna("train") == "eval"
-    for key in EVAL_LOCATIONS:
-        if f"params.{key}" in ident:
-            ident.loc[evals, f"params.{key}"] = None
+    ident.loc[evals, ident.columns.intersection([f"params.{k}" for k in EVAL_LOCATIONS])] = None
     data = data_identity(frame)
     if data.notna().any():
         ident[DATA] = data
@@ -107,11 +103,10 @@ def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
     work = pd.concat([frame[[*keys, "cell"]], ident[params]], axis=1)  # identity columns
     for _, sub in work.groupby(col(frame, "dataset").fillna("?"), sort=False):
         shared = [p for p in params if sub[p].notna().all()]
-        label_keys = set()
-        for _, combo in sub.groupby(keys, dropna=False, sort=False):
-            if combo["cell"].nunique() > 1:
-                label_keys |= {p for p in shared if combo[p].nunique() > 1}
-        names = sorted(label_keys)
+        combos = [c for _, c in sub.groupby(keys, dropna=False, sort=False)]
+        names = sorted(
+            {p for c in combos if c["cell"].nunique() > 1 for p in shared if c[p].nunique() > 1}
+        )
         if names:
             frame.loc[sub.index, "variant"] = [
                 ", ".join(f"{p.removeprefix('params.')}={v}" for p, v in zip(names, r))
