@@ -39,14 +39,13 @@ def download(client, run_id: str, path: str, dst: Path) -> Path:
 
 def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
     """A square confusion matrix (rows true, columns predicted) from CSV/JSON/NPY."""
-    suffix, names = path.suffix.lower(), None
-    if suffix == ".npy":
+    m, names = None, None
+    if path.suffix.lower() == ".npy":
         m = np.load(path, allow_pickle=False)
-    elif suffix == ".json":
-        data = json.loads(path.read_text())
-        m = data
-        if isinstance(data, dict):
-            m, names = data.get("matrix") or data.get("confusion"), data.get("classes")
+    elif path.suffix.lower() == ".json":
+        m = json.loads(path.read_text())
+        if isinstance(m, dict):
+            m, names = m.get("matrix") or m.get("confusion"), m.get("classes")
     else:
         frame = pd.read_csv(path)
         if not pd.api.types.is_numeric_dtype(frame.iloc[:, 0]):
@@ -78,9 +77,8 @@ def rebuild_confusion(client, run_id: str, tmp: Path, split: str = "test"):
 
 
 def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
-    """Sum of the runs' test confusion matrices (a logged `*confusion*` artifact, else
-    rebuilt from the predictions) as (matrix, classes, n_runs, png): png is one run's
-    confusion image, for when no run has numbers (matrix None, n_runs 0)."""
+    """(matrix, classes, n_runs, png): the sum of the runs' test confusion matrices (logged,
+    else rebuilt), and one run's confusion image for when none has numbers."""
     client = make_client(uri)
     total, names, n, png = None, None, 0, None
     for run_id in run_ids:
@@ -101,9 +99,8 @@ def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
 
 
 def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
-    """The run's best checkpoint: its ``best.pt`` artifact (in place when local, as
-    `glattn.load_model` resolves it, else downloaded under ``tmp``), else the local
-    ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt``, else None."""
+    """The run's ``best.pt``: its artifact (resolved as `glattn.load_model` does, else
+    downloaded), else ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt``, else None."""
     from glattn.checkpoint import CheckpointError, resolve_checkpoint
 
     client, run_id = make_client(uri), run["run_id"]

@@ -1,7 +1,5 @@
-"""Per-image predictions of tracked runs, for the claims: a run's `<split>_probabilities.csv`
-and `split.csv` artifacts read into correct/incorrect outcomes, and metric histories with the
-`training_log.csv` fallback.
-"""
+"""Per-image predictions of tracked runs, for the claims: correct/incorrect outcomes (a tied
+maximum counts as wrong, as the official ISIC scorer does) and metric histories."""
 
 from __future__ import annotations
 
@@ -42,13 +40,8 @@ class Predictions:
 def read_predictions(
     probs_csv: Path, split_csv: Path, split: str = "test", skipped_csv: Path | None = None
 ) -> Predictions:
-    """The one reader of the runs' per-image CSVs.
-
-    `probs_csv`: `image`, one column per class, optionally a `weight`/`score_weight` column
-    (0: the image does not count, as in the official ISIC scorer). `split_csv`: image_id,
-    label, split. `skipped_csv` (image_id): images given weight 0. A tied maximum counts as
-    wrong (glattn.metrics.predict).
-    """
+    """The one reader of the runs' per-image CSVs: `probs_csv` (image, a column per class, an
+    optional weight), `split_csv` (image_id, label, split) and `skipped_csv` (weight 0)."""
     probs = pd.read_csv(probs_csv)
     if probs.shape[1] < 3:
         raise runs.ReportError(f"{probs_csv}: expected image + one column per class")

@@ -1,9 +1,6 @@
-"""Where a report's results came from: reused runs and cells made by different code.
-
-A reused run (tag ``glattn.reused_from``) took its training from a run of another
-experiment, so its ``perf/*`` and ``time/*`` figures are read from that source run
-(`measured_by_source`); NOTES.md lists reused runs and flags cells made by different code.
-"""
+"""Where a report's results came from: a reused run (tag ``glattn.reused_from``) took its
+training from a run of another experiment, whose ``perf/*`` and ``time/*`` figures it reports
+(`measured_by_source`); NOTES.md lists reused runs and cells made by different code."""
 
 from __future__ import annotations
 
@@ -12,36 +9,33 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 
 from glattn.report.frames import col
-from glattn.tracking.provenance import (
-    REUSED_FROM_EXPERIMENT_TAG,
-    REUSED_FROM_TAG,
-    SOURCE_CODE_DIFFERS_TAG,
-    code_difference,
-)
+from glattn.tracking import provenance
 
+SOURCE = f"tags.{provenance.REUSED_FROM_TAG}"
+SOURCE_EXPERIMENT = f"tags.{provenance.REUSED_FROM_EXPERIMENT_TAG}"
+SOURCE_CODE_DIFFERS = f"tags.{provenance.SOURCE_CODE_DIFFERS_TAG}"
 #: the frame's column holding the run that measured a row's perf/* and time/* figures
 MEASURED_BY = "measured_by"
 
 
 def reused(frame: pd.DataFrame) -> pd.Series:
     """True for the rows of reused runs."""
-    return col(frame, f"tags.{REUSED_FROM_TAG}").fillna("").astype(str).str.len() > 0
+    return col(frame, SOURCE).fillna("").astype(str).str.len() > 0
 
 
 def measured_by_source(frame: pd.DataFrame, keys: Iterable[str], history: Callable | None):
-    """`frame` with each reused run's ``metrics.<key>`` (of `keys`) taken from its source
-    run's last logged value (``history(run_ids, key) -> {run_id: {step: value}}``), and
-    ``measured_by`` naming the run that measured each row (its own, or the source)."""
+    """`frame` with each reused run's ``metrics.<key>`` (of `keys`) the last value its source
+    run logged (``history(run_ids, key) -> {run_id: {step: value}}``), and ``measured_by``
+    naming the run that measured each row."""
     frame = frame.copy()
     frame[MEASURED_BY] = col(frame, "run_id")
     mask = reused(frame)
     if not mask.any() or history is None:
         return frame
-    sources = frame.loc[mask, f"tags.{REUSED_FROM_TAG}"].astype(str)
+    sources = frame.loc[mask, SOURCE].astype(str)
     frame.loc[mask, MEASURED_BY] = sources
     for key in keys:
-        values = history(sorted(set(sources)), key)
-        last = {rid: steps[max(steps)] for rid, steps in values.items() if steps}
+        last = {r: s[max(s)] for r, s in history(sorted(set(sources)), key).items() if s}
         if f"metrics.{key}" not in frame:
             frame[f"metrics.{key}"] = float("nan")
         frame.loc[mask, f"metrics.{key}"] = [last.get(rid, float("nan")) for rid in sources]
@@ -52,38 +46,30 @@ def notes(frames: dict[str, pd.DataFrame]) -> list[str]:
     """NOTES.md lines: every reused run with its source; every cell made by several codes."""
     out = []
     for experiment, frame in frames.items():
-        if frame.empty:
-            continue
         for _, row in frame[reused(frame)].iterrows():
             out.append(
                 f"reused, not trained: {experiment}/{row['run_name']} ({row['run_id']}) took "
-                f"its training from run {row[f'tags.{REUSED_FROM_TAG}']} of experiment "
-                f"{row.get(f'tags.{REUSED_FROM_EXPERIMENT_TAG}') or '?'}; its throughput, "
-                "latency and memory are that run's"
+                f"its training from run {row[SOURCE]} of experiment "
+                f"{row.get(SOURCE_EXPERIMENT) or '?'}; its throughput, latency and memory are "
+                "that run's"
             )
-        out += _mixed_code(experiment, frame)
+        out += _mixed_code(experiment, frame) if "cell" in frame else []
     return out
 
 
-def _tags(row: pd.Series) -> dict[str, str]:
-    return {k.removeprefix("tags."): v for k, v in row.dropna().items() if k.startswith("tags.")}
-
-
 def _mixed_code(experiment: str, frame: pd.DataFrame) -> list[str]:
-    if "cell" not in frame:
-        return []
-    out, tag = [], f"tags.{SOURCE_CODE_DIFFERS_TAG}"
+    out = []
     for cell, sub in frame.groupby("cell", sort=True):
-        rows = [row for _, row in sub.iterrows()]
-        first = _tags(rows[0])
-        differs = sorted({d for row in rows[1:] for d in code_difference(_tags(row), first)})
+        tags = [row.dropna().filter(regex=r"^tags\.") for _, row in sub.iterrows()]
+        codes = [{k.removeprefix("tags."): v for k, v in t.items()} for t in tags]
+        differs = sorted({d for c in codes[1:] for d in provenance.code_difference(c, codes[0])})
         differs += sorted(
-            f"{row['run_name']} reused a training made by other code ({row[tag]})"
-            for row in rows
-            if isinstance(row.get(tag), str) and row[tag]
+            f"{row['run_name']} reused a training made by other code ({row[SOURCE_CODE_DIFFERS]})"
+            for _, row in sub.iterrows()
+            if isinstance(row.get(SOURCE_CODE_DIFFERS), str) and row[SOURCE_CODE_DIFFERS]
         )
         if differs:
-            names = ", ".join(sorted(str(r["run_name"]) for r in rows))
+            names = ", ".join(sorted(map(str, sub["run_name"])))
             out.append(
                 f"different code in one cell ({experiment}, cell {cell}: {names}): "
                 + "; ".join(differs)

@@ -1,9 +1,5 @@
-"""The tracked runs a report reads, as one pandas frame per experiment, through
-glattn.tracking (its retrying client, its queries, its one `default_tracking_uri`).
-
-Job runs carry ``glattn.role=job`` and the group-choice tags; a sweep's parent run
-``glattn.role=sweep``. `load_runs` keeps the FINISHED job runs of the declared run set.
-"""
+"""The tracked runs a report reads, one pandas frame per experiment, through glattn.tracking:
+`load_runs` keeps the FINISHED job runs (``glattn.role=job``) of the declared run set."""
 
 from __future__ import annotations
 
@@ -33,8 +29,7 @@ class ReportError(UserError, ValueError):
 
 
 def client_for(uri: str):
-    """The retrying client of `uri`; a missing SQLite file is an error (a client would
-    create an empty store)."""
+    """The retrying client of `uri`; a missing SQLite file is an error, not a new store."""
     db = uris.sqlite_path(uri)
     if db is not None and not db.is_file():
         raise ReportError(
@@ -44,25 +39,21 @@ def client_for(uri: str):
     return make_client(uri)
 
 
-def _not_found(uri: str, name: str, why: str) -> ReportError:
-    return ReportError(
-        f"MLflow experiment {name!r} not found at tracking URI {mask(uri)!r}; {why}"
-    )
-
-
-def get_experiment(uri: str, name: str):
-    """The experiment called `name`; ReportError listing the known ones otherwise."""
+def get_experiment(uri: str, name: str, why: str = ""):
+    """The experiment called `name`; a ReportError saying `why` (or listing the experiments
+    there) otherwise."""
     client = client_for(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        known = queries.experiment_names(client)
-        raise _not_found(uri, name, f"experiments there: {known or 'none'}")
+        why = why or f"experiments there: {queries.experiment_names(client) or 'none'}"
+        raise ReportError(
+            f"MLflow experiment {name!r} not found at tracking URI {mask(uri)!r}; {why}"
+        )
     return exp
 
 
 def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment` (any status or role), oldest first, one row per run: its
-    info, ``experiment``, the data set digest, ``params.*``, ``metrics.*``, ``tags.*``.
+    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags.
     `mlflow.search_runs` as a list, as its frame leaves out the runs' data set inputs."""
     exp = get_experiment(uri, experiment)
     with use_tracking_uri(uris.resolve_uri(uri)):  # search_runs reads the global tracking URI
@@ -97,9 +88,7 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
         raise ReportError(f"MLflow experiment {experiment!r} at {mask(uri)!r} has no runs")
     jobs = _finished_jobs(frame).copy()
     if jobs.empty:
-        counts = (
-            frame.assign(role=col(frame, ROLE)).groupby(["status", "role"], dropna=False).size()
-        )
+        counts = frame.groupby(["status", col(frame, ROLE).rename("role")], dropna=False).size()
         raise ReportError(
             f"MLflow experiment {experiment!r} has no FINISHED runs tagged "
             f"{names.ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
@@ -121,19 +110,16 @@ def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
     twin = debug_experiment(experiment)
     there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
     if experiment not in there and not (include_debug and there):
-        if twin in there:
-            why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
-            raise _not_found(uri, experiment, why)
-        get_experiment(uri, experiment)  # raises, listing the experiments there
+        why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
+        get_experiment(uri, experiment, why if twin in there else "")  # raises
     return pd.concat([load_all_runs(uri, name) for name in there], ignore_index=True)
 
 
 def load_runs(
     uri: str, experiment: str, where=(), include_debug: bool = False, notes: list | None = None
 ) -> pd.DataFrame:
-    """FINISHED job runs of `experiment`, one row per run, with the columns of `frames` and
-    `selection` (``cell``, ``variant``). ``include_debug`` adds the debug presets' runs and
-    the ``-debug`` experiment; ``where`` (KEY=VALUE) keeps runs whose param or tag matches."""
+    """FINISHED job runs of `experiment` with ``cell`` and ``variant`` (`selection`); debug
+    runs only with ``include_debug``; ``where`` (KEY=VALUE) keeps runs whose param matches."""
     notes = [] if notes is None else notes
     read = _read(uri, experiment, include_debug)
     mine = read["experiment"] == experiment
@@ -161,8 +147,7 @@ def load_runs(
 
 
 def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
-    """The group's option of each run as the job logged it: its ``choice.<group>`` param
-    (Hydra's choice), else its factor tag; nothing is read from conf/."""
+    """The group's option of each run as logged: its ``choice.<group>`` param, else its tag."""
     return col(frame, f"params.{names.CHOICE_PARAM_PREFIX}{group}").fillna(frame[group])
 
 
@@ -176,15 +161,14 @@ def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
 
 
 def source_experiments(frames) -> list[str]:
-    """The experiments the runs of `frames` ({name asked for: run set}) came from, in order
-    (a ``-debug`` twin read with --include-debug is named as itself)."""
+    """The experiments the runs of `frames` ({name asked for: run set}) came from, in order."""
     found = [e for f in frames.values() if "experiment" in f for e in f["experiment"].dropna()]
     return list(dict.fromkeys(found)) or list(frames)
 
 
 def report_home(experiment: str, frames) -> list[str]:
-    """Where a report of `experiment` may be logged: its source experiments that are it or
-    its ``-debug`` twin (`paper` reads other experiments and is logged to none of them)."""
+    """Where a report may be logged: its source experiments that are `experiment` or its
+    ``-debug`` twin (`paper` reads other experiments and is logged to none of them)."""
     own = (experiment, debug_experiment(experiment))
     return [e for e in source_experiments(frames) if e in own] or [experiment]
 
@@ -204,8 +188,8 @@ def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
 
 
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
-    """{table number: experiment name} of the experiments in the store that declare them
-    (`tables_for(name)` gives the numbers an experiment name stands for)."""
+    """{table number: experiment name} of the store's experiments declaring them (by
+    `tables_for(name)`), with a note for a table none or several declare."""
     known = queries.experiment_names(client_for(uri))
     out = {}
     for n in numbers:

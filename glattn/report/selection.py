@@ -1,13 +1,9 @@
-"""Which runs a report reads: chosen once per report, written to ``runs_used.csv``.
+"""Which runs a report reads, chosen once per report and written to ``runs_used.csv``.
 
-A cell is one configuration: the runs whose fingerprint params are equal except ``seed`` and
-the params that only say where files are (`LOCATIONS`, `EVAL_LOCATIONS`). What the data set's
-folder held counts instead: the digest of the run's data set input (sha256 of its
-``split.csv``), so two folders with the same data are one cell (a run without one falls back
-on the folder; the synthetic set is its params). Runs that share one table row but not their
-cell get a ``variant`` label naming the differing params; when no param set in every run
-tells them apart, the report refuses and says how to select. A seed run twice in one cell
-keeps its latest run. Debug presets' runs are left out unless asked; the notes name them.
+A cell is one configuration: runs with equal fingerprint params but ``seed`` and the
+`LOCATIONS`, and the same data (the digest of their data set input, so two folders of the
+same data are one cell). Runs of one table row but different cells get a ``variant`` label,
+or a refusal saying how to select; a seed run twice in a cell keeps its latest run.
 """
 
 from __future__ import annotations
@@ -91,9 +87,8 @@ def _cell_id(values: tuple) -> str:
 
 
 def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``cell`` (hash of the cell's identity columns, or the fingerprint tag when a run
-    logged no params) and ``variant``; SelectionError when a row would pool two cells that
-    no shared param tells apart."""
+    """Adds ``cell`` (a hash of its identity, else the fingerprint tag) and ``variant``;
+    SelectionError when a row would pool two cells that no shared param tells apart."""
     frame = frame.copy()
     ident, params = _identity(frame)
     ids = [_cell_id(tuple(r)) for r in ident[params].itertuples(index=False)] if params else []
