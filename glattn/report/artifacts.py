@@ -39,7 +39,7 @@ def download(client, run_id: str, path: str, dst: Path) -> Path:
 
 def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
     """A square confusion matrix (rows true, columns predicted) from CSV/JSON/NPY."""
-    m, names = None, None
+    names = None
     if path.suffix.lower() == ".npy":
         m = np.load(path, allow_pickle=False)
     elif path.suffix.lower() == ".json":
@@ -58,8 +58,7 @@ def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
 
 
 def rebuild_confusion(client, run_id: str, tmp: Path, split: str = "test"):
-    """(matrix, classes) from the run's `<split>_probabilities.csv` (prediction = row argmax)
-    and `split.csv`; (None, None) when the run lacks either."""
+    """(matrix, classes) from the run's predictions and `split.csv`, else (None, None)."""
     files = {Path(p).name: p for p in reversed(list_files(client, run_id))}
     probs_path, split_path = files.get(f"{split}_probabilities.csv"), files.get("split.csv")
     if probs_path is None or split_path is None:

@@ -1,9 +1,6 @@
-"""What the experiment files declare about their report: each file's ``report:`` block
-(glattn.schema.ReportSchema: table, title, group, baseline, metrics, claims) and a stages
-file's ``paper.stages``, read from the ``--experiments-dir`` folders then the shipped
-experiments/ (the first file of a name wins). Every block is checked before any run is
-read: a bad block is one error naming the file and the key.
-"""
+"""What the experiment files declare about their report: each ``report:`` block
+(glattn.schema.ReportSchema) and a stages file's ``paper.stages``. Every block is checked
+before any run is read: a bad block is one error naming the file and the key."""
 
 from __future__ import annotations
 
@@ -50,8 +47,7 @@ class Declared:
 
 @dataclass
 class Catalog:
-    """Every declaration found: {experiment: Declared} in table order, and the stages of
-    multi-stage files ({experiment: [stage experiments]})."""
+    """Every declaration found, in table order, and the stages of multi-stage files."""
 
     tables: dict[str, Declared] = field(default_factory=dict)
     stages: dict[str, list[str]] = field(default_factory=dict)
@@ -69,15 +65,13 @@ class Catalog:
         return [self.tables[s] for s in experiments if s in self.tables]
 
     def tables_for(self, experiment: str) -> list[int] | None:
-        """The tables an experiment name asks for: its own declared table, every table of a
-        stages file's stages, else None (every declared table whose data exist)."""
+        """The tables an experiment name asks for: a stages file's, its own, else None (all)."""
         if experiment in self.stages:
             return sorted({d.number for d in self._declared(self.stages[experiment])})
         return [self.tables[experiment].number] if experiment in self.tables else None
 
     def claims(self, experiment: str) -> list[tuple[Declared, ClaimSchema]]:
-        """The claims a claims check of `experiment` decides: those its own file declares,
-        else those of every stages file's stages (the paper's)."""
+        """The claims of `experiment`'s own file, else those of its (or every) stages file."""
         if experiment in self.tables and self.tables[experiment].spec.claims:
             owners = [self.tables[experiment]]
         elif experiment in self.stages:
@@ -126,7 +120,8 @@ def _stage_names(stages) -> list[str]:
 
 
 def load(dirs: Iterable[Path | str] = ()) -> Catalog:
-    """The catalog of `dirs` then the shipped experiments/; ReportError on a bad block."""
+    """The catalog of `dirs` then the shipped experiments/ (the first file of a name wins);
+    ReportError on a bad block."""
     catalog, problems, found = Catalog(dirs=[*map(Path, dirs), EXPERIMENTS_DIR]), [], {}
     files = {}  # the first file of each name
     for folder in [d for d in catalog.dirs if d.is_dir()]:

@@ -1,7 +1,5 @@
-"""The grid an experiment file asks for (`experiments/<name>.yaml` hydra.sweeper.params):
-levels absent from the tracked runs become dashes with a footnote in the tables. A run set
-without an experiment file has no expected grid: its tables show what ran.
-"""
+"""The grid an experiment file asks for (its hydra.sweeper.params), so that levels absent
+from the tracked runs become dashes with a footnote in the tables."""
 
 from __future__ import annotations
 
@@ -16,8 +14,7 @@ from glattn.sweep import expand
 
 def shipped_dir(in_clone: str, installed: str) -> Path:
     """A folder setup.cfg ships as data_files: the clone's `in_clone`, else the installed
-    copy `share/glattn/<installed>` beside the package (``pip install --target``), else
-    under `<prefix>` (a virtual environment); the clone's path when none exists."""
+    `share/glattn/<installed>` beside the package or under `sys.prefix`."""
     top = Path(__file__).resolve().parents[2]
     copies = [base / "share" / "glattn" / installed for base in (top, Path(sys.prefix))]
     return next((d for d in [top / in_clone, *copies] if d.is_dir()), top / in_clone)

@@ -67,18 +67,14 @@ def data_identity(frame: pd.DataFrame) -> pd.Series:
     return out.where(~name.isin(GENERATED), None)
 
 
-def _identity(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def _identity(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns that define each run's cell: cell params (an eval run's checkpoint path
     blanked) and DATA when any run has it."""
-    params = cell_params(frame)
-    ident = frame[params].copy()
+    ident = frame[cell_params(frame)].copy()
     evals = col(frame, "task").fillna("train") == "eval"
     ident.loc[evals, ident.columns.intersection([f"params.{k}" for k in EVAL_LOCATIONS])] = None
     data = data_identity(frame)
-    if data.notna().any():
-        ident[DATA] = data
-        params = [*params, DATA]
-    return ident, params
+    return ident.assign(**{DATA: data}) if data.notna().any() else ident
 
 
 def _cell_id(values: tuple) -> str:
@@ -90,12 +86,13 @@ def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds ``cell`` (a hash of its identity, else the fingerprint tag) and ``variant``;
     SelectionError when a row would pool two cells that no shared param tells apart."""
     frame = frame.copy()
-    ident, params = _identity(frame)
-    ids = [_cell_id(tuple(r)) for r in ident[params].itertuples(index=False)] if params else []
+    ident = _identity(frame)
+    params = list(ident.columns)
+    ids = [_cell_id(tuple(r)) for r in ident.itertuples(index=False)] if params else []
     frame["cell"] = ids or list(col(frame, "fingerprint"))
     frame["variant"] = ""
     keys = [k for k in (*FACTORS, *TARGET) if k in frame]
-    work = pd.concat([frame[[*keys, "cell"]], ident[params]], axis=1)  # identity columns
+    work = pd.concat([frame[[*keys, "cell"]], ident], axis=1)  # identity columns
     for _, sub in work.groupby(col(frame, "dataset").fillna("?"), sort=False):
         shared = [p for p in params if sub[p].notna().all()]
         combos = [c for _, c in sub.groupby(keys, dropna=False, sort=False)]
