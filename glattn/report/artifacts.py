@@ -110,11 +110,8 @@ def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
         except CheckpointError:
             return download(client, run_id, path, tmp / run_id)
     out_dir, fp = run.get("params.paths.output_dir"), run.get("fingerprint")
-    if isinstance(out_dir, str) and isinstance(fp, str):
-        local = Path(out_dir) / "checkpoints" / fp / "best.pt"
-        if local.is_file():
-            return local
-    return None
+    local = Path(str(out_dir)) / "checkpoints" / str(fp) / "best.pt"
+    return local if isinstance(out_dir, str) and isinstance(fp, str) and local.is_file() else None
 
 
 def log_report(uri: str, run_id: str, out_dir: Path, artifact_path: str = "report") -> None:

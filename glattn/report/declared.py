@@ -51,12 +51,12 @@ class Catalog:
 
     tables: dict[str, Declared] = field(default_factory=dict)
     stages: dict[str, list[str]] = field(default_factory=dict)
-    dirs: list[Path] = field(default_factory=list)  # searched in this order
+    files: dict[str, Path] = field(default_factory=dict)  # {experiment: its file}
 
     def expected(self, experiment: str) -> dict[str, list]:
         """The grid the experiment's file asks for (glattn.report.grid.expected_levels)."""
-        folder = next((d for d in self.dirs if (d / f"{experiment}.yaml").is_file()), None)
-        return expected_levels(experiment, folder) if folder else {}
+        path = self.files.get(experiment)
+        return expected_levels(experiment, path.parent) if path else {}
 
     def by_number(self) -> dict[int, Declared]:
         return {d.number: d for d in self.tables.values()}
@@ -88,9 +88,8 @@ def _errors(block) -> list[str]:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ReportSchema), block)
     except Exception as exc:  # an unknown key or a value of the wrong type
-        key = getattr(exc, "full_key", "") or ""
-        why = str(exc).splitlines()[0]
-        return [f"report.{key}: {why}" if key else f"report: {why}"]
+        key = f".{exc.full_key}" if getattr(exc, "full_key", "") else ""
+        return [f"report{key}: {str(exc).splitlines()[0]}"]
     nodes = [(ReportSchema, merged, "report.")]
     nodes += [(ClaimSchema, c, f"report.claims[{i}].") for i, c in enumerate(merged.claims)]
     errors = [
@@ -122,12 +121,11 @@ def _stage_names(stages) -> list[str]:
 def load(dirs: Iterable[Path | str] = ()) -> Catalog:
     """The catalog of `dirs` then the shipped experiments/ (the first file of a name wins);
     ReportError on a bad block."""
-    catalog, problems, found = Catalog(dirs=[*map(Path, dirs), EXPERIMENTS_DIR]), [], {}
-    files = {}  # the first file of each name
-    for folder in [d for d in catalog.dirs if d.is_dir()]:
+    catalog, problems, found = Catalog(), [], {}
+    for folder in [d for d in [*map(Path, dirs), EXPERIMENTS_DIR] if d.is_dir()]:
         for path in sorted(folder.glob("*.yaml")):
-            files.setdefault(path.stem, path)
-    for stem, path in files.items():
+            catalog.files.setdefault(path.stem, path)
+    for stem, path in catalog.files.items():
         try:
             node = OmegaConf.load(path)
         except Exception as exc:  # noqa: BLE001 - named in the message
@@ -147,10 +145,9 @@ def load(dirs: Iterable[Path | str] = ()) -> Catalog:
             found[stem] = Declared(stem, path, spec)
     numbers: dict[int, Declared] = {}
     for d in found.values():
-        if d.number in numbers:
-            problems.append(
-                f"{d.path}: report.table={d.number} is also {numbers[d.number].path}'s"
-            )
+        other = numbers.get(d.number)
+        if other is not None:
+            problems.append(f"{d.path}: report.table={d.number} is also {other.path}'s")
         numbers[d.number] = d
     if problems:
         raise ReportError("invalid report declaration:\n" + "\n".join(problems))

@@ -78,9 +78,7 @@ def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
 
 
 def _finished_jobs(frame: pd.DataFrame) -> pd.DataFrame:
-    if frame.empty:
-        return frame
-    return frame[(frame["status"] == "FINISHED") & (col(frame, ROLE) == names.JOB_ROLE)]
+    return frame[(col(frame, "status") == "FINISHED") & (col(frame, ROLE) == names.JOB_ROLE)]
 
 
 def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
