@@ -13,7 +13,6 @@ from glattn.report.frames import col
 from glattn.tracking import names, queries, uris
 from glattn.tracking.client import make_client, retry_locked
 from glattn.tracking.models import use_tracking_uri
-from glattn.tracking.names import debug_experiment
 
 ROLE = f"tags.{names.ROLE_TAG}"
 #: Further tags the report reads as plain columns.
@@ -105,7 +104,7 @@ def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
     """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both
     (a missing `experiment` whose twin exists names --include-debug)."""
     client = client_for(uri)
-    twin = debug_experiment(experiment)
+    twin = names.debug_experiment(experiment)
     there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
     if experiment not in there and not (include_debug and there):
         why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
@@ -167,7 +166,7 @@ def source_experiments(frames) -> list[str]:
 def report_home(experiment: str, frames) -> list[str]:
     """Where a report may be logged: its source experiments that are `experiment` or its
     ``-debug`` twin (`paper` reads other experiments and is logged to none of them)."""
-    own = (experiment, debug_experiment(experiment))
+    own = (experiment, names.debug_experiment(experiment))
     return [e for e in source_experiments(frames) if e in own] or [experiment]
 
 

@@ -134,11 +134,8 @@ def debug_mask(frame: pd.DataFrame) -> pd.Series:
     tag = col(frame, f"tags.{DEBUG_TAG}").fillna("").astype(str)
     param = col(frame, f"params.{DEBUG_TAG}").fillna("None").astype(str)
     overrides = col(frame, "tags.overrides").fillna("").astype(str)
-    return (
-        (tag != "")
-        | ~param.isin(["None", "null", ""])
-        | overrides.str.contains(r"(?:^|[\s,\[])debug=", regex=True)
-    )
+    debug = (tag != "") | ~param.isin(["None", "null", ""])
+    return debug | overrides.str.contains(r"(?:^|[\s,\[])debug=", regex=True)
 
 
 def debug_note(frame: pd.DataFrame, what: str, shown: int = 20) -> str:
