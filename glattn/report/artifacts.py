@@ -3,11 +3,13 @@ itself, logged to the sweep's parent run), through glattn.tracking's retrying cl
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix
 
 from glattn.tracking.client import make_client
 
@@ -18,20 +20,16 @@ CHECKPOINT = re.compile(r"(^|/)best\.pt$")
 
 def list_files(client, run_id: str, path: str | None = None) -> list[str]:
     """Every artifact file path of a run (recursive)."""
-    out = []
-    for info in client.list_artifacts(run_id, path):
-        if info.is_dir:
-            out += list_files(client, run_id, info.path)
-        else:
-            out.append(info.path)
-    return out
+    infos = client.list_artifacts(run_id, path)
+    return [
+        p for i in infos for p in (list_files(client, run_id, i.path) if i.is_dir else [i.path])
+    ]
 
 
 def find(client, run_id: str, pattern: re.Pattern, prefer: str = "test") -> str | None:
     """The first artifact path matching `pattern`, preferring paths containing `prefer`."""
     hits = [p for p in list_files(client, run_id) if pattern.search(p)]
-    hits.sort(key=lambda p: (prefer not in p.lower(), p))
-    return hits[0] if hits else None
+    return min(hits, key=lambda p: (prefer not in p.lower(), p), default=None)
 
 
 def download(client, run_id: str, path: str, dst: Path) -> Path:
@@ -41,25 +39,18 @@ def download(client, run_id: str, path: str, dst: Path) -> Path:
 
 def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
     """A square confusion matrix (rows true, columns predicted) from CSV/JSON/NPY."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
+    names = None
+    if path.suffix.lower() == ".npy":
         m = np.load(path, allow_pickle=False)
-        names = None
-    elif suffix == ".json":
-        import json
-
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            m, names = np.asarray(data.get("matrix") or data.get("confusion")), data.get("classes")
-        else:
-            m, names = np.asarray(data), None
+    elif path.suffix.lower() == ".json":
+        m = json.loads(path.read_text())
+        if isinstance(m, dict):
+            m, names = m.get("matrix") or m.get("confusion"), m.get("classes")
     else:
         frame = pd.read_csv(path)
-        first = frame.columns[0]
-        if not pd.api.types.is_numeric_dtype(frame[first]):
-            frame = frame.set_index(first)
-        names = [str(c) for c in frame.columns]
-        m = frame.to_numpy()
+        if not pd.api.types.is_numeric_dtype(frame.iloc[:, 0]):
+            frame = frame.set_index(frame.columns[0])
+        names, m = [str(c) for c in frame.columns], frame.to_numpy()
     m = np.asarray(m, float)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"{path}: expected a square confusion matrix, got shape {m.shape}")
@@ -67,14 +58,9 @@ def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
 
 
 def rebuild_confusion(client, run_id: str, tmp: Path, split: str = "test"):
-    """Confusion matrix from the run's `<split>_probabilities.csv` (image + one column per
-    class; prediction = row argmax) and `split.csv` (image_id, label name, split).
-    Returns (matrix, classes) or (None, None) when the run lacks either artifact."""
-    from sklearn.metrics import confusion_matrix
-
-    files = list_files(client, run_id)
-    probs_path = next((p for p in files if Path(p).name == f"{split}_probabilities.csv"), None)
-    split_path = next((p for p in files if Path(p).name == "split.csv"), None)
+    """(matrix, classes) from the run's predictions and `split.csv`, else (None, None)."""
+    files = {Path(p).name: p for p in reversed(list_files(client, run_id))}
+    probs_path, split_path = files.get(f"{split}_probabilities.csv"), files.get("split.csv")
     if probs_path is None or split_path is None:
         return None, None
     probs = pd.read_csv(download(client, run_id, probs_path, tmp / run_id / "p"))
@@ -90,10 +76,8 @@ def rebuild_confusion(client, run_id: str, tmp: Path, split: str = "test"):
 
 
 def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
-    """Sum over runs of their test confusion matrices: a numeric `*confusion*.csv|json|npy`
-    artifact when logged, else rebuilt from test_probabilities.csv + split.csv.
-    Returns (matrix, classes, n_runs, png): png is a confusion image artifact of one run,
-    for when no run has numbers (matrix None, n_runs 0)."""
+    """(matrix, classes, n_runs, png): the sum of the runs' test confusion matrices (logged,
+    else rebuilt), and one run's confusion image for when none has numbers."""
     client = make_client(uri)
     total, names, n, png = None, None, 0, None
     for run_id in run_ids:
@@ -106,36 +90,28 @@ def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
             png_path = find(client, run_id, CONFUSION_PNG)
             if png_path and png is None:
                 png = download(client, run_id, png_path, tmp / run_id)
-            continue
-        if total is not None and m.shape != total.shape:
-            continue
-        total = m if total is None else total + m
-        names = names or cls
-        n += 1
+        elif total is None or m.shape == total.shape:
+            total = m if total is None else total + m
+            names = names or cls
+            n += 1
     return total, names, n, png
 
 
 def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
-    """The run's best checkpoint: its ``checkpoints/best.pt`` artifact (resolved as
-    `glattn.load_model` resolves ``runs:/`` URIs: in place for a local artifact folder, else
-    downloaded under ``tmp``), else the local checkpoint dir
-    ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt`` (tracking kept no artifact),
-    else None."""
+    """The run's ``best.pt``: its artifact (resolved as `glattn.load_model` does, else
+    downloaded), else ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt``, else None."""
     from glattn.checkpoint import CheckpointError, resolve_checkpoint
 
-    client = make_client(uri)
-    path = find(client, run["run_id"], CHECKPOINT)
+    client, run_id = make_client(uri), run["run_id"]
+    path = find(client, run_id, CHECKPOINT)
     if path is not None:
         try:
-            return resolve_checkpoint(f"runs:/{run['run_id']}/{path}", uri)
+            return resolve_checkpoint(f"runs:/{run_id}/{path}", uri)
         except CheckpointError:
-            return download(client, run["run_id"], path, tmp / run["run_id"])
+            return download(client, run_id, path, tmp / run_id)
     out_dir, fp = run.get("params.paths.output_dir"), run.get("fingerprint")
-    if isinstance(out_dir, str) and isinstance(fp, str):
-        local = Path(out_dir) / "checkpoints" / fp / "best.pt"
-        if local.is_file():
-            return local
-    return None
+    local = Path(str(out_dir)) / "checkpoints" / str(fp) / "best.pt"
+    return local if isinstance(out_dir, str) and isinstance(fp, str) and local.is_file() else None
 
 
 def log_report(uri: str, run_id: str, out_dir: Path, artifact_path: str = "report") -> None:

@@ -1,16 +1,6 @@
-"""What the experiment files declare about their report: each file's ``report:`` block
-(glattn.schema.ReportSchema: table number and title, the compared group, its baseline, the
-metric columns, the claims with their thresholds), and a multi-stage file's ``paper.stages``.
-
-The report holds no table of its own: ``glattn report <experiment>`` builds the table its
-file declares (the block's ``_target_``, default glattn.report.tables.subject_table), a
-stages file (experiments/paper.yaml) every table of its stages, and a run set without a
-declaration every declared table its runs have data for. Files are read from the folders
-given (``--experiments-dir``, e.g. a ``hydra.searchpath`` folder's ``experiment/``) and then
-the shipped experiments/ (glattn.report.grid.EXPERIMENTS_DIR); the first file of a name wins.
-Every block is checked when the catalog is loaded, before any run is read: a bad block is one
-error naming the file and the key.
-"""
+"""What the experiment files declare about their report: each ``report:`` block
+(glattn.schema.ReportSchema) and a stages file's ``paper.stages``. Every block is checked
+before any run is read: a bad block is one error naming the file and the key."""
 
 from __future__ import annotations
 
@@ -19,15 +9,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from glattn.report.grid import EXPERIMENTS_DIR, expected_levels
 from glattn.report.runs import ReportError
 from glattn.schema import ClaimSchema, ReportSchema, expected, value_error
 
-
-class DeclarationError(ReportError):
-    """An experiment file's ``report:`` block does not match glattn.schema.ReportSchema."""
+STAGE = re.compile(r"\+?experiment=(\w+)")
 
 
 @dataclass(frozen=True)
@@ -46,150 +35,121 @@ class Declared:
     def title(self) -> str:
         return f"Table {self.spec.table}: {self.spec.title}"
 
-    def builder(self):
-        return self.builder_of(self.spec)
-
     def build(self, runs, ctx):
         """The table of these runs (None where they lack the data it needs)."""
-        return self.builder()(runs, ctx, self)
+        return self.builder_of(self.spec)(runs, ctx, self)
 
     @staticmethod
     def builder_of(spec: ReportSchema | ClaimSchema):
-        """The function a declaration's ``_target_`` names: a table's builder or the one that
-        computes a claim's rows."""
-        from hydra.utils import get_object
-
+        """The function a declaration's ``_target_`` names: a table's builder or a claim's."""
         return get_object(spec._target_)
 
 
 @dataclass
 class Catalog:
-    """Every declaration found: {experiment: Declared} in table order, and the stages of
-    multi-stage files ({experiment: [stage experiments]})."""
+    """Every declaration found, in table order, and the stages of multi-stage files."""
 
     tables: dict[str, Declared] = field(default_factory=dict)
     stages: dict[str, list[str]] = field(default_factory=dict)
-    dirs: list[Path] = field(default_factory=list)  # searched in this order
+    files: dict[str, Path] = field(default_factory=dict)  # {experiment: its file}
 
     def expected(self, experiment: str) -> dict[str, list]:
         """The grid the experiment's file asks for (glattn.report.grid.expected_levels)."""
-        for folder in self.dirs:
-            if (folder / f"{experiment}.yaml").is_file():
-                return expected_levels(experiment, folder)
-        return {}
+        path = self.files.get(experiment)
+        return expected_levels(experiment, path.parent) if path else {}
 
     def by_number(self) -> dict[int, Declared]:
         return {d.number: d for d in self.tables.values()}
 
+    def _declared(self, experiments: Iterable[str]) -> list[Declared]:
+        return [self.tables[s] for s in experiments if s in self.tables]
+
     def tables_for(self, experiment: str) -> list[int] | None:
-        """The tables an experiment name asks for: its own declared table, every table of a
-        stages file's stages, else None (every declared table whose data exist)."""
+        """The tables an experiment name asks for: a stages file's, its own, else None (all)."""
         if experiment in self.stages:
-            mine = [self.tables[s].number for s in self.stages[experiment] if s in self.tables]
-            return sorted(set(mine))
-        if experiment in self.tables:
-            return [self.tables[experiment].number]
-        return None
+            return sorted({d.number for d in self._declared(self.stages[experiment])})
+        return [self.tables[experiment].number] if experiment in self.tables else None
 
     def claims(self, experiment: str) -> list[tuple[Declared, ClaimSchema]]:
-        """The claims a claims check of `experiment` decides: those its own file declares,
-        else those of every stages file's stages (the paper's)."""
+        """The claims of `experiment`'s own file, else those of its (or every) stages file."""
         if experiment in self.tables and self.tables[experiment].spec.claims:
             owners = [self.tables[experiment]]
         elif experiment in self.stages:
-            owners = [self.tables[s] for s in self.stages[experiment] if s in self.tables]
+            owners = self._declared(self.stages[experiment])
         else:
-            names = dict.fromkeys(s for stages in self.stages.values() for s in stages)
-            owners = [self.tables[s] for s in names if s in self.tables]
-        out = [(d, c) for d in owners for c in d.spec.claims]
-        return sorted(out, key=lambda dc: dc[1].number)
+            owners = self._declared(dict.fromkeys(s for v in self.stages.values() for s in v))
+        return sorted([(d, c) for d in owners for c in d.spec.claims], key=lambda dc: dc[1].number)
 
 
-def _node_errors(schema: type, node: DictConfig, prefix: str) -> list[str]:
-    """`key: why` of each declared key of `node` that is not set or not accepted."""
-    errors = []
-    for f in fields(schema):
-        if OmegaConf.is_missing(node, f.name):
-            errors.append(f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}")
-        else:
-            errors.append(value_error(schema, node, prefix, f.name))
-    return [e for e in errors if e]
-
-
-def _errors(path: Path, block) -> list[str]:
+def _errors(block) -> list[str]:
     """`report.<key>: why` lines of one block (empty when it is valid)."""
     if not isinstance(block, DictConfig):
         return [f"report: expected a mapping of {[f.name for f in fields(ReportSchema)]}"]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ReportSchema), block)
     except Exception as exc:  # an unknown key or a value of the wrong type
-        key = getattr(exc, "full_key", "") or ""
-        why = str(exc).splitlines()[0]
-        return [f"report.{key}: {why}" if key else f"report: {why}"]
-    errors = _node_errors(ReportSchema, merged, "report.")
-    for i, claim in enumerate(merged.claims):
-        errors += _node_errors(ClaimSchema, claim, f"report.claims[{i}].")
-    if errors:
-        return errors
-    for key, target in [("_target_", merged._target_)] + [
-        (f"claims[{i}]._target_", c._target_) for i, c in enumerate(merged.claims)
-    ]:
+        key = f".{exc.full_key}" if getattr(exc, "full_key", "") else ""
+        return [f"report{key}: {str(exc).splitlines()[0]}"]
+    nodes = [(ReportSchema, merged, "report.")]
+    nodes += [(ClaimSchema, c, f"report.claims[{i}].") for i, c in enumerate(merged.claims)]
+    errors = [
+        f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}"
+        if OmegaConf.is_missing(node, f.name)
+        else value_error(schema, node, prefix, f.name)
+        for schema, node, prefix in nodes
+        for f in fields(schema)
+    ]
+    if any(errors):
+        return [e for e in errors if e]
+    for _, node, prefix in nodes:
         try:
-            from hydra.utils import get_object
-
-            get_object(target)
+            get_object(node._target_)
         except Exception as exc:  # noqa: BLE001 - named in the message
-            errors.append(f"report.{key}={target!r}: not importable ({exc})")
-    return errors
+            errors.append(f"{prefix}_target_={node._target_!r}: not importable ({exc})")
+    return [e for e in errors if e]
 
 
 def _stage_names(stages) -> list[str]:
-    """The experiment each stage of ``paper.stages`` runs (its ``experiment=NAME``)."""
+    """The experiment each stage of ``paper.stages`` runs (its first ``experiment=NAME``)."""
     out = []
     for stage in OmegaConf.to_container(stages, resolve=False) or []:
-        for item in stage if isinstance(stage, list) else [stage]:
-            m = re.fullmatch(r"\+?experiment=(\w+)", str(item).strip())
-            if m:
-                out.append(m.group(1))
-                break
+        items = [str(item).strip() for item in (stage if isinstance(stage, list) else [stage])]
+        out += [m.group(1) for m in map(STAGE.fullmatch, items) if m][:1]
     return list(dict.fromkeys(out))
 
 
 def load(dirs: Iterable[Path | str] = ()) -> Catalog:
-    """The catalog of `dirs` then the shipped experiments/; DeclarationError on a bad block."""
-    catalog, seen, problems = Catalog(dirs=[*map(Path, dirs), EXPERIMENTS_DIR]), set(), []
-    found: list[Declared] = []
-    for folder in catalog.dirs:
-        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            if path.stem in seen:
-                continue
-            seen.add(path.stem)
-            try:
-                node = OmegaConf.load(path)
-            except Exception as exc:  # noqa: BLE001 - named in the message
-                if "report:" in path.read_text(errors="replace"):
-                    problems.append(f"{path}: not readable YAML ({exc})")
-                continue
-            if not isinstance(node, DictConfig):
-                continue
-            stages = OmegaConf.select(node, "paper.stages", default=None)
-            if stages is not None:
-                catalog.stages[path.stem] = _stage_names(stages)
-            if "report" not in node:
-                continue
-            errors = _errors(path, node.report)
-            if errors:
-                problems.append(f"{path}:\n  " + "\n  ".join(errors))
-                continue
+    """The catalog of `dirs` then the shipped experiments/ (the first file of a name wins);
+    ReportError on a bad block."""
+    catalog, problems, found = Catalog(), [], {}
+    for folder in [d for d in [*map(Path, dirs), EXPERIMENTS_DIR] if d.is_dir()]:
+        for path in sorted(folder.glob("*.yaml")):
+            catalog.files.setdefault(path.stem, path)
+    for stem, path in catalog.files.items():
+        try:
+            node = OmegaConf.load(path)
+        except Exception as exc:  # noqa: BLE001 - named in the message
+            if "report:" in path.read_text(errors="replace"):
+                problems.append(f"{path}: not readable YAML ({exc})")
+            continue
+        if not isinstance(node, DictConfig):
+            continue
+        stages = OmegaConf.select(node, "paper.stages", default=None)
+        if stages is not None:
+            catalog.stages[stem] = _stage_names(stages)
+        errors = _errors(node.report) if "report" in node else []
+        if errors:
+            problems.append(f"{path}:\n  " + "\n  ".join(errors))
+        elif "report" in node:
             spec = OmegaConf.to_object(OmegaConf.merge(ReportSchema, node.report))
-            found.append(Declared(path.stem, path, spec))
+            found[stem] = Declared(stem, path, spec)
     numbers: dict[int, Declared] = {}
-    for d in found:
-        if d.number in numbers:
-            other = numbers[d.number]
+    for d in found.values():
+        other = numbers.get(d.number)
+        if other is not None:
             problems.append(f"{d.path}: report.table={d.number} is also {other.path}'s")
         numbers[d.number] = d
     if problems:
-        raise DeclarationError("invalid report declaration:\n" + "\n".join(problems))
-    catalog.tables = {d.experiment: d for d in sorted(found, key=lambda d: d.number)}
+        raise ReportError("invalid report declaration:\n" + "\n".join(problems))
+    catalog.tables = {d.experiment: d for d in sorted(found.values(), key=lambda d: d.number)}
     return catalog

@@ -1,11 +1,5 @@
-"""The grid an experiment file asks for: `experiments/<name>.yaml` hydra.sweeper.params.
-
-Levels listed there but absent from the tracked runs become dashes with a footnote in the
-tables, instead of silently disappearing. The experiment files are the clone's
-`experiments/`, or an installed wheel's copy (setup.cfg's data_files,
-`<prefix>/share/glattn/conf/experiment`); a run set without an experiment file (a sweep of
-command-line overrides) has no expected grid: its tables show what ran.
-"""
+"""The grid an experiment file asks for (its hydra.sweeper.params), so that levels absent
+from the tracked runs become dashes with a footnote in the tables."""
 
 from __future__ import annotations
 
@@ -20,8 +14,7 @@ from glattn.sweep import expand
 
 def shipped_dir(in_clone: str, installed: str) -> Path:
     """A folder setup.cfg ships as data_files: the clone's `in_clone`, else the installed
-    copy `share/glattn/<installed>` beside the package (``pip install --target``), else
-    under `<prefix>` (a virtual environment); the clone's path when none exists."""
+    `share/glattn/<installed>` beside the package or under `sys.prefix`."""
     top = Path(__file__).resolve().parents[2]
     copies = [base / "share" / "glattn" / installed for base in (top, Path(sys.prefix))]
     return next((d for d in [top / in_clone, *copies] if d.is_dir()), top / in_clone)
@@ -33,20 +26,11 @@ EXPERIMENTS_DIR = shipped_dir("experiments", "conf/experiment")
 def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[str, list]:
     """{factor or 'seed': [levels]} from the experiment file's sweeper params ({} if none)."""
     path = Path(directory) / f"{experiment}.yaml"
-    if not path.is_file():
-        return {}
     try:
-        node = OmegaConf.load(path)
-        params = OmegaConf.select(node, "hydra.sweeper.params", default=None)
-    except Exception:  # an unreadable file: the report still works from the runs alone
+        params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
+    except Exception:  # no file or an unreadable one: the report works from the runs alone
         return {}
-    if params is None:
-        return {}
-    out = {}
-    for key, spec in OmegaConf.to_container(params, resolve=False).items():
-        name = str(key).lstrip("+~")
-        if name in FACTORS or name == "seed":
-            values = expand.values(spec)
-            if values:
-                out[name] = values
-    return out
+    specs = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    named = {str(key).lstrip("+~"): spec for key, spec in specs.items()}
+    levels = {k: expand.values(s) for k, s in named.items() if k in FACTORS or k == "seed"}
+    return {k: v for k, v in levels.items() if v}

@@ -1,13 +1,8 @@
-"""Per-image predictions of tracked runs, for the claims (claims.py): a run's
-`<split>_probabilities.csv` and `split.csv` artifacts read into correct/incorrect outcomes
-(a tied maximum counts as wrong, as the official ISIC scorer does; an optional weight column
-or `skipped_images.csv` gives images zero weight), and metric histories with the
-`training_log.csv` fallback.
-"""
+"""Per-image predictions of tracked runs, for the claims: correct/incorrect outcomes (a tied
+maximum counts as wrong, as the official ISIC scorer does) and metric histories."""
 
 from __future__ import annotations
 
-import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from glattn.metrics import predict
 from glattn.report import artifacts, runs, stats
 
-log = logging.getLogger(__name__)
+WEIGHT_COLUMNS = ("weight", "score_weight")
 
 
 @dataclass(frozen=True)
@@ -33,10 +29,7 @@ class Predictions:
 
     def outcomes(self, keep: np.ndarray | None = None) -> stats.Outcomes:
         """stats.Outcomes on the images `keep` (sorted ids; default all)."""
-        if keep is None:
-            mask = np.ones(self.images.size, bool)
-        else:
-            mask = np.isin(self.images, keep)
+        mask = np.ones(self.images.size, bool) if keep is None else np.isin(self.images, keep)
         imgs = self.images[mask]
         key = f"{zlib.crc32(chr(0).join(imgs).encode()):08x}-{imgs.size}"
         return stats.Outcomes(
@@ -44,26 +37,14 @@ class Predictions:
         )
 
 
-WEIGHT_COLUMNS = ("weight", "score_weight")
-
-
 def read_predictions(
     probs_csv: Path, split_csv: Path, split: str = "test", skipped_csv: Path | None = None
 ) -> Predictions:
-    """The one reader of the runs' per-image CSVs.
-
-    `probs_csv`: ISIC 2018 format, `image` then one column per class (upper-case names, as
-    glattn.job writes them), optionally a `weight`/`score_weight` column (0 = the image
-    does not count, as ISIC_0035068 in the official scorer). `split_csv`: image_id, label
-    (class name), split. `skipped_csv` (image_id): images given weight 0. The prediction is
-    the row argmax, a tied maximum counting as wrong (glattn.metrics.predict).
-    """
-    from glattn.metrics import predict
-
+    """The one reader of the runs' per-image CSVs: `probs_csv` (image, a column per class, an
+    optional weight), `split_csv` (image_id, label, split) and `skipped_csv` (weight 0)."""
     probs = pd.read_csv(probs_csv)
     if probs.shape[1] < 3:
         raise runs.ReportError(f"{probs_csv}: expected image + one column per class")
-    image_col = probs.columns[0]
     weight_col = next((c for c in probs.columns if str(c).lower() in WEIGHT_COLUMNS), None)
     class_cols = [c for c in probs.columns[1:] if c != weight_col]
     classes = tuple(str(c).lower() for c in class_cols)
@@ -74,20 +55,19 @@ def read_predictions(
     # the requested split first, so that an image listed twice takes that split's label
     splits = splits.assign(_other=splits["split"] != split).sort_values("_other", kind="stable")
     truth = splits.drop_duplicates("image_id").set_index("image_id")["label"]
-    images = probs[image_col].astype(str)
+    images = probs.iloc[:, 0].astype(str)
     unknown = images[~images.isin(truth.index)]
     if len(unknown):
         raise runs.ReportError(
             f"{probs_csv}: {len(unknown)} image(s) have no label in {split_csv} "
             f"(first: {unknown.iloc[0]!r})"
         )
-    names = truth.loc[images].astype(str).str.lower().to_numpy()
+    names = truth.loc[images].astype(str).str.lower()
     bad = sorted(set(names) - set(classes))
     if bad:
         raise runs.ReportError(f"{split_csv}: label(s) {bad} are not columns of {probs_csv}")
-    labels = np.array([classes.index(x) for x in names], dtype=np.int64)
-    p = probs[class_cols].to_numpy(dtype=float)
-    correct = predict(p) == labels
+    labels = names.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    correct = predict(probs[class_cols].to_numpy(dtype=float)) == labels
     weights = np.ones(len(probs))
     if weight_col:
         weights = np.array(pd.to_numeric(probs[weight_col], errors="coerce").fillna(0), float)
@@ -110,26 +90,22 @@ class RunFiles:
         self._files: dict[str, list[str]] = {}
         self._preds: dict[tuple, Predictions | None] = {}
 
-    def files(self, run_id: str) -> list[str]:
+    def _get(self, run_id: str, name: str) -> Path | None:
         if run_id not in self._files:
             self._files[run_id] = artifacts.list_files(self.client, run_id)
-        return self._files[run_id]
-
-    def _get(self, run_id: str, name: str) -> Path | None:
-        path = next((p for p in self.files(run_id) if Path(p).name == name), None)
+        path = next((p for p in self._files[run_id] if Path(p).name == name), None)
         if path is None:
             return None
         return artifacts.download(self.client, run_id, path, self.tmp / run_id / name)
 
     def predictions(self, run_id: str, split: str) -> Predictions | None:
-        """`<split>_probabilities.csv` + `split.csv` (+ `skipped_images.csv`) of a run;
-        None when the run logged no such files. `split` is test, val or eval."""
+        """`<split>_probabilities.csv` + `split.csv` (+ `skipped_images.csv`) of a run
+        (split test, val or eval); None when the run logged no such files."""
         if (run_id, split) not in self._preds:
             probs = self._get(run_id, f"{split}_probabilities.csv")
             splits = self._get(run_id, "split.csv")
-            if probs is None or splits is None:
-                self._preds[run_id, split] = None
-            else:
+            self._preds[run_id, split] = None
+            if probs is not None and splits is not None:
                 truth_split = "test" if split == "eval" else split
                 skipped = self._get(run_id, "skipped_images.csv")
                 self._preds[run_id, split] = read_predictions(probs, splits, truth_split, skipped)
@@ -139,15 +115,12 @@ class RunFiles:
         """{run_id: {epoch: value}}: MLflow's metric history, else the run's
         training_log.csv artifact (columns epoch, <key>)."""
         out = runs.metric_history(self.uri, list(run_ids), key)
-        for run_id in run_ids:
-            if out.get(run_id):
-                continue
+        for run_id in [r for r in run_ids if not out.get(r)]:
             path = self._get(run_id, "training_log.csv")
-            if path is not None:
-                frame = pd.read_csv(path)
-                if key in frame.columns and "epoch" in frame.columns:
-                    frame = frame[["epoch", key]].dropna()
-                    out[run_id] = {int(e): float(v) for e, v in frame.itertuples(index=False)}
+            frame = pd.read_csv(path) if path is not None else pd.DataFrame()
+            if {key, "epoch"} <= set(frame.columns):
+                frame = frame[["epoch", key]].dropna()
+                out[run_id] = {int(e): float(v) for e, v in frame.itertuples(index=False)}
         return out
 
 

@@ -1,15 +1,7 @@
-"""The tracked runs a report reads, through glattn.tracking (its retrying client, its queries,
-its one `default_tracking_uri`), as one pandas frame per experiment.
-
-Tag and role names come from `glattn.tracking.names`: job runs carry ``glattn.role=job`` and
-the group-choice tags (glattn.groups.FACTORS); a sweep's parent run ``glattn.role=sweep``.
-`load_runs` returns the FINISHED job runs of the declared run set (`glattn.report.selection`:
-one cell per configuration, debug runs left out unless asked, ``--where`` filters).
-"""
+"""The tracked runs a report reads, one pandas frame per experiment, through glattn.tracking:
+`load_runs` keeps the FINISHED job runs (``glattn.role=job``) of the declared run set."""
 
 from __future__ import annotations
-
-import math
 
 import mlflow
 import pandas as pd
@@ -18,34 +10,17 @@ from glattn.errors import UserError
 from glattn.groups import FACTORS
 from glattn.report import selection
 from glattn.report.frames import col
-from glattn.tracking import names, queries
+from glattn.tracking import names, queries, uris
 from glattn.tracking.client import make_client, retry_locked
 from glattn.tracking.models import use_tracking_uri
-from glattn.tracking.names import (
-    CHOICE_PARAM_PREFIX,
-    JOB_ROLE,
-    PARENT_TAG,
-    ROLE_TAG,
-    SWEEP_ROLE,
-    debug_experiment,
-)
-from glattn.tracking.uris import default_tracking_uri, mask_uri, resolve_uri, sqlite_path
 
-__all__ = [
-    "ReportError",
-    "default_tracking_uri",
-    "load_runs",
-    "mask",
-    "metric_history",
-    "newest_sweep",
-    "report_home",
-    "source_experiments",
-    "stage_experiments",
-    "sweep_runs",
-]
-
+ROLE = f"tags.{names.ROLE_TAG}"
 #: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
+
+#: Hide a password in a database/server URI before printing it.
+mask = uris.mask_uri
+default_tracking_uri = uris.default_tracking_uri
 
 
 class ReportError(UserError, ValueError):
@@ -53,38 +28,34 @@ class ReportError(UserError, ValueError):
 
 
 def client_for(uri: str):
-    """The retrying client of `uri`; a missing SQLite file is an error (a client would
-    create an empty store)."""
-    db = sqlite_path(uri)
+    """The retrying client of `uri`; a missing SQLite file is an error, not a new store."""
+    db = uris.sqlite_path(uri)
     if db is not None and not db.is_file():
         raise ReportError(
-            f"no MLflow database at {db} (tracking URI {mask_uri(uri)!r}): train something "
+            f"no MLflow database at {db} (tracking URI {mask(uri)!r}): train something "
             "first, or pass --tracking-uri"
         )
     return make_client(uri)
 
 
-def get_experiment(uri: str, name: str):
-    """The experiment called `name`; ReportError listing the known ones otherwise."""
+def get_experiment(uri: str, name: str, why: str = ""):
+    """The experiment called `name`; a ReportError saying `why` (or listing the experiments
+    there) otherwise."""
     client = client_for(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        known = queries.experiment_names(client)
+        why = why or f"experiments there: {queries.experiment_names(client) or 'none'}"
         raise ReportError(
-            f"MLflow experiment {name!r} not found at tracking URI {mask_uri(uri)!r}; "
-            f"experiments there: {known or 'none'}"
+            f"MLflow experiment {name!r} not found at tracking URI {mask(uri)!r}; {why}"
         )
     return exp
 
 
 def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment` (any status, any role), oldest first, one row per run:
-    its info (``run_id``, ``run_name``, ``status``, ``start_time`` ...), ``experiment`` (the
-    name), the data set digest (`selection.dataset_digest`), ``params.*``, ``metrics.*``,
-    ``tags.*`` and the class params (`_class_params`). `mlflow.search_runs` pages; its
-    list, not its frame, as the frame leaves out the runs' data set inputs."""
+    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags.
+    `mlflow.search_runs` as a list, as its frame leaves out the runs' data set inputs."""
     exp = get_experiment(uri, experiment)
-    with use_tracking_uri(resolve_uri(uri)):  # search_runs reads the global tracking URI
+    with use_tracking_uri(uris.resolve_uri(uri)):  # search_runs reads the global tracking URI
         found = retry_locked(
             mlflow.search_runs,
             [exp.experiment_id],
@@ -97,90 +68,64 @@ def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
     ]
     frame = pd.json_normalize(records)  # {"params": {k: v}} -> column params.<k>
     frame.insert(min(1, frame.shape[1]), "experiment", experiment)
-    return _class_params(frame)
-
-
-def _class_params(frame: pd.DataFrame) -> pd.DataFrame:
-    """``params.<group>._target_`` from the ``class.<group>`` tag of a run that logs the
-    class as a tag (older runs logged it as that param): one column for both."""
+    # a run's class is its ``class.<group>`` tag (older runs logged it as a _target_ param)
     prefix = f"tags.{names.CLASS_TAG_PREFIX}"
     for tag in [c for c in frame.columns if c.startswith(prefix)]:
-        param = f"params.{tag[len(prefix) :]}._target_"
+        param = f"params.{tag.removeprefix(prefix)}._target_"
         frame[param] = col(frame, param).fillna(frame[tag])
     return frame
 
 
+def _finished_jobs(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[(col(frame, "status") == "FINISHED") & (col(frame, ROLE) == names.JOB_ROLE)]
+
+
 def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
     if frame.empty:
-        raise ReportError(f"MLflow experiment {experiment!r} at {mask_uri(uri)!r} has no runs")
-    role = col(frame, f"tags.{ROLE_TAG}")
-    jobs = frame[(frame["status"] == "FINISHED") & (role == JOB_ROLE)].copy()
+        raise ReportError(f"MLflow experiment {experiment!r} at {mask(uri)!r} has no runs")
+    jobs = _finished_jobs(frame).copy()
     if jobs.empty:
-        counts = frame.assign(role=role).groupby(["status", "role"], dropna=False).size()
+        counts = frame.groupby(["status", col(frame, ROLE).rename("role")], dropna=False).size()
         raise ReportError(
             f"MLflow experiment {experiment!r} has no FINISHED runs tagged "
-            f"{ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
+            f"{names.ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
         )
     for tag in TAGS:
         jobs[tag] = col(jobs, f"tags.{tag}")
     for factor in FACTORS:
         jobs[factor] = option_names(jobs, factor)
-    jobs["parent_run_id"] = col(jobs, f"tags.{PARENT_TAG}")
+    jobs["parent_run_id"] = col(jobs, f"tags.{names.PARENT_TAG}")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
     return jobs
 
 
-def _experiments(uri: str, experiment: str, include_debug: bool) -> list[str]:
-    """The experiments a report reads: `experiment`, and with ``include_debug`` its
-    ``<experiment>-debug`` too; either may be missing, not both. A missing `experiment`
-    whose debug twin exists names --include-debug (debug=smoke runs go there)."""
+def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
+    """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both
+    (a missing `experiment` whose twin exists names --include-debug)."""
     client = client_for(uri)
-    debug_exp = debug_experiment(experiment)
-    names = [experiment] + ([debug_exp] if include_debug and debug_exp != experiment else [])
-    found = [name for name in names if client.get_experiment_by_name(name) is not None]
-    if found:
-        return found
-    if client.get_experiment_by_name(debug_exp) is not None:
-        raise ReportError(
-            f"MLflow experiment {experiment!r} not found at tracking URI {mask_uri(uri)!r}; "
-            f"its debug-preset runs are in {debug_exp!r}: add --include-debug to read them"
-        )
-    get_experiment(uri, experiment)  # raises, listing the experiments there
-    return found
-
-
-def _twin_jobs(uri: str, experiment: str) -> pd.DataFrame:
-    """The FINISHED job runs of ``<experiment>-debug``, which a report without
-    --include-debug does not read (empty when there is no such experiment)."""
-    twin = debug_experiment(experiment)
-    if twin == experiment or client_for(uri).get_experiment_by_name(twin) is None:
-        return pd.DataFrame()
-    frame = load_all_runs(uri, twin)
-    if frame.empty:
-        return frame
-    return frame[(frame["status"] == "FINISHED") & (col(frame, f"tags.{ROLE_TAG}") == JOB_ROLE)]
+    twin = names.debug_experiment(experiment)
+    there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
+    if experiment not in there and not (include_debug and there):
+        why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
+        get_experiment(uri, experiment, why if twin in there else "")  # raises
+    return pd.concat([load_all_runs(uri, name) for name in there], ignore_index=True)
 
 
 def load_runs(
-    uri: str,
-    experiment: str,
-    where=(),
-    include_debug: bool = False,
-    notes: list | None = None,
+    uri: str, experiment: str, where=(), include_debug: bool = False, notes: list | None = None
 ) -> pd.DataFrame:
-    """FINISHED job runs (tag glattn.role=job) of `experiment`, one row per run, with the
-    columns of `frames` and `selection` (``cell``, ``variant``). ``include_debug`` adds the
-    debug presets' runs and the ``<experiment>-debug`` experiment; ``where`` (KEY=VALUE
-    strings) keeps the runs whose param or tag has that value."""
+    """FINISHED job runs of `experiment` with ``cell`` and ``variant`` (`selection`); debug
+    runs only with ``include_debug``; ``where`` (KEY=VALUE) keeps runs whose param matches."""
     notes = [] if notes is None else notes
-    frames = [load_all_runs(uri, name) for name in _experiments(uri, experiment, include_debug)]
-    jobs = _jobs(pd.concat(frames, ignore_index=True), experiment, uri)
+    read = _read(uri, experiment, include_debug)
+    mine = read["experiment"] == experiment
+    jobs = _jobs(read if include_debug else read[mine], experiment, uri)
     debug = selection.debug_mask(jobs) | (jobs["experiment"] != experiment)
     if include_debug and debug.any():
         notes.append(selection.debug_note(jobs[debug], "included (--include-debug)"))
     elif not include_debug:
-        left = pd.concat([jobs[debug], _twin_jobs(uri, experiment)], ignore_index=True)
+        left = pd.concat([jobs[debug], _finished_jobs(read[~mine])], ignore_index=True)
         if not left.empty:
             notes.append(selection.debug_note(left, "left out (--include-debug reads them)"))
         jobs = jobs[~debug]
@@ -199,11 +144,8 @@ def load_runs(
 
 
 def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
-    """The group's option of each run, as the job logged it: its ``choice.<group>`` param
-    (Hydra's choice, glattn.job.spec), else its factor tag; nothing is read from conf/ or
-    imported."""
-    choice = col(frame, f"params.{CHOICE_PARAM_PREFIX}{group}")
-    return choice.where(choice.notna(), frame[group])
+    """The group's option of each run as logged: its ``choice.<group>`` param, else its tag."""
+    return col(frame, f"params.{names.CHOICE_PARAM_PREFIX}{group}").fillna(frame[group])
 
 
 def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
@@ -211,22 +153,20 @@ def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
     frame = load_all_runs(uri, experiment)
     if frame.empty:
         return frame
-    sweeps = frame[col(frame, f"tags.{ROLE_TAG}") == SWEEP_ROLE]
+    sweeps = frame[col(frame, ROLE) == names.SWEEP_ROLE]
     return sweeps.sort_values("start_time", ascending=False).reset_index(drop=True)
 
 
 def source_experiments(frames) -> list[str]:
-    """The experiments the runs of `frames` ({name asked for: run set}) came from, in order:
-    a ``<name>-debug`` twin read with --include-debug is named as itself."""
+    """The experiments the runs of `frames` ({name asked for: run set}) came from, in order."""
     found = [e for f in frames.values() if "experiment" in f for e in f["experiment"].dropna()]
     return list(dict.fromkeys(found)) or list(frames)
 
 
 def report_home(experiment: str, frames) -> list[str]:
-    """Where a report of `experiment` may be logged: the experiments its runs came from
-    that are `experiment` or its ``-debug`` twin (`paper` reads other experiments' runs and
-    is logged to none of them)."""
-    own = (experiment, debug_experiment(experiment))
+    """Where a report may be logged: its source experiments that are `experiment` or its
+    ``-debug`` twin (`paper` reads other experiments and is logged to none of them)."""
+    own = (experiment, names.debug_experiment(experiment))
     return [e for e in source_experiments(frames) if e in own] or [experiment]
 
 
@@ -245,18 +185,18 @@ def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
 
 
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
-    """{table number: experiment name} of the experiments in the store that declare them
-    (`tables_for(name)` gives the numbers an experiment name stands for)."""
-    names = queries.experiment_names(client_for(uri))
+    """{table number: experiment name} of the store's experiments declaring them (by
+    `tables_for(name)`), with a note for a table none or several declare."""
+    known = queries.experiment_names(client_for(uri))
     out = {}
     for n in numbers:
-        hits = [x for x in names if tables_for(x) == [n]]
-        if hits:
-            out[n] = hits[0]
-            if len(hits) > 1:
-                notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
-        else:
+        hits = [x for x in known if tables_for(x) == [n]]
+        if not hits:
             notes.append(f"Table {n}: no experiment in the store declares it")
+            continue
+        out[n] = hits[0]
+        if len(hits) > 1:
+            notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
     return out
 
 
@@ -266,14 +206,7 @@ def metric_history(uri: str, run_ids, key: str) -> dict[str, dict[int, float]]:
 
 
 def _seed(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
     try:
         return int(value)
     except (TypeError, ValueError):
-        return value
-
-
-def mask(uri: str) -> str:
-    """Hide a password in a database/server URI before printing it."""
-    return mask_uri(uri)
+        return None if pd.isna(value) else value

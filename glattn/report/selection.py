@@ -1,23 +1,9 @@
-"""Which runs a report reads: chosen once per report, written to ``runs_used.csv``.
+"""Which runs a report reads, chosen once per report and written to ``runs_used.csv``.
 
-A cell is one configuration, wherever its files live: the runs whose fingerprint params are
-equal except ``seed`` (every param of the resolved config except those glattn.config leaves
-out of the fingerprint: paths, tracking, sweep, name, tags, transfer, device, workers, cache
-folder, ...) and except the params that only say where files go or come from (`LOCATIONS`:
-the data set's folder; `EVAL_LOCATIONS`: an eval run's checkpoint path). What the data set's
-folder held counts instead: the digest of the run's data set input (sha256 of its
-``split.csv``, glattn.tracking.models.log_dataset), so two folders with the same data are
-one cell and two with different data are two (a run that logged no data set input falls back
-on the folder of a real data set; the built-in synthetic set is defined by its params
-alone). So the same configuration run from two output folders is one cell, and its seed run
-twice is a rerun. Runs that share their group choices (one table row) but not their cell are
-split into labelled rows: the ``variant`` column names the differing params
-(``dataset.image_size=32, trainer.max_epochs=1``); when a differing param is not set in
-every run of the data set (an option's own setting), the report refuses and says how to
-select (``--where``, another experiment, tags). A seed run twice in one cell (the same config
-rerun) keeps its latest FINISHED run, and says so in the notes. Debug presets' runs (``debug`` tag
-or param, or the ``<experiment>-debug`` experiment) are left out unless ``include_debug``;
-the notes name them either way.
+A cell is one configuration: runs with equal fingerprint params but ``seed`` and the
+`LOCATIONS`, and the same data (the digest of their data set input, so two folders of the
+same data are one cell). Runs of one table row but different cells get a ``variant`` label,
+or a refusal saying how to select; a seed run twice in a cell keeps its latest run.
 """
 
 from __future__ import annotations
@@ -33,13 +19,12 @@ from glattn.tracking.names import CHOICE_PARAM_PREFIX, DEBUG_TAG
 
 #: The identity of a cell's target besides its params (eval runs: the data set scored).
 TARGET = ("task", "eval_dataset", "eval_split")
-_IGNORED = {f"{group}.{key}" for group, key in FINGERPRINT_IGNORE}
-#: params that only say where files come from: never part of a cell or a variant label
-#: (the data set's contents count through DATA; what an eval run scores, through its
-#: source run's configuration, which its own params repeat, and ``source_run_id``)
+#: params that only say where files come from: the data set's folder, an eval's checkpoint
 LOCATIONS = ("dataset.root",)
 EVAL_LOCATIONS = ("ckpt_path",)
-#: the column of the run's data set digest (runs.load_runs, from its MLflow dataset input)
+#: params no cell is told apart by (besides the fingerprint's excluded groups)
+_IGNORED = {"seed", *LOCATIONS, *(f"{group}.{key}" for group, key in FINGERPRINT_IGNORE)}
+#: the column of the run's data set digest (from its MLflow dataset input)
 DIGEST = "dataset_digest"
 #: the derived column that stands for the data set's contents in a cell's identity
 DATA = "data"
@@ -53,60 +38,43 @@ class SelectionError(ValueError):
 
 
 def cell_params(frame: pd.DataFrame) -> list[str]:
-    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed`` and
-    the `LOCATIONS`."""
-    out = []
-    for name in frame.columns:
-        if not name.startswith("params."):
-            continue
-        key = name[len("params.") :]
-        top = key.split(".", 1)[0]
-        if key == "seed" or key.startswith(CHOICE_PARAM_PREFIX) or key in _IGNORED:
-            continue
-        if key.endswith("._partial_"):  # older runs only; the class (_target_) tells options apart
-            continue
-        if top in FINGERPRINT_EXCLUDE or key in LOCATIONS:
-            continue
-        out.append(name)
-    return sorted(out)
+    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed``, the
+    `LOCATIONS`, Hydra's choices and ``._partial_`` (older runs; ``_target_`` tells apart)."""
+    keys = [c.removeprefix("params.") for c in frame.columns if c.startswith("params.")]
+    return [
+        f"params.{k}"
+        for k in sorted(keys)
+        if k not in _IGNORED
+        and k.split(".")[0] not in FINGERPRINT_EXCLUDE
+        and not k.startswith(CHOICE_PARAM_PREFIX)
+        and not k.endswith("._partial_")
+    ]
 
 
 def dataset_digest(run) -> str | None:
-    """The digest of an MLflow run's data set input (its split file's sha256[:16]), or None
-    for a run that logged none."""
+    """The digest of an MLflow run's data set input, or None for a run that logged none."""
     inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or ()
     return next((str(i.dataset.digest) for i in inputs if i.dataset.digest), None)
 
 
 def data_identity(frame: pd.DataFrame) -> pd.Series:
     """What a real data set's folder held: the run's digest, else the folder itself; None
-    for a generated set (its params say what it holds) and when neither tells."""
-    digest = col(frame, DIGEST)
+    for a generated set and when neither tells."""
     root = col(frame, "params.dataset.root")
     name = col(frame, "params.dataset.name").fillna(col(frame, "dataset"))
     real = root.where(~root.astype(str).isin(["None", "nan"]))
-    out = digest.where(digest.notna(), real.map(lambda r: None if pd.isna(r) else f"root {r}"))
+    out = col(frame, DIGEST).fillna(real.map(lambda r: None if pd.isna(r) else f"root {r}"))
     return out.where(~name.isin(GENERATED), None)
 
 
-def _identity(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def _identity(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns that define each run's cell: cell params (an eval run's checkpoint path
     blanked) and DATA when any run has it."""
-    params = cell_params(frame)
-    ident = frame[params].copy()
+    ident = frame[cell_params(frame)].copy()
     evals = col(frame, "task").fillna("train") == "eval"
-    for key in EVAL_LOCATIONS:
-        if f"params.{key}" in ident:
-            ident.loc[evals, f"params.{key}"] = None
+    ident.loc[evals, ident.columns.intersection([f"params.{k}" for k in EVAL_LOCATIONS])] = None
     data = data_identity(frame)
-    if data.notna().any():
-        ident[DATA] = data
-        params = [*params, DATA]
-    return ident, params
-
-
-def _label(name: str) -> str:
-    return name[len("params.") :] if name.startswith("params.") else name
+    return ident.assign(**{DATA: data}) if data.notna().any() else ident
 
 
 def _cell_id(values: tuple) -> str:
@@ -115,26 +83,25 @@ def _cell_id(values: tuple) -> str:
 
 
 def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``cell`` (hash of the cell's identity columns, or the fingerprint tag when a run
-    logged no params) and ``variant`` (see the module docstring); SelectionError when a row
-    would pool two cells that no shared param tells apart."""
+    """Adds ``cell`` (a hash of its identity, else the fingerprint tag) and ``variant``;
+    SelectionError when a row would pool two cells that no shared param tells apart."""
     frame = frame.copy()
-    ident, params = _identity(frame)
-    ids = [_cell_id(tuple(r)) for r in ident[params].itertuples(index=False)] if params else []
+    ident = _identity(frame)
+    params = list(ident.columns)
+    ids = [_cell_id(tuple(r)) for r in ident.itertuples(index=False)] if params else []
     frame["cell"] = ids or list(col(frame, "fingerprint"))
     frame["variant"] = ""
     keys = [k for k in (*FACTORS, *TARGET) if k in frame]
-    work = pd.concat([frame[[*keys, "cell"]], ident[params]], axis=1)  # identity columns
+    work = pd.concat([frame[[*keys, "cell"]], ident], axis=1)  # identity columns
     for _, sub in work.groupby(col(frame, "dataset").fillna("?"), sort=False):
         shared = [p for p in params if sub[p].notna().all()]
-        label_keys = set()
-        for _, combo in sub.groupby(keys, dropna=False, sort=False):
-            if combo["cell"].nunique() > 1:
-                label_keys |= {p for p in shared if combo[p].nunique() > 1}
-        if label_keys:
-            names = sorted(label_keys)
+        combos = [c for _, c in sub.groupby(keys, dropna=False, sort=False)]
+        names = sorted(
+            {p for c in combos if c["cell"].nunique() > 1 for p in shared if c[p].nunique() > 1}
+        )
+        if names:
             frame.loc[sub.index, "variant"] = [
-                ", ".join(f"{_label(p)}={v}" for p, v in zip(names, r))
+                ", ".join(f"{p.removeprefix('params.')}={v}" for p, v in zip(names, r))
                 for r in sub[names].itertuples(index=False)
             ]
     work["variant"] = frame["variant"]
@@ -148,11 +115,12 @@ def _refuse_pooled(frame: pd.DataFrame, keys: list[str], params: list[str]) -> N
             continue
         diff = [p for p in params if combo[p].nunique(dropna=False) > 1]
         shown = "; ".join(
-            f"{_label(p)} in {sorted(map(str, combo[p].unique()))}" for p in diff[:8]
+            f"{p.removeprefix('params.')} in {sorted(map(str, combo[p].unique()))}"
+            for p in diff[:8]
         )
         row = ", ".join(f"{k}={v}" for k, v in zip(keys, levels))
         params_only = [p for p in diff if p != DATA]  # --where reads params, not DATA
-        example = _label(params_only[0]) if params_only else "KEY"
+        example = params_only[0].removeprefix("params.") if params_only else "KEY"
         value = combo[params_only[0]].dropna().iloc[0] if params_only else "VALUE"
         raise SelectionError(
             f"runs of {combo['cell'].nunique()} configurations share one row ({row}); "
@@ -163,14 +131,11 @@ def _refuse_pooled(frame: pd.DataFrame, keys: list[str], params: list[str]) -> N
 
 def debug_mask(frame: pd.DataFrame) -> pd.Series:
     """Runs of a debug preset: tag or param ``debug``, or ``debug=`` in their overrides."""
-    tag = col(frame, f"tags.{DEBUG_TAG}").fillna("")
-    param = col(frame, f"params.{DEBUG_TAG}").fillna("None")
+    tag = col(frame, f"tags.{DEBUG_TAG}").fillna("").astype(str)
+    param = col(frame, f"params.{DEBUG_TAG}").fillna("None").astype(str)
     overrides = col(frame, "tags.overrides").fillna("").astype(str)
-    return (
-        (tag.astype(str) != "")
-        | (~param.astype(str).isin(["None", "null", ""]))
-        | overrides.str.contains(r"(?:^|[\s,\[])debug=", regex=True)
-    )
+    debug = (tag != "") | ~param.isin(["None", "null", ""])
+    return debug | overrides.str.contains(r"(?:^|[\s,\[])debug=", regex=True)
 
 
 def debug_note(frame: pd.DataFrame, what: str, shown: int = 20) -> str:
@@ -183,20 +148,14 @@ def debug_note(frame: pd.DataFrame, what: str, shown: int = 20) -> str:
     return f"debug-preset runs {what}: " + "; ".join(parts)
 
 
-def parse_where(text: str) -> tuple[str, str]:
-    """``KEY=VALUE`` (a param, a tag with ``tags.``, or a factor) -> (key, value)."""
-    key, sep, value = str(text).partition("=")
-    if not sep or not key.strip():
-        raise SelectionError(
-            f'--where {text!r}: expected KEY=VALUE, e.g. "dataset.image_size=224"'
-        )
-    return key.strip(), value.strip()
-
-
 def apply_where(frame: pd.DataFrame, wheres) -> pd.DataFrame:
-    """Keep the runs whose param (or tag, or factor column) equals each ``KEY=VALUE``."""
+    """Keep the runs whose param (or tag with ``tags.``, or factor) equals each KEY=VALUE."""
     for text in wheres or ():
-        key, value = parse_where(text)
+        key, sep, value = (s.strip() for s in str(text).partition("="))
+        if not sep or not key:
+            raise SelectionError(
+                f'--where {text!r}: expected KEY=VALUE, e.g. "dataset.image_size=224"'
+            )
         name = next((c for c in (key, f"params.{key}", f"tags.{key}") if c in frame.columns), None)
         if name is None:
             raise SelectionError(
