@@ -24,9 +24,21 @@ Every report reads one declared run set, written to runs_used.csv: one configura
 --include-debug; --where KEY=VALUE (repeatable) keeps the runs whose param or tag matches."""
 
 
-def add_run_set_args(p: argparse.ArgumentParser) -> None:
-    """--where, --include-debug (which runs are read, glattn.report.selection) and
-    --experiments-dir (where the ``report:`` blocks are read)."""
+def add_shared_args(p: argparse.ArgumentParser, what: str, metrics) -> None:
+    """The arguments `glattn report` and `glattn claims` share: the store, the metric, where
+    `what` is written and logged, and which runs and experiment files are read."""
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///<abs cwd>/outputs/mlflow.db "
+        "(conf/tracking's default store)",
+    )
+    p.add_argument("--metric", default="balanced_acc", choices=sorted(metrics))
+    p.add_argument("--out", type=Path, default=None, help="default outputs/reports/EXPERIMENT")
+    p.add_argument("--no-figures", action="store_true", help="no figures")
+    p.add_argument(
+        "--no-log", action="store_true", help=f"do not log the {what} to the parent sweep run"
+    )
     p.add_argument(
         "--where",
         action="append",
@@ -51,6 +63,17 @@ def add_run_set_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def table_numbers(text: str) -> list[int]:
+    """--tables: comma-separated table numbers."""
+    try:
+        numbers = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated table numbers")
+    return numbers
+
+
 def configure_report(p: argparse.ArgumentParser) -> None:
     """`glattn report`'s arguments."""
     p.description = (
@@ -61,43 +84,15 @@ def configure_report(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("experiment", help="MLflow experiment name (table3_fusion, ..., or paper)")
     p.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="default: $MLFLOW_TRACKING_URI, else sqlite:///<abs cwd>/outputs/mlflow.db "
-        "(conf/tracking's default store)",
-    )
-    p.add_argument("--metric", default="balanced_acc", choices=sorted(METRICS))
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output directory (default outputs/reports/EXPERIMENT)",
-    )
-    p.add_argument(
         "--tables",
+        type=table_numbers,
         default=None,
         help="comma-separated table numbers (default: the table the experiment file "
         "declares, every table of paper's stages, else every declared table whose data exist)",
     )
-    p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM grid")
-    p.add_argument(
-        "--no-log", action="store_true", help="do not log the report to the parent sweep run"
-    )
-    add_run_set_args(p)
+    add_shared_args(p, "report", METRICS)
     p.set_defaults(run=run_report)
-
-
-def parse_tables(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        numbers = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        numbers = []
-    if not numbers:
-        raise runs.ReportError(f"--tables {text!r}: expected comma-separated table numbers")
-    return numbers
 
 
 def configure_claims(p: argparse.ArgumentParser) -> None:
@@ -113,18 +108,9 @@ def configure_claims(p: argparse.ArgumentParser) -> None:
         help="MLflow experiment; 'paper' (default) reads each criterion from its "
         "table<N>_* stage experiment",
     )
-    p.add_argument("--tracking-uri", default=None, help="as for the tables")
-    p.add_argument("--metric", default="balanced_acc", choices=["balanced_acc", "acc"])
-    p.add_argument("--out", type=Path, default=None, help="default outputs/reports/EXPERIMENT")
-    p.add_argument(
-        "--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
-    )
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--no-figures", action="store_true", help="no forest plot")
-    p.add_argument(
-        "--no-log", action="store_true", help="do not log the claims to the parent sweep run"
-    )
-    add_run_set_args(p)
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed")
+    add_shared_args(p, "claims", ["balanced_acc", "acc"])
     p.set_defaults(run=run_claims)
 
 
@@ -185,15 +171,10 @@ def run_claims(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from glattn.report.report import make_report
 
-    try:
-        which = parse_tables(args.tables)
-    except runs.ReportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     report = _made(
         make_report,
         args,
-        which=which,
+        which=args.tables,
         gradcam=not args.no_gradcam,
         where=args.where,
         include_debug=args.include_debug,

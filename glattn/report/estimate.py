@@ -71,24 +71,19 @@ def job_grid(path: Path, conf: Path = CONF) -> tuple[list[dict], int]:
 
 
 def throughput(frame: pd.DataFrame, history) -> pd.DataFrame:
-    """Mean perf/train_img_s per (backbone, attention) over the runs' epochs 2..N."""
+    """Mean perf/train_img_s of each train run over its epochs 2..N (the first includes
+    warm-up; a one-epoch run's only value), with its backbone, attention, image size, device."""
     train = frame[frame["task"] == "train"]
     hist = history(list(train["run_id"]), "perf/train_img_s")
-    rows = []
-    for _, run in train.iterrows():
-        h = hist.get(run["run_id"], {})
-        vals = [v for e, v in sorted(h.items()) if e > 1] or list(h.values())
-        if vals:
-            rows.append(
-                {
-                    "backbone": run["backbone"],
-                    "attention": run["attention"],
-                    "img_s": sum(vals) / len(vals),
-                    "image_size": run.get("params.dataset.image_size"),
-                    "device": run.get("params.trainer.device"),
-                }
-            )
-    return pd.DataFrame(rows, columns=["backbone", "attention", "img_s", "image_size", "device"])
+
+    def after_warmup(run_id) -> float:
+        h = pd.Series(hist.get(run_id, {}), dtype=float).sort_index()
+        return (h[h.index > 1] if (h.index > 1).any() else h).mean()
+
+    names = {"params.dataset.image_size": "image_size", "params.trainer.device": "device"}
+    out = train.rename(columns=names).assign(img_s=train["run_id"].map(after_warmup))
+    out = out.reindex(columns=["backbone", "attention", "img_s", "image_size", "device"])
+    return out.dropna(subset=["img_s"]).reset_index(drop=True)
 
 
 def estimate(

@@ -223,7 +223,7 @@ def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
         frame = frame[frame["dataset"] == dataset]
     best = None
     for label, s in strategies(frame):
-        mean = stats.summarize(score(s, metric)[0].dropna().tolist()).mean
+        mean = stats.summarize(score(s, metric)[0].dropna()).mean
         if not math.isnan(mean) and (best is None or mean > best[0]):
             best = (mean, label, s)
     return (best[1], best[2]) if best else (None, frame.iloc[:0])
@@ -235,11 +235,11 @@ def forest_plot(
     """The claims (claims.Row): one panel per criterion (`criteria`: {number: Criterion}) but
     the conjunction, one line per comparison with its effect and 95% interval, the threshold
     as a dashed line, coloured by verdict."""
-    panels = []
-    for n in (n for n, crit in criteria.items() if crit.build is not None):
-        mine = [r for r in rows if r.claim == n and not math.isnan(r.effect)]
-        if mine:
-            panels.append((n, mine))
+    shown = [r for r in rows if not math.isnan(r.effect)]
+    panels = [
+        (n, [r for r in shown if r.claim == n]) for n, c in criteria.items() if c.build is not None
+    ]
+    panels = [(n, mine) for n, mine in panels if mine]
     if not panels:
         return []
     heights = [len(m) + 1.2 for _, m in panels]
