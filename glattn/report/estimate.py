@@ -1,18 +1,16 @@
 """Expected compute of the paper's sweeps: measured training throughput x the grid.
 
-`glattn estimate MEASURED` takes each (backbone, attention)'s perf/train_img_s from the FINISHED
-train runs of experiment MEASURED (mean over epochs 2..N: the first includes warm-up) and
-multiplies out the grid (hydra.sweeper.params) of every experiments/*.yaml with the cost
-model of glattn.sweep.cost:
+`glattn estimate MEASURED` takes each (backbone, attention)'s perf/train_img_s (mean over
+epochs 2..N; the first includes warm-up) from the FINISHED train runs of experiment MEASURED
+and costs every job of each experiments/*.yaml grid with glattn.sweep.cost:
 
     hours = sum over jobs of  max_epochs * n_train(dataset) / img_s(backbone, attention)
 
-an upper bound (early stopping, validation and start-up are not counted); throughput does not
-transfer across image sizes or devices, so the printout names those it came from. On
-``--gpus G --jobs-per-gpu K|auto`` (glattn.sweep.packing), K jobs share a GPU at ``--speedup``
-times one job's throughput (default: packing's measured table) and the G x K slots take the
-jobs costliest first; ``auto`` is the launcher's choice for ``--gpu-memory-gib`` and
-``--cpu-cores`` from the measured runs' perf/peak_mem_mb.
+an upper bound (early stopping, validation and start-up not counted), valid for the image size
+and device the printout names. On ``--gpus G --jobs-per-gpu K|auto`` (glattn.sweep.packing) K
+jobs share a GPU at ``--speedup`` x one job's throughput, the G x K slots take the jobs
+costliest first; ``auto`` is the launcher's rule for ``--gpu-memory-gib``, ``--cpu-cores`` and
+the measured runs' perf/peak_mem_mb.
 """
 
 from __future__ import annotations

@@ -145,9 +145,8 @@ def training_curves(
 def recall_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
     """('test'|'val', classes) of the per-class recall metrics the runs logged."""
     for split in ("test", "val"):
-        prefix = f"metrics.{split}/recall_"
-        names = [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
-        names = [n for n in names if frame[prefix + n].notna().any()]
+        logged = frame.filter(regex=rf"^metrics\.{split}/recall_").dropna(axis=1, how="all")
+        names = [c.split("/recall_", 1)[1] for c in logged]
         if names:
             known = [c for c in CLASS_ORDER if c in names]
             return split, known + sorted(set(names) - set(known))

@@ -65,14 +65,11 @@ def make_report(
     include_debug: bool = False,
     experiments_dirs=(),
 ) -> Report:
-    """Write the tables (and figures) of `experiment`; see docs/report.md.
-
-    `paper` reads each table from its own stage experiment (`table<N>_*`); any other name
-    reads that one experiment. The run set is chosen once (runs.load_runs: `where`,
-    `include_debug`) and every table, figure and claim reads it. `claims` (default: only for
-    `paper`) adds the declared claims. The tables are the ``report:`` blocks of the experiment
-    files in `experiments_dirs`, then the shipped experiments/, all checked before any work.
-    """
+    """Write the tables (and figures) of `experiment` (docs/report.md): `paper` reads each
+    from its stage experiment, any other name that one experiment; one run set (`where`,
+    `include_debug`) for every table, figure and claim; `claims` (default: `paper` only) adds
+    the declared claims. The ``report:`` blocks are read from `experiments_dirs`, then the
+    shipped experiments/, and all checked before any work."""
     catalog = _checked_catalog(experiments_dirs, metric, which)
     uri = uri or runs.default_tracking_uri()
     report = Report(Path(out_dir or Path("outputs") / "reports" / experiment), catalog=catalog)
