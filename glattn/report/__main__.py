@@ -108,8 +108,10 @@ def configure_claims(p: argparse.ArgumentParser) -> None:
         help="MLflow experiment; 'paper' (default) reads each criterion from its "
         "table<N>_* stage experiment",
     )
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
+    )
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
     add_shared_args(p, "claims", ["balanced_acc", "acc"])
     p.set_defaults(run=run_claims)
 
