@@ -1,11 +1,7 @@
-"""`glattn report EXPERIMENT [--tracking-uri URI] [--metric M] [--out DIR] [--where KEY=VALUE]
-[--include-debug]` (the tables and figures) and `glattn claims [EXPERIMENT]` (the six success
-criteria, glattn.report.claims): their arguments (`configure_report`, `configure_claims`, the
-subcommands of glattn.cli) and what they run.
-
-`python -m glattn.report EXPERIMENT ...` is `glattn report EXPERIMENT ...`; the forms
-`python -m glattn.report claims|estimate ...` still run `glattn claims|estimate ...` and say
-so (an experiment named claims or estimate: `glattn report claims`)."""
+"""The arguments of `glattn report EXPERIMENT` and `glattn claims [EXPERIMENT]` (subcommands of
+glattn.cli) and what they run. `python -m glattn.report EXPERIMENT ...` is `glattn report
+EXPERIMENT ...`; the older forms `python -m glattn.report claims|estimate ...` run `glattn
+claims|estimate ...` and say so (an experiment named claims: `glattn report claims`)."""
 
 from __future__ import annotations
 
@@ -16,7 +12,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from glattn.report import runs, tables
+from glattn.report import runs
+from glattn.report.cells import METRICS
 
 EPILOG = """EXPERIMENT is an MLflow experiment (table3_fusion, my_fusion, ...); `paper` reads every
 table from its table<N>_* stage experiment, plus the claims. Related: glattn claims (the
@@ -27,21 +24,21 @@ Every report reads one declared run set, written to runs_used.csv: one configura
 --include-debug; --where KEY=VALUE (repeatable) keeps the runs whose param or tag matches."""
 
 
-def add_experiments_dir_arg(p: argparse.ArgumentParser) -> None:
-    """--experiments-dir: where the experiment files' ``report:`` blocks are read."""
+def add_shared_args(p: argparse.ArgumentParser, what: str, metrics) -> None:
+    """The arguments `glattn report` and `glattn claims` share: the store, the metric, where
+    `what` is written and logged, and which runs and experiment files are read."""
     p.add_argument(
-        "--experiments-dir",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="DIR",
-        help="also read experiment files (their report: blocks) from DIR, before the shipped "
-        "experiments/, e.g. my_conf/experiment of a hydra.searchpath folder (repeatable)",
+        "--tracking-uri",
+        default=None,
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///<abs cwd>/outputs/mlflow.db "
+        "(conf/tracking's default store)",
     )
-
-
-def add_selection_args(p: argparse.ArgumentParser) -> None:
-    """--where and --include-debug: which runs a report reads (glattn.report.selection)."""
+    p.add_argument("--metric", default="balanced_acc", choices=sorted(metrics))
+    p.add_argument("--out", type=Path, default=None, help="default outputs/reports/EXPERIMENT")
+    p.add_argument("--no-figures", action="store_true", help="no figures")
+    p.add_argument(
+        "--no-log", action="store_true", help=f"do not log the {what} to the parent sweep run"
+    )
     p.add_argument(
         "--where",
         action="append",
@@ -55,6 +52,26 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also read debug=smoke|overfit|profile runs (and the <experiment>-debug experiment)",
     )
+    p.add_argument(
+        "--experiments-dir",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="also read experiment files (their report: blocks) from DIR, before the shipped "
+        "experiments/, e.g. my_conf/experiment of a hydra.searchpath folder (repeatable)",
+    )
+
+
+def table_numbers(text: str) -> list[int]:
+    """--tables: comma-separated table numbers."""
+    try:
+        numbers = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated table numbers")
+    return numbers
 
 
 def configure_report(p: argparse.ArgumentParser) -> None:
@@ -67,50 +84,15 @@ def configure_report(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("experiment", help="MLflow experiment name (table3_fusion, ..., or paper)")
     p.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="default: $MLFLOW_TRACKING_URI, else sqlite:///<abs cwd>/outputs/mlflow.db "
-        "(conf/tracking's default store)",
-    )
-    p.add_argument("--metric", default="balanced_acc", choices=sorted(tables.METRICS))
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output directory (default outputs/reports/EXPERIMENT)",
-    )
-    p.add_argument(
         "--tables",
+        type=table_numbers,
         default=None,
         help="comma-separated table numbers (default: the table the experiment file "
         "declares, every table of paper's stages, else every declared table whose data exist)",
     )
-    p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM grid")
-    p.add_argument(
-        "--no-log", action="store_true", help="do not log the report to the parent sweep run"
-    )
-    add_selection_args(p)
-    add_experiments_dir_arg(p)
+    add_shared_args(p, "report", METRICS)
     p.set_defaults(run=run_report)
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="glattn report")
-    configure_report(p)
-    return p.parse_args(argv)
-
-
-def parse_tables(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        numbers = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        numbers = []
-    if not numbers:
-        raise runs.ReportError(f"--tables {text!r}: expected comma-separated table numbers")
-    return numbers
 
 
 def configure_claims(p: argparse.ArgumentParser) -> None:
@@ -126,71 +108,20 @@ def configure_claims(p: argparse.ArgumentParser) -> None:
         help="MLflow experiment; 'paper' (default) reads each criterion from its "
         "table<N>_* stage experiment",
     )
-    p.add_argument("--tracking-uri", default=None, help="as for the tables")
-    p.add_argument("--metric", default="balanced_acc", choices=["balanced_acc", "acc"])
-    p.add_argument("--out", type=Path, default=None, help="default outputs/reports/EXPERIMENT")
     p.add_argument(
         "--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
     )
     p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--no-figures", action="store_true", help="no forest plot")
-    p.add_argument(
-        "--no-log", action="store_true", help="do not log the claims to the parent sweep run"
-    )
-    add_selection_args(p)
-    add_experiments_dir_arg(p)
+    add_shared_args(p, "claims", ["balanced_acc", "acc"])
     p.set_defaults(run=run_claims)
-
-
-def parse_claims_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="glattn claims")
-    configure_claims(p)
-    return p.parse_args(argv)
-
-
-def claims_main(argv=None) -> int:
-    return run_claims(parse_claims_args(argv))
-
-
-def run_claims(args: argparse.Namespace) -> int:
-    from glattn.report.claims_report import make_claims
-
-    _quiet_downloads()
-    try:
-        with own_lines_only():
-            claims = make_claims(
-                args.experiment,
-                uri=args.tracking_uri,
-                metric=args.metric,
-                out_dir=args.out,
-                n_resamples=args.resamples,
-                seed=args.bootstrap_seed,
-                make_figures=not args.no_figures,
-                log_artifacts=not args.no_log,
-                select={"where": tuple(args.where), "include_debug": args.include_debug},
-                experiments_dirs=args.experiments_dir,
-            )
-    except runs.ReportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for n in claims.criteria:
-        print(f"criterion {n}: {claims.verdict(n)}")
-    print(f"wrote {len(claims.files)} files: {', '.join(str(f) for f in claims.files)}")
-    for note in claims.notes:
-        print(f"note: {note}")
-    return 0
-
-
-def _quiet_downloads() -> None:
-    # MLflow's per-download progress bars (hundreds of small CSVs) would bury the report
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @contextmanager
 def own_lines_only():
-    """The report's console: its own lines, and warnings from anywhere (MLflow's included).
-    The data and model code it calls (the Grad-CAM grid loads a data set) logs at INFO for a
-    job's log, not for a report's reader."""
+    """The report's console: its own lines and everyone's warnings. The data and model code it
+    calls (the Grad-CAM grid loads a data set) logs at INFO for a job's log, not for a report.
+    MLflow's per-download progress bars (hundreds of small CSVs) are off too."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     quiet, own = logging.getLogger("glattn"), logging.getLogger("glattn.report")
     levels = quiet.level, own.level
     quiet.setLevel(logging.WARNING)
@@ -202,51 +133,55 @@ def own_lines_only():
         own.setLevel(levels[1])
 
 
-def main(argv=None) -> int:
-    """``python -m glattn.report ...``: `glattn report`'s arguments (see the module docstring
-    for the forms that name another subcommand)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("claims", "estimate"):
-        name = argv[0]
-        print(
-            f"note: `python -m glattn.report {name} ...` runs `glattn {name} ...` (use that "
-            f"form; a report of an experiment named {name!r} is `glattn report {name}`)",
-            file=sys.stderr,
-        )
-        p = argparse.ArgumentParser(prog=f"glattn {name}")
-        if name == "claims":
-            configure_claims(p)
-        else:
-            from glattn.report import estimate
-
-            estimate.configure(p)
-        args = p.parse_args(argv[1:])
-        return args.run(args)
-    return run_report(parse_args(argv))
-
-
-def run_report(args: argparse.Namespace) -> int:
-    _quiet_downloads()
-    from glattn.report.report import make_report
-
+def _made(make, args: argparse.Namespace, **kwargs):
+    """`make`'s result with the arguments both subcommands share; None (after printing the
+    error) on a ReportError."""
     try:
         with own_lines_only():
-            report = make_report(
+            return make(
                 args.experiment,
                 uri=args.tracking_uri,
                 metric=args.metric,
                 out_dir=args.out,
-                which=parse_tables(args.tables),
                 make_figures=not args.no_figures,
-                gradcam=not args.no_gradcam,
                 log_artifacts=not args.no_log,
-                where=args.where,
-                include_debug=args.include_debug,
                 experiments_dirs=args.experiments_dir,
+                **kwargs,
             )
     except runs.ReportError as err:
         print(f"error: {err}", file=sys.stderr)
+        return None
+
+
+def run_claims(args: argparse.Namespace) -> int:
+    from glattn.report.claims_report import make_claims
+
+    select = {"where": tuple(args.where), "include_debug": args.include_debug}
+    claims = _made(
+        make_claims, args, n_resamples=args.resamples, seed=args.bootstrap_seed, select=select
+    )
+    if claims is None:
+        return 2
+    for n in claims.criteria:
+        print(f"criterion {n}: {claims.verdict(n)}")
+    print(f"wrote {len(claims.files)} files: {', '.join(str(f) for f in claims.files)}")
+    for note in claims.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from glattn.report.report import make_report
+
+    report = _made(
+        make_report,
+        args,
+        which=args.tables,
+        gradcam=not args.no_gradcam,
+        where=args.where,
+        include_debug=args.include_debug,
+    )
+    if report is None:
         return 2
     for t in report.tables.values():
         if t is not None:
@@ -269,6 +204,23 @@ def _ui_hint(args, experiment: str) -> str:
         return ui.experiment_hint(uri, experiment)
     except Exception as err:  # noqa: BLE001 - a link must not fail a written report
         return f"{ui.ui_command(uri)} ({type(err).__name__}: no view written)"
+
+
+def main(argv=None) -> int:
+    """``python -m glattn.report ...``: glattn.cli's `glattn report ...` (or, for the older
+    forms, `glattn claims|estimate ...`)."""
+    from glattn import cli
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("claims", "estimate"):
+        print(
+            f"note: `python -m glattn.report {argv[0]} ...` runs `glattn {argv[0]} ...` (use "
+            f"that form; a report of an experiment named {argv[0]!r} is `glattn report "
+            f"{argv[0]}`)",
+            file=sys.stderr,
+        )
+        return cli.run_subcommand(argv)
+    return cli.run_subcommand(["report", *argv])
 
 
 if __name__ == "__main__":

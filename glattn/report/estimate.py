@@ -1,26 +1,16 @@
 """Expected compute of the paper's sweeps: measured training throughput x the grid.
 
-`glattn estimate MEASURED [--tracking-uri URI]` reads the FINISHED train
-runs of experiment MEASURED (e.g. table6_efficiency run on the target GPUs), takes each
-(backbone, attention)'s training throughput perf/train_img_s (mean over epochs after the
-first, which includes warm-up), and multiplies out every grid of experiments/*.yaml
-(its hydra.sweeper.params):
+`glattn estimate MEASURED` takes each (backbone, attention)'s perf/train_img_s (mean over
+epochs 2..N; the first includes warm-up) from the FINISHED train runs of experiment MEASURED
+and costs every job of each experiments/*.yaml grid with glattn.sweep.cost:
 
     hours = sum over jobs of  max_epochs * n_train(dataset) / img_s(backbone, attention)
 
-an upper bound (early stopping ends runs sooner; validation passes and start-up are not
-counted). Throughput measured at another image size or on another device does not
-transfer: the printout names the device and image size the numbers came from.
-
-On the user's GPUs (``--gpus G --jobs-per-gpu K|auto``, glattn.sweep.packing): K jobs share
-each GPU, their aggregate throughput ``--speedup`` times one job's (default: the measured
-table of glattn.sweep.packing.speedup), and the G x K slots take the jobs costliest first:
-
-    wall hours = makespan over G x K slots of (job hours alone x K / speedup(K))
-
-``--jobs-per-gpu auto`` is the launcher's choice (glattn.sweep.packing.decide) for
-``--gpu-memory-gib`` and ``--cpu-cores`` from the measured runs' peak memory
-(perf/peak_mem_mb).
+an upper bound (early stopping, validation and start-up not counted), valid for the image size
+and device the printout names. On ``--gpus G --jobs-per-gpu K|auto`` (glattn.sweep.packing) K
+jobs share a GPU at ``--speedup`` x one job's throughput, the G x K slots take the jobs
+costliest first; ``auto`` is the launcher's rule for ``--gpu-memory-gib``, ``--cpu-cores`` and
+the measured runs' perf/peak_mem_mb.
 """
 
 from __future__ import annotations
@@ -41,25 +31,33 @@ from glattn.sweep import cost, expand, packing
 CONF = shipped_dir("conf", "conf")
 
 
+def _dataset(name: str, conf: Path = CONF) -> dict:
+    """Option `name` of the dataset group, as glattn.sweep.cost reads it (no file: its name)."""
+    path = conf / "dataset" / f"{name}.yaml"
+    node = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    return {**node, "name": name}
+
+
 def train_images(dataset: str, conf: Path = CONF) -> float:
-    """Training images of one epoch of option `dataset` (glattn.sweep.cost, the cost model
-    plan mode uses too)."""
-    node = OmegaConf.to_container(OmegaConf.load(conf / "dataset" / f"{dataset}.yaml"))
-    return cost.train_images({**node, "name": dataset}) or 0.0
+    """Training images of one epoch of option `dataset` (glattn.sweep.cost)."""
+    return cost.train_images(_dataset(dataset, conf)) or 0.0
+
+
+def _choices(node) -> dict:
+    """{config group: option} of a config's defaults list."""
+    items = OmegaConf.to_container(node).get("defaults") or []
+    return {
+        key.split(" ")[-1].lstrip("/"): value
+        for item in items
+        if isinstance(item, dict)
+        for key, value in item.items()
+    }
 
 
 def job_grid(path: Path, conf: Path = CONF) -> tuple[list[dict], int]:
     """(jobs as {factor: level}, max_epochs) of one experiment file."""
     node = OmegaConf.load(path)
-    base: dict = {}
-    for item in OmegaConf.to_container(OmegaConf.load(conf / "config.yaml")).get("defaults", []):
-        if isinstance(item, dict):
-            for k, v in item.items():
-                base[k.split(" ")[-1].lstrip("/")] = v
-    for item in OmegaConf.to_container(node).get("defaults", []) or []:
-        if isinstance(item, dict):
-            for k, v in item.items():
-                base[k.split(" ")[-1].lstrip("/")] = v
+    base = {**_choices(OmegaConf.load(conf / "config.yaml")), **_choices(node)}
     params = OmegaConf.select(node, "hydra.sweeper.params", default=None)
     params = OmegaConf.to_container(params) if params is not None else {}
     epochs = OmegaConf.select(node, "trainer.max_epochs", default=None)
@@ -71,24 +69,19 @@ def job_grid(path: Path, conf: Path = CONF) -> tuple[list[dict], int]:
 
 
 def throughput(frame: pd.DataFrame, history) -> pd.DataFrame:
-    """Mean perf/train_img_s per (backbone, attention) over the runs' epochs 2..N."""
+    """Mean perf/train_img_s of each train run over its epochs 2..N (the first includes
+    warm-up; a one-epoch run's only value), with its backbone, attention, image size, device."""
     train = frame[frame["task"] == "train"]
     hist = history(list(train["run_id"]), "perf/train_img_s")
-    rows = []
-    for _, run in train.iterrows():
-        h = hist.get(run["run_id"], {})
-        vals = [v for e, v in sorted(h.items()) if e > 1] or list(h.values())
-        if vals:
-            rows.append(
-                {
-                    "backbone": run["backbone"],
-                    "attention": run["attention"],
-                    "img_s": sum(vals) / len(vals),
-                    "image_size": run.get("params.dataset.image_size"),
-                    "device": run.get("params.trainer.device"),
-                }
-            )
-    return pd.DataFrame(rows, columns=["backbone", "attention", "img_s", "image_size", "device"])
+
+    def after_warmup(run_id) -> float:
+        h = pd.Series(hist.get(run_id, {}), dtype=float).sort_index()
+        return (h[h.index > 1] if (h.index > 1).any() else h).mean()
+
+    names = {"params.dataset.image_size": "image_size", "params.trainer.device": "device"}
+    out = train.rename(columns=names).assign(img_s=train["run_id"].map(after_warmup))
+    out = out.reindex(columns=["backbone", "attention", "img_s", "image_size", "device"])
+    return out.dropna(subset=["img_s"]).reset_index(drop=True)
 
 
 def estimate(
@@ -106,24 +99,21 @@ def estimate(
     out = []
     for path in experiments:
         jobs, epochs = job_grid(path)
-        job_seconds, missing = [], 0
+        seconds = []
         for job in jobs:
             rate = by_pair.get((job.get("backbone"), job.get("attention")))
             rate = rate or by_backbone.get(job.get("backbone"))
-            if not rate or str(job.get("dataset")) not in cost.DATASET_IMAGES:
-                missing += 1
-                continue
-            job_seconds.append(epochs * train_images(str(job["dataset"])) / rate)
-        some = len(jobs) > missing
-        wall = packing.packed_wall_s(job_seconds, gpus, jobs_per_gpu, gain) if some else math.nan
+            seconds.append(cost.train_seconds(_dataset(str(job.get("dataset"))), epochs, rate))
+        known = [s for s in seconds if s is not None]
+        wall = packing.packed_wall_s(known, gpus, jobs_per_gpu, gain) if known else math.nan
         out.append(
             {
                 "experiment": path.stem,
                 "jobs": len(jobs),
                 "max_epochs": epochs,
-                "hours_upper_bound": sum(job_seconds) / 3600 if some else math.nan,
+                "hours_upper_bound": sum(known) / 3600 if known else math.nan,
                 "wall_hours": wall / 3600,
-                "jobs_without_measurement": missing,
+                "jobs_without_measurement": len(jobs) - len(known),
             }
         )
     return pd.DataFrame(out)
@@ -143,17 +133,6 @@ def jobs_per_gpu_for(args, frame: pd.DataFrame) -> packing.Decision:
     memory = packing.GpuMemory(args.gpu_memory_gib * 2**30, args.gpu_memory_gib * 2**30)
     source = "the measured runs' perf/peak_mem_mb"
     return packing.decide(memory, peak, args.cpu_cores, args.gpus, source)
-
-
-def _print_packed(table: pd.DataFrame, args, decision: packing.Decision, gain: float) -> None:
-    k = decision.jobs_per_gpu
-    print(
-        f"\non {args.gpus} GPU(s), {k} job(s) per GPU ({decision.reason}); aggregate "
-        f"throughput of {k} job(s) {gain:.2f}x one job ("
-        + ("--speedup" if args.speedup else "glattn.sweep.packing.MEASURED_SPEEDUP")
-        + f"): {table['wall_hours'].sum():.1f} h wall for every sweep, one after another "
-        "(each sweep's jobs costliest first; early stopping not counted)"
-    )
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -186,38 +165,23 @@ def sweep_files(folder: Path) -> list[Path]:
     return out
 
 
-def main(argv=None) -> int:
-    """``python -m glattn.report.estimate ...`` = ``glattn estimate ...``."""
-    p = argparse.ArgumentParser(prog="glattn estimate")
-    configure(p)
-    return run(p.parse_args(argv))
-
-
 def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or runs.default_tracking_uri()
     try:
         frame = runs.load_runs(uri, args.measured)
-    except runs.ReportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    measured = throughput(frame, lambda ids, k: runs.metric_history(uri, ids, k))
-    if measured.empty:
-        print(f"error: no run of {args.measured!r} logged perf/train_img_s", file=sys.stderr)
-        return 2
-    files = sweep_files(args.experiments_dir)
-    try:
+        measured = throughput(frame, lambda ids, k: runs.metric_history(uri, ids, k))
+        if measured.empty:
+            raise ValueError(f"no run of {args.measured!r} logged perf/train_img_s")
         decision = jobs_per_gpu_for(args, frame)
-        gain = args.speedup or packing.speedup(decision.jobs_per_gpu)
-        table = estimate(measured, files, args.gpus, decision.jobs_per_gpu, gain)
-    except ValueError as err:
+        k = decision.jobs_per_gpu
+        gain = args.speedup or packing.speedup(k)
+        table = estimate(measured, sweep_files(args.experiments_dir), args.gpus, k, gain)
+    except (runs.ReportError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    by_source = measured.groupby(["backbone", "attention", "image_size", "device"])["img_s"]
     print("measured training throughput (img/s, mean over epochs 2..N):")
-    print(
-        measured.groupby(["backbone", "attention", "image_size", "device"])["img_s"]
-        .agg(["mean", "count"])
-        .to_string()
-    )
+    print(by_source.agg(["mean", "count"]).to_string())
     print("\nexpected training time per sweep (upper bound: every job runs max_epochs):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     missing = int(table["jobs_without_measurement"].sum())
@@ -227,8 +191,21 @@ def run(args: argparse.Namespace) -> int:
         "(fusion/residual variants are costed at their (backbone, attention) throughput; "
         "an attention level not measured falls back to the backbone's mean)"
     )
-    _print_packed(table, args, decision, gain)
+    print(
+        f"\non {args.gpus} GPU(s), {k} job(s) per GPU ({decision.reason}); aggregate "
+        f"throughput of {k} job(s) {gain:.2f}x one job ("
+        + ("--speedup" if args.speedup else "glattn.sweep.packing.MEASURED_SPEEDUP")
+        + f"): {table['wall_hours'].sum():.1f} h wall for every sweep, one after another "
+        "(each sweep's jobs costliest first; early stopping not counted)"
+    )
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m glattn.report.estimate ...`` = ``glattn estimate ...``."""
+    from glattn import cli
+
+    return cli.run_subcommand(["estimate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

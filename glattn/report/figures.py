@@ -1,10 +1,6 @@
-"""The paper's figures from tracked runs (matplotlib, Agg backend; PNG and PDF each).
-
-- training curves per strategy: mean over seeds with a +- std band, from metric history;
-- per-class recall bars across strategies (test/recall_<class>, else val/recall_<class>);
-- the confusion matrix of the best configuration (from the runs' artifacts);
-- a Grad-CAM grid comparing fusion strategies on the same images (gradcam.py).
-"""
+"""The report's figures (matplotlib, Agg backend; PNG and PDF each): training curves and
+per-class recall per strategy, and the claims' forest plot. Every figure has one legend below
+its axes and footnotes for what it clips or marks; percentages throughout."""
 
 from __future__ import annotations
 
@@ -22,16 +18,21 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from glattn.report import stats  # noqa: E402
 from glattn.report.cells import METRICS, score  # noqa: E402
-from glattn.report.frames import ROW_KEYS, dataset_label, groups, ordered, trained  # noqa: E402
+from glattn.report.frames import dataset_label, groups, ordered, trained, varying  # noqa: E402
 
 CLASS_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 #: one font size for every legend and footnote: readable at the page width of a paper
 LEGEND_FONTSIZE = 9
+MARK_NOTES = {
+    "0": "0: a recall of zero (the bar has no height)",
+    "n/a": "n/a: no run of that strategy logged this class's recall",
+}
+VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red", "inconclusive": "0.55"}
 
 
 def save(fig, out_dir: Path, stem: str) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf; close the figure. The saved area grows to hold what
-    lies outside the axes (the shared legend and the footnotes below them)."""
+    """Write `stem`.png and `stem`.pdf and close the figure; the saved area grows to hold the
+    shared legend and footnotes below the axes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     fig.tight_layout()
@@ -41,16 +42,14 @@ def save(fig, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def shared_legend(fig, axes, footnotes=(), ncol: int | None = None):
-    """One legend for the whole figure, below its axes, and the footnotes below it (figure
-    coordinates: `save` keeps both in the picture). Returns the legend (None when nothing is
-    labelled)."""
+def shared_legend(fig, axes, footnotes=(), ncol: int | None = None) -> None:
+    """One legend for the whole figure below its axes, and the footnotes below it."""
     fig.tight_layout()  # the axes' final place, so that nothing below them moves later
     seen = {}
     for ax in np.ravel(axes):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
-    legend, bottom = None, 0.0
+    bottom = 0.0
     if seen:
         legend = fig.legend(
             list(seen.values()),
@@ -64,16 +63,9 @@ def shared_legend(fig, axes, footnotes=(), ncol: int | None = None):
         fig.canvas.draw()
         bottom = legend.get_window_extent().transformed(fig.transFigure.inverted()).y0
     if footnotes:
-        fig.text(
-            0.01,
-            bottom - 0.01,
-            "\n".join(footnotes),
-            ha="left",
-            va="top",
-            fontsize=LEGEND_FONTSIZE,
-            color="0.25",
-        )
-    return legend
+        text = "\n".join(footnotes)
+        kw = {"ha": "left", "va": "top", "fontsize": LEGEND_FONTSIZE, "color": "0.25"}
+        fig.text(0.01, bottom - 0.01, text, **kw)
 
 
 def epoch_axis(ax) -> None:
@@ -85,18 +77,18 @@ def epoch_axis(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
-def strategy_keys(frame: pd.DataFrame) -> list[str]:
-    """The row keys that vary among the runs (the 'strategies' the figures compare; a
-    ``variant`` of the same choices is a strategy of its own, never averaged in)."""
-    keys = [
-        f for f in ROW_KEYS if f != "dataset" and f in frame and frame[f].nunique(dropna=True) > 1
-    ]
-    return keys or ["attention"]
+def by_dataset(runs: pd.DataFrame):
+    """Yield (data set, its training runs) per training data set, in the tables' order."""
+    frame = trained(runs)
+    for ds in ordered("dataset", frame["dataset"].dropna().unique()):
+        yield ds, frame[frame["dataset"] == ds]
 
 
 def strategies(frame: pd.DataFrame):
-    """Yield (label, sub-frame) per strategy that ran, in the tables' level order."""
-    for levels, sub in groups(frame, strategy_keys(frame), full=False):
+    """Yield (label, sub-frame) per strategy that ran: a combination of the row keys that vary
+    (a ``variant`` is a strategy of its own, never averaged in), in the tables' level order."""
+    keys = varying(frame, exclude={"dataset"}) or ["attention"]
+    for levels, sub in groups(frame, keys, full=False):
         yield "/".join(str(v) for v in levels), sub
 
 
@@ -105,21 +97,18 @@ def mean_std_curve(histories: list[dict[int, float]]) -> pd.DataFrame:
     wide = pd.DataFrame([pd.Series(h, dtype=float) for h in histories if h])
     if wide.empty:
         return pd.DataFrame(columns=["mean", "std", "n"])
-    wide = wide.reindex(sorted(wide.columns), axis=1)
-    return pd.DataFrame(
-        {"mean": wide.mean(axis=0), "std": wide.std(axis=0, ddof=1), "n": wide.count(axis=0)}
-    )
+    wide = wide.sort_index(axis=1)
+    return pd.DataFrame({"mean": wide.mean(), "std": wide.std(ddof=1), "n": wide.count()})
 
 
 def training_curves(
     runs: pd.DataFrame, history: Callable, metric: str, out_dir: Path, notes: list[str]
 ) -> list[Path]:
-    """One figure per training data set: train/loss and val/<metric> per strategy."""
-    frame = trained(runs)
+    """One figure per training data set: train/loss and val/<metric> (in %) per strategy, mean
+    over seeds with a ± std band (a percentage's band clipped to 0-100, and noted)."""
     paths = []
     keys = ("train/loss", f"val/{metric}")
-    for ds in ordered("dataset", frame["dataset"].dropna().unique()):
-        sub = frame[frame["dataset"] == ds]
+    for ds, sub in by_dataset(runs):
         hist = {k: history(list(sub["run_id"]), k) for k in keys}
         if not any(h for k in keys for h in hist[k].values()):
             notes.append(f"training curves ({ds}): the runs logged no per-epoch {keys}")
@@ -127,21 +116,17 @@ def training_curves(
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         clipped = []
         for label, s in strategies(sub):
-            for ax, k in zip(axes, keys):
+            for ax, k, scale in zip(axes, keys, (1.0, 100.0)):
                 curve = mean_std_curve([hist[k].get(r, {}) for r in s["run_id"]])
                 if curve.empty:
                     continue
                 x = curve.index.to_numpy()
-                scale = 100.0 if k.startswith("val/") else 1.0
                 m, sd = curve["mean"] * scale, curve["std"].fillna(0) * scale
-                (line,) = ax.plot(
-                    x,
-                    m,
-                    marker="o" if len(x) < 3 else None,  # one epoch is a point, not a line
-                    label=f"{label} (n={int(curve['n'].max())})",
-                )
+                marker = "o" if len(x) < 3 else None  # one epoch is a point, not a line
+                n = int(curve["n"].max())
+                (line,) = ax.plot(x, m, marker=marker, label=f"{label} (n={n})")
                 low, high = m - sd, m + sd
-                if scale == 100.0:  # a percentage's band stops at 0 and 100
+                if scale == 100.0:
                     if ((high > 100) | (low < 0)).any():
                         clipped.append(label)
                     low, high = low.clip(lower=0), high.clip(upper=100)
@@ -160,9 +145,8 @@ def training_curves(
 def recall_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
     """('test'|'val', classes) of the per-class recall metrics the runs logged."""
     for split in ("test", "val"):
-        prefix = f"metrics.{split}/recall_"
-        names = [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
-        names = [n for n in names if frame[prefix + n].notna().any()]
+        logged = frame.filter(regex=rf"^metrics\.{split}/recall_").dropna(axis=1, how="all")
+        names = [c.split("/recall_", 1)[1] for c in logged]
         if names:
             known = [c for c in CLASS_ORDER if c in names]
             return split, known + sorted(set(names) - set(known))
@@ -177,23 +161,9 @@ def clipped_yerr(means, stds, low: float = 0.0, high: float = 100.0) -> np.ndarr
     return np.vstack([np.minimum(stds, means - low), np.minimum(stds, high - means)]).clip(0)
 
 
-def clipped_at(means, stds, low: float = 0.0, high: float = 100.0) -> np.ndarray:
-    """Which of the bars `clipped_yerr` cut (mean ± std beyond [low, high])."""
-    means = np.asarray(means, dtype=float)
-    stds = np.nan_to_num(np.asarray(stds, dtype=float), nan=0.0)
-    return (means + stds > high) | (means - stds < low)
-
-
-MARK_NOTES = {
-    "0": "0: a recall of zero (the bar has no height)",
-    "n/a": "n/a: no run of that strategy logged this class's recall",
-}
-
-
 def mark_zero_and_missing(ax, xs, heights, width: float, colour) -> set[str]:
     """A bar of height 0 draws nothing: mark it with a thick line on the axis and a '0'; a
-    value that was never logged gets a grey 'n/a' instead, so the two cannot be confused.
-    Returns the marks it drew ({'0', 'n/a'}, for the footnote)."""
+    value never logged gets a grey 'n/a'. Returns the marks drawn (keys of MARK_NOTES)."""
     heights = np.asarray(heights, dtype=float)
     for x, h in zip(xs, heights):
         if h == 0:
@@ -205,40 +175,32 @@ def mark_zero_and_missing(ax, xs, heights, width: float, colour) -> set[str]:
 
 
 def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> list[Path]:
-    """Grouped bars: per-class recall (mean ± std over seeds) for each strategy."""
-    frame = trained(runs)
+    """Grouped bars per training data set: per-class recall (mean ± std over seeds, in %) for
+    each strategy."""
     paths = []
-    for ds in ordered("dataset", frame["dataset"].dropna().unique()):
-        sub = frame[frame["dataset"] == ds]
+    for ds, sub in by_dataset(runs):
         split, classes = recall_columns(sub)
         if not classes:
             notes.append(
                 f"per-class recall ({ds}): no test/recall_<class> or val/recall_<class> metrics"
             )
             continue
-        groups = list(strategies(sub))
-        width = 0.8 / max(1, len(groups))
+        bars_of = list(strategies(sub))
+        width = 0.8 / max(1, len(bars_of))
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(classes) + 2), 3.8))
         x = np.arange(len(classes))
         clipped, marks = [], set()
-        for i, (label, s) in enumerate(groups):
-            summ = [
-                stats.summarize(s[f"metrics.{split}/recall_{c}"].dropna().tolist())
-                for c in classes
-            ]
+        for i, (label, s) in enumerate(bars_of):
+            summ = [stats.summarize(s[f"metrics.{split}/recall_{c}"].dropna()) for c in classes]
             means = np.array([100 * t.mean for t in summ])
-            sds = np.array([100 * t.std for t in summ])
-            xs = x + (i - (len(groups) - 1) / 2) * width
-            bars = ax.bar(
-                xs,
-                means,
-                width,
-                yerr=clipped_yerr(means, sds),
-                capsize=2,
-                label=f"{label} (n={max(t.n for t in summ)})",
-            )
+            sds = np.nan_to_num([100 * t.std for t in summ])
+            yerr = clipped_yerr(means, sds)
+            xs = x + (i - (len(bars_of) - 1) / 2) * width
+            n = max(t.n for t in summ)
+            bars = ax.bar(xs, means, width, yerr=yerr, capsize=2, label=f"{label} (n={n})")
             marks |= mark_zero_and_missing(ax, xs, means, width, bars.patches[0].get_facecolor())
-            clipped += [f"{c} ({label})" for c, cut in zip(classes, clipped_at(means, sds)) if cut]
+            cut = (yerr < sds).any(axis=0)  # mean ± std beyond 0-100
+            clipped += [f"{c} ({label})" for c, hit in zip(classes, cut) if hit]
         ax.set_xticks(x, classes)
         ax.set(
             ylabel=f"{split} recall (%)",
@@ -260,26 +222,23 @@ def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
         frame = frame[frame["dataset"] == dataset]
     best = None
     for label, s in strategies(frame):
-        mean = stats.summarize(score(s, metric)[0].dropna().tolist()).mean
+        mean = stats.summarize(score(s, metric)[0].dropna()).mean
         if not math.isnan(mean) and (best is None or mean > best[0]):
             best = (mean, label, s)
     return (best[1], best[2]) if best else (None, frame.iloc[:0])
 
 
-VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red", "inconclusive": "0.55"}
-
-
 def forest_plot(
     rows, metric: str, out_dir: Path, criteria: dict, stem: str = "claims_forest"
 ) -> list[Path]:
-    """The claims (claims.Row): one panel per criterion (`criteria`: {number: Criterion})
-    but the conjunction, one line per comparison with its effect and 95% interval, the
-    threshold as a dashed line, coloured by verdict."""
-    panels = []
-    for n in (n for n, crit in criteria.items() if crit.build is not None):
-        mine = [r for r in rows if r.claim == n and not math.isnan(r.effect)]
-        if mine:
-            panels.append((n, mine))
+    """The claims (claims.Row): one panel per criterion (`criteria`: {number: Criterion}) but
+    the conjunction, one line per comparison with its effect and 95% interval, the threshold
+    as a dashed line, coloured by verdict."""
+    shown = [r for r in rows if not math.isnan(r.effect)]
+    panels = [
+        (n, [r for r in shown if r.claim == n]) for n, c in criteria.items() if c.build is not None
+    ]
+    panels = [(n, mine) for n, mine in panels if mine]
     if not panels:
         return []
     heights = [len(m) + 1.2 for _, m in panels]
@@ -295,12 +254,10 @@ def forest_plot(
         y = np.arange(len(mine))[::-1]
         for yi, r in zip(y, mine):
             colour = VERDICT_COLOURS.get(r.verdict, "black")
-            lo = r.effect - r.low if not math.isnan(r.low) else 0
-            hi = r.high - r.effect if not math.isnan(r.high) else 0
-            ax.errorbar(r.effect, yi, xerr=[[lo], [hi]], fmt="o", color=colour, capsize=3, ms=4)
+            xerr = np.nan_to_num([[r.effect - r.low], [r.high - r.effect]])  # no interval: 0
+            ax.errorbar(r.effect, yi, xerr=xerr, fmt="o", color=colour, capsize=3, ms=4)
         ax.axvline(crit.threshold, color="black", ls="--", lw=1)
-        labels = [f"{r.stratum}: {r.comparison}"[:60] for r in mine]
-        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_yticks(y, [f"{r.stratum}: {r.comparison}"[:60] for r in mine], fontsize=7)
         ax.set_ylim(-0.7, len(mine) - 0.3)
         ax.set_title(f"{n}: {crit.title(metric)} ({crit.bar()})", fontsize=8)
         ax.set_xlabel(f"effect ({crit.unit})", fontsize=7)

@@ -1,22 +1,15 @@
 """Grad-CAM (Selvaraju et al. ICCV 2017, arXiv:1610.02391) grid comparing fusion strategies:
-one row per fusion strategy (its best seed's best checkpoint), the same images in every
-column (one per class, from the test split of the first checkpoint's data set).
-
-Uses glattn.gradcam.grad_cam and glattn.checkpoint.load_trained_model; checkpoints come from the
-runs' `checkpoints/best.pt` artifacts or the local checkpoint directory (artifacts.py).
-"""
+one row per fusion (its best seed's best.pt, from the run's artifacts or the local checkpoint
+directory), the same test images (one per class) in every column."""
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from glattn.report import artifacts, cells, figures, frames
-
-log = logging.getLogger(__name__)
 
 
 def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Series]]:
@@ -30,15 +23,14 @@ def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Serie
         for fusion in frames.ordered("fusion", sub["fusion"].dropna().unique()):
             runs = sub[sub["fusion"] == fusion]
             score = cells.score(runs, metric)[0]
-            best = score.idxmax() if score.notna().any() else runs.index[-1]
-            out[fusion] = runs.loc[best]
+            out[fusion] = runs.loc[score.idxmax() if score.notna().any() else runs.index[-1]]
         if len(out) > 1:
             return levels[0], out
     return "", {}
 
 
 def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int = 1) -> list[Path]:
-    """Write gradcam_fusion.{png,pdf}; append a note and return [] when it can't be made."""
+    """Write gradcam_fusion.{png,pdf}; a note says what was left out, or why there is none."""
     ds, best = best_runs(frame, metric)
     if not best:
         notes.append("Grad-CAM grid skipped: fewer than 2 fusion strategies with runs")
@@ -51,8 +43,8 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
     except ImportError as err:
         notes.append(f"Grad-CAM grid skipped: {err}")
         return []
+    models, missing = {}, []
     with tempfile.TemporaryDirectory() as tmp:
-        models, missing = {}, []
         for fusion, run in best.items():
             path = artifacts.checkpoint(uri, run, Path(tmp))
             if path is None:
@@ -87,25 +79,26 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
     split = data.test if data.test is not None else data.val
     index = pick_per_class(split.labels, per_class)
     images = torch.stack([split[i][0] for i in index])  # (N, 3, S, S)
-    labels = [int(split.labels[i]) for i in index]
-    names = list(data.class_names)
-    rows = []
+    size = int(images.shape[-1])
+    rows, where = [], ""
     for fusion, (model, cfg) in models.items():
-        if int(cfg.dataset.image_size) != images.shape[-1]:
+        if int(cfg.dataset.image_size) != size:
             notes.append(
                 f"Grad-CAM grid: fusion {fusion} trained at image size "
-                f"{cfg.dataset.image_size} != {images.shape[-1]}; left out"
+                f"{cfg.dataset.image_size} != {size}; left out"
             )
             continue
         # the last stage whose map is >= 7x7 at this image size (glattn.gradcam.cam_layer)
-        layer_name, layer, shape = cam_layer(model.eval(), int(images.shape[-1]))
+        layer_name, layer, shape = cam_layer(model.eval(), size)
         cams, preds = grad_cam(model.eval(), images, layer=layer)
         where = f"{layer_name}, {shape[0]}x{shape[1]} map" if shape else layer_name
         rows.append((fusion, cams, preds))
-    return _plot(rows, images, labels, names, ds, fig_dir, where if rows else "")
+    labels = [data.class_names[int(split.labels[i])] for i in index]
+    return _plot(rows, images, labels, list(data.class_names), ds, fig_dir, where)
 
 
 def _plot(rows, images, labels, names, ds, fig_dir: Path, where: str = "") -> list[Path]:
+    """The grid: the images, then one row of overlays (titled by prediction) per fusion."""
     import matplotlib.pyplot as plt
 
     from glattn.gradcam import _display
@@ -119,7 +112,7 @@ def _plot(rows, images, labels, names, ds, fig_dir: Path, where: str = "") -> li
         ax.set_yticks([])
     for j in range(n):
         axes[0, j].imshow(_display(images[j]))
-        axes[0, j].set_title(f"true {names[labels[j]]}", fontsize=7)
+        axes[0, j].set_title(f"true {labels[j]}", fontsize=7)
     axes[0, 0].set_ylabel("image", fontsize=8)
     for i, (fusion, cams, preds) in enumerate(rows, 1):
         axes[i, 0].set_ylabel(fusion, fontsize=8)
@@ -127,12 +120,7 @@ def _plot(rows, images, labels, names, ds, fig_dir: Path, where: str = "") -> li
             axes[i, j].imshow(_display(images[j]))
             axes[i, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             axes[i, j].set_title(f"pred {names[int(preds[j])]}", fontsize=6)
-    fig.suptitle(
-        f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each"
-        + (f"; on {where})" if where else ")"),
-        fontsize=9,
-    )
+    on = f"; on {where}" if where else ""
+    title = f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each{on})"
+    fig.suptitle(title, fontsize=9)
     return figures.save(fig, fig_dir, "gradcam_fusion")
-
-
-__all__ = ["fusion_grid", "best_runs"]

@@ -1,11 +1,10 @@
-"""One report: runs -> tables (Markdown, LaTeX, CSV) + figures -> outputs/reports/EXPERIMENT/,
-logged as artifacts of the experiment's newest parent sweep run, from one declared run set
-(runs_used.csv). `paper` adds the claims section (glattn.report.claims: the six success
-criteria, claims.md/.tex/.csv + a forest plot)."""
+"""One report: the experiment's declared tables (Markdown, LaTeX, CSV), figures, report.md/.tex,
+runs_used.csv and NOTES.md under outputs/reports/EXPERIMENT/, all from one run set, logged as
+artifacts of the experiment's newest parent sweep run. `paper` adds the claims
+(glattn.report.claims)."""
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,14 +21,13 @@ from glattn.report import (
     provenance,
     runs,
     selection,
-    tables,
 )
+from glattn.report.cells import METRICS, Context
 from glattn.report.claims import METRICS as CLAIM_METRICS
 from glattn.report.claims import check_claims
+from glattn.report.frames import dataset_label
 from glattn.report.predictions import history_with_fallback
 from glattn.report.table_format import latex_escape
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,20 +50,6 @@ class Report:
         )
 
 
-def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
-    """{table number: experiment}: a stages file (`paper`) reads each table from its stage
-    experiment."""
-    numbers = which or sorted(catalog.by_number())
-    if experiment not in catalog.stages:
-        return {n: experiment for n in numbers}
-    runs.client_for(uri)
-    sources = runs.stage_experiments(uri, numbers, notes, catalog.tables_for)
-    if not sources:
-        names = ", ".join(catalog.stages[experiment])
-        raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
-    return sources
-
-
 def make_report(
     experiment: str,
     uri: str | None = None,
@@ -81,20 +65,14 @@ def make_report(
     include_debug: bool = False,
     experiments_dirs=(),
 ) -> Report:
-    """Write the tables (and figures) of `experiment`; see docs/report.md.
-
-    `paper` reads each table from its own stage experiment (`table<N>_*`, as
-    experiments/paper.yaml runs them); any other name reads that one experiment. The run
-    set is chosen once (runs.load_runs: `where`, `include_debug`) and every table, figure,
-    Grad-CAM grid and claim reads it; it is written to runs_used.csv.
-    `claims` (default: only for `paper`) adds the declared claims (glattn.report.claims).
-    The tables are the experiment files' ``report:`` blocks (glattn.report.declared), read
-    from `experiments_dirs` and then the shipped experiments/, all checked before any work.
-    """
+    """Write the tables (and figures) of `experiment` (docs/report.md): `paper` reads each
+    from its stage experiment, any other name that one experiment; one run set (`where`,
+    `include_debug`) for every table, figure and claim; `claims` (default: `paper` only) adds
+    the declared claims. The ``report:`` blocks are read from `experiments_dirs`, then the
+    shipped experiments/, and all checked before any work."""
     catalog = _checked_catalog(experiments_dirs, metric, which)
     uri = uri or runs.default_tracking_uri()
-    report = Report(Path(out_dir or Path("outputs") / "reports" / experiment))
-    report.catalog = catalog
+    report = Report(Path(out_dir or Path("outputs") / "reports" / experiment), catalog=catalog)
     which = which or catalog.tables_for(experiment)
     sources = _sources(uri, experiment, which, report.notes, catalog)
     select = {"where": tuple(where or ()), "include_debug": include_debug}
@@ -105,12 +83,17 @@ def make_report(
     report.notes += provenance.notes(report.frames)  # reused runs, cells made by other code
     with tempfile.TemporaryDirectory() as tmp:  # training_log.csv downloads (history)
         history = history_with_fallback(uri, Path(tmp))
-        _write_tables(report, experiment, sources, metric, history, which)
+        built = _write_tables(report, experiment, sources, metric, history, which)
         if claims if claims is not None else experiment in catalog.stages:
+            if metric not in CLAIM_METRICS:
+                report.notes.append(
+                    f"claims: {metric} cannot be recomputed per image; the claims use balanced_acc"
+                )
+            claims_metric = metric if metric in CLAIM_METRICS else "balanced_acc"
             report.claims = check_claims(
                 uri,
                 experiment,
-                _claims_metric(metric, report),
+                claims_metric,
                 n_resamples,
                 frames=report.frames,
                 select=select,
@@ -120,23 +103,19 @@ def make_report(
                 report.claims, experiment, report.out_dir, make_figures
             )
             report.notes += report.claims.notes
-        built = {n: t for n, t in report.tables.items() if t is not None}
         report.files += _combined(experiment, built, report.out_dir, report.claims)
         if make_figures:
             _write_figures(report, experiment, uri, metric, history, gradcam)
     if log_artifacts:  # found before NOTES.md is written: it says where the report went
         home = runs.report_home(experiment, report.frames)
         report.parent_run_id, report.parent_experiment = runs.newest_sweep(uri, home)
-        if report.parent_run_id:
-            report.notes.append(
-                f"logged as artifacts 'report/' of parent sweep run {report.parent_run_id} "
-                f"in {report.parent_experiment!r}"
-            )
-        else:
-            report.notes.append(
-                f"no parent sweep run (tag glattn.role=sweep) in {_names(home)}: the report "
-                "was not logged"
-            )
+        report.notes.append(
+            f"logged as artifacts 'report/' of parent sweep run {report.parent_run_id} "
+            f"in {report.parent_experiment!r}"
+            if report.parent_run_id
+            else f"no parent sweep run (tag glattn.role=sweep) in {_names(home)}: the report "
+            "was not logged"
+        )
     report.files += _write_run_set(report, experiment, uri)
     if report.parent_run_id:
         artifacts.log_report(uri, report.parent_run_id, report.out_dir)
@@ -147,8 +126,8 @@ def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
     """The declared tables, after the checks that need no run: every ``report:`` block, the
     metric and the table numbers asked for (one ReportError naming the bad value)."""
     catalog = declared.load(experiments_dirs)
-    if metric not in tables.METRICS:
-        raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(tables.METRICS)}")
+    if metric not in METRICS:
+        raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(METRICS)}")
     unknown = sorted(set(which or ()) - set(catalog.by_number()))
     if unknown:
         raise runs.ReportError(
@@ -158,13 +137,28 @@ def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
     return catalog
 
 
+def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
+    """{table number: experiment}: a stages file (`paper`) reads each table from its stage
+    experiment."""
+    numbers = which or sorted(catalog.by_number())
+    if experiment not in catalog.stages:
+        return {n: experiment for n in numbers}
+    runs.client_for(uri)
+    sources = runs.stage_experiments(uri, numbers, notes, catalog.tables_for)
+    if not sources:
+        names = ", ".join(catalog.stages[experiment])
+        raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
+    return sources
+
+
 def _names(experiments) -> str:
     return " or ".join(repr(e) for e in experiments)
 
 
-def _write_tables(report, experiment, sources, metric, history, which) -> None:
+def _write_tables(report, experiment, sources, metric, history, which) -> dict:
+    """Build and write each table of `sources`; returns those built ({number: Table})."""
     for n, exp in sources.items():
-        ctx = tables.Context(metric, report.catalog.expected(exp), history)
+        ctx = Context(metric, report.catalog.expected(exp), history)
         report.tables[n] = report.catalog.by_number()[n].build(report.frames[exp], ctx)
         if report.tables[n] is None:
             where = _names(report.experiments_read(exp))
@@ -177,6 +171,7 @@ def _write_tables(report, experiment, sources, metric, history, which) -> None:
         )
     for t in built.values():
         report.files += t.write(report.out_dir)
+    return built
 
 
 def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
@@ -192,10 +187,8 @@ def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
 
 
 def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
-    """runs_used.csv (the declared run set: run id, name, cell, variant, seed) and NOTES.md:
-    every experiment the runs came from (with its count; a ``<name>-debug`` twin read with
-    --include-debug is one of them), then the notes (the debug-preset runs left out or
-    included, by name, the reruns, what was skipped)."""
+    """runs_used.csv (run id, name, cell, variant, seed of every run read) and NOTES.md: the
+    experiments the runs came from with their counts, then the report's notes."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
     used = pd.concat([selection.runs_used(f) for f in report.frames.values()])
     used_path = report.out_dir / "runs_used.csv"
@@ -212,18 +205,8 @@ def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
     return [used_path, notes_path]
 
 
-def _claims_metric(metric: str, report: Report) -> str:
-    if metric in CLAIM_METRICS:
-        return metric
-    report.notes.append(
-        f"claims: {metric} cannot be recomputed per image; the claims use balanced_acc"
-    )
-    return "balanced_acc"
-
-
 def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[Path]:
-    """report.md (all tables, then the claims) and report.tex (a compilable standalone
-    document)."""
+    """report.md (all tables, then the claims) and report.tex (a standalone document)."""
     if not built:
         return []
     md = out_dir / "report.md"
@@ -245,14 +228,12 @@ def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[
 
 
 def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Path]:
-    """Confusion matrix of the best configuration per training data set (summed over its
-    seeds' confusion-matrix artifacts; the image artifact is copied when no numbers exist),
-    in % of each true class, drawn as the job draws its counts."""
+    """Confusion matrix (in % of each true class) of the best configuration per training data
+    set, summed over its seeds' artifacts; one seed's image is copied when no numbers exist."""
     from glattn.metrics import confusion_figure  # scikit-learn: only when there is one to draw
 
     paths = []
-    train = tables.trained(frame)
-    for ds in tables.ordered("dataset", train["dataset"].dropna().unique()):
+    for ds, _ in figures.by_dataset(frame):
         label, best = figures.best_strategy(frame, metric, ds)
         if label is None:
             notes.append(f"confusion matrix ({ds}): no run with a {metric} score")
@@ -261,15 +242,12 @@ def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Pa
             m, names, n, png = artifacts.confusion_sum(uri, list(best["run_id"]), Path(tmp))
             if m is not None:
                 names = names or list(figures.CLASS_ORDER[: m.shape[0]])
-                seeds = f"{n} seed{'s' if n != 1 else ''} summed"
-                title = f"{tables.dataset_label(ds)}: {label} ({seeds})"
+                title = f"{dataset_label(ds)}: {label} ({n} seed{'s' if n != 1 else ''} summed)"
                 figure = confusion_figure(m, names, title, percent=True)
                 paths += figures.save(figure, fig_dir, f"confusion_{ds}")
             elif png is not None:
                 fig_dir.mkdir(parents=True, exist_ok=True)
-                dst = fig_dir / f"confusion_{ds}.png"
-                shutil.copyfile(png, dst)
-                paths.append(dst)
+                paths.append(shutil.copyfile(png, fig_dir / f"confusion_{ds}.png"))
                 notes.append(
                     f"confusion matrix ({ds}, {label}): copied one seed's logged "
                     "image (no numeric confusion-matrix artifact to sum)"
