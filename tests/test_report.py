@@ -14,7 +14,7 @@ from scipy import stats as sps
 from test_report_helpers import CLASSES, Store
 
 from glattn.report import declared, runs, stats, tables
-from glattn.report.__main__ import main
+from glattn.report.__main__ import main, run
 from glattn.report.grid import expected_levels
 from glattn.report.table_format import DASH
 
@@ -440,10 +440,8 @@ def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, cap
     assert out["jobs_without_measurement"] == 6  # vgg16 was not measured
     want = 3 * 2 * n_train * (1 / 100 + 1 / 80) / 3600
     assert out["hours_upper_bound"] == pytest.approx(want)
-    assert (
-        estimate.main(["measure", "--tracking-uri", store.uri, "--experiments-dir", str(tmp_path)])
-        == 0
-    )
+    argv = ["measure", "--tracking-uri", store.uri, "--experiments-dir", str(tmp_path)]
+    assert run("estimate", argv) == 0  # glattn estimate ...
     assert "table2_x" in capsys.readouterr().out
 
 

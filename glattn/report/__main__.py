@@ -206,11 +206,22 @@ def _ui_hint(args, experiment: str) -> str:
         return f"{ui.ui_command(uri)} ({type(err).__name__}: no view written)"
 
 
-def main(argv=None) -> int:
-    """``python -m glattn.report ...``: glattn.cli's `glattn report ...` (or, for the older
-    forms, `glattn claims|estimate ...`)."""
-    from glattn import cli
+def run(name: str, argv) -> int:
+    """`glattn NAME ARGV...` for the report's subcommands (report, claims, estimate): the same
+    arguments as glattn.cli gives them, which imports this module, not the reverse."""
+    from glattn.report import estimate
 
+    configure = {"report": configure_report, "claims": configure_claims}.get(name)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # as glattn.cli does
+    p = argparse.ArgumentParser(prog=f"glattn {name}")
+    (configure or estimate.configure)(p)
+    args = p.parse_args(list(argv))
+    return int(args.run(args) or 0)
+
+
+def main(argv=None) -> int:
+    """``python -m glattn.report ...`` is `glattn report ...`; the older forms
+    ``python -m glattn.report claims|estimate ...`` run `glattn claims|estimate ...`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("claims", "estimate"):
         print(
@@ -219,8 +230,8 @@ def main(argv=None) -> int:
             f"{argv[0]}`)",
             file=sys.stderr,
         )
-        return cli.run_subcommand(argv)
-    return cli.run_subcommand(["report", *argv])
+        return run(argv[0], argv[1:])
+    return run("report", argv)
 
 
 if __name__ == "__main__":

@@ -199,14 +199,3 @@ def run(args: argparse.Namespace) -> int:
         "(each sweep's jobs costliest first; early stopping not counted)"
     )
     return 0
-
-
-def main(argv=None) -> int:
-    """``python -m glattn.report.estimate ...`` = ``glattn estimate ...``."""
-    from glattn import cli
-
-    return cli.run_subcommand(["estimate", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
