@@ -462,3 +462,25 @@ def test_report_gets_a_claims_section(store, tmp_path):
     assert "## Claims: c1" in (tmp_path / "report.md").read_text()
     assert "Claims: c1" in (tmp_path / "report.tex").read_text()
     assert (tmp_path / "claims.csv").is_file()
+
+
+def test_a_users_two_claims_mark_their_deciding_rows_and_never_the_conjunctions():
+    """Whatever the conjunction's number (here 3: a user's file declares claims 1 and 2), its
+    row decides nothing; each declared claim's pooled row is marked deciding."""
+    from glattn.report.claims import Claims
+    from glattn.report.claims.rows import Criterion, conjunction, new_row
+    from glattn.report.claims.verdict import conjunction_row
+    from glattn.report.claims_report import claim_tables
+
+    mine = {n: Criterion(n, f"claim {n}", 1.0, ">", "pp", 7, build=print) for n in (1, 2)}
+    criteria = {**mine, 3: conjunction([1, 2])}
+    rows = [new_row(mine[n], "all", "b vs a", primary=True, pooled=True) for n in (1, 2)]
+    rows.append(new_row(mine[1], "ham10000", "b vs a", primary=True))  # not pooled
+    rows.append(conjunction_row(rows, criteria[3], [1, 2]))
+    claims = Claims(rows, {1: "mine", 2: "mine"}, criteria, "balanced_acc", 100, 0)
+    strata = {t.key: [r[0].text for r in t.rows] for t in claim_tables(claims)[1:]}
+    assert strata == {
+        "claims_criterion1": ["all (deciding)", "ham10000"],
+        "claims_criterion2": ["all (deciding)"],
+        "claims_criterion3": ["all"],
+    }

@@ -29,9 +29,9 @@ SUMMARY_COLUMNS = ["#", "Criterion", "Threshold", "Source", "Verdict"]
 
 
 def _cells(r: Row, deciding: bool) -> dict[str, Cell]:
-    """A row's cells by column (the conjunction's row is never marked deciding)."""
+    """A row's cells by column, its stratum marked when the row decides its criterion."""
     return {
-        "Stratum": Cell(r.stratum + (" (deciding)" if deciding and r.claim != 6 else "")),
+        "Stratum": Cell(r.stratum + (" (deciding)" if deciding else "")),
         "Comparison (b − a)": Cell(r.comparison),
         "n a / b / pairs": Cell(f"{r.n_a} / {r.n_b} / {r.n_pairs}"),
         "Effect [95% CI]": Cell(_effect(r)),
@@ -85,7 +85,7 @@ def claim_tables(c: Claims) -> list[Table]:
     for n, crit in c.criteria.items():
         title = f"Criterion {n}: {crit.title(c.metric)}"
         table = Table(f"claims_criterion{n}", title, _description(c, n), COLUMNS, label_columns=2)
-        head = headline(c.rows, n)
+        head = headline(c.rows, n) if crit.build else []  # the conjunction decides nothing
         for r in (r for r in c.rows if r.claim == n):
             table.add_row(list(_cells(r, any(r is h for h in head)).values()))
         out.append(table)

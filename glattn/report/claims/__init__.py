@@ -28,7 +28,7 @@ from glattn.report.claims.rows import (
     fill_accuracy,
     no_data,
 )
-from glattn.report.claims.verdict import adjust_and_judge, claim6, combine, headline
+from glattn.report.claims.verdict import adjust_and_judge, conjunction_row, combine, headline
 from glattn.report.predictions import RunFiles
 
 __all__ = [
@@ -158,5 +158,5 @@ def check_claims(
             rows += crit.build(ctx, crit, frames[exp], exp)
     adjust_and_judge(rows)
     last = max(criteria)
-    rows.append(claim6(rows, criteria[last], [n for n in criteria if n != last]))
+    rows.append(conjunction_row(rows, criteria[last], [n for n in criteria if n != last]))
     return Claims(rows, sources, criteria, metric, n_resamples, seed, notes, frames=frames)

@@ -111,7 +111,7 @@ def span(numbers: list[int]) -> str:
     return ", ".join(map(str, numbers))
 
 
-def claim6(rows: list[Row], crit: Criterion, numbers: list[int]) -> Row:
+def conjunction_row(rows: list[Row], crit: Criterion, numbers: list[int]) -> Row:
     """The conjunction `crit` of the criteria `numbers`: supported only when each deciding
     row is; its p is the largest of their Holm-adjusted p-values."""
     heads = {n: headline(rows, n) for n in numbers}
