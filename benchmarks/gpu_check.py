@@ -19,7 +19,7 @@ figures docs/benchmarks.md reports:
      img/s and peak memory, and the line "fused / best of jobs sharing";
   5. the phase times (time/*) of one real ``python run.py`` (--phases; on by default on a GPU);
   6. torch.compile rows in steady state, the compile time in its own column;
-  7. last line: the paper's hours on one GPU from these figures (glattn.report.estimate
+  7. last line: the paper's hours on one GPU from these figures (glattn.sweep.estimate
      with the auto packing).
 
 Every figure goes through the real code (glattn.build_model, glattn.data.build_data and its
@@ -339,12 +339,12 @@ def compiled_rows(c: Check) -> None:
 def paper_hours(loader_rows: dict, jobs_per_gpu: int, gain: float) -> tuple[float, float, int]:
     """(hours one job at a time, hours with `jobs_per_gpu` sharing the GPU at aggregate
     `gain`, jobs without a measured backbone) for every paper table, from the real-loader
-    rows {(backbone, glsa): {"img_s": ...}} (glattn.report.estimate's arithmetic; the
+    rows {(backbone, glsa): {"img_s": ...}} (glattn.sweep.estimate's arithmetic; the
     attention levels other than none are costed at the GLSA row)."""
     import pandas as pd
 
-    from glattn.report.estimate import EXPERIMENTS_DIR, estimate
     from glattn.report.tables import tables_for
+    from glattn.sweep.estimate import EXPERIMENTS_DIR, estimate
 
     rows = []
     for (backbone, glsa), r in loader_rows.items():

@@ -45,7 +45,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "the claims the experiment files declare, checked from the runs",
     ),
     "estimate": (
-        "glattn.report.estimate:configure",
+        "glattn.sweep.estimate:configure",
         "GPU-hours of the paper's grids from measured throughput",
     ),
     "gradcam": ("glattn.gradcam:configure", "Grad-CAM overlays of a trained model on images"),

@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.py runs on a CPU machine: tiny settings, the table's rows, and it
 says that it measured no GPU (on a GPU machine it measures; README.md has its figures).
-Its paper estimate is glattn.report.estimate's arithmetic on the measured rows."""
+Its paper estimate is glattn.sweep.estimate's arithmetic on the measured rows."""
 
 import importlib.util
 import re
@@ -79,9 +79,9 @@ def test_fused_rows_out_of_budget_are_skipped(capsys):
 
 def test_paper_hours_from_the_loader_rows():
     """The paper's hours: every table's jobs x max_epochs x training images / the measured
-    img/s of their (backbone, GLSA or not), packed as glattn.report.estimate packs them."""
-    from glattn.report.estimate import EXPERIMENTS_DIR, job_grid, train_images
+    img/s of their (backbone, GLSA or not), packed as glattn.sweep.estimate packs them."""
     from glattn.report.tables import tables_for
+    from glattn.sweep.estimate import EXPERIMENTS_DIR, job_grid, train_images
 
     gpu_check = _load()
     rows = {("resnet18", False): {"img_s": 1000.0}, ("resnet18", True): {"img_s": 500.0}}

@@ -237,7 +237,7 @@ def test_packed_wall_time_arithmetic(seconds, gpus, k, gain, wall):
 def test_estimate_hours_on_the_users_gpus_with_packing():
     import pandas as pd
 
-    from glattn.report.estimate import EXPERIMENTS_DIR, estimate, job_grid, train_images
+    from glattn.sweep.estimate import EXPERIMENTS_DIR, estimate, job_grid, train_images
 
     path = EXPERIMENTS_DIR / "table3_fusion.yaml"
     jobs, epochs = job_grid(path)
@@ -264,7 +264,7 @@ def test_estimate_auto_packing_from_the_measured_peak_memory():
 
     import pandas as pd
 
-    from glattn.report.estimate import jobs_per_gpu_for
+    from glattn.sweep.estimate import jobs_per_gpu_for
 
     frame = pd.DataFrame({"metrics.perf/peak_mem_mb": [3000.0, 9000.0, None]})
     args = SimpleNamespace(jobs_per_gpu="auto", gpu_memory_gib=24.0, cpu_cores=64, gpus=1)

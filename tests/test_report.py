@@ -419,7 +419,7 @@ def test_expected_levels_from_experiment_file(tmp_path):
 
 # ---------------------------------------------------------------------------- estimate
 def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, capsys):
-    from glattn.report import estimate
+    from glattn.sweep import estimate
 
     for seed in range(2):
         store.job(

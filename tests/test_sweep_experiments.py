@@ -159,7 +159,7 @@ PROTOCOL_DEVIATIONS = {
 
 @pytest.mark.parametrize("name", sorted(JOBS))
 def test_every_job_of_every_table_follows_the_seed_protocol(name, tmp_path):
-    from glattn.report.estimate import job_grid
+    from glattn.sweep.estimate import job_grid
 
     cfg = _compose(f"experiment={name}", f"paths.output_dir={tmp_path}")
     want = {**PROTOCOL, **PROTOCOL_DEVIATIONS.get(name, {})}

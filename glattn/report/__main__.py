@@ -209,7 +209,7 @@ def _ui_hint(args, experiment: str) -> str:
 def run(name: str, argv) -> int:
     """`glattn NAME ARGV...` for the report's subcommands (report, claims, estimate): the same
     arguments as glattn.cli gives them, which imports this module, not the reverse."""
-    from glattn.report import estimate
+    from glattn.sweep import estimate
 
     configure = {"report": configure_report, "claims": configure_claims}.get(name)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # as glattn.cli does

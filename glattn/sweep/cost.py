@@ -1,5 +1,5 @@
 """The one cost model of a job, for plan mode (glattn.sweep.plan) and the GPU-hours estimate
-(glattn.report.estimate): how many images an epoch reads and what a job computes.
+(glattn.sweep.estimate): how many images an epoch reads and what a job computes.
 
     training images = images of the data set x (1 - val_fraction - test_fraction)
     training PFLOP  = 3 x forward FLOPs x training images x max_epochs / 1e15

@@ -6,7 +6,7 @@ same test the job itself makes before training: glattn.tracking.find_finished_ru
 estimated cost. Creates nothing: no database, no experiment, no run.
 
 Cost heuristic (documented in docs/sweeps.md; images and compute: glattn.sweep.cost, the one
-cost model, shared with glattn.report.estimate): for each job still to run, the median
+cost model, shared with glattn.sweep.estimate): for each job still to run, the median
 ``time/epoch_s`` of FINISHED job runs in the tracking store with the same backbone,
 dataset and task, times the job's ``trainer.max_epochs`` (an upper bound: early stopping
 may end it sooner); for a reference run without that metric, its wall time. Jobs without

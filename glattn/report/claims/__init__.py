@@ -28,7 +28,7 @@ from glattn.report.claims.rows import (
     fill_accuracy,
     no_data,
 )
-from glattn.report.claims.verdict import adjust_and_judge, conjunction_row, combine, headline
+from glattn.report.claims.verdict import adjust_and_judge, combine, conjunction_row, headline
 from glattn.report.predictions import RunFiles
 
 __all__ = [
