@@ -7,24 +7,12 @@ unequal-variance t-test otherwise. Both two-sided, via `scipy.stats.ttest_rel` a
 `scipy.stats.ttest_ind(equal_var=False)`.
 
 The claims' interval is a bootstrap crossed over seeds and test images
-(`crossed_bootstrap`). A run's score varies with two things drawn independently of each
-other: the seed (the training) and the test images (a sample of the population the claim is
-about). The seeds of an experiment share its test images (``dataset.split_seed``, not
-``seed``, fixes the split), so seeds x images is a crossed design, not a nested one: an
-image that is hard for one seed is hard for the others, and an image where one arm does
-better tends to favour it on every seed. The test set's share of the uncertainty is
-therefore shared by all seeds and does not shrink with their number. Each resample draws the
-seed pairs with replacement and, independently, one resample of the test images, shared by
-every seed of that resample and by both arms (the pigeonhole bootstrap of Owen 2007, Ann.
-Appl. Stat. 1(2) 386-411, for a seeds x images array; McCullagh 2000, Bernoulli 6 285-301,
-shows no bootstrap is exact for crossed designs and this one errs on the wide side, Owen &
-Eckles 2012). A nested, two-stage resample (fresh images for every seed slot) would average
-k independent image draws and shrink the test set's share by about k: with seeds that agree
-on most images the interval would be about sqrt(k) too narrow. Arms scored on different
-image sets (a transfer drop: the holdout test set against another data set's) get one
-independent draw per set, as do seeds whose test images differ (told apart by
-`Outcomes.key`). The p-value is the seed-level paired t-test against the threshold; Holm
-(1979) adjusts within a claim's family.
+(`crossed_bootstrap`: the seeds share the test images, so each resample draws the seed pairs
+and, independently, one resample of the images shared by every seed and both arms; the
+pigeonhole bootstrap of Owen 2007). docs/report-statistics.md says why a nested resample
+would be about sqrt(k) too narrow for k seeds, with its references and the known-answer
+rates. The p-value is the seed-level paired t-test against the threshold; Holm (1979)
+adjusts within a claim's family.
 """
 
 from __future__ import annotations
@@ -79,11 +67,8 @@ def summarize(values: Mapping | list | np.ndarray) -> Summary:
 
 
 def compare(a: Mapping, b: Mapping) -> Comparison:
-    """Compare arm b against arm a, both {seed: value}.
-
-    Paired t-test when both arms hold exactly the same seeds (>= 2 of them), Welch's
-    t-test otherwise (>= 2 values in each arm). `diff` is mean(b) - mean(a).
-    """
+    """Arm b against arm a, both {seed: value}: paired t-test when both hold the same seeds
+    (>= 2), Welch's t-test otherwise (>= 2 values each); `diff` is mean(b) - mean(a)."""
     a = {k: float(v) for k, v in a.items() if not _isnan(v)}
     b = {k: float(v) for k, v in b.items() if not _isnan(v)}
     n_a, n_b = len(a), len(b)
@@ -113,11 +98,8 @@ def _no_spread(d: np.ndarray) -> bool:
 
 
 def convergence_epoch(history: Mapping[int, float] | list, fraction: float = 0.95) -> float:
-    """First epoch whose value reaches `fraction` of the run's best value (max over epochs).
-
-    `history` is {epoch: value} or [(epoch, value), ...] (epochs 1-based, as logged).
-    Returns NaN for an empty history.
-    """
+    """First epoch whose value reaches `fraction` of the run's best (max over epochs), from
+    {epoch: value} or [(epoch, value), ...] (1-based, as logged); NaN for an empty history."""
     items = sorted(dict(history).items())
     items = [(int(e), float(v)) for e, v in items if not _isnan(v)]
     if not items:
@@ -135,22 +117,14 @@ def _isnan(v) -> bool:
 
 
 # ---------------------------------------------------------------------------- per image
-# The claims (glattn.report.claims) compare arms evaluated on the same test images and
-# paired by seed: the crossed bootstrap over seeds and test images (module docstring) for the
-# effect's interval, a paired t-test over seeds for its p-value, McNemar's (1947) exact test
-# on the per-image correct/incorrect pairs as a second view (Dietterich 1998), Holm's (1979)
-# step-down adjustment within a claim's family, and the t-test's power (statsmodels) for
-# what the current seeds could detect.
+# The claims: the crossed bootstrap, the paired t-test, McNemar's (1947) exact test as a
+# second view (Dietterich 1998), Holm's adjustment and the t-test's power (statsmodels).
 
 
 @dataclass(frozen=True)
 class Outcomes:
-    """One run on one split, per image: class index, correct or not, score weight.
-
-    `key` names the image set (same key: the same images in the same order): the bootstrap
-    draws one resample per image set, shared by every run scored on it, and independent
-    resamples for different image sets.
-    """
+    """One run on one split, per image: class index, correct or not, score weight. `key`
+    names the image set (the same images in the same order): one bootstrap draw per set."""
 
     labels: np.ndarray  # (n,) int class index
     correct: np.ndarray  # (n,) bool: row argmax == label (a tied maximum is wrong)
@@ -204,15 +178,10 @@ def crossed_bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> Interval:
-    """Percentile interval of mean_s [score(b_s) - score(a_s)] over seed pairs s, from a
-    bootstrap crossed over seeds and test images (see the module docstring).
-
-    Each resample draws k seed pairs with replacement from the k pairs and, independently,
-    one resample of each image set (`Outcomes.key`): every seed of the resample, and both
-    arms, are scored on that one image draw. Arms scored on different image sets (a
-    transfer drop) get independent draws, one per set. With one pair this is the
-    image-level paired bootstrap.
-    """
+    """Percentile interval of mean_s [score(b_s) - score(a_s)] over seed pairs s: each
+    resample draws k seed pairs with replacement and one resample of each image set
+    (`Outcomes.key`) shared by every seed and both arms; arms on different image sets (a
+    transfer drop) get one independent draw per set. One pair: the image-level bootstrap."""
     if not pairs:
         raise ValueError("crossed_bootstrap: no pairs")
     if n_resamples < 1:
@@ -332,17 +301,14 @@ def t_power(sd: float, n: int, observed: float, alpha=0.05, power=0.8) -> Power:
 
     if not (sd > 0) or n < 2:
         return Power(math.nan, math.nan)
-    tp = TTestPower()
-    d = _detectable(n, alpha, power)
     needed = math.inf
     if observed > 0:
+        effect = observed / sd
         try:
-            needed = float(
-                tp.solve_power(
-                    effect_size=observed / sd, alpha=alpha, power=power, alternative="larger"
-                )
+            n_needed = TTestPower().solve_power(
+                effect_size=effect, alpha=alpha, power=power, alternative="larger"
             )
-            needed = float(max(2, math.ceil(needed)))
-        except Exception:
+            needed = float(max(2, math.ceil(n_needed)))
+        except Exception:  # the root finder failed: no number to give
             needed = math.nan
-    return Power(d * sd, needed)
+    return Power(_detectable(n, alpha, power) * sd, needed)
