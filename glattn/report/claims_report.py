@@ -11,9 +11,8 @@ import pandas as pd
 
 from glattn.report import runs, selection
 from glattn.report.cells import metric_name, p_text
-from glattn.report.claims import Claims, check_claims
+from glattn.report.claims import Claims, check_claims, headline, span
 from glattn.report.claims.rows import MIN_PAIRS, Row, join_notes
-from glattn.report.claims.verdict import headline, span
 from glattn.report.table_format import DASH, Cell, Table, latex_escape
 
 

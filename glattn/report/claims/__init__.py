@@ -4,45 +4,35 @@ code's six "Success Metrics for Paper" (CBAM > 2 points, best fusion > 1 point o
 faster progressive convergence, a cross-data-set drop < 5 points, overhead < 20%, and the
 conjunction of the others at p < 0.05). A row is supported only when its 95% interval clears
 the threshold and its Holm-adjusted p < 0.05 (docs/report-statistics.md). Modules: rows.py
-(rows, statistics), criteria.py (the pipeline, the paper's criteria), verdict.py (verdicts).
+(rows, statistics), criteria.py (the pipeline, the paper's criteria); here the verdicts.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import declared, runs
+from glattn.report import declared, runs, stats
 from glattn.report.claims.rows import (
+    ALPHA,
     INCONCLUSIVE,
     METRICS,
+    MIN_PAIRS,
+    NOT_SUPPORTED,
     SUPPORTED,
     Context,
     Criterion,
     Row,
     conjunction,
-    fill_accuracy,
+    new_row,
     no_data,
 )
-from glattn.report.claims.verdict import adjust_and_judge, combine, conjunction_row, headline
 from glattn.report.predictions import RunFiles
-
-__all__ = [
-    "INCONCLUSIVE",
-    "METRICS",
-    "SUPPORTED",
-    "Claims",
-    "Criterion",
-    "Row",
-    "adjust_and_judge",
-    "check_claims",
-    "criteria_of",
-    "fill_accuracy",
-]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +53,8 @@ class Claims:
         return combine([r.verdict for r in headline(self.rows, number)])
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r.record() for r in self.rows])
+        """One line per row, its public fields only."""
+        return pd.DataFrame([vars(r) for r in self.rows]).filter(regex="^[^_]")
 
 
 def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criterion]:
@@ -160,3 +151,114 @@ def check_claims(
     last = max(criteria)
     rows.append(conjunction_row(rows, criteria[last], [n for n in criteria if n != last]))
     return Claims(rows, sources, criteria, metric, n_resamples, seed, notes, frames=frames)
+
+
+def judge(row: Row) -> None:
+    """Verdict and reason of a row whose Holm-adjusted p is set."""
+    thr, lo, hi, above = row.threshold, row.low, row.high, row.direction == ">"
+    unit = ("" if row.unit in ("%", "p") else " ") + row.unit
+    iv, side = f"[{lo:.2f}, {hi:.2f}]{unit}", "above" if above else "below"
+    row.verdict = INCONCLUSIVE
+    if math.isnan(row.effect) or not (row._deterministic or row.n_pairs):
+        row.reason = row._reason or ("no value" if row._deterministic else "no paired runs")
+    elif row._deterministic:
+        holds = row.effect > thr if above else row.effect < thr
+        row.verdict = SUPPORTED if holds else NOT_SUPPORTED
+        is_side = f"is {side}" if holds else f"is not {side}"
+        row.reason = f"{row.effect:.2f}{unit} {is_side} {thr:g}{unit}; {row.interval}"
+    elif row.n_pairs < MIN_PAIRS:
+        row.reason = (
+            f"too few runs: {row.n_pairs} seed pair(s), the paired t-test needs at least "
+            f"{MIN_PAIRS}"
+        )
+    elif hi <= thr if above else lo >= thr:
+        row.verdict = NOT_SUPPORTED
+        row.reason = f"the whole 95% interval {iv} is on the wrong side of {thr:g}{unit}"
+    elif not (lo > thr if above else hi < thr):
+        row.reason = f"the 95% interval {iv} contains the threshold {thr:g}{unit}"
+    elif math.isnan(row.p_holm):
+        row.reason = f"the 95% interval {iv} clears {thr:g}{unit}, but {row._reason}"
+    elif row.p_holm >= ALPHA:
+        spread = f" ({row._reason})" if row._reason else ""  # zero spread
+        row.reason = (
+            f"the 95% interval {iv} clears {thr:g}{unit}, but the seeds do not agree: "
+            f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}{spread}"
+        )
+    else:
+        row.verdict = SUPPORTED
+        row.reason = (
+            f"the 95% interval {iv} is {side} {thr:g}{unit} and the Holm-adjusted "
+            f"p = {row.p_holm:.3g} < {ALPHA}"
+        )
+    if row.verdict == INCONCLUSIVE and row.n_pairs and not math.isnan(row.effect):
+        _power(row)
+
+
+def _power(row: Row) -> None:
+    """What the current seeds could detect (80% power) and what would resolve this one."""
+    pw = stats.t_power(row._sd, row.n_pairs, row._distance)
+    if math.isnan(pw.mde):
+        row.reason += "; no spread to compute power from (fewer than 2 pairs or no variance)"
+        return
+    sign = 1 if row.direction == ">" else -1
+    row.mde = row._show(row._thr + sign * pw.mde)
+    row.seeds_needed = pw.seeds_needed
+    u = "" if row.unit == "%" else " "
+    row.reason += (
+        f"; with {row.n_pairs} seeds an effect {row.direction} {row.mde:.2f}{u}{row.unit} "
+        "would be detected at 80% power"
+    )
+    if math.isinf(pw.seeds_needed):
+        row.reason += "; the observed effect is on the wrong side, no number of seeds helps"
+    elif not math.isnan(pw.seeds_needed):
+        row.reason += f"; about {int(pw.seeds_needed)} seeds would resolve the observed one"
+
+
+def adjust_and_judge(rows: list[Row]) -> None:
+    """Holm within each claim's family (its rows that have a p-value), then verdicts."""
+    for number in {r.claim for r in rows}:
+        family = [r for r in rows if r.claim == number]
+        for r, p in zip(family, stats.holm([r.p for r in family])):
+            r.p_holm = float(p)
+        for r in family:
+            judge(r)
+
+
+def combine(verdicts: list[str]) -> str:
+    """Not supported if any is, supported if all are (and there are some), else inconclusive."""
+    if NOT_SUPPORTED in verdicts:
+        return NOT_SUPPORTED
+    return SUPPORTED if verdicts and all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
+
+
+def headline(rows: list[Row], number: int) -> list[Row]:
+    """The rows that decide a claim: its primary pooled rows, else its primary rows."""
+    mine = [r for r in rows if r.claim == number and r.primary]
+    return [r for r in mine if r.pooled] or mine
+
+
+def span(numbers: list[int]) -> str:
+    """'1-5' for a run of consecutive numbers, else '1, 3'."""
+    lo, hi = min(numbers), max(numbers)
+    if list(numbers) == list(range(lo, hi + 1)) and hi > lo:
+        return f"{lo}-{hi}"
+    return ", ".join(map(str, numbers))
+
+
+def conjunction_row(rows: list[Row], crit: Criterion, numbers: list[int]) -> Row:
+    """The conjunction `crit` of the criteria `numbers`: supported only when each deciding
+    row is; its p is the largest of their Holm-adjusted p-values."""
+    heads = {n: headline(rows, n) for n in numbers}
+    parts = {n: combine([r.verdict for r in head]) for n, head in heads.items()}
+    ps = [r.p_holm for head in heads.values() for r in head if not math.isnan(r.p_holm)]
+    row = new_row(crit, "all", f"criteria {span(numbers)} together", primary=True, pooled=True)
+    row.test = "intersection-union: the largest Holm-adjusted p of the deciding rows"
+    row.p = row.p_holm = max(ps, default=math.nan)
+    row.verdict = combine(list(parts.values()))
+    why = {
+        SUPPORTED: f"criteria {span(numbers)} are all supported after Holm's adjustment",
+        NOT_SUPPORTED: "not every criterion holds",
+    }.get(row.verdict, "not every criterion is decided")
+    listing = ", ".join(f"{n}: {v}" for n, v in parts.items())
+    row.reason = f"{why} ({listing})"
+    return row

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -95,9 +95,6 @@ class Row:
     _thr: float = field(default=math.nan, repr=False)
     _deterministic: bool = field(default=False, repr=False)
     _reason: str = field(default="", repr=False)  # why no test / no data
-
-    def record(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
 def new_row(crit: Criterion, stratum: str, comparison: str, **values) -> Row:
