@@ -58,8 +58,7 @@ class Claims:
 
 
 def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criterion]:
-    """{number: Criterion} of the claims `experiment` decides (Catalog.claims), then their
-    conjunction."""
+    """{number: Criterion} of the claims `experiment` decides, then their conjunction."""
     out = {
         c.number: Criterion(
             c.number, c.claim, c.threshold, c.direction, c.unit, d.number, d.builder_of(c)
@@ -82,12 +81,10 @@ def claim_sources(
     numbers = sorted({c.table for c in checked.values()})
     stages = runs.stage_experiments(uri, numbers, [], catalog.tables_for)
     out = {n: stages[c.table] for n, c in checked.items() if c.table in stages}
-    for n, crit in checked.items():
+    for n, c in checked.items():
         if n not in out:
-            name = catalog.by_number()[crit.table].experiment
-            notes.append(
-                f"criterion {n}: no experiment {name!r} (Table {crit.table}) in the store"
-            )
+            name = catalog.by_number()[c.table].experiment
+            notes.append(f"criterion {n}: no experiment {name!r} (Table {c.table}) in the store")
     if not out:
         names = ", ".join(catalog.stages[experiment])
         raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
@@ -129,7 +126,7 @@ def check_claims(
     frames = dict(frames or {})
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = Context(uri, metric, RunFiles(uri, Path(tmp)), n_resamples, seed, notes)
+        ctx = Context(metric, RunFiles(uri, Path(tmp)), n_resamples, seed)
         for n, crit in criteria.items():
             if crit.build is None:
                 continue
