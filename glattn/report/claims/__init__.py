@@ -1,11 +1,7 @@
-"""The claims the experiment files declare (their ``report.claims``: the builder, the
-threshold, the direction), checked from the declared run set; the paper's are the reference
-code's six "Success Metrics for Paper" (CBAM > 2 points, best fusion > 1 point over `original`,
-faster progressive convergence, a cross-data-set drop < 5 points, overhead < 20%, and the
-conjunction of the others at p < 0.05). A row is supported only when its 95% interval clears
-the threshold and its Holm-adjusted p < 0.05 (docs/report-statistics.md). Modules: rows.py
-(rows, statistics), criteria.py (the pipeline, the paper's criteria); here the verdicts.
-"""
+"""The claims the experiment files declare (``report.claims``), checked from the declared run
+set, and their verdicts: a row is supported only when its 95% interval clears the threshold and
+its Holm-adjusted p < 0.05 (docs/report-statistics.md). rows.py: the rows and their statistics;
+criteria.py: the pipeline and the paper's criteria."""
 
 from __future__ import annotations
 
@@ -91,18 +87,6 @@ def claim_sources(
     return out
 
 
-def _check_args(metric: str, n_resamples: int) -> None:
-    if metric not in METRICS:
-        raise runs.ReportError(
-            f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
-            f"one of {list(METRICS)}"
-        )
-    if n_resamples < 1:
-        raise runs.ReportError(f"--resamples {n_resamples}: expected a positive number")
-    if n_resamples < 2000:
-        log.warning("claims: %d bootstrap resamples (the protocol asks for >= 2000)", n_resamples)
-
-
 def check_claims(
     uri: str,
     experiment: str,
@@ -114,11 +98,18 @@ def check_claims(
     catalog: declared.Catalog | None = None,
     experiments_dirs=(),
 ) -> Claims:
-    """Rows of the declared criteria and their conjunction from the FINISHED job runs (see
-    the module docstring). `frames` ({experiment: run set}) are the report's own, so tables
-    and claims read the same runs; `select` (runs.load_runs' where / include_debug) chooses
-    the others; `catalog` the declarations (default: declared.load(experiments_dirs))."""
-    _check_args(metric, n_resamples)
+    """Rows of the declared criteria and their conjunction from the FINISHED job runs.
+    `frames` ({experiment: run set}) are the report's own, so tables and claims read the same
+    runs; `select` (runs.load_runs' where / include_debug) chooses the others."""
+    if metric not in METRICS:
+        raise runs.ReportError(
+            f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
+            f"one of {list(METRICS)}"
+        )
+    if n_resamples < 1:
+        raise runs.ReportError(f"--resamples {n_resamples}: expected a positive number")
+    if n_resamples < 2000:
+        log.warning("claims: %d bootstrap resamples (the protocol asks for >= 2000)", n_resamples)
     catalog = catalog or declared.load(experiments_dirs)
     criteria = criteria_of(catalog, experiment)
     notes: list[str] = []
@@ -187,12 +178,9 @@ def judge(row: Row) -> None:
             f"the 95% interval {iv} is {side} {thr:g}{unit} and the Holm-adjusted "
             f"p = {row.p_holm:.3g} < {ALPHA}"
         )
-    if row.verdict == INCONCLUSIVE and row.n_pairs and not math.isnan(row.effect):
-        _power(row)
-
-
-def _power(row: Row) -> None:
-    """What the current seeds could detect (80% power) and what would resolve this one."""
+    if row.verdict != INCONCLUSIVE or not row.n_pairs or math.isnan(row.effect):
+        return
+    # what the current seeds could detect (80% power) and what would resolve this one
     pw = stats.t_power(row._sd, row.n_pairs, row._distance)
     if math.isnan(pw.mde):
         row.reason += "; no spread to compute power from (fewer than 2 pairs or no variance)"

@@ -221,8 +221,7 @@ def _base_row(crit, stratum, comparison, arms, pairs, used, show) -> Row:
 def _t_test(row: Row, a: list, b: list, thr: float) -> stats.PairedTest:
     """The one-sided paired t-test of b - a against `thr` (test space), kept on the row."""
     t = stats.paired_t(a, b, thr, "greater" if row.direction == ">" else "less")
-    row.p = t.p_value
-    row._sd, row._thr = t.sd_diff, thr
+    row.p, row._sd, row._thr = t.p_value, t.sd_diff, thr
     sign = 1 if row.direction == ">" else -1
     row._distance = sign * (t.mean_diff - thr)
     if math.isnan(t.p_value):
