@@ -74,11 +74,10 @@ def claim_tables(c: Claims) -> list[Table]:
     """The summary (one row per criterion, captioned with how every number is computed) and
     one table per criterion (its rows, the deciding ones marked)."""
     summary = Table("claims", "", _intro(c), ["#", "Criterion", "Threshold", "Source", "Verdict"])
+    out = [summary]
     for n, crit in c.criteria.items():
         texts = [str(n), crit.title(c.metric), crit.bar(), c.sources.get(n, DASH)]
         summary.add_row([*map(Cell, texts), Cell(c.verdict(n), bold=True)])
-    out = [summary]
-    for n, crit in c.criteria.items():
         title = f"Criterion {n}: {crit.title(c.metric)}"
         table = Table(f"claims_criterion{n}", title, _description(c, n), COLUMNS, label_columns=2)
         head = headline(c.rows, n) if crit.build else []  # the conjunction decides nothing

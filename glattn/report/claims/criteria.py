@@ -65,10 +65,8 @@ def means(ctx: Context, frame: pd.DataFrame, factor: str, split: str) -> dict[st
 
 
 def argmax(means: dict, factor: str) -> str | None:
-    if not means:
-        return None
-    order = frames.ordered(factor, list(means))
-    return max(order, key=lambda k: (means[k], -order.index(k)))
+    """The level of the highest mean, the first in display order on a tie."""
+    return max(frames.ordered(factor, list(means)), key=means.get, default=None)
 
 
 def run_pipeline(crit, frame, keys, comparisons, why_none, pooled_row=None) -> list[Row]:

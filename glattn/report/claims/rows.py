@@ -1,9 +1,6 @@
 """The claims' rows: a criterion (an experiment file's ``report.claims`` entry), one comparison
-per `Row`, and a row's statistics from seed pairs of runs. Accuracy rows: a crossed bootstrap
-interval over seeds and test images (stats.crossed_bootstrap); per-run scalar rows (convergence
-epoch, log latency): the paired t interval. p: a one-sided paired t-test over seeds against the
-threshold. "%"/"pp" thresholds are percentage points of the metric.
-"""
+per `Row`, and a row's statistics from seed pairs of runs: a crossed bootstrap interval (accuracy)
+or a paired t interval (per-run scalars), and a one-sided paired t-test against the threshold."""
 
 from __future__ import annotations
 
@@ -30,7 +27,7 @@ class Criterion:
 
     number: int
     claim: str
-    threshold: float  # display units
+    threshold: float  # display units ("pp": percentage points of the metric)
     direction: str  # ">": the effect must exceed the threshold; "<": stay below it
     unit: str
     table: int | None  # the table (stage) of the experiment file that declares it
@@ -158,12 +155,10 @@ def fill_accuracy(row, crit, got, metric, n_resamples, seed, same_images=True) -
     mean of score(b) - score(a), crossed bootstrap interval seeded by `seed`, paired t-test."""
     outs, dropped = [], 0
     for _, pa, pb in got:
+        keep = np.intersect1d(pa.images, pb.images) if same_images else None  # None: all
+        outs.append((pa.outcomes(keep), pb.outcomes(keep)))
         if same_images:
-            keep = np.intersect1d(pa.images, pb.images)
             dropped += pa.images.size + pb.images.size - 2 * keep.size
-            outs.append((pa.outcomes(keep), pb.outcomes(keep)))
-        else:
-            outs.append((pa.outcomes(), pb.outcomes()))
     if dropped:
         row.note = join_notes(row.note, f"{dropped} image(s) scored by only one arm left out")
     row.n_pairs = len(outs)
