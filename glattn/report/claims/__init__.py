@@ -155,10 +155,8 @@ def judge(row: Row) -> None:
         is_side = f"is {side}" if holds else f"is not {side}"
         row.reason = f"{row.effect:.2f}{unit} {is_side} {thr:g}{unit}; {row.interval}"
     elif row.n_pairs < MIN_PAIRS:
-        row.reason = (
-            f"too few runs: {row.n_pairs} seed pair(s), the paired t-test needs at least "
-            f"{MIN_PAIRS}"
-        )
+        needs = f"the paired t-test needs at least {MIN_PAIRS}"
+        row.reason = f"too few runs: {row.n_pairs} seed pair(s), {needs}"
     elif hi <= thr if above else lo >= thr:
         row.verdict = NOT_SUPPORTED
         row.reason = f"the whole 95% interval {iv} is on the wrong side of {thr:g}{unit}"

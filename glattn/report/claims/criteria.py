@@ -199,9 +199,7 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             return
         best = argmax(means(ctx, sub, "residual", "val"), "residual")
         note = f"best residual on validation: {best}" if best else ""
-        for res in frames.ordered("residual", sub["residual"].unique()):
-            if res == "progressive":
-                continue
+        for res in frames.ordered("residual", set(sub["residual"]) - {"progressive"}):
             deciding = res == "original" or not has_original
             comparison, arms = f"{res} − progressive (epochs)", ("progressive", res)
             build = partial(paired_values_row, crit, comparison, arms, values=epochs, what=what)
@@ -252,10 +250,9 @@ def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
     """A stratum's FLOPs row (deterministic: no interval, no test) and its log ratio."""
     row = new_row(crit, label, "FLOPs: cbam / none − 1", arm_a="none", arm_b="cbam", primary=True)
     row.n_a, row.n_b = len(a), len(b)
-    row.pooled = label == "pooled"
+    row.pooled, row._deterministic = label == "pooled", True
     row.interval = "none: a FLOP count does not vary between runs"
     row.test = "none (deterministic)"
-    row._deterministic = True
     fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
     ratio = math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan
     row.effect = row.low = row.high = ratio_pct(ratio)

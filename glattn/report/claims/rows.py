@@ -186,10 +186,8 @@ def paired_values_row(
     """A per-run scalar (`values`: {run: epoch, log latency, ...}, named by `what`) per seed
     pair: mean of b - a, paired t interval and test against `thr` (test space; `show`: display)."""
 
-    def known(run):
-        return not math.isnan(values.get(run, math.nan))
-
-    used = [(s, ra, rb) for s, ra, rb in pairs if known(ra) and known(rb)]
+    known = {run for run, value in values.items() if not math.isnan(value)}
+    used = [(s, ra, rb) for s, ra, rb in pairs if {ra, rb} <= known]
     row = _base_row(crit, stratum, comparison, arms, pairs, used, show)
     if not used:
         row._reason = f"no seed pair where both runs have {what}"
