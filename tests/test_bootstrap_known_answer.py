@@ -12,7 +12,7 @@ With z, w, g, e normal, P(a correct) = Phi(m_a / s_a) and P(b correct) = Phi(m_b
 images and seeds (s the root of the summed variances), so the true effect is known exactly;
 labels are balanced and the model is class-blind, so it is also the balanced accuracy's
 effect. Every repetition draws a fresh test set and fresh seeds and runs the rows through
-`claims.fill_accuracy` and `claims.adjust_and_judge`, as a report does (criterion 1: b beats
+`claims.rows.fill_accuracy` and `claims.adjust_and_judge`, as a report does (criterion 1: b beats
 a by more than 2 points). The rates carry Monte-Carlo error: a rate passes unless a one-sided
 binomial test at 5% says it is beyond its bound (the message gives the count, the rate and
 its 95% Clopper-Pearson interval; run with ``-rP`` to see the rates of the passing tests).
@@ -73,7 +73,7 @@ def tally(seeds, images, effect, reps, resamples, seed=0) -> dict:
     widths = []
     for rep in range(reps):
         row = claims.Row(1, "all", "b − a", threshold=CRIT.threshold, direction=">", unit="pp")
-        claims.fill_accuracy(row, CRIT, simulate(rng, seeds, images, effect), "balanced_acc",
+        claims.rows.fill_accuracy(row, CRIT, simulate(rng, seeds, images, effect), "balanced_acc",
                              resamples, rep)  # fmt: skip
         claims.adjust_and_judge([row])
         supported += row.verdict == claims.SUPPORTED

@@ -213,7 +213,7 @@ def test_same_model_false_positive_rate_below_5_percent():
         ]
         for crit in (claims.criteria_of(declared.load(), "paper")[1], zero):
             row = claims.Row(crit.number, "s", "b − a", threshold=crit.threshold, unit="pp")
-            claims.fill_accuracy(row, crit, got, "balanced_acc", 2000, rep)
+            claims.rows.fill_accuracy(row, crit, got, "balanced_acc", 2000, rep)
             claims.adjust_and_judge([row])
             false_pos[crit.number] += row.verdict == claims.SUPPORTED
     assert false_pos[1] <= 10 and false_pos[0] <= 10, false_pos
@@ -467,9 +467,8 @@ def test_report_gets_a_claims_section(store, tmp_path):
 def test_a_users_two_claims_mark_their_deciding_rows_and_never_the_conjunctions():
     """Whatever the conjunction's number (here 3: a user's file declares claims 1 and 2), its
     row decides nothing; each declared claim's pooled row is marked deciding."""
-    from glattn.report.claims import Claims
+    from glattn.report.claims import Claims, conjunction_row
     from glattn.report.claims.rows import Criterion, conjunction, new_row
-    from glattn.report.claims.verdict import conjunction_row
     from glattn.report.claims_report import claim_tables
 
     mine = {n: Criterion(n, f"claim {n}", 1.0, ">", "pp", 7, build=print) for n in (1, 2)}

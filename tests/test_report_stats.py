@@ -61,7 +61,9 @@ def test_effect_at_the_threshold_is_supported_in_at_most_5_percent():
             got.append((seed, a, b))
         row = claims.Row(0, "all", "b − a", threshold=2, direction=">", unit="pp")
         # Predictions-free path: fill_accuracy needs objects with .images/.outcomes
-        claims.fill_accuracy(row, crit, [(s, _P(a), _P(b)) for s, a, b in got], "acc", 200, rep)
+        claims.rows.fill_accuracy(
+            row, crit, [(s, _P(a), _P(b)) for s, a, b in got], "acc", 200, rep
+        )
         claims.adjust_and_judge([row])
         supported += row.verdict == claims.SUPPORTED
     assert supported / reps <= 0.05

@@ -11,9 +11,8 @@ import pandas as pd
 
 from glattn.report import runs, selection
 from glattn.report.cells import metric_name, p_text
-from glattn.report.claims import Claims, check_claims
+from glattn.report.claims import Claims, check_claims, headline, span
 from glattn.report.claims.rows import MIN_PAIRS, Row, join_notes
-from glattn.report.claims.verdict import headline, span
 from glattn.report.table_format import DASH, Cell, Table, latex_escape
 
 
@@ -23,9 +22,6 @@ def _effect(r: Row) -> str:
     if r._deterministic or math.isnan(r.low):
         return f"{r.effect:+.2f}"
     return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
-
-
-SUMMARY_COLUMNS = ["#", "Criterion", "Threshold", "Source", "Verdict"]
 
 
 def _cells(r: Row, deciding: bool) -> dict[str, Cell]:
@@ -77,12 +73,11 @@ def _intro(c: Claims) -> str:
 def claim_tables(c: Claims) -> list[Table]:
     """The summary (one row per criterion, captioned with how every number is computed) and
     one table per criterion (its rows, the deciding ones marked)."""
-    summary = Table("claims", "", _intro(c), SUMMARY_COLUMNS)
+    summary = Table("claims", "", _intro(c), ["#", "Criterion", "Threshold", "Source", "Verdict"])
+    out = [summary]
     for n, crit in c.criteria.items():
         texts = [str(n), crit.title(c.metric), crit.bar(), c.sources.get(n, DASH)]
         summary.add_row([*map(Cell, texts), Cell(c.verdict(n), bold=True)])
-    out = [summary]
-    for n, crit in c.criteria.items():
         title = f"Criterion {n}: {crit.title(c.metric)}"
         table = Table(f"claims_criterion{n}", title, _description(c, n), COLUMNS, label_columns=2)
         head = headline(c.rows, n) if crit.build else []  # the conjunction decides nothing
@@ -173,27 +168,24 @@ def make_claims(
     log_artifacts: bool = True,
     **check,
 ) -> Claims:
-    """`glattn claims`: check (`check`: check_claims' metric, n_resamples, seed, frames,
-    select, experiments_dirs), write, log to the newest sweep run."""
+    """`glattn claims`: check (`check`: check_claims' keywords), write, and log the files under
+    ``report/`` of the newest sweep run of the experiments the runs came from."""
     uri = uri or runs.default_tracking_uri()
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
     c = check_claims(uri, experiment, **check)
     write(c, experiment, out_dir, make_figures)
-    if log_artifacts:
-        home = runs.report_home(experiment, c.frames)
-        c.notes.append(log_to_sweep(uri, home, c.files, "the claims"))
-    return c
-
-
-def log_to_sweep(uri: str, experiments: list[str], files: list[Path], what: str) -> str:
-    """Log `files` under ``report/`` of the newest sweep run of the experiments the runs came
-    from (a ``<name>-debug`` twin included); says what it did."""
-    run_id, _ = runs.newest_sweep(uri, experiments)
+    if not log_artifacts:
+        return c
+    home = runs.report_home(experiment, c.frames)  # a ``<name>-debug`` twin included
+    run_id, _ = runs.newest_sweep(uri, home)
     if run_id is None:
-        where = " or ".join(repr(e) for e in experiments)
-        return f"no parent sweep run (tag glattn.role=sweep) in {where}: {what} not logged"
-    client = runs.client_for(uri)
-    for path in files:
+        where = " or ".join(map(repr, home))
+        c.notes.append(
+            f"no parent sweep run (tag glattn.role=sweep) in {where}: the claims not logged"
+        )
+        return c
+    for path in c.files:
         sub = "report/figures" if path.parent.name == "figures" else "report"
-        client.log_artifact(run_id, str(path), sub)
-    return f"{what} logged as artifacts 'report/' of sweep run {run_id}"
+        runs.client_for(uri).log_artifact(run_id, str(path), sub)
+    c.notes.append(f"the claims logged as artifacts 'report/' of sweep run {run_id}")
+    return c

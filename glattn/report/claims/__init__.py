@@ -1,48 +1,34 @@
-"""The claims the experiment files declare (their ``report.claims``: the builder, the
-threshold, the direction), checked from the declared run set; the paper's are the reference
-code's six "Success Metrics for Paper" (CBAM > 2 points, best fusion > 1 point over `original`,
-faster progressive convergence, a cross-data-set drop < 5 points, overhead < 20%, and the
-conjunction of the others at p < 0.05). A row is supported only when its 95% interval clears
-the threshold and its Holm-adjusted p < 0.05 (docs/report-statistics.md). Modules: rows.py
-(rows, statistics), criteria.py (the pipeline, the paper's criteria), verdict.py (verdicts).
-"""
+"""The claims the experiment files declare (``report.claims``), checked from the declared run
+set, and their verdicts: a row is supported only when its 95% interval clears the threshold and
+its Holm-adjusted p < 0.05 (docs/report-statistics.md). rows.py: the rows and their statistics;
+criteria.py: the pipeline and the paper's criteria."""
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import declared, runs
+from glattn.report import declared, runs, stats
 from glattn.report.claims.rows import (
+    ALPHA,
     INCONCLUSIVE,
     METRICS,
+    MIN_PAIRS,
+    NOT_SUPPORTED,
     SUPPORTED,
     Context,
     Criterion,
     Row,
     conjunction,
-    fill_accuracy,
+    new_row,
     no_data,
 )
-from glattn.report.claims.verdict import adjust_and_judge, combine, conjunction_row, headline
 from glattn.report.predictions import RunFiles
-
-__all__ = [
-    "INCONCLUSIVE",
-    "METRICS",
-    "SUPPORTED",
-    "Claims",
-    "Criterion",
-    "Row",
-    "adjust_and_judge",
-    "check_claims",
-    "criteria_of",
-    "fill_accuracy",
-]
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +49,12 @@ class Claims:
         return combine([r.verdict for r in headline(self.rows, number)])
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r.record() for r in self.rows])
+        """One line per row, its public fields only."""
+        return pd.DataFrame([vars(r) for r in self.rows]).filter(regex="^[^_]")
 
 
 def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criterion]:
-    """{number: Criterion} of the claims `experiment` decides (Catalog.claims), then their
-    conjunction."""
+    """{number: Criterion} of the claims `experiment` decides, then their conjunction."""
     out = {
         c.number: Criterion(
             c.number, c.claim, c.threshold, c.direction, c.unit, d.number, d.builder_of(c)
@@ -91,28 +77,14 @@ def claim_sources(
     numbers = sorted({c.table for c in checked.values()})
     stages = runs.stage_experiments(uri, numbers, [], catalog.tables_for)
     out = {n: stages[c.table] for n, c in checked.items() if c.table in stages}
-    for n, crit in checked.items():
+    for n, c in checked.items():
         if n not in out:
-            name = catalog.by_number()[crit.table].experiment
-            notes.append(
-                f"criterion {n}: no experiment {name!r} (Table {crit.table}) in the store"
-            )
+            name = catalog.by_number()[c.table].experiment
+            notes.append(f"criterion {n}: no experiment {name!r} (Table {c.table}) in the store")
     if not out:
         names = ", ".join(catalog.stages[experiment])
         raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
     return out
-
-
-def _check_args(metric: str, n_resamples: int) -> None:
-    if metric not in METRICS:
-        raise runs.ReportError(
-            f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
-            f"one of {list(METRICS)}"
-        )
-    if n_resamples < 1:
-        raise runs.ReportError(f"--resamples {n_resamples}: expected a positive number")
-    if n_resamples < 2000:
-        log.warning("claims: %d bootstrap resamples (the protocol asks for >= 2000)", n_resamples)
 
 
 def check_claims(
@@ -126,11 +98,18 @@ def check_claims(
     catalog: declared.Catalog | None = None,
     experiments_dirs=(),
 ) -> Claims:
-    """Rows of the declared criteria and their conjunction from the FINISHED job runs (see
-    the module docstring). `frames` ({experiment: run set}) are the report's own, so tables
-    and claims read the same runs; `select` (runs.load_runs' where / include_debug) chooses
-    the others; `catalog` the declarations (default: declared.load(experiments_dirs))."""
-    _check_args(metric, n_resamples)
+    """Rows of the declared criteria and their conjunction from the FINISHED job runs.
+    `frames` ({experiment: run set}) are the report's own, so tables and claims read the same
+    runs; `select` (runs.load_runs' where / include_debug) chooses the others."""
+    if metric not in METRICS:
+        raise runs.ReportError(
+            f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
+            f"one of {list(METRICS)}"
+        )
+    if n_resamples < 1:
+        raise runs.ReportError(f"--resamples {n_resamples}: expected a positive number")
+    if n_resamples < 2000:
+        log.warning("claims: %d bootstrap resamples (the protocol asks for >= 2000)", n_resamples)
     catalog = catalog or declared.load(experiments_dirs)
     criteria = criteria_of(catalog, experiment)
     notes: list[str] = []
@@ -138,7 +117,7 @@ def check_claims(
     frames = dict(frames or {})
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = Context(uri, metric, RunFiles(uri, Path(tmp)), n_resamples, seed, notes)
+        ctx = Context(metric, RunFiles(uri, Path(tmp)), n_resamples, seed)
         for n, crit in criteria.items():
             if crit.build is None:
                 continue
@@ -160,3 +139,109 @@ def check_claims(
     last = max(criteria)
     rows.append(conjunction_row(rows, criteria[last], [n for n in criteria if n != last]))
     return Claims(rows, sources, criteria, metric, n_resamples, seed, notes, frames=frames)
+
+
+def judge(row: Row) -> None:
+    """Verdict and reason of a row whose Holm-adjusted p is set."""
+    thr, lo, hi, above = row.threshold, row.low, row.high, row.direction == ">"
+    unit = ("" if row.unit in ("%", "p") else " ") + row.unit
+    iv, side = f"[{lo:.2f}, {hi:.2f}]{unit}", "above" if above else "below"
+    row.verdict = INCONCLUSIVE
+    if math.isnan(row.effect) or not (row._deterministic or row.n_pairs):
+        row.reason = row._reason or ("no value" if row._deterministic else "no paired runs")
+    elif row._deterministic:
+        holds = row.effect > thr if above else row.effect < thr
+        row.verdict = SUPPORTED if holds else NOT_SUPPORTED
+        is_side = f"is {side}" if holds else f"is not {side}"
+        row.reason = f"{row.effect:.2f}{unit} {is_side} {thr:g}{unit}; {row.interval}"
+    elif row.n_pairs < MIN_PAIRS:
+        needs = f"the paired t-test needs at least {MIN_PAIRS}"
+        row.reason = f"too few runs: {row.n_pairs} seed pair(s), {needs}"
+    elif hi <= thr if above else lo >= thr:
+        row.verdict = NOT_SUPPORTED
+        row.reason = f"the whole 95% interval {iv} is on the wrong side of {thr:g}{unit}"
+    elif not (lo > thr if above else hi < thr):
+        row.reason = f"the 95% interval {iv} contains the threshold {thr:g}{unit}"
+    elif math.isnan(row.p_holm):
+        row.reason = f"the 95% interval {iv} clears {thr:g}{unit}, but {row._reason}"
+    elif row.p_holm >= ALPHA:
+        spread = f" ({row._reason})" if row._reason else ""  # zero spread
+        row.reason = (
+            f"the 95% interval {iv} clears {thr:g}{unit}, but the seeds do not agree: "
+            f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}{spread}"
+        )
+    else:
+        row.verdict = SUPPORTED
+        row.reason = (
+            f"the 95% interval {iv} is {side} {thr:g}{unit} and the Holm-adjusted "
+            f"p = {row.p_holm:.3g} < {ALPHA}"
+        )
+    if row.verdict != INCONCLUSIVE or not row.n_pairs or math.isnan(row.effect):
+        return
+    # what the current seeds could detect (80% power) and what would resolve this one
+    pw = stats.t_power(row._sd, row.n_pairs, row._distance)
+    if math.isnan(pw.mde):
+        row.reason += "; no spread to compute power from (fewer than 2 pairs or no variance)"
+        return
+    sign = 1 if row.direction == ">" else -1
+    row.mde = row._show(row._thr + sign * pw.mde)
+    row.seeds_needed = pw.seeds_needed
+    u = "" if row.unit == "%" else " "
+    row.reason += (
+        f"; with {row.n_pairs} seeds an effect {row.direction} {row.mde:.2f}{u}{row.unit} "
+        "would be detected at 80% power"
+    )
+    if math.isinf(pw.seeds_needed):
+        row.reason += "; the observed effect is on the wrong side, no number of seeds helps"
+    elif not math.isnan(pw.seeds_needed):
+        row.reason += f"; about {int(pw.seeds_needed)} seeds would resolve the observed one"
+
+
+def adjust_and_judge(rows: list[Row]) -> None:
+    """Holm within each claim's family (its rows that have a p-value), then verdicts."""
+    for number in {r.claim for r in rows}:
+        family = [r for r in rows if r.claim == number]
+        for r, p in zip(family, stats.holm([r.p for r in family])):
+            r.p_holm = float(p)
+        for r in family:
+            judge(r)
+
+
+def combine(verdicts: list[str]) -> str:
+    """Not supported if any is, supported if all are (and there are some), else inconclusive."""
+    if NOT_SUPPORTED in verdicts:
+        return NOT_SUPPORTED
+    return SUPPORTED if verdicts and all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
+
+
+def headline(rows: list[Row], number: int) -> list[Row]:
+    """The rows that decide a claim: its primary pooled rows, else its primary rows."""
+    mine = [r for r in rows if r.claim == number and r.primary]
+    return [r for r in mine if r.pooled] or mine
+
+
+def span(numbers: list[int]) -> str:
+    """'1-5' for a run of consecutive numbers, else '1, 3'."""
+    lo, hi = min(numbers), max(numbers)
+    if list(numbers) == list(range(lo, hi + 1)) and hi > lo:
+        return f"{lo}-{hi}"
+    return ", ".join(map(str, numbers))
+
+
+def conjunction_row(rows: list[Row], crit: Criterion, numbers: list[int]) -> Row:
+    """The conjunction `crit` of the criteria `numbers`: supported only when each deciding
+    row is; its p is the largest of their Holm-adjusted p-values."""
+    heads = {n: headline(rows, n) for n in numbers}
+    parts = {n: combine([r.verdict for r in head]) for n, head in heads.items()}
+    ps = [r.p_holm for head in heads.values() for r in head if not math.isnan(r.p_holm)]
+    row = new_row(crit, "all", f"criteria {span(numbers)} together", primary=True, pooled=True)
+    row.test = "intersection-union: the largest Holm-adjusted p of the deciding rows"
+    row.p = row.p_holm = max(ps, default=math.nan)
+    row.verdict = combine(list(parts.values()))
+    why = {
+        SUPPORTED: f"criteria {span(numbers)} are all supported after Holm's adjustment",
+        NOT_SUPPORTED: "not every criterion holds",
+    }.get(row.verdict, "not every criterion is decided")
+    listing = ", ".join(f"{n}: {v}" for n, v in parts.items())
+    row.reason = f"{why} ({listing})"
+    return row

@@ -1,9 +1,6 @@
-"""The paper's checkable criteria (an experiment file's ``report.claims`` names one of them
-as its ``_target_``, with its threshold), each one pass of `run_pipeline`: stratify the run set
-(data set, backbone, and every other row key that varies: `frames.varying`), pair the two arms
-of each stratum by seed, build one row per comparison (`Arms`), and pool the deciding
-comparisons of all strata into one pooled row when there is more than one.
-"""
+"""The paper's checkable criteria (the ``_target_`` of an experiment file's ``report.claims``
+entry), each one pass of `run_pipeline`: stratify the run set, pair the arms of each stratum by
+seed, one row per comparison (`Arms`), then pool the deciding comparisons across strata."""
 
 from __future__ import annotations
 
@@ -21,13 +18,10 @@ from glattn.report.claims.rows import (
     Criterion,
     Row,
     accuracy_row,
-    argmax,
     join_notes,
-    means,
     new_row,
     no_data,
     paired_values_row,
-    pairs_by_seed,
     ratio_pct,
 )
 from glattn.report.tables_eval import LATENCY, OLD_LATENCY, source_runs
@@ -35,9 +29,8 @@ from glattn.report.tables_eval import LATENCY, OLD_LATENCY, source_runs
 
 @dataclass
 class Arms:
-    """One comparison inside a stratum: arm a, arm b, the row builder, and the pool key
-    (comparisons with the same key decide the criterion and are pooled across strata; None:
-    a secondary comparison, never pooled)."""
+    """One comparison inside a stratum; comparisons sharing a pool key decide the criterion
+    and are pooled across strata (None: a secondary comparison)."""
 
     a: pd.DataFrame
     b: pd.DataFrame
@@ -46,10 +39,39 @@ class Arms:
     note: str = ""
 
 
+def pairs_by_seed(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple]:
+    """[(seed, run a, run b)] for the seeds both arms ran (of two runs, the later)."""
+
+    def latest(frame):  # {seed, else the run id: run id}
+        frame = frame.sort_values("start_time")
+        return dict(zip(frame["seed"].fillna(frame["run_id"]), frame["run_id"]))
+
+    ra, rb = latest(a), latest(b)
+    return [(s, ra[s], rb[s]) for s in sorted(ra.keys() & rb.keys(), key=str)]
+
+
+def means(ctx: Context, frame: pd.DataFrame, factor: str, split: str) -> dict[str, float]:
+    """{level: mean over seeds of the `split` score}: best/val/<metric> where logged (val),
+    else recomputed from the runs' <split>_probabilities.csv."""
+    out, logged = {}, f"best/val/{ctx.metric}"
+    for level, sub in frame.groupby(factor):
+        v = frames.metric(sub, logged).dropna().tolist() if split == "val" else []
+        if not v:
+            preds = [ctx.files.predictions(r, split) for r in sub["run_id"]]
+            v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
+        if v:
+            out[level] = float(np.mean(v))
+    return out
+
+
+def argmax(means: dict, factor: str) -> str | None:
+    """The level of the highest mean, the first in display order on a tie."""
+    return max(frames.ordered(factor, list(means)), key=means.get, default=None)
+
+
 def run_pipeline(crit, frame, keys, comparisons, why_none, pooled_row=None) -> list[Row]:
     """stratify -> pair -> row, then pool: `comparisons(label, sub)` yields `Arms`;
-    `pooled_row(key, pairs)` builds the pooled row of the comparisons sharing `key` (default:
-    their builder's, labelled 'pooled')."""
+    `pooled_row(pairs)` builds a pool's row (default: its builder's, labelled 'pooled')."""
     rows, pools = [], {}
     for label, sub in frames.strata(frame, keys):
         for arms in comparisons(label, sub):
@@ -64,12 +86,12 @@ def run_pipeline(crit, frame, keys, comparisons, why_none, pooled_row=None) -> l
                 pools.setdefault(arms.pool, []).append((label, pairs, row, arms.build))
     if not rows:
         return [no_data(crit, why_none)]
-    for key, members in pools.items():
+    for members in pools.values():
         if len(members) == 1:
             members[0][2].pooled = True
             continue
         pairs = [(f"{label}/{s}", ra, rb) for label, ps, _, _ in members for s, ra, rb in ps]
-        row = pooled_row(key, pairs) if pooled_row else members[0][3]("pooled", pairs)
+        row = pooled_row(pairs) if pooled_row else members[0][3]("pooled", pairs)
         if row is not None:
             row.primary = row.pooled = True
             rows.append(row)
@@ -84,8 +106,8 @@ def _keys(frame, first, exclude) -> list[str]:
 
 
 def _none_and_cbam(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """The training runs without attention, and with CBAM and the reference code's block;
-    None when either is missing."""
+    """The training runs without attention and with CBAM's reference block; None if either
+    is missing."""
     train = frames.trained(frame)
     none = train[train["attention"] == "none"]
     cbam = frames.restrict(
@@ -140,7 +162,7 @@ def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             pool, selection = ("best", note) if fusion == best else (None, "")
             yield Arms(orig, arm, acc(fusion, best), pool, selection)
 
-    def pooled(key, pairs):
+    def pooled(pairs):
         common = set.intersection(*map(set, per_stratum)) if per_stratum else set()
         best = argmax({f: float(np.mean([m[f] for m in per_stratum])) for f in common}, "fusion")
         if best is None:
@@ -177,9 +199,7 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             return
         best = argmax(means(ctx, sub, "residual", "val"), "residual")
         note = f"best residual on validation: {best}" if best else ""
-        for res in frames.ordered("residual", sub["residual"].unique()):
-            if res == "progressive":
-                continue
+        for res in frames.ordered("residual", set(sub["residual"]) - {"progressive"}):
             deciding = res == "original" or not has_original
             comparison, arms = f"{res} − progressive (epochs)", ("progressive", res)
             build = partial(paired_values_row, crit, comparison, arms, values=epochs, what=what)
@@ -210,10 +230,8 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
 
     def acc(target, label, pairs):
         stratum = f"{label} → {target}" if target != "targets" else label
-        arms = (target, "holdout test")
-        return accuracy_row(
-            ctx, crit, "holdout − target", arms, stratum, pairs, ("eval", "test"), False
-        )
+        arms, splits = (target, "holdout test"), ("eval", "test")
+        return accuracy_row(ctx, crit, "holdout − target", arms, stratum, pairs, splits, False)
 
     def comparisons(label, sub):
         ev_sub = evals[evals["source_run_id"].isin(sub["run_id"])]
@@ -223,22 +241,18 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             src = sub[sub["run_id"].isin(ev["source_run_id"])]
             yield Arms(ev, src, partial(acc, target), "all")
 
-    def pooled(key, pairs):
-        return acc("targets", "pooled", pairs)
-
     keys = _keys(sources, ["dataset"], set())
     why = "no eval run pairs with its training run"
-    return run_pipeline(crit, sources, keys, comparisons, why, pooled)
+    return run_pipeline(crit, sources, keys, comparisons, why, partial(acc, "targets", "pooled"))
 
 
 def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
     """A stratum's FLOPs row (deterministic: no interval, no test) and its log ratio."""
     row = new_row(crit, label, "FLOPs: cbam / none − 1", arm_a="none", arm_b="cbam", primary=True)
     row.n_a, row.n_b = len(a), len(b)
-    row.pooled = label == "pooled"
+    row.pooled, row._deterministic = label == "pooled", True
     row.interval = "none: a FLOP count does not vary between runs"
     row.test = "none (deterministic)"
-    row._deterministic = True
     fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
     ratio = math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan
     row.effect = row.low = row.high = ratio_pct(ratio)
@@ -261,10 +275,8 @@ def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     flop_rows, ratios = [], []
 
     def latency(label, pairs):
-        arms = ("none", "cbam")
-        r = paired_values_row(
-            crit, "latency: cbam / none − 1", arms, label, pairs, log_lat, ratio_pct, thr, key
-        )
+        comparison, arms = "latency: cbam / none − 1", ("none", "cbam")
+        r = paired_values_row(crit, comparison, arms, label, pairs, log_lat, ratio_pct, thr, key)
         r.interval = f"paired t interval of the mean log latency ratio over seeds ({key})"
         return r
 

@@ -1,23 +1,18 @@
 """The claims' rows: a criterion (an experiment file's ``report.claims`` entry), one comparison
-per `Row`, and a row's statistics from seed pairs of runs. Accuracy rows: a crossed bootstrap
-interval over seeds and test images (stats.crossed_bootstrap); per-run scalar rows (convergence
-epoch, log latency): the paired t interval. p: a one-sided paired t-test over seeds against the
-threshold. "%"/"pp" thresholds are percentage points of the metric.
-"""
+per `Row`, and a row's statistics from seed pairs of runs: a crossed bootstrap interval (accuracy)
+or a paired t interval (per-run scalars), and a one-sided paired t-test against the threshold."""
 
 from __future__ import annotations
 
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from glattn.report import stats
 from glattn.report.cells import metric_name
-from glattn.report.frames import metric, ordered
 from glattn.report.predictions import RunFiles
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
@@ -32,7 +27,7 @@ class Criterion:
 
     number: int
     claim: str
-    threshold: float  # display units
+    threshold: float  # display units ("pp": percentage points of the metric)
     direction: str  # ">": the effect must exceed the threshold; "<": stay below it
     unit: str
     table: int | None  # the table (stage) of the experiment file that declares it
@@ -96,9 +91,6 @@ class Row:
     _deterministic: bool = field(default=False, repr=False)
     _reason: str = field(default="", repr=False)  # why no test / no data
 
-    def record(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-
 
 def new_row(crit: Criterion, stratum: str, comparison: str, **values) -> Row:
     """A row of `crit`: its threshold, direction and unit unless `values` set them."""
@@ -113,12 +105,12 @@ def no_data(crit: Criterion, why: str) -> Row:
 
 @dataclass
 class Context:
-    uri: str
+    """What every criterion's rows read: the metric, the runs' files, the bootstrap's setup."""
+
     metric: str
     files: RunFiles
-    n_resamples: int = 2000
-    seed: int = 0
-    notes: list = field(default_factory=list)
+    n_resamples: int
+    seed: int
 
     def rng_seed(self, label: str) -> int:
         """Each row's bootstrap seed: --bootstrap-seed and the row's label (order-free)."""
@@ -133,26 +125,11 @@ def ratio_pct(x):
     return 100.0 * (math.exp(x) - 1.0)
 
 
-def pairs_by_seed(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple]:
-    """[(seed, run a, run b)] for the seeds both arms ran (the run set holds one run per seed
-    and configuration; were there two, the later would be taken)."""
-
-    def latest(frame):  # {seed, else the run id: run id}
-        frame = frame.sort_values("start_time")
-        seeds = frame["seed"].where(frame["seed"].notna(), frame["run_id"])
-        return dict(zip(seeds, frame["run_id"]))
-
-    ra, rb = latest(a), latest(b)
-    return [(s, ra[s], rb[s]) for s in sorted(ra.keys() & rb.keys(), key=str)]
-
-
 def accuracy_row(
     ctx, crit, comparison, arms, stratum, pairs, splits=("test", "test"), same_images=True
 ) -> Row:
-    """`comparison` of the `arms` (names) in `stratum` over `pairs` ([(seed, run a, run b)]):
-    effect = mean over seed pairs of score(b) - score(a), each recomputed from the runs'
-    per-image CSVs of `splits`; crossed bootstrap interval, paired t-test against the
-    threshold."""
+    """`comparison` of the `arms` (names) in `stratum` over `pairs` ([(seed, run a, run b)]),
+    scored from the runs' per-image CSVs of `splits` (fill_accuracy)."""
     got, used = [], []
     for seed, ra, rb in pairs:
         pa, pb = ctx.files.predictions(ra, splits[0]), ctx.files.predictions(rb, splits[1])
@@ -174,23 +151,20 @@ def accuracy_row(
 
 
 def fill_accuracy(row, crit, got, metric, n_resamples, seed, same_images=True) -> Row:
-    """The statistics of an accuracy `row` of `crit` from `got`: [(seed, Predictions a,
-    Predictions b)]; `seed` seeds the bootstrap."""
+    """An accuracy `row`'s statistics from `got` ([(seed, Predictions a, Predictions b)]):
+    mean of score(b) - score(a), crossed bootstrap interval seeded by `seed`, paired t-test."""
     outs, dropped = [], 0
     for _, pa, pb in got:
+        keep = np.intersect1d(pa.images, pb.images) if same_images else None  # None: all
+        outs.append((pa.outcomes(keep), pb.outcomes(keep)))
         if same_images:
-            keep = np.intersect1d(pa.images, pb.images)
             dropped += pa.images.size + pb.images.size - 2 * keep.size
-            outs.append((pa.outcomes(keep), pb.outcomes(keep)))
-        else:
-            outs.append((pa.outcomes(), pb.outcomes()))
     if dropped:
         row.note = join_notes(row.note, f"{dropped} image(s) scored by only one arm left out")
     row.n_pairs = len(outs)
     row.seeds = " ".join(str(s) for s, _, _ in got)
     iv = stats.crossed_bootstrap(outs, metric, n_resamples, seed)
-    a_vals = [stats.score(a, metric) for a, _ in outs]
-    b_vals = [stats.score(b, metric) for _, b in outs]
+    a_vals, b_vals = ([stats.score(o[arm], metric) for o in outs] for arm in (0, 1))
     _t_test(row, a_vals, b_vals, crit.threshold / 100.0)
     row.effect, row.low, row.high = pct(iv.estimate), pct(iv.low), pct(iv.high)
     row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
@@ -209,14 +183,11 @@ def fill_accuracy(row, crit, got, metric, n_resamples, seed, same_images=True) -
 def paired_values_row(
     crit, comparison, arms, stratum, pairs, values, show=lambda x: x, thr=0.0, what=""
 ) -> Row:
-    """A per-run scalar (`values`: {run: convergence epoch, log latency, ...}) per seed pair:
-    effect = mean of b - a, paired t interval and paired t-test against the threshold `thr`
-    (test space; `show` turns it into display units); `what` names the scalar."""
+    """A per-run scalar (`values`: {run: epoch, log latency, ...}, named by `what`) per seed
+    pair: mean of b - a, paired t interval and test against `thr` (test space; `show`: display)."""
 
-    def known(run):
-        return not math.isnan(values.get(run, math.nan))
-
-    used = [(s, ra, rb) for s, ra, rb in pairs if known(ra) and known(rb)]
+    known = {run for run, value in values.items() if not math.isnan(value)}
+    used = [(s, ra, rb) for s, ra, rb in pairs if {ra, rb} <= known]
     row = _base_row(crit, stratum, comparison, arms, pairs, used, show)
     if not used:
         row._reason = f"no seed pair where both runs have {what}"
@@ -231,50 +202,26 @@ def paired_values_row(
 
 
 def _base_row(crit, stratum, comparison, arms, pairs, used, show) -> Row:
-    """The row of `pairs` whose numbers come from the pairs `used`: their seeds and run ids,
-    in seed order (to check by hand)."""
+    """The row of `pairs` whose numbers come from `used`, listing their seeds and run ids."""
     n = len(pairs)
     row = new_row(crit, stratum, comparison, arm_a=arms[0], arm_b=arms[1], n_a=n, n_b=n)
     row._show, row.n_pairs = show, len(used)
-    row.seeds = " ".join(str(s) for s, _, _ in used)
-    row.runs_a = " ".join(ra for _, ra, _ in used)
-    row.runs_b = " ".join(rb for _, _, rb in used)
+    if used:
+        row.seeds, row.runs_a, row.runs_b = (" ".join(map(str, col)) for col in zip(*used))
     return row
 
 
 def _t_test(row: Row, a: list, b: list, thr: float) -> stats.PairedTest:
     """The one-sided paired t-test of b - a against `thr` (test space), kept on the row."""
     t = stats.paired_t(a, b, thr, "greater" if row.direction == ">" else "less")
-    row.p = t.p_value
-    row._sd, row._thr = t.sd_diff, thr
+    row.p, row._sd, row._thr = t.p_value, t.sd_diff, thr
     sign = 1 if row.direction == ">" else -1
     row._distance = sign * (t.mean_diff - thr)
     if math.isnan(t.p_value):
         row._reason = f"no t-test: {t.reason}"
-    elif t.reason:  # zero spread: p = 1, the row stays in Holm's family (verdict.judge)
+    elif t.reason:  # zero spread: p = 1, the row stays in Holm's family (claims.judge)
         row._reason = t.reason
     return t
-
-
-def means(ctx: Context, frame: pd.DataFrame, factor: str, split: str) -> dict[str, float]:
-    """{level: mean over seeds of the `split` score}: best/val/<metric> where logged (val),
-    else recomputed from the runs' <split>_probabilities.csv. 'Best' is chosen on val."""
-    out = {}
-    for level, sub in frame.groupby(factor):
-        v = metric(sub, f"best/val/{ctx.metric}").dropna().tolist() if split == "val" else []
-        if not v:
-            preds = [ctx.files.predictions(r, split) for r in sub["run_id"]]
-            v = [stats.score(p.outcomes(), ctx.metric) for p in preds if p is not None]
-        if v:
-            out[level] = float(np.mean(v))
-    return out
-
-
-def argmax(means: dict, factor: str) -> str | None:
-    if not means:
-        return None
-    order = ordered(factor, list(means))
-    return max(order, key=lambda k: (means[k], -order.index(k)))
 
 
 def join_notes(*parts) -> str:
