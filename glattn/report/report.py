@@ -1,7 +1,6 @@
-"""One report: the experiment's declared tables (Markdown, LaTeX, CSV), figures, report.md/.tex,
-runs_used.csv and NOTES.md under outputs/reports/EXPERIMENT/, all from one run set, logged as
-artifacts of the experiment's newest parent sweep run. `paper` adds the claims
-(glattn.report.claims)."""
+"""One report: the declared tables (Markdown, LaTeX, CSV), figures, report.md/.tex, runs_used.csv
+and NOTES.md under outputs/reports/EXPERIMENT/, all from one run set, logged as artifacts of the
+experiment's newest parent sweep run; `paper` adds the claims (glattn.report.claims)."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from glattn.report.cells import METRICS, Context
 from glattn.report.claims import METRICS as CLAIM_METRICS
 from glattn.report.claims import check_claims
 from glattn.report.frames import dataset_label
-from glattn.report.predictions import history_with_fallback
+from glattn.report.predictions import RunFiles
 from glattn.report.table_format import latex_escape
 
 
@@ -65,11 +64,9 @@ def make_report(
     include_debug: bool = False,
     experiments_dirs=(),
 ) -> Report:
-    """Write the tables (and figures) of `experiment` (docs/report.md): `paper` reads each
-    from its stage experiment, any other name that one experiment; one run set (`where`,
-    `include_debug`) for every table, figure and claim; `claims` (default: `paper` only) adds
-    the declared claims. The ``report:`` blocks are read from `experiments_dirs`, then the
-    shipped experiments/, and all checked before any work."""
+    """Write the tables, figures and (`claims`, default: stages files only) claims of
+    `experiment` from one run set (docs/report.md); ``report:`` blocks: `experiments_dirs`, then
+    the shipped experiments/, all checked before any work."""
     catalog = _checked_catalog(experiments_dirs, metric, which)
     uri = uri or runs.default_tracking_uri()
     report = Report(Path(out_dir or Path("outputs") / "reports" / experiment), catalog=catalog)
@@ -82,23 +79,16 @@ def make_report(
     }
     report.notes += provenance.notes(report.frames)  # reused runs, cells made by other code
     with tempfile.TemporaryDirectory() as tmp:  # training_log.csv downloads (history)
-        history = history_with_fallback(uri, Path(tmp))
+        history = RunFiles(uri, Path(tmp)).history
         built = _write_tables(report, experiment, sources, metric, history, which)
         if claims if claims is not None else experiment in catalog.stages:
             if metric not in CLAIM_METRICS:
                 report.notes.append(
                     f"claims: {metric} cannot be recomputed per image; the claims use balanced_acc"
                 )
+            kwargs = {"frames": report.frames, "select": select, "catalog": catalog}
             claims_metric = metric if metric in CLAIM_METRICS else "balanced_acc"
-            report.claims = check_claims(
-                uri,
-                experiment,
-                claims_metric,
-                n_resamples,
-                frames=report.frames,
-                select=select,
-                catalog=catalog,
-            )
+            report.claims = check_claims(uri, experiment, claims_metric, n_resamples, **kwargs)
             report.files += claims_report.write(
                 report.claims, experiment, report.out_dir, make_figures
             )

@@ -1,7 +1,6 @@
-"""Table builders ``(runs, ctx, decl) -> Table | None`` named by the experiment files' ``report:``
-blocks: `subject_table` and Tables 1-4 (5, 6: tables_eval). Factors other than the subject are
-pinned as declared; a row key still varying becomes an extra row key (never pooled).
-"""
+"""Table builders ``(runs, ctx, decl) -> Table | None`` that the experiment files' ``report:``
+blocks name: `subject_table` and Tables 1-4 (5, 6: tables_eval). Factors other than the subject
+are pinned as declared; a row key still varying becomes an extra row key (never pooled)."""
 
 from __future__ import annotations
 
@@ -13,12 +12,8 @@ import pandas as pd
 
 from glattn.report import cells, declared, stats
 from glattn.report.cells import METRICS, NO_RUNS, Context, metric_cell
-from glattn.report.cells import VAL_NOTE as VAL_NOTE  # re-exported, as are ordered, table5/6
 from glattn.report.frames import dataset_label, restrict, select, trained, varying
-from glattn.report.frames import ordered as ordered
 from glattn.report.table_format import Cell, Table
-from glattn.report.tables_eval import table5 as table5
-from glattn.report.tables_eval import table6 as table6
 
 
 def _extra_keys(frame: pd.DataFrame, spec, *more: str) -> list[str]:
@@ -179,14 +174,13 @@ def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
 
 def table4(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """A subject table (residual) with each option's convergence epoch per data set."""
-    t = subject_table(
-        runs,
-        ctx,
-        decl,
-        lambda ds: [
-            (f"{dataset_label(d)} conv. epoch", partial(_convergence, ctx, d)) for d in ds
-        ],
-    )
+
+    def epochs(datasets):
+        return [
+            (f"{dataset_label(d)} conv. epoch", partial(_convergence, ctx, d)) for d in datasets
+        ]
+
+    t = subject_table(runs, ctx, decl, epochs)
     if t is not None:
         t.caption += (
             f" Convergence epoch: the first epoch whose val/{ctx.metric} reaches "
