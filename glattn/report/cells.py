@@ -1,7 +1,5 @@
-"""Table cells from runs: mean ± sample std (ddof=1) over the seeds of one configuration
-(glattn.report.selection: one run per seed) with n, constants, differences and p-values, each
-a `table_format.Cell` with its footnote.
-"""
+"""Table cells from runs, each a `table_format.Cell` with its footnote: mean ± sample std (ddof=1)
+over the seeds of one configuration (one run per seed) with n, constants, differences, p-values."""
 
 from __future__ import annotations
 
@@ -35,10 +33,6 @@ class Context:
     #: history(run_ids, key) -> {run_id: {epoch: value}} (runs.metric_history bound to a URI).
     history: Callable | None = None
     convergence_fraction: float = 0.95
-
-    def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"metric {self.metric!r} not one of {sorted(METRICS)}")
 
     def levels(self, frame: pd.DataFrame, factor: str) -> list:
         """Levels present in the runs, plus those the experiment's sweep asked for."""

@@ -1,8 +1,6 @@
-"""A small table model (cells with footnotes) rendered to Markdown (``to_markdown``), LaTeX
-(``Styler.to_latex``, booktabs) and CSV; the paper's tables and the claims share it. A missing
-cell is a dash with a footnote saying why; the best value of each column in `Table.best`, and
-any cell marked bold, is bold.
-"""
+"""A small table model (cells with footnotes) rendered to Markdown, LaTeX (``Styler.to_latex``,
+booktabs) and CSV for the paper's tables and the claims. A missing cell is a dash with a footnote
+saying why; the best value of each column in `Table.best`, and any cell marked bold, is bold."""
 
 from __future__ import annotations
 
@@ -51,9 +49,6 @@ class Table:
     #: {column name: "max" | "min"}: the columns whose best value is bold
     best: dict = field(default_factory=dict)
     label_columns: int = 1  # the leading columns that name a row (left-aligned, in the CSV's row)
-
-    def __post_init__(self):
-        self.label_columns = max(1, min(self.label_columns, len(self.columns)))
 
     def add_row(self, row: list[Cell]) -> None:
         if len(row) != len(self.columns):
@@ -137,10 +132,9 @@ class Table:
                 for name, cell in zip(self.columns[nlab:], row[nlab:])
             ],
             columns=["row", "column", "text", "mean", "std", "n", "p_value", "note"],
-        ).rename(columns={"note": "footnote"})
-        frame["footnote"] = frame["footnote"].fillna("")
-        frame["n"] = frame["n"].astype("Int64")  # an integer (empty where a cell has none)
-        return frame
+        )
+        frame = frame.rename(columns={"note": "footnote"}).fillna({"footnote": ""})
+        return frame.astype({"n": "Int64"})  # n an integer (empty where a cell has none)
 
     def write(self, out_dir: Path) -> list[Path]:
         """Write <key>.md, <key>.tex and <key>.csv into out_dir; returns the paths."""
