@@ -32,18 +32,16 @@ def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     frame = select(trained(runs), list(spec.pinned), list(spec.pinned.values()))
     if frame.empty:
         return None
-    extra = _extra_keys(frame, spec)
+    keys = [spec.group] + _extra_keys(frame, spec)
     datasets = ctx.levels(frame, "dataset")
-    cols = [spec.group.capitalize()] + [k.capitalize() for k in extra] + ["Params (M)"]
+    cols = [k.capitalize() for k in keys] + ["Params (M)"]
     cols += [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
     cols += [f"{dataset_label(d)} train time (min)" for d in datasets]
     caption = f"{_pinned(spec)} (plain backbone). {cells.caption_stats(ctx)}; training time "
     caption += "time/train_total_s in minutes."
     best = {c: "max" for c in cols if c.endswith(METRICS[ctx.metric])}
-    table = Table(
-        decl.experiment, decl.title, caption, cols, best=best, label_columns=1 + len(extra)
-    )
-    for levels, sub in ctx.grid(frame, [spec.group] + extra):
+    table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
+    for levels, sub in ctx.grid(frame, keys):
         per_ds = [sub[sub["dataset"] == d] for d in datasets]
         row = [Cell(str(v)) for v in levels]
         row.append(cells.constant_cell(sub, "model/params_total", cells.millions))
@@ -95,15 +93,13 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     spec = decl.spec
     subject, base = spec.group, spec.baseline
     frame = restrict(trained(runs), dict(spec.pinned))
-    # One option with finished runs is still this table when the experiment's sweep asks
-    # for more (its missing rows are dashes); without that, one level is no ablation.
+    # one option is still a table when the sweep asks for more (the missing rows are dashes)
     asked = len(ctx.expected.get(subject, [])) > 1
     if frame.empty or (frame[subject].nunique() < 2 and not asked):
         return None
     extra = _extra_keys(frame, spec)
-    keep = [
-        sub for _, sub in ctx.grid(frame, extra, full=False) if asked or sub[subject].nunique() > 1
-    ]
+    groups = ctx.grid(frame, extra, full=False)
+    keep = [sub for _, sub in groups if asked or sub[subject].nunique() > 1]
     if not keep:
         return None
     frame = pd.concat(keep)
@@ -175,10 +171,8 @@ def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
 def table4(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """A subject table (residual) with each option's convergence epoch per data set."""
 
-    def epochs(datasets):
-        return [
-            (f"{dataset_label(d)} conv. epoch", partial(_convergence, ctx, d)) for d in datasets
-        ]
+    def epochs(ds):
+        return [(f"{dataset_label(d)} conv. epoch", partial(_convergence, ctx, d)) for d in ds]
 
     t = subject_table(runs, ctx, decl, epochs)
     if t is not None:
