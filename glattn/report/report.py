@@ -42,8 +42,7 @@ class Report:
     catalog: declared.Catalog | None = None  # the experiment files' report declarations
 
     def experiments_read(self, *names: str) -> list[str]:
-        """The experiments the runs of `names` (default: all) came from: with
-        --include-debug, ``<experiment>-debug`` where its runs are."""
+        """The experiments the runs of `names` (default: all) came from (incl. ``-debug``)."""
         return runs.source_experiments(
             {n: f for n, f in self.frames.items() if not names or n in names}
         )
@@ -128,8 +127,7 @@ def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
 
 
 def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
-    """{table number: experiment}: a stages file (`paper`) reads each table from its stage
-    experiment."""
+    """{table number: experiment}: a stages file (`paper`) reads each from its stage's."""
     numbers = which or sorted(catalog.by_number())
     if experiment not in catalog.stages:
         return {n: experiment for n in numbers}
@@ -177,8 +175,7 @@ def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
 
 
 def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
-    """runs_used.csv (run id, name, cell, variant, seed of every run read) and NOTES.md: the
-    experiments the runs came from with their counts, then the report's notes."""
+    """runs_used.csv (every run read) and NOTES.md (where the runs came from, the notes)."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
     used = pd.concat([selection.runs_used(f) for f in report.frames.values()])
     used_path = report.out_dir / "runs_used.csv"

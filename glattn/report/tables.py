@@ -26,8 +26,7 @@ def _pinned(spec) -> str:
 
 
 def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """One row per option of the group (backbones) with the pinned groups held (attention
-    none): parameters, metric per data set, training time."""
+    """Per option of the group (backbones), pinned groups held: params, metric, training time."""
     spec = decl.spec
     frame = select(trained(runs), list(spec.pinned), list(spec.pinned.values()))
     if frame.empty:
@@ -54,8 +53,7 @@ def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
 
 
 def table2(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """CBAM against the baseline option of the group (attention none) per backbone: both
-    arms, the difference and a p-value; the CBAM arm with the pinned groups held."""
+    """CBAM (pinned groups held) against the group's baseline per backbone: both, Δ and p."""
     spec = decl.spec
     group, base = spec.group, spec.baseline
     frame = trained(runs)

@@ -40,16 +40,18 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     )
     table = Table(decl.experiment, decl.title, caption, cols, label_columns=len(keys))
     for levels, sub in ctx.grid(sources, keys, full=False):
-        # both arms keyed by the source run's seed, so that they pair exactly
-        seeds = sub.set_index("run_id")["seed"]
-        hold = _by_source(seeds, sub["run_id"], cells.score(sub, ctx.metric)[0])
+        # both arms keyed by the source run's seed (its id without one), so that they pair exactly
+        key = sub["seed"].where(sub["seed"].notna(), sub["run_id"])
+        key_of = dict(zip(sub["run_id"], key))
+        hold = cells.score(sub, ctx.metric)[0].set_axis(key).dropna().to_dict()
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row.append(metric_cell(sub, ctx))
         for d, s in targets:
             ev = evals[(evals["eval_dataset"] == d) & (evals["eval_split"] == s)]
             ev = ev[ev["source_run_id"].isin(sub["run_id"])].sort_values("start_time")
             ev = ev.drop_duplicates("source_run_id", keep="last")
-            ev_vals = _by_source(seeds, ev["source_run_id"], metric(ev, f"eval/{ctx.metric}"))
+            ev_vals = metric(ev, f"eval/{ctx.metric}").set_axis(ev["source_run_id"].map(key_of))
+            ev_vals = ev_vals.dropna().to_dict()
             miss = f"eval runs logged no eval/{ctx.metric}"
             if ev.empty:
                 miss = f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
@@ -60,15 +62,6 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
             row.append(cells.p_cell(cmp))
         table.add_row(row)
     return table
-
-
-def _by_source(seeds: pd.Series, run_ids, values) -> dict:
-    """{seed of the source run (its id when it has none): value}, NaN values left out."""
-    return {
-        seeds.at[r] if seeds.at[r] is not None else r: v
-        for r, v in zip(run_ids, values)
-        if not math.isnan(v)
-    }
 
 
 def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
@@ -100,8 +93,7 @@ SPREAD_NOTE = (
 
 
 def _latency_cell(sub: pd.DataFrame) -> Cell:
-    """Median latency over seeds (each run: the median of its repeats); flagged when the
-    spread between seeds or within a run is above 10% of the median."""
+    """Median latency over seeds (each run: median of repeats), flagged when the spread is >10%."""
     key = LATENCY if metric(sub, LATENCY).notna().any() else OLD_LATENCY
     cell = cells.logged_cell(sub, key, "{:.2f}".format, f"runs did not log {LATENCY}")
     if cell.n is None:
