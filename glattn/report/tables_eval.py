@@ -69,8 +69,7 @@ def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     same model factors and seed (the latest one, on another data set than the eval's)."""
     model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
     out = evals["source_run_id"].where(evals["source_run_id"].fillna("").astype(bool), None)
-    for idx in evals.index[out.isna()]:
-        ev = evals.loc[idx]
+    for idx, ev in evals[out.isna()].iterrows():
         same = (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
         cand = train[same]
         if not cand.empty:
@@ -86,10 +85,6 @@ OLD_MEMORY = "perf/peak_mem_mb"
 #: what a run measured of its training process (a reused run's come from its source)
 MEASURED = ("perf/train_img_s", LATENCY, LATENCY_IQR, OLD_LATENCY, "perf/latency_batch")
 MEASURED += (*MEMORY, OLD_MEMORY)
-SPREAD_NOTE = (
-    "spread above 10% of the median (seeds' std or a run's interquartile range): the "
-    "machine was busy; measure on an idle machine or a GPU"
-)
 
 
 def _latency_cell(sub: pd.DataFrame) -> Cell:
@@ -105,7 +100,10 @@ def _latency_cell(sub: pd.DataFrame) -> Cell:
         notes.append(f"{OLD_LATENCY}: timed during training, not a dedicated measurement")
     if max(seed_spread, 0.0 if math.isnan(iqr) else iqr) > 0.10:
         cell.text += " (!)"
-        notes.append(SPREAD_NOTE)
+        notes.append(
+            "spread above 10% of the median (seeds' std or a run's interquartile range): the "
+            "machine was busy; measure on an idle machine or a GPU"
+        )
     cell.note = "; ".join(notes) or None
     return cell
 
