@@ -19,9 +19,8 @@ SPLIT_NAMES = {"official_test": "official test", "official_val": "official val."
 
 def col(frame: pd.DataFrame, name: str) -> pd.Series:
     """Column `name` with None for missing values (a column of Nones when absent)."""
-    if name in frame.columns:
-        return frame[name].where(frame[name].notna(), None)
-    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    column = frame.get(name, pd.Series(None, index=frame.index, dtype=object))
+    return column.where(column.notna(), None)
 
 
 def metric(frame: pd.DataFrame, key: str) -> pd.Series:
