@@ -43,9 +43,7 @@ class Report:
 
     def experiments_read(self, *names: str) -> list[str]:
         """The experiments the runs of `names` (default: all) came from (incl. ``-debug``)."""
-        return runs.source_experiments(
-            {n: f for n, f in self.frames.items() if not names or n in names}
-        )
+        return runs.source_experiments({n: self.frames[n] for n in names or self.frames})
 
 
 def make_report(
