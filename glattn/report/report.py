@@ -11,20 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import (
-    artifacts,
-    claims_report,
-    declared,
-    figures,
-    gradcam_grid,
-    provenance,
-    runs,
-    selection,
-)
+from glattn.report import artifacts, claims_report, declared, figures, provenance, runs, selection
 from glattn.report.cells import METRICS, Context
 from glattn.report.claims import METRICS as CLAIM_METRICS
 from glattn.report.claims import check_claims
 from glattn.report.frames import dataset_label
+from glattn.report.gradcam_grid import fusion_grid
 from glattn.report.predictions import RunFiles
 from glattn.report.table_format import latex_escape
 
@@ -169,7 +161,7 @@ def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
         report.files += figures.per_class_recall(frame, fig_dir, notes)
         report.files += confusion_figures(uri, frame, metric, fig_dir, notes)
         if gradcam and frame["fusion"].nunique() > 1:
-            report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir, notes)
+            report.files += fusion_grid(uri, frame, metric, fig_dir, notes)
 
 
 def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
