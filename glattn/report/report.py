@@ -102,8 +102,7 @@ def make_report(
 
 
 def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
-    """The declared tables, after the checks that need no run: every ``report:`` block, the
-    metric and the table numbers asked for (one ReportError naming the bad value)."""
+    """The declared tables after the checks needing no run: ``report:`` blocks, metric, tables."""
     catalog = declared.load(experiments_dirs)
     if metric not in METRICS:
         raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(METRICS)}")

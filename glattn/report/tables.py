@@ -107,7 +107,8 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     metric_cols = [f"{dataset_label(d)} {METRICS[m]}" for m in metrics for d in datasets]
     p_cols = [f"{dataset_label(d)} p vs {base}" for d in datasets] if base else []
     added = extra_cols(datasets)
-    cols = [k.capitalize() for k in extra] + [subject.capitalize()] + metric_cols + p_cols
+    labels = [*extra, subject]
+    cols = [k.capitalize() for k in labels] + metric_cols + p_cols
     cols += [name for name, _ in added] + ["Reference"]
     caption = ". ".join(filter(None, [_pinned(spec), cells.caption_stats(ctx)])) + "."
     if base:
@@ -117,9 +118,7 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
             "test; p = 1 when the paired differences are all equal"
         )
     best = dict.fromkeys(metric_cols, "max")
-    table = Table(
-        decl.experiment, decl.title, caption, cols, best=best, label_columns=len(extra) + 1
-    )
+    table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(labels))
     refs = cells.references(subject, runs)
     contexts = [dataclasses.replace(ctx, metric=m) for m in metrics]
     for glevels, gframe in ctx.grid(frame, extra, full=False):
