@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats as sps
 from test_report_helpers import CLASSES, Store
 
-from glattn.report import declared, runs, stats, tables
+from glattn.report import cells, declared, runs, stats, tables
 from glattn.report.__main__ import main, run
 from glattn.report.grid import expected_levels
 from glattn.report.table_format import DASH
@@ -259,7 +259,7 @@ def test_table4_convergence_epoch_from_history(store):
         row = row_of(t, res)
         epochs = [next(e for e, v in enumerate(h, 1) if v >= 0.95 * max(h)) for h in hist]
         assert_summary(row["HAM10000 Balanced acc. (%)"], [max(h) for h in hist])
-        assert row["HAM10000 Balanced acc. (%)"].note == tables.VAL_NOTE.format(m="balanced_acc")
+        assert row["HAM10000 Balanced acc. (%)"].note == cells.VAL_NOTE.format(m="balanced_acc")
         cell = row["HAM10000 conv. epoch"]
         assert cell.n == 3 and cell.mean == pytest.approx(np.mean(epochs))
         assert cell.std == pytest.approx(np.std(epochs, ddof=1))

@@ -1,7 +1,5 @@
-"""Table cells from runs: mean ± sample std (ddof=1) over the seeds of one configuration
-(glattn.report.selection: one run per seed) with n, constants, differences and p-values, each
-a `table_format.Cell` with its footnote.
-"""
+"""Table cells from runs, each a `table_format.Cell` with its footnote: mean ± sample std (ddof=1)
+over the seeds of one configuration (one run per seed) with n, constants, differences, p-values."""
 
 from __future__ import annotations
 
@@ -35,10 +33,6 @@ class Context:
     #: history(run_ids, key) -> {run_id: {epoch: value}} (runs.metric_history bound to a URI).
     history: Callable | None = None
     convergence_fraction: float = 0.95
-
-    def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"metric {self.metric!r} not one of {sorted(METRICS)}")
 
     def levels(self, frame: pd.DataFrame, factor: str) -> list:
         """Levels present in the runs, plus those the experiment's sweep asked for."""
@@ -93,8 +87,7 @@ def score(frame: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series]:
 
 
 def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
-    """{seed: value} of one configuration's runs, and a footnote when a seed repeats (two
-    cells met in one row): then the first run of the seed is kept, no mean is taken."""
+    """{seed: value} of a configuration's runs (first run per seed), a footnote if one repeats."""
     out, dup = {}, 0
     for idx in frame.sort_values("start_time").index:
         seed = frame.at[idx, "seed"]
@@ -121,8 +114,7 @@ def logged_cell(frame, key: str, scale: Callable[[float], str], missing: str | N
 
 
 def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
-    """The table's metric (`score`) over seeds, footnoted where validation values or fewer
-    seeds than the sweep asks for went in."""
+    """The metric (`score`) over seeds, footnoted for validation values or missing seeds."""
     values, source = score(frame, ctx.metric)
     seeds, dup_note = by_seed(frame, values)
     notes = [dup_note] if dup_note else []

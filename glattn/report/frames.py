@@ -1,12 +1,10 @@
 """Frame helpers every report module shares: columns, metrics, level order, sub-frames. A runs
 frame has one row per MLflow run: ``run_id``, ``start_time``, ``params.<key>``, ``metrics.<key>``,
-``tags.<key>``, the factor columns, ``seed``, ``task``, ``cell`` and ``variant`` (selection).
-"""
+``tags.<key>``, the factor columns, ``seed``, ``task``, ``cell`` and ``variant`` (selection)."""
 
 from __future__ import annotations
 
 import itertools
-import math
 
 import pandas as pd
 
@@ -21,17 +19,13 @@ SPLIT_NAMES = {"official_test": "official test", "official_val": "official val."
 
 def col(frame: pd.DataFrame, name: str) -> pd.Series:
     """Column `name` with None for missing values (a column of Nones when absent)."""
-    if name in frame.columns:
-        return frame[name].where(frame[name].notna(), None)
-    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    column = frame.get(name, pd.Series(None, index=frame.index, dtype=object))
+    return column.where(column.notna(), None)
 
 
 def metric(frame: pd.DataFrame, key: str) -> pd.Series:
     """The runs' logged ``metrics.<key>`` as floats (NaN where a run lacks it)."""
-    name = f"metrics.{key}"
-    if name in frame:
-        return pd.to_numeric(frame[name], errors="coerce")
-    return pd.Series(math.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(col(frame, f"metrics.{key}"), errors="coerce").astype(float)
 
 
 def ordered(factor: str, levels) -> list:

@@ -1,7 +1,6 @@
-"""One report: the experiment's declared tables (Markdown, LaTeX, CSV), figures, report.md/.tex,
-runs_used.csv and NOTES.md under outputs/reports/EXPERIMENT/, all from one run set, logged as
-artifacts of the experiment's newest parent sweep run. `paper` adds the claims
-(glattn.report.claims)."""
+"""One report: the declared tables (Markdown, LaTeX, CSV), figures, report.md/.tex, runs_used.csv
+and NOTES.md under outputs/reports/EXPERIMENT/, all from one run set, logged as artifacts of the
+experiment's newest parent sweep run; `paper` adds the claims (glattn.report.claims)."""
 
 from __future__ import annotations
 
@@ -12,21 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import (
-    artifacts,
-    claims_report,
-    declared,
-    figures,
-    gradcam_grid,
-    provenance,
-    runs,
-    selection,
-)
+from glattn.report import artifacts, claims_report, declared, figures, provenance, runs, selection
 from glattn.report.cells import METRICS, Context
 from glattn.report.claims import METRICS as CLAIM_METRICS
 from glattn.report.claims import check_claims
 from glattn.report.frames import dataset_label
-from glattn.report.predictions import history_with_fallback
+from glattn.report.gradcam_grid import fusion_grid
+from glattn.report.predictions import RunFiles
 from glattn.report.table_format import latex_escape
 
 
@@ -43,11 +34,8 @@ class Report:
     catalog: declared.Catalog | None = None  # the experiment files' report declarations
 
     def experiments_read(self, *names: str) -> list[str]:
-        """The experiments the runs of `names` (default: all) came from: with
-        --include-debug, ``<experiment>-debug`` where its runs are."""
-        return runs.source_experiments(
-            {n: f for n, f in self.frames.items() if not names or n in names}
-        )
+        """The experiments the runs of `names` (default: all) came from (incl. ``-debug``)."""
+        return runs.source_experiments({n: self.frames[n] for n in names or self.frames})
 
 
 def make_report(
@@ -65,11 +53,9 @@ def make_report(
     include_debug: bool = False,
     experiments_dirs=(),
 ) -> Report:
-    """Write the tables (and figures) of `experiment` (docs/report.md): `paper` reads each
-    from its stage experiment, any other name that one experiment; one run set (`where`,
-    `include_debug`) for every table, figure and claim; `claims` (default: `paper` only) adds
-    the declared claims. The ``report:`` blocks are read from `experiments_dirs`, then the
-    shipped experiments/, and all checked before any work."""
+    """Write the tables, figures and (`claims`, default: stages files only) claims of
+    `experiment` from one run set (docs/report.md); ``report:`` blocks: `experiments_dirs`, then
+    the shipped experiments/, all checked before any work."""
     catalog = _checked_catalog(experiments_dirs, metric, which)
     uri = uri or runs.default_tracking_uri()
     report = Report(Path(out_dir or Path("outputs") / "reports" / experiment), catalog=catalog)
@@ -82,23 +68,16 @@ def make_report(
     }
     report.notes += provenance.notes(report.frames)  # reused runs, cells made by other code
     with tempfile.TemporaryDirectory() as tmp:  # training_log.csv downloads (history)
-        history = history_with_fallback(uri, Path(tmp))
+        history = RunFiles(uri, Path(tmp)).history
         built = _write_tables(report, experiment, sources, metric, history, which)
         if claims if claims is not None else experiment in catalog.stages:
             if metric not in CLAIM_METRICS:
                 report.notes.append(
                     f"claims: {metric} cannot be recomputed per image; the claims use balanced_acc"
                 )
+            kwargs = {"frames": report.frames, "select": select, "catalog": catalog}
             claims_metric = metric if metric in CLAIM_METRICS else "balanced_acc"
-            report.claims = check_claims(
-                uri,
-                experiment,
-                claims_metric,
-                n_resamples,
-                frames=report.frames,
-                select=select,
-                catalog=catalog,
-            )
+            report.claims = check_claims(uri, experiment, claims_metric, n_resamples, **kwargs)
             report.files += claims_report.write(
                 report.claims, experiment, report.out_dir, make_figures
             )
@@ -123,8 +102,7 @@ def make_report(
 
 
 def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
-    """The declared tables, after the checks that need no run: every ``report:`` block, the
-    metric and the table numbers asked for (one ReportError naming the bad value)."""
+    """The declared tables after the checks needing no run: ``report:`` blocks, metric, tables."""
     catalog = declared.load(experiments_dirs)
     if metric not in METRICS:
         raise runs.ReportError(f"--metric {metric!r}: expected one of {sorted(METRICS)}")
@@ -138,8 +116,7 @@ def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
 
 
 def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
-    """{table number: experiment}: a stages file (`paper`) reads each table from its stage
-    experiment."""
+    """{table number: experiment}: a stages file (`paper`) reads each from its stage's."""
     numbers = which or sorted(catalog.by_number())
     if experiment not in catalog.stages:
         return {n: experiment for n in numbers}
@@ -183,12 +160,11 @@ def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
         report.files += figures.per_class_recall(frame, fig_dir, notes)
         report.files += confusion_figures(uri, frame, metric, fig_dir, notes)
         if gradcam and frame["fusion"].nunique() > 1:
-            report.files += gradcam_grid.fusion_grid(uri, frame, metric, fig_dir, notes)
+            report.files += fusion_grid(uri, frame, metric, fig_dir, notes)
 
 
 def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
-    """runs_used.csv (run id, name, cell, variant, seed of every run read) and NOTES.md: the
-    experiments the runs came from with their counts, then the report's notes."""
+    """runs_used.csv (every run read) and NOTES.md (where the runs came from, the notes)."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
     used = pd.concat([selection.runs_used(f) for f in report.frames.values()])
     used_path = report.out_dir / "runs_used.csv"

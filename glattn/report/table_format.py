@@ -1,16 +1,15 @@
-"""A small table model (cells with footnotes) rendered to Markdown (``to_markdown``), LaTeX
-(``Styler.to_latex``, booktabs) and CSV; the paper's tables and the claims share it. A missing
-cell is a dash with a footnote saying why; the best value of each column in `Table.best`, and
-any cell marked bold, is bold.
-"""
+"""A small table model (cells with footnotes) rendered to Markdown, LaTeX (``Styler.to_latex``,
+booktabs) and CSV for the paper's tables and the claims. A missing cell is a dash with a footnote
+saying why; the best value of each column in `Table.best`, and any cell marked bold, is bold."""
 
 from __future__ import annotations
 
 import math
 import re
-import string
 from dataclasses import asdict, dataclass, field
+from itertools import product
 from pathlib import Path
+from string import ascii_lowercase
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,8 @@ DASH = "–"  # en dash
 COLUMN_TYPES = {"Criterion": "p{9cm}", "Reason": "p{8cm}"}
 COLUMN_TYPES |= dict.fromkeys(["Reference", "Test", "Source", "Verdict"], "l")
 BOLD = "textbf:--rwrap;"  # Styler's CSS-like LaTeX command: \textbf{<cell>}
+#: footnote markers: a ... z, then aa, ab, ...
+_MARKERS = [*ascii_lowercase, *map("".join, product(ascii_lowercase, repeat=2))]
 
 
 @dataclass
@@ -52,9 +53,6 @@ class Table:
     best: dict = field(default_factory=dict)
     label_columns: int = 1  # the leading columns that name a row (left-aligned, in the CSV's row)
 
-    def __post_init__(self):
-        self.label_columns = max(1, min(self.label_columns, len(self.columns)))
-
     def add_row(self, row: list[Cell]) -> None:
         if len(row) != len(self.columns):
             raise ValueError(f"{self.key}: row has {len(row)} cells, header {len(self.columns)}")
@@ -63,7 +61,7 @@ class Table:
     def footnotes(self) -> dict[str, str]:
         """{note text: marker}, markers a, b, c ... in reading order."""
         notes = dict.fromkeys(cell.note for row in self.rows for cell in row if cell.note)
-        return {note: _marker(i) for i, note in enumerate(notes)}
+        return dict(zip(notes, _MARKERS))
 
     def _cells(self, attr: str, dtype=object) -> pd.DataFrame:
         """One attribute of every cell, by position."""
@@ -91,8 +89,8 @@ class Table:
 
     def to_markdown(self) -> str:
         """The title as a heading, the caption, a pipe table and the footnotes."""
-        cells = self._display(_md_escape, "<sup>{}</sup>", "**{}**")
-        cells.columns = [_md_escape(c) for c in self.columns]
+        cells = self._display(lambda t: str(t).replace("|", "\\|"), "<sup>{}</sup>", "**{}**")
+        cells.columns = [c.replace("|", "\\|") for c in self.columns]
         table = cells.to_markdown(index=False, disable_numparse=True, stralign=None)
         foot = "".join(f"<sup>{m}</sup> {note}  \n" for note, m in self.footnotes().items())
         head = f"### {self.title}\n\n" if self.title else ""
@@ -137,10 +135,9 @@ class Table:
                 for name, cell in zip(self.columns[nlab:], row[nlab:])
             ],
             columns=["row", "column", "text", "mean", "std", "n", "p_value", "note"],
-        ).rename(columns={"note": "footnote"})
-        frame["footnote"] = frame["footnote"].fillna("")
-        frame["n"] = frame["n"].astype("Int64")  # an integer (empty where a cell has none)
-        return frame
+        )
+        frame = frame.rename(columns={"note": "footnote"}).fillna({"footnote": ""})
+        return frame.astype({"n": "Int64"})  # n an integer (empty where a cell has none)
 
     def write(self, out_dir: Path) -> list[Path]:
         """Write <key>.md, <key>.tex and <key>.csv into out_dir; returns the paths."""
@@ -165,12 +162,3 @@ _LATEX = str.maketrans(
 def latex_escape(text: str) -> str:
     """Escape LaTeX specials and map the few Unicode symbols the tables use to math."""
     return str(text).translate(_LATEX)
-
-
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def _marker(i: int) -> str:
-    letters = string.ascii_lowercase
-    return letters[i] if i < 26 else letters[i // 26 - 1] + letters[i % 26]

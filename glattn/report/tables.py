@@ -1,7 +1,6 @@
-"""Table builders ``(runs, ctx, decl) -> Table | None`` named by the experiment files' ``report:``
-blocks: `subject_table` and Tables 1-4 (5, 6: tables_eval). Factors other than the subject are
-pinned as declared; a row key still varying becomes an extra row key (never pooled).
-"""
+"""Table builders ``(runs, ctx, decl) -> Table | None`` that the experiment files' ``report:``
+blocks name: `subject_table` and Tables 1-4 (5, 6: tables_eval). Factors other than the subject
+are pinned as declared; a row key still varying becomes an extra row key (never pooled)."""
 
 from __future__ import annotations
 
@@ -13,12 +12,8 @@ import pandas as pd
 
 from glattn.report import cells, declared, stats
 from glattn.report.cells import METRICS, NO_RUNS, Context, metric_cell
-from glattn.report.cells import VAL_NOTE as VAL_NOTE  # re-exported, as are ordered, table5/6
 from glattn.report.frames import dataset_label, restrict, select, trained, varying
-from glattn.report.frames import ordered as ordered
 from glattn.report.table_format import Cell, Table
-from glattn.report.tables_eval import table5 as table5
-from glattn.report.tables_eval import table6 as table6
 
 
 def _extra_keys(frame: pd.DataFrame, spec, *more: str) -> list[str]:
@@ -31,24 +26,21 @@ def _pinned(spec) -> str:
 
 
 def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """One row per option of the group (backbones) with the pinned groups held (attention
-    none): parameters, metric per data set, training time."""
+    """Per option of the group (backbones), pinned groups held: params, metric, training time."""
     spec = decl.spec
     frame = select(trained(runs), list(spec.pinned), list(spec.pinned.values()))
     if frame.empty:
         return None
-    extra = _extra_keys(frame, spec)
+    keys = [spec.group] + _extra_keys(frame, spec)
     datasets = ctx.levels(frame, "dataset")
-    cols = [spec.group.capitalize()] + [k.capitalize() for k in extra] + ["Params (M)"]
+    cols = [k.capitalize() for k in keys] + ["Params (M)"]
     cols += [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
     cols += [f"{dataset_label(d)} train time (min)" for d in datasets]
     caption = f"{_pinned(spec)} (plain backbone). {cells.caption_stats(ctx)}; training time "
     caption += "time/train_total_s in minutes."
     best = {c: "max" for c in cols if c.endswith(METRICS[ctx.metric])}
-    table = Table(
-        decl.experiment, decl.title, caption, cols, best=best, label_columns=1 + len(extra)
-    )
-    for levels, sub in ctx.grid(frame, [spec.group] + extra):
+    table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
+    for levels, sub in ctx.grid(frame, keys):
         per_ds = [sub[sub["dataset"] == d] for d in datasets]
         row = [Cell(str(v)) for v in levels]
         row.append(cells.constant_cell(sub, "model/params_total", cells.millions))
@@ -61,8 +53,7 @@ def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
 
 
 def table2(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
-    """CBAM against the baseline option of the group (attention none) per backbone: both
-    arms, the difference and a p-value; the CBAM arm with the pinned groups held."""
+    """CBAM (pinned groups held) against the group's baseline per backbone: both, Δ and p."""
     spec = decl.spec
     group, base = spec.group, spec.baseline
     frame = trained(runs)
@@ -100,15 +91,13 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     spec = decl.spec
     subject, base = spec.group, spec.baseline
     frame = restrict(trained(runs), dict(spec.pinned))
-    # One option with finished runs is still this table when the experiment's sweep asks
-    # for more (its missing rows are dashes); without that, one level is no ablation.
+    # one option is still a table when the sweep asks for more (the missing rows are dashes)
     asked = len(ctx.expected.get(subject, [])) > 1
     if frame.empty or (frame[subject].nunique() < 2 and not asked):
         return None
     extra = _extra_keys(frame, spec)
-    keep = [
-        sub for _, sub in ctx.grid(frame, extra, full=False) if asked or sub[subject].nunique() > 1
-    ]
+    groups = ctx.grid(frame, extra, full=False)
+    keep = [sub for _, sub in groups if asked or sub[subject].nunique() > 1]
     if not keep:
         return None
     frame = pd.concat(keep)
@@ -118,7 +107,8 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     metric_cols = [f"{dataset_label(d)} {METRICS[m]}" for m in metrics for d in datasets]
     p_cols = [f"{dataset_label(d)} p vs {base}" for d in datasets] if base else []
     added = extra_cols(datasets)
-    cols = [k.capitalize() for k in extra] + [subject.capitalize()] + metric_cols + p_cols
+    labels = [*extra, subject]
+    cols = [k.capitalize() for k in labels] + metric_cols + p_cols
     cols += [name for name, _ in added] + ["Reference"]
     caption = ". ".join(filter(None, [_pinned(spec), cells.caption_stats(ctx)])) + "."
     if base:
@@ -128,9 +118,7 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
             "test; p = 1 when the paired differences are all equal"
         )
     best = dict.fromkeys(metric_cols, "max")
-    table = Table(
-        decl.experiment, decl.title, caption, cols, best=best, label_columns=len(extra) + 1
-    )
+    table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(labels))
     refs = cells.references(subject, runs)
     contexts = [dataclasses.replace(ctx, metric=m) for m in metrics]
     for glevels, gframe in ctx.grid(frame, extra, full=False):
@@ -179,14 +167,11 @@ def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
 
 def table4(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """A subject table (residual) with each option's convergence epoch per data set."""
-    t = subject_table(
-        runs,
-        ctx,
-        decl,
-        lambda ds: [
-            (f"{dataset_label(d)} conv. epoch", partial(_convergence, ctx, d)) for d in ds
-        ],
-    )
+
+    def epochs(ds):
+        return [(f"{dataset_label(d)} conv. epoch", partial(_convergence, ctx, d)) for d in ds]
+
+    t = subject_table(runs, ctx, decl, epochs)
     if t is not None:
         t.caption += (
             f" Convergence epoch: the first epoch whose val/{ctx.metric} reaches "

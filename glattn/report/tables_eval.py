@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from glattn.report import cells, stats
+from glattn.report import cells, frames, stats
 from glattn.report.cells import NO_RUNS, Context, constant_cell, metric_cell, summary_cell
 from glattn.report.frames import SPLIT_NAMES, dataset_label, metric, rank, trained, varying
 from glattn.report.provenance import measured_by_source, reused
@@ -40,21 +40,21 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     )
     table = Table(decl.experiment, decl.title, caption, cols, label_columns=len(keys))
     for levels, sub in ctx.grid(sources, keys, full=False):
-        # both arms keyed by the source run's seed, so that they pair exactly
-        seeds = sub.set_index("run_id")["seed"]
-        hold = _by_source(seeds, sub["run_id"], cells.score(sub, ctx.metric)[0])
+        # both arms keyed by the source run's seed (its id without one), so that they pair exactly
+        key = sub["seed"].where(sub["seed"].notna(), sub["run_id"])
+        key_of = dict(zip(sub["run_id"], key))
+        hold = cells.score(sub, ctx.metric)[0].set_axis(key).dropna().to_dict()
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row.append(metric_cell(sub, ctx))
         for d, s in targets:
             ev = evals[(evals["eval_dataset"] == d) & (evals["eval_split"] == s)]
             ev = ev[ev["source_run_id"].isin(sub["run_id"])].sort_values("start_time")
             ev = ev.drop_duplicates("source_run_id", keep="last")
-            ev_vals = _by_source(seeds, ev["source_run_id"], metric(ev, f"eval/{ctx.metric}"))
-            miss = (
-                f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
-                if ev.empty
-                else f"eval runs logged no eval/{ctx.metric}"
-            )
+            ev_vals = metric(ev, f"eval/{ctx.metric}").set_axis(ev["source_run_id"].map(key_of))
+            ev_vals = ev_vals.dropna().to_dict()
+            miss = f"eval runs logged no eval/{ctx.metric}"
+            if ev.empty:
+                miss = f"no FINISHED task=eval run on {d}/{s} of these checkpoints"
             paired = {k: hold[k] - ev_vals[k] for k in hold.keys() & ev_vals.keys()}
             cmp = stats.compare({k: ev_vals[k] for k in paired}, {k: hold[k] for k in paired})
             row.append(summary_cell(ev_vals, missing=miss))
@@ -64,22 +64,12 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     return table
 
 
-def _by_source(seeds: pd.Series, run_ids, values) -> dict:
-    """{seed of the source run (its id when it has none): value}, NaN values left out."""
-    return {
-        seeds.at[r] if seeds.at[r] is not None else r: v
-        for r, v in zip(run_ids, values)
-        if not math.isnan(v)
-    }
-
-
 def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     """Each eval run's training run: its source_run_id tag, else the training run with the
     same model factors and seed (the latest one, on another data set than the eval's)."""
     model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
     out = evals["source_run_id"].where(evals["source_run_id"].fillna("").astype(bool), None)
-    for idx in evals.index[out.isna()]:
-        ev = evals.loc[idx]
+    for idx, ev in evals[out.isna()].iterrows():
         same = (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
         cand = train[same]
         if not cand.empty:
@@ -95,16 +85,10 @@ OLD_MEMORY = "perf/peak_mem_mb"
 #: what a run measured of its training process (a reused run's come from its source)
 MEASURED = ("perf/train_img_s", LATENCY, LATENCY_IQR, OLD_LATENCY, "perf/latency_batch")
 MEASURED += (*MEMORY, OLD_MEMORY)
-SPREAD_LIMIT = 0.10
-SPREAD_NOTE = (
-    "spread above 10% of the median (seeds' std or a run's interquartile range): the "
-    "machine was busy; measure on an idle machine or a GPU"
-)
 
 
 def _latency_cell(sub: pd.DataFrame) -> Cell:
-    """Median latency over seeds (each run: the median of its repeats); flagged when the
-    spread between seeds or within a run is above 10% of the median."""
+    """Median latency over seeds (each run: median of repeats), flagged when the spread is >10%."""
     key = LATENCY if metric(sub, LATENCY).notna().any() else OLD_LATENCY
     cell = cells.logged_cell(sub, key, "{:.2f}".format, f"runs did not log {LATENCY}")
     if cell.n is None:
@@ -114,22 +98,14 @@ def _latency_cell(sub: pd.DataFrame) -> Cell:
     notes = [cell.note] if cell.note else []
     if key == OLD_LATENCY:
         notes.append(f"{OLD_LATENCY}: timed during training, not a dedicated measurement")
-    if max(seed_spread, 0.0 if math.isnan(iqr) else iqr) > SPREAD_LIMIT:
+    if max(seed_spread, 0.0 if math.isnan(iqr) else iqr) > 0.10:
         cell.text += " (!)"
-        notes.append(SPREAD_NOTE)
+        notes.append(
+            "spread above 10% of the median (seeds' std or a run's interquartile range): the "
+            "machine was busy; measure on an idle machine or a GPU"
+        )
     cell.note = "; ".join(notes) or None
     return cell
-
-
-def _setting(frame: pd.DataFrame) -> str:
-    batch = metric(frame, "perf/latency_batch").dropna().unique()
-    device = frame["tags.perf.device"].dropna().unique() if "tags.perf.device" in frame else []
-    if not len(batch):
-        return "latency perf/infer_latency_ms from the training epochs (older runs)"
-    return (
-        f"latency: dedicated measurement (glattn.latency: warm-up, repeats, median per run), "
-        f"batch {', '.join(f'{b:g}' for b in batch)}, device {', '.join(device) or '?'}"
-    )
 
 
 def _costs(sub: pd.DataFrame) -> list[Cell]:
@@ -162,12 +138,20 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         keys.append("dataset")
     memory = [(k, name) for k, name in MEMORY.items() if metric(frame, k).notna().any()]
     memory = memory or [(OLD_MEMORY, "Peak mem (MB, unlabelled: old runs)")]
+    batch = metric(frame, "perf/latency_batch").dropna().unique()
+    setting = "latency perf/infer_latency_ms from the training epochs (older runs)"
+    if len(batch):
+        device = ", ".join(frames.col(frame, "tags.perf.device").dropna().unique()) or "?"
+        setting = (
+            "latency: dedicated measurement (glattn.latency: warm-up, repeats, median per run), "
+            f"batch {', '.join(f'{b:g}' for b in batch)}, device {device}"
+        )
     cols = [k.capitalize() for k in keys] + ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)"]
     cols += [name for _, name in memory]
     cols += ["Params overhead", "FLOPs overhead", "Latency overhead"]
     caption = (
         "Parameters and forward GFLOPs (batch 1, at the data set's image size); training "
-        f"throughput perf/train_img_s (last epoch); {_setting(frame)}; memory: CPU max RSS "
+        f"throughput perf/train_img_s (last epoch); {setting}; memory: CPU max RSS "
         "of the process, GPU peak allocated; mean ± std over seeds. Overheads are relative "
         "to the attention=none run of the same backbone (and data set). (!): spread above "
         "10% of the median."
@@ -182,11 +166,8 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         row = [Cell(str(v)) for v in levels] + mine[:2]
         row += [cells.logged_cell(sub, "perf/train_img_s", "{:.1f}".format, NO_RUNS), mine[2]]
         row += [cells.logged_cell(sub, key, "{:.0f}".format) for key, _ in memory]
-        # the overheads: against the attention=none run of the same backbone (and data set)
-        base = frame[frame["attention"] == "none"]
-        for k, v in zip(keys, levels):
-            if k in ("backbone", "dataset"):
-                base = base[base[k] == v]
+        pin = {k: v for k, v in zip(keys, levels) if k in ("backbone", "dataset")}
+        base = frames.select(frame[frame["attention"] == "none"], pin, pin.values())
         if base.empty:
             row += [Cell.missing("no attention=none baseline run for this backbone") for _ in mine]
         else:
