@@ -25,8 +25,7 @@ Every report reads one declared run set, written to runs_used.csv: one configura
 
 
 def add_shared_args(p: argparse.ArgumentParser, what: str, metrics) -> None:
-    """The arguments `glattn report` and `glattn claims` share: the store, the metric, where
-    `what` is written and logged, and which runs and experiment files are read."""
+    """The arguments `glattn report` and `glattn claims` (`what`) share."""
     p.add_argument(
         "--tracking-uri",
         default=None,
@@ -118,9 +117,7 @@ def configure_claims(p: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def own_lines_only():
-    """The report's console: its own lines and everyone's warnings. The data and model code it
-    calls (the Grad-CAM grid loads a data set) logs at INFO for a job's log, not for a report.
-    MLflow's per-download progress bars (hundreds of small CSVs) are off too."""
+    """The report's console: its own INFO lines and everyone's warnings, no download bars."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     quiet, own = logging.getLogger("glattn"), logging.getLogger("glattn.report")
     levels = quiet.level, own.level
@@ -134,8 +131,7 @@ def own_lines_only():
 
 
 def _made(make, args: argparse.Namespace, **kwargs):
-    """`make`'s result with the arguments both subcommands share; None (after printing the
-    error) on a ReportError."""
+    """`make`'s result from the shared arguments; None (the error printed) on a ReportError."""
     try:
         with own_lines_only():
             return make(
@@ -207,8 +203,7 @@ def _ui_hint(args, experiment: str) -> str:
 
 
 def run(name: str, argv) -> int:
-    """`glattn NAME ARGV...` for the report's subcommands (report, claims, estimate): the same
-    arguments as glattn.cli gives them, which imports this module, not the reverse."""
+    """`glattn NAME ARGV...` for report, claims and estimate, without importing glattn.cli."""
     from glattn.sweep import estimate
 
     configure = {"report": configure_report, "claims": configure_claims}.get(name)

@@ -1,6 +1,5 @@
-"""What the experiment files declare about their report: each ``report:`` block
-(glattn.schema.ReportSchema) and a stages file's ``paper.stages``. Every block is checked
-before any run is read: a bad block is one error naming the file and the key."""
+"""The experiment files' ``report:`` blocks and ``paper.stages``, all checked before any run
+is read: a bad block is one error naming the file and the key."""
 
 from __future__ import annotations
 
@@ -119,8 +118,7 @@ def _stage_names(stages) -> list[str]:
 
 
 def load(dirs: Iterable[Path | str] = ()) -> Catalog:
-    """The catalog of `dirs` then the shipped experiments/ (the first file of a name wins);
-    ReportError on a bad block."""
+    """The catalog of `dirs` then the shipped experiments/ (first of a name wins)."""
     catalog, problems, found = Catalog(), [], {}
     for folder in [d for d in [*map(Path, dirs), EXPERIMENTS_DIR] if d.is_dir()]:
         for path in sorted(folder.glob("*.yaml")):

@@ -1,6 +1,5 @@
-"""Grad-CAM (Selvaraju et al. ICCV 2017, arXiv:1610.02391) grid comparing fusion strategies:
-one row per fusion (its best seed's best.pt, from the run's artifacts or the local checkpoint
-directory), the same test images (one per class) in every column."""
+"""Grad-CAM (arXiv:1610.02391) grid comparing fusion strategies: a row per fusion (its best
+seed's best.pt), the same test images (one per class) in every column."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from glattn.report import artifacts, cells, figures, frames
 
 
 def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Series]]:
-    """(data set, {fusion: best-scoring run}) on the first data set (and variant: one
-    configuration but the fusion, so every row has the same image size) with 2+ fusions."""
+    """(data set, {fusion: best run}) of the first data set and variant with 2+ fusions."""
     train = frames.restrict(frames.trained(frame), {"attention": "cbam", "residual": "original"})
     keys = [k for k in ("dataset", "variant") if k in train]
     for levels in frames.combos(train, keys):

@@ -1,5 +1,4 @@
-"""The grid an experiment file asks for (its hydra.sweeper.params), so that levels absent
-from the tracked runs become dashes with a footnote in the tables."""
+"""The grid an experiment file asks for: levels absent from the runs become table dashes."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from glattn.sweep import expand
 
 
 def shipped_dir(in_clone: str, installed: str) -> Path:
-    """A folder setup.cfg ships as data_files: the clone's `in_clone`, else the installed
-    `share/glattn/<installed>` beside the package or under `sys.prefix`."""
+    """A shipped data folder: the clone's `in_clone`, else share/glattn/`installed`."""
     top = Path(__file__).resolve().parents[2]
     copies = [base / "share" / "glattn" / installed for base in (top, Path(sys.prefix))]
     return next((d for d in [top / in_clone, *copies] if d.is_dir()), top / in_clone)

@@ -1,5 +1,5 @@
-"""The tracked runs a report reads, one pandas frame per experiment, through glattn.tracking:
-`load_runs` keeps the FINISHED job runs (``glattn.role=job``) of the declared run set."""
+"""The tracked runs a report reads, one pandas frame per experiment: `load_runs` keeps the
+FINISHED job runs (``glattn.role=job``) of the declared run set."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ ROLE = f"tags.{names.ROLE_TAG}"
 #: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
 
-#: Hide a password in a database/server URI before printing it.
 mask = uris.mask_uri
 default_tracking_uri = uris.default_tracking_uri
 
@@ -39,8 +38,7 @@ def client_for(uri: str):
 
 
 def get_experiment(uri: str, name: str, why: str = ""):
-    """The experiment called `name`; a ReportError saying `why` (or listing the experiments
-    there) otherwise."""
+    """The experiment called `name`; else a ReportError saying `why` (default: what is there)."""
     client = client_for(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -52,8 +50,8 @@ def get_experiment(uri: str, name: str, why: str = ""):
 
 
 def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags.
-    `mlflow.search_runs` as a list, as its frame leaves out the runs' data set inputs."""
+    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags
+    (`mlflow.search_runs` as a list: its frame leaves out the data set inputs)."""
     exp = get_experiment(uri, experiment)
     with use_tracking_uri(uris.resolve_uri(uri)):  # search_runs reads the global tracking URI
         found = retry_locked(
@@ -101,8 +99,7 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
 
 
 def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
-    """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both
-    (a missing `experiment` whose twin exists names --include-debug)."""
+    """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both."""
     client = client_for(uri)
     twin = names.debug_experiment(experiment)
     there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
@@ -116,7 +113,7 @@ def load_runs(
     uri: str, experiment: str, where=(), include_debug: bool = False, notes: list | None = None
 ) -> pd.DataFrame:
     """FINISHED job runs of `experiment` with ``cell`` and ``variant`` (`selection`); debug
-    runs only with ``include_debug``; ``where`` (KEY=VALUE) keeps runs whose param matches."""
+    runs only with `include_debug`; `where` (KEY=VALUE) keeps runs whose param matches."""
     notes = [] if notes is None else notes
     read = _read(uri, experiment, include_debug)
     mine = read["experiment"] == experiment
@@ -164,15 +161,13 @@ def source_experiments(frames) -> list[str]:
 
 
 def report_home(experiment: str, frames) -> list[str]:
-    """Where a report may be logged: its source experiments that are `experiment` or its
-    ``-debug`` twin (`paper` reads other experiments and is logged to none of them)."""
+    """Where a report may be logged: its sources that are `experiment` or its debug twin."""
     own = (experiment, names.debug_experiment(experiment))
     return [e for e in source_experiments(frames) if e in own] or [experiment]
 
 
 def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
-    """(run id, experiment) of the newest parent sweep run in any of `experiments`; (None,
-    None) when none has one (or none exists: `paper` is no experiment itself)."""
+    """(run id, experiment) of the newest parent sweep run in `experiments`, else Nones."""
     best = None
     for name in experiments:
         try:
@@ -185,8 +180,7 @@ def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
 
 
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
-    """{table number: experiment name} of the store's experiments declaring them (by
-    `tables_for(name)`), with a note for a table none or several declare."""
+    """{table number: the store's experiment declaring it}; a note where none or several do."""
     known = queries.experiment_names(client_for(uri))
     out = {}
     for n in numbers:

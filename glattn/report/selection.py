@@ -1,10 +1,7 @@
-"""Which runs a report reads, chosen once per report and written to ``runs_used.csv``.
-
-A cell is one configuration: runs with equal fingerprint params but ``seed`` and the
-`LOCATIONS`, and the same data (the digest of their data set input, so two folders of the
-same data are one cell). Runs of one table row but different cells get a ``variant`` label,
-or a refusal saying how to select; a seed run twice in a cell keeps its latest run.
-"""
+"""Which runs a report reads, chosen once per report and written to ``runs_used.csv``. A cell
+is one configuration: equal fingerprint params but ``seed`` and `LOCATIONS`, and the same data
+digest. Runs of one table row but different cells get a ``variant`` label, or a refusal saying
+how to select; a seed run twice in a cell keeps its latest run."""
 
 from __future__ import annotations
 
@@ -38,8 +35,8 @@ class SelectionError(ValueError):
 
 
 def cell_params(frame: pd.DataFrame) -> list[str]:
-    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed``, the
-    `LOCATIONS`, Hydra's choices and ``._partial_`` (older runs; ``_target_`` tells apart)."""
+    """The ``params.*`` columns that define a cell: fingerprint params minus `_IGNORED`,
+    Hydra's choices and ``._partial_``."""
     keys = [c.removeprefix("params.") for c in frame.columns if c.startswith("params.")]
     return [
         f"params.{k}"
@@ -58,8 +55,7 @@ def dataset_digest(run) -> str | None:
 
 
 def data_identity(frame: pd.DataFrame) -> pd.Series:
-    """What a real data set's folder held: the run's digest, else the folder itself; None
-    for a generated set and when neither tells."""
+    """What a real data set's folder held: its digest, else the folder; None if generated."""
     root = col(frame, "params.dataset.root")
     name = col(frame, "params.dataset.name").fillna(col(frame, "dataset"))
     real = root.where(~root.astype(str).isin(["None", "nan"]))
@@ -68,8 +64,7 @@ def data_identity(frame: pd.DataFrame) -> pd.Series:
 
 
 def _identity(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns that define each run's cell: cell params (an eval run's checkpoint path
-    blanked) and DATA when any run has it."""
+    """Each run's cell params (an eval's checkpoint path blanked), and DATA when known."""
     ident = frame[cell_params(frame)].copy()
     evals = col(frame, "task").fillna("train") == "eval"
     ident.loc[evals, ident.columns.intersection([f"params.{k}" for k in EVAL_LOCATIONS])] = None
@@ -83,8 +78,8 @@ def _cell_id(values: tuple) -> str:
 
 
 def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``cell`` (a hash of its identity, else the fingerprint tag) and ``variant``;
-    SelectionError when a row would pool two cells that no shared param tells apart."""
+    """Adds ``cell`` (a hash of its identity) and ``variant``; SelectionError when a row
+    would pool two cells that no shared param tells apart."""
     frame = frame.copy()
     ident = _identity(frame)
     params = list(ident.columns)
