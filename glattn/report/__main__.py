@@ -1,7 +1,5 @@
 """The arguments of `glattn report EXPERIMENT` and `glattn claims [EXPERIMENT]` (subcommands of
-glattn.cli) and what they run. `python -m glattn.report EXPERIMENT ...` is `glattn report
-EXPERIMENT ...`; the older forms `python -m glattn.report claims|estimate ...` run `glattn
-claims|estimate ...` and say so (an experiment named claims: `glattn report claims`)."""
+glattn.cli) and what they run; `python -m glattn.report EXPERIMENT ...` is `glattn report`."""
 
 from __future__ import annotations
 
@@ -193,9 +191,8 @@ def run_report(args: argparse.Namespace) -> int:
 def _ui_hint(args, experiment: str) -> str:
     """The MLflow UI link of an experiment the report read (glattn.tracking.ui)."""
     from glattn.tracking import ui
-    from glattn.tracking.uris import default_tracking_uri
 
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = args.tracking_uri or runs.default_tracking_uri()
     try:
         return ui.experiment_hint(uri, experiment)
     except Exception as err:  # noqa: BLE001 - a link must not fail a written report
@@ -215,18 +212,8 @@ def run(name: str, argv) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m glattn.report ...`` is `glattn report ...`; the older forms
-    ``python -m glattn.report claims|estimate ...`` run `glattn claims|estimate ...`."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("claims", "estimate"):
-        print(
-            f"note: `python -m glattn.report {argv[0]} ...` runs `glattn {argv[0]} ...` (use "
-            f"that form; a report of an experiment named {argv[0]!r} is `glattn report "
-            f"{argv[0]}`)",
-            file=sys.stderr,
-        )
-        return run(argv[0], argv[1:])
-    return run("report", argv)
+    """``python -m glattn.report ...`` is `glattn report ...`."""
+    return run("report", sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
