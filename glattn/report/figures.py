@@ -121,12 +121,9 @@ def training_curves(
                 marker = "o" if len(x) < 3 else None  # one epoch is a point, not a line
                 n = int(curve["n"].max())
                 (line,) = ax.plot(x, m, marker=marker, label=f"{label} (n={n})")
-                low, high = m - sd, m + sd
-                if scale == 100.0:
-                    if ((high > 100) | (low < 0)).any():
-                        clipped.append(label)
-                    low, high = low.clip(lower=0), high.clip(upper=100)
-                ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+                err = clipped_yerr(m, sd, *((0, 100) if scale == 100.0 else (-np.inf, np.inf)))
+                clipped += [label] if (err < sd.to_numpy()).any() else []  # a % beyond 0-100
+                ax.fill_between(x, m - err[0], m + err[1], color=line.get_color(), alpha=0.2)
         for ax in axes:
             epoch_axis(ax)
         axes[0].set(xlabel="epoch", ylabel="training loss")
@@ -195,11 +192,8 @@ def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> lis
             cut = (yerr < sds).any(axis=0)  # mean ± std beyond 0-100
             clipped += [f"{c} ({label})" for c, hit in zip(classes, cut) if hit]
         ax.set_xticks(x, classes)
-        ax.set(
-            ylabel=f"{split} recall (%)",
-            ylim=(0, 105),
-            title=f"{dataset_label(ds)}: per-class recall, mean ± std over seeds",
-        )
+        ax.set(ylabel=f"{split} recall (%)", ylim=(0, 105))
+        ax.set_title(f"{dataset_label(ds)}: per-class recall, mean ± std over seeds")
         notes_below = [MARK_NOTES[m] for m in sorted(marks)]
         if clipped:
             notes_below.append(f"error bars clipped to 0-100 %: {', '.join(clipped)}")
@@ -227,9 +221,7 @@ def forest_plot(
     """The claims' rows: a panel per criterion but the conjunction, each row's effect and
     95% interval coloured by verdict, the threshold dashed."""
     shown = [r for r in rows if not math.isnan(r.effect)]
-    panels = [
-        (n, [r for r in shown if r.claim == n]) for n, c in criteria.items() if c.build is not None
-    ]
+    panels = [(n, [r for r in shown if r.claim == n]) for n, c in criteria.items() if c.build]
     panels = [(n, mine) for n, mine in panels if mine]
     if not panels:
         return []
@@ -237,9 +229,9 @@ def forest_plot(
     fig, axes = plt.subplots(
         len(panels),
         1,
-        figsize=(8, 0.32 * sum(heights) + 0.8),
-        gridspec_kw={"height_ratios": heights},
         squeeze=False,
+        figsize=(8, 0.32 * sum(heights) + 0.8),
+        height_ratios=heights,
     )
     for ax, (n, mine) in zip(axes[:, 0], panels):
         crit = criteria[n]

@@ -15,6 +15,7 @@ from glattn.tracking.client import make_client, retry_locked
 from glattn.tracking.models import use_tracking_uri
 
 ROLE = f"tags.{names.ROLE_TAG}"
+CHOICE = f"params.{names.CHOICE_PARAM_PREFIX}"
 #: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
 
@@ -90,8 +91,8 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
         )
     for tag in TAGS:
         jobs[tag] = col(jobs, f"tags.{tag}")
-    for factor in FACTORS:
-        jobs[factor] = option_names(jobs, factor)
+    for factor in FACTORS:  # the option as logged: its choice.<group> param, else its tag
+        jobs[factor] = col(jobs, f"{CHOICE}{factor}").fillna(jobs[factor])
     jobs["parent_run_id"] = col(jobs, f"tags.{names.PARENT_TAG}")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
@@ -138,11 +139,6 @@ def load_runs(
     except selection.SelectionError as err:
         raise ReportError(f"experiment {experiment!r}: {err}") from None
     return selection.dedupe(jobs, notes).reset_index(drop=True)
-
-
-def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
-    """The group's option of each run as logged: its ``choice.<group>`` param, else its tag."""
-    return col(frame, f"params.{names.CHOICE_PARAM_PREFIX}{group}").fillna(frame[group])
 
 
 def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
