@@ -91,21 +91,22 @@ def _errors(block) -> list[str]:
         return [f"report{key}: {str(exc).splitlines()[0]}"]
     nodes = [(ReportSchema, merged, "report.")]
     nodes += [(ClaimSchema, c, f"report.claims[{i}].") for i, c in enumerate(merged.claims)]
-    errors = [
+    checked = [
         f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}"
         if OmegaConf.is_missing(node, f.name)
         else value_error(schema, node, prefix, f.name)
         for schema, node, prefix in nodes
         for f in fields(schema)
     ]
-    if any(errors):
-        return [e for e in errors if e]
+    errors = [e for e in checked if e]
+    if errors:
+        return errors
     for _, node, prefix in nodes:
         try:
             get_object(node._target_)
         except Exception as exc:  # noqa: BLE001 - named in the message
             errors.append(f"{prefix}_target_={node._target_!r}: not importable ({exc})")
-    return [e for e in errors if e]
+    return errors
 
 
 def _stage_names(stages) -> list[str]:
@@ -143,8 +144,7 @@ def load(dirs: Iterable[Path | str] = ()) -> Catalog:
             found[stem] = Declared(stem, path, spec)
     numbers: dict[int, Declared] = {}
     for d in found.values():
-        other = numbers.get(d.number)
-        if other is not None:
+        if other := numbers.get(d.number):
             problems.append(f"{d.path}: report.table={d.number} is also {other.path}'s")
         numbers[d.number] = d
     if problems:

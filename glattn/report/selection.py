@@ -34,20 +34,6 @@ class SelectionError(ValueError):
     """The runs cannot be split into cells without a choice only the user can make."""
 
 
-def cell_params(frame: pd.DataFrame) -> list[str]:
-    """The ``params.*`` columns that define a cell: fingerprint params minus `_IGNORED`,
-    Hydra's choices and ``._partial_``."""
-    keys = [c.removeprefix("params.") for c in frame.columns if c.startswith("params.")]
-    return [
-        f"params.{k}"
-        for k in sorted(keys)
-        if k not in _IGNORED
-        and k.split(".")[0] not in FINGERPRINT_EXCLUDE
-        and not k.startswith(CHOICE_PARAM_PREFIX)
-        and not k.endswith("._partial_")
-    ]
-
-
 def dataset_digest(run) -> str | None:
     """The digest of an MLflow run's data set input, or None for a run that logged none."""
     inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or ()
@@ -63,9 +49,20 @@ def data_identity(frame: pd.DataFrame) -> pd.Series:
     return out.where(~name.isin(GENERATED), None)
 
 
+def _defines_cell(key: str) -> bool:
+    return not (
+        key in _IGNORED
+        or key.split(".")[0] in FINGERPRINT_EXCLUDE
+        or key.startswith(CHOICE_PARAM_PREFIX)
+        or key.endswith("._partial_")
+    )
+
+
 def _identity(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each run's cell params (an eval's checkpoint path blanked), and DATA when known."""
-    ident = frame[cell_params(frame)].copy()
+    """What defines each run's cell: its fingerprint params minus `_IGNORED`, Hydra's choices
+    and ``._partial_`` (an eval's checkpoint path blanked), and DATA when known."""
+    keys = sorted(c.removeprefix("params.") for c in frame.columns if c.startswith("params."))
+    ident = frame[[f"params.{k}" for k in keys if _defines_cell(k)]].copy()
     evals = col(frame, "task").fillna("train") == "eval"
     ident.loc[evals, ident.columns.intersection([f"params.{k}" for k in EVAL_LOCATIONS])] = None
     data = data_identity(frame)
