@@ -11,9 +11,11 @@ from pathlib import Path
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from glattn.report.grid import EXPERIMENTS_DIR, expected_levels
+from glattn.groups import FACTORS
+from glattn.report.grid import EXPERIMENTS_DIR
 from glattn.report.runs import ReportError
 from glattn.schema import ClaimSchema, ReportSchema, expected, value_error
+from glattn.sweep import expand
 
 STAGE = re.compile(r"\+?experiment=(\w+)")
 
@@ -53,7 +55,7 @@ class Catalog:
     files: dict[str, Path] = field(default_factory=dict)  # {experiment: its file}
 
     def expected(self, experiment: str) -> dict[str, list]:
-        """The grid the experiment's file asks for (glattn.report.grid.expected_levels)."""
+        """The grid the experiment's file asks for (`expected_levels`)."""
         path = self.files.get(experiment)
         return expected_levels(experiment, path.parent) if path else {}
 
@@ -78,6 +80,20 @@ class Catalog:
         else:
             owners = self._declared(dict.fromkeys(s for v in self.stages.values() for s in v))
         return sorted([(d, c) for d in owners for c in d.spec.claims], key=lambda dc: dc[1].number)
+
+
+def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[str, list]:
+    """{factor or 'seed': [levels]} of the experiment file's hydra.sweeper.params ({} if none):
+    levels absent from the runs become dashes with a footnote in the tables."""
+    path = Path(directory) / f"{experiment}.yaml"
+    try:
+        params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
+    except Exception:  # no file or an unreadable one: the report works from the runs alone
+        return {}
+    specs = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    named = {str(key).lstrip("+~"): spec for key, spec in specs.items()}
+    levels = {k: expand.values(s) for k, s in named.items() if k in FACTORS or k == "seed"}
+    return {k: v for k, v in levels.items() if v}
 
 
 def _errors(block) -> list[str]:

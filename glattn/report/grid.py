@@ -1,14 +1,9 @@
-"""The grid an experiment file asks for: levels absent from the runs become table dashes."""
+"""Where the shipped experiment files are, in a clone or an installed package."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-from omegaconf import OmegaConf
-
-from glattn.groups import FACTORS
-from glattn.sweep import expand
 
 
 def shipped_dir(in_clone: str, installed: str) -> Path:
@@ -19,16 +14,3 @@ def shipped_dir(in_clone: str, installed: str) -> Path:
 
 
 EXPERIMENTS_DIR = shipped_dir("experiments", "conf/experiment")
-
-
-def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[str, list]:
-    """{factor or 'seed': [levels]} from the experiment file's sweeper params ({} if none)."""
-    path = Path(directory) / f"{experiment}.yaml"
-    try:
-        params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
-    except Exception:  # no file or an unreadable one: the report works from the runs alone
-        return {}
-    specs = OmegaConf.to_container(params, resolve=False) if params is not None else {}
-    named = {str(key).lstrip("+~"): spec for key, spec in specs.items()}
-    levels = {k: expand.values(s) for k, s in named.items() if k in FACTORS or k == "seed"}
-    return {k: v for k, v in levels.items() if v}

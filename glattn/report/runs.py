@@ -3,6 +3,8 @@ FINISHED job runs (``glattn.role=job``) of the declared run set."""
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import mlflow
 import pandas as pd
 
@@ -164,15 +166,12 @@ def report_home(experiment: str, frames) -> list[str]:
 
 def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
     """(run id, experiment) of the newest parent sweep run in `experiments`, else Nones."""
-    best = None
+    tops = []
     for name in experiments:
-        try:
-            sweeps = sweep_runs(uri, name)
-        except ReportError:
-            continue
-        if not sweeps.empty and (best is None or sweeps.iloc[0]["start_time"] > best[0]):
-            best = (sweeps.iloc[0]["start_time"], str(sweeps.iloc[0]["run_id"]), name)
-    return (best[1], best[2]) if best else (None, None)
+        with suppress(ReportError):
+            tops += [row for _, row in sweep_runs(uri, name).head(1).iterrows()]
+    best = max(tops, key=lambda row: row["start_time"], default=None)  # the first of ties
+    return (None, None) if best is None else (str(best["run_id"]), best["experiment"])
 
 
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
