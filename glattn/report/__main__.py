@@ -18,15 +18,13 @@ table from its table<N>_* stage experiment, plus the claims. Related: glattn cla
 claims the experiment files declare), glattn estimate (GPU-hours of the paper's grid).
 
 Every report reads one declared run set, written to runs_used.csv: one configuration (cell)
-= the fingerprint params minus the seed; debug-preset runs are left out unless
---include-debug; --where KEY=VALUE (repeatable) keeps the runs whose param or tag matches."""
+is the fingerprint params minus the seed."""
 
 
 def add_shared_args(p: argparse.ArgumentParser, what: str, metrics) -> None:
     """The arguments `glattn report` and `glattn claims` (`what`) share."""
     p.add_argument(
         "--tracking-uri",
-        default=None,
         help="default: $MLFLOW_TRACKING_URI, else sqlite:///<abs cwd>/outputs/mlflow.db "
         "(conf/tracking's default store)",
     )
@@ -83,7 +81,6 @@ def configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tables",
         type=table_numbers,
-        default=None,
         help="comma-separated table numbers (default: the table the experiment file "
         "declares, every table of paper's stages, else every declared table whose data exist)",
     )
