@@ -119,8 +119,7 @@ def training_curves(
                 x = curve.index.to_numpy()
                 m, sd = curve["mean"] * scale, curve["std"].fillna(0) * scale
                 marker = "o" if len(x) < 3 else None  # one epoch is a point, not a line
-                n = int(curve["n"].max())
-                (line,) = ax.plot(x, m, marker=marker, label=f"{label} (n={n})")
+                (line,) = ax.plot(x, m, marker=marker, label=f"{label} (n={curve['n'].max()})")
                 err = clipped_yerr(m, sd, *((0, 100) if scale == 100.0 else (-np.inf, np.inf)))
                 clipped += [label] if (err < sd.to_numpy()).any() else []  # a % beyond 0-100
                 ax.fill_between(x, m - err[0], m + err[1], color=line.get_color(), alpha=0.2)

@@ -13,8 +13,7 @@ from glattn.tracking import provenance
 SOURCE = f"tags.{provenance.REUSED_FROM_TAG}"
 SOURCE_EXPERIMENT = f"tags.{provenance.REUSED_FROM_EXPERIMENT_TAG}"
 SOURCE_CODE_DIFFERS = f"tags.{provenance.SOURCE_CODE_DIFFERS_TAG}"
-#: the frame's column holding the run that measured a row's perf/* and time/* figures
-MEASURED_BY = "measured_by"
+MEASURED_BY = "measured_by"  # the column naming the run that measured a row's perf/*, time/*
 
 
 def reused(frame: pd.DataFrame) -> pd.Series:

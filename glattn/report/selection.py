@@ -21,12 +21,9 @@ LOCATIONS = ("dataset.root",)
 EVAL_LOCATIONS = ("ckpt_path",)
 #: params no cell is told apart by (besides the fingerprint's excluded groups)
 _IGNORED = {"seed", *LOCATIONS, *(f"{group}.{key}" for group, key in FINGERPRINT_IGNORE)}
-#: the column of the run's data set digest (from its MLflow dataset input)
-DIGEST = "dataset_digest"
-#: the derived column that stands for the data set's contents in a cell's identity
-DATA = "data"
-#: data sets whose files glattn generates from their params (the root is only a folder)
-GENERATED = ("synthetic",)
+DIGEST = "dataset_digest"  # the run's data set digest (from its MLflow dataset input)
+DATA = "data"  # the derived column standing for the data set's contents in a cell's identity
+GENERATED = ("synthetic",)  # data sets generated from their params (the root is a folder)
 USED_COLUMNS = ["run_id", "run_name", "experiment", "cell", "variant", "seed", "task"]
 
 
