@@ -15,7 +15,7 @@ from test_report_helpers import CLASSES, Store
 
 from glattn.report import cells, declared, runs, stats, tables
 from glattn.report.__main__ import main, run
-from glattn.report.grid import expected_levels
+from glattn.report.declared import expected_levels
 from glattn.report.table_format import DASH
 
 NONE18 = [0.70, 0.72, 0.71]

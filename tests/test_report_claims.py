@@ -13,7 +13,7 @@ from sklearn.metrics import balanced_accuracy_score
 from test_report_helpers import CLASSES, Store
 
 from glattn.report import claims, declared, runs, stats
-from glattn.report.__main__ import main
+from glattn.report.__main__ import run
 from glattn.report.predictions import Predictions, read_predictions
 
 N_PER_CLASS = 100  # 700 test images, 100 a class: +k images right a class = +k points
@@ -343,7 +343,7 @@ def test_too_few_seeds_is_inconclusive_with_power(store, tmp_path):
 
 def test_cli_writes_claims_and_forest_plot_and_logs_them(store, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = main(["claims", "c1", "--tracking-uri", store.uri, "--out", str(out)])
+    rc = run("claims", ["c1", "--tracking-uri", store.uri, "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "criterion 1: supported" in text
@@ -370,16 +370,16 @@ def test_cli_writes_claims_and_forest_plot_and_logs_them(store, tmp_path, capsys
 
 
 def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
-    assert main(["claims", "nope", "--tracking-uri", store.uri, "--no-log"]) == 2
+    assert run("claims", ["nope", "--tracking-uri", store.uri, "--no-log"]) == 2
     assert "'nope' not found" in capsys.readouterr().err
-    assert main(["claims", "c1", "--tracking-uri", store.uri, "--resamples", "0"]) == 2
+    assert run("claims", ["c1", "--tracking-uri", store.uri, "--resamples", "0"]) == 2
     assert "--resamples 0" in capsys.readouterr().err
     missing = f"sqlite:///{tmp_path / 'none.db'}"
-    assert main(["claims", "--tracking-uri", missing]) == 2  # paper, the default
+    assert run("claims", ["--tracking-uri", missing]) == 2  # paper, the default
     assert "no MLflow database" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
     with pytest.raises(SystemExit):
-        main(["claims", "c1", "--metric", "auc"])
+        run("claims", ["c1", "--metric", "auc"])
 
 
 @pytest.mark.slow
@@ -396,9 +396,10 @@ def test_smoke_sweep_claims_reproduce_with_scipy(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     uri = f"sqlite:///{out / 'mlflow.db'}"
     assert (
-        main(
-            ["claims", "claims_smoke-debug", "--include-debug"]  # debug=smoke: <exp>-debug
-            + ["--tracking-uri", uri, "--out", str(tmp_path / "r")]
+        run(
+            "claims",
+            ["claims_smoke-debug", "--include-debug"]  # debug=smoke: <exp>-debug
+            + ["--tracking-uri", uri, "--out", str(tmp_path / "r")],
         )
         == 0
     )

@@ -11,7 +11,7 @@ import pytest
 from test_report_helpers import Store
 
 from glattn.report import declared, runs
-from glattn.report.__main__ import main
+from glattn.report.__main__ import main, run
 
 MY_LOSS = """\
     # @package _global_
@@ -109,5 +109,5 @@ def test_a_malformed_report_block_is_one_error_naming_file_and_key(
     assert not missing.parent.exists()
     with pytest.raises(runs.ReportError, match="invalid report declaration"):
         declared.load([my_conf])
-    assert main(["claims", *argv]) == 2
+    assert run("claims", argv) == 2
     assert str(bad) in capsys.readouterr().err

@@ -1,7 +1,5 @@
 """The arguments of `glattn report EXPERIMENT` and `glattn claims [EXPERIMENT]` (subcommands of
-glattn.cli) and what they run. `python -m glattn.report EXPERIMENT ...` is `glattn report
-EXPERIMENT ...`; the older forms `python -m glattn.report claims|estimate ...` run `glattn
-claims|estimate ...` and say so (an experiment named claims: `glattn report claims`)."""
+glattn.cli) and what they run; `python -m glattn.report EXPERIMENT ...` is `glattn report`."""
 
 from __future__ import annotations
 
@@ -20,16 +18,13 @@ table from its table<N>_* stage experiment, plus the claims. Related: glattn cla
 claims the experiment files declare), glattn estimate (GPU-hours of the paper's grid).
 
 Every report reads one declared run set, written to runs_used.csv: one configuration (cell)
-= the fingerprint params minus the seed; debug-preset runs are left out unless
---include-debug; --where KEY=VALUE (repeatable) keeps the runs whose param or tag matches."""
+is the fingerprint params minus the seed."""
 
 
 def add_shared_args(p: argparse.ArgumentParser, what: str, metrics) -> None:
-    """The arguments `glattn report` and `glattn claims` share: the store, the metric, where
-    `what` is written and logged, and which runs and experiment files are read."""
+    """The arguments `glattn report` and `glattn claims` (`what`) share."""
     p.add_argument(
         "--tracking-uri",
-        default=None,
         help="default: $MLFLOW_TRACKING_URI, else sqlite:///<abs cwd>/outputs/mlflow.db "
         "(conf/tracking's default store)",
     )
@@ -86,7 +81,6 @@ def configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tables",
         type=table_numbers,
-        default=None,
         help="comma-separated table numbers (default: the table the experiment file "
         "declares, every table of paper's stages, else every declared table whose data exist)",
     )
@@ -118,9 +112,7 @@ def configure_claims(p: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def own_lines_only():
-    """The report's console: its own lines and everyone's warnings. The data and model code it
-    calls (the Grad-CAM grid loads a data set) logs at INFO for a job's log, not for a report.
-    MLflow's per-download progress bars (hundreds of small CSVs) are off too."""
+    """The report's console: its own INFO lines and everyone's warnings, no download bars."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     quiet, own = logging.getLogger("glattn"), logging.getLogger("glattn.report")
     levels = quiet.level, own.level
@@ -134,8 +126,7 @@ def own_lines_only():
 
 
 def _made(make, args: argparse.Namespace, **kwargs):
-    """`make`'s result with the arguments both subcommands share; None (after printing the
-    error) on a ReportError."""
+    """`make`'s result from the shared arguments; None (the error printed) on a ReportError."""
     try:
         with own_lines_only():
             return make(
@@ -197,9 +188,8 @@ def run_report(args: argparse.Namespace) -> int:
 def _ui_hint(args, experiment: str) -> str:
     """The MLflow UI link of an experiment the report read (glattn.tracking.ui)."""
     from glattn.tracking import ui
-    from glattn.tracking.uris import default_tracking_uri
 
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = args.tracking_uri or runs.default_tracking_uri()
     try:
         return ui.experiment_hint(uri, experiment)
     except Exception as err:  # noqa: BLE001 - a link must not fail a written report
@@ -207,8 +197,7 @@ def _ui_hint(args, experiment: str) -> str:
 
 
 def run(name: str, argv) -> int:
-    """`glattn NAME ARGV...` for the report's subcommands (report, claims, estimate): the same
-    arguments as glattn.cli gives them, which imports this module, not the reverse."""
+    """`glattn NAME ARGV...` for report, claims and estimate, without importing glattn.cli."""
     from glattn.sweep import estimate
 
     configure = {"report": configure_report, "claims": configure_claims}.get(name)
@@ -220,18 +209,8 @@ def run(name: str, argv) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m glattn.report ...`` is `glattn report ...`; the older forms
-    ``python -m glattn.report claims|estimate ...`` run `glattn claims|estimate ...`."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("claims", "estimate"):
-        print(
-            f"note: `python -m glattn.report {argv[0]} ...` runs `glattn {argv[0]} ...` (use "
-            f"that form; a report of an experiment named {argv[0]!r} is `glattn report "
-            f"{argv[0]}`)",
-            file=sys.stderr,
-        )
-        return run(argv[0], argv[1:])
-    return run("report", argv)
+    """``python -m glattn.report ...`` is `glattn report ...`."""
+    return run("report", sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,4 @@
-"""Run artifacts the report reads (confusion matrices, checkpoints) and writes (the report
-itself, logged to the sweep's parent run), through glattn.tracking's retrying client."""
+"""Run artifacts the report reads (confusion matrices, checkpoints) and writes (itself)."""
 
 from __future__ import annotations
 
@@ -76,8 +75,8 @@ def rebuild_confusion(client, run_id: str, tmp: Path, split: str = "test"):
 
 
 def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
-    """(matrix, classes, n_runs, png): the sum of the runs' test confusion matrices (logged,
-    else rebuilt), and one run's confusion image for when none has numbers."""
+    """(matrix, classes, n_runs, png): the sum of the runs' test confusion matrices, and a
+    confusion image for when none has numbers."""
     client = make_client(uri)
     total, names, n, png = None, None, 0, None
     for run_id in run_ids:
@@ -98,8 +97,7 @@ def confusion_sum(uri: str, run_ids: list[str], tmp: Path):
 
 
 def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
-    """The run's ``best.pt``: its artifact (resolved as `glattn.load_model` does, else
-    downloaded), else ``{paths.output_dir}/checkpoints/{fingerprint}/best.pt``, else None."""
+    """The run's ``best.pt`` artifact, else its local checkpoint, else None."""
     from glattn.checkpoint import CheckpointError, resolve_checkpoint
 
     client, run_id = make_client(uri), run["run_id"]

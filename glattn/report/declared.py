@@ -1,6 +1,5 @@
-"""What the experiment files declare about their report: each ``report:`` block
-(glattn.schema.ReportSchema) and a stages file's ``paper.stages``. Every block is checked
-before any run is read: a bad block is one error naming the file and the key."""
+"""The experiment files' ``report:`` blocks and ``paper.stages``, all checked before any run
+is read: a bad block is one error naming the file and the key."""
 
 from __future__ import annotations
 
@@ -12,9 +11,11 @@ from pathlib import Path
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from glattn.report.grid import EXPERIMENTS_DIR, expected_levels
+from glattn.groups import FACTORS
+from glattn.report.grid import EXPERIMENTS_DIR
 from glattn.report.runs import ReportError
 from glattn.schema import ClaimSchema, ReportSchema, expected, value_error
+from glattn.sweep import expand
 
 STAGE = re.compile(r"\+?experiment=(\w+)")
 
@@ -54,7 +55,7 @@ class Catalog:
     files: dict[str, Path] = field(default_factory=dict)  # {experiment: its file}
 
     def expected(self, experiment: str) -> dict[str, list]:
-        """The grid the experiment's file asks for (glattn.report.grid.expected_levels)."""
+        """The grid the experiment's file asks for (`expected_levels`)."""
         path = self.files.get(experiment)
         return expected_levels(experiment, path.parent) if path else {}
 
@@ -81,6 +82,20 @@ class Catalog:
         return sorted([(d, c) for d in owners for c in d.spec.claims], key=lambda dc: dc[1].number)
 
 
+def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[str, list]:
+    """{factor or 'seed': [levels]} of the experiment file's hydra.sweeper.params ({} if none):
+    levels absent from the runs become dashes with a footnote in the tables."""
+    path = Path(directory) / f"{experiment}.yaml"
+    try:
+        params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
+    except Exception:  # no file or an unreadable one: the report works from the runs alone
+        return {}
+    specs = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    named = {str(key).lstrip("+~"): spec for key, spec in specs.items()}
+    levels = {k: expand.values(s) for k, s in named.items() if k in FACTORS or k == "seed"}
+    return {k: v for k, v in levels.items() if v}
+
+
 def _errors(block) -> list[str]:
     """`report.<key>: why` lines of one block (empty when it is valid)."""
     if not isinstance(block, DictConfig):
@@ -92,21 +107,22 @@ def _errors(block) -> list[str]:
         return [f"report{key}: {str(exc).splitlines()[0]}"]
     nodes = [(ReportSchema, merged, "report.")]
     nodes += [(ClaimSchema, c, f"report.claims[{i}].") for i, c in enumerate(merged.claims)]
-    errors = [
+    checked = [
         f"{prefix}{f.name}: not set; expected {expected(schema, f.name)}"
         if OmegaConf.is_missing(node, f.name)
         else value_error(schema, node, prefix, f.name)
         for schema, node, prefix in nodes
         for f in fields(schema)
     ]
-    if any(errors):
-        return [e for e in errors if e]
+    errors = [e for e in checked if e]
+    if errors:
+        return errors
     for _, node, prefix in nodes:
         try:
             get_object(node._target_)
         except Exception as exc:  # noqa: BLE001 - named in the message
             errors.append(f"{prefix}_target_={node._target_!r}: not importable ({exc})")
-    return [e for e in errors if e]
+    return errors
 
 
 def _stage_names(stages) -> list[str]:
@@ -119,8 +135,7 @@ def _stage_names(stages) -> list[str]:
 
 
 def load(dirs: Iterable[Path | str] = ()) -> Catalog:
-    """The catalog of `dirs` then the shipped experiments/ (the first file of a name wins);
-    ReportError on a bad block."""
+    """The catalog of `dirs` then the shipped experiments/ (first of a name wins)."""
     catalog, problems, found = Catalog(), [], {}
     for folder in [d for d in [*map(Path, dirs), EXPERIMENTS_DIR] if d.is_dir()]:
         for path in sorted(folder.glob("*.yaml")):
@@ -145,8 +160,7 @@ def load(dirs: Iterable[Path | str] = ()) -> Catalog:
             found[stem] = Declared(stem, path, spec)
     numbers: dict[int, Declared] = {}
     for d in found.values():
-        other = numbers.get(d.number)
-        if other is not None:
+        if other := numbers.get(d.number):
             problems.append(f"{d.path}: report.table={d.number} is also {other.path}'s")
         numbers[d.number] = d
     if problems:

@@ -1,6 +1,5 @@
-"""The report's figures (matplotlib, Agg backend; PNG and PDF each): training curves and
-per-class recall per strategy, and the claims' forest plot. Every figure has one legend below
-its axes and footnotes for what it clips or marks; percentages throughout."""
+"""The report's figures (PNG and PDF): training curves, per-class recall and the claims'
+forest plot; one legend below the axes, footnotes for what is clipped, and % throughout."""
 
 from __future__ import annotations
 
@@ -31,8 +30,7 @@ VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red", "inconc
 
 
 def save(fig, out_dir: Path, stem: str) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf and close the figure; the saved area grows to hold the
-    shared legend and footnotes below the axes."""
+    """Write `stem`.png and `stem`.pdf (grown to hold the legend) and close the figure."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     fig.tight_layout()
@@ -69,8 +67,7 @@ def shared_legend(fig, axes, footnotes=(), ncol: int | None = None) -> None:
 
 
 def epoch_axis(ax) -> None:
-    """Whole epochs on the x axis, even for a one-epoch run (whose view would otherwise span
-    0.945-1.055 and get fractional ticks)."""
+    """Whole epochs on the x axis, even for a one-epoch run."""
     lo, hi = ax.dataLim.intervalx
     if np.isfinite([lo, hi]).all() and hi - lo < 1:
         ax.set_xlim(lo - 0.5, hi + 0.5)
@@ -85,8 +82,8 @@ def by_dataset(runs: pd.DataFrame):
 
 
 def strategies(frame: pd.DataFrame):
-    """Yield (label, sub-frame) per strategy that ran: a combination of the row keys that vary
-    (a ``variant`` is a strategy of its own, never averaged in), in the tables' level order."""
+    """Yield (label, runs) per strategy: a combination of the varying row keys (a variant
+    is a strategy of its own), in the tables' order."""
     keys = varying(frame, exclude={"dataset"}) or ["attention"]
     for levels, sub in groups(frame, keys, full=False):
         yield "/".join(str(v) for v in levels), sub
@@ -104,8 +101,7 @@ def mean_std_curve(histories: list[dict[int, float]]) -> pd.DataFrame:
 def training_curves(
     runs: pd.DataFrame, history: Callable, metric: str, out_dir: Path, notes: list[str]
 ) -> list[Path]:
-    """One figure per training data set: train/loss and val/<metric> (in %) per strategy, mean
-    over seeds with a ± std band (a percentage's band clipped to 0-100, and noted)."""
+    """Per data set: train/loss and val/<metric> (%) per strategy, mean ± std over seeds."""
     paths = []
     keys = ("train/loss", f"val/{metric}")
     for ds, sub in by_dataset(runs):
@@ -123,14 +119,10 @@ def training_curves(
                 x = curve.index.to_numpy()
                 m, sd = curve["mean"] * scale, curve["std"].fillna(0) * scale
                 marker = "o" if len(x) < 3 else None  # one epoch is a point, not a line
-                n = int(curve["n"].max())
-                (line,) = ax.plot(x, m, marker=marker, label=f"{label} (n={n})")
-                low, high = m - sd, m + sd
-                if scale == 100.0:
-                    if ((high > 100) | (low < 0)).any():
-                        clipped.append(label)
-                    low, high = low.clip(lower=0), high.clip(upper=100)
-                ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+                (line,) = ax.plot(x, m, marker=marker, label=f"{label} (n={curve['n'].max()})")
+                err = clipped_yerr(m, sd, *((0, 100) if scale == 100.0 else (-np.inf, np.inf)))
+                clipped += [label] if (err < sd.to_numpy()).any() else []  # a % beyond 0-100
+                ax.fill_between(x, m - err[0], m + err[1], color=line.get_color(), alpha=0.2)
         for ax in axes:
             epoch_axis(ax)
         axes[0].set(xlabel="epoch", ylabel="training loss")
@@ -154,16 +146,14 @@ def recall_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
 
 
 def clipped_yerr(means, stds, low: float = 0.0, high: float = 100.0) -> np.ndarray:
-    """(2, N) error bar lengths of mean ± std, clipped to [low, high] (a recall of 95 ± 8 %
-    draws to 100, not 103); NaN std (one seed) draws none."""
+    """(2, N) error bar lengths of mean ± std clipped to [low, high]; NaN std draws none."""
     means = np.asarray(means, dtype=float)
     stds = np.nan_to_num(np.asarray(stds, dtype=float), nan=0.0)
     return np.vstack([np.minimum(stds, means - low), np.minimum(stds, high - means)]).clip(0)
 
 
 def mark_zero_and_missing(ax, xs, heights, width: float, colour) -> set[str]:
-    """A bar of height 0 draws nothing: mark it with a thick line on the axis and a '0'; a
-    value never logged gets a grey 'n/a'. Returns the marks drawn (keys of MARK_NOTES)."""
+    """Mark a zero bar with a thick line and '0', a missing one with 'n/a'; the marks drawn."""
     heights = np.asarray(heights, dtype=float)
     for x, h in zip(xs, heights):
         if h == 0:
@@ -175,8 +165,7 @@ def mark_zero_and_missing(ax, xs, heights, width: float, colour) -> set[str]:
 
 
 def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> list[Path]:
-    """Grouped bars per training data set: per-class recall (mean ± std over seeds, in %) for
-    each strategy."""
+    """Per data set: per-class recall (%, mean ± std over seeds) as bars per strategy."""
     paths = []
     for ds, sub in by_dataset(runs):
         split, classes = recall_columns(sub)
@@ -202,11 +191,8 @@ def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> lis
             cut = (yerr < sds).any(axis=0)  # mean ± std beyond 0-100
             clipped += [f"{c} ({label})" for c, hit in zip(classes, cut) if hit]
         ax.set_xticks(x, classes)
-        ax.set(
-            ylabel=f"{split} recall (%)",
-            ylim=(0, 105),
-            title=f"{dataset_label(ds)}: per-class recall, mean ± std over seeds",
-        )
+        ax.set(ylabel=f"{split} recall (%)", ylim=(0, 105))
+        ax.set_title(f"{dataset_label(ds)}: per-class recall, mean ± std over seeds")
         notes_below = [MARK_NOTES[m] for m in sorted(marks)]
         if clipped:
             notes_below.append(f"error bars clipped to 0-100 %: {', '.join(clipped)}")
@@ -231,13 +217,10 @@ def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
 def forest_plot(
     rows, metric: str, out_dir: Path, criteria: dict, stem: str = "claims_forest"
 ) -> list[Path]:
-    """The claims (claims.Row): one panel per criterion (`criteria`: {number: Criterion}) but
-    the conjunction, one line per comparison with its effect and 95% interval, the threshold
-    as a dashed line, coloured by verdict."""
+    """The claims' rows: a panel per criterion but the conjunction, each row's effect and
+    95% interval coloured by verdict, the threshold dashed."""
     shown = [r for r in rows if not math.isnan(r.effect)]
-    panels = [
-        (n, [r for r in shown if r.claim == n]) for n, c in criteria.items() if c.build is not None
-    ]
+    panels = [(n, [r for r in shown if r.claim == n]) for n, c in criteria.items() if c.build]
     panels = [(n, mine) for n, mine in panels if mine]
     if not panels:
         return []
@@ -245,9 +228,9 @@ def forest_plot(
     fig, axes = plt.subplots(
         len(panels),
         1,
-        figsize=(8, 0.32 * sum(heights) + 0.8),
-        gridspec_kw={"height_ratios": heights},
         squeeze=False,
+        figsize=(8, 0.32 * sum(heights) + 0.8),
+        height_ratios=heights,
     )
     for ax, (n, mine) in zip(axes[:, 0], panels):
         crit = criteria[n]

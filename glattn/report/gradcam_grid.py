@@ -1,6 +1,5 @@
-"""Grad-CAM (Selvaraju et al. ICCV 2017, arXiv:1610.02391) grid comparing fusion strategies:
-one row per fusion (its best seed's best.pt, from the run's artifacts or the local checkpoint
-directory), the same test images (one per class) in every column."""
+"""Grad-CAM (arXiv:1610.02391) grid comparing fusion strategies: a row per fusion (its best
+seed's best.pt), the same test images (one per class) in every column."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from glattn.report import artifacts, cells, figures, frames
 
 
 def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Series]]:
-    """(data set, {fusion: best-scoring run}) on the first data set (and variant: one
-    configuration but the fusion, so every row has the same image size) with 2+ fusions."""
+    """(data set, {fusion: best run}) of the first data set and variant with 2+ fusions."""
     train = frames.restrict(frames.trained(frame), {"attention": "cbam", "residual": "original"})
     keys = [k for k in ("dataset", "variant") if k in train]
     for levels in frames.combos(train, keys):
@@ -88,8 +86,7 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
                 f"{cfg.dataset.image_size} != {size}; left out"
             )
             continue
-        # the last stage whose map is >= 7x7 at this image size (glattn.gradcam.cam_layer)
-        layer_name, layer, shape = cam_layer(model.eval(), size)
+        layer_name, layer, shape = cam_layer(model.eval(), size)  # the last map >= 7x7
         cams, preds = grad_cam(model.eval(), images, layer=layer)
         where = f"{layer_name}, {shape[0]}x{shape[1]} map" if shape else layer_name
         rows.append((fusion, cams, preds))
@@ -103,24 +100,20 @@ def _plot(rows, images, labels, names, ds, fig_dir: Path, where: str = "") -> li
 
     from glattn.gradcam import _display
 
-    n = len(images)
-    fig, axes = plt.subplots(
-        len(rows) + 1, n, figsize=(1.6 * n + 1, 1.7 * (len(rows) + 1)), squeeze=False
-    )
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for j in range(n):
-        axes[0, j].imshow(_display(images[j]))
-        axes[0, j].set_title(f"true {labels[j]}", fontsize=7)
-    axes[0, 0].set_ylabel("image", fontsize=8)
-    for i, (fusion, cams, preds) in enumerate(rows, 1):
-        axes[i, 0].set_ylabel(fusion, fontsize=8)
-        for j in range(n):
-            axes[i, j].imshow(_display(images[j]))
-            axes[i, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            axes[i, j].set_title(f"pred {names[int(preds[j])]}", fontsize=6)
+    n, rows = len(images), [("image", None, None), *rows]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n + 1, 1.7 * len(rows)), squeeze=False)
+    for (fusion, cams, preds), line in zip(rows, axes):
+        line[0].set_ylabel(fusion, fontsize=8)
+        for j, ax in enumerate(line):
+            ax.set(xticks=[], yticks=[])
+            ax.imshow(_display(images[j]))
+            if cams is None:
+                ax.set_title(f"true {labels[j]}", fontsize=7)
+            else:
+                ax.imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+                ax.set_title(f"pred {names[int(preds[j])]}", fontsize=6)
     on = f"; on {where}" if where else ""
-    title = f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each{on})"
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(
+        f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each{on})", fontsize=9
+    )
     return figures.save(fig, fig_dir, "gradcam_fusion")

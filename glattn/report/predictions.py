@@ -1,5 +1,5 @@
-"""Per-image predictions of tracked runs, for the claims: correct/incorrect outcomes (a tied
-maximum counts as wrong, as the official ISIC scorer does) and metric histories."""
+"""Per-image outcomes of tracked runs for the claims (a tied maximum is wrong, as in the ISIC
+scorer), and metric histories."""
 
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ class Predictions:
 def read_predictions(
     probs_csv: Path, split_csv: Path, split: str = "test", skipped_csv: Path | None = None
 ) -> Predictions:
-    """The one reader of the runs' per-image CSVs: `probs_csv` (image, a column per class, an
-    optional weight), `split_csv` (image_id, label, split) and `skipped_csv` (weight 0)."""
+    """The reader of the runs' per-image CSVs: probabilities (+ weight), split and skipped."""
     probs = pd.read_csv(probs_csv)
     if probs.shape[1] < 3:
         raise runs.ReportError(f"{probs_csv}: expected image + one column per class")
@@ -99,8 +98,7 @@ class RunFiles:
         return artifacts.download(self.client, run_id, path, self.tmp / run_id / name)
 
     def predictions(self, run_id: str, split: str) -> Predictions | None:
-        """`<split>_probabilities.csv` + `split.csv` (+ `skipped_images.csv`) of a run
-        (split test, val or eval); None when the run logged no such files."""
+        """A run's predictions on `split` (test, val or eval); None when it logged none."""
         if (run_id, split) not in self._preds:
             probs = self._get(run_id, f"{split}_probabilities.csv")
             splits = self._get(run_id, "split.csv")
@@ -112,8 +110,7 @@ class RunFiles:
         return self._preds[run_id, split]
 
     def history(self, run_ids, key: str) -> dict[str, dict[int, float]]:
-        """{run_id: {epoch: value}}: MLflow's metric history, else the run's
-        training_log.csv artifact (columns epoch, <key>)."""
+        """{run_id: {epoch: value}}: the metric history, else the run's training_log.csv."""
         out = runs.metric_history(self.uri, list(run_ids), key)
         for run_id in [r for r in run_ids if not out.get(r)]:
             path = self._get(run_id, "training_log.csv")

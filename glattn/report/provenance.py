@@ -1,6 +1,5 @@
-"""Where a report's results came from: a reused run (tag ``glattn.reused_from``) took its
-training from a run of another experiment, whose ``perf/*`` and ``time/*`` figures it reports
-(`measured_by_source`); NOTES.md lists reused runs and cells made by different code."""
+"""Where a report's results came from: a reused run (tag ``glattn.reused_from``) reports its
+source run's ``perf/*`` and ``time/*``; NOTES.md lists reused runs and mixed-code cells."""
 
 from __future__ import annotations
 
@@ -14,8 +13,7 @@ from glattn.tracking import provenance
 SOURCE = f"tags.{provenance.REUSED_FROM_TAG}"
 SOURCE_EXPERIMENT = f"tags.{provenance.REUSED_FROM_EXPERIMENT_TAG}"
 SOURCE_CODE_DIFFERS = f"tags.{provenance.SOURCE_CODE_DIFFERS_TAG}"
-#: the frame's column holding the run that measured a row's perf/* and time/* figures
-MEASURED_BY = "measured_by"
+MEASURED_BY = "measured_by"  # the column naming the run that measured a row's perf/*, time/*
 
 
 def reused(frame: pd.DataFrame) -> pd.Series:
@@ -24,9 +22,8 @@ def reused(frame: pd.DataFrame) -> pd.Series:
 
 
 def measured_by_source(frame: pd.DataFrame, keys: Iterable[str], history: Callable | None):
-    """`frame` with each reused run's ``metrics.<key>`` (of `keys`) the last value its source
-    run logged (``history(run_ids, key) -> {run_id: {step: value}}``), and ``measured_by``
-    naming the run that measured each row."""
+    """`frame` with each reused run's ``metrics.<key>`` the last value its source logged
+    (by `history`), and ``measured_by`` naming the run that measured each row."""
     frame = frame.copy()
     frame[MEASURED_BY] = col(frame, "run_id")
     mask = reused(frame)

@@ -1,7 +1,9 @@
-"""The tracked runs a report reads, one pandas frame per experiment, through glattn.tracking:
-`load_runs` keeps the FINISHED job runs (``glattn.role=job``) of the declared run set."""
+"""The tracked runs a report reads, one pandas frame per experiment: `load_runs` keeps the
+FINISHED job runs (``glattn.role=job``) of the declared run set."""
 
 from __future__ import annotations
+
+from contextlib import suppress
 
 import mlflow
 import pandas as pd
@@ -15,10 +17,10 @@ from glattn.tracking.client import make_client, retry_locked
 from glattn.tracking.models import use_tracking_uri
 
 ROLE = f"tags.{names.ROLE_TAG}"
+CHOICE = f"params.{names.CHOICE_PARAM_PREFIX}"
 #: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
 
-#: Hide a password in a database/server URI before printing it.
 mask = uris.mask_uri
 default_tracking_uri = uris.default_tracking_uri
 
@@ -39,8 +41,7 @@ def client_for(uri: str):
 
 
 def get_experiment(uri: str, name: str, why: str = ""):
-    """The experiment called `name`; a ReportError saying `why` (or listing the experiments
-    there) otherwise."""
+    """The experiment called `name`; else a ReportError saying `why` (default: what is there)."""
     client = client_for(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -52,8 +53,8 @@ def get_experiment(uri: str, name: str, why: str = ""):
 
 
 def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags.
-    `mlflow.search_runs` as a list, as its frame leaves out the runs' data set inputs."""
+    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags
+    (`mlflow.search_runs` as a list: its frame leaves out the data set inputs)."""
     exp = get_experiment(uri, experiment)
     with use_tracking_uri(uris.resolve_uri(uri)):  # search_runs reads the global tracking URI
         found = retry_locked(
@@ -92,8 +93,8 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
         )
     for tag in TAGS:
         jobs[tag] = col(jobs, f"tags.{tag}")
-    for factor in FACTORS:
-        jobs[factor] = option_names(jobs, factor)
+    for factor in FACTORS:  # the option as logged: its choice.<group> param, else its tag
+        jobs[factor] = col(jobs, f"{CHOICE}{factor}").fillna(jobs[factor])
     jobs["parent_run_id"] = col(jobs, f"tags.{names.PARENT_TAG}")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
@@ -101,8 +102,7 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
 
 
 def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
-    """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both
-    (a missing `experiment` whose twin exists names --include-debug)."""
+    """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both."""
     client = client_for(uri)
     twin = names.debug_experiment(experiment)
     there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
@@ -116,7 +116,7 @@ def load_runs(
     uri: str, experiment: str, where=(), include_debug: bool = False, notes: list | None = None
 ) -> pd.DataFrame:
     """FINISHED job runs of `experiment` with ``cell`` and ``variant`` (`selection`); debug
-    runs only with ``include_debug``; ``where`` (KEY=VALUE) keeps runs whose param matches."""
+    runs only with `include_debug`; `where` (KEY=VALUE) keeps runs whose param matches."""
     notes = [] if notes is None else notes
     read = _read(uri, experiment, include_debug)
     mine = read["experiment"] == experiment
@@ -143,11 +143,6 @@ def load_runs(
     return selection.dedupe(jobs, notes).reset_index(drop=True)
 
 
-def option_names(frame: pd.DataFrame, group: str) -> pd.Series:
-    """The group's option of each run as logged: its ``choice.<group>`` param, else its tag."""
-    return col(frame, f"params.{names.CHOICE_PARAM_PREFIX}{group}").fillna(frame[group])
-
-
 def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
     """The experiment's parent sweep runs (tag glattn.role=sweep), newest first."""
     frame = load_all_runs(uri, experiment)
@@ -164,29 +159,23 @@ def source_experiments(frames) -> list[str]:
 
 
 def report_home(experiment: str, frames) -> list[str]:
-    """Where a report may be logged: its source experiments that are `experiment` or its
-    ``-debug`` twin (`paper` reads other experiments and is logged to none of them)."""
+    """Where a report may be logged: its sources that are `experiment` or its debug twin."""
     own = (experiment, names.debug_experiment(experiment))
     return [e for e in source_experiments(frames) if e in own] or [experiment]
 
 
 def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
-    """(run id, experiment) of the newest parent sweep run in any of `experiments`; (None,
-    None) when none has one (or none exists: `paper` is no experiment itself)."""
-    best = None
+    """(run id, experiment) of the newest parent sweep run in `experiments`, else Nones."""
+    tops = []
     for name in experiments:
-        try:
-            sweeps = sweep_runs(uri, name)
-        except ReportError:
-            continue
-        if not sweeps.empty and (best is None or sweeps.iloc[0]["start_time"] > best[0]):
-            best = (sweeps.iloc[0]["start_time"], str(sweeps.iloc[0]["run_id"]), name)
-    return (best[1], best[2]) if best else (None, None)
+        with suppress(ReportError):
+            tops += [row for _, row in sweep_runs(uri, name).head(1).iterrows()]
+    best = max(tops, key=lambda row: row["start_time"], default=None)  # the first of ties
+    return (None, None) if best is None else (str(best["run_id"]), best["experiment"])
 
 
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
-    """{table number: experiment name} of the store's experiments declaring them (by
-    `tables_for(name)`), with a note for a table none or several declare."""
+    """{table number: the store's experiment declaring it}; a note where none or several do."""
     known = queries.experiment_names(client_for(uri))
     out = {}
     for n in numbers:

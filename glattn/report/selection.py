@@ -1,10 +1,7 @@
-"""Which runs a report reads, chosen once per report and written to ``runs_used.csv``.
-
-A cell is one configuration: runs with equal fingerprint params but ``seed`` and the
-`LOCATIONS`, and the same data (the digest of their data set input, so two folders of the
-same data are one cell). Runs of one table row but different cells get a ``variant`` label,
-or a refusal saying how to select; a seed run twice in a cell keeps its latest run.
-"""
+"""Which runs a report reads, chosen once per report and written to ``runs_used.csv``. A cell
+is one configuration: equal fingerprint params but ``seed`` and `LOCATIONS`, and the same data
+digest. Runs of one table row but different cells get a ``variant`` label, or a refusal saying
+how to select; a seed run twice in a cell keeps its latest run."""
 
 from __future__ import annotations
 
@@ -24,31 +21,14 @@ LOCATIONS = ("dataset.root",)
 EVAL_LOCATIONS = ("ckpt_path",)
 #: params no cell is told apart by (besides the fingerprint's excluded groups)
 _IGNORED = {"seed", *LOCATIONS, *(f"{group}.{key}" for group, key in FINGERPRINT_IGNORE)}
-#: the column of the run's data set digest (from its MLflow dataset input)
-DIGEST = "dataset_digest"
-#: the derived column that stands for the data set's contents in a cell's identity
-DATA = "data"
-#: data sets whose files glattn generates from their params (the root is only a folder)
-GENERATED = ("synthetic",)
+DIGEST = "dataset_digest"  # the run's data set digest (from its MLflow dataset input)
+DATA = "data"  # the derived column standing for the data set's contents in a cell's identity
+GENERATED = ("synthetic",)  # data sets generated from their params (the root is a folder)
 USED_COLUMNS = ["run_id", "run_name", "experiment", "cell", "variant", "seed", "task"]
 
 
 class SelectionError(ValueError):
     """The runs cannot be split into cells without a choice only the user can make."""
-
-
-def cell_params(frame: pd.DataFrame) -> list[str]:
-    """The ``params.*`` columns that define a cell: fingerprint params minus ``seed``, the
-    `LOCATIONS`, Hydra's choices and ``._partial_`` (older runs; ``_target_`` tells apart)."""
-    keys = [c.removeprefix("params.") for c in frame.columns if c.startswith("params.")]
-    return [
-        f"params.{k}"
-        for k in sorted(keys)
-        if k not in _IGNORED
-        and k.split(".")[0] not in FINGERPRINT_EXCLUDE
-        and not k.startswith(CHOICE_PARAM_PREFIX)
-        and not k.endswith("._partial_")
-    ]
 
 
 def dataset_digest(run) -> str | None:
@@ -58,8 +38,7 @@ def dataset_digest(run) -> str | None:
 
 
 def data_identity(frame: pd.DataFrame) -> pd.Series:
-    """What a real data set's folder held: the run's digest, else the folder itself; None
-    for a generated set and when neither tells."""
+    """What a real data set's folder held: its digest, else the folder; None if generated."""
     root = col(frame, "params.dataset.root")
     name = col(frame, "params.dataset.name").fillna(col(frame, "dataset"))
     real = root.where(~root.astype(str).isin(["None", "nan"]))
@@ -67,10 +46,20 @@ def data_identity(frame: pd.DataFrame) -> pd.Series:
     return out.where(~name.isin(GENERATED), None)
 
 
+def _defines_cell(key: str) -> bool:
+    return not (
+        key in _IGNORED
+        or key.split(".")[0] in FINGERPRINT_EXCLUDE
+        or key.startswith(CHOICE_PARAM_PREFIX)
+        or key.endswith("._partial_")
+    )
+
+
 def _identity(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns that define each run's cell: cell params (an eval run's checkpoint path
-    blanked) and DATA when any run has it."""
-    ident = frame[cell_params(frame)].copy()
+    """What defines each run's cell: its fingerprint params minus `_IGNORED`, Hydra's choices
+    and ``._partial_`` (an eval's checkpoint path blanked), and DATA when known."""
+    keys = sorted(c.removeprefix("params.") for c in frame.columns if c.startswith("params."))
+    ident = frame[[f"params.{k}" for k in keys if _defines_cell(k)]].copy()
     evals = col(frame, "task").fillna("train") == "eval"
     ident.loc[evals, ident.columns.intersection([f"params.{k}" for k in EVAL_LOCATIONS])] = None
     data = data_identity(frame)
@@ -83,8 +72,8 @@ def _cell_id(values: tuple) -> str:
 
 
 def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``cell`` (a hash of its identity, else the fingerprint tag) and ``variant``;
-    SelectionError when a row would pool two cells that no shared param tells apart."""
+    """Adds ``cell`` (a hash of its identity) and ``variant``; SelectionError when a row
+    would pool two cells that no shared param tells apart."""
     frame = frame.copy()
     ident = _identity(frame)
     params = list(ident.columns)
