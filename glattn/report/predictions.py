@@ -4,7 +4,6 @@ scorer), and metric histories."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +118,3 @@ class RunFiles:
                 frame = frame[["epoch", key]].dropna()
                 out[run_id] = {int(e): float(v) for e, v in frame.itertuples(index=False)}
         return out
-
-
-def history_with_fallback(uri: str, tmp: Path) -> Callable:
-    """runs.metric_history with the training_log.csv fallback (for Table 4 and figures)."""
-    return RunFiles(uri, tmp).history
