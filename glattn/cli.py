@@ -107,14 +107,14 @@ def _task(cfg) -> object:
     return run_task(cfg)  # one message for a user error: glattn.job.lifecycle.cli_exit
 
 
-#: the task Hydra runs in this process when glattn's own entry (`hydra_main`) started it
-_LAUNCHED: list = []
+#: whether glattn's own entry (`hydra_main`) started Hydra in this process
+_LAUNCHED = False
 
 
 def launched_task():
     """glattn's task function when this process runs it through `hydra_main`, else None:
     the sweep callback checks a grid only for glattn's task (another app has its own keys)."""
-    return _LAUNCHED[-1] if _LAUNCHED else None
+    return _task if _LAUNCHED else None
 
 
 def hydra_main(argv: Sequence[str] | None = None) -> None:
@@ -128,7 +128,8 @@ def hydra_main(argv: Sequence[str] | None = None) -> None:
     # credentials leave the overrides for env vars before Hydra reads them, so no secret is
     # in Hydra's "Error executing job with overrides" line or .hydra/
     hide_argv_secrets()
-    _LAUNCHED.append(_task)
+    global _LAUNCHED
+    _LAUNCHED = True
     entry(_task)()  # Hydra returns nothing (a user error already exited through cli_exit)
 
 

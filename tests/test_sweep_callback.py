@@ -35,7 +35,7 @@ def _multirun_config(tmp_path, **params: str):
 def test_the_parent_run_opens_in_on_multirun_start_and_the_sweeper_finds_the_grid_admitted(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(cli, "_LAUNCHED", [cli._task])  # glattn's own task: its grid checked
+    monkeypatch.setattr(cli, "_LAUNCHED", True)  # glattn's own task: its grid checked
     config = _multirun_config(tmp_path, seed="0,1")  # (Hydra re-imports its plugins)
     checked = []
     check_grid = grid.check_grid
@@ -64,7 +64,7 @@ def test_the_parent_run_opens_in_on_multirun_start_and_the_sweeper_finds_the_gri
 
 
 def test_a_refused_grid_opens_no_parent_and_leaves_no_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "_LAUNCHED", [cli._task])
+    monkeypatch.setattr(cli, "_LAUNCHED", True)
     config = _multirun_config(tmp_path, seed="0,1", **{"trainer.amp": "fp17"})
     with pytest.raises(SystemExit) as info:
         GlattnSweepCallback().on_multirun_start(config=config)
@@ -75,7 +75,7 @@ def test_a_refused_grid_opens_no_parent_and_leaves_no_folder(tmp_path, monkeypat
 
 
 def test_plan_mode_and_other_sweepers_open_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "_LAUNCHED", [cli._task])
+    monkeypatch.setattr(cli, "_LAUNCHED", True)
     config = _multirun_config(tmp_path, seed="0,1")
     plan = OmegaConf.merge(config, {"sweep": {"plan": True}})
     GlattnSweepCallback().on_multirun_start(config=plan)

@@ -21,11 +21,9 @@ from glattn.sweep.callbacks import ADMITTED  # not here: Hydra may re-import its
 from hydra_plugins.glattn_sweeper import grid, guard
 
 
-def grid_jobs(owner, arguments: Sequence[str]) -> list[list[str]]:
+def grid_jobs(params, arguments: Sequence[str], config_loader) -> list[list[str]]:
     """The sweep's jobs: ``hydra.sweeper.params`` then the command line, Hydra's order."""
-    params = OmegaConf.select(owner.config, "hydra.sweeper.params", default=None)
-    args = expand.arguments(params, arguments)
-    return expand.jobs(args, config_loader=owner.hydra_context.config_loader)
+    return expand.jobs(expand.arguments(params, arguments), config_loader=config_loader)
 
 
 def _key(config) -> str:

@@ -42,7 +42,9 @@ class GlattnSweepCallback(SweepCallback):
             hydra_context=HydraContext(GlobalHydra.instance().config_loader(), None),
             task_function=cli.launched_task(),
         )
-        jobs = admission.grid_jobs(owner, list(config.hydra.overrides.task))
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+        task = list(config.hydra.overrides.task)
+        jobs = admission.grid_jobs(params, task, owner.hydra_context.config_loader)
         admission.admit(owner, jobs)
         open_parent(owner, jobs)
 

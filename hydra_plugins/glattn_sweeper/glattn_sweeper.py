@@ -66,12 +66,6 @@ class GlattnSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def job_lists(self, arguments: list[str]) -> list[list[list[str]]]:
-        """The sweep's jobs (``params`` then the command line), in Hydra's batches."""
-        args = expand.arguments(self.params, arguments)
-        jobs = expand.jobs(args, config_loader=self.hydra_context.config_loader)
-        return expand.batches(jobs, self.max_batch_size)
-
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
         from glattn.resolvers import register
@@ -83,20 +77,20 @@ class GlattnSweeper(Sweeper):
 
             hydra_overrides = OmegaConf.to_container(self.config.hydra.overrides.hydra)
             return run_from_sweeper(self.config, [*hydra_overrides, *arguments])
+        loader = self.hydra_context.config_loader
+        grid_jobs = admission.grid_jobs(self.params, arguments, loader)  # unfused
         if OmegaConf.select(self.config, "sweep.plan", default=False):
             from glattn.sweep.plan import print_plan
 
-            jobs = [job for batch in self.job_lists(arguments) for job in batch]
-            returns = print_plan(self, jobs)
+            returns = print_plan(self, grid_jobs)
             if fuse.enabled(self.config):
-                fused = len(fuse.launched_jobs(self.config, jobs))
-                print(f"  sweep.fuse_seeds: the {len(jobs)} jobs run as {fused} (seeds fused)")
+                n, fused = len(grid_jobs), len(fuse.launched_jobs(self.config, grid_jobs))
+                print(f"  sweep.fuse_seeds: the {n} jobs run as {fused} (seeds fused)")
             return returns
 
         from glattn.sweep.lpt import lpt_batches
 
-        self.overrides = self.job_lists(arguments)
-        grid_jobs = [job for batch in self.overrides for job in batch]  # unfused
+        self.overrides = expand.batches(grid_jobs, self.max_batch_size)
         # checked and held once per sweep folder: by glattn's sweep callback, else here
         secrets = admission.admit(self, grid_jobs)
         try:
