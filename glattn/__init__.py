@@ -5,7 +5,8 @@ never upward, not even inside a function; imports within a layer form no cycle
 (tests/test_architecture.py builds the import graph with `ast` and checks both against
 `LAYERS`, the same list as data).
 
-- L0 foundations: ``errors`` (the UserError base), ``secrets`` (masking), ``logging_utils``,
+- L0 foundations: ``errors`` (the UserError base), ``paths`` (where the shipped conf/ and
+  experiments/ are), ``secrets`` (masking), ``logging_utils``,
   ``locks`` (file locks between processes), ``groups`` (the one table of config groups),
   ``contract`` (components' contracts and references: `_target_` is the extension point)
   and ``resolvers`` (OmegaConf resolvers, registered explicitly). A resolver or a component
@@ -34,7 +35,19 @@ __version__ = "0.1.0"
 #: The layers of the docstring as data: (layer, top-level names of modules and packages
 #: below glattn/ or hydra_plugins/), lowest first.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("L0", ("errors", "secrets", "logging_utils", "locks", "groups", "contract", "resolvers")),
+    (
+        "L0",
+        (
+            "errors",
+            "paths",
+            "secrets",
+            "logging_utils",
+            "locks",
+            "groups",
+            "contract",
+            "resolvers",
+        ),
+    ),
     ("L1", ("config", "schema")),
     (
         "L2",

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from glattn import paths
 from glattn.resolvers import register
 from glattn.secrets import hide_argv_secrets
 
@@ -52,15 +53,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("glattn.cli:configure_plan", "plan mode: a sweep's jobs, what is done, its cost"),
 }
 CONFIG_NAME = "config"
-_PACKAGE = Path(__file__).resolve().parent
 
 
 def config_dir() -> Path:
     """The folder holding ``config.yaml``; one error naming every place that was tried."""
     env = os.environ.get("GLATTN_CONFIG_DIR")
-    tried = [Path(env)] if env else []
-    tried += [_PACKAGE.parent / "conf"]  # a clone; then a wheel's copy (--target, a prefix)
-    tried += [base / "share" / "glattn" / "conf" for base in (_PACKAGE.parent, Path(sys.prefix))]
+    tried = ([Path(env)] if env else []) + paths.candidates("conf", "conf")
     for folder in tried:
         if (folder / f"{CONFIG_NAME}.yaml").is_file():
             return folder.resolve()

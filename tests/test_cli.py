@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from glattn import cli
+from glattn import cli, paths
 from glattn.groups import INTERNAL_GROUPS, USER_GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_config_dir_order(tmp_path, monkeypatch):
 
 def test_config_dir_missing_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setenv("GLATTN_CONFIG_DIR", str(tmp_path))
-    monkeypatch.setattr(cli, "_PACKAGE", tmp_path / "site" / "glattn")
+    monkeypatch.setattr(paths, "PACKAGE", tmp_path / "site" / "glattn")
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
     with pytest.raises(SystemExit) as err:
         cli.config_dir()
@@ -146,21 +146,18 @@ def test_config_dir_missing_names_every_place(tmp_path, monkeypatch):
 def test_shipped_folders_are_found_in_a_clone_a_target_install_and_a_prefix(tmp_path, monkeypatch):
     """experiments/ (and conf/) of a clone; of ``pip install --target DIR`` (share/glattn/
     beside the package); of a virtual environment (<prefix>/share/glattn)."""
-    from glattn.report import grid
-
     site, prefix = tmp_path / "site", tmp_path / "prefix"
-    monkeypatch.setattr(grid, "__file__", str(site / "glattn" / "report" / "grid.py"))
-    monkeypatch.setattr(cli, "_PACKAGE", site / "glattn")
+    monkeypatch.setattr(paths, "PACKAGE", site / "glattn")
     monkeypatch.setattr(sys, "prefix", str(prefix))
     monkeypatch.delenv("GLATTN_CONFIG_DIR", raising=False)
     for base in (prefix, site):  # the prefix's copy, then one beside the package, wins
         copy = base / "share" / "glattn" / "conf"
         (copy / "experiment").mkdir(parents=True)
         (copy / "config.yaml").write_text("a: 1\n")
-        assert grid.shipped_dir("experiments", "conf/experiment") == copy / "experiment"
+        assert paths.shipped_dir("experiments", "conf/experiment") == copy / "experiment"
         assert cli.config_dir() == copy.resolve()
     (site / "experiments").mkdir()  # a clone's own folder comes first
-    assert grid.shipped_dir("experiments", "conf/experiment") == site / "experiments"
+    assert paths.shipped_dir("experiments", "conf/experiment") == site / "experiments"
 
 
 def test_wheel_data_files_cover_every_conf_folder():

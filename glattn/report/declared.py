@@ -12,7 +12,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from glattn.groups import FACTORS
-from glattn.report.grid import EXPERIMENTS_DIR
+from glattn.paths import EXPERIMENTS_DIR
 from glattn.report.runs import ReportError
 from glattn.schema import ClaimSchema, ReportSchema, expected, value_error
 from glattn.sweep import expand

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from glattn.paths import EXPERIMENTS_DIR, shipped_dir
 from glattn.report import runs
-from glattn.report.grid import EXPERIMENTS_DIR, shipped_dir
 from glattn.sweep import cost, expand, packing
 
 CONF = shipped_dir("conf", "conf")
