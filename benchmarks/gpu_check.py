@@ -343,7 +343,7 @@ def paper_hours(loader_rows: dict, jobs_per_gpu: int, gain: float) -> tuple[floa
     attention levels other than none are costed at the GLSA row)."""
     import pandas as pd
 
-    from glattn.report.tables import tables_for
+    from glattn.report import declared
     from glattn.sweep.estimate import EXPERIMENTS_DIR, estimate
 
     rows = []
@@ -351,7 +351,9 @@ def paper_hours(loader_rows: dict, jobs_per_gpu: int, gain: float) -> tuple[floa
         for attention in ("cbam", "global_only") if glsa else ("none",):
             rows.append({"backbone": backbone, "attention": attention, "img_s": r["img_s"]})
     measured = pd.DataFrame(rows, columns=["backbone", "attention", "img_s"])
-    files = sorted(f for f in EXPERIMENTS_DIR.glob("table*.yaml") if tables_for(f.stem))
+    files = sorted(
+        f for f in EXPERIMENTS_DIR.glob("table*.yaml") if declared.load().tables_for(f.stem)
+    )
     table = estimate(measured, files, 1, jobs_per_gpu, gain)
     return (
         float(table["hours_upper_bound"].sum()),

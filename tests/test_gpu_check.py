@@ -80,7 +80,7 @@ def test_fused_rows_out_of_budget_are_skipped(capsys):
 def test_paper_hours_from_the_loader_rows():
     """The paper's hours: every table's jobs x max_epochs x training images / the measured
     img/s of their (backbone, GLSA or not), packed as glattn.sweep.estimate packs them."""
-    from glattn.report.tables import tables_for
+    from glattn.report import declared
     from glattn.sweep.estimate import EXPERIMENTS_DIR, job_grid, train_images
 
     gpu_check = _load()
@@ -88,7 +88,7 @@ def test_paper_hours_from_the_loader_rows():
     alone, packed, missing = gpu_check.paper_hours(rows, 1, 1.0)
     expected, unmeasured = 0.0, 0
     for path in sorted(EXPERIMENTS_DIR.glob("table*.yaml")):
-        if not tables_for(path.stem):
+        if not declared.load().tables_for(path.stem):
             continue
         jobs, epochs = job_grid(path)
         for job in jobs:

@@ -17,6 +17,7 @@ from glattn.report import cells, declared, runs, stats, tables
 from glattn.report.__main__ import main, run
 from glattn.report.declared import expected_levels
 from glattn.report.table_format import DASH
+from glattn.tracking import queries, uris
 
 NONE18 = [0.70, 0.72, 0.71]
 CBAM18 = [0.75, 0.74, 0.78]
@@ -136,9 +137,11 @@ def store(tmp_path_factory):
 def table(store, experiment, number, metric="balanced_acc", expected=None):
     frame = runs.load_runs(store.uri, experiment)
     ctx = tables.Context(
-        metric, expected or {}, lambda ids, k: runs.metric_history(store.uri, ids, k)
+        metric,
+        expected or {},
+        lambda ids, k: queries.metric_history(runs.client_for(store.uri), ids, k),
     )
-    return tables.build_tables(frame, ctx, [number])[number]
+    return declared.load().by_number()[number].build(frame, ctx)
 
 
 def row_of(t, *labels):
@@ -364,9 +367,9 @@ def test_cli_prints_its_own_lines_not_the_data_loading_ones(monkeypatch, caplog)
 
 
 def test_cli_table_choice_by_name_and_all(store, tmp_path):
-    assert tables.tables_for("table3_fusion") == [3]
-    assert tables.tables_for("paper") == [1, 2, 3, 4, 5, 6]
-    assert tables.tables_for("my_grid") is None
+    assert declared.load().tables_for("table3_fusion") == [3]
+    assert declared.load().tables_for("paper") == [1, 2, 3, 4, 5, 6]
+    assert declared.load().tables_for("my_grid") is None
     out = tmp_path / "all"
     assert (
         main(
@@ -432,7 +435,9 @@ def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, cap
         "      backbone: resnet18,vgg16\n      attention: none,cbam\n      seed: 0,1,2\n"
     )
     frame = runs.load_runs(store.uri, "measure")
-    measured = estimate.throughput(frame, lambda ids, k: runs.metric_history(store.uri, ids, k))
+    measured = estimate.throughput(
+        frame, lambda ids, k: queries.metric_history(runs.client_for(store.uri), ids, k)
+    )
     assert sorted(measured["img_s"]) == [80, 80, 100, 100]  # epoch 1 (warm-up) left out
     out = estimate.estimate(measured, [tmp_path / "table2_x.yaml"]).iloc[0]
     n_train = 10015 * (1 - 0.15 - 0.15)
@@ -448,10 +453,10 @@ def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, cap
 def test_default_tracking_uri_follows_the_config(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert runs.default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/outputs/mlflow.db"
+    assert uris.default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/outputs/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert runs.default_tracking_uri() == "http://127.0.0.1:5000"
-    assert runs.mask("postgresql://me:secret@db/x") == "postgresql://me:****@db/x"
+    assert uris.default_tracking_uri() == "http://127.0.0.1:5000"
+    assert uris.mask_uri("postgresql://me:secret@db/x") == "postgresql://me:****@db/x"
 
 
 def test_paper_reads_each_table_from_its_stage_experiment(store, tmp_path):
@@ -488,9 +493,9 @@ def test_one_strategy_tables_3_and_4_show_dashes_for_the_rest(
         s.job(experiment, seed, {"test/balanced_acc": 0.7 + 0.1 * seed}, **{subject: levels[0]})
     frame = runs.load_runs(s.uri, experiment)
     # without a sweep asking for more levels, one level is not an ablation table
-    assert tables.build_tables(frame, tables.Context(), [number])[number] is None
+    assert declared.load().by_number()[number].build(frame, tables.Context()) is None
     ctx = tables.Context("balanced_acc", {subject: levels}, None)
-    t = tables.build_tables(frame, ctx, [number])[number]
+    t = declared.load().by_number()[number].build(frame, ctx)
     assert [row[0].text for row in t.rows] == levels
     assert_summary(row_of(t, levels[0])["HAM10000 Balanced acc. (%)"], [0.7, 0.8])
     for level in levels[1:]:

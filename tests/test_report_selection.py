@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from test_report_helpers import Store
 
-from glattn.report import figures, runs, selection, tables
+from glattn.report import declared, figures, runs, selection, tables
 from glattn.report.__main__ import main
 
 FULL = {"dataset.image_size": "64", "trainer.max_epochs": "5"}
@@ -48,7 +48,7 @@ def test_debug_runs_stay_out_unless_asked(mixed):
     frame = runs.load_runs(mixed.uri, "glattn", notes=notes)
     assert len(frame) == 1 and frame["params.dataset.image_size"].tolist() == ["64"]
     # one fusion only: no fusion table from the paper's runs
-    assert tables.build_tables(frame, tables.Context(), [3])[3] is None
+    assert declared.load().by_number()[3].build(frame, tables.Context()) is None
     both = runs.load_runs(mixed.uri, "glattn", include_debug=True)
     assert len(both) == 5
 
@@ -94,7 +94,7 @@ def test_mixed_configurations_split_into_labelled_rows_never_averaged(mixed):
         "dataset.image_size=64, trainer.max_epochs=5",
         "dataset.image_size=32, trainer.max_epochs=1",
     }
-    t3 = tables.build_tables(frame, tables.Context(), [3])[3]
+    t3 = declared.load().by_number()[3].build(frame, tables.Context())
     md = t3.to_markdown()
     assert "Variant" in t3.columns
     # the 32 px cells pair up: original n=2 (mean 45.00), gate n=2 (50.00); never n=3

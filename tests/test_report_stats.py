@@ -9,7 +9,7 @@ import torch
 from test_report_helpers import Store
 
 from glattn import latency
-from glattn.report import claims, runs, stats, tables
+from glattn.report import claims, declared, runs, stats, tables
 from glattn.report.table_format import Cell, Table
 
 N_IMAGES, CLASSES = 300, 3
@@ -163,7 +163,7 @@ def test_table6_flags_a_noisy_latency_and_labels_memory(tmp_path):
             )
             s.client.set_tag(rid, latency.DEVICE_TAG, "cpu (2 threads)")
     frame = runs.load_runs(s.uri, "t6")
-    t6 = tables.build_tables(frame, tables.Context(), [6])[6]
+    t6 = declared.load().by_number()[6].build(frame, tables.Context())
     md = t6.to_markdown()
     assert "CPU max RSS (MB)" in t6.columns and "Peak mem (MB)" not in t6.columns
     assert "419.50 ± 563.56 (n=2) (!)" in md  # cbam: flagged, the none row is not
@@ -181,7 +181,7 @@ def test_table3_p_vs_original_is_the_paired_t_test(tmp_path):
     for seed, (a, b) in enumerate(zip(orig, gate)):
         s.job("t3", seed, {"test/balanced_acc": a})
         s.job("t3", seed, {"test/balanced_acc": b}, fusion="learnable_gate")
-    t3 = tables.build_tables(runs.load_runs(s.uri, "t3"), tables.Context(), [3])[3]
+    t3 = declared.load().by_number()[3].build(runs.load_runs(s.uri, "t3"), tables.Context())
     col = t3.columns.index("HAM10000 p vs original")
     cells = {row[0].text: row[col] for row in t3.rows}
     assert cells["original"].text == "ref"

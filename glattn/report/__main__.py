@@ -12,6 +12,7 @@ from pathlib import Path
 
 from glattn.report import runs
 from glattn.report.cells import METRICS
+from glattn.tracking import uris
 
 EPILOG = """EXPERIMENT is an MLflow experiment (table3_fusion, my_fusion, ...); `paper` reads every
 table from its table<N>_* stage experiment, plus the claims. Related: glattn claims (the
@@ -189,7 +190,7 @@ def _ui_hint(args, experiment: str) -> str:
     """The MLflow UI link of an experiment the report read (glattn.tracking.ui)."""
     from glattn.tracking import ui
 
-    uri = args.tracking_uri or runs.default_tracking_uri()
+    uri = args.tracking_uri or uris.default_tracking_uri()
     try:
         return ui.experiment_hint(uri, experiment)
     except Exception as err:  # noqa: BLE001 - a link must not fail a written report

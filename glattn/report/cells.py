@@ -30,7 +30,7 @@ class Context:
     metric: str = "balanced_acc"
     #: {factor: [levels]} the experiment's sweep asked for (missing ones become dashes).
     expected: dict = field(default_factory=dict)
-    #: history(run_ids, key) -> {run_id: {epoch: value}} (runs.metric_history bound to a URI).
+    #: history(run_ids, key) -> {run_id: {epoch: value}} (predictions.RunFiles.history).
     history: Callable | None = None
     convergence_fraction: float = 0.95
 

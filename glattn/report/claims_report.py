@@ -14,6 +14,7 @@ from glattn.report.cells import metric_name, p_text
 from glattn.report.claims import Claims, check_claims, headline, span
 from glattn.report.claims.rows import MIN_PAIRS, Row, join_notes
 from glattn.report.table_format import DASH, Cell, Table, latex_escape
+from glattn.tracking import uris
 
 
 def _effect(r: Row) -> str:
@@ -170,7 +171,7 @@ def make_claims(
 ) -> Claims:
     """`glattn claims`: check (`check`: check_claims' keywords), write, and log the files under
     ``report/`` of the newest sweep run of the experiments the runs came from."""
-    uri = uri or runs.default_tracking_uri()
+    uri = uri or uris.default_tracking_uri()
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
     c = check_claims(uri, experiment, **check)
     write(c, experiment, out_dir, make_figures)

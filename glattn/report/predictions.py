@@ -12,6 +12,7 @@ import pandas as pd
 
 from glattn.metrics import predict
 from glattn.report import artifacts, runs, stats
+from glattn.tracking import queries
 
 WEIGHT_COLUMNS = ("weight", "score_weight")
 
@@ -110,7 +111,7 @@ class RunFiles:
 
     def history(self, run_ids, key: str) -> dict[str, dict[int, float]]:
         """{run_id: {epoch: value}}: the metric history, else the run's training_log.csv."""
-        out = runs.metric_history(self.uri, list(run_ids), key)
+        out = queries.metric_history(self.client, list(run_ids), key)
         for run_id in [r for r in run_ids if not out.get(r)]:
             path = self._get(run_id, "training_log.csv")
             frame = pd.read_csv(path) if path is not None else pd.DataFrame()

@@ -19,6 +19,7 @@ from glattn.report.frames import dataset_label
 from glattn.report.gradcam_grid import fusion_grid
 from glattn.report.predictions import RunFiles
 from glattn.report.table_format import latex_escape
+from glattn.tracking import uris
 
 
 @dataclass
@@ -57,7 +58,7 @@ def make_report(
     `experiment` from one run set (docs/report.md); ``report:`` blocks: `experiments_dirs`, then
     the shipped experiments/, all checked before any work."""
     catalog = _checked_catalog(experiments_dirs, metric, which)
-    uri = uri or runs.default_tracking_uri()
+    uri = uri or uris.default_tracking_uri()
     report = Report(Path(out_dir or Path("outputs") / "reports" / experiment), catalog=catalog)
     which = which or catalog.tables_for(experiment)
     sources = _sources(uri, experiment, which, report.notes, catalog)
@@ -124,7 +125,7 @@ def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
     sources = runs.stage_experiments(uri, numbers, notes, catalog.tables_for)
     if not sources:
         names = ", ".join(catalog.stages[experiment])
-        raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
+        raise runs.ReportError(f"none of {names} at {uris.mask_uri(uri)} for {experiment!r}")
     return sources
 
 
@@ -173,7 +174,7 @@ def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
     sources = ", ".join(f"{name} ({n} runs)" for name, n in counts.items())
     notes_path = report.out_dir / "NOTES.md"
     notes_path.write_text(
-        f"# Report notes: {experiment}\n\nTracking URI: {runs.mask(uri)}\n"
+        f"# Report notes: {experiment}\n\nTracking URI: {uris.mask_uri(uri)}\n"
         f"Experiments the runs come from: {sources}; {len(used)} FINISHED job runs in "
         f"{used['cell'].nunique()} configurations (runs_used.csv)\n\n"
         + "".join(f"- {n}\n" for n in report.notes)

@@ -21,9 +21,6 @@ CHOICE = f"params.{names.CHOICE_PARAM_PREFIX}"
 #: Further tags the report reads as plain columns.
 TAGS = FACTORS + ("seed", "task", "fingerprint", "eval_dataset", "eval_split", "source_run_id")
 
-mask = uris.mask_uri
-default_tracking_uri = uris.default_tracking_uri
-
 
 class ReportError(UserError, ValueError):
     """Bad input to the report (unknown experiment, no runs, bad option): one clear message."""
@@ -34,7 +31,7 @@ def client_for(uri: str):
     db = uris.sqlite_path(uri)
     if db is not None and not db.is_file():
         raise ReportError(
-            f"no MLflow database at {db} (tracking URI {mask(uri)!r}): train something "
+            f"no MLflow database at {db} (tracking URI {uris.mask_uri(uri)!r}): train something "
             "first, or pass --tracking-uri"
         )
     return make_client(uri)
@@ -47,7 +44,7 @@ def get_experiment(uri: str, name: str, why: str = ""):
     if exp is None:
         why = why or f"experiments there: {queries.experiment_names(client) or 'none'}"
         raise ReportError(
-            f"MLflow experiment {name!r} not found at tracking URI {mask(uri)!r}; {why}"
+            f"MLflow experiment {name!r} not found at tracking URI {uris.mask_uri(uri)!r}; {why}"
         )
     return exp
 
@@ -83,7 +80,9 @@ def _finished_jobs(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
     if frame.empty:
-        raise ReportError(f"MLflow experiment {experiment!r} at {mask(uri)!r} has no runs")
+        raise ReportError(
+            f"MLflow experiment {experiment!r} at {uris.mask_uri(uri)!r} has no runs"
+        )
     jobs = _finished_jobs(frame).copy()
     if jobs.empty:
         counts = frame.groupby(["status", col(frame, ROLE).rename("role")], dropna=False).size()
@@ -187,11 +186,6 @@ def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> 
         if len(hits) > 1:
             notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
     return out
-
-
-def metric_history(uri: str, run_ids, key: str) -> dict[str, dict[int, float]]:
-    """{run_id: {step: value}} of metric `key` (per-epoch metrics use step=epoch)."""
-    return queries.metric_history(client_for(uri), list(run_ids), key)
 
 
 def _seed(value):

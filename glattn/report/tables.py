@@ -10,7 +10,7 @@ from functools import partial
 
 import pandas as pd
 
-from glattn.report import cells, declared, stats
+from glattn.report import cells, stats
 from glattn.report.cells import METRICS, NO_RUNS, Context, metric_cell
 from glattn.report.frames import dataset_label, restrict, select, trained, varying
 from glattn.report.table_format import Cell, Table
@@ -193,14 +193,3 @@ def _convergence(ctx: Context, dataset: str, sub: pd.DataFrame, group) -> Cell:
     epochs = [stats.convergence_epoch(hist.get(r, {}), fraction) for r in sub["run_id"]]
     seeds, note = cells.by_seed(sub, pd.Series(epochs, sub.index, float))
     return cells.summary_cell(seeds, "{:.1f}".format, note, f"runs logged no per-epoch {key}")
-
-
-def tables_for(experiment: str, catalog: declared.Catalog | None = None) -> list[int] | None:
-    """The tables an experiment name asks for (`declared.Catalog.tables_for`)."""
-    return (catalog or declared.load()).tables_for(experiment)
-
-
-def build_tables(runs: pd.DataFrame, ctx: Context, which, catalog=None) -> dict:
-    """{number: Table, or None where these runs lack its data} of `which` (default: all)."""
-    by_number = (catalog or declared.load()).by_number()
-    return {n: by_number[n].build(runs, ctx) for n in which or sorted(by_number)}

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from glattn.paths import EXPERIMENTS_DIR, shipped_dir
 from glattn.report import runs
 from glattn.sweep import cost, expand, packing
+from glattn.tracking import queries, uris
 
 CONF = shipped_dir("conf", "conf")
 
@@ -166,10 +167,12 @@ def sweep_files(folder: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    uri = args.tracking_uri or runs.default_tracking_uri()
+    uri = args.tracking_uri or uris.default_tracking_uri()
     try:
         frame = runs.load_runs(uri, args.measured)
-        measured = throughput(frame, lambda ids, k: runs.metric_history(uri, ids, k))
+        measured = throughput(
+            frame, lambda ids, k: queries.metric_history(runs.client_for(uri), ids, k)
+        )
         if measured.empty:
             raise ValueError(f"no run of {args.measured!r} logged perf/train_img_s")
         decision = jobs_per_gpu_for(args, frame)

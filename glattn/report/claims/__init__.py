@@ -29,6 +29,7 @@ from glattn.report.claims.rows import (
     no_data,
 )
 from glattn.report.predictions import RunFiles
+from glattn.tracking import uris
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def claim_sources(
             notes.append(f"criterion {n}: no experiment {name!r} (Table {c.table}) in the store")
     if not out:
         names = ", ".join(catalog.stages[experiment])
-        raise runs.ReportError(f"none of {names} at {runs.mask(uri)} for {experiment!r}")
+        raise runs.ReportError(f"none of {names} at {uris.mask_uri(uri)} for {experiment!r}")
     return out
 
 
