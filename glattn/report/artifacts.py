@@ -110,8 +110,3 @@ def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
     out_dir, fp = run.get("params.paths.output_dir"), run.get("fingerprint")
     local = Path(str(out_dir)) / "checkpoints" / str(fp) / "best.pt"
     return local if isinstance(out_dir, str) and isinstance(fp, str) and local.is_file() else None
-
-
-def log_report(uri: str, run_id: str, out_dir: Path, artifact_path: str = "report") -> None:
-    """Upload every file of the report directory as artifacts of run `run_id`."""
-    make_client(uri).log_artifacts(run_id, str(out_dir), artifact_path)

@@ -177,16 +177,9 @@ def make_claims(
     write(c, experiment, out_dir, make_figures)
     if not log_artifacts:
         return c
-    home = runs.report_home(experiment, c.frames)  # a ``<name>-debug`` twin included
-    run_id, _ = runs.newest_sweep(uri, home)
-    if run_id is None:
-        where = " or ".join(map(repr, home))
-        c.notes.append(
-            f"no parent sweep run (tag glattn.role=sweep) in {where}: the claims not logged"
-        )
-        return c
-    for path in c.files:
+    run_id, note = runs.home_sweep(uri, experiment, c.frames, "claims")
+    for path in c.files if run_id else []:
         sub = "report/figures" if path.parent.name == "figures" else "report"
         runs.client_for(uri).log_artifact(run_id, str(path), sub)
-    c.notes.append(f"the claims logged as artifacts 'report/' of sweep run {run_id}")
+    c.notes.append(note)
     return c

@@ -29,7 +29,6 @@ class Report:
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # what was skipped, and why
     parent_run_id: str | None = None
-    parent_experiment: str | None = None  # the experiment of that parent run
     claims: object = None  # claims.Claims (paper mode)
     frames: dict = field(default_factory=dict)  # {experiment: the run set read}
     catalog: declared.Catalog | None = None  # the experiment files' report declarations
@@ -87,18 +86,11 @@ def make_report(
         if make_figures:
             _write_figures(report, experiment, uri, metric, history, gradcam)
     if log_artifacts:  # found before NOTES.md is written: it says where the report went
-        home = runs.report_home(experiment, report.frames)
-        report.parent_run_id, report.parent_experiment = runs.newest_sweep(uri, home)
-        report.notes.append(
-            f"logged as artifacts 'report/' of parent sweep run {report.parent_run_id} "
-            f"in {report.parent_experiment!r}"
-            if report.parent_run_id
-            else f"no parent sweep run (tag glattn.role=sweep) in {_names(home)}: the report "
-            "was not logged"
-        )
+        report.parent_run_id, note = runs.home_sweep(uri, experiment, report.frames, "report")
+        report.notes.append(note)
     report.files += _write_run_set(report, experiment, uri)
     if report.parent_run_id:
-        artifacts.log_report(uri, report.parent_run_id, report.out_dir)
+        runs.client_for(uri).log_artifacts(report.parent_run_id, str(report.out_dir), "report")
     return report
 
 
@@ -129,17 +121,13 @@ def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
     return sources
 
 
-def _names(experiments) -> str:
-    return " or ".join(repr(e) for e in experiments)
-
-
 def _write_tables(report, experiment, sources, metric, history, which) -> dict:
     """Build and write each table of `sources`; returns those built ({number: Table})."""
     for n, exp in sources.items():
         ctx = Context(metric, report.catalog.expected(exp), history)
         report.tables[n] = report.catalog.by_number()[n].build(report.frames[exp], ctx)
         if report.tables[n] is None:
-            where = _names(report.experiments_read(exp))
+            where = " or ".join(map(repr, report.experiments_read(exp)))
             report.notes.append(f"Table {n}: no runs with the data it needs in {where}")
     built = {n: t for n, t in report.tables.items() if t is not None}
     if which and not built:

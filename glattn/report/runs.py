@@ -157,20 +157,21 @@ def source_experiments(frames) -> list[str]:
     return list(dict.fromkeys(found)) or list(frames)
 
 
-def report_home(experiment: str, frames) -> list[str]:
-    """Where a report may be logged: its sources that are `experiment` or its debug twin."""
+def home_sweep(uri: str, experiment: str, frames, what: str) -> tuple[str | None, str]:
+    """The newest parent sweep run of the experiments `frames`' runs came from that are
+    `experiment` or its debug twin, and a note: where `what` is logged, or why it is not."""
     own = (experiment, names.debug_experiment(experiment))
-    return [e for e in source_experiments(frames) if e in own] or [experiment]
-
-
-def newest_sweep(uri: str, experiments) -> tuple[str | None, str | None]:
-    """(run id, experiment) of the newest parent sweep run in `experiments`, else Nones."""
+    home = [e for e in source_experiments(frames) if e in own] or [experiment]
     tops = []
-    for name in experiments:
+    for name in home:
         with suppress(ReportError):
             tops += [row for _, row in sweep_runs(uri, name).head(1).iterrows()]
     best = max(tops, key=lambda row: row["start_time"], default=None)  # the first of ties
-    return (None, None) if best is None else (str(best["run_id"]), best["experiment"])
+    if best is None:
+        where = " or ".join(map(repr, home))
+        return None, f"no parent sweep run ({ROLE[5:]}=sweep) in {where}: the {what} is not logged"
+    run_id, there = str(best["run_id"]), best["experiment"]
+    return run_id, f"the {what} logged as 'report/' of parent sweep run {run_id} in {there!r}"
 
 
 def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
