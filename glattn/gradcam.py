@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +134,68 @@ def _display(image: torch.Tensor) -> np.ndarray:
     return (img - img.min()) / max(float(img.max() - img.min()), 1e-8)
 
 
+def model_cams(
+    models: Iterable[tuple[str, nn.Module]], images: torch.Tensor, device="cpu"
+) -> tuple[list[tuple[str, torch.Tensor, torch.Tensor]], str]:
+    """Grad-CAM of several models on the same images, each on its own `cam_layer`: rows of
+    ``(name, cams, predicted classes)``, and the layer the maps come from ("layer4, 7x7
+    map"; the distinct ones joined by " / " when the models differ)."""
+    rows, wheres = [], []
+    # cudnn.benchmark (on for CUDA training) would autotune every conv for these one-off
+    # shapes, seconds on a GPU; a GLSA block compiled in place (trainer.compile=auto on CUDA)
+    # runs eagerly here: new shapes and hooks would recompile it
+    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+    try:
+        for name, model in models:
+            with eager(model):
+                layer_name, layer, shape = cam_layer(model, int(images.shape[-1]))
+                cams, preds = grad_cam(model, images.to(device), layer=layer)
+            rows.append((name, cams, preds))
+            where = f"{layer_name}, {shape[0]}x{shape[1]} map" if shape else layer_name
+            wheres += [where] if where not in wheres else []
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+    return rows, " / ".join(wheres)
+
+
+def overlay_grid(
+    images, heads: Sequence[str], rows, class_names, paths: Sequence[Path], title: str, cols=7
+) -> list[Path]:
+    """Save one figure to each of ``paths`` (PNG, PDF): a header row of the plain images
+    (titled by ``heads``: "true mel", a file name), then a row of Grad-CAM overlays per
+    ``model_cams`` row, titled by the predicted class and labelled by the model's name. Past
+    ``cols`` images the whole block wraps below: each overlay stays under its image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, m, lines = len(images), len(rows) + 1, [("image", None, None), *rows]
+    cols = max(min(n, cols), 1)
+    blocks = (n + cols - 1) // cols
+    size, ticks = (1.7 * cols + 0.6, 1.8 * blocks * m), {"xticks": [], "yticks": []}
+    fig, axes = plt.subplots(blocks * m, cols, figsize=size, squeeze=False, subplot_kw=ticks)
+    for ax in axes[-m:, n - (blocks - 1) * cols :].flat:  # the last block's empty cells
+        ax.axis("off")
+    for i in range(n):
+        block, c = divmod(i, cols)
+        for k, (name, cams, preds) in enumerate(lines):
+            ax = axes[block * m + k, c]
+            ax.imshow(_display(images[i]))
+            if cams is not None:
+                ax.imshow(cams[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            head = heads[i] if cams is None else f"pred {class_names[int(preds[i])]}"
+            ax.set_title(head, fontsize=8)
+            ax.set_ylabel(name if c == 0 else "", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=120, bbox_inches="tight", pad_inches=0.1)
+    plt.close(fig)
+    return list(paths)
+
+
 def gradcam_grid(
     model: nn.Module,
     images: torch.Tensor,
@@ -143,48 +205,12 @@ def gradcam_grid(
     device: torch.device | str = "cpu",
     titles: Sequence[str] | None = None,
 ) -> Path:
-    """Save a grid: each image above its Grad-CAM overlay for the predicted class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    device = torch.device(device)
-    # cudnn.benchmark (on for CUDA training) would autotune every conv, forward and backward,
-    # for these one-off shapes (batch 1 here, the grid's batch below): seconds on a GPU for
-    # passes that run once; the default heuristics pick a kernel at once. A GLSA block
-    # compiled in place (trainer.compile=auto on CUDA) runs eagerly here: new shapes and
-    # hooks would recompile it
-    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
-    try:
-        with eager(model):
-            name, layer, shape = cam_layer(model, int(images.shape[-1]))
-            cams, preds = grad_cam(model, images.to(device), layer=layer)
-    finally:
-        torch.backends.cudnn.benchmark = benchmark
-    n = len(images)
-    cols = min(n, 7)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.0 * cols, 4.1 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        r, c = divmod(i, cols)
-        img = _display(images[i])
-        truth = labels[i]
-        head = titles[i] if titles else (f"true {class_names[truth]}" if truth is not None else "")
-        axes[2 * r, c].imshow(img)
-        axes[2 * r, c].set_title(head, fontsize=8)
-        axes[2 * r + 1, c].imshow(img)
-        axes[2 * r + 1, c].imshow(cams[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        axes[2 * r + 1, c].set_title(f"pred {class_names[int(preds[i])]}", fontsize=8)
-    where = f"{name}, {shape[0]}x{shape[1]} map" if shape else name
-    fig.suptitle(f"Grad-CAM on {where} (predicted class)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """Save a grid: the images (titled by ``titles``, else their true class) above their
+    Grad-CAM overlays for the predicted class; returns ``path``."""
+    rows, where = model_cams([("Grad-CAM", model)], images, device)
+    heads = titles or [f"true {class_names[t]}" if t is not None else "" for t in labels]
+    title = f"Grad-CAM on {where} (predicted class)"
+    (path,) = overlay_grid(images, heads, rows, class_names, [Path(path)], title)
     log.info("Grad-CAM grid on %s: %s", where, path)
     return path
 

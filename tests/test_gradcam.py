@@ -66,3 +66,31 @@ def test_grid_passes_do_not_autotune_and_restore_the_setting(tmp_path, monkeypat
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     gradcam_grid(Spot(), torch.rand(2, 3, 16, 16), [0, 1], ("a", "b", "c"), tmp_path / "g.png")
     assert seen == [False] and torch.backends.cudnn.benchmark is True
+
+
+def test_several_models_share_one_header_row_and_get_a_labelled_row_each(tmp_path, monkeypatch):
+    """model_cams + overlay_grid: the images once, then one row of overlays per model,
+    labelled by its name; past ``cols`` images the whole block wraps; every path is written."""
+    from matplotlib.figure import Figure
+
+    import glattn.gradcam as G
+
+    seen, real = {}, Figure.savefig
+
+    def spy(fig, path, **kw):
+        seen["grid"] = fig.axes[0].get_gridspec().get_geometry()
+        seen["labels"] = [ax.get_ylabel() for ax in fig.axes if ax.axison]
+        seen["titles"] = [ax.get_title() for ax in fig.axes if ax.axison]
+        return real(fig, path, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    images = torch.rand(3, 3, 16, 16)
+    rows, where = G.model_cams([("m1", Spot()), ("m2", Spot())], images)
+    assert [r[0] for r in rows] == ["m1", "m2"] and where == "gradcam_layer"
+    paths = [tmp_path / "g.png", tmp_path / "g.pdf"]
+    assert G.overlay_grid(images, ["x", "y", "z"], rows, "abc", paths, "t", cols=2) == paths
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert seen["grid"] == (6, 2)  # two blocks of (header + 2 models) rows, 2 columns
+    assert seen["labels"] == ["image", "", "m1", "", "m2", "", "image", "m1", "m2"]
+    assert seen["titles"][:2] + seen["titles"][6:7] == ["x", "y", "z"]
+    assert seen["titles"][2:6] + seen["titles"][7:] == ["pred a"] * 6  # brightness: class 0

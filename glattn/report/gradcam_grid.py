@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import artifacts, cells, figures, frames
+from glattn.report import artifacts, cells, frames
 
 
 def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Series]]:
@@ -37,7 +37,7 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
         import torch
 
         from glattn.checkpoint import load_checkpoint, load_trained_model
-        from glattn.gradcam import cam_layer, grad_cam, pick_per_class
+        from glattn.gradcam import model_cams, overlay_grid, pick_per_class
     except ImportError as err:
         notes.append(f"Grad-CAM grid skipped: {err}")
         return []
@@ -78,42 +78,16 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
     index = pick_per_class(split.labels, per_class)
     images = torch.stack([split[i][0] for i in index])  # (N, 3, S, S)
     size = int(images.shape[-1])
-    rows, where = [], ""
-    for fusion, (model, cfg) in models.items():
+    for fusion, (_, cfg) in list(models.items()):
         if int(cfg.dataset.image_size) != size:
             notes.append(
                 f"Grad-CAM grid: fusion {fusion} trained at image size "
                 f"{cfg.dataset.image_size} != {size}; left out"
             )
-            continue
-        layer_name, layer, shape = cam_layer(model.eval(), size)  # the last map >= 7x7
-        cams, preds = grad_cam(model.eval(), images, layer=layer)
-        where = f"{layer_name}, {shape[0]}x{shape[1]} map" if shape else layer_name
-        rows.append((fusion, cams, preds))
-    labels = [data.class_names[int(split.labels[i])] for i in index]
-    return _plot(rows, images, labels, list(data.class_names), ds, fig_dir, where)
-
-
-def _plot(rows, images, labels, names, ds, fig_dir: Path, where: str = "") -> list[Path]:
-    """The grid: the images, then one row of overlays (titled by prediction) per fusion."""
-    import matplotlib.pyplot as plt
-
-    from glattn.gradcam import _display
-
-    n, rows = len(images), [("image", None, None), *rows]
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n + 1, 1.7 * len(rows)), squeeze=False)
-    for (fusion, cams, preds), line in zip(rows, axes):
-        line[0].set_ylabel(fusion, fontsize=8)
-        for j, ax in enumerate(line):
-            ax.set(xticks=[], yticks=[])
-            ax.imshow(_display(images[j]))
-            if cams is None:
-                ax.set_title(f"true {labels[j]}", fontsize=7)
-            else:
-                ax.imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-                ax.set_title(f"pred {names[int(preds[j])]}", fontsize=6)
+            del models[fusion]
+    rows, where = model_cams([(fusion, model) for fusion, (model, _) in models.items()], images)
+    heads = [f"true {data.class_names[int(split.labels[i])]}" for i in index]
     on = f"; on {where}" if where else ""
-    fig.suptitle(
-        f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each{on})", fontsize=9
-    )
-    return figures.save(fig, fig_dir, "gradcam_fusion")
+    title = f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each{on})"
+    paths = [fig_dir / "gradcam_fusion.png", fig_dir / "gradcam_fusion.pdf"]
+    return overlay_grid(images, heads, rows, list(data.class_names), paths, title)
