@@ -40,13 +40,13 @@ def test_the_job_draws_counts(tmp_path, drawn):
 def test_the_report_draws_percentages_of_each_true_class_with_the_same_function(
     tmp_path, drawn, monkeypatch
 ):
-    from glattn.report import artifacts, figures, report
+    from glattn.report import figures, predictions, report
 
     runs = pd.DataFrame({"task": ["train"], "dataset": ["ham10000"], "run_id": ["r1"]})
     monkeypatch.setattr(figures, "best_strategy", lambda frame, metric, ds: ("original", runs))
-    monkeypatch.setattr(artifacts, "confusion_sum", lambda uri, ids, tmp: (CM, NAMES, 2, None))
+    monkeypatch.setattr(predictions, "confusion_sum", lambda files, ids: (CM, NAMES, 2))
     notes: list = []
-    paths = report.confusion_figures("unused", runs, "balanced_acc", tmp_path, notes)
+    paths = report.confusion_figures(None, runs, "balanced_acc", tmp_path, notes)
     assert [p.name for p in paths] == ["confusion_ham10000.png", "confusion_ham10000.pdf"]
     assert notes == [] and len(drawn) == 1
     (display,) = drawn

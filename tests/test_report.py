@@ -106,11 +106,16 @@ def store(tmp_path_factory):
                 source_run_id=src,
             )
 
-    # Table 6 + figures: efficiency metrics, curves, recalls, a confusion-matrix artifact
+    # Table 6 + figures: efficiency metrics, curves, recalls, test predictions (confusion)
     parent6 = s.sweep("table6_efficiency")
-    cm = pd.DataFrame(np.diag([5, 4, 3, 2, 1, 1, 1]) + 1, index=CLASSES, columns=CLASSES)
-    cm_path = s.artifacts.parent / "confusion_test.csv"
-    cm.to_csv(cm_path)
+    ids = [f"ISIC_{i:07d}" for i in range(2 * len(CLASSES))]
+    probs = pd.DataFrame(np.eye(len(CLASSES))[np.arange(len(ids)) % 3], columns=CLASSES)
+    probs.insert(0, "image", ids)
+    labels = [CLASSES[i % len(CLASSES)] for i in range(len(ids))]
+    split = pd.DataFrame({"image_id": ids, "label": labels, "split": "test"})
+    predicted = [s.artifacts.parent / "test_probabilities.csv", s.artifacts.parent / "split.csv"]
+    probs.to_csv(predicted[0], index=False)
+    split.to_csv(predicted[1], index=False)
     for seed in range(2):
         for att, params, flops, lat in (("none", 11e6, 1.8, 3.0), ("cbam", 11.5e6, 2.0, 4.0)):
             rid = s.job(
@@ -130,7 +135,8 @@ def store(tmp_path_factory):
                 attention=att,
             )
             if att == "cbam":
-                s.client.log_artifact(rid, str(cm_path), "eval")
+                for path in predicted:
+                    s.client.log_artifact(rid, str(path), "eval")
     return s
 
 

@@ -179,8 +179,8 @@ def test_six_points_better_on_the_same_images_is_supported(store):
 
 def predictions(labels, correct):
     """What read_predictions returns for CSVs written by write_csvs (checked below)."""
-    ids = np.array(IDS[: labels.size])
-    return Predictions(ids, labels, correct, np.ones(labels.size), tuple(CLASSES))
+    ids, predicted = np.array(IDS[: labels.size]), probabilities(labels, correct).argmax(axis=1)
+    return Predictions(ids, labels, predicted, np.ones(labels.size), tuple(CLASSES))
 
 
 def test_read_predictions_of_written_csvs(tmp_path):
@@ -188,7 +188,7 @@ def test_read_predictions_of_written_csvs(tmp_path):
     labels, right = np.arange(140) % 7, rng.random(140) < 0.7
     got = read_predictions(*write_csvs(tmp_path, IDS[:140], labels, right))
     want = predictions(labels, right)
-    for name in ("images", "labels", "correct", "weights"):
+    for name in ("images", "labels", "predicted", "correct", "weights"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
     assert got.classes == want.classes
 

@@ -13,7 +13,7 @@ from sklearn.metrics import confusion_matrix
 from test_report_helpers import CLASSES, Store
 
 from glattn.metrics import confusion_figure
-from glattn.report import artifacts, figures, gradcam_grid, runs
+from glattn.report import figures, gradcam_grid, predictions, runs
 
 
 def cfg_for(*overrides):
@@ -52,9 +52,10 @@ def test_confusion_rebuilt_from_probabilities_and_split(s, tmp_path):
         s.client.log_artifact(rid, str(pfile))
         s.client.log_artifact(rid, str(tmp_path / "split.csv"))
         rids.append(rid)
-    m, names, n, png = artifacts.confusion_sum(s.uri, rids, tmp_path / "dl")
+    files = predictions.RunFiles(s.uri, tmp_path / "dl")
+    m, names, n = predictions.confusion_sum(files, rids)
     want = confusion_matrix(truth, probs.argmax(1), labels=range(7))
-    assert names == list(CLASSES) and n == 2 and png is None
+    assert names == list(CLASSES) and n == 2
     np.testing.assert_array_equal(m, 2 * want)
     paths = figures.save(confusion_figure(m, names, "t", percent=True), tmp_path / "fig", "cm")
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix
 
 from glattn.metrics import predict
 from glattn.report import artifacts, runs, stats
@@ -23,9 +24,13 @@ class Predictions:
 
     images: np.ndarray  # (n,) str, sorted
     labels: np.ndarray  # (n,) int index into `classes`
-    correct: np.ndarray  # (n,) bool
+    predicted: np.ndarray  # (n,) int: the row argmax, -1 (always wrong) on a tie
     weights: np.ndarray  # (n,) float
     classes: tuple
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predicted == self.labels
 
     def outcomes(self, keep: np.ndarray | None = None) -> stats.Outcomes:
         """stats.Outcomes on the images `keep` (sorted ids; default all)."""
@@ -66,7 +71,7 @@ def read_predictions(
     if bad:
         raise runs.ReportError(f"{split_csv}: label(s) {bad} are not columns of {probs_csv}")
     labels = names.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
-    correct = predict(probs[class_cols].to_numpy(dtype=float)) == labels
+    predicted = predict(probs[class_cols].to_numpy(dtype=float))
     weights = np.ones(len(probs))
     if weight_col:
         weights = np.array(pd.to_numeric(probs[weight_col], errors="coerce").fillna(0), float)
@@ -76,7 +81,7 @@ def read_predictions(
             weights[images.isin(skipped["image_id"].astype(str)).to_numpy()] = 0.0
     order = np.argsort(images.to_numpy())
     return Predictions(
-        images.to_numpy()[order], labels[order], correct[order], weights[order], classes
+        images.to_numpy()[order], labels[order], predicted[order], weights[order], classes
     )
 
 
@@ -89,7 +94,8 @@ class RunFiles:
         self._files: dict[str, list[str]] = {}
         self._preds: dict[tuple, Predictions | None] = {}
 
-    def _get(self, run_id: str, name: str) -> Path | None:
+    def get(self, run_id: str, name: str) -> Path | None:
+        """The run's artifact file called `name` (any folder), downloaded; None if none."""
         if run_id not in self._files:
             self._files[run_id] = artifacts.list_files(self.client, run_id)
         path = next((p for p in self._files[run_id] if Path(p).name == name), None)
@@ -100,12 +106,12 @@ class RunFiles:
     def predictions(self, run_id: str, split: str) -> Predictions | None:
         """A run's predictions on `split` (test, val or eval); None when it logged none."""
         if (run_id, split) not in self._preds:
-            probs = self._get(run_id, f"{split}_probabilities.csv")
-            splits = self._get(run_id, "split.csv")
+            probs = self.get(run_id, f"{split}_probabilities.csv")
+            splits = self.get(run_id, "split.csv")
             self._preds[run_id, split] = None
             if probs is not None and splits is not None:
                 truth_split = "test" if split == "eval" else split
-                skipped = self._get(run_id, "skipped_images.csv")
+                skipped = self.get(run_id, "skipped_images.csv")
                 self._preds[run_id, split] = read_predictions(probs, splits, truth_split, skipped)
         return self._preds[run_id, split]
 
@@ -113,9 +119,25 @@ class RunFiles:
         """{run_id: {epoch: value}}: the metric history, else the run's training_log.csv."""
         out = queries.metric_history(self.client, list(run_ids), key)
         for run_id in [r for r in run_ids if not out.get(r)]:
-            path = self._get(run_id, "training_log.csv")
+            path = self.get(run_id, "training_log.csv")
             frame = pd.read_csv(path) if path is not None else pd.DataFrame()
             if {key, "epoch"} <= set(frame.columns):
                 frame = frame[["epoch", key]].dropna()
                 out[run_id] = {int(e): float(v) for e, v in frame.itertuples(index=False)}
         return out
+
+
+def confusion_sum(files: RunFiles, run_ids) -> tuple[np.ndarray | None, list[str], int]:
+    """The sum of the runs' test confusion matrices (rows true, columns predicted, weighted as
+    the runs' own), their classes, and how many runs it sums (runs of other classes left out)."""
+    preds = [p for r in run_ids if (p := files.predictions(r, "test")) is not None]
+    same = [p for p in preds if p.classes == preds[0].classes]
+    if not same:
+        return None, [], 0
+    sums = [
+        confusion_matrix(
+            p.labels, p.predicted, labels=range(len(p.classes)), sample_weight=p.weights
+        )
+        for p in same
+    ]
+    return sum(sums), list(same[0].classes), len(same)

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import artifacts, claims_report, declared, figures, provenance, runs, selection
+from glattn.report import (
+    claims_report,
+    declared,
+    figures,
+    predictions,
+    provenance,
+    runs,
+    selection,
+)
 from glattn.report.cells import METRICS, Context
 from glattn.report.claims import METRICS as CLAIM_METRICS
 from glattn.report.claims import check_claims
@@ -68,7 +76,8 @@ def make_report(
     }
     report.notes += provenance.notes(report.frames)  # reused runs, cells made by other code
     with tempfile.TemporaryDirectory() as tmp:  # training_log.csv downloads (history)
-        history = RunFiles(uri, Path(tmp)).history
+        files = RunFiles(uri, Path(tmp))
+        history = files.history
         built = _write_tables(report, experiment, sources, metric, history, which)
         if claims if claims is not None else experiment in catalog.stages:
             if metric not in CLAIM_METRICS:
@@ -84,7 +93,7 @@ def make_report(
             report.notes += report.claims.notes
         report.files += _combined(experiment, built, report.out_dir, report.claims)
         if make_figures:
-            _write_figures(report, experiment, uri, metric, history, gradcam)
+            _write_figures(report, experiment, uri, metric, files, gradcam)
     if log_artifacts:  # found before NOTES.md is written: it says where the report went
         report.parent_run_id, note = runs.home_sweep(uri, experiment, report.frames, "report")
         report.notes.append(note)
@@ -140,14 +149,14 @@ def _write_tables(report, experiment, sources, metric, history, which) -> dict:
     return built
 
 
-def _write_figures(report, experiment, uri, metric, history, gradcam) -> None:
+def _write_figures(report, experiment, uri, metric, files: RunFiles, gradcam) -> None:
     for exp, frame in report.frames.items():
         sub = exp if len(report.frames) > 1 or exp != experiment else ""
         fig_dir = report.out_dir / "figures" / sub
         notes = report.notes
-        report.files += figures.training_curves(frame, history, metric, fig_dir, notes)
+        report.files += figures.training_curves(frame, files.history, metric, fig_dir, notes)
         report.files += figures.per_class_recall(frame, fig_dir, notes)
-        report.files += confusion_figures(uri, frame, metric, fig_dir, notes)
+        report.files += confusion_figures(files, frame, metric, fig_dir, notes)
         if gradcam and frame["fusion"].nunique() > 1:
             report.files += fusion_grid(uri, frame, metric, fig_dir, notes)
 
@@ -192,9 +201,9 @@ def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[
     return [md, tex]
 
 
-def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Path]:
+def confusion_figures(files: RunFiles, frame, metric, fig_dir: Path, notes: list) -> list[Path]:
     """Confusion matrix (in % of each true class) of the best configuration per training data
-    set, summed over its seeds' artifacts; one seed's image is copied when no numbers exist."""
+    set, summed over its seeds' test predictions; one seed's image is copied when none has."""
     from glattn.metrics import confusion_figure  # scikit-learn: only when there is one to draw
 
     paths = []
@@ -203,23 +212,22 @@ def confusion_figures(uri, frame, metric, fig_dir: Path, notes: list) -> list[Pa
         if label is None:
             notes.append(f"confusion matrix ({ds}): no run with a {metric} score")
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            m, names, n, png = artifacts.confusion_sum(uri, list(best["run_id"]), Path(tmp))
-            if m is not None:
-                names = names or list(figures.CLASS_ORDER[: m.shape[0]])
-                title = f"{dataset_label(ds)}: {label} ({n} seed{'s' if n != 1 else ''} summed)"
-                figure = confusion_figure(m, names, title, percent=True)
-                paths += figures.save(figure, fig_dir, f"confusion_{ds}")
-            elif png is not None:
-                fig_dir.mkdir(parents=True, exist_ok=True)
-                paths.append(shutil.copyfile(png, fig_dir / f"confusion_{ds}.png"))
-                notes.append(
-                    f"confusion matrix ({ds}, {label}): copied one seed's logged "
-                    "image (no numeric confusion-matrix artifact to sum)"
-                )
-            else:
-                notes.append(
-                    f"confusion matrix ({ds}, best: {label}): its runs logged no "
-                    "confusion-matrix artifact"
-                )
+        m, names, n = predictions.confusion_sum(files, best["run_id"])
+        pngs = (files.get(r, "test_confusion_matrix.png") for r in best["run_id"])
+        if m is not None:
+            title = f"{dataset_label(ds)}: {label} ({n} seed{'s' if n != 1 else ''} summed)"
+            figure = confusion_figure(m, names, title, percent=True)
+            paths += figures.save(figure, fig_dir, f"confusion_{ds}")
+        elif (png := next(filter(None, pngs), None)) is not None:
+            fig_dir.mkdir(parents=True, exist_ok=True)
+            paths.append(shutil.copyfile(png, fig_dir / f"confusion_{ds}.png"))
+            notes.append(
+                f"confusion matrix ({ds}, {label}): copied one seed's logged image (no "
+                "test_probabilities.csv and split.csv to sum)"
+            )
+        else:
+            notes.append(
+                f"confusion matrix ({ds}, best: {label}): its runs logged no test predictions "
+                "or confusion-matrix image"
+            )
     return paths
