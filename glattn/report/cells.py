@@ -78,12 +78,11 @@ def summary_cell(values: dict, scale=pct, note: str | None = None, missing=NO_RU
     return Cell(f"{text} (n={s.n})", s.mean, s.std, int(s.n), note=note)
 
 
-def score(frame: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series]:
-    """Per-run score: test/<m> (holdout test split), else best/val/<m>; and its source."""
-    test = frames.metric(frame, f"test/{metric}")
-    val = frames.metric(frame, f"best/val/{metric}")
-    source = pd.Series(["test"] * len(frame), index=frame.index).where(test.notna(), "val")
-    return test.fillna(val), source.where(test.notna() | val.notna(), None)
+def score(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """Per-run score: test/<m> (holdout test split), else best/val/<m>."""
+    return frames.metric(frame, f"test/{metric}").fillna(
+        frames.metric(frame, f"best/val/{metric}")
+    )
 
 
 def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
@@ -103,7 +102,7 @@ def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
 
 def seed_scores(frame: pd.DataFrame, metric: str) -> dict:
     """{seed: score} of one configuration's runs (`score`, `by_seed`)."""
-    return by_seed(frame, score(frame, metric)[0])[0]
+    return by_seed(frame, score(frame, metric))[0]
 
 
 def logged_cell(frame, key: str, scale: Callable[[float], str], missing: str | None = None):
@@ -115,10 +114,10 @@ def logged_cell(frame, key: str, scale: Callable[[float], str], missing: str | N
 
 def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
     """The metric (`score`) over seeds, footnoted for validation values or missing seeds."""
-    values, source = score(frame, ctx.metric)
+    values = score(frame, ctx.metric)
     seeds, dup_note = by_seed(frame, values)
     notes = [dup_note] if dup_note else []
-    if (source[values.notna()] == "val").any():
+    if (values.notna() & frames.metric(frame, f"test/{ctx.metric}").isna()).any():
         notes.append(VAL_NOTE.format(m=ctx.metric))
     asked = ctx.expected.get("seed") or []
     if seeds and len(asked) > len(seeds):

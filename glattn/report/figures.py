@@ -208,7 +208,7 @@ def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
         frame = frame[frame["dataset"] == dataset]
     best = None
     for label, s in strategies(frame):
-        mean = stats.summarize(score(s, metric)[0].dropna()).mean
+        mean = stats.summarize(score(s, metric).dropna()).mean
         if not math.isnan(mean) and (best is None or mean > best[0]):
             best = (mean, label, s)
     return (best[1], best[2]) if best else (None, frame.iloc[:0])

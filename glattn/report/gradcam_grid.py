@@ -20,7 +20,7 @@ def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Serie
         out = {}
         for fusion in frames.ordered("fusion", sub["fusion"].dropna().unique()):
             runs = sub[sub["fusion"] == fusion]
-            score = cells.score(runs, metric)[0]
+            score = cells.score(runs, metric)
             out[fusion] = runs.loc[score.idxmax() if score.notna().any() else runs.index[-1]]
         if len(out) > 1:
             return levels[0], out

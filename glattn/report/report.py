@@ -68,7 +68,8 @@ def make_report(
     uri = uri or uris.default_tracking_uri()
     report = Report(Path(out_dir or Path("outputs") / "reports" / experiment), catalog=catalog)
     which = which or catalog.tables_for(experiment)
-    sources = _sources(uri, experiment, which, report.notes, catalog)
+    numbers = which or sorted(catalog.by_number())
+    sources = runs.table_sources(uri, experiment, numbers, report.notes, catalog)
     select = {"where": tuple(where or ()), "include_debug": include_debug}
     report.frames = {
         exp: runs.load_runs(uri, exp, notes=report.notes, **select)
@@ -115,19 +116,6 @@ def _checked_catalog(experiments_dirs, metric: str, which) -> declared.Catalog:
             f"{', '.join(map(str, sorted(catalog.by_number())))})"
         )
     return catalog
-
-
-def _sources(uri, experiment, which, notes, catalog) -> dict[int, str]:
-    """{table number: experiment}: a stages file (`paper`) reads each from its stage's."""
-    numbers = which or sorted(catalog.by_number())
-    if experiment not in catalog.stages:
-        return {n: experiment for n in numbers}
-    runs.client_for(uri)
-    sources = runs.stage_experiments(uri, numbers, notes, catalog.tables_for)
-    if not sources:
-        names = ", ".join(catalog.stages[experiment])
-        raise runs.ReportError(f"none of {names} at {uris.mask_uri(uri)} for {experiment!r}")
-    return sources
 
 
 def _write_tables(report, experiment, sources, metric, history, which) -> dict:

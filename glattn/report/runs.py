@@ -174,18 +174,24 @@ def home_sweep(uri: str, experiment: str, frames, what: str) -> tuple[str | None
     return run_id, f"the {what} logged as 'report/' of parent sweep run {run_id} in {there!r}"
 
 
-def stage_experiments(uri: str, numbers: list[int], notes: list, tables_for) -> dict[int, str]:
-    """{table number: the store's experiment declaring it}; a note where none or several do."""
+def table_sources(uri: str, experiment: str, numbers, notes: list, catalog) -> dict[int, str]:
+    """{table number: experiment}: a stages file (`paper`) reads each table from the store's
+    experiment whose file declares it, with a note where none or several do."""
+    if experiment not in catalog.stages:
+        return {n: experiment for n in numbers}
     known = queries.experiment_names(client_for(uri))
     out = {}
     for n in numbers:
-        hits = [x for x in known if tables_for(x) == [n]]
+        hits = [x for x in known if catalog.tables_for(x) == [n]]
         if not hits:
             notes.append(f"Table {n}: no experiment in the store declares it")
             continue
         out[n] = hits[0]
         if len(hits) > 1:
             notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
+    if not out:
+        names = ", ".join(catalog.stages[experiment])
+        raise ReportError(f"none of {names} at {uris.mask_uri(uri)} for {experiment!r}")
     return out
 
 

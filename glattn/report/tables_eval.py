@@ -43,7 +43,7 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         # both arms keyed by the source run's seed (its id without one), so that they pair exactly
         key = sub["seed"].where(sub["seed"].notna(), sub["run_id"])
         key_of = dict(zip(sub["run_id"], key))
-        hold = cells.score(sub, ctx.metric)[0].set_axis(key).dropna().to_dict()
+        hold = cells.score(sub, ctx.metric).set_axis(key).dropna().to_dict()
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row.append(metric_cell(sub, ctx))
         for d, s in targets:

@@ -29,7 +29,6 @@ from glattn.report.claims.rows import (
     no_data,
 )
 from glattn.report.predictions import RunFiles
-from glattn.tracking import uris
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +72,13 @@ def claim_sources(
     that declares it."""
     runs.client_for(uri)  # a missing store is an error before any work
     checked = {n: c for n, c in criteria.items() if c.build is not None}
-    if experiment not in catalog.stages:
-        return {n: experiment for n in checked}
     numbers = sorted({c.table for c in checked.values()})
-    stages = runs.stage_experiments(uri, numbers, [], catalog.tables_for)
-    out = {n: stages[c.table] for n, c in checked.items() if c.table in stages}
+    tables = runs.table_sources(uri, experiment, numbers, [], catalog)
     for n, c in checked.items():
-        if n not in out:
+        if c.table not in tables:
             name = catalog.by_number()[c.table].experiment
             notes.append(f"criterion {n}: no experiment {name!r} (Table {c.table}) in the store")
-    if not out:
-        names = ", ".join(catalog.stages[experiment])
-        raise runs.ReportError(f"none of {names} at {uris.mask_uri(uri)} for {experiment!r}")
-    return out
+    return {n: tables[c.table] for n, c in checked.items() if c.table in tables}
 
 
 def check_claims(
