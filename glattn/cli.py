@@ -38,11 +38,11 @@ from glattn.secrets import hide_argv_secrets
 #: parser and sets its ``run(args) -> exit status``, one line of what it does).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": (
-        "glattn.report.__main__:configure_report",
+        "glattn.report.cli:configure_report",
         "the paper's tables and figures from one MLflow experiment's runs",
     ),
     "claims": (
-        "glattn.report.__main__:configure_claims",
+        "glattn.report.cli:configure_claims",
         "the claims the experiment files declare, checked from the runs",
     ),
     "estimate": (

@@ -98,25 +98,15 @@ def test_a_subcommand_with_bad_options_is_argparses_usage(capsys):
 
 def test_an_experiment_named_like_a_subcommand_is_reported(monkeypatch):
     """`glattn report claims` reports the experiment `claims`, not the claims subcommand."""
-    from glattn.report import __main__ as report_cli
+    from glattn.report import cli as report_cli
 
-    seen = {}
-    monkeypatch.setattr(report_cli, "run_report", lambda args: seen.setdefault("x", args) and 0)
     p = cli.parser()
     args = p.parse_args(["report", "claims", "--tables", "3"])
     assert args.run is report_cli.run_report and args.experiment == "claims"
     args = p.parse_args(["claims", "table3_fusion"])
     assert args.run is report_cli.run_claims and args.experiment == "table3_fusion"
-
-
-def test_python_m_glattn_report_is_glattn_report(monkeypatch):
-    """`python -m glattn.report claims` reports the experiment `claims` (no older forms)."""
-    from glattn.report import __main__ as report_cli
-
-    monkeypatch.setattr(report_cli, "run_claims", lambda args: 7)
-    assert report_cli.run("claims", ["c1"]) == 7  # configure_claims bound run_claims late
     monkeypatch.setattr(report_cli, "run_report", lambda args: 3 * (args.experiment == "claims"))
-    assert report_cli.main(["claims"]) == 3
+    assert cli.main(["report", "claims"]) == 3  # the parser binds run_report late
 
 
 def test_plan_subcommand_is_plan_mode(monkeypatch):

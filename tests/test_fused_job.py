@@ -18,10 +18,10 @@ import pytest
 import torch
 from conftest import ROOT, smoke_cfg, store_client
 
+from glattn import cli
 from glattn.job import main
 from glattn.job.tasks import fused as fused_task
 from glattn.job.tasks.fused import FusedMemberFailed
-from glattn.report.__main__ import main as report_main
 from glattn.tracking.names import FUSED_TAG
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,7 +114,10 @@ def test_fused_sweep_records_its_members_as_the_unfused_sweep_and_the_report_agr
     tables = {}
     for out in (fused, alone):
         args = ["--tracking-uri", f"sqlite:///{out}/mlflow.db", "--out", str(out / "rep")]
-        assert report_main(["glattn", *args, "--no-gradcam", "--no-log", "--include-debug"]) == 0
+        assert (
+            cli.main(["report", "glattn", *args, "--no-gradcam", "--no-log", "--include-debug"])
+            == 0
+        )
         found = sorted((out / "rep").glob("*.csv"))  # table6_efficiency: timings, not results
         tables[out] = {p.name: pd.read_csv(p) for p in found if "efficiency" not in p.name}
     assert tables[fused].keys() == tables[alone].keys()

@@ -11,10 +11,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats as sps
-from test_report_helpers import CLASSES, Store
+from test_report_helpers import CLASSES, Store, glattn, report
 
 from glattn.report import cells, declared, runs, stats, tables
-from glattn.report.__main__ import main, run
 from glattn.report.declared import expected_levels
 from glattn.report.table_format import DASH
 from glattn.tracking import queries, uris
@@ -329,7 +328,7 @@ def test_latex_is_well_formed(store):
 # ---------------------------------------------------------------------------- CLI
 def test_cli_writes_tables_figures_and_logs_to_parent(store, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = main(
+    rc = report(
         ["table6_efficiency", "--tracking-uri", store.uri, "--out", str(out), "--no-gradcam"]
     )
     assert rc == 0
@@ -355,7 +354,7 @@ def test_cli_prints_its_own_lines_not_the_data_loading_ones(monkeypatch, caplog)
     them."""
     import logging
 
-    from glattn.report import report
+    from glattn.report import report as report_module
 
     def fake_report(*args, **kwargs):
         logging.getLogger("glattn.data.splits").info("images per class and split")
@@ -363,10 +362,10 @@ def test_cli_prints_its_own_lines_not_the_data_loading_ones(monkeypatch, caplog)
         logging.getLogger("glattn.report.figures").info("the report's own line")
         raise runs.ReportError("stop here")
 
-    monkeypatch.setattr(report, "make_report", fake_report)
+    monkeypatch.setattr(report_module, "make_report", fake_report)
     caplog.set_level(logging.INFO)
     before = logging.getLogger("glattn").level
-    assert main(["anything"]) == 2
+    assert report(["anything"]) == 2
     said = [r.getMessage() for r in caplog.records]
     assert said == ["a data warning", "the report's own line"], said
     assert logging.getLogger("glattn").level == before
@@ -378,7 +377,7 @@ def test_cli_table_choice_by_name_and_all(store, tmp_path):
     assert declared.load().tables_for("my_grid") is None
     out = tmp_path / "all"
     assert (
-        main(
+        report(
             [
                 "table2_cbam",
                 "--tracking-uri",
@@ -400,15 +399,15 @@ def test_cli_table_choice_by_name_and_all(store, tmp_path):
 
 
 def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
-    assert main(["no_such_exp", "--tracking-uri", store.uri, "--out", str(tmp_path)]) == 2
+    assert report(["no_such_exp", "--tracking-uri", store.uri, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "'no_such_exp' not found" in err and "table2_cbam" in err
-    assert main(["table2_cbam", "--tracking-uri", store.uri, "--tables", "7"]) == 2
+    assert report(["table2_cbam", "--tracking-uri", store.uri, "--tables", "7"]) == 2
     assert "--tables '7'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["table2_cbam", "--metric", "f2"])
+        report(["table2_cbam", "--metric", "f2"])
     missing = tmp_path / "nowhere" / "mlflow.db"
-    assert main(["x", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert report(["x", "--tracking-uri", f"sqlite:///{missing}"]) == 2
     assert f"no MLflow database at {missing}" in capsys.readouterr().err
     assert not missing.parent.exists()  # nothing created
 
@@ -452,7 +451,7 @@ def test_estimate_hours_from_measured_throughput_times_grid(store, tmp_path, cap
     want = 3 * 2 * n_train * (1 / 100 + 1 / 80) / 3600
     assert out["hours_upper_bound"] == pytest.approx(want)
     argv = ["measure", "--tracking-uri", store.uri, "--experiments-dir", str(tmp_path)]
-    assert run("estimate", argv) == 0  # glattn estimate ...
+    assert glattn("estimate", argv) == 0  # glattn estimate ...
     assert "table2_x" in capsys.readouterr().out
 
 
@@ -468,7 +467,9 @@ def test_default_tracking_uri_follows_the_config(tmp_path, monkeypatch):
 def test_paper_reads_each_table_from_its_stage_experiment(store, tmp_path):
     out = tmp_path / "paper"
     assert (
-        main(["paper", "--tracking-uri", store.uri, "--out", str(out), "--no-figures", "--no-log"])
+        report(
+            ["paper", "--tracking-uri", store.uri, "--out", str(out), "--no-figures", "--no-log"]
+        )
         == 0
     )
     for key in declared.load().tables:  # each declared table's files

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 from sklearn.metrics import balanced_accuracy_score
-from test_report_helpers import CLASSES, Store
+from test_report_helpers import CLASSES, Store, glattn
 
 from glattn.report import claims, declared, runs, stats
-from glattn.report.__main__ import run
 from glattn.report.predictions import Predictions, read_predictions
 
 N_PER_CLASS = 100  # 700 test images, 100 a class: +k images right a class = +k points
@@ -343,7 +342,7 @@ def test_too_few_seeds_is_inconclusive_with_power(store, tmp_path):
 
 def test_cli_writes_claims_and_forest_plot_and_logs_them(store, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = run("claims", ["c1", "--tracking-uri", store.uri, "--out", str(out)])
+    rc = glattn("claims", ["c1", "--tracking-uri", store.uri, "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "criterion 1: supported" in text
@@ -370,16 +369,16 @@ def test_cli_writes_claims_and_forest_plot_and_logs_them(store, tmp_path, capsys
 
 
 def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
-    assert run("claims", ["nope", "--tracking-uri", store.uri, "--no-log"]) == 2
+    assert glattn("claims", ["nope", "--tracking-uri", store.uri, "--no-log"]) == 2
     assert "'nope' not found" in capsys.readouterr().err
-    assert run("claims", ["c1", "--tracking-uri", store.uri, "--resamples", "0"]) == 2
+    assert glattn("claims", ["c1", "--tracking-uri", store.uri, "--resamples", "0"]) == 2
     assert "--resamples 0" in capsys.readouterr().err
     missing = f"sqlite:///{tmp_path / 'none.db'}"
-    assert run("claims", ["--tracking-uri", missing]) == 2  # paper, the default
+    assert glattn("claims", ["--tracking-uri", missing]) == 2  # paper, the default
     assert "no MLflow database" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
     with pytest.raises(SystemExit):
-        run("claims", ["c1", "--metric", "auc"])
+        glattn("claims", ["c1", "--metric", "auc"])
 
 
 @pytest.mark.slow
@@ -396,7 +395,7 @@ def test_smoke_sweep_claims_reproduce_with_scipy(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     uri = f"sqlite:///{out / 'mlflow.db'}"
     assert (
-        run(
+        glattn(
             "claims",
             ["claims_smoke-debug", "--include-debug"]  # debug=smoke: <exp>-debug
             + ["--tracking-uri", uri, "--out", str(tmp_path / "r")],

@@ -8,10 +8,9 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_helpers import Store
+from test_report_helpers import Store, glattn, report
 
 from glattn.report import declared, runs
-from glattn.report.__main__ import main, run
 
 MY_LOSS = """\
     # @package _global_
@@ -51,7 +50,7 @@ def test_a_users_experiment_file_declares_its_own_table(tmp_path, my_conf, capsy
     s.job("my_loss", 0, {"test/balanced_acc": 0.01}, loss="ce", attention="none")  # not pinned
     out = tmp_path / "rep"
     argv = ["my_loss", "--tracking-uri", s.uri, "--out", str(out), "--no-figures", "--no-log"]
-    assert main([*argv, "--experiments-dir", str(my_conf)]) == 0
+    assert report([*argv, "--experiments-dir", str(my_conf)]) == 0
     assert "Table 7: Loss functions" in capsys.readouterr().out
     assert sorted(p.name for p in out.glob("*.md")) == ["NOTES.md", "my_loss.md", "report.md"]
     md = (out / "my_loss.md").read_text()
@@ -103,11 +102,11 @@ def test_a_malformed_report_block_is_one_error_naming_file_and_key(
     bad.write_text(f"# @package _global_\nreport:\n{block}")
     missing = tmp_path / "nowhere" / "mlflow.db"  # no store: the check comes first
     argv = ["bad", "--tracking-uri", f"sqlite:///{missing}", "--experiments-dir", str(my_conf)]
-    assert main(argv) == 2
+    assert report(argv) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and str(bad) in err and key in err, err
     assert not missing.parent.exists()
     with pytest.raises(runs.ReportError, match="invalid report declaration"):
         declared.load([my_conf])
-    assert run("claims", argv) == 2
+    assert glattn("claims", argv) == 2
     assert str(bad) in capsys.readouterr().err

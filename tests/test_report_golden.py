@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from test_report import store  # noqa: F401 - the tables' store (a fixture)
 from test_report_claims import store as claims_store  # noqa: F401 - the claims' store
+from test_report_helpers import report
 
 from glattn.report import claims
-from glattn.report.__main__ import main
 
 GOLDEN = Path(__file__).parent / "golden"
 WRITE = os.environ.get("GLATTN_WRITE_GOLDEN") == "1"
@@ -68,7 +68,7 @@ def _check(name: str, text: str) -> None:
 def test_paper_report_matches_golden(store, tmp_path):  # noqa: F811
     out = tmp_path / "paper"
     argv = ["paper", "--tracking-uri", store.uri, "--out", str(out), "--no-figures", "--no-log"]
-    assert main(argv) == 0
+    assert report(argv) == 0
     for name in [*TABLE_FILES, "report.md", "claims.md", "claims.csv"]:
         _check(f"paper/{name}", (out / name).read_text())
 

@@ -8,10 +8,23 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from glattn import cli
 from glattn.contract import reference_of
 from glattn.data import CLASS_NAMES
 
 CLASSES = CLASS_NAMES
+
+
+def glattn(name: str, argv) -> int:
+    """`glattn NAME ARGV...` (a subcommand: report, claims, estimate): its exit status."""
+    return cli.main([name, *argv])
+
+
+def report(argv) -> int:
+    """`glattn report ARGV...`: its exit status."""
+    return glattn("report", argv)
+
+
 DEFAULTS = dict(
     backbone="resnet18",
     attention="cbam",

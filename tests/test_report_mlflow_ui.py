@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from glattn.report.__main__ import main as report_main
+from glattn import cli
 from glattn.tracking import ui
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +193,7 @@ def check_runs_and_report(tmp_path: Path, base: str) -> None:
     # the report reads the same runs through the server and logs to the parent run
     out = tmp_path / "report"
     argv = [name, "--tracking-uri", base, "--out", str(out), "--include-debug"]
-    assert report_main(argv) == 0  # debug runs: only when asked
+    assert cli.main(["report", *argv]) == 0  # debug runs: only when asked
     table = (out / "table3_fusion.md").read_text()
     assert "| original |" in table and "| learnable_gate |" in table
     assert (out / "figures" / "gradcam_fusion.png").is_file()

@@ -9,10 +9,9 @@ import sys
 
 import pandas as pd
 import pytest
-from test_report_helpers import Store
+from test_report_helpers import Store, report
 
 from glattn.report import declared, figures, runs, selection, tables
-from glattn.report.__main__ import main
 
 FULL = {"dataset.image_size": "64", "trainer.max_epochs": "5"}
 SMOKE = {"dataset.image_size": "32", "trainer.max_epochs": "1", "debug": "smoke"}
@@ -77,7 +76,7 @@ def test_a_debug_sweep_report_names_and_is_logged_to_its_debug_experiment(tmp_pa
               parent=parent, fusion=fusion, debug="smoke")  # fmt: skip
     out = tmp_path / "r"
     argv = ["my_fusion", "--tracking-uri", s.uri, "--out", str(out), "--no-figures"]
-    assert main([*argv, "--include-debug", "--tables", "2,3"]) == 0
+    assert report([*argv, "--include-debug", "--tables", "2,3"]) == 0
     notes = (out / "NOTES.md").read_text()
     assert f"parent sweep run {parent} in 'my_fusion-debug'" in notes, notes
     assert "Table 2: no runs with the data it needs in 'my_fusion-debug'" in notes, notes
@@ -107,13 +106,13 @@ def test_mixed_configurations_split_into_labelled_rows_never_averaged(mixed):
 def test_runs_used_csv_declares_the_run_set(mixed, tmp_path):
     out = tmp_path / "r"
     argv = ["glattn", "--tracking-uri", mixed.uri, "--out", str(out), "--no-log"]
-    assert main([*argv, "--no-figures", "--include-debug", "--tables", "3"]) == 0
+    assert report([*argv, "--no-figures", "--include-debug", "--tables", "3"]) == 0
     used = pd.read_csv(out / "runs_used.csv")
     assert list(used.columns) == selection.USED_COLUMNS
     assert len(used) == 5 and used["cell"].nunique() == 3
     assert sorted(used["seed"]) == [0, 0, 0, 1, 1]
     # default: the debug runs are not in the declared set
-    assert main([*argv, "--no-figures"]) == 0
+    assert report([*argv, "--no-figures"]) == 0
     used = pd.read_csv(out / "runs_used.csv")
     assert len(used) == 1 and used["experiment"].tolist() == ["glattn"]
 
@@ -153,7 +152,7 @@ def test_a_rerun_of_the_same_configuration_is_noted(tmp_path):
 
 def test_report_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
-        main(["--help"])
+        report(["--help"])
     out = capsys.readouterr().out
     for word in ("glattn claims", "paper", "glattn estimate", "--where", "--include-debug"):
         assert word in out
@@ -189,9 +188,9 @@ def test_issue_scenario_end_to_end(tmp_path):
     assert len(debug) == 4 and all(n.endswith("_smoke") for n in debug["run_name"])
     rep = tmp_path / "rep"
     argv = ["--tracking-uri", uri, "--no-log", "--no-gradcam", "--out"]
-    assert main(["glattn", *argv, str(rep / "paper")]) == 0
+    assert report(["glattn", *argv, str(rep / "paper")]) == 0
     assert len(pd.read_csv(rep / "paper" / "runs_used.csv")) == 1
-    assert main(["glattn-debug", *argv, str(rep / "debug"), "--include-debug"]) == 0
+    assert report(["glattn-debug", *argv, str(rep / "debug"), "--include-debug"]) == 0
     used = pd.read_csv(rep / "debug" / "runs_used.csv")
     assert len(used) == 4 and used["cell"].nunique() == 2
     t3 = (rep / "debug" / "table3_fusion.md").read_text()
@@ -249,7 +248,7 @@ def test_one_configuration_run_from_two_output_folders_is_one_row(tmp_path):
     assert all(rid in rerun for rid in first)
     out = tmp_path / "report"
     argv = ["g", "--tracking-uri", s.uri, "--out", str(out), "--no-log", "--no-figures"]
-    assert main([*argv, "--tables", "3"]) == 0
+    assert report([*argv, "--tables", "3"]) == 0
     used = pd.read_csv(out / "runs_used.csv")
     assert len(used) == 4 and used["cell"].nunique() == 2
     assert "repeat a seed of the same configuration" in (out / "NOTES.md").read_text()
@@ -295,12 +294,12 @@ def test_notes_name_the_debug_runs_and_every_experiment_read(mixed, tmp_path):
     assert len(smoke) == 4
     out = tmp_path / "r"
     argv = ["glattn", "--tracking-uri", mixed.uri, "--out", str(out), "--no-log", "--no-figures"]
-    assert main(argv) == 0
+    assert report(argv) == 0
     notes = (out / "NOTES.md").read_text()
     left = next(line for line in notes.splitlines() if "debug-preset runs left out" in line)
     assert all(rid in left for rid in smoke["run_id"]) and "4 in 'glattn" in left
     assert "Experiments the runs come from: glattn (1 runs);" in notes
-    assert main([*argv, "--include-debug"]) == 0
+    assert report([*argv, "--include-debug"]) == 0
     notes = (out / "NOTES.md").read_text()
     used = set(smoke["experiment"]) | {"glattn"}
     line = next(line for line in notes.splitlines() if line.startswith("Experiments the"))

@@ -1,5 +1,5 @@
 """The arguments of `glattn report EXPERIMENT` and `glattn claims [EXPERIMENT]` (subcommands of
-glattn.cli) and what they run; `python -m glattn.report EXPERIMENT ...` is `glattn report`."""
+glattn.cli) and what they run."""
 
 from __future__ import annotations
 
@@ -195,24 +195,3 @@ def _ui_hint(args, experiment: str) -> str:
         return ui.experiment_hint(uri, experiment)
     except Exception as err:  # noqa: BLE001 - a link must not fail a written report
         return f"{ui.ui_command(uri)} ({type(err).__name__}: no view written)"
-
-
-def run(name: str, argv) -> int:
-    """`glattn NAME ARGV...` for report, claims and estimate, without importing glattn.cli."""
-    from glattn.sweep import estimate
-
-    configure = {"report": configure_report, "claims": configure_claims}.get(name)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # as glattn.cli does
-    p = argparse.ArgumentParser(prog=f"glattn {name}")
-    (configure or estimate.configure)(p)
-    args = p.parse_args(list(argv))
-    return int(args.run(args) or 0)
-
-
-def main(argv=None) -> int:
-    """``python -m glattn.report ...`` is `glattn report ...`."""
-    return run("report", sys.argv[1:] if argv is None else argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
