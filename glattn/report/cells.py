@@ -100,9 +100,9 @@ def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
     return out, (note if dup else None)
 
 
-def seed_scores(frame: pd.DataFrame, metric: str) -> dict:
-    """{seed: score} of one configuration's runs (`score`, `by_seed`)."""
-    return by_seed(frame, score(frame, metric))[0]
+def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> stats.Comparison:
+    """`stats.compare` of two configurations' scores by seed (`score`, `by_seed`): b against a."""
+    return stats.compare(*(by_seed(f, score(f, metric))[0] for f in (a, b)))
 
 
 def logged_cell(frame, key: str, scale: Callable[[float], str], missing: str | None = None):
@@ -128,12 +128,10 @@ def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
 
 def constant_cell(frame: pd.DataFrame, key: str, fmt: Callable[[float], str]) -> Cell:
     """A per-configuration constant (parameters, FLOPs): the median over its seeds' runs."""
-    if frame.empty:
-        return Cell.missing(NO_RUNS)
     seeds, _ = by_seed(frame, frames.metric(frame, key))
     if not seeds:
-        return Cell.missing(f"runs did not log {key}")
-    v = float(pd.Series(list(seeds.values())).median())
+        return Cell.missing(NO_RUNS if frame.empty else f"runs did not log {key}")
+    v = float(pd.Series(seeds).median())
     return Cell(fmt(v), v, 0.0 if len(seeds) > 1 else math.nan, len(seeds))
 
 

@@ -28,17 +28,17 @@ def _pinned(spec) -> str:
 def table1(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """Per option of the group (backbones), pinned groups held: params, metric, training time."""
     spec = decl.spec
-    frame = select(trained(runs), list(spec.pinned), list(spec.pinned.values()))
+    frame = select(trained(runs), spec.pinned, spec.pinned.values())
     if frame.empty:
         return None
     keys = [spec.group] + _extra_keys(frame, spec)
     datasets = ctx.levels(frame, "dataset")
-    cols = [k.capitalize() for k in keys] + ["Params (M)"]
-    cols += [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
+    scores = [f"{dataset_label(d)} {METRICS[ctx.metric]}" for d in datasets]
+    cols = [k.capitalize() for k in keys] + ["Params (M)", *scores]
     cols += [f"{dataset_label(d)} train time (min)" for d in datasets]
     caption = f"{_pinned(spec)} (plain backbone). {cells.caption_stats(ctx)}; training time "
     caption += "time/train_total_s in minutes."
-    best = {c: "max" for c in cols if c.endswith(METRICS[ctx.metric])}
+    best = dict.fromkeys(scores, "max")
     table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
     for levels, sub in ctx.grid(frame, keys):
         per_ds = [sub[sub["dataset"] == d] for d in datasets]
@@ -57,11 +57,10 @@ def table2(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     spec = decl.spec
     group, base = spec.group, spec.baseline
     frame = trained(runs)
-    frame = frame[frame[group].isin([base, "cbam"])]
-    if frame.empty or frame[group].nunique() < 2:
-        return None
-    cbam = restrict(frame[frame[group] == "cbam"], dict(spec.pinned))
+    cbam = restrict(frame[frame[group] == "cbam"], spec.pinned)
     frame = pd.concat([frame[frame[group] == base], cbam])
+    if frame[group].nunique() < 2:
+        return None
     keys = ["dataset", "backbone"] + _extra_keys(frame, spec, "backbone")
     cols = ["Data set", "Backbone"] + [k.capitalize() for k in keys[2:]]
     cols += [base, "CBAM", f"Δ (CBAM − {base})", "p", "Test"]
@@ -75,7 +74,7 @@ def table2(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     table = Table(decl.experiment, decl.title, caption, cols, best=best, label_columns=len(keys))
     for levels, sub in ctx.grid(frame, keys):
         none, att = sub[sub[group] == base], sub[sub[group] == "cbam"]
-        cmp = stats.compare(*(cells.seed_scores(f, ctx.metric) for f in (none, att)))
+        cmp = cells.compare(none, att, ctx.metric)
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row += [metric_cell(none, ctx), metric_cell(att, ctx)]
         row += [cells.diff_cell(cmp), cells.p_cell(cmp)]
@@ -90,15 +89,12 @@ def subject_table(runs: pd.DataFrame, ctx: Context, decl, extra_cols=lambda data
     option's reference (from the runs' tags)."""
     spec = decl.spec
     subject, base = spec.group, spec.baseline
-    frame = restrict(trained(runs), dict(spec.pinned))
+    frame = restrict(trained(runs), spec.pinned)
+    extra = _extra_keys(frame, spec)
     # one option is still a table when the sweep asks for more (the missing rows are dashes)
     asked = len(ctx.expected.get(subject, [])) > 1
-    if frame.empty or (frame[subject].nunique() < 2 and not asked):
-        return None
-    extra = _extra_keys(frame, spec)
-    groups = ctx.grid(frame, extra, full=False)
-    keep = [sub for _, sub in groups if asked or sub[subject].nunique() > 1]
-    if not keep:
+    keep = [s for _, s in ctx.grid(frame, extra, full=False) if asked or s[subject].nunique() > 1]
+    if frame.empty or not keep:
         return None
     frame = pd.concat(keep)
     datasets = ctx.levels(frame, "dataset")
@@ -145,7 +141,7 @@ def _vs_baseline(sub, gframe, spec, dataset, ctx) -> Cell:
     base = gframe[(gframe[subject] == baseline) & (gframe["dataset"] == dataset)]
     if base.empty:
         return Cell.missing(f"no {subject}={baseline} run to compare with")
-    return cells.p_cell(stats.compare(*(cells.seed_scores(f, ctx.metric) for f in (base, mine))))
+    return cells.p_cell(cells.compare(base, mine, ctx.metric))
 
 
 def table3(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
