@@ -31,11 +31,9 @@ def measured_by_source(frame: pd.DataFrame, keys: Iterable[str], history: Callab
         return frame
     sources = frame.loc[mask, SOURCE].astype(str)
     frame.loc[mask, MEASURED_BY] = sources
-    for key in keys:
+    for key in keys:  # a column the frame lacks is added, NaN outside the reused rows
         last = {r: s[max(s)] for r, s in history(sorted(set(sources)), key).items() if s}
-        if f"metrics.{key}" not in frame:
-            frame[f"metrics.{key}"] = float("nan")
-        frame.loc[mask, f"metrics.{key}"] = [last.get(rid, float("nan")) for rid in sources]
+        frame.loc[mask, f"metrics.{key}"] = sources.map(last).astype(float)
     return frame
 
 

@@ -69,11 +69,10 @@ def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     same model factors and seed (the latest one, on another data set than the eval's)."""
     model = ["backbone", "attention", "fusion", "residual", "loss", "seed"]
     out = evals["source_run_id"].where(evals["source_run_id"].fillna("").astype(bool), None)
+    train = train.sort_values("start_time")
     for idx, ev in evals[out.isna()].iterrows():
         same = (train[model] == ev[model]).all(axis=1) & (train["dataset"] != ev["eval_dataset"])
-        cand = train[same]
-        if not cand.empty:
-            out[idx] = cand.sort_values("start_time").iloc[-1]["run_id"]
+        out[idx] = train.loc[same, "run_id"].iloc[-1] if same.any() else None
     return out
 
 
