@@ -87,11 +87,9 @@ def score(frame: pd.DataFrame, metric: str) -> pd.Series:
 
 def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
     """{seed: value} of a configuration's runs (first run per seed), a footnote if one repeats."""
-    out, dup = {}, 0
-    for idx in frame.sort_values("start_time").index:
-        seed = frame.at[idx, "seed"]
-        key = seed if seed is not None else frame.at[idx, "run_id"]
-        value = values.get(idx, math.nan)
+    runs, out, dup = frame.sort_values("start_time"), {}, 0
+    for seed, run_id, value in zip(runs["seed"], runs["run_id"], values.reindex(runs.index)):
+        key = seed if seed is not None else run_id
         if key in out:
             dup += 1
         elif pd.notna(value):
