@@ -128,14 +128,13 @@ class Table:
     def to_frame(self) -> pd.DataFrame:
         """Tidy form: one line per cell with its numbers, text and footnote."""
         nlab = self.label_columns
-        frame = pd.DataFrame(
-            [
-                {"row": " / ".join(c.text for c in row[:nlab]), "column": name, **asdict(cell)}
-                for row in self.rows
-                for name, cell in zip(self.columns[nlab:], row[nlab:])
-            ],
-            columns=["row", "column", "text", "mean", "std", "n", "p_value", "note"],
-        )
+        records = [
+            {"row": " / ".join(c.text for c in row[:nlab]), "column": name, **asdict(cell)}
+            for row in self.rows
+            for name, cell in zip(self.columns[nlab:], row[nlab:])
+        ]
+        columns = ["row", "column", "text", "mean", "std", "n", "p_value", "note"]
+        frame = pd.DataFrame(records, columns=columns)
         frame = frame.rename(columns={"note": "footnote"}).fillna({"footnote": ""})
         return frame.astype({"n": "Int64"})  # n an integer (empty where a cell has none)
 
