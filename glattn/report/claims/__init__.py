@@ -110,11 +110,11 @@ def check_claims(
     sources = claim_sources(uri, experiment, notes, catalog, criteria)
     frames = dict(frames or {})
     rows: list[Row] = []
+    *checked, last = criteria  # the declared ones, then their conjunction
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Context(metric, RunFiles(uri, Path(tmp)), n_resamples, seed)
-        for n, crit in criteria.items():
-            if crit.build is None:
-                continue
+        for n in checked:
+            crit = criteria[n]
             if n not in sources:
                 rows.append(no_data(crit, f"no experiment for criterion {n}"))
                 continue
@@ -130,8 +130,7 @@ def check_claims(
                     continue
             rows += crit.build(ctx, crit, frames[exp], exp)
     adjust_and_judge(rows)
-    last = max(criteria)
-    rows.append(conjunction_row(rows, criteria[last], [n for n in criteria if n != last]))
+    rows.append(conjunction_row(rows, criteria[last], checked))
     return Claims(rows, sources, criteria, metric, n_resamples, seed, notes, frames=frames)
 
 
