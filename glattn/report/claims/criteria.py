@@ -203,8 +203,7 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             deciding = res == "original" or not has_original
             comparison, arms = f"{res} − progressive (epochs)", ("progressive", res)
             build = partial(paired_values_row, crit, comparison, arms, values=epochs, what=what)
-            arm = sub[sub["residual"] == res]
-            yield Arms(prog, arm, build, res if deciding else None, note)
+            yield Arms(prog, sub[sub["residual"] == res], build, res if deciding else None, note)
 
     why = "no seed ran residual=progressive and another residual"
     return run_pipeline(crit, train, ["dataset"], comparisons, why)
