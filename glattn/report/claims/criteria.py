@@ -243,10 +243,12 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     return run_pipeline(crit, sources, ["dataset"], comparisons, why, pooled, exclude=())
 
 
-def _flops_row(crit, label, comparison, ratio, n_a=0, n_b=0) -> Row:
-    """A FLOPs row of the log ratio `ratio` (deterministic: no interval, no test)."""
+def _flops_row(crit, label, ratio, n_a=0, n_b=0) -> Row:
+    """A stratum's (or the pooled) FLOPs row of the log ratio `ratio`: deterministic, no test."""
+    pooled = label == "pooled"
+    comparison = "FLOPs: geometric mean over strata" if pooled else "FLOPs: cbam / none − 1"
     row = new_row(crit, label, comparison, arm_a="none", arm_b="cbam", n_a=n_a, n_b=n_b)
-    row.primary, row.pooled, row._deterministic = True, label == "pooled", True
+    row.primary, row.pooled, row._deterministic = True, pooled, True
     row.interval = "none: a FLOP count does not vary between runs"
     row.test = "none (deterministic)"
     row.effect = row.low = row.high = ratio_pct(ratio)
@@ -280,9 +282,7 @@ def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             return
         fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
         ratios.append(math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan)
-        flop_rows.append(
-            _flops_row(crit, label, "FLOPs: cbam / none − 1", ratios[-1], len(a), len(b))
-        )
+        flop_rows.append(_flops_row(crit, label, ratios[-1], len(a), len(b)))
         yield Arms(a, b, latency, "latency")
 
     first, why = ["backbone", "dataset"], "no backbone has both arms"
@@ -290,7 +290,7 @@ def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     if len(flop_rows) > 1:
         ok = [r for r in ratios if not math.isnan(r)]
         pooled = float(np.mean(ok)) if ok else math.nan
-        flop_rows.append(_flops_row(crit, "pooled", "FLOPs: geometric mean over strata", pooled))
+        flop_rows.append(_flops_row(crit, "pooled", pooled))
     elif flop_rows:
         flop_rows[0].pooled = True
     return flop_rows + [r for r in rows if r.comparison != "-"] or rows
