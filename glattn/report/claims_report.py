@@ -175,11 +175,10 @@ def make_claims(
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
     c = check_claims(uri, experiment, **check)
     write(c, experiment, out_dir, make_figures)
-    if not log_artifacts:
-        return c
-    run_id, note = runs.home_sweep(uri, experiment, c.frames, "claims")
-    for path in c.files if run_id else []:
-        sub = "report/figures" if path.parent.name == "figures" else "report"
-        runs.client_for(uri).log_artifact(run_id, str(path), sub)
-    c.notes.append(note)
+    if log_artifacts:
+        run_id, note = runs.home_sweep(uri, experiment, c.frames, "claims")
+        for path in c.files if run_id else []:
+            sub = "report/figures" if path.parent.name == "figures" else "report"
+            runs.client_for(uri).log_artifact(run_id, str(path), sub)
+        c.notes.append(note)
     return c

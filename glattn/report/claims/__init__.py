@@ -61,7 +61,7 @@ def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criteri
         )
         for d, c in catalog.claims(experiment)
     }
-    last = conjunction(sorted(out))
+    last = conjunction(list(out))
     return {**out, last.number: last}
 
 
@@ -110,11 +110,11 @@ def check_claims(
     sources = claim_sources(uri, experiment, notes, catalog, criteria)
     frames = dict(frames or {})
     rows: list[Row] = []
+    *checked, last = criteria  # the declared ones, then their conjunction
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Context(metric, RunFiles(uri, Path(tmp)), n_resamples, seed)
-        for n, crit in criteria.items():
-            if crit.build is None:
-                continue
+        for n in checked:
+            crit = criteria[n]
             if n not in sources:
                 rows.append(no_data(crit, f"no experiment for criterion {n}"))
                 continue
@@ -130,56 +130,21 @@ def check_claims(
                     continue
             rows += crit.build(ctx, crit, frames[exp], exp)
     adjust_and_judge(rows)
-    last = max(criteria)
-    rows.append(conjunction_row(rows, criteria[last], [n for n in criteria if n != last]))
+    rows.append(conjunction_row(rows, criteria[last], checked))
     return Claims(rows, sources, criteria, metric, n_resamples, seed, notes, frames=frames)
 
 
 def judge(row: Row) -> None:
-    """Verdict and reason of a row whose Holm-adjusted p is set."""
-    thr, lo, hi, above = row.threshold, row.low, row.high, row.direction == ">"
-    unit = ("" if row.unit in ("%", "p") else " ") + row.unit
-    iv, side = f"[{lo:.2f}, {hi:.2f}]{unit}", "above" if above else "below"
-    row.verdict = INCONCLUSIVE
-    if math.isnan(row.effect) or not (row._deterministic or row.n_pairs):
-        row.reason = row._reason or ("no value" if row._deterministic else "no paired runs")
-    elif row._deterministic:
-        holds = row.effect > thr if above else row.effect < thr
-        row.verdict = SUPPORTED if holds else NOT_SUPPORTED
-        is_side = f"is {side}" if holds else f"is not {side}"
-        row.reason = f"{row.effect:.2f}{unit} {is_side} {thr:g}{unit}; {row.interval}"
-    elif row.n_pairs < MIN_PAIRS:
-        needs = f"the paired t-test needs at least {MIN_PAIRS}"
-        row.reason = f"too few runs: {row.n_pairs} seed pair(s), {needs}"
-    elif hi <= thr if above else lo >= thr:
-        row.verdict = NOT_SUPPORTED
-        row.reason = f"the whole 95% interval {iv} is on the wrong side of {thr:g}{unit}"
-    elif not (lo > thr if above else hi < thr):
-        row.reason = f"the 95% interval {iv} contains the threshold {thr:g}{unit}"
-    elif math.isnan(row.p_holm):
-        row.reason = f"the 95% interval {iv} clears {thr:g}{unit}, but {row._reason}"
-    elif row.p_holm >= ALPHA:
-        spread = f" ({row._reason})" if row._reason else ""  # zero spread
-        row.reason = (
-            f"the 95% interval {iv} clears {thr:g}{unit}, but the seeds do not agree: "
-            f"Holm-adjusted p = {row.p_holm:.3g} >= {ALPHA}{spread}"
-        )
-    else:
-        row.verdict = SUPPORTED
-        row.reason = (
-            f"the 95% interval {iv} is {side} {thr:g}{unit} and the Holm-adjusted "
-            f"p = {row.p_holm:.3g} < {ALPHA}"
-        )
+    """Verdict and reason of a row whose Holm-adjusted p is set; an inconclusive row with paired
+    runs also says what its seeds could detect (80% power) and how many would resolve it."""
+    row.verdict, row.reason = _verdict(row)
     if row.verdict != INCONCLUSIVE or not row.n_pairs or math.isnan(row.effect):
         return
-    # what the current seeds could detect (80% power) and what would resolve this one
     pw = stats.t_power(row._sd, row.n_pairs, row._distance)
     if math.isnan(pw.mde):
         row.reason += "; no spread to compute power from (fewer than 2 pairs or no variance)"
         return
-    sign = 1 if row.direction == ">" else -1
-    row.mde = row._show(row._thr + sign * pw.mde)
-    row.seeds_needed = pw.seeds_needed
+    row.mde, row.seeds_needed = row._show(row._thr + row.sign() * pw.mde), pw.seeds_needed
     u = "" if row.unit == "%" else " "
     row.reason += (
         f"; with {row.n_pairs} seeds an effect {row.direction} {row.mde:.2f}{u}{row.unit} "
@@ -191,14 +156,43 @@ def judge(row: Row) -> None:
         row.reason += f"; about {int(pw.seeds_needed)} seeds would resolve the observed one"
 
 
+def _verdict(row: Row) -> tuple[str, str]:
+    """(verdict, reason): supported when the 95% interval clears the threshold and the
+    Holm-adjusted p < ALPHA; a deterministic row compares its one value."""
+    thr, lo, hi, above = row.threshold, row.low, row.high, row.direction == ">"
+    unit = ("" if row.unit in ("%", "p") else " ") + row.unit
+    iv, bar, side = f"[{lo:.2f}, {hi:.2f}]{unit}", f"{thr:g}{unit}", "above" if above else "below"
+    if math.isnan(row.effect) or not (row._deterministic or row.n_pairs):
+        missing = "no value" if row._deterministic else "no paired runs"
+        return INCONCLUSIVE, row._reason or missing
+    if row._deterministic:
+        holds = row.effect > thr if above else row.effect < thr
+        is_side = f"is {side}" if holds else f"is not {side}"
+        reason = f"{row.effect:.2f}{unit} {is_side} {bar}; {row.interval}"
+        return (SUPPORTED if holds else NOT_SUPPORTED), reason
+    if row.n_pairs < MIN_PAIRS:
+        needs = f"the paired t-test needs at least {MIN_PAIRS}"
+        return INCONCLUSIVE, f"too few runs: {row.n_pairs} seed pair(s), {needs}"
+    if hi <= thr if above else lo >= thr:
+        return NOT_SUPPORTED, f"the whole 95% interval {iv} is on the wrong side of {bar}"
+    if not (lo > thr if above else hi < thr):
+        return INCONCLUSIVE, f"the 95% interval {iv} contains the threshold {bar}"
+    clears, holm = f"the 95% interval {iv} clears {bar}", f"Holm-adjusted p = {row.p_holm:.3g}"
+    if math.isnan(row.p_holm):
+        return INCONCLUSIVE, f"{clears}, but {row._reason}"
+    if row.p_holm >= ALPHA:
+        spread = f" ({row._reason})" if row._reason else ""  # zero spread
+        return INCONCLUSIVE, f"{clears}, but the seeds do not agree: {holm} >= {ALPHA}{spread}"
+    return SUPPORTED, f"the 95% interval {iv} is {side} {bar} and the {holm} < {ALPHA}"
+
+
 def adjust_and_judge(rows: list[Row]) -> None:
     """Holm within each claim's family (its rows that have a p-value), then verdicts."""
     for number in {r.claim for r in rows}:
         family = [r for r in rows if r.claim == number]
         for r, p in zip(family, stats.holm([r.p for r in family])):
             r.p_holm = float(p)
-        for r in family:
-            judge(r)
+            judge(r)  # reads the row alone
 
 
 def combine(verdicts: list[str]) -> str:

@@ -26,6 +26,8 @@ from glattn.report.claims.rows import (
 )
 from glattn.report.tables_eval import LATENCY, OLD_LATENCY, source_runs
 
+BLOCK = {"attention", "fusion", "residual"}  # the attention block's factors
+
 
 @dataclass
 class Arms:
@@ -69,9 +71,13 @@ def argmax(means: dict, factor: str) -> str | None:
     return max(frames.ordered(factor, list(means)), key=means.get, default=None)
 
 
-def run_pipeline(crit, frame, keys, comparisons, why_none, pooled_row=None) -> list[Row]:
-    """stratify -> pair -> row, then pool: `comparisons(label, sub)` yields `Arms`;
-    `pooled_row(pairs)` builds a pool's row (default: its builder's, labelled 'pooled')."""
+def run_pipeline(
+    crit, frame, first, comparisons, why_none, pooled_row=None, exclude=BLOCK
+) -> list[Row]:
+    """stratify (by `first`, then the other factors that vary but `exclude`'s) -> pair -> row,
+    then pool: `comparisons(label, sub)` yields `Arms`; `pooled_row(pairs)` builds a pool's row
+    (default: its builder's, labelled 'pooled')."""
+    keys = list(first) + frames.varying(frame, exclude=set(first) | set(exclude))
     rows, pools = [], {}
     for label, sub in frames.strata(frame, keys):
         for arms in comparisons(label, sub):
@@ -101,10 +107,6 @@ def run_pipeline(crit, frame, keys, comparisons, why_none, pooled_row=None) -> l
     return rows
 
 
-def _keys(frame, first, exclude) -> list[str]:
-    return list(first) + frames.varying(frame, exclude=set(first) | set(exclude))
-
-
 def _none_and_cbam(frame: pd.DataFrame) -> pd.DataFrame | None:
     """The training runs without attention and with CBAM's reference block; None if either
     is missing."""
@@ -127,8 +129,7 @@ def criterion1(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     def comparisons(label, sub):
         yield Arms(sub[sub["attention"] == "none"], sub[sub["attention"] == "cbam"], acc, "all")
 
-    keys = _keys(both, ["dataset", "backbone"], {"attention", "fusion", "residual"})
-    return run_pipeline(crit, both, keys, comparisons, "no seed ran both arms")
+    return run_pipeline(crit, both, ["dataset", "backbone"], comparisons, "no seed ran both arms")
 
 
 def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
@@ -136,7 +137,7 @@ def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     best fusion is chosen on the validation metric (best/val/<metric>, mean over seeds)
     and judged on the test split; all five comparisons form Holm's family."""
     train = frames.restrict(frames.trained(frame), {"attention": "cbam", "residual": "original"})
-    if train.empty or train["fusion"].nunique() < 2 or not (train["fusion"] == "original").any():
+    if train["fusion"].nunique() < 2 or not (train["fusion"] == "original").any():
         return [no_data(crit, f"{exp!r} has no fusion=original runs and another fusion")]
     per_stratum, missing = [], []
 
@@ -163,7 +164,7 @@ def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             yield Arms(orig, arm, acc(fusion, best), pool, selection)
 
     def pooled(pairs):
-        common = set.intersection(*map(set, per_stratum)) if per_stratum else set()
+        common = set.intersection(*map(set, per_stratum))  # a pool has members: not empty
         best = argmax({f: float(np.mean([m[f] for m in per_stratum])) for f in common}, "fusion")
         if best is None:
             return None
@@ -172,8 +173,7 @@ def criterion2(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
         row.note = "best chosen on the mean over strata of the validation means"
         return row
 
-    keys = _keys(train, ["dataset"], {"fusion", "attention", "residual"})
-    rows = run_pipeline(crit, train, keys, comparisons, "no seed ran both fusions", pooled)
+    rows = run_pipeline(crit, train, ["dataset"], comparisons, "no seed ran both fusions", pooled)
     why = f"no best/val/{ctx.metric} or val_probabilities.csv to choose the best on"
     return rows + [new_row(crit, label, "-", primary=True, _reason=why) for label in missing]
 
@@ -184,7 +184,7 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     progressive converges faster. One number per run, so the interval is the paired t
     interval."""
     train = frames.restrict(frames.trained(frame), {"attention": "cbam", "fusion": "original"})
-    if train.empty or not (train["residual"] == "progressive").any():
+    if not (train["residual"] == "progressive").any():
         return [no_data(crit, f"{exp!r} has no residual=progressive runs")]
     if train["residual"].nunique() < 2:
         return [no_data(crit, f"{exp!r} has residual=progressive runs only")]
@@ -203,12 +203,10 @@ def criterion3(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             deciding = res == "original" or not has_original
             comparison, arms = f"{res} − progressive (epochs)", ("progressive", res)
             build = partial(paired_values_row, crit, comparison, arms, values=epochs, what=what)
-            arm = sub[sub["residual"] == res]
-            yield Arms(prog, arm, build, res if deciding else None, note)
+            yield Arms(prog, sub[sub["residual"] == res], build, res if deciding else None, note)
 
-    keys = _keys(train, ["dataset"], {"residual", "attention", "fusion"})
     why = "no seed ran residual=progressive and another residual"
-    return run_pipeline(crit, train, keys, comparisons, why)
+    return run_pipeline(crit, train, ["dataset"], comparisons, why)
 
 
 def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
@@ -230,8 +228,8 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
 
     def acc(target, label, pairs):
         stratum = f"{label} → {target}" if target != "targets" else label
-        arms, splits = (target, "holdout test"), ("eval", "test")
-        return accuracy_row(ctx, crit, "holdout − target", arms, stratum, pairs, splits, False)
+        arms = (target, "holdout test")
+        return accuracy_row(ctx, crit, "holdout − target", arms, stratum, pairs, transfer=True)
 
     def comparisons(label, sub):
         ev_sub = evals[evals["source_run_id"].isin(sub["run_id"])]
@@ -241,24 +239,22 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
             src = sub[sub["run_id"].isin(ev["source_run_id"])]
             yield Arms(ev, src, partial(acc, target), "all")
 
-    keys = _keys(sources, ["dataset"], set())
-    why = "no eval run pairs with its training run"
-    return run_pipeline(crit, sources, keys, comparisons, why, partial(acc, "targets", "pooled"))
+    why, pooled = "no eval run pairs with its training run", partial(acc, "targets", "pooled")
+    return run_pipeline(crit, sources, ["dataset"], comparisons, why, pooled, exclude=())
 
 
-def _flops_row(crit, label, a, b, flops) -> tuple[Row, float]:
-    """A stratum's FLOPs row (deterministic: no interval, no test) and its log ratio."""
-    row = new_row(crit, label, "FLOPs: cbam / none − 1", arm_a="none", arm_b="cbam", primary=True)
-    row.n_a, row.n_b = len(a), len(b)
-    row.pooled, row._deterministic = label == "pooled", True
+def _flops_row(crit, label, ratio, n_a=0, n_b=0) -> Row:
+    """A stratum's (or the pooled) FLOPs row of the log ratio `ratio`: deterministic, no test."""
+    pooled = label == "pooled"
+    comparison = "FLOPs: geometric mean over strata" if pooled else "FLOPs: cbam / none − 1"
+    row = new_row(crit, label, comparison, arm_a="none", arm_b="cbam", n_a=n_a, n_b=n_b)
+    row.primary, row.pooled, row._deterministic = True, pooled, True
     row.interval = "none: a FLOP count does not vary between runs"
     row.test = "none (deterministic)"
-    fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
-    ratio = math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan
     row.effect = row.low = row.high = ratio_pct(ratio)
     if math.isnan(ratio):
         row._reason = "the runs logged no model/gflops"
-    return row, ratio
+    return row
 
 
 def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> list[Row]:
@@ -284,19 +280,17 @@ def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
         a, b = sub[sub["attention"] == "none"], sub[sub["attention"] == "cbam"]
         if a.empty or b.empty:
             return
-        row, ratio = _flops_row(crit, label, a, b, flops)
-        flop_rows.append(row)
-        ratios.append(ratio)
+        fa, fb = flops.loc[a.index].median(), flops.loc[b.index].median()
+        ratios.append(math.log(fb / fa) if fa > 0 and not math.isnan(fb) else math.nan)
+        flop_rows.append(_flops_row(crit, label, ratios[-1], len(a), len(b)))
         yield Arms(a, b, latency, "latency")
 
-    keys = _keys(both, ["backbone", "dataset"], {"attention", "fusion", "residual", "loss"})
-    rows = run_pipeline(crit, both, keys, comparisons, "no backbone has both arms")
+    first, why = ["backbone", "dataset"], "no backbone has both arms"
+    rows = run_pipeline(crit, both, first, comparisons, why, exclude=BLOCK | {"loss"})
     if len(flop_rows) > 1:
-        pooled, _ = _flops_row(crit, "pooled", both.iloc[:0], both.iloc[:0], flops)
-        pooled.comparison = "FLOPs: geometric mean over strata"
-        if ok := [r for r in ratios if not math.isnan(r)]:
-            pooled.effect = pooled.low = pooled.high = ratio_pct(float(np.mean(ok)))
-        flop_rows.append(pooled)
+        ok = [r for r in ratios if not math.isnan(r)]
+        pooled = float(np.mean(ok)) if ok else math.nan
+        flop_rows.append(_flops_row(crit, "pooled", pooled))
     elif flop_rows:
         flop_rows[0].pooled = True
     return flop_rows + [r for r in rows if r.comparison != "-"] or rows

@@ -91,6 +91,10 @@ class Row:
     _deterministic: bool = field(default=False, repr=False)
     _reason: str = field(default="", repr=False)  # why no test / no data
 
+    def sign(self) -> int:
+        """+1 when the effect must exceed the threshold, -1 when it must stay below it."""
+        return 1 if self.direction == ">" else -1
+
 
 def new_row(crit: Criterion, stratum: str, comparison: str, **values) -> Row:
     """A row of `crit`: its threshold, direction and unit unless `values` set them."""
@@ -125,11 +129,11 @@ def ratio_pct(x):
     return 100.0 * (math.exp(x) - 1.0)
 
 
-def accuracy_row(
-    ctx, crit, comparison, arms, stratum, pairs, splits=("test", "test"), same_images=True
-) -> Row:
+def accuracy_row(ctx, crit, comparison, arms, stratum, pairs, transfer=False) -> Row:
     """`comparison` of the `arms` (names) in `stratum` over `pairs` ([(seed, run a, run b)]),
-    scored from the runs' per-image CSVs of `splits` (fill_accuracy)."""
+    scored from the runs' per-image test CSVs (fill_accuracy); with `transfer`, run a is a
+    task=eval run scored on its eval CSV, so the arms are scored on different images."""
+    splits = ("eval", "test") if transfer else ("test", "test")
     got, used = [], []
     for seed, ra, rb in pairs:
         pa, pb = ctx.files.predictions(ra, splits[0]), ctx.files.predictions(rb, splits[1])
@@ -144,7 +148,7 @@ def accuracy_row(
         )
         return row
     label = f"{crit.number}|{stratum}|{comparison}"
-    fill_accuracy(row, crit, got, ctx.metric, ctx.n_resamples, ctx.rng_seed(label), same_images)
+    fill_accuracy(row, crit, got, ctx.metric, ctx.n_resamples, ctx.rng_seed(label), not transfer)
     if lacking := len(pairs) - len(got):
         row.note = join_notes(row.note, f"{lacking} seed pair(s) without per-image CSVs left out")
     return row
@@ -162,12 +166,10 @@ def fill_accuracy(row, crit, got, metric, n_resamples, seed, same_images=True) -
     if dropped:
         row.note = join_notes(row.note, f"{dropped} image(s) scored by only one arm left out")
     row.n_pairs = len(outs)
-    row.seeds = " ".join(str(s) for s, _, _ in got)
     iv = stats.crossed_bootstrap(outs, metric, n_resamples, seed)
     a_vals, b_vals = ([stats.score(o[arm], metric) for o in outs] for arm in (0, 1))
-    _t_test(row, a_vals, b_vals, crit.threshold / 100.0)
+    _t_test(row, a_vals, b_vals, crit.threshold / 100.0, " pp")
     row.effect, row.low, row.high = pct(iv.estimate), pct(iv.low), pct(iv.high)
-    row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g} pp)"
     if same_images:
         images = "test images (one image draw shared by every seed and both arms)"
         mc = stats.mcnemar_exact(outs)
@@ -185,7 +187,6 @@ def paired_values_row(
 ) -> Row:
     """A per-run scalar (`values`: {run: epoch, log latency, ...}, named by `what`) per seed
     pair: mean of b - a, paired t interval and test against `thr` (test space; `show`: display)."""
-
     known = {run for run, value in values.items() if not math.isnan(value)}
     used = [(s, ra, rb) for s, ra, rb in pairs if {ra, rb} <= known]
     row = _base_row(crit, stratum, comparison, arms, pairs, used, show)
@@ -196,7 +197,6 @@ def paired_values_row(
     t = _t_test(row, a, b, thr)
     row.effect, row.low, row.high = show(t.mean_diff), show(t.low), show(t.high)
     row.interval = "paired t interval over seeds" if t.n > 1 else ""
-    row.test = f"paired t over seeds (ttest_rel, H1: Δ {crit.direction} {crit.threshold:g})"
     row.mcnemar = f"n/a: {what} is one number per run"
     return row
 
@@ -211,16 +211,14 @@ def _base_row(crit, stratum, comparison, arms, pairs, used, show) -> Row:
     return row
 
 
-def _t_test(row: Row, a: list, b: list, thr: float) -> stats.PairedTest:
+def _t_test(row: Row, a: list, b: list, thr: float, unit: str = "") -> stats.PairedTest:
     """The one-sided paired t-test of b - a against `thr` (test space), kept on the row."""
-    t = stats.paired_t(a, b, thr, "greater" if row.direction == ">" else "less")
+    t = stats.paired_t(a, b, thr, "greater" if row.sign() > 0 else "less")
+    row.test = f"paired t over seeds (ttest_rel, H1: Δ {row.direction} {row.threshold:g}{unit})"
     row.p, row._sd, row._thr = t.p_value, t.sd_diff, thr
-    sign = 1 if row.direction == ">" else -1
-    row._distance = sign * (t.mean_diff - thr)
-    if math.isnan(t.p_value):
-        row._reason = f"no t-test: {t.reason}"
-    elif t.reason:  # zero spread: p = 1, the row stays in Holm's family (claims.judge)
-        row._reason = t.reason
+    row._distance = row.sign() * (t.mean_diff - thr)
+    # a reason with a p-value: zero spread, p = 1, the row stays in Holm's family (claims.judge)
+    row._reason = f"no t-test: {t.reason}" if math.isnan(t.p_value) else t.reason
     return t
 
 
