@@ -3,8 +3,6 @@ FINISHED job runs (``glattn.role=job``) of the declared run set."""
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 import mlflow
 import pandas as pd
 
@@ -37,22 +35,9 @@ def client_for(uri: str):
     return make_client(uri)
 
 
-def get_experiment(uri: str, name: str, why: str = ""):
-    """The experiment called `name`; else a ReportError saying `why` (default: what is there)."""
-    client = client_for(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        why = why or f"experiments there: {queries.experiment_names(client) or 'none'}"
-        raise ReportError(
-            f"MLflow experiment {name!r} not found at tracking URI {uris.mask_uri(uri)!r}; {why}"
-        )
-    return exp
-
-
-def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags
-    (`mlflow.search_runs` as a list: its frame leaves out the data set inputs)."""
-    exp = get_experiment(uri, experiment)
+def _all_runs(uri: str, exp) -> pd.DataFrame:
+    """Every run of the experiment `exp`, oldest first: info, data set digest, params, metrics,
+    tags (`mlflow.search_runs` as a list: its frame leaves out the data set inputs)."""
     with use_tracking_uri(uris.resolve_uri(uri)):  # search_runs reads the global tracking URI
         found = retry_locked(
             mlflow.search_runs,
@@ -65,7 +50,7 @@ def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
         for r in found
     ]
     frame = pd.json_normalize(records)  # {"params": {k: v}} -> column params.<k>
-    frame.insert(min(1, frame.shape[1]), "experiment", experiment)
+    frame.insert(min(1, frame.shape[1]), "experiment", exp.name)
     # a run's class is its ``class.<group>`` tag (older runs logged it as a _target_ param)
     prefix = f"tags.{names.CLASS_TAG_PREFIX}"
     for tag in [c for c in frame.columns if c.startswith(prefix)]:
@@ -104,11 +89,16 @@ def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
     """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both."""
     client = client_for(uri)
     twin = names.debug_experiment(experiment)
-    there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
+    there = {n: e for n in (experiment, twin) if (e := client.get_experiment_by_name(n))}
     if experiment not in there and not (include_debug and there):
-        why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
-        get_experiment(uri, experiment, why if twin in there else "")  # raises
-    return pd.concat([load_all_runs(uri, name) for name in there], ignore_index=True)
+        why = f"experiments there: {queries.experiment_names(client) or 'none'}"
+        if twin in there:
+            why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
+        raise ReportError(
+            f"MLflow experiment {experiment!r} not found at tracking URI "
+            f"{uris.mask_uri(uri)!r}; {why}"
+        )
+    return pd.concat([_all_runs(uri, exp) for exp in there.values()], ignore_index=True)
 
 
 def load_runs(
@@ -142,15 +132,6 @@ def load_runs(
     return selection.dedupe(jobs, notes).reset_index(drop=True)
 
 
-def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """The experiment's parent sweep runs (tag glattn.role=sweep), newest first."""
-    frame = load_all_runs(uri, experiment)
-    if frame.empty:
-        return frame
-    sweeps = frame[col(frame, ROLE) == names.SWEEP_ROLE]
-    return sweeps.sort_values("start_time", ascending=False).reset_index(drop=True)
-
-
 def source_experiments(frames) -> list[str]:
     """The experiments the runs of `frames` ({name asked for: run set}) came from, in order."""
     found = [e for f in frames.values() if "experiment" in f for e in f["experiment"].dropna()]
@@ -162,15 +143,18 @@ def home_sweep(uri: str, experiment: str, frames, what: str) -> tuple[str | None
     `experiment` or its debug twin, and a note: where `what` is logged, or why it is not."""
     own = (experiment, names.debug_experiment(experiment))
     home = [e for e in source_experiments(frames) if e in own] or [experiment]
-    tops = []
-    for name in home:
-        with suppress(ReportError):
-            tops += [row for _, row in sweep_runs(uri, name).head(1).iterrows()]
-    best = max(tops, key=lambda row: row["start_time"], default=None)  # the first of ties
-    if best is None:
+    client = client_for(uri)
+    ids = {e.experiment_id: e.name for n in home if (e := client.get_experiment_by_name(n))}
+    found = ids and client.search_runs(
+        list(ids),
+        filter_string=f"tags.`{names.ROLE_TAG}` = '{names.SWEEP_ROLE}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not found:
         where = " or ".join(map(repr, home))
         return None, f"no parent sweep run ({ROLE[5:]}=sweep) in {where}: the {what} is not logged"
-    run_id, there = str(best["run_id"]), best["experiment"]
+    run_id, there = found[0].info.run_id, ids[found[0].info.experiment_id]
     return run_id, f"the {what} logged as 'report/' of parent sweep run {run_id} in {there!r}"
 
 
