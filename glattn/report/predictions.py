@@ -89,7 +89,7 @@ class RunFiles:
     """Downloads (once) and reads the per-image predictions and training logs of runs."""
 
     def __init__(self, uri: str, tmp: Path):
-        self.uri, self.tmp = uri, Path(tmp)
+        self.tmp = Path(tmp)
         self.client = runs.client_for(uri)
         self._files: dict[str, list[str]] = {}
         self._preds: dict[tuple, Predictions | None] = {}

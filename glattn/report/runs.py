@@ -68,17 +68,16 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
         raise ReportError(
             f"MLflow experiment {experiment!r} at {uris.mask_uri(uri)!r} has no runs"
         )
-    jobs = _finished_jobs(frame).copy()
+    jobs = _finished_jobs(frame)
     if jobs.empty:
         counts = frame.groupby(["status", col(frame, ROLE).rename("role")], dropna=False).size()
         raise ReportError(
             f"MLflow experiment {experiment!r} has no FINISHED runs tagged "
             f"{names.ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
         )
-    for tag in TAGS:
-        jobs[tag] = col(jobs, f"tags.{tag}")
-    for factor in FACTORS:  # the option as logged: its choice.<group> param, else its tag
-        jobs[factor] = col(jobs, f"{CHOICE}{factor}").fillna(jobs[factor])
+    jobs = jobs.assign(**{tag: col(jobs, f"tags.{tag}") for tag in TAGS})
+    # the option as logged: its choice.<group> param, else its tag
+    jobs = jobs.assign(**{f: col(jobs, f"{CHOICE}{f}").fillna(jobs[f]) for f in FACTORS})
     jobs["parent_run_id"] = col(jobs, f"tags.{names.PARENT_TAG}")
     jobs["task"] = jobs["task"].fillna("train")
     jobs["seed"] = jobs["seed"].map(_seed)
