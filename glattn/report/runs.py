@@ -78,10 +78,7 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
     jobs = jobs.assign(**{tag: col(jobs, f"tags.{tag}") for tag in TAGS})
     # the option as logged: its choice.<group> param, else its tag
     jobs = jobs.assign(**{f: col(jobs, f"{CHOICE}{f}").fillna(jobs[f]) for f in FACTORS})
-    jobs["parent_run_id"] = col(jobs, f"tags.{names.PARENT_TAG}")
-    jobs["task"] = jobs["task"].fillna("train")
-    jobs["seed"] = jobs["seed"].map(_seed)
-    return jobs
+    return jobs.assign(task=jobs["task"].fillna("train"), seed=jobs["seed"].map(_seed))
 
 
 def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
@@ -163,15 +160,13 @@ def table_sources(uri: str, experiment: str, numbers, notes: list, catalog) -> d
     if experiment not in catalog.stages:
         return {n: experiment for n in numbers}
     known = queries.experiment_names(client_for(uri))
-    out = {}
-    for n in numbers:
-        hits = [x for x in known if catalog.tables_for(x) == [n]]
-        if not hits:
+    hits = {n: [x for x in known if catalog.tables_for(x) == [n]] for n in numbers}
+    for n, found in hits.items():
+        if not found:
             notes.append(f"Table {n}: no experiment in the store declares it")
-            continue
-        out[n] = hits[0]
-        if len(hits) > 1:
-            notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
+        elif len(found) > 1:
+            notes.append(f"Table {n}: several experiments {found}; used {found[0]!r}")
+    out = {n: found[0] for n, found in hits.items() if found}
     if not out:
         names = ", ".join(catalog.stages[experiment])
         raise ReportError(f"none of {names} at {uris.mask_uri(uri)} for {experiment!r}")
