@@ -106,14 +106,14 @@ def load_runs(
     read = _read(uri, experiment, include_debug)
     mine = read["experiment"] == experiment
     jobs = _jobs(read if include_debug else read[mine], experiment, uri)
-    debug = selection.debug_mask(jobs) | (jobs["experiment"] != experiment)
-    if include_debug and debug.any():
-        notes.append(selection.debug_note(jobs[debug], "included (--include-debug)"))
-    elif not include_debug:
-        left = pd.concat([jobs[debug], _finished_jobs(read[~mine])], ignore_index=True)
-        if not left.empty:
-            notes.append(selection.debug_note(left, "left out (--include-debug reads them)"))
-        jobs = jobs[~debug]
+    # debug runs: those of a debug preset in `experiment` and every job run of its twin
+    debug = selection.debug_mask(jobs) & (jobs["experiment"] == experiment)
+    flagged = pd.concat([jobs[debug], _finished_jobs(read[~mine])], ignore_index=True)
+    what = "included (--include-debug)"
+    if not include_debug:
+        jobs, what = jobs[~debug], "left out (--include-debug reads them)"
+    if not flagged.empty:
+        notes.append(selection.debug_note(flagged, what))
     try:
         jobs = selection.apply_where(jobs, where)
         if jobs.empty:
@@ -141,7 +141,7 @@ def home_sweep(uri: str, experiment: str, frames, what: str) -> tuple[str | None
     home = [e for e in source_experiments(frames) if e in own] or [experiment]
     client = client_for(uri)
     ids = {e.experiment_id: e.name for n in home if (e := client.get_experiment_by_name(n))}
-    found = ids and client.search_runs(
+    found = ids and client.search_runs(  # no experiment, no query
         list(ids),
         filter_string=f"tags.`{names.ROLE_TAG}` = '{names.SWEEP_ROLE}'",
         order_by=["attributes.start_time DESC"],

@@ -76,8 +76,8 @@ def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
     would pool two cells that no shared param tells apart."""
     ident = _identity(frame)
     params = list(ident.columns)
-    cells = [_cell_id(r) for r in ident.itertuples(index=False)] if params else None
-    frame = frame.assign(cell=cells or col(frame, "fingerprint"), variant="")
+    ids = [_cell_id(r) for r in ident.itertuples(index=False)]
+    frame = frame.assign(cell=ids if params else col(frame, "fingerprint"), variant="")
     keys = [k for k in (*FACTORS, *TARGET) if k in frame]
     work = pd.concat([frame[[*keys, "cell"]], ident], axis=1)  # identity columns
     for _, sub in work.groupby(col(frame, "dataset").fillna("?"), sort=False):
