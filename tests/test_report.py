@@ -342,7 +342,7 @@ def test_cli_writes_tables_figures_and_logs_to_parent(store, tmp_path, capsys):
         for ext in ("png", "pdf"):
             assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 1000
     client = MlflowClient(store.uri)
-    parent = runs.sweep_runs(store.uri, "table6_efficiency").iloc[0]["run_id"]
+    parent = runs.home_sweep(store.uri, "table6_efficiency", {}, "report")[0]
     logged = {a.path for a in client.list_artifacts(parent, "report")}
     assert "report/table6_efficiency.tex" in logged and "report/figures" in logged
     assert "Table 6" in capsys.readouterr().out

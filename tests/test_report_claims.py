@@ -363,7 +363,7 @@ def test_cli_writes_claims_and_forest_plot_and_logs_them(store, tmp_path, capsys
     assert set(table["metric"]) == {"balanced_acc"}
     tex = (out / "claims.tex").read_text()
     assert "\\begin{document}" in tex and tex.isascii()  # pdflatex-safe: symbols mapped
-    parent = runs.sweep_runs(store.uri, "c1").iloc[0]["run_id"]
+    parent = runs.home_sweep(store.uri, "c1", {}, "claims")[0]
     logged = {f.path for f in store.client.list_artifacts(parent, "report")}
     assert "report/claims.md" in logged
 

@@ -26,16 +26,11 @@ def download(client, run_id: str, path: str, dst: Path) -> Path:
 
 
 def checkpoint(uri: str, run: pd.Series, tmp: Path) -> Path | None:
-    """The run's ``best.pt`` artifact, else its local checkpoint, else None."""
-    from glattn.checkpoint import CheckpointError, resolve_checkpoint
-
+    """The run's ``best.pt`` artifact downloaded into `tmp`, else its local checkpoint, or None."""
     client, run_id = make_client(uri), run["run_id"]
     path = next((p for p in list_files(client, run_id) if CHECKPOINT.search(p)), None)
     if path is not None:
-        try:
-            return resolve_checkpoint(f"runs:/{run_id}/{path}", uri)
-        except CheckpointError:
-            return download(client, run_id, path, tmp / run_id)
+        return download(client, run_id, path, tmp / run_id)
     out_dir, fp = run.get("params.paths.output_dir"), run.get("fingerprint")
     local = Path(str(out_dir)) / "checkpoints" / str(fp) / "best.pt"
     return local if isinstance(out_dir, str) and isinstance(fp, str) and local.is_file() else None

@@ -152,8 +152,7 @@ def load(dirs: Iterable[Path | str] = ()) -> Catalog:
         stages = OmegaConf.select(node, "paper.stages", default=None)
         if stages is not None:
             catalog.stages[stem] = _stage_names(stages)
-        errors = _errors(node.report) if "report" in node else []
-        if errors:
+        if "report" in node and (errors := _errors(node.report)):
             problems.append(f"{path}:\n  " + "\n  ".join(errors))
         elif "report" in node:
             spec = OmegaConf.to_object(OmegaConf.merge(ReportSchema, node.report))

@@ -89,7 +89,7 @@ class RunFiles:
     """Downloads (once) and reads the per-image predictions and training logs of runs."""
 
     def __init__(self, uri: str, tmp: Path):
-        self.uri, self.tmp = uri, Path(tmp)
+        self.tmp = Path(tmp)
         self.client = runs.client_for(uri)
         self._files: dict[str, list[str]] = {}
         self._preds: dict[tuple, Predictions | None] = {}
@@ -134,10 +134,9 @@ def confusion_sum(files: RunFiles, run_ids) -> tuple[np.ndarray | None, list[str
     same = [p for p in preds if p.classes == preds[0].classes]
     if not same:
         return None, [], 0
-    sums = [
-        confusion_matrix(
-            p.labels, p.predicted, labels=range(len(p.classes)), sample_weight=p.weights
-        )
+    classes = range(len(same[0].classes))
+    total = sum(
+        confusion_matrix(p.labels, p.predicted, labels=classes, sample_weight=p.weights)
         for p in same
-    ]
-    return sum(sums), list(same[0].classes), len(same)
+    )
+    return total, list(same[0].classes), len(same)

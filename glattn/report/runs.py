@@ -3,8 +3,6 @@ FINISHED job runs (``glattn.role=job``) of the declared run set."""
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 import mlflow
 import pandas as pd
 
@@ -37,22 +35,9 @@ def client_for(uri: str):
     return make_client(uri)
 
 
-def get_experiment(uri: str, name: str, why: str = ""):
-    """The experiment called `name`; else a ReportError saying `why` (default: what is there)."""
-    client = client_for(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        why = why or f"experiments there: {queries.experiment_names(client) or 'none'}"
-        raise ReportError(
-            f"MLflow experiment {name!r} not found at tracking URI {uris.mask_uri(uri)!r}; {why}"
-        )
-    return exp
-
-
-def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of `experiment`, oldest first: info, data set digest, params, metrics, tags
-    (`mlflow.search_runs` as a list: its frame leaves out the data set inputs)."""
-    exp = get_experiment(uri, experiment)
+def _all_runs(uri: str, exp) -> pd.DataFrame:
+    """Every run of the experiment `exp`, oldest first: info, data set digest, params, metrics,
+    tags (`mlflow.search_runs` as a list: its frame leaves out the data set inputs)."""
     with use_tracking_uri(uris.resolve_uri(uri)):  # search_runs reads the global tracking URI
         found = retry_locked(
             mlflow.search_runs,
@@ -65,7 +50,7 @@ def load_all_runs(uri: str, experiment: str) -> pd.DataFrame:
         for r in found
     ]
     frame = pd.json_normalize(records)  # {"params": {k: v}} -> column params.<k>
-    frame.insert(min(1, frame.shape[1]), "experiment", experiment)
+    frame.insert(min(1, frame.shape[1]), "experiment", exp.name)
     # a run's class is its ``class.<group>`` tag (older runs logged it as a _target_ param)
     prefix = f"tags.{names.CLASS_TAG_PREFIX}"
     for tag in [c for c in frame.columns if c.startswith(prefix)]:
@@ -83,32 +68,33 @@ def _jobs(frame: pd.DataFrame, experiment: str, uri: str) -> pd.DataFrame:
         raise ReportError(
             f"MLflow experiment {experiment!r} at {uris.mask_uri(uri)!r} has no runs"
         )
-    jobs = _finished_jobs(frame).copy()
+    jobs = _finished_jobs(frame)
     if jobs.empty:
         counts = frame.groupby(["status", col(frame, ROLE).rename("role")], dropna=False).size()
         raise ReportError(
             f"MLflow experiment {experiment!r} has no FINISHED runs tagged "
             f"{names.ROLE_TAG}=job; runs by (status, role): {counts.to_dict()}"
         )
-    for tag in TAGS:
-        jobs[tag] = col(jobs, f"tags.{tag}")
-    for factor in FACTORS:  # the option as logged: its choice.<group> param, else its tag
-        jobs[factor] = col(jobs, f"{CHOICE}{factor}").fillna(jobs[factor])
-    jobs["parent_run_id"] = col(jobs, f"tags.{names.PARENT_TAG}")
-    jobs["task"] = jobs["task"].fillna("train")
-    jobs["seed"] = jobs["seed"].map(_seed)
-    return jobs
+    jobs = jobs.assign(**{tag: col(jobs, f"tags.{tag}") for tag in TAGS})
+    # the option as logged: its choice.<group> param, else its tag
+    jobs = jobs.assign(**{f: col(jobs, f"{CHOICE}{f}").fillna(jobs[f]) for f in FACTORS})
+    return jobs.assign(task=jobs["task"].fillna("train"), seed=jobs["seed"].map(_seed))
 
 
 def _read(uri: str, experiment: str, include_debug: bool) -> pd.DataFrame:
     """Every run of `experiment` and of its ``-debug`` twin; either may be missing, not both."""
     client = client_for(uri)
     twin = names.debug_experiment(experiment)
-    there = [n for n in dict.fromkeys([experiment, twin]) if client.get_experiment_by_name(n)]
+    there = {n: e for n in (experiment, twin) if (e := client.get_experiment_by_name(n))}
     if experiment not in there and not (include_debug and there):
-        why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
-        get_experiment(uri, experiment, why if twin in there else "")  # raises
-    return pd.concat([load_all_runs(uri, name) for name in there], ignore_index=True)
+        why = f"experiments there: {queries.experiment_names(client) or 'none'}"
+        if twin in there:
+            why = f"its debug-preset runs are in {twin!r}: add --include-debug to read them"
+        raise ReportError(
+            f"MLflow experiment {experiment!r} not found at tracking URI "
+            f"{uris.mask_uri(uri)!r}; {why}"
+        )
+    return pd.concat([_all_runs(uri, exp) for exp in there.values()], ignore_index=True)
 
 
 def load_runs(
@@ -120,14 +106,14 @@ def load_runs(
     read = _read(uri, experiment, include_debug)
     mine = read["experiment"] == experiment
     jobs = _jobs(read if include_debug else read[mine], experiment, uri)
-    debug = selection.debug_mask(jobs) | (jobs["experiment"] != experiment)
-    if include_debug and debug.any():
-        notes.append(selection.debug_note(jobs[debug], "included (--include-debug)"))
-    elif not include_debug:
-        left = pd.concat([jobs[debug], _finished_jobs(read[~mine])], ignore_index=True)
-        if not left.empty:
-            notes.append(selection.debug_note(left, "left out (--include-debug reads them)"))
-        jobs = jobs[~debug]
+    # debug runs: those of a debug preset in `experiment` and every job run of its twin
+    debug = selection.debug_mask(jobs) & (jobs["experiment"] == experiment)
+    flagged = pd.concat([jobs[debug], _finished_jobs(read[~mine])], ignore_index=True)
+    what = "included (--include-debug)"
+    if not include_debug:
+        jobs, what = jobs[~debug], "left out (--include-debug reads them)"
+    if not flagged.empty:
+        notes.append(selection.debug_note(flagged, what))
     try:
         jobs = selection.apply_where(jobs, where)
         if jobs.empty:
@@ -142,15 +128,6 @@ def load_runs(
     return selection.dedupe(jobs, notes).reset_index(drop=True)
 
 
-def sweep_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """The experiment's parent sweep runs (tag glattn.role=sweep), newest first."""
-    frame = load_all_runs(uri, experiment)
-    if frame.empty:
-        return frame
-    sweeps = frame[col(frame, ROLE) == names.SWEEP_ROLE]
-    return sweeps.sort_values("start_time", ascending=False).reset_index(drop=True)
-
-
 def source_experiments(frames) -> list[str]:
     """The experiments the runs of `frames` ({name asked for: run set}) came from, in order."""
     found = [e for f in frames.values() if "experiment" in f for e in f["experiment"].dropna()]
@@ -162,15 +139,18 @@ def home_sweep(uri: str, experiment: str, frames, what: str) -> tuple[str | None
     `experiment` or its debug twin, and a note: where `what` is logged, or why it is not."""
     own = (experiment, names.debug_experiment(experiment))
     home = [e for e in source_experiments(frames) if e in own] or [experiment]
-    tops = []
-    for name in home:
-        with suppress(ReportError):
-            tops += [row for _, row in sweep_runs(uri, name).head(1).iterrows()]
-    best = max(tops, key=lambda row: row["start_time"], default=None)  # the first of ties
-    if best is None:
+    client = client_for(uri)
+    ids = {e.experiment_id: e.name for n in home if (e := client.get_experiment_by_name(n))}
+    found = ids and client.search_runs(  # no experiment, no query
+        list(ids),
+        filter_string=f"tags.`{names.ROLE_TAG}` = '{names.SWEEP_ROLE}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not found:
         where = " or ".join(map(repr, home))
         return None, f"no parent sweep run ({ROLE[5:]}=sweep) in {where}: the {what} is not logged"
-    run_id, there = str(best["run_id"]), best["experiment"]
+    run_id, there = found[0].info.run_id, ids[found[0].info.experiment_id]
     return run_id, f"the {what} logged as 'report/' of parent sweep run {run_id} in {there!r}"
 
 
@@ -180,15 +160,13 @@ def table_sources(uri: str, experiment: str, numbers, notes: list, catalog) -> d
     if experiment not in catalog.stages:
         return {n: experiment for n in numbers}
     known = queries.experiment_names(client_for(uri))
-    out = {}
-    for n in numbers:
-        hits = [x for x in known if catalog.tables_for(x) == [n]]
-        if not hits:
+    hits = {n: [x for x in known if catalog.tables_for(x) == [n]] for n in numbers}
+    for n, found in hits.items():
+        if not found:
             notes.append(f"Table {n}: no experiment in the store declares it")
-            continue
-        out[n] = hits[0]
-        if len(hits) > 1:
-            notes.append(f"Table {n}: several experiments {hits}; used {hits[0]!r}")
+        elif len(found) > 1:
+            notes.append(f"Table {n}: several experiments {found}; used {found[0]!r}")
+    out = {n: found[0] for n, found in hits.items() if found}
     if not out:
         names = ", ".join(catalog.stages[experiment])
         raise ReportError(f"none of {names} at {uris.mask_uri(uri)} for {experiment!r}")

@@ -74,27 +74,22 @@ def _cell_id(values: tuple) -> str:
 def add_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds ``cell`` (a hash of its identity) and ``variant``; SelectionError when a row
     would pool two cells that no shared param tells apart."""
-    frame = frame.copy()
     ident = _identity(frame)
     params = list(ident.columns)
-    ids = [_cell_id(tuple(r)) for r in ident.itertuples(index=False)] if params else []
-    frame["cell"] = ids or list(col(frame, "fingerprint"))
-    frame["variant"] = ""
+    ids = [_cell_id(r) for r in ident.itertuples(index=False)]
+    frame = frame.assign(cell=ids if params else col(frame, "fingerprint"), variant="")
     keys = [k for k in (*FACTORS, *TARGET) if k in frame]
     work = pd.concat([frame[[*keys, "cell"]], ident], axis=1)  # identity columns
     for _, sub in work.groupby(col(frame, "dataset").fillna("?"), sort=False):
-        shared = [p for p in params if sub[p].notna().all()]
-        combos = [c for _, c in sub.groupby(keys, dropna=False, sort=False)]
-        names = sorted(
-            {p for c in combos if c["cell"].nunique() > 1 for p in shared if c[p].nunique() > 1}
-        )
+        counts = sub.groupby(keys, dropna=False, sort=False)[["cell", *params]].nunique()
+        pooled = counts[counts["cell"] > 1]  # rows of several cells: what tells them apart
+        names = sorted(p for p in params if sub[p].notna().all() and (pooled[p] > 1).any())
         if names:
             frame.loc[sub.index, "variant"] = [
                 ", ".join(f"{p.removeprefix('params.')}={v}" for p, v in zip(names, r))
                 for r in sub[names].itertuples(index=False)
             ]
-    work["variant"] = frame["variant"]
-    _refuse_pooled(work, keys, params)
+    _refuse_pooled(work.assign(variant=frame["variant"]), keys, params)
     return frame
 
 
