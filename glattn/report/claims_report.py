@@ -7,13 +7,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
-
 from glattn.report import runs, selection
 from glattn.report.cells import metric_name, p_text
 from glattn.report.claims import Claims, check_claims, headline, span
 from glattn.report.claims.rows import MIN_PAIRS, Row, join_notes
-from glattn.report.table_format import DASH, Cell, Table, latex_escape
+from glattn.report.table_format import DASH, Cell, Table, latex_document, latex_escape
 from glattn.tracking import uris
 
 
@@ -139,11 +137,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     out_dir.mkdir(parents=True, exist_ok=True)
     md, tex, csv = out_dir / "claims.md", out_dir / "claims.tex", out_dir / "claims.csv"
     md.write_text(to_markdown(c, experiment))
-    tex.write_text(
-        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
-        "\\usepackage{booktabs}\n\\usepackage[margin=1.2cm,landscape]{geometry}\n"
-        "\\begin{document}\n" + to_latex(c, experiment) + "\\end{document}\n"
-    )
+    tex.write_text(latex_document(to_latex(c, experiment)))
     frame = c.frame()
     frame.insert(1, "criterion", [c.criteria[n].title(c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
@@ -151,7 +145,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     files = [md, tex, csv]
     if c.frames:
         used = out_dir / "runs_used.csv"
-        pd.concat([selection.runs_used(f) for f in c.frames.values()]).to_csv(used, index=False)
+        selection.runs_used(c.frames).to_csv(used, index=False)
         files.append(used)
     if figures_too:
         from glattn.report import figures

@@ -38,12 +38,7 @@ class Declared:
 
     def build(self, runs, ctx):
         """The table of these runs (None where they lack the data it needs)."""
-        return self.builder_of(self.spec)(runs, ctx, self)
-
-    @staticmethod
-    def builder_of(spec: ReportSchema | ClaimSchema):
-        """The function a declaration's ``_target_`` names: a table's builder or a claim's."""
-        return get_object(spec._target_)
+        return get_object(self.spec._target_)(runs, ctx, self)
 
 
 @dataclass

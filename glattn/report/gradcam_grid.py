@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from glattn.report import artifacts, cells, frames
+from glattn.report import cells, frames
+from glattn.report.predictions import RunFiles
 
 
 def best_runs(frame: pd.DataFrame, metric: str) -> tuple[str, dict[str, pd.Series]]:
@@ -43,8 +44,9 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
         return []
     models, missing = {}, []
     with tempfile.TemporaryDirectory() as tmp:
+        files = RunFiles(uri, Path(tmp))
         for fusion, run in best.items():
-            path = artifacts.checkpoint(uri, run, Path(tmp))
+            path = files.checkpoint(run)
             if path is None:
                 missing.append(fusion)
                 continue

@@ -1,5 +1,6 @@
-"""Per-image outcomes of tracked runs for the claims (a tied maximum is wrong, as in the ISIC
-scorer), and metric histories."""
+"""What the report reads of a run's artifacts (`RunFiles`): per-image outcomes for the claims
+and the confusion figure (a tied maximum is wrong, as in the ISIC scorer), metric histories
+and checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from glattn.metrics import predict
-from glattn.report import artifacts, runs, stats
+from glattn.report import runs, stats
 from glattn.tracking import queries
 
 WEIGHT_COLUMNS = ("weight", "score_weight")
@@ -94,14 +95,31 @@ class RunFiles:
         self._files: dict[str, list[str]] = {}
         self._preds: dict[tuple, Predictions | None] = {}
 
+    def _list(self, run_id: str, path: str | None = None) -> list[str]:
+        """Every artifact file path of a run (recursive)."""
+        infos = self.client.list_artifacts(run_id, path)
+        return [p for i in infos for p in (self._list(run_id, i.path) if i.is_dir else [i.path])]
+
     def get(self, run_id: str, name: str) -> Path | None:
         """The run's artifact file called `name` (any folder), downloaded; None if none."""
         if run_id not in self._files:
-            self._files[run_id] = artifacts.list_files(self.client, run_id)
+            self._files[run_id] = self._list(run_id)
         path = next((p for p in self._files[run_id] if Path(p).name == name), None)
         if path is None:
             return None
-        return artifacts.download(self.client, run_id, path, self.tmp / run_id / name)
+        dst = self.tmp / run_id / name
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, path, str(dst)))
+
+    def checkpoint(self, run: pd.Series) -> Path | None:
+        """The run's ``best.pt`` artifact, else its local checkpoint, else None."""
+        if (path := self.get(run["run_id"], "best.pt")) is not None:
+            return path
+        out_dir, fp = run.get("params.paths.output_dir"), run.get("fingerprint")
+        if not (isinstance(out_dir, str) and isinstance(fp, str)):
+            return None
+        local = Path(out_dir) / "checkpoints" / fp / "best.pt"
+        return local if local.is_file() else None
 
     def predictions(self, run_id: str, split: str) -> Predictions | None:
         """A run's predictions on `split` (test, val or eval); None when it logged none."""

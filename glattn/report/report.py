@@ -9,8 +9,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from glattn.report import (
     claims_report,
     declared,
@@ -26,7 +24,7 @@ from glattn.report.claims import check_claims
 from glattn.report.frames import dataset_label
 from glattn.report.gradcam_grid import fusion_grid
 from glattn.report.predictions import RunFiles
-from glattn.report.table_format import latex_escape
+from glattn.report.table_format import latex_document, latex_escape
 from glattn.tracking import uris
 
 
@@ -152,7 +150,7 @@ def _write_figures(report, experiment, uri, metric, files: RunFiles, gradcam) ->
 def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
     """runs_used.csv (every run read) and NOTES.md (where the runs came from, the notes)."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
-    used = pd.concat([selection.runs_used(f) for f in report.frames.values()])
+    used = selection.runs_used(report.frames)
     used_path = report.out_dir / "runs_used.csv"
     used.to_csv(used_path, index=False)
     counts = used["experiment"].value_counts(sort=False)
@@ -179,12 +177,11 @@ def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[
     )
     tex = out_dir / "report.tex"
     tex.write_text(
-        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
-        "\\usepackage[margin=1.5cm,landscape]{geometry}\n\\begin{document}\n"
-        f"\\section*{{{latex_escape(experiment)}}}\n"
-        + "\n".join(t.to_latex() for t in built.values())
-        + ("\n" + claims_report.to_latex(claims, experiment) if claims else "")
-        + "\\end{document}\n"
+        latex_document(
+            f"\\section*{{{latex_escape(experiment)}}}\n"
+            + "\n".join(t.to_latex() for t in built.values())
+            + ("\n" + claims_report.to_latex(claims, experiment) if claims else "")
+        )
     )
     return [md, tex]
 

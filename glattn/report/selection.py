@@ -164,7 +164,8 @@ def dedupe(frame: pd.DataFrame, notes: list) -> pd.DataFrame:
     return ordered[~dup]
 
 
-def runs_used(frame: pd.DataFrame) -> pd.DataFrame:
-    """The declared run set: run id, name, experiment, cell, variant, seed, task."""
-    out = pd.DataFrame({c: col(frame, c) for c in USED_COLUMNS})
+def runs_used(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The declared run set of every experiment read: run id, name, experiment, cell, variant,
+    seed, task."""
+    out = pd.concat([pd.DataFrame({c: col(f, c) for c in USED_COLUMNS}) for f in frames.values()])
     return out.sort_values(["experiment", "cell", "seed"], key=lambda s: s.astype(str))

@@ -158,6 +158,15 @@ _LATEX = str.maketrans(
 )
 
 
+def latex_document(body: str) -> str:
+    """A standalone document (booktabs, landscape) around `body`: report.tex, claims.tex."""
+    return (
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
+        "\\usepackage{booktabs}\n\\usepackage[margin=1.5cm,landscape]{geometry}\n"
+        "\\begin{document}\n" + body + "\\end{document}\n"
+    )
+
+
 def latex_escape(text: str) -> str:
     """Escape LaTeX specials and map the few Unicode symbols the tables use to math."""
     return str(text).translate(_LATEX)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from hydra.utils import get_object
 
 from glattn.report import declared, runs, stats
 from glattn.report.claims.rows import (
@@ -57,7 +58,7 @@ def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criteri
     """{number: Criterion} of the claims `experiment` decides, then their conjunction."""
     out = {
         c.number: Criterion(
-            c.number, c.claim, c.threshold, c.direction, c.unit, d.number, d.builder_of(c)
+            c.number, c.claim, c.threshold, c.direction, c.unit, d.number, get_object(c._target_)
         )
         for d, c in catalog.claims(experiment)
     }
