@@ -181,7 +181,7 @@ def run_report(args: argparse.Namespace) -> int:
     print(f"wrote {len(report.files)} files to {report.out_dir}")
     for note in report.notes:
         print(f"note: {note}")
-    for experiment in report.experiments_read():
+    for experiment in runs.source_experiments(report.frames):
         print(f"MLflow UI, {experiment}: {_ui_hint(args, experiment)}")
     return 0
 

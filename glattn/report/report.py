@@ -39,10 +39,6 @@ class Report:
     frames: dict = field(default_factory=dict)  # {experiment: the run set read}
     catalog: declared.Catalog | None = None  # the experiment files' report declarations
 
-    def experiments_read(self, *names: str) -> list[str]:
-        """The experiments the runs of `names` (default: all) came from (incl. ``-debug``)."""
-        return runs.source_experiments({n: self.frames[n] for n in names or self.frames})
-
 
 def make_report(
     experiment: str,
@@ -122,7 +118,7 @@ def _write_tables(report, experiment, sources, metric, history, which) -> dict:
         ctx = Context(metric, report.catalog.expected(exp), history)
         report.tables[n] = report.catalog.by_number()[n].build(report.frames[exp], ctx)
         if report.tables[n] is None:
-            where = " or ".join(map(repr, report.experiments_read(exp)))
+            where = " or ".join(map(repr, runs.source_experiments({exp: report.frames[exp]})))
             report.notes.append(f"Table {n}: no runs with the data it needs in {where}")
     built = {n: t for n, t in report.tables.items() if t is not None}
     if which and not built:

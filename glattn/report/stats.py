@@ -77,12 +77,9 @@ def compare(a: Mapping, b: Mapping) -> Comparison:
     diff = float(np.mean(list(b.values())) - np.mean(list(a.values())))
     if set(a) == set(b) and n_a >= 2:
         seeds = sorted(a)
-        x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
-        d = y - x
-        if _no_spread(d):  # no spread: nothing to reject with
-            why = "the paired differences are all equal (zero spread)"
-            return Comparison(diff, 1.0, PAIRED, n_a, n_b, why)
-        return Comparison(diff, float(stats.ttest_rel(y, x).pvalue), PAIRED, n_a, n_b)
+        t = paired_t([a[s] for s in seeds], [b[s] for s in seeds], alternative="two-sided")
+        why = t.reason.removesuffix(": p = 1")  # zero spread: nothing to reject with
+        return Comparison(diff, t.p_value, PAIRED, n_a, n_b, why)
     if n_a < 2 or n_b < 2:
         return Comparison(diff, math.nan, "", n_a, n_b, "fewer than 2 seeds in an arm")
     x, y = np.array(list(a.values())), np.array(list(b.values()))
