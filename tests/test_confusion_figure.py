@@ -43,7 +43,7 @@ def test_the_report_draws_percentages_of_each_true_class_with_the_same_function(
     from glattn.report import figures, predictions, report
 
     runs = pd.DataFrame({"task": ["train"], "dataset": ["ham10000"], "run_id": ["r1"]})
-    monkeypatch.setattr(figures, "best_strategy", lambda frame, metric, ds: ("original", runs))
+    monkeypatch.setattr(figures, "best_strategy", lambda frame, metric: ("original", runs))
     monkeypatch.setattr(predictions, "confusion_sum", lambda files, ids: (CM, NAMES, 2))
     notes: list = []
     paths = report.confusion_figures(None, runs, "balanced_acc", tmp_path, notes)

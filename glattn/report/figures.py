@@ -201,17 +201,12 @@ def per_class_recall(runs: pd.DataFrame, out_dir: Path, notes: list[str]) -> lis
     return paths
 
 
-def best_strategy(runs: pd.DataFrame, metric: str, dataset: str | None = None):
-    """(label, runs) of the strategy with the highest mean score (test, else best val)."""
-    frame = trained(runs)
-    if dataset is not None:
-        frame = frame[frame["dataset"] == dataset]
-    best = None
-    for label, s in strategies(frame):
-        mean = stats.summarize(score(s, metric).dropna()).mean
-        if not math.isnan(mean) and (best is None or mean > best[0]):
-            best = (mean, label, s)
-    return (best[1], best[2]) if best else (None, frame.iloc[:0])
+def best_strategy(runs: pd.DataFrame, metric: str):
+    """(label, runs) of the strategy with the highest mean score (test, else best val), the
+    first in the tables' order on a tie; Nones when no run has a score."""
+    scored = [(score(s, metric).mean(), label, s) for label, s in strategies(trained(runs))]
+    best = max((x for x in scored if not math.isnan(x[0])), key=lambda x: x[0], default=None)
+    return (best[1], best[2]) if best else (None, None)
 
 
 def forest_plot(

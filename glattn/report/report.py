@@ -188,8 +188,8 @@ def confusion_figures(files: RunFiles, frame, metric, fig_dir: Path, notes: list
     from glattn.metrics import confusion_figure  # scikit-learn: only when there is one to draw
 
     paths = []
-    for ds, _ in figures.by_dataset(frame):
-        label, best = figures.best_strategy(frame, metric, ds)
+    for ds, runs_of_ds in figures.by_dataset(frame):
+        label, best = figures.best_strategy(runs_of_ds, metric)
         if label is None:
             notes.append(f"confusion matrix ({ds}): no run with a {metric} score")
             continue
