@@ -36,7 +36,6 @@ class Summary:
     mean: float
     std: float
     n: int
-    seeds: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -53,17 +52,14 @@ class Comparison:
 
 def summarize(values: Mapping | list | np.ndarray) -> Summary:
     """Mean +- std over seeds. `values` is {seed: value} or a plain sequence; NaNs dropped."""
-    if isinstance(values, Mapping):
-        items = sorted((k, float(v)) for k, v in values.items() if not _isnan(v))
-        seeds, vals = tuple(k for k, _ in items), np.array([v for _, v in items], float)
-    else:
-        vals = np.asarray([float(v) for v in values if not _isnan(v)], float)
-        seeds = ()
+    if isinstance(values, Mapping):  # in seed order, so that the sums are reproducible
+        values = [v for _, v in sorted((k, v) for k, v in values.items() if not _isnan(v))]
+    vals = np.asarray([float(v) for v in values if not _isnan(v)], float)
     n = int(vals.size)
     if n == 0:
-        return Summary(math.nan, math.nan, 0, seeds)
+        return Summary(math.nan, math.nan, 0)
     std = float(np.std(vals, ddof=1)) if n > 1 else math.nan
-    return Summary(float(np.mean(vals)), std, n, seeds)
+    return Summary(float(np.mean(vals)), std, n)
 
 
 def compare(a: Mapping, b: Mapping) -> Comparison:
@@ -165,7 +161,6 @@ class Interval:
     low: float
     high: float
     resamples: int
-    seed: int
 
 
 def crossed_bootstrap(
@@ -199,7 +194,7 @@ def crossed_bootstrap(
     estimate = float(np.mean([score(b, metric) - score(a, metric) for a, b in pairs]))
     tail = 100 * (1 - confidence) / 2
     low, high = np.nanpercentile(total, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high), n_resamples, seed)
+    return Interval(estimate, float(low), float(high), n_resamples)
 
 
 @dataclass(frozen=True)
