@@ -138,6 +138,8 @@ def _made(make, args: argparse.Namespace, **kwargs):
                 make_figures=not args.no_figures,
                 log_artifacts=not args.no_log,
                 experiments_dirs=args.experiments_dir,
+                where=tuple(args.where),
+                include_debug=args.include_debug,
                 **kwargs,
             )
     except runs.ReportError as err:
@@ -148,10 +150,7 @@ def _made(make, args: argparse.Namespace, **kwargs):
 def run_claims(args: argparse.Namespace) -> int:
     from glattn.report.claims_report import make_claims
 
-    select = {"where": tuple(args.where), "include_debug": args.include_debug}
-    claims = _made(
-        make_claims, args, n_resamples=args.resamples, seed=args.bootstrap_seed, select=select
-    )
+    claims = _made(make_claims, args, n_resamples=args.resamples, seed=args.bootstrap_seed)
     if claims is None:
         return 2
     for n in claims.criteria:
@@ -165,14 +164,7 @@ def run_claims(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from glattn.report.report import make_report
 
-    report = _made(
-        make_report,
-        args,
-        which=args.tables,
-        gradcam=not args.no_gradcam,
-        where=args.where,
-        include_debug=args.include_debug,
-    )
+    report = _made(make_report, args, which=args.tables, gradcam=not args.no_gradcam)
     if report is None:
         return 2
     for t in report.tables.values():

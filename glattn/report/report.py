@@ -79,7 +79,7 @@ def make_report(
                 report.notes.append(
                     f"claims: {metric} cannot be recomputed per image; the claims use balanced_acc"
                 )
-            kwargs = {"frames": report.frames, "select": select, "catalog": catalog}
+            kwargs = {"frames": report.frames, "catalog": catalog, **select}
             claims_metric = metric if metric in CLAIM_METRICS else "balanced_acc"
             report.claims = check_claims(uri, experiment, claims_metric, n_resamples, **kwargs)
             report.files += claims_report.write(

@@ -89,13 +89,14 @@ def check_claims(
     n_resamples: int = 2000,
     seed: int = 0,
     frames: dict | None = None,
-    select: dict | None = None,
+    where=(),
+    include_debug: bool = False,
     catalog: declared.Catalog | None = None,
     experiments_dirs=(),
 ) -> Claims:
     """Rows of the declared criteria and their conjunction from the FINISHED job runs.
     `frames` ({experiment: run set}) are the report's own, so tables and claims read the same
-    runs; `select` (runs.load_runs' where / include_debug) chooses the others."""
+    runs; `where` and `include_debug` (runs.load_runs') choose the others."""
     if metric not in METRICS:
         raise runs.ReportError(
             f"--metric {metric!r}: the claims recompute the metric per image, so it must be "
@@ -122,7 +123,8 @@ def check_claims(
             exp = sources[n]
             if exp not in frames:
                 try:
-                    frames[exp] = runs.load_runs(uri, exp, notes=notes, **(select or {}))
+                    select = {"where": where, "include_debug": include_debug}
+                    frames[exp] = runs.load_runs(uri, exp, notes=notes, **select)
                 except runs.ReportError as err:
                     if experiment not in catalog.stages:
                         raise
