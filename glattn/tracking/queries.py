@@ -1,6 +1,6 @@
 """The run queries the jobs, the sweep (`glattn.sweep`) and plan mode use: a job's run by
 its fingerprint and task (any status), FINISHED job runs, a sweep's parent by its grid; and
-the report's reads (every run of an experiment, metric histories, experiment names)."""
+the report's reads (metric histories, experiment names)."""
 
 from __future__ import annotations
 
