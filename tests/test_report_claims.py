@@ -197,7 +197,7 @@ def test_same_model_false_positive_rate_below_5_percent():
     seeded repetitions, criterion 1 (> 2 points) and a zero-threshold variant are
     'not supported' or 'inconclusive' at least 95% of the time. The predictions are built
     in memory (test_read_predictions_of_written_csvs: the same as reading the CSVs)."""
-    zero = claims.Criterion(0, "better at all", 0, ">", "pp", None)
+    zero = claims.Criterion("", 0, "better at all", 0, ">", "pp")
     n, rng = 105, np.random.default_rng(12)
     labels = np.arange(n) % len(CLASSES)
     false_pos = {1: 0, 0: 0}
@@ -471,7 +471,7 @@ def test_a_users_two_claims_mark_their_deciding_rows_and_never_the_conjunctions(
     from glattn.report.claims.rows import Criterion, conjunction, new_row
     from glattn.report.claims_report import claim_tables
 
-    mine = {n: Criterion(n, f"claim {n}", 1.0, ">", "pp", 7, build=print) for n in (1, 2)}
+    mine = {n: Criterion("", n, f"claim {n}", 1.0, ">", "pp", 7, build=print) for n in (1, 2)}
     criteria = {**mine, 3: conjunction([1, 2])}
     rows = [new_row(mine[n], "all", "b vs a", primary=True, pooled=True) for n in (1, 2)]
     rows.append(new_row(mine[1], "ham10000", "b vs a", primary=True))  # not pooled

@@ -49,7 +49,7 @@ def test_identical_arms_still_give_zero_width():
 
 def test_effect_at_the_threshold_is_supported_in_at_most_5_percent():
     """True effect exactly 2 pp (the threshold), seed noise sd 3 pp: 'supported' <= 5%."""
-    crit = claims.Criterion(0, "better by 2 points", 2, ">", "pp", None)
+    crit = claims.Criterion("", 0, "better by 2 points", 2, ">", "pp")
     rng = np.random.default_rng(7)
     supported = 0
     reps = 200

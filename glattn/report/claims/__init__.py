@@ -57,9 +57,7 @@ class Claims:
 def criteria_of(catalog: declared.Catalog, experiment: str) -> dict[int, Criterion]:
     """{number: Criterion} of the claims `experiment` decides, then their conjunction."""
     out = {
-        c.number: Criterion(
-            c.number, c.claim, c.threshold, c.direction, c.unit, d.number, get_object(c._target_)
-        )
+        c.number: Criterion(**vars(c), table=d.number, build=get_object(c._target_))
         for d, c in catalog.claims(experiment)
     }
     last = conjunction(list(out))

@@ -14,6 +14,7 @@ import numpy as np
 from glattn.report import stats
 from glattn.report.cells import metric_name
 from glattn.report.predictions import RunFiles
+from glattn.schema import ClaimSchema
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 ALPHA = 0.05
@@ -21,16 +22,12 @@ MIN_PAIRS = 3  # fewer seed pairs: inconclusive (a t-test on 2 pairs has 1 degre
 METRICS = ("balanced_acc", "acc")  # recomputable per image from the probabilities
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """One claim, as its experiment file declares it (glattn.schema.ClaimSchema)."""
+@dataclass
+class Criterion(ClaimSchema):
+    """One claim as its experiment file declares it (its fields: glattn.schema.ClaimSchema),
+    with the table that declares it and the function its ``_target_`` names."""
 
-    number: int
-    claim: str
-    threshold: float  # display units ("pp": percentage points of the metric)
-    direction: str  # ">": the effect must exceed the threshold; "<": stay below it
-    unit: str
-    table: int | None  # the table (stage) of the experiment file that declares it
+    table: int | None = None  # the table (stage) of the experiment file that declares it
     #: (ctx, criterion, runs, experiment) -> [Row]; None: the conjunction of the others
     build: Callable | None = field(default=None, compare=False)
 
@@ -46,7 +43,7 @@ class Criterion:
 def conjunction(numbers: list[int]) -> Criterion:
     """The last criterion: every declared claim is supported (an intersection-union test)."""
     claim = f"every major claim is supported at p < {ALPHA:g}"
-    return Criterion(max(numbers, default=0) + 1, claim, ALPHA, "<", "p", None)
+    return Criterion("", max(numbers, default=0) + 1, claim, ALPHA, "<", "p")
 
 
 @dataclass
