@@ -34,14 +34,11 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
     if not best:
         notes.append("Grad-CAM grid skipped: fewer than 2 fusion strategies with runs")
         return []
-    try:
-        import torch
+    import torch  # the report imports torch only when it draws this grid
 
-        from glattn.checkpoint import load_checkpoint, load_trained_model
-        from glattn.gradcam import model_cams, overlay_grid, pick_per_class
-    except ImportError as err:
-        notes.append(f"Grad-CAM grid skipped: {err}")
-        return []
+    from glattn.checkpoint import load_checkpoint, load_trained_model
+    from glattn.gradcam import model_cams, overlay_grid, pick_per_class
+
     models, missing = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         files = RunFiles(uri, Path(tmp))
