@@ -150,8 +150,10 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    """The subcommands' parser (``glattn <subcommand> --help``)."""
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The subcommands' parser (``glattn <subcommand> --help``); with `only`, just that
+    subcommand's arguments are added, so its command imports no other's module (torch for
+    ``gradcam``)."""
     p = argparse.ArgumentParser(
         prog="glattn",
         description="glattn's tools; `glattn [overrides]` (no subcommand) runs and sweeps, "
@@ -167,14 +169,15 @@ def parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         tool.prog = f"glattn {name}"
-        getattr(importlib.import_module(module), func)(tool)
+        if only in (None, name):
+            getattr(importlib.import_module(module), func)(tool)
     return p
 
 
 def run_subcommand(args: Sequence[str]) -> int:
     """``glattn <subcommand> [options]``: its exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # as python -m does
-    parsed = parser().parse_args(list(args))
+    parsed = parser(args[0] if args else None).parse_args(list(args))
     return int(parsed.run(parsed) or 0)
 
 

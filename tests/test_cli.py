@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 
 from glattn import cli, paths
 from glattn.groups import INTERNAL_GROUPS, USER_GROUPS
+
+SUBCOMMANDS_IN_HELP = re.compile(r"^    (\w+) ", re.MULTILINE)
 
 ROOT = Path(__file__).resolve().parents[1]
 GLATTN = Path(sys.executable).with_name("glattn")  # the installed console script
@@ -94,6 +97,20 @@ def test_a_subcommand_with_bad_options_is_argparses_usage(capsys):
         cli.main(["gradcam"])
     assert done.value.code == 2
     assert "usage: glattn gradcam" in capsys.readouterr().err
+
+
+def test_a_subcommand_imports_only_its_own_module():
+    """`glattn report ...` builds only report's arguments: no torch import (glattn gradcam's)
+    before the report needs it; `glattn --help` still lists every subcommand."""
+    code = (
+        "import sys; from glattn import cli; p = cli.parser('report'); "
+        "p.parse_args(['report', 'x']); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    assert set(SUBCOMMANDS_IN_HELP.findall(cli.parser("report").format_help())) >= set(
+        cli.SUBCOMMANDS
+    )
 
 
 def test_an_experiment_named_like_a_subcommand_is_reported(monkeypatch):
