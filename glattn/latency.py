@@ -20,9 +20,11 @@ from __future__ import annotations
 import resource
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported by the measurement: the report reads the keys without it
+    import torch
+    from torch import nn
 
 LATENCY_KEY = "perf/latency_ms"  # median of the repeats, ms per forward pass of one batch
 LATENCY_IQR_KEY = "perf/latency_iqr_ms"
@@ -31,6 +33,9 @@ LATENCY_REPEATS_KEY = "perf/latency_repeats"  # timed forward passes in all
 INFER_LATENCY_KEY = "perf/infer_latency_ms"  # the same median, under the older runs' key
 MEM_RSS_KEY = "perf/mem_rss_mb"  # CPU: the process's max resident set size
 MEM_GPU_KEY = "perf/mem_peak_alloc_mb"  # GPU: peak allocated during the measurement
+#: every metric a measurement logs (a reused run's are those of the run that trained it)
+KEYS = (LATENCY_KEY, LATENCY_IQR_KEY, LATENCY_BATCH_KEY, LATENCY_REPEATS_KEY, INFER_LATENCY_KEY)
+KEYS += (MEM_RSS_KEY, MEM_GPU_KEY)
 DEVICE_TAG = "perf.device"
 SPREAD_LIMIT = 0.10
 MIN_BLOCKS = 4  # the quartiles need a few blocks however slow the model
@@ -76,7 +81,6 @@ def _max_rss_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes vs KiB
 
 
-@torch.no_grad()
 def measure_latency(
     model: nn.Module,
     image_size: int,
@@ -93,6 +97,7 @@ def measure_latency(
         raise ValueError(
             f"min_run_time_s={min_run_time_s} (> 0), warmup={warmup} (>= 0), batch={batch} (>= 1)"
         )
+    import torch
     from torch.utils.benchmark import Timer
 
     device = torch.device(device)
@@ -102,14 +107,15 @@ def measure_latency(
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(warmup):
-        model(x)
     threads = torch.get_num_threads()  # the Timer's default is one
     timer = Timer("model(x)", globals={"model": model, "x": x}, num_threads=threads)
     try:
-        runs = [timer.blocked_autorange(min_run_time=min_run_time_s)]
-        while sum(len(m.times) for m in runs) < MIN_BLOCKS:  # a model slower than that / 4
-            runs.append(timer.blocked_autorange(min_run_time=min_run_time_s))
+        with torch.no_grad():  # per thread: the Timer's passes run in it too
+            for _ in range(warmup):
+                model(x)
+            runs = [timer.blocked_autorange(min_run_time=min_run_time_s)]
+            while sum(len(m.times) for m in runs) < MIN_BLOCKS:  # a model slower than that / 4
+                runs.append(timer.blocked_autorange(min_run_time=min_run_time_s))
     finally:
         model.train(was_training)
     measured = runs[0] if len(runs) == 1 else type(runs[0]).merge(runs)[0]

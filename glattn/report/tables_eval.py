@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from glattn import latency
 from glattn.report import cells, frames, stats
 from glattn.report.cells import NO_RUNS, Context, constant_cell, metric_cell, summary_cell
 from glattn.report.frames import SPLIT_NAMES, dataset_label, metric, rank, trained, varying
@@ -76,31 +77,29 @@ def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
     return out
 
 
-LATENCY = "perf/latency_ms"  # glattn.latency's keys (the report does not import torch)
-LATENCY_IQR = "perf/latency_iqr_ms"
-OLD_LATENCY = "perf/infer_latency_ms"  # runs from before the dedicated measurement
-MEMORY = {"perf/mem_peak_alloc_mb": "GPU peak alloc. (MB)", "perf/mem_rss_mb": "CPU max RSS (MB)"}
+LATENCY, OLD_LATENCY = latency.LATENCY_KEY, latency.INFER_LATENCY_KEY  # old: during training
+MEMORY = {latency.MEM_GPU_KEY: "GPU peak alloc. (MB)", latency.MEM_RSS_KEY: "CPU max RSS (MB)"}
 OLD_MEMORY = "perf/peak_mem_mb"
 #: what a run measured of its training process (a reused run's come from its source)
-MEASURED = ("perf/train_img_s", LATENCY, LATENCY_IQR, OLD_LATENCY, "perf/latency_batch")
-MEASURED += (*MEMORY, OLD_MEMORY)
+MEASURED = ("perf/train_img_s", OLD_MEMORY, *latency.KEYS)
 
 
 def _latency_cell(sub: pd.DataFrame) -> Cell:
-    """Median latency over seeds (each run: median of repeats), flagged when the spread is >10%."""
+    """Median latency over seeds (each run: median of repeats), flagged when the spread is high."""
     key = LATENCY if metric(sub, LATENCY).notna().any() else OLD_LATENCY
     cell = cells.logged_cell(sub, key, "{:.2f}".format, f"runs did not log {LATENCY}")
     if cell.n is None:
         return cell
-    iqr = (metric(sub, LATENCY_IQR) / metric(sub, LATENCY)).max()
+    iqr = (metric(sub, latency.LATENCY_IQR_KEY) / metric(sub, LATENCY)).max()
     seed_spread = cell.std / cell.mean if cell.n > 1 and cell.mean > 0 else 0.0
     notes = [cell.note] if cell.note else []
     if key == OLD_LATENCY:
         notes.append(f"{OLD_LATENCY}: timed during training, not a dedicated measurement")
-    if max(seed_spread, 0.0 if math.isnan(iqr) else iqr) > 0.10:
+    if max(seed_spread, 0.0 if math.isnan(iqr) else iqr) > latency.SPREAD_LIMIT:
         cell.text += " (!)"
         notes.append(
-            "spread above 10% of the median (seeds' std or a run's interquartile range): the "
+            f"spread above {latency.SPREAD_LIMIT:.0%} of the median (seeds' std or a run's "
+            "interquartile range): the "
             "machine was busy; measure on an idle machine or a GPU"
         )
     cell.note = "; ".join(notes) or None
@@ -137,13 +136,13 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         keys.append("dataset")
     memory = [(k, name) for k, name in MEMORY.items() if metric(frame, k).notna().any()]
     memory = memory or [(OLD_MEMORY, "Peak mem (MB, unlabelled: old runs)")]
-    batch = metric(frame, "perf/latency_batch").dropna().unique()
+    batch = metric(frame, latency.LATENCY_BATCH_KEY).dropna().unique()
     setting = "latency perf/infer_latency_ms from the training epochs (older runs)"
     if len(batch):
-        device = ", ".join(frames.col(frame, "tags.perf.device").dropna().unique()) or "?"
+        devices = frames.col(frame, f"tags.{latency.DEVICE_TAG}").dropna().unique()
         setting = (
             "latency: dedicated measurement (glattn.latency: warm-up, repeats, median per run), "
-            f"batch {', '.join(f'{b:g}' for b in batch)}, device {device}"
+            f"batch {', '.join(f'{b:g}' for b in batch)}, device {', '.join(devices) or '?'}"
         )
     cols = [k.capitalize() for k in keys] + ["Params (M)", "GFLOPs", "Train img/s", "Latency (ms)"]
     cols += [name for _, name in memory]
@@ -153,7 +152,7 @@ def table6(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
         f"throughput perf/train_img_s (last epoch); {setting}; memory: CPU max RSS "
         "of the process, GPU peak allocated; mean ± std over seeds. Overheads are relative "
         "to the attention=none run of the same backbone (and data set). (!): spread above "
-        "10% of the median."
+        f"{latency.SPREAD_LIMIT:.0%} of the median."
     )
     if n_reused := int(reused(frame).sum()):
         caption += f" {n_reused} reused run(s): throughput, latency and memory of the runs that "
