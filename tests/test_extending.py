@@ -196,7 +196,7 @@ def test_own_local_attention_and_backbone(own_files):
 # ------------------------------------------------------------- docs/extending.md, as written
 def run_readme(commands: list[str], cwd: Path) -> None:
     """Each command of docs/extending.md in a copy of the example folder: `python run.py`
-    is the clone's."""
+    and `glattn` are the clone's."""
     shutil.copytree(EXAMPLES, cwd / "examples" / "extending")
     for line in commands:
         words = shlex.split(line)
@@ -207,7 +207,9 @@ def run_readme(commands: list[str], cwd: Path) -> None:
             if key == "PYTHONPATH":  # before the test process's own (the checkout under test)
                 value = os.pathsep.join(filter(None, [value, env.get(key)]))
             env[key] = value
-        assert words[0] == "python", line
+        assert words[0] in ("python", "glattn"), line
+        if words[0] == "glattn":  # the console script, from the checkout under test
+            words[:1] = ["python", "-m", "glattn.cli"]
         words[0] = sys.executable
         if words[1] == "run.py":
             words[1] = str(ROOT / "run.py")
