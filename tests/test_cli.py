@@ -113,6 +113,16 @@ def test_a_subcommand_imports_only_its_own_module():
     )
 
 
+def test_cli_startup_benchmark_prints_its_ratio():
+    """benchmarks/cli_startup.py runs once per variant and ends with its ratio line."""
+    script = ROOT / "benchmarks" / "cli_startup.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--repeats", "1"], capture_output=True, text=True, check=True
+    )
+    last = out.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"glattn report start-up: [\d.]+ s vs [\d.]+ s \([\d.]+x\)", last), last
+
+
 def test_an_experiment_named_like_a_subcommand_is_reported(monkeypatch):
     """`glattn report claims` reports the experiment `claims`, not the claims subcommand."""
     from glattn.report import cli as report_cli
