@@ -86,16 +86,13 @@ def score(frame: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def by_seed(frame: pd.DataFrame, values: pd.Series) -> tuple[dict, str | None]:
-    """{seed: value} of a configuration's runs (first run per seed), a footnote if one repeats."""
-    runs, out, dup = frame.sort_values("start_time"), {}, 0
-    for seed, run_id, value in zip(runs["seed"], runs["run_id"], values.reindex(runs.index)):
-        key = seed if seed is not None else run_id
-        if key in out:
-            dup += 1
-        elif pd.notna(value):
-            out[key] = float(value)
-    note = f"{dup} run(s) repeat a seed of this row; only the first run per seed is used"
-    return out, (note if dup else None)
+    """{seed: value} of a configuration's runs (the latest run per seed, as the claims pair
+    them), a footnote if a seed repeats."""
+    runs = frame.assign(key=frames.seed_key(frame), value=values).sort_values("start_time")
+    repeats = int(runs["key"].duplicated().sum())
+    latest = runs.drop_duplicates("key", keep="last").dropna(subset="value")
+    note = f"{repeats} run(s) repeat a seed of this row; the latest run per seed is used"
+    return dict(zip(latest["key"], latest["value"].astype(float))), (note if repeats else None)
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> stats.Comparison:
@@ -112,10 +109,11 @@ def logged_cell(frame, key: str, scale: Callable[[float], str], missing: str | N
 
 def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
     """The metric (`score`) over seeds, footnoted for validation values or missing seeds."""
-    values = score(frame, ctx.metric)
+    test = frames.metric(frame, f"test/{ctx.metric}")
+    values = test.fillna(frames.metric(frame, f"best/val/{ctx.metric}"))  # `score`
     seeds, dup_note = by_seed(frame, values)
     notes = [dup_note] if dup_note else []
-    if (values.notna() & frames.metric(frame, f"test/{ctx.metric}").isna()).any():
+    if (values.notna() & test.isna()).any():
         notes.append(VAL_NOTE.format(m=ctx.metric))
     asked = ctx.expected.get("seed") or []
     if seeds and len(asked) > len(seeds):

@@ -142,11 +142,7 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     frame.insert(1, "criterion", [c.criteria[n].title(c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
     frame.assign(bootstrap_resamples=c.n_resamples, bootstrap_seed=c.seed).to_csv(csv, index=False)
-    files = [md, tex, csv]
-    if c.frames:
-        used = out_dir / "runs_used.csv"
-        selection.runs_used(c.frames).to_csv(used, index=False)
-        files.append(used)
+    files = [md, tex, csv] + ([selection.runs_used(c.frames, out_dir)[1]] if c.frames else [])
     if figures_too:
         from glattn.report import figures
 

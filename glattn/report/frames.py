@@ -42,6 +42,11 @@ def dataset_label(ds: str) -> str:
     return DATASET_NAMES.get(ds, ds)
 
 
+def seed_key(frame: pd.DataFrame) -> pd.Series:
+    """The key runs pair and repeat by: the seed, else (no seed logged) the run id."""
+    return frame["seed"].where(frame["seed"].notna(), frame["run_id"])
+
+
 def trained(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["task"] == "train"]
 

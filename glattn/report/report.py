@@ -4,7 +4,6 @@ experiment's newest parent sweep run; `paper` adds the claims (glattn.report.cla
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +71,7 @@ def make_report(
     report.notes += provenance.notes(report.frames)  # reused runs, cells made by other code
     with tempfile.TemporaryDirectory() as tmp:  # training_log.csv downloads (history)
         files = RunFiles(uri, Path(tmp))
-        history = files.history
-        built = _write_tables(report, experiment, sources, metric, history, which)
+        built = _write_tables(report, experiment, sources, metric, files.history, which)
         if claims if claims is not None else experiment in catalog.stages:
             if metric not in CLAIM_METRICS:
                 report.notes.append(
@@ -134,8 +132,7 @@ def _write_tables(report, experiment, sources, metric, history, which) -> dict:
 def _write_figures(report, experiment, uri, metric, files: RunFiles, gradcam) -> None:
     for exp, frame in report.frames.items():
         sub = exp if len(report.frames) > 1 or exp != experiment else ""
-        fig_dir = report.out_dir / "figures" / sub
-        notes = report.notes
+        fig_dir, notes = report.out_dir / "figures" / sub, report.notes
         report.files += figures.training_curves(frame, files.history, metric, fig_dir, notes)
         report.files += figures.per_class_recall(frame, fig_dir, notes)
         report.files += confusion_figures(files, frame, metric, fig_dir, notes)
@@ -146,9 +143,7 @@ def _write_figures(report, experiment, uri, metric, files: RunFiles, gradcam) ->
 def _write_run_set(report: Report, experiment: str, uri: str) -> list[Path]:
     """runs_used.csv (every run read) and NOTES.md (where the runs came from, the notes)."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
-    used = selection.runs_used(report.frames)
-    used_path = report.out_dir / "runs_used.csv"
-    used.to_csv(used_path, index=False)
+    used, used_path = selection.runs_used(report.frames, report.out_dir)
     counts = used["experiment"].value_counts(sort=False)
     sources = ", ".join(f"{name} ({n} runs)" for name, n in counts.items())
     notes_path = report.out_dir / "NOTES.md"
@@ -184,7 +179,7 @@ def _combined(experiment: str, built: dict, out_dir: Path, claims=None) -> list[
 
 def confusion_figures(files: RunFiles, frame, metric, fig_dir: Path, notes: list) -> list[Path]:
     """Confusion matrix (in % of each true class) of the best configuration per training data
-    set, summed over its seeds' test predictions; one seed's image is copied when none has."""
+    set, summed over its seeds' test predictions."""
     from glattn.metrics import confusion_figure  # scikit-learn: only when there is one to draw
 
     paths = []
@@ -194,21 +189,13 @@ def confusion_figures(files: RunFiles, frame, metric, fig_dir: Path, notes: list
             notes.append(f"confusion matrix ({ds}): no run with a {metric} score")
             continue
         m, names, n = predictions.confusion_sum(files, best["run_id"])
-        pngs = (files.get(r, "test_confusion_matrix.png") for r in best["run_id"])
-        if m is not None:
-            title = f"{dataset_label(ds)}: {label} ({n} seed{'s' if n != 1 else ''} summed)"
-            figure = confusion_figure(m, names, title, percent=True)
-            paths += figures.save(figure, fig_dir, f"confusion_{ds}")
-        elif (png := next(filter(None, pngs), None)) is not None:
-            fig_dir.mkdir(parents=True, exist_ok=True)
-            paths.append(shutil.copyfile(png, fig_dir / f"confusion_{ds}.png"))
-            notes.append(
-                f"confusion matrix ({ds}, {label}): copied one seed's logged image (no "
-                "test_probabilities.csv and split.csv to sum)"
-            )
-        else:
+        if m is None:
             notes.append(
                 f"confusion matrix ({ds}, best: {label}): its runs logged no test predictions "
-                "or confusion-matrix image"
+                "(test_probabilities.csv and split.csv)"
             )
+            continue
+        title = f"{dataset_label(ds)}: {label} ({n} seed{'s' if n != 1 else ''} summed)"
+        figure = confusion_figure(m, names, title, percent=True)
+        paths += figures.save(figure, fig_dir, f"confusion_{ds}")
     return paths

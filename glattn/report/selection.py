@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -164,8 +165,10 @@ def dedupe(frame: pd.DataFrame, notes: list) -> pd.DataFrame:
     return ordered[~dup]
 
 
-def runs_used(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The declared run set of every experiment read: run id, name, experiment, cell, variant,
-    seed, task."""
+def runs_used(frames: dict[str, pd.DataFrame], out_dir: Path) -> tuple[pd.DataFrame, Path]:
+    """runs_used.csv in `out_dir`: the declared run set of every experiment read (run id, name,
+    experiment, cell, variant, seed, task); the frame and the file."""
     out = pd.concat([pd.DataFrame({c: col(f, c) for c in USED_COLUMNS}) for f in frames.values()])
-    return out.sort_values(["experiment", "cell", "seed"], key=lambda s: s.astype(str))
+    out = out.sort_values(["experiment", "cell", "seed"], key=lambda s: s.astype(str))
+    out.to_csv(path := Path(out_dir) / "runs_used.csv", index=False)
+    return out, path

@@ -51,15 +51,14 @@ class Comparison:
 
 
 def summarize(values: Mapping | list | np.ndarray) -> Summary:
-    """Mean +- std over seeds. `values` is {seed: value} or a plain sequence; NaNs dropped."""
-    if isinstance(values, Mapping):  # in seed order, so that the sums are reproducible
-        values = [v for _, v in sorted((k, v) for k, v in values.items() if not _isnan(v))]
+    """Mean +- std over seeds. `values` is {seed: value} (summed in seed order, so that the
+    sums are reproducible) or a plain sequence; NaNs dropped."""
+    if isinstance(values, Mapping):
+        values = [v for _, v in sorted(values.items())]
     vals = np.asarray([float(v) for v in values if not _isnan(v)], float)
     n = int(vals.size)
-    if n == 0:
-        return Summary(math.nan, math.nan, 0)
-    std = float(np.std(vals, ddof=1)) if n > 1 else math.nan
-    return Summary(float(np.mean(vals)), std, n)
+    mean = float(np.mean(vals)) if n else math.nan
+    return Summary(mean, float(np.std(vals, ddof=1)) if n > 1 else math.nan, n)
 
 
 def compare(a: Mapping, b: Mapping) -> Comparison:

@@ -18,9 +18,7 @@ from glattn.report.table_format import Cell, Table
 
 def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     """Cross-data-set: trained on HAM10000, holdout test vs ISIC 2018 official test."""
-    evals = runs[runs["task"] == "eval"].copy()
-    train = trained(runs)
-    evals["source_run_id"] = source_runs(evals, train)
+    evals, train = eval_runs(runs)
     used = train["run_id"].isin(evals["source_run_id"])
     sources = train[used | (train["dataset"] == "ham10000")]
     if evals.empty or sources.empty:
@@ -42,15 +40,14 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
     table = Table(decl.experiment, decl.title, caption, cols, label_columns=len(keys))
     for levels, sub in ctx.grid(sources, keys, full=False):
         # both arms keyed by the source run's seed (its id without one), so that they pair exactly
-        key = sub["seed"].where(sub["seed"].notna(), sub["run_id"])
+        key = frames.seed_key(sub)
         key_of = dict(zip(sub["run_id"], key))
         hold = cells.score(sub, ctx.metric).set_axis(key).dropna().to_dict()
         row = [Cell(dataset_label(levels[0]))] + [Cell(str(v)) for v in levels[1:]]
         row.append(metric_cell(sub, ctx))
         for d, s in targets:
             ev = evals[(evals["eval_dataset"] == d) & (evals["eval_split"] == s)]
-            ev = ev[ev["source_run_id"].isin(sub["run_id"])].sort_values("start_time")
-            ev = ev.drop_duplicates("source_run_id", keep="last")
+            ev = ev[ev["source_run_id"].isin(sub["run_id"])]
             ev_vals = metric(ev, f"eval/{ctx.metric}").set_axis(ev["source_run_id"].map(key_of))
             ev_vals = ev_vals.dropna().to_dict()
             miss = f"eval runs logged no eval/{ctx.metric}"
@@ -63,6 +60,15 @@ def table5(runs: pd.DataFrame, ctx: Context, decl) -> Table | None:
             row.append(cells.p_cell(cmp))
         table.add_row(row)
     return table
+
+
+def eval_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(task=eval runs with their training run's id, the latest per training run and target;
+    the training runs)."""
+    train, evals = trained(runs), runs[runs["task"] == "eval"].copy()
+    evals["source_run_id"] = source_runs(evals, train)
+    target = ["source_run_id", "eval_dataset", "eval_split"]
+    return evals.sort_values("start_time").drop_duplicates(target, keep="last"), train
 
 
 def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:

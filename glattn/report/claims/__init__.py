@@ -108,7 +108,7 @@ def check_claims(
     criteria = criteria_of(catalog, experiment)
     notes: list[str] = []
     sources = claim_sources(uri, experiment, notes, catalog, criteria)
-    frames = dict(frames or {})
+    frames, select = dict(frames or {}), {"where": where, "include_debug": include_debug}
     rows: list[Row] = []
     *checked, last = criteria  # the declared ones, then their conjunction
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +121,6 @@ def check_claims(
             exp = sources[n]
             if exp not in frames:
                 try:
-                    select = {"where": where, "include_debug": include_debug}
                     frames[exp] = runs.load_runs(uri, exp, notes=notes, **select)
                 except runs.ReportError as err:
                     if experiment not in catalog.stages:

@@ -24,7 +24,7 @@ from glattn.report.claims.rows import (
     paired_values_row,
     ratio_pct,
 )
-from glattn.report.tables_eval import LATENCY, OLD_LATENCY, source_runs
+from glattn.report.tables_eval import LATENCY, OLD_LATENCY, eval_runs
 
 BLOCK = {"attention", "fusion", "residual"}  # the attention block's factors
 
@@ -46,7 +46,7 @@ def pairs_by_seed(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple]:
 
     def latest(frame):  # {seed, else the run id: run id}
         frame = frame.sort_values("start_time")
-        return dict(zip(frame["seed"].fillna(frame["run_id"]), frame["run_id"]))
+        return dict(zip(frames.seed_key(frame), frame["run_id"]))
 
     ra, rb = latest(a), latest(b)
     return [(s, ra[s], rb[s]) for s in sorted(ra.keys() & rb.keys(), key=str)]
@@ -214,11 +214,9 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     other data set, paired by the source run's seed. The two arms are scored on
     different images, so the bootstrap resamples each arm's image set on its own (one
     draw per set, shared by every seed)."""
-    train = frames.trained(frame)
-    evals = frame[frame["task"] == "eval"].copy()
+    evals, train = eval_runs(frame)
     if evals.empty or train.empty:
         return [no_data(crit, f"{exp!r} has no task=eval runs of its training runs")]
-    evals["source_run_id"] = source_runs(evals, train)
     evals = evals[evals["source_run_id"].isin(train["run_id"])]
     if evals.empty:
         return [no_data(crit, "no task=eval run has its training run in the experiment")]
@@ -234,7 +232,6 @@ def criterion4(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
     def comparisons(label, sub):
         ev_sub = evals[evals["source_run_id"].isin(sub["run_id"])]
         for (eds, esplit), ev in ev_sub.groupby(["eval_dataset", "eval_split"]):
-            ev = ev.sort_values("start_time").drop_duplicates("source_run_id", keep="last")
             target = f"{frames.dataset_label(eds)} {frames.SPLIT_NAMES.get(esplit, esplit)}"
             src = sub[sub["run_id"].isin(ev["source_run_id"])]
             yield Arms(ev, src, partial(acc, target), "all")
