@@ -36,6 +36,8 @@ MEM_GPU_KEY = "perf/mem_peak_alloc_mb"  # GPU: peak allocated during the measure
 #: every metric a measurement logs (a reused run's are those of the run that trained it)
 KEYS = (LATENCY_KEY, LATENCY_IQR_KEY, LATENCY_BATCH_KEY, LATENCY_REPEATS_KEY, INFER_LATENCY_KEY)
 KEYS += (MEM_RSS_KEY, MEM_GPU_KEY)
+#: the training process's peak memory (job.outputs.model_info); sweep packing sizes jobs by it
+PEAK_MEM_KEY = "perf/peak_mem_mb"
 DEVICE_TAG = "perf.device"
 SPREAD_LIMIT = 0.10
 MIN_BLOCKS = 4  # the quartiles need a few blocks however slow the model
@@ -76,9 +78,15 @@ class Latency:
         return {DEVICE_TAG: self.device}
 
 
-def _max_rss_mb() -> float:
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """This process's peak memory in MB and its kind: on a GPU the peak allocated by tensors
+    ("peak_allocated"), on a CPU the maximum resident set size ("rss")."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "peak_allocated"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes vs KiB
+    return (rss / 2**20 if sys.platform == "darwin" else rss / 1024), "rss"  # bytes vs KiB
 
 
 def measure_latency(
@@ -120,10 +128,7 @@ def measure_latency(
         model.train(was_training)
     measured = runs[0] if len(runs) == 1 else type(runs[0]).merge(runs)[0]
     passes = sum(len(m.raw_times) * m.number_per_run for m in runs)
-    if cuda:
-        memory, kind = torch.cuda.max_memory_allocated(device) / 2**20, "peak_allocated"
-    else:
-        memory, kind = _max_rss_mb(), "rss"
+    memory, kind = peak_memory_mb(device)
     name = torch.cuda.get_device_name(device) if cuda else f"cpu ({threads} threads)"
     return Latency(
         measured.median * 1000, measured.iqr * 1000, passes, warmup, batch, name, memory, kind

@@ -14,6 +14,7 @@ from scipy import stats as sps
 from test_report_helpers import CLASSES, Store, glattn, report
 
 from glattn.report import cells, declared, runs, stats, tables
+from glattn.report.claims.criteria import pairs_by_seed
 from glattn.report.declared import expected_levels
 from glattn.report.table_format import DASH
 from glattn.tracking import queries, uris
@@ -188,6 +189,25 @@ def test_summarize_and_compare_match_scipy():
     assert stats.convergence_epoch({1: 0.3, 2: 0.6, 3: 0.74, 4: 0.8}) == 4
     assert stats.convergence_epoch([(1, 0.5), (2, 0.78), (3, 0.8)]) == 2
     assert math.isnan(stats.convergence_epoch({}))
+
+
+def test_a_repeated_seed_keeps_its_latest_run_as_the_claims_pair_it():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2", "r3", "r4"],
+            "seed": [1, 1, 2, None],
+            "start_time": [30, 40, 10, 20],
+        }
+    )
+    values = pd.Series([0.5, 0.7, np.nan, 0.9])
+    seeds, note = cells.by_seed(runs, values)
+    assert seeds == {1: 0.7, "r4": 0.9}  # seed 2 logged no value; r4 has no seed: its id
+    assert note.startswith("1 run(s) repeat a seed")
+    later = runs.assign(start_time=[50, 40, 10, 20])  # r1 is now the later run of seed 1
+    assert cells.by_seed(later, values)[0][1] == 0.5
+    assert cells.by_seed(runs.iloc[2:], values.iloc[2:])[1] is None
+    other = runs.assign(run_id=["s1", "s2", "s3", "s4"])
+    assert [(s, b) for s, _, b in pairs_by_seed(runs, other)] == [(1, "s2"), (2, "s3")]
 
 
 # ---------------------------------------------------------------------------- tables

@@ -13,7 +13,7 @@ from sklearn.metrics import confusion_matrix
 from test_report_helpers import CLASSES, Store
 
 from glattn.metrics import confusion_figure
-from glattn.report import figures, gradcam_grid, predictions, runs
+from glattn.report import figures, gradcam_grid, predictions, report, runs
 
 
 def cfg_for(*overrides):
@@ -59,6 +59,16 @@ def test_confusion_rebuilt_from_probabilities_and_split(s, tmp_path):
     np.testing.assert_array_equal(m, 2 * want)
     paths = figures.save(confusion_figure(m, names, "t", percent=True), tmp_path / "fig", "cm")
     assert all(p.stat().st_size > 1000 for p in paths)
+    notes = []  # the report's figure of the best configuration: the same sum
+    made = report.confusion_figures(
+        files, runs.load_runs(s.uri, "cm"), "balanced_acc", tmp_path, notes
+    )
+    assert [p.name for p in made] == ["confusion_ham10000.png", "confusion_ham10000.pdf"]
+    assert notes == []
+    s.job("cm_bare", 0, {"test/balanced_acc": 0.5})  # no per-image CSVs: a note, no figure
+    bare = runs.load_runs(s.uri, "cm_bare")
+    assert report.confusion_figures(files, bare, "balanced_acc", tmp_path, notes) == []
+    assert "logged no test predictions (test_probabilities.csv and split.csv)" in notes[0]
 
 
 def test_gradcam_grid_compares_fusions_on_the_same_images(s, tmp_path):

@@ -5,7 +5,6 @@ training curves, the resolved config (secrets masked), and the model's size and 
 from __future__ import annotations
 
 import logging
-import resource
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from glattn import latency
 from glattn.config import resolved_config
 from glattn.logging_utils import DETAIL
 from glattn.metrics import SCALAR_METRICS, confusion_figure, per_class_report
@@ -120,19 +120,13 @@ def write_resolved_config(run_dir: Path, cfg: DictConfig) -> Path:
     return path
 
 
-def _peak_mem_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def model_info(model, cfg: DictConfig, device: torch.device) -> dict:
     from glattn.models import count_flops
 
     info = {f"model/params_{k}": v for k, v in model.count_parameters().items()}
     size = int(cfg.dataset.image_size)
     info["model/gflops"] = count_flops(model, size) / 1e9
-    info["perf/peak_mem_mb"] = _peak_mem_mb(device)
+    info[latency.PEAK_MEM_KEY] = latency.peak_memory_mb(device)[0]
     return info
 
 

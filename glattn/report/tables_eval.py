@@ -85,7 +85,7 @@ def source_runs(evals: pd.DataFrame, train: pd.DataFrame) -> pd.Series:
 
 LATENCY, OLD_LATENCY = latency.LATENCY_KEY, latency.INFER_LATENCY_KEY  # old: during training
 MEMORY = {latency.MEM_GPU_KEY: "GPU peak alloc. (MB)", latency.MEM_RSS_KEY: "CPU max RSS (MB)"}
-OLD_MEMORY = "perf/peak_mem_mb"
+OLD_MEMORY = latency.PEAK_MEM_KEY  # the training process's: no CPU/GPU label
 #: what a run measured of its training process (a reused run's come from its source)
 MEASURED = ("perf/train_img_s", OLD_MEMORY, *latency.KEYS)
 

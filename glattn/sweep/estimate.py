@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from glattn.latency import PEAK_MEM_KEY
 from glattn.paths import EXPERIMENTS_DIR, shipped_dir
 from glattn.report import runs
 from glattn.sweep import cost, expand, packing
@@ -128,11 +129,11 @@ def jobs_per_gpu_for(args, frame: pd.DataFrame) -> packing.Decision:
         if k < 1:
             raise ValueError(f"--jobs-per-gpu={k}: expected an integer >= 1 or auto")
         return packing.Decision(k, "as given")
-    column = "metrics.perf/peak_mem_mb"
+    column = f"metrics.{PEAK_MEM_KEY}"
     peaks = pd.to_numeric(frame[column], errors="coerce") if column in frame else pd.Series([])
     peak = peaks.max() * 2**20 * packing.RESERVED_FACTOR if peaks.notna().any() else None
     memory = packing.GpuMemory(args.gpu_memory_gib * 2**30, args.gpu_memory_gib * 2**30)
-    source = "the measured runs' perf/peak_mem_mb"
+    source = f"the measured runs' {PEAK_MEM_KEY}"
     return packing.decide(memory, peak, args.cpu_cores, args.gpus, source)
 
 

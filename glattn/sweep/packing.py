@@ -37,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from glattn.latency import PEAK_MEM_KEY
+
 log = logging.getLogger(__name__)
 
 #: fraction of the free memory the jobs may plan to use (fragmentation, cuDNN workspaces)
@@ -170,7 +172,7 @@ def plan_line(
     if str(value) == "auto":
         peak = stored_peak(plans, client)
         cores = cpu_cores or os.cpu_count() or 1
-        source = "FINISHED runs' perf/peak_mem_mb"
+        source = f"FINISHED runs' {PEAK_MEM_KEY}"
         memory = pool_memory(gpus, memory_probe or query_gpu_memory)
         d = decide(memory, peak, cores, len(gpus), source)
         if peak is None:
@@ -244,7 +246,7 @@ def stored_peak(plans, client) -> float | None:
         return None
     peaks: dict[tuple, float] = {}
     for run in store.finished_runs(client):
-        tags, value = run.data.tags, run.data.metrics.get("perf/peak_mem_mb")
+        tags, value = run.data.tags, run.data.metrics.get(PEAK_MEM_KEY)
         key = (tags.get("backbone"), tags.get("dataset"), tags.get("task", "train"))
         if value and key in keys:
             peaks[key] = max(peaks.get(key, 0.0), float(value))
