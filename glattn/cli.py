@@ -12,11 +12,12 @@ report claims`` reports an experiment named ``claims``), so they never collide w
 `glattn plan <overrides>` is plan mode: ``glattn -m <overrides> sweep.plan=true``.
 
 The config folder is found from the package, never from the working directory
-(`config_dir`): ``GLATTN_CONFIG_DIR`` when set, else ``conf/`` next to the package (a clone
-or an editable install), else ``<sys.prefix>/share/glattn/conf`` (the ``data_files`` of a
-wheel, setup.cfg). Hydra is given that folder as an absolute ``config_path``, so the same
-command works from any directory. The ``--help`` page is ``conf/hydra/help/glattn.yaml``; its
-list of config groups comes from `help_groups` (glattn.groups.USER_GROUPS with the options
+(`glattn.paths.config_dir`, which `glattn estimate` reads too): ``GLATTN_CONFIG_DIR`` when
+set, else ``conf/`` next to the package (a clone or an editable install), else
+``<sys.prefix>/share/glattn/conf`` (the ``data_files`` of a wheel, setup.cfg). Hydra is given
+that folder as an absolute ``config_path``, so the same command works from any directory. The
+``--help`` page is ``conf/hydra/help/glattn.yaml``; its list of config groups comes from
+`help_groups` (glattn.groups.USER_GROUPS with the options
 Hydra's config loader finds), so internal groups stay hidden.
 """
 
@@ -25,10 +26,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from glattn import paths
 from glattn.resolvers import register
@@ -52,22 +51,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gradcam": ("glattn.gradcam:configure", "Grad-CAM overlays of a trained model on images"),
     "plan": ("glattn.cli:configure_plan", "plan mode: a sweep's jobs, what is done, its cost"),
 }
-CONFIG_NAME = "config"
-
-
-def config_dir() -> Path:
-    """The folder holding ``config.yaml``; one error naming every place that was tried."""
-    env = os.environ.get("GLATTN_CONFIG_DIR")
-    tried = ([Path(env)] if env else []) + paths.candidates("conf", "conf")
-    for folder in tried:
-        if (folder / f"{CONFIG_NAME}.yaml").is_file():
-            return folder.resolve()
-    raise SystemExit(
-        "glattn: no conf/config.yaml found (tried "
-        + ", ".join(str(p) for p in tried)
-        + "); set GLATTN_CONFIG_DIR to the repository's conf/ folder or install the "
-        "package (pip install -e . in a clone)"
-    )
 
 
 def help_groups(width: int = 92) -> str:
@@ -120,7 +103,9 @@ def hydra_main(argv: Sequence[str] | None = None) -> None:
     import hydra
 
     register()  # glattn's resolvers, before Hydra composes (glattn.resolvers)
-    entry = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)
+    entry = hydra.main(
+        version_base="1.3", config_path=str(paths.config_dir()), config_name=paths.CONFIG_NAME
+    )
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     # credentials leave the overrides for env vars before Hydra reads them, so no secret is

@@ -47,7 +47,7 @@ def compose_default(*overrides: str) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from glattn.cli import config_dir
+    from glattn.paths import config_dir
     from glattn.resolvers import register
 
     register()
@@ -276,7 +276,7 @@ def _table(rows: list[Row]) -> str:
 def render_markdown(cfg: DictConfig | None = None) -> str:
     """The reference page: one table per node of the composed default config (`cfg`), then
     the other options of each group."""
-    from glattn.cli import config_dir
+    from glattn.paths import config_dir
 
     cfg = compose_default() if cfg is None else cfg
     conf = config_dir()

@@ -179,9 +179,10 @@ def overlay_grid(
         ax.axis("off")
     for i in range(n):
         block, c = divmod(i, cols)
+        shown = _display(images[i])  # once per image, under every row's overlay
         for k, (name, cams, preds) in enumerate(lines):
             ax = axes[block * m + k, c]
-            ax.imshow(_display(images[i]))
+            ax.imshow(shown)
             if cams is not None:
                 ax.imshow(cams[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             head = heads[i] if cams is None else f"pred {class_names[int(preds[i])]}"

@@ -144,10 +144,22 @@ def test_plan_subcommand_is_plan_mode(monkeypatch):
 
 
 def test_config_dir_order(tmp_path, monkeypatch):
-    assert cli.config_dir() == (ROOT / "conf").resolve()  # a clone / editable install
+    assert paths.config_dir() == (ROOT / "conf").resolve()  # a clone / editable install
     (tmp_path / "config.yaml").write_text("a: 1\n")
     monkeypatch.setenv("GLATTN_CONFIG_DIR", str(tmp_path))
-    assert cli.config_dir() == tmp_path.resolve()
+    assert paths.config_dir() == tmp_path.resolve()
+
+
+def test_estimate_reads_the_config_folder_the_cli_uses(tmp_path, monkeypatch):
+    from glattn.sweep import estimate
+
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    (tmp_path / "dataset").mkdir()
+    mine = "num_images: 1000\nval_fraction: 0.1\ntest_fraction: 0.2\n"
+    (tmp_path / "dataset" / "mine.yaml").write_text(mine)
+    assert estimate.train_images("mine") == 0.0  # not an option of the shipped conf/
+    monkeypatch.setenv("GLATTN_CONFIG_DIR", str(tmp_path))
+    assert estimate.train_images("mine") == pytest.approx(700.0)
 
 
 def test_config_dir_missing_names_every_place(tmp_path, monkeypatch):
@@ -155,7 +167,7 @@ def test_config_dir_missing_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "PACKAGE", tmp_path / "site" / "glattn")
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
     with pytest.raises(SystemExit) as err:
-        cli.config_dir()
+        paths.config_dir()
     text = str(err.value)
     assert str(tmp_path) in text and "share/glattn/conf" in text and "GLATTN_CONFIG_DIR" in text
 
@@ -172,7 +184,7 @@ def test_shipped_folders_are_found_in_a_clone_a_target_install_and_a_prefix(tmp_
         (copy / "experiment").mkdir(parents=True)
         (copy / "config.yaml").write_text("a: 1\n")
         assert paths.shipped_dir("experiments", "conf/experiment") == copy / "experiment"
-        assert cli.config_dir() == copy.resolve()
+        assert paths.config_dir() == copy.resolve()
     (site / "experiments").mkdir()  # a clone's own folder comes first
     assert paths.shipped_dir("experiments", "conf/experiment") == site / "experiments"
 
@@ -224,9 +236,9 @@ def test_non_editable_install_finds_conf(tmp_path):
         tmp_path,
     )
     elsewhere = _mkdir(tmp_path / "elsewhere")
-    code = "import glattn.cli as c; print(c.__file__); print(c.config_dir())"
+    code = "import glattn.paths as p; print(p.__file__); print(p.config_dir())"
     where = _ok([str(venv / "bin" / "python"), "-c", code], elsewhere).splitlines()
-    assert where == [str(site / "glattn" / "cli.py"), str(venv / "share" / "glattn" / "conf")]
+    assert where == [str(site / "glattn" / "paths.py"), str(venv / "share" / "glattn" / "conf")]
     out = _ok([str(venv / "bin" / "glattn"), "--cfg", "job", "fusion=cross_attn"], elsewhere)
     assert "glattn.models.fusion.CrossAttnFusion" in out
 

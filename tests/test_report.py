@@ -438,11 +438,11 @@ def test_expected_levels_from_experiment_file(tmp_path):
         "      fusion: original,learnable_gate,cross_attn\n      seed: range(0,3)\n"
         "      trainer.lr: 0.1,0.01\n"
     )
-    assert expected_levels("table3_fusion", tmp_path) == {
+    assert expected_levels(tmp_path / "table3_fusion.yaml") == {
         "fusion": ["original", "learnable_gate", "cross_attn"],
         "seed": ["0", "1", "2"],
     }
-    assert expected_levels("missing", tmp_path) == {}
+    assert expected_levels(tmp_path / "missing.yaml") == {}
 
 
 # ---------------------------------------------------------------------------- estimate

@@ -76,8 +76,14 @@ def test_gradcam_grid_compares_fusions_on_the_same_images(s, tmp_path):
     from glattn.config import config_fingerprint
 
     out = tmp_path / "outputs"
-    for fusion in ("original", "cross_attn", "channel_attn"):
-        cfg = cfg_for("debug=smoke", f"paths.output_dir={out}", f"fusion={fusion}")
+    for fusion in ("original", "cross_attn", "channel_attn", "weighted_add"):
+        size = 64 if fusion == "weighted_add" else 32  # another size: its row is left out
+        cfg = cfg_for(
+            "debug=smoke",
+            f"paths.output_dir={out}",
+            f"fusion={fusion}",
+            f"dataset.image_size={size}",
+        )
         fp = config_fingerprint(cfg)
         if fusion != "channel_attn":  # this one has no checkpoint: its row is left out
             torch.manual_seed(0)
@@ -103,6 +109,7 @@ def test_gradcam_grid_compares_fusions_on_the_same_images(s, tmp_path):
     assert names == ["gradcam_fusion.png", "gradcam_fusion.pdf"], "\n".join(notes)
     assert all(p.stat().st_size > 1000 for p in paths)
     assert any("channel_attn" in n and "no best.pt" in n for n in notes), "\n".join(notes)
+    assert "fusion ['weighted_add'] trained at another image size than 32" in "\n".join(notes)
 
 
 def test_gradcam_grid_skips_with_a_note_without_checkpoints(s, tmp_path):

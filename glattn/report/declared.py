@@ -52,7 +52,7 @@ class Catalog:
     def expected(self, experiment: str) -> dict[str, list]:
         """The grid the experiment's file asks for (`expected_levels`)."""
         path = self.files.get(experiment)
-        return expected_levels(experiment, path.parent) if path else {}
+        return expected_levels(path) if path else {}
 
     def by_number(self) -> dict[int, Declared]:
         return {d.number: d for d in self.tables.values()}
@@ -77,10 +77,9 @@ class Catalog:
         return sorted([(d, c) for d in owners for c in d.spec.claims], key=lambda dc: dc[1].number)
 
 
-def expected_levels(experiment: str, directory: Path = EXPERIMENTS_DIR) -> dict[str, list]:
+def expected_levels(path: Path) -> dict[str, list]:
     """{factor or 'seed': [levels]} of the experiment file's hydra.sweeper.params ({} if none):
     levels absent from the runs become dashes with a footnote in the tables."""
-    path = Path(directory) / f"{experiment}.yaml"
     try:
         params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
     except Exception:  # no file or an unreadable one: the report works from the runs alone

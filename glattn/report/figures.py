@@ -220,13 +220,8 @@ def forest_plot(
     if not panels:
         return []
     heights = [len(m) + 1.2 for _, m in panels]
-    fig, axes = plt.subplots(
-        len(panels),
-        1,
-        squeeze=False,
-        figsize=(8, 0.32 * sum(heights) + 0.8),
-        height_ratios=heights,
-    )
+    size = (8, 0.32 * sum(heights) + 0.8)
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=size, height_ratios=heights)
     for ax, (n, mine) in zip(axes[:, 0], panels):
         crit = criteria[n]
         y = np.arange(len(mine))[::-1]

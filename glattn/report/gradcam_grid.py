@@ -77,14 +77,12 @@ def fusion_grid(uri, frame, metric, fig_dir: Path, notes: list, per_class: int =
     index = pick_per_class(split.labels, per_class)
     images = torch.stack([split[i][0] for i in index])  # (N, 3, S, S)
     size = int(images.shape[-1])
-    for fusion, (_, cfg) in list(models.items()):
-        if int(cfg.dataset.image_size) != size:
-            notes.append(
-                f"Grad-CAM grid: fusion {fusion} trained at image size "
-                f"{cfg.dataset.image_size} != {size}; left out"
-            )
-            del models[fusion]
-    rows, where = model_cams([(fusion, model) for fusion, (model, _) in models.items()], images)
+    other = [f for f, (_, cfg) in models.items() if int(cfg.dataset.image_size) != size]
+    if other:
+        notes.append(
+            f"Grad-CAM grid: fusion {other} trained at another image size than {size}; left out"
+        )
+    rows, where = model_cams([(f, m) for f, (m, _) in models.items() if f not in other], images)
     heads = [f"true {data.class_names[int(split.labels[i])]}" for i in index]
     on = f"; on {where}" if where else ""
     title = f"Grad-CAM by fusion strategy ({frames.dataset_label(ds)}, best seed each{on})"

@@ -74,7 +74,7 @@ def read_predictions(
     labels = names.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     predicted = predict(probs[class_cols].to_numpy(dtype=float))
     weights = np.ones(len(probs))
-    if weight_col:
+    if weight_col:  # a missing or unreadable weight counts nowhere
         weights = np.array(pd.to_numeric(probs[weight_col], errors="coerce").fillna(0), float)
     if skipped_csv is not None and Path(skipped_csv).is_file():
         skipped = pd.read_csv(skipped_csv)

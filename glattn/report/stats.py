@@ -92,13 +92,11 @@ def _no_spread(d: np.ndarray) -> bool:
 def convergence_epoch(history: Mapping[int, float] | list, fraction: float = 0.95) -> float:
     """First epoch whose value reaches `fraction` of the run's best (max over epochs), from
     {epoch: value} or [(epoch, value), ...] (1-based, as logged); NaN for an empty history."""
-    items = sorted(dict(history).items())
-    items = [(int(e), float(v)) for e, v in items if not _isnan(v)]
+    items = [(int(e), float(v)) for e, v in sorted(dict(history).items()) if not _isnan(v)]
     if not items:
         return math.nan
     best = max(v for _, v in items)
-    threshold = fraction * best
-    return float(next(e for e, v in items if v >= threshold))
+    return float(next(e for e, v in items if v >= fraction * best))
 
 
 def _isnan(v) -> bool:
@@ -294,10 +292,9 @@ def t_power(sd: float, n: int, observed: float, alpha=0.05, power=0.8) -> Power:
         return Power(math.nan, math.nan)
     needed = math.inf
     if observed > 0:
-        effect = observed / sd
         try:
             n_needed = TTestPower().solve_power(
-                effect_size=effect, alpha=alpha, power=power, alternative="larger"
+                effect_size=observed / sd, alpha=alpha, power=power, alternative="larger"
             )
             needed = float(max(2, math.ceil(n_needed)))
         except Exception:  # the root finder failed: no number to give

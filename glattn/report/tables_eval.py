@@ -105,8 +105,7 @@ def _latency_cell(sub: pd.DataFrame) -> Cell:
         cell.text += " (!)"
         notes.append(
             f"spread above {latency.SPREAD_LIMIT:.0%} of the median (seeds' std or a run's "
-            "interquartile range): the "
-            "machine was busy; measure on an idle machine or a GPU"
+            "interquartile range): the machine was busy; measure on an idle machine or a GPU"
         )
     cell.note = "; ".join(notes) or None
     return cell

@@ -25,22 +25,20 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from glattn.latency import PEAK_MEM_KEY
-from glattn.paths import EXPERIMENTS_DIR, shipped_dir
+from glattn.paths import EXPERIMENTS_DIR, config_dir
 from glattn.report import runs
 from glattn.sweep import cost, expand, packing
 from glattn.tracking import queries, uris
 
-CONF = shipped_dir("conf", "conf")
 
-
-def _dataset(name: str, conf: Path = CONF) -> dict:
+def _dataset(name: str, conf: Path | None = None) -> dict:
     """Option `name` of the dataset group, as glattn.sweep.cost reads it (no file: its name)."""
-    path = conf / "dataset" / f"{name}.yaml"
+    path = (conf or config_dir()) / "dataset" / f"{name}.yaml"
     node = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
     return {**node, "name": name}
 
 
-def train_images(dataset: str, conf: Path = CONF) -> float:
+def train_images(dataset: str, conf: Path | None = None) -> float:
     """Training images of one epoch of option `dataset` (glattn.sweep.cost)."""
     return cost.train_images(_dataset(dataset, conf)) or 0.0
 
@@ -56,9 +54,10 @@ def _choices(node) -> dict:
     }
 
 
-def job_grid(path: Path, conf: Path = CONF) -> tuple[list[dict], int]:
-    """(jobs as {factor: level}, max_epochs) of one experiment file."""
-    node = OmegaConf.load(path)
+def job_grid(path: Path, conf: Path | None = None) -> tuple[list[dict], int]:
+    """(jobs as {factor: level}, max_epochs) of one experiment file; `conf`: the config
+    folder (default: glattn.paths.config_dir, so GLATTN_CONFIG_DIR counts)."""
+    conf, node = conf or config_dir(), OmegaConf.load(path)
     base = {**_choices(OmegaConf.load(conf / "config.yaml")), **_choices(node)}
     params = OmegaConf.select(node, "hydra.sweeper.params", default=None)
     params = OmegaConf.to_container(params) if params is not None else {}

@@ -284,10 +284,8 @@ def criterion5(ctx: Context, crit: Criterion, frame: pd.DataFrame, exp: str) -> 
 
     first, why = ["backbone", "dataset"], "no backbone has both arms"
     rows = run_pipeline(crit, both, first, comparisons, why, exclude=BLOCK | {"loss"})
-    if len(flop_rows) > 1:
-        ok = [r for r in ratios if not math.isnan(r)]
-        pooled = float(np.mean(ok)) if ok else math.nan
-        flop_rows.append(_flops_row(crit, "pooled", pooled))
+    if len(flop_rows) > 1:  # the mean log ratio of the strata that have one
+        flop_rows.append(_flops_row(crit, "pooled", float(pd.Series(ratios, dtype=float).mean())))
     elif flop_rows:
         flop_rows[0].pooled = True
     return flop_rows + [r for r in rows if r.comparison != "-"] or rows
