@@ -1,7 +1,8 @@
 """The architecture as a test: glattn's import graph (glattn/ and hydra_plugins/, built with
 `ast` from every import statement, those inside functions included) has no cycle and no
 edge from a lower layer to a higher one (`glattn.LAYERS`, written out in glattn/__init__.py's
-docstring); no module is over 400 lines and no function over 80 (docs/design.md).
+docstring); no module is over 400 lines, no function over 80 and the report package over
+3,500 (docs/design.md).
 
 ``from x import y`` counts as an import of the submodule ``x.y`` when there is one, else of
 ``x``; ``import a.b.c`` of the longest prefix that is a module here. Registries and
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("glattn", "hydra_plugins")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
+MAX_REPORT_LINES = 3500
 
 
 def _modules() -> dict[str, Path]:
@@ -193,6 +195,15 @@ def test_no_module_over_400_lines():
         if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_the_report_package_stays_within_3500_lines():
+    files = sorted((ROOT / "glattn" / "report").rglob("*.py"))
+    lines = sum(len(p.read_text().splitlines()) for p in files)
+    assert files and lines <= MAX_REPORT_LINES, (
+        f"glattn/report/ is {lines} lines, over {MAX_REPORT_LINES}: use what pandas, scipy, "
+        "statsmodels or MLflow already do, or remove a duplicate"
+    )
 
 
 def test_no_function_over_80_lines():
