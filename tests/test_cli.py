@@ -113,6 +113,17 @@ def test_a_subcommand_imports_only_its_own_module():
     )
 
 
+def test_the_report_and_the_class_list_load_without_torch():
+    """The report's tables, claims and figures (glattn.data's class list included) import no
+    torch: only the Grad-CAM grid does, when it draws."""
+    code = (
+        "import sys; import glattn.report.report, glattn.report.claims_report; "
+        "from glattn.data import CLASS_NAMES; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_cli_startup_benchmark_prints_its_ratio():
     """benchmarks/cli_startup.py runs once per variant and ends with its ratio line."""
     script = ROOT / "benchmarks" / "cli_startup.py"

@@ -15,11 +15,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from glattn.data.classes import CLASS_NAMES  # noqa: E402
 from glattn.report import stats  # noqa: E402
 from glattn.report.cells import METRICS, score  # noqa: E402
 from glattn.report.frames import dataset_label, groups, ordered, trained, varying  # noqa: E402
 
-CLASS_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 #: one font size for every legend and footnote: readable at the page width of a paper
 LEGEND_FONTSIZE = 9
 MARK_NOTES = {
@@ -140,7 +140,7 @@ def recall_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
         logged = frame.filter(regex=rf"^metrics\.{split}/recall_").dropna(axis=1, how="all")
         names = [c.split("/recall_", 1)[1] for c in logged]
         if names:
-            known = [c for c in CLASS_ORDER if c in names]
+            known = [c for c in CLASS_NAMES if c in names]
             return split, known + sorted(set(names) - set(known))
     return "", []
 
