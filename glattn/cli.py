@@ -113,7 +113,13 @@ def hydra_main(argv: Sequence[str] | None = None) -> None:
     hide_argv_secrets()
     global _LAUNCHED
     _LAUNCHED = True
-    entry(_task)()  # Hydra returns nothing (a user error already exited through cli_exit)
+    try:
+        entry(_task)()  # Hydra returns nothing (a user error already exited through cli_exit)
+    except KeyboardInterrupt as exc:  # a stop signal inside Hydra itself, between the sweep's
+        from glattn.job.lifecycle import interrupt_exit_status  # callbacks and its sweeper
+
+        print(f"glattn: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+        raise SystemExit(interrupt_exit_status(exc)) from None
 
 
 def configure_plan(p: argparse.ArgumentParser) -> None:

@@ -3,6 +3,9 @@ whole grid is admitted, in Hydra's order: the callback before the sweeper exists
 sweeper then finds the grid admitted and launches; a refused grid leaves no run and no
 folder."""
 
+import signal
+from pathlib import Path
+
 import mlflow
 import pytest
 from conftest import CONF_DIR
@@ -12,6 +15,8 @@ from omegaconf import OmegaConf
 
 from glattn import cli
 from glattn.job import protocol
+from glattn.job.lifecycle import JobInterrupted
+from glattn.sweep import outcomes
 from hydra_plugins.glattn_sweeper import admission, grid
 from hydra_plugins.glattn_sweeper.callback import GlattnSweepCallback
 
@@ -44,6 +49,7 @@ def test_the_parent_run_opens_in_on_multirun_start_and_the_sweeper_finds_the_gri
         "check_grid",
         lambda owner, jobs, s: checked.append(jobs) or check_grid(owner, jobs, s),
     )
+    before = signal.getsignal(signal.SIGTERM)
     GlattnSweepCallback().on_multirun_start(config=config)
     try:
         assert [[o for o in job if o.startswith("seed")] for job in checked[0]] == [
@@ -58,7 +64,17 @@ def test_the_parent_run_opens_in_on_multirun_start_and_the_sweeper_finds_the_gri
         # the sweeper (same process, same folder): admitted already, not checked again
         admission.admit(type("Sweeper", (), {"config": config})(), [["seed=0"], ["seed=1"]])
         assert len(checked) == 1
+        # until the sweep ends the parent, a stop signal raises (the sweep's stop path, or
+        # the exit hook) instead of ending the process with the parent left RUNNING
+        with pytest.raises(JobInterrupted):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        outcomes.abort_parent(config, Path(sweep_dir), JobInterrupted())
+        assert mlflow.MlflowClient(str(config.tracking.uri)).get_run(parent).info.status == (
+            "KILLED"
+        )
+        assert signal.getsignal(signal.SIGTERM) is before  # ended: the handler from before
     finally:
+        outcomes.release_parent(Path(str(config.hydra.sweep.dir)))
         admission.release(config)
     assert not admission.ADMITTED  # the folder's lock is let go when the jobs have ended
 

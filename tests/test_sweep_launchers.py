@@ -303,3 +303,61 @@ def test_sigterm_to_a_basic_sweep_prints_the_summary_and_exits_143(app, tmp_path
     assert "Traceback" not in output
     summary = "interrupted by SIGTERM: 2 jobs: 0 done, 0 skipped, 1 killed, 0 failed, 1 not"
     assert summary in output and "ended KILLED" in output
+
+
+SLOW_SETUP = """
+import os, sys, time
+from pathlib import Path
+from hydra.core.plugins import Plugins
+
+build = Plugins.instantiate_sweeper
+
+
+def slow_build(self, **kwargs):  # Hydra builds the sweeper after the parent run is open
+    Path(os.environ["MARKER"]).touch()
+    time.sleep(120)
+    return build(self, **kwargs)
+
+
+Plugins.instantiate_sweeper = slow_build
+from glattn.cli import main
+
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_between_the_callback_and_the_sweeper_ends_the_parent_killed(tmp_path):
+    """A stop signal while Hydra builds the sweeper (the parent run is open, no job has
+    started): the parent ends KILLED, the status is 143, no traceback."""
+    import signal
+    import subprocess
+    import time
+
+    from mlflow.tracking import MlflowClient
+    from test_sweep_helpers import PY, env
+
+    out, marker, script = tmp_path / "out", tmp_path / "building", tmp_path / "slow_setup.py"
+    script.write_text(SLOW_SETUP)
+    cmd = [PY, str(script), "-m", "debug=smoke", "seed=0,1", f"paths.output_dir={out}"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env(MARKER=str(marker)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "interrupted by SIGTERM" in output and "ended KILLED" in output, output[-3000:]
+    (parent_file,) = out.glob("sweeps/*/*/parent_run_id")
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    parent = client.get_run(parent_file.read_text().strip())
+    assert parent.info.status == "KILLED"
+    assert not list(parent_file.parent.glob("*/.hydra"))  # no job had started

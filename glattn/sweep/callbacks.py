@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from glattn.job import protocol
 from glattn.secrets import mask_text
 from glattn.sweep import progress, store
+from glattn.sweep.outcomes import release_parent
 from glattn.tracking import ui_command
 from glattn.tracking.provenance import SWEEP_MEMBER_VALUE, sweep_member_tag
 
@@ -69,6 +70,7 @@ class SweepCallback(Callback):
         parent = protocol.read_parent_run_id(sweep_dir)
         if parent is not None and store.tracking_enabled(config):
             self._end_parent(config, parent, summary, sweep_dir)
+        release_parent(sweep_dir)  # ended: stop signals act as before
         if store.tracking_enabled(config):
             print(f"open the runs in the MLflow UI: {compare_hint(config, jobs)}", flush=True)
         if summary["failed"]:

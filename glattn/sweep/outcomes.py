@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,12 +104,54 @@ def all_finished(sweeper, jobs: Sequence[Sequence[str]]) -> bool:
     return True
 
 
+#: {sweep dir: (its config, whether a stop signal arrived, the handlers before)} of the parent
+#: runs this process opened and has not ended yet (`guard_parent`)
+_GUARDED: dict[str, tuple] = {}
+
+
+def guard_parent(config, sweep_dir: Path) -> None:
+    """From the moment the parent run is open until the sweep ends it (`release_parent`):
+    SIGINT, SIGTERM and SIGHUP raise (KeyboardInterrupt, JobInterrupted) instead of ending the
+    process where it stands, and an exit hook ends the parent KILLED (a signal) or FAILED when
+    the process exits first (a signal or an error inside Hydra, between its callbacks and the
+    sweeper). Main thread only."""
+    from glattn.job.lifecycle import STOP_SIGNALS, JobInterrupted
+
+    key = str(sweep_dir)
+    if threading.current_thread() is not threading.main_thread() or key in _GUARDED:
+        return
+    seen: list[int] = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else JobInterrupted(signum)
+
+    stops = (signal.SIGINT, *STOP_SIGNALS)
+    _GUARDED[key] = (config, seen, {s: signal.signal(s, handler) for s in stops})
+    atexit.register(_end_if_open, key)
+
+
+def release_parent(sweep_dir: Path) -> None:
+    """The parent is ended (or never opened): the signal handlers from before, no exit hook."""
+    _, _, previous = _GUARDED.pop(str(sweep_dir), (None, None, {}))
+    for signum, before in previous.items():
+        signal.signal(signum, before)
+
+
+def _end_if_open(key: str) -> None:
+    if key in _GUARDED:
+        config, seen, _ = _GUARDED[key]
+        why = "the sweep process exited before the sweep ended its parent run"
+        abort_parent(config, Path(key), KeyboardInterrupt(why) if seen else RuntimeError(why))
+
+
 def abort_parent(config, sweep_dir: Path, error: BaseException) -> None:
     """End the sweep's parent run KILLED (SIGINT/SIGTERM) or FAILED when the sweep itself
     aborts; the next launch of the same grid continues it."""
     from glattn.job.protocol import read_parent_run_id
     from glattn.sweep import store
 
+    release_parent(sweep_dir)
     run_id = read_parent_run_id(sweep_dir)
     if run_id is None or not store.tracking_enabled(config):
         return

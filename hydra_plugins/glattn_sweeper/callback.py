@@ -5,8 +5,11 @@ Hydra calls ``on_multirun_start`` before it builds the sweeper, so the callback 
 grid first (admission.admit: every job's config, the store, the device, the scheduler, the
 sweep folder's lock), and only then finds or creates the grid's ONE MLflow parent run
 (glattn.sweep.store: the same grid launched again continues it) and writes its id to
-``<sweep dir>/parent_run_id``, where every job and the end of the sweep read it. A refused
-grid leaves no run and no folder. ``on_multirun_end`` (glattn.sweep.callbacks.SweepCallback)
+``<sweep dir>/parent_run_id``, where every job and the end of the sweep read it. From then
+until the sweep ends it, a stop signal raises and an exit hook ends a parent still open
+KILLED or FAILED (glattn.sweep.outcomes.guard_parent): a signal or an error inside Hydra,
+between its callbacks and the sweeper, never leaves it RUNNING. A refused grid leaves no run
+and no folder. ``on_multirun_end`` (glattn.sweep.callbacks.SweepCallback)
 prints the summary, ends the parent run and sets the exit status. Plan mode and a paper's
 stages open nothing here (each stage is a sweep of its own).
 """
@@ -54,7 +57,7 @@ def open_parent(owner, jobs) -> None:
     from glattn.job import protocol
     from glattn.job.spec import route_debug
     from glattn.sweep import store
-    from glattn.sweep.outcomes import all_finished
+    from glattn.sweep.outcomes import all_finished, guard_parent
 
     if not store.tracking_enabled(owner.config):
         return
@@ -80,3 +83,4 @@ def open_parent(owner, jobs) -> None:
         ) from None
     if parent is not None:
         protocol.write_parent_run_id(sweep_dir, parent)
+        guard_parent(owner.config, sweep_dir)  # until the sweep ends it: never left RUNNING

@@ -13,9 +13,10 @@ Before anything is written the grid is admitted (glattn_sweeper.admission: every
 config checked as a single run checks its own, ``hydra.job.chdir=true`` refused, the store,
 the device and the scheduler answering, one launch at a time in a sweep folder): by glattn's
 sweep callback in ``on_multirun_start``, which then opens the grid's ONE MLflow parent run
-(glattn_sweeper.callback), or here when no callback did. The sweeper turns SIGTERM into an
-interrupt so the parent ends KILLED, and masks secrets in ``multirun.yaml`` and in this
-process's log lines.
+(glattn_sweeper.callback), or here when no callback did. From the parent's opening a stop
+signal raises instead of ending the process (glattn.sweep.outcomes.guard_parent); here it
+stops the jobs, ends the parent KILLED and prints the summary. The sweeper masks secrets in
+``multirun.yaml`` and in this process's log lines.
 
 With ``sweep.fuse_seeds=true`` the jobs that differ only in ``seed`` run as one fused job
 each (glattn.sweep.fuse). With ``sweep.plan=true`` it prints the grid (glattn.sweep.plan)
