@@ -17,8 +17,8 @@ set, else ``conf/`` next to the package (a clone or an editable install), else
 ``<sys.prefix>/share/glattn/conf`` (the ``data_files`` of a wheel, setup.cfg). Hydra is given
 that folder as an absolute ``config_path``, so the same command works from any directory. The
 ``--help`` page is ``conf/hydra/help/glattn.yaml``; its list of config groups comes from
-`help_groups` (glattn.groups.USER_GROUPS with the options
-Hydra's config loader finds), so internal groups stay hidden.
+`help_groups` (glattn.groups.USER_GROUPS with the options Hydra's config loader finds), so
+internal groups stay hidden.
 """
 
 from __future__ import annotations

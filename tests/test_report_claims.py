@@ -365,7 +365,8 @@ def test_cli_writes_claims_and_forest_plot_and_logs_them(store, tmp_path, capsys
     assert "\\begin{document}" in tex and tex.isascii()  # pdflatex-safe: symbols mapped
     parent = runs.home_sweep(store.uri, "c1", {}, "claims")[0]
     logged = {f.path for f in store.client.list_artifacts(parent, "report")}
-    assert "report/claims.md" in logged
+    assert {"report/claims.md", "report/runs_used.csv"} <= logged  # with the run set read
+    assert set(first["runs_a"].split()) <= set(pd.read_csv(out / "runs_used.csv")["run_id"])
 
 
 def test_cli_errors_name_the_bad_value(store, tmp_path, capsys):
@@ -462,6 +463,8 @@ def test_report_gets_a_claims_section(store, tmp_path):
     assert "## Claims: c1" in (tmp_path / "report.md").read_text()
     assert "Claims: c1" in (tmp_path / "report.tex").read_text()
     assert (tmp_path / "claims.csv").is_file()
+    assert len(rep.files) == len(set(rep.files))  # runs_used.csv once: the report's own
+    assert (tmp_path / "runs_used.csv") in rep.files
 
 
 def test_a_users_two_claims_mark_their_deciding_rows_and_never_the_conjunctions():

@@ -109,11 +109,10 @@ def logged_cell(frame, key: str, scale: Callable[[float], str], missing: str | N
 
 def metric_cell(frame: pd.DataFrame, ctx: Context) -> Cell:
     """The metric (`score`) over seeds, footnoted for validation values or missing seeds."""
-    test = frames.metric(frame, f"test/{ctx.metric}")
-    values = test.fillna(frames.metric(frame, f"best/val/{ctx.metric}"))  # `score`
+    values = score(frame, ctx.metric)
     seeds, dup_note = by_seed(frame, values)
     notes = [dup_note] if dup_note else []
-    if (values.notna() & test.isna()).any():
+    if (values.notna() & frames.metric(frame, f"test/{ctx.metric}").isna()).any():
         notes.append(VAL_NOTE.format(m=ctx.metric))
     asked = ctx.expected.get("seed") or []
     if seeds and len(asked) > len(seeds):

@@ -142,13 +142,12 @@ def write(c: Claims, experiment: str, out_dir: Path, figures_too: bool = True) -
     frame.insert(1, "criterion", [c.criteria[n].title(c.metric) for n in frame["claim"]])
     frame.insert(2, "metric", c.metric)  # "pp" thresholds are percentage points of it
     frame.assign(bootstrap_resamples=c.n_resamples, bootstrap_seed=c.seed).to_csv(csv, index=False)
-    files = [md, tex, csv] + ([selection.runs_used(c.frames, out_dir)[1]] if c.frames else [])
+    c.files = [md, tex, csv]
     if figures_too:
         from glattn.report import figures
 
-        files += figures.forest_plot(c.rows, c.metric, out_dir / "figures", c.criteria)
-    c.files = files
-    return files
+        c.files += figures.forest_plot(c.rows, c.metric, out_dir / "figures", c.criteria)
+    return c.files
 
 
 def make_claims(
@@ -165,6 +164,8 @@ def make_claims(
     out_dir = Path(out_dir or Path("outputs") / "reports" / experiment)
     c = check_claims(uri, experiment, **check)
     write(c, experiment, out_dir, make_figures)
+    if c.frames:  # the run set read (`glattn report` writes its own)
+        c.files.append(selection.runs_used(c.frames, out_dir)[1])
     if log_artifacts:
         run_id, note = runs.home_sweep(uri, experiment, c.frames, "claims")
         for path in c.files if run_id else []:
